@@ -1,0 +1,63 @@
+// Pointwise activations: GELU (tanh form, as GPT-2), SwiGLU, and the sigmoid output gate.
+#include "../ops.h"
+#include "../real.h"
+
+#define GELU_K 0.7978845608028654  // sqrt(2/pi)
+
+void F(gelu_forward)(real *out, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        out[i] = (real)0.5 * x * (1 + tanh((real)GELU_K * (x + (real)0.044715 * x * x * x)));
+    }
+}
+
+void F(gelu_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+        real th = tanh(u);
+        real du = (real)GELU_K * (1 + 3 * (real)0.044715 * x * x);
+        dinp[i] += dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * x * (1 - th * th) * du);
+    }
+}
+
+static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
+
+void F(swiglu_forward)(real *out, const real *inp, int N, int Fh) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *a = inp + (size_t)n * 2 * Fh, *b = a + Fh;
+        real *y = out + (size_t)n * Fh;
+        for (int i = 0; i < Fh; i++) y[i] = a[i] * sigmoid(a[i]) * b[i];
+    }
+}
+
+void F(swiglu_backward)(real *dinp, const real *dout, const real *inp, int N, int Fh) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const real *a = inp + (size_t)n * 2 * Fh, *b = a + Fh, *dy = dout + (size_t)n * Fh;
+        real *da = dinp + (size_t)n * 2 * Fh, *db = da + Fh;
+        for (int i = 0; i < Fh; i++) {
+            real s = sigmoid(a[i]);
+            da[i] += dy[i] * b[i] * s * (1 + a[i] * (1 - s));
+            db[i] += dy[i] * a[i] * s;
+        }
+    }
+}
+
+void F(gate_forward)(real *out, const real *gate_pre, const real *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = sigmoid(gate_pre[i]) * x[i];
+}
+
+void F(gate_backward)(real *dgate_pre, real *dx, const real *dout, const real *gate_pre,
+                      const real *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real g = sigmoid(gate_pre[i]);
+        dx[i] += dout[i] * g;
+        dgate_pre[i] += dout[i] * x[i] * g * (1 - g);
+    }
+}

@@ -1,0 +1,17 @@
+// Precision selection for the CPU kernels. Every file under kernels/cpu/ and the model code
+// is compiled twice: once as float (the trainer) and once with -DMT_DOUBLE (the gradient
+// checks, whose tolerances are only meaningful in double). F(name) gives the suffixed symbol.
+#pragma once
+#include <tgmath.h>  // exp/log/sqrt/... pick the float or double version from the argument type
+#include <cblas.h>
+
+#ifdef MT_DOUBLE
+typedef double real;
+#define MT_SFX(n) n##_f64
+#define cblas_gemm cblas_dgemm
+#else
+typedef float real;
+#define MT_SFX(n) n##_f32
+#define cblas_gemm cblas_sgemm
+#endif
+#define F(n) MT_SFX(n)
