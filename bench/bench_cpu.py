@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+"""CPU training throughput: madtrain vs. the same model in plain PyTorch.
+
+Trains one model shape for a fixed number of steps in madtrain and in PyTorch on the
+same cores, one after the other, and prints tokens/s of each and their ratio, one row
+per mixer (softmax, linear).
+
+    /usr/bin/python3 bench/bench_cpu.py [--madtrain build/madtrain] [--steps 20] ...
+
+`--madtrain none` runs only the PyTorch half (useful before madtrain is built).
+Needs /usr/bin/python3 (Debian's python3-torch); other interpreters may lack torch.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+
+# Debian's torch calls GEMMs in the pthread build of OpenBLAS, whose pool
+# torch.set_num_threads does not reach; it must be sized through the environment before
+# torch loads, or PyTorch would run on more threads than --threads says. Hence args first.
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--madtrain", default="/work/main/build/madtrain", help="binary, or 'none' to skip")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--steps", type=int, default=20, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
+    ap.add_argument("--mixers", default="softmax,linear")
+    ap.add_argument("--d-model", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--json", metavar="OUT", help="also write the results here as JSON")
+    a = ap.parse_args()
+    if a.steps < 1 or a.warmup < 1:
+        ap.error("--steps and --warmup must be >= 1 (madtrain's rate starts at the warm-up line)")
+    if a.d_model % a.heads or (a.d_model // a.heads) % 2:
+        ap.error("d_model / heads must be an even integer (rotary pairs dims)")
+    a.mixers = [m for m in a.mixers.split(",") if m]
+    for m in a.mixers:
+        if m not in ("softmax", "linear"):
+            ap.error(f"unknown mixer {m!r}")
+    return a
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+MADTRAIN_ENV = dict(os.environ)  # madtrain gets the caller's environment untouched
+if ARGS:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(ARGS.threads))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+# madtrain's defaults that affect the work per step; PyTorch mirrors them so that both
+# sides do the same arithmetic (clipping costs a pass over all gradients).
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")
+LR, WEIGHT_DECAY, BETAS, GRAD_CLIP, NORM_EPS, ATTN_EPS, INIT_STD = 1e-3, 0.1, (0.9, 0.95), 1.0, 1e-5, 1e-6, 0.02
+
+
+# ---------------------------------------------------------------------------------------
+# PyTorch reference: written the way a researcher prototypes it, not tuned.
+
+class RMSNorm(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(c))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + NORM_EPS) * self.weight
+
+
+def rotate(x, cos, sin):
+    # Half-split (GPT-NeoX) rotary: dim j pairs with dim j + D/2, as madtrain does.
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Mixer(nn.Module):
+    def __init__(self, kind, c, n_heads, seq_len):
+        super().__init__()
+        self.kind, self.h, self.d = kind, n_heads, c // n_heads
+        self.qkv = nn.Linear(c, 3 * c, bias=False)
+        self.wo = nn.Linear(c, c, bias=False)
+        t = torch.arange(seq_len, dtype=torch.float32)
+        # Built once: with a fixed T the masks and angles are constants, and rebuilding
+        # them every step would charge PyTorch for work madtrain does not do.
+        self.register_buffer("future", torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool), 1))
+        self.register_buffer("causal", torch.tril(torch.ones(seq_len, seq_len)))
+        freq = 10000.0 ** (-2.0 * torch.arange(self.d // 2, dtype=torch.float32) / self.d)
+        ang = t[:, None] * freq[None, :]
+        self.register_buffer("cos", ang.cos())
+        self.register_buffer("sin", ang.sin())
+
+    def forward(self, x):
+        B, T, C = x.shape
+        # q|k|v are contiguous column blocks, heads contiguous inside each (madtrain's layout).
+        q, k, v = (z.view(B, T, self.h, self.d).transpose(1, 2) for z in self.qkv(x).split(C, dim=-1))
+        if self.kind == "softmax":
+            q, k = rotate(q, self.cos[:T], self.sin[:T]), rotate(k, self.cos[:T], self.sin[:T])
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(self.d)
+            att = att.masked_fill(self.future[:T, :T], float("-inf")).softmax(dim=-1)
+            o = att @ v
+        else:
+            q, k = F.elu(q) + 1, F.elu(k) + 1
+            a = (q @ k.transpose(-2, -1)) * self.causal[:T, :T]
+            o = (a @ v) / (a.sum(-1, keepdim=True) + ATTN_EPS)
+        return self.wo(o.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    def __init__(self, kind, c, n_heads, seq_len):
+        super().__init__()
+        self.n1, self.n2 = RMSNorm(c), RMSNorm(c)
+        self.mix = Mixer(kind, c, n_heads, seq_len)
+        self.fc = nn.Linear(c, 4 * c, bias=False)
+        self.proj = nn.Linear(4 * c, c, bias=False)
+
+    def forward(self, x):
+        h = x + self.mix(self.n1(x))
+        return h + self.proj(F.gelu(self.fc(self.n2(h)), approximate="tanh"))
+
+
+class LM(nn.Module):
+    def __init__(self, kind, vocab, c, n_layers, n_heads, seq_len):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, c)
+        self.blocks = nn.ModuleList(Block(kind, c, n_heads, seq_len) for _ in range(n_layers))
+        self.norm = RMSNorm(c)
+        for p in self.parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=INIT_STD)
+
+    def forward(self, idx, targets):
+        x = self.wte(idx)
+        for b in self.blocks:
+            x = b(x)
+        logits = self.norm(x) @ self.wte.weight.t()  # tied LM head
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+
+def bench_pytorch(a, kind):
+    torch.manual_seed(0)
+    model = LM(kind, a.vocab, a.d_model, a.layers, a.heads, a.seq_len)
+    # Decay matrices only, as madtrain does; norm gains stay undecayed.
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(
+        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
+         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        lr=LR, betas=BETAS)
+    n = a.warmup + a.steps
+    # Batches made up front so the timed loop measures training, not the RNG.
+    idx = torch.randint(a.vocab, (n, a.batch, a.seq_len))
+    tgt = torch.randint(a.vocab, (n, a.batch, a.seq_len))
+    first_loss, t0 = None, None
+    for i in range(n):
+        if i == a.warmup:
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = model(idx[i], tgt[i])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        if first_loss is None:
+            first_loss = loss.item()
+    loss.item()  # ops are synchronous on CPU, but make sure the last step is done
+    dt = time.perf_counter() - t0
+    return a.steps * a.batch * a.seq_len / dt, first_loss
+
+
+# ---------------------------------------------------------------------------------------
+# madtrain: run the binary and read its metrics.jsonl.
+
+def bench_madtrain(a, kind):
+    with tempfile.TemporaryDirectory(prefix="bench_cpu_") as run_dir:
+        cmd = [a.madtrain, "train",
+               f"model.d_model={a.d_model}", f"model.n_layers={a.layers}", f"model.n_heads={a.heads}",
+               f"model.mixer={kind}", "model.mlp=gelu", "model.tie_embeddings=true",
+               "data.task=mqar", f"data.seq_len={a.seq_len}", f"data.vocab_size={a.vocab}",
+               # MQAR needs room for its key-value pairs; shrink them at small test shapes.
+               f"data.num_kv_pairs={min(16, max(1, a.seq_len // 8))}",
+               f"train.batch_size={a.batch}", f"train.steps={a.warmup + a.steps}",
+               "train.eval_every=0", "train.log_every=1", f"optim.lr={LR}",
+               f"run.dir={run_dir}", f"cpu.threads={a.threads}"]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=MADTRAIN_ENV)
+        if p.returncode != 0:
+            sys.stderr.write(f"madtrain failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stderr}{p.stdout[-2000:]}")
+            sys.exit(p.returncode if p.returncode > 0 else 1)
+        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+            train = [r for r in map(json.loads, filter(str.strip, f)) if r.get("event") == "train"]
+    # Rate from the step-`warmup` line on, so start-up and warm-up are excluded just as
+    # in the PyTorch loop; cumulative tokens make it independent of how steps are numbered.
+    start = next((r for r in train if r["step"] == a.warmup), None)
+    if start is None or train[-1] is start:
+        sys.exit(f"madtrain metrics.jsonl has no train line for step {a.warmup} before the last; "
+                 f"steps seen: {[r['step'] for r in train]}")
+    last = train[-1]
+    rate = (last["tokens"] - start["tokens"]) / (last["elapsed_s"] - start["elapsed_s"])
+    return rate, train[0]["loss"]
+
+
+# ---------------------------------------------------------------------------------------
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], stdout=subprocess.PIPE, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main():
+    a = ARGS
+    mixers = a.mixers
+    run_mt = a.madtrain.lower() != "none"
+    if run_mt and not os.access(a.madtrain, os.X_OK):
+        sys.exit(f"madtrain binary not found or not executable: {a.madtrain} (use --madtrain none to skip)")
+    load = os.getloadavg()[0]
+    torch.set_num_threads(a.threads)
+
+    cfg = {"d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": 4 * a.d_model,
+           "seq_len": a.seq_len, "batch": a.batch, "vocab": a.vocab, "threads": a.threads,
+           "warmup": a.warmup, "steps": a.steps, "torch": torch.__version__, "cpu": cpu_model(),
+           "cpus": os.cpu_count(), "load_avg_1m": load, "env": {k: MADTRAIN_ENV.get(k) for k in THREAD_ENV},
+           "pytorch_openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
+           "madtrain": a.madtrain if run_mt else None,
+           "optim": {"lr": LR, "weight_decay": WEIGHT_DECAY, "betas": BETAS, "grad_clip": GRAD_CLIP}}
+    print("# madtrain vs PyTorch: CPU training throughput (tokens/s, higher is better)")
+    print(f"#   model    : d_model {a.d_model}, {a.layers} layers, {a.heads} heads (head dim "
+          f"{a.d_model // a.heads}), d_ff {4 * a.d_model}, vocab {a.vocab}, tied LM head, RMSNorm, gelu")
+    print(f"#   batch    : {a.batch} x {a.seq_len} = {a.batch * a.seq_len} tokens/step")
+    print(f"#   steps    : {a.warmup} warm-up + {a.steps} timed")
+    print(f"#   optim    : AdamW lr {LR} wd {WEIGHT_DECAY} betas {BETAS}, grad clip {GRAD_CLIP}")
+    print(f"#   threads  : {a.threads} (madtrain cpu.threads; torch.set_num_threads)")
+    print(f"#   torch    : {torch.__version__}")
+    print(f"#   machine  : {cfg['cpu']}, {os.cpu_count()} CPUs")
+    print("#   env      : " + " ".join(f"{k}={MADTRAIN_ENV.get(k, '(unset)')}" for k in THREAD_ENV)
+          + f" (PyTorch: OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})")
+    print(f"#   madtrain : {a.madtrain if run_mt else '(skipped)'}")
+    # Spinning OpenMP/OpenBLAS threads collapse when other work shares the cores, so a
+    # busy machine can make either side many times slower; say so next to the numbers.
+    print(f"#   load     : {load:.2f} (1-min average at start)"
+          + ("  WARNING: machine busy, timings unreliable" if load > 0.5 else ""))
+    print("#")
+    print(f"# first loss: step-1 loss of each side; both should be near ln(V) = {math.log(a.vocab):.3f}")
+    print(f"# {'mixer':>8} {'madtrain tok/s':>15} {'pytorch tok/s':>15} {'ratio':>7}   "
+          f"{'first loss (mt / pt)':>20}")
+    rows = []
+    for m in mixers:
+        mt_rate, mt_loss = bench_madtrain(a, m) if run_mt else (None, None)
+        pt_rate, pt_loss = bench_pytorch(a, m)
+        ratio = mt_rate / pt_rate if mt_rate else None
+        rows.append({"mixer": m, "madtrain_tok_s": mt_rate, "pytorch_tok_s": pt_rate, "ratio": ratio,
+                     "madtrain_first_loss": mt_loss, "pytorch_first_loss": pt_loss})
+        f = lambda x, w, d: "-".rjust(w) if x is None else f"{x:{w}.{d}f}"
+        print(f"  {m:>8} {f(mt_rate, 15, 1)} {f(pt_rate, 15, 1)} {f(ratio, 7, 2)}   "
+              f"{f(mt_loss, 9, 3)} / {f(pt_loss, 0, 3)}", flush=True)
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"config": cfg, "results": rows}, fh, indent=2)
+            fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+// Collectives behind one interface. Backends: MPI (host buffers, comm_mpi.c) and a single-rank
+// build without MPI (comm.c); NCCL for device buffers joins with the CUDA backend.
+#pragma once
+#include <stddef.h>
+
+typedef struct {
+    int rank, world;
+    int local_rank, local_world;  // ranks on this node (for threads and, later, GPU choice)
+} Comm;
+
+void comm_init(Comm *c, int *argc, char ***argv);
+void comm_finalize(Comm *c);
+void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);
+void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
+void comm_barrier(Comm *c);
+// Ends every rank at once with this exit code (a failure on one rank must not hang the rest).
+_Noreturn void comm_abort(Comm *c, int code);
+// Prints "madtrain: error: <msg>" (with the rank when there are several) and ends all ranks.
+_Noreturn void comm_fatal(Comm *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));

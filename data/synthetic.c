@@ -1,0 +1,113 @@
+#include "synthetic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/rng.h"
+#include "../src/util.h"
+
+Task task_from_config(const Config *c) {
+    Task t = {.task = c->task, .T = (int)c->seq_len, .num_kv_pairs = (int)c->num_kv_pairs,
+              .ar_symbols = (int)c->ar_symbols, .power_a = c->power_a, .seed = (uint64_t)c->seed,
+              .n_train = c->train_examples, .n_test = c->test_examples};
+    t.vocab = c->task == TASK_MQAR ? (int)c->data_vocab : 2 * (int)c->ar_symbols + 1;
+    return t;
+}
+
+// k distinct values from [lo, hi) by a partial Fisher-Yates over the range.
+static void sample_distinct(Rng *r, int lo, int hi, int k, int *out, int *work) {
+    int n = hi - lo;
+    for (int i = 0; i < n; i++) work[i] = lo + i;
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)rng_next_below(r, (uint64_t)(n - i));
+        int tmp = work[i];
+        work[i] = work[j], work[j] = tmp;
+        out[i] = work[i];
+    }
+}
+
+// MQAR as in Zoology (multiquery_ar): kv pairs first (keys from [1, V/2), values from
+// [V/2, V)), then each key queried once at position 2 * gap after the context, with gaps drawn
+// without replacement from [0, (T - 2 kv) / 2) with probability proportional to
+// a * i^(a-1), i = gap + 1 (queries cluster near the context); the label of a query position
+// is the value of its key; every other position holds a uniformly random token.
+static void mqar_example(const Task *t, Rng *r, int *ids, int *targets) {
+    int T = t->T, kv = t->num_kv_pairs, V = t->vocab, half = V / 2, ctx = 2 * kv;
+    int space = (T - ctx) / 2;
+    int *keys = xmalloc(sizeof(int) * kv), *vals = xmalloc(sizeof(int) * kv);
+    int *work = xmalloc(sizeof(int) * (size_t)(V > space ? V : space));
+    double *w = xmalloc(sizeof(double) * space);
+    sample_distinct(r, 1, half, kv, keys, work);
+    sample_distinct(r, half, V, kv, vals, work);
+    for (int i = 0; i < T; i++) ids[i] = -1, targets[i] = -1;
+    for (int i = 0; i < kv; i++) ids[2 * i] = keys[i], ids[2 * i + 1] = vals[i];
+    double total = 0;
+    for (int i = 0; i < space; i++) total += w[i] = t->power_a * pow(i + 1.0, t->power_a - 1);
+    for (int i = 0; i < kv; i++) {  // sequential weighted draws without replacement
+        double u = rng_next_uniform(r) * total, acc = 0;
+        int g = -1;
+        for (int j = 0; j < space; j++) {
+            if (w[j] == 0) continue;
+            g = j;
+            acc += w[j];
+            if (u < acc) break;
+        }
+        total -= w[g];
+        w[g] = 0;
+        ids[ctx + 2 * g] = keys[i];
+        targets[ctx + 2 * g] = vals[i];
+    }
+    for (int i = 0; i < T; i++)
+        if (ids[i] < 0) ids[i] = (int)rng_next_below(r, (uint64_t)V);
+    free(keys), free(vals), free(work), free(w);
+}
+
+// Associative recall (E029): kv pairs of distinct keys from [0, S) and values from [S, 2S),
+// filler token 2S up to the last position, which holds one of the keys; the label there is its
+// value. Chance accuracy is 1/S.
+static void ar_example(const Task *t, Rng *r, int *ids, int *targets) {
+    int T = t->T, kv = t->num_kv_pairs, S = t->ar_symbols;
+    int *keys = xmalloc(sizeof(int) * kv), *work = xmalloc(sizeof(int) * S);
+    sample_distinct(r, 0, S, kv, keys, work);
+    for (int i = 0; i < T; i++) ids[i] = 2 * S, targets[i] = -1;
+    int q = (int)rng_next_below(r, (uint64_t)kv), qval = 0;
+    for (int i = 0; i < kv; i++) {
+        int v = S + (int)rng_next_below(r, (uint64_t)S);
+        ids[2 * i] = keys[i], ids[2 * i + 1] = v;
+        if (i == q) qval = v;
+    }
+    ids[T - 1] = keys[q];
+    targets[T - 1] = qval;
+    free(keys), free(work);
+}
+
+void task_example(const Task *t, int split, int64_t index, int *ids, int *targets) {
+    Rng r = {rng_key(t->seed, 0xDA7A + (uint64_t)split, (uint64_t)index, 0), 0};
+    if (t->task == TASK_MQAR) mqar_example(t, &r, ids, targets);
+    else ar_example(t, &r, ids, targets);
+}
+
+void sampler_init(Sampler *s, const Task *t) {
+    s->task = t;
+    s->epoch = -1;
+    s->perm = t->n_train > 0 ? xmalloc(sizeof(int64_t) * (size_t)t->n_train) : NULL;
+}
+
+void sampler_free(Sampler *s) { free(s->perm); }
+
+int64_t sampler_example(Sampler *s, int64_t position) {
+    int64_t n = s->task->n_train;
+    if (n <= 0) return position;
+    int64_t epoch = position / n;
+    if (epoch != s->epoch) {
+        uint64_t key = rng_key(s->task->seed, 0x5A3F, (uint64_t)epoch, 0);
+        for (int64_t i = 0; i < n; i++) s->perm[i] = i;
+        for (int64_t i = n - 1; i > 0; i--) {
+            int64_t j = (int64_t)rng_below(key, (uint64_t)i, (uint64_t)(i + 1));
+            int64_t tmp = s->perm[i];
+            s->perm[i] = s->perm[j], s->perm[j] = tmp;
+        }
+        s->epoch = epoch;
+    }
+    return s->perm[position % n];
+}

@@ -1,0 +1,34 @@
+// Synthetic recall tasks, generated in-process. Example i of a split is a pure function of
+// (seed, split, i): any rank can make any example, train and test never share a stream, and
+// the global batches do not depend on the number of ranks.
+#pragma once
+#include <stdint.h>
+
+#include "../src/config.h"
+
+enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
+
+typedef struct {
+    int task, T, num_kv_pairs;
+    int vocab;       // tokens the task uses (the model's vocab must be at least this)
+    int ar_symbols;  // ar: key tokens [0, S), value tokens [S, 2S), filler token 2S
+    double power_a;
+    uint64_t seed;
+    int64_t n_train, n_test;
+} Task;
+
+Task task_from_config(const Config *c);
+// Writes ids[T] and targets[T] (targets < 0 are not scored).
+void task_example(const Task *t, int split, int64_t index, int *ids, int *targets);
+
+// Which training example fills position p of the global stream: epochs are deterministic
+// shuffles of [0, n_train) keyed by (seed, epoch); n_train = 0 is an endless stream.
+typedef struct {
+    const Task *task;
+    int64_t epoch;  // epoch whose permutation is cached (-1: none)
+    int64_t *perm;
+} Sampler;
+
+void sampler_init(Sampler *s, const Task *t);
+void sampler_free(Sampler *s);
+int64_t sampler_example(Sampler *s, int64_t position);

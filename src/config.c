@@ -1,0 +1,449 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "model.h"
+
+#define OFF(field) offsetof(Config, field)
+#define SZ(field) sizeof(((Config *)0)->field)
+#define INT(name, def, lo, hi, field, doc) {name, KEY_INT, def, NULL, lo, hi, OFF(field), 0, doc}
+#define FLT(name, def, lo, hi, field, doc) {name, KEY_FLOAT, def, NULL, lo, hi, OFF(field), 0, doc}
+#define BOOL(name, def, field, doc) {name, KEY_BOOL, def, NULL, 0, 1, OFF(field), 0, doc}
+#define ENUM(name, def, choices, field, doc) {name, KEY_ENUM, def, choices, 0, 0, OFF(field), 0, doc}
+#define STR(name, def, field, doc) {name, KEY_STR, def, NULL, 0, 0, OFF(field), SZ(field), doc}
+
+const ConfigKey CONFIG_KEYS[] = {
+    STR("run.dir", "runs/default", run_dir, "run directory: resolved config, metrics.jsonl, params"),
+    INT("seed", "1234", 0, 9.2e18, seed, "seed of initialisation and data (same on every rank)"),
+
+    INT("model.vocab_size", "0", 0, 1 << 30, vocab_size, "vocabulary size; 0 = the task's"),
+    INT("model.d_model", "64", 1, 65536, d_model, "model width C"),
+    INT("model.n_layers", "2", 1, MAX_LAYERS, n_layers, "number of blocks L"),
+    INT("model.n_heads", "4", 1, 4096, n_heads, "attention heads H (head dim = d_model / n_heads)"),
+    INT("model.d_ff", "0", 0, 1 << 20, d_ff, "MLP hidden width; 0 = 4 * d_model"),
+    {"model.mixer", KEY_MIXERS, "softmax", NULL, 0, 0, OFF(mixer), SZ(mixer),
+     "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"},
+    ENUM("model.mlp", "gelu", "gelu|swiglu|none", mlp, "MLP of each block"),
+    BOOL("model.tie_embeddings", "true", tie_embeddings, "LM head shares the token embedding"),
+    ENUM("model.rope", "auto", "auto|on|off", rope,
+         "rotary positions on q, k (auto: on for mixers that want them, e.g. softmax)"),
+    FLT("model.rope_base", "10000", 1, 1e12, rope_base, "rotary base frequency"),
+    BOOL("model.gate", "false", gate, "post-readout sigmoid output gate o = W_o(sigmoid(x W_g) * y)"),
+    FLT("model.norm_eps", "1e-5", 0, 1, norm_eps, "RMSNorm epsilon"),
+    FLT("model.init_std", "0.02", 0, 10, init_std, "std of the normal initialisation"),
+
+    ENUM("mixer.feature_map", "elu1", "elu1|relu", feature_map,
+         "linear attention feature map phi: elu(x)+1 or relu(x)"),
+    BOOL("mixer.normalize", "true", normalize, "linear attention divides by phi(q).sum phi(k)"),
+    FLT("mixer.eps", "1e-6", 0, 1, attn_eps, "linear attention denominator epsilon"),
+    INT("mixer.chunk", "64", 1, 1 << 20, chunk, "linear attention chunk length (training form)"),
+
+    ENUM("data.task", "mqar", "mqar|ar", task,
+         "synthetic task: mqar (Zoology multi-query recall) or ar (E029 associative recall)"),
+    INT("data.seq_len", "64", 2, 1 << 24, seq_len, "sequence length T"),
+    INT("data.vocab_size", "64", 4, 1 << 30, data_vocab, "mqar: vocabulary (keys lower half, values upper)"),
+    INT("data.num_kv_pairs", "4", 1, 1 << 20, num_kv_pairs, "key-value pairs per sequence"),
+    INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols, "ar: number of key tokens (and of value tokens)"),
+    FLT("data.power_a", "0.01", 1e-6, 1, power_a, "mqar: power-law exponent of query spacing"),
+    INT("data.train_examples", "100000", 0, 9.2e18, train_examples,
+        "training set size (0 = an endless stream of fresh examples)"),
+    INT("data.test_examples", "1000", 0, 9.2e18, test_examples, "held-out test set size"),
+
+    INT("train.batch_size", "64", 1, 1 << 30, batch_size, "global batch (sequences per step, all ranks)"),
+    INT("train.grad_accum", "1", 1, 1 << 20, grad_accum, "micro-steps per optimizer step"),
+    INT("train.steps", "1000", 0, 9.2e18, steps, "optimizer steps"),
+    FLT("train.epochs", "0", 0, 1e9, epochs, "if > 0: train this many epochs (overrides steps)"),
+    INT("train.eval_every", "200", 0, 9.2e18, eval_every, "evaluate every N steps (0 = only at the end)"),
+    INT("train.log_every", "50", 1, 9.2e18, log_every, "progress line every N steps"),
+    INT("train.eval_examples", "0", 0, 9.2e18, eval_examples, "examples per evaluation (0 = whole test set)"),
+
+    FLT("optim.lr", "3e-3", 0, 10, lr, "peak learning rate"),
+    FLT("optim.min_lr", "0", 0, 10, min_lr, "final learning rate of the cosine schedule"),
+    ENUM("optim.schedule", "cosine", "cosine|constant", schedule, "learning-rate schedule after warmup"),
+    INT("optim.warmup_steps", "50", 0, 9.2e18, warmup_steps, "linear warmup steps"),
+    FLT("optim.weight_decay", "0.1", 0, 10, weight_decay, "AdamW decoupled weight decay (matrices only)"),
+    FLT("optim.beta1", "0.9", 0, 0.999999, beta1, "AdamW beta1"),
+    FLT("optim.beta2", "0.95", 0, 0.99999999, beta2, "AdamW beta2"),
+    FLT("optim.eps", "1e-8", 0, 1, adam_eps, "AdamW epsilon"),
+    FLT("optim.grad_clip", "1.0", 0, 1e30, grad_clip, "clip the global gradient norm (0 = off)"),
+
+    INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
+};
+const int N_CONFIG_KEYS = sizeof(CONFIG_KEYS) / sizeof(CONFIG_KEYS[0]);
+
+static const ConfigKey *find_key(const char *name) {
+    for (int i = 0; i < N_CONFIG_KEYS; i++)
+        if (!strcmp(CONFIG_KEYS[i].name, name)) return &CONFIG_KEYS[i];
+    return NULL;
+}
+
+static int edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+            d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+    return d[la][lb];
+}
+
+// The closest key: by edit distance on the full name, or on the part after the section
+// (so "lr" or "model.lr" finds "optim.lr").
+static const char *closest_key(const char *name) {
+    const char *best = NULL;
+    int best_d = 1 << 30;
+    const char *leaf = strrchr(name, '.');
+    leaf = leaf ? leaf + 1 : name;
+    for (int i = 0; i < N_CONFIG_KEYS; i++) {
+        const char *k = CONFIG_KEYS[i].name, *kleaf = strrchr(k, '.');
+        kleaf = kleaf ? kleaf + 1 : k;
+        int d = edit_distance(name, k), dl = edit_distance(leaf, kleaf) + 1;
+        if (dl < d) d = dl;
+        if (d < best_d) best_d = d, best = k;
+    }
+    return best_d <= 3 ? best : NULL;
+}
+
+const char *config_enum_name(const char *key, int value) {
+    static char buf[64];
+    const ConfigKey *k = find_key(key);
+    const char *p = k->choices;
+    for (int i = 0; i < value && p; i++) p = strchr(p, '|'), p = p ? p + 1 : NULL;
+    size_t n = p ? strcspn(p, "|") : 0;
+    snprintf(buf, sizeof(buf), "%.*s", (int)n, p ? p : "");
+    return buf;
+}
+
+static int enum_index(const char *choices, const char *value) {
+    const char *p = choices;
+    for (int i = 0; p; i++) {
+        size_t n = strcspn(p, "|");
+        if (strlen(value) == n && !strncmp(p, value, n)) return i;
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    return -1;
+}
+
+static const char *type_name(const ConfigKey *k) {
+    switch (k->type) {
+    case KEY_INT: return "int";
+    case KEY_FLOAT: return "float";
+    case KEY_BOOL: return "bool";
+    case KEY_STR: return "string";
+    case KEY_ENUM: return k->choices;
+    case KEY_MIXERS: return "mixer list";
+    }
+    return "?";
+}
+
+int config_set(Config *c, const char *name, const char *value, const char *source, char *err,
+               size_t errlen) {
+    const ConfigKey *k = find_key(name);
+    if (!k) {
+        const char *near = closest_key(name);
+        if (near)
+            snprintf(err, errlen, "%s: unknown key '%s' (did you mean '%s'?)", source, name, near);
+        else
+            snprintf(err, errlen, "%s: unknown key '%s' (madtrain --help lists the keys)", source,
+                     name);
+        return -1;
+    }
+    char *field = (char *)c + k->offset, *end = NULL;
+    errno = 0;
+    switch (k->type) {
+    case KEY_INT: {
+        double d = strtod(value, &end);
+        if (!*value || *end || errno || d != floor(d)) {
+            snprintf(err, errlen, "%s: key '%s' expects an integer, got '%s'", source, name, value);
+            return -1;
+        }
+        if (d < k->lo || d > k->hi) {
+            snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source, name,
+                     value, k->lo, k->hi);
+            return -1;
+        }
+        *(int64_t *)field = (int64_t)d;
+        return 0;
+    }
+    case KEY_FLOAT: {
+        double d = strtod(value, &end);
+        if (!*value || *end || errno || !isfinite(d)) {
+            snprintf(err, errlen, "%s: key '%s' expects a number, got '%s'", source, name, value);
+            return -1;
+        }
+        if (d < k->lo || d > k->hi) {
+            snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source, name,
+                     value, k->lo, k->hi);
+            return -1;
+        }
+        *(double *)field = d;
+        return 0;
+    }
+    case KEY_BOOL: {
+        int v = enum_index("false|true|no|yes|off|on|0|1", value);
+        if (v < 0) {
+            snprintf(err, errlen, "%s: key '%s' expects true or false, got '%s'", source, name,
+                     value);
+            return -1;
+        }
+        *(int *)field = v % 2;
+        return 0;
+    }
+    case KEY_ENUM: {
+        int v = enum_index(k->choices, value);
+        if (v < 0) {
+            snprintf(err, errlen, "%s: key '%s' expects one of %s, got '%s'", source, name,
+                     k->choices, value);
+            return -1;
+        }
+        *(int *)field = v;
+        return 0;
+    }
+    case KEY_MIXERS: {
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%s", value);
+        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
+             tok = strtok_r(NULL, ", ", &save))
+            if (mixer_find(tok) < 0) {
+                char names[256] = "";
+                for (int i = 0; i < N_MIXERS; i++)
+                    snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                             i ? "|" : "", MIXERS[i].name);
+                snprintf(err, errlen, "%s: key '%s' expects mixers from %s, got '%s'", source,
+                         name, names, tok);
+                return -1;
+            }
+    }  // fall through: stored as text, split per layer when the model is built
+    /* FALLTHROUGH */
+    case KEY_STR:
+        if (strlen(value) >= k->size) {
+            snprintf(err, errlen, "%s: key '%s' value is longer than %zu characters", source, name,
+                     k->size - 1);
+            return -1;
+        }
+        snprintf(field, k->size, "%s", value);
+        return 0;
+    }
+    return -1;
+}
+
+void config_defaults(Config *c) {
+    memset(c, 0, sizeof(*c));
+    char err[256];
+    for (int i = 0; i < N_CONFIG_KEYS; i++)
+        if (config_set(c, CONFIG_KEYS[i].name, CONFIG_KEYS[i].def, "defaults", err, sizeof(err))) {
+            fprintf(stderr, "madtrain: internal error: %s\n", err);
+            abort();
+        }
+}
+
+int config_override(Config *c, const char *arg, char *err, size_t errlen) {
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+        snprintf(err, errlen, "command line: '%s' is not key=value", arg);
+        return -1;
+    }
+    char key[128];
+    snprintf(key, sizeof(key), "%.*s", (int)(eq - arg), arg);
+    return config_set(c, key, eq + 1, "command line", err, errlen);
+}
+
+// libyaml event stream -> dotted keys. Mappings nest (model: {d_model: 64} is model.d_model);
+// a sequence value is joined with commas (model.mixer: [softmax, linear]).
+int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    char prefix[8][128];  // key path of the open mappings
+    int depth = 0, expect_key[8] = {0}, in_seq = 0, rc = 0, done = 0;
+    char seq_buf[512] = "", seq_key[256] = "";
+    while (!done && !rc) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev)) {
+            snprintf(err, errlen, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
+                     parser.problem_mark.column + 1, parser.problem ? parser.problem : "?");
+            rc = -1;
+            break;
+        }
+        size_t line = ev.start_mark.line + 1;
+        char full[256];
+        full[0] = 0;
+        if (depth > 0) {
+            for (int i = 1; i < depth; i++)
+                snprintf(full + strlen(full), sizeof(full) - strlen(full), "%s.", prefix[i]);
+            snprintf(full + strlen(full), sizeof(full) - strlen(full), "%s", prefix[depth]);
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT: done = 1; break;
+        case YAML_MAPPING_START_EVENT:
+            if (in_seq) {
+                snprintf(err, errlen, "%s:%zu: key '%s' expects a list of names, not mappings", path,
+                         line, seq_key);
+                rc = -1;
+            } else if (depth >= 7) {
+                snprintf(err, errlen, "%s:%zu: mappings nested too deeply", path, line);
+                rc = -1;
+            } else {
+                depth++;
+                expect_key[depth] = 1;
+                prefix[depth][0] = 0;
+            }
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            if (depth > 0) expect_key[depth] = 1;
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            if (depth == 0 || expect_key[depth] || in_seq) {
+                snprintf(err, errlen, "%s:%zu: unexpected list", path, line);
+                rc = -1;
+            } else {
+                in_seq = 1;
+                seq_buf[0] = 0;
+                snprintf(seq_key, sizeof(seq_key), "%s", full);
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT: {
+            in_seq = 0;
+            char where[300];
+            snprintf(where, sizeof(where), "%s:%zu", path, line);
+            if (config_set(c, seq_key, seq_buf, where, err, errlen)) rc = -1;
+            expect_key[depth] = 1;
+            break;
+        }
+        case YAML_SCALAR_EVENT: {
+            const char *v = (const char *)ev.data.scalar.value;
+            if (depth == 0) {
+                if (*v) {  // a document that is a bare scalar
+                    snprintf(err, errlen, "%s:%zu: expected a mapping of keys", path, line);
+                    rc = -1;
+                }
+            } else if (in_seq) {
+                snprintf(seq_buf + strlen(seq_buf), sizeof(seq_buf) - strlen(seq_buf), "%s%s",
+                         seq_buf[0] ? "," : "", v);
+            } else if (expect_key[depth]) {
+                snprintf(prefix[depth], sizeof(prefix[depth]), "%s", v);
+                expect_key[depth] = 0;
+            } else {
+                char where[300];
+                snprintf(where, sizeof(where), "%s:%zu", path, line);
+                if (config_set(c, full, v, where, err, errlen)) rc = -1;
+                expect_key[depth] = 1;
+            }
+            break;
+        }
+        default: break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+int config_validate(const Config *c, int world, char *err, size_t errlen) {
+    if (c->d_model % c->n_heads) {
+        snprintf(err, errlen, "model.d_model (%lld) must be a multiple of model.n_heads (%lld)",
+                 (long long)c->d_model, (long long)c->n_heads);
+        return -1;
+    }
+    int64_t per = world * c->grad_accum;
+    if (c->batch_size % per) {
+        snprintf(err, errlen,
+                 "train.batch_size (%lld) must be a multiple of ranks x train.grad_accum (%d x %lld)",
+                 (long long)c->batch_size, world, (long long)c->grad_accum);
+        return -1;
+    }
+    if (c->task == TASK_MQAR) {
+        if (c->seq_len < 4 * c->num_kv_pairs) {
+            snprintf(err, errlen, "data.seq_len (%lld) must be at least 4 x data.num_kv_pairs (%lld)",
+                     (long long)c->seq_len, (long long)c->num_kv_pairs);
+            return -1;
+        }
+        if (c->num_kv_pairs > c->data_vocab / 2 - 1) {
+            snprintf(err, errlen,
+                     "data.num_kv_pairs (%lld) must be below data.vocab_size / 2 (%lld): keys are "
+                     "distinct tokens of the lower half",
+                     (long long)c->num_kv_pairs, (long long)c->data_vocab / 2);
+            return -1;
+        }
+    } else {
+        if (c->num_kv_pairs > c->ar_symbols) {
+            snprintf(err, errlen, "data.num_kv_pairs (%lld) must be at most data.ar_symbols (%lld)",
+                     (long long)c->num_kv_pairs, (long long)c->ar_symbols);
+            return -1;
+        }
+        if (c->seq_len < 2 * c->num_kv_pairs + 1) {
+            snprintf(err, errlen, "data.seq_len (%lld) must be at least 2 x data.num_kv_pairs + 1",
+                     (long long)c->seq_len);
+            return -1;
+        }
+    }
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", c->mixer);
+    int layers = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+        layers++;
+    if (layers != 1 && layers != c->n_layers) {
+        snprintf(err, errlen, "model.mixer lists %d mixers but model.n_layers is %lld", layers,
+                 (long long)c->n_layers);
+        return -1;
+    }
+    return 0;
+}
+
+static void format_value(const Config *c, const ConfigKey *k, char *out, size_t n) {
+    const char *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case KEY_INT: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); break;
+    case KEY_FLOAT: snprintf(out, n, "%.17g", *(const double *)field); break;
+    case KEY_BOOL: snprintf(out, n, "%s", *(const int *)field ? "true" : "false"); break;
+    case KEY_ENUM: snprintf(out, n, "%s", config_enum_name(k->name, *(const int *)field)); break;
+    case KEY_STR: snprintf(out, n, "\"%s\"", field); break;
+    case KEY_MIXERS: snprintf(out, n, "[%s]", field); break;
+    }
+}
+
+// Keys are grouped by section in the table, so the nested YAML is written in one pass.
+void config_write_yaml(const Config *c, FILE *f) {
+    char section[64] = "", value[600];
+    for (int i = 0; i < N_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &CONFIG_KEYS[i];
+        const char *dot = strchr(k->name, '.');
+        format_value(c, k, value, sizeof(value));
+        if (!dot) {
+            section[0] = 0;
+            fprintf(f, "%s: %s\n", k->name, value);
+            continue;
+        }
+        if (strncmp(section, k->name, (size_t)(dot - k->name)) || section[dot - k->name]) {
+            snprintf(section, sizeof(section), "%.*s", (int)(dot - k->name), k->name);
+            fprintf(f, "%s:\n", section);
+        }
+        fprintf(f, "  %s: %s\n", dot + 1, value);
+    }
+}
+
+void config_print_help(FILE *f) {
+    fprintf(f, "Config keys (YAML file via --config, or key=value on the command line):\n");
+    for (int i = 0; i < N_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &CONFIG_KEYS[i];
+        fprintf(f, "  %-22s %-18s default %-14s %s\n", k->name, type_name(k), k->def, k->doc);
+    }
+}

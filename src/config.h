@@ -1,0 +1,65 @@
+// Run configuration. Every key is declared once in CONFIG_KEYS (config.c): name, type,
+// default, range and doc. The YAML parser, the key=value overrides, --help and the resolved
+// config written into the run directory are all generated from that table.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STR, KEY_ENUM, KEY_MIXERS } KeyType;
+
+typedef struct {
+    char run_dir[512];
+    int64_t seed;
+    // model
+    int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
+    char mixer[512];  // one mixer name, or a comma list with one entry per layer
+    int mlp, tie_embeddings, rope, gate;
+    double rope_base, norm_eps, init_std;
+    // mixer options
+    int feature_map, normalize;
+    int64_t chunk;
+    double attn_eps;
+    // data
+    int task;
+    int64_t seq_len, num_kv_pairs, ar_symbols, train_examples, test_examples, data_vocab;
+    double power_a;
+    // training
+    int64_t batch_size, grad_accum, steps, eval_every, log_every, eval_examples;
+    double epochs;
+    // optimiser
+    double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;
+    int64_t warmup_steps;
+    int schedule;
+    // cpu
+    int64_t threads;
+} Config;
+
+typedef struct {
+    const char *name;
+    KeyType type;
+    const char *def;      // default, as it would be written in YAML
+    const char *choices;  // KEY_ENUM: "a|b|c" (the stored value is the index)
+    double lo, hi;        // KEY_INT / KEY_FLOAT: allowed range
+    size_t offset;
+    size_t size;  // KEY_STR / KEY_MIXERS: buffer size
+    const char *doc;
+} ConfigKey;
+
+extern const ConfigKey CONFIG_KEYS[];
+extern const int N_CONFIG_KEYS;
+
+enum { TASK_MQAR = 0, TASK_AR = 1 };
+enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
+enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
+
+// All return 0, or -1 with one line in err (without the "madtrain: error: " prefix).
+void config_defaults(Config *c);
+int config_load_file(Config *c, const char *path, char *err, size_t errlen);
+int config_set(Config *c, const char *key, const char *value, const char *source, char *err,
+               size_t errlen);
+int config_override(Config *c, const char *arg, char *err, size_t errlen);  // "key=value"
+int config_validate(const Config *c, int world, char *err, size_t errlen);
+void config_write_yaml(const Config *c, FILE *f);
+void config_print_help(FILE *f);
+const char *config_enum_name(const char *key, int value);

@@ -1,0 +1,81 @@
+// madtrain command line: `madtrain [train] [--config FILE] [key=value ...]`.
+#include <stdio.h>
+#include <string.h>
+
+#include "../comm/comm.h"
+#include "config.h"
+#include "model.h"
+#include "train.h"
+#include "util.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "madtrain %s: data-parallel trainer for sequence mixers\n\n"
+            "usage: madtrain [train] [--config FILE] [key=value ...]\n"
+            "       madtrain train --help | madtrain --help | madtrain --version\n\n"
+            "  train      train a model (the default command); under mpirun, one rank per process\n"
+            "  --config   YAML file of config keys; key=value arguments override it\n\n"
+            "Mixers:",
+            MADTRAIN_VERSION);
+    for (int i = 0; i < N_MIXERS; i++) fprintf(f, "\n  %-10s %s", MIXERS[i].name, MIXERS[i].doc);
+    fprintf(f, "\n\n");
+    config_print_help(f);
+}
+
+// Usage errors are found identically on every rank (same argv, same files), so each rank can
+// stop on its own without a collective; only rank 0 prints.
+static int usage_error(Comm *comm, const char *msg) {
+    if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", msg);
+    comm_finalize(comm);
+    return MT_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    Comm comm;
+    comm_init(&comm, &argc, &argv);
+    int first = 1;
+    if (argc > 1 && !strcmp(argv[1], "train")) first = 2;
+    else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train)", argv[1]);
+        return usage_error(&comm, msg);
+    }
+    Config cfg;
+    config_defaults(&cfg);
+    char err[1024];
+    const char *config_path = NULL;
+    for (int i = first; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (!comm.rank) usage(stdout);
+            comm_finalize(&comm);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--version")) {
+            if (!comm.rank) printf("madtrain %s\n", MADTRAIN_VERSION);
+            comm_finalize(&comm);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) return usage_error(&comm, "--config needs a file name");
+            config_path = argv[++i];
+        }
+    }
+    if (config_path && config_load_file(&cfg, config_path, err, sizeof(err)))
+        return usage_error(&comm, err);
+    for (int i = first; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            i++;
+            continue;
+        }
+        if (argv[i][0] == '-' && !strchr(argv[i], '=')) {
+            char msg[300];
+            snprintf(msg, sizeof(msg), "unknown option '%.200s' (see madtrain --help)", argv[i]);
+            return usage_error(&comm, msg);
+        }
+        if (config_override(&cfg, argv[i], err, sizeof(err))) return usage_error(&comm, err);
+    }
+    if (config_validate(&cfg, comm.world, err, sizeof(err))) return usage_error(&comm, err);
+    int rc = train_run(&cfg, &comm);
+    comm_finalize(&comm);
+    return rc;
+}

@@ -1,0 +1,17 @@
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+} AdamWParams;
+
+// AdamW (Loshchilov & Hutter): decoupled decay, bias-corrected moments. step counts from 1.
+// Decay applies only to the tensors the parameter table marks (matrices, not norm gains).
+void adamw_update(float *params, const float *grads, float *m, float *v, const ParamInfo *info,
+                  int n_tensors, AdamWParams p, int64_t step);
+double global_norm(const float *x, size_t n);
+// Warmup (linear from lr/warmup) then cosine to min_lr, or constant.
+double lr_at(int64_t step, int64_t total, int64_t warmup, double lr, double min_lr, int cosine);

@@ -1,0 +1,9 @@
+#pragma once
+#include "../comm/comm.h"
+#include "config.h"
+#include "model.h"
+
+// Runs a whole training job on every rank; returns the process exit code.
+int train_run(const Config *cfg, Comm *comm);
+// The model shape a config asks for (shared by train and the tools). 0, or -1 with err.
+int model_config_from(const Config *cfg, int task_vocab, ModelConfig *mc, char *err, size_t n);

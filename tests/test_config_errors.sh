@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Every kind of bad configuration: exactly one error line (the exact text below), exit code 2,
+# and no work started (no run directory created). Also checked under mpirun with 2 ranks.
+set -uo pipefail
+madtrain=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail=0
+
+expect() {  # expect "<exact stderr>" args...
+  local want=$1; shift
+  local out rc
+  out=$("$madtrain" run.dir="$work/run" "$@" 2>&1 >/dev/null); rc=$?
+  if [[ $rc -ne 2 || "$out" != "$want" ]]; then
+    echo "FAIL: madtrain $*"; echo "  want (exit 2): $want"; echo "  got  (exit $rc): $out"; fail=1
+  elif [[ -e "$work/run" ]]; then
+    echo "FAIL: madtrain $*: created the run directory before failing"; fail=1
+  else
+    echo "ok: $want"
+  fi
+}
+
+printf 'model:\n  d_model: 32\noptim:\n  lrr: 0.1\n' > "$work/typo.yaml"
+printf 'model:\n  d_model: [32\n' > "$work/broken.yaml"
+printf 'train:\n  steps: many\n' > "$work/type.yaml"
+
+expect "madtrain: error: $work/typo.yaml:4: unknown key 'optim.lrr' (did you mean 'optim.lr'?)" --config "$work/typo.yaml"
+expect "madtrain: error: command line: unknown key 'model.d_modle' (did you mean 'model.d_model'?)" model.d_modle=32
+expect "madtrain: error: command line: unknown key 'lr' (did you mean 'optim.lr'?)" lr=0.1
+expect "madtrain: error: command line: unknown key 'zzzzzzzz' (madtrain --help lists the keys)" zzzzzzzz=1
+expect "madtrain: error: $work/type.yaml:2: key 'train.steps' expects an integer, got 'many'" --config "$work/type.yaml"
+expect "madtrain: error: command line: key 'optim.lr' expects a number, got '1e-3x'" optim.lr=1e-3x
+expect "madtrain: error: command line: key 'model.tie_embeddings' expects true or false, got 'maybe'" model.tie_embeddings=maybe
+expect "madtrain: error: command line: key 'optim.lr' = -1 is out of range [0, 10]" optim.lr=-1
+expect "madtrain: error: command line: key 'model.n_layers' = 0 is out of range [1, 64]" model.n_layers=0
+expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none, got 'relu'" model.mlp=relu
+expect "madtrain: error: command line: key 'model.mixer' expects mixers from softmax|linear, got 'mamba'" model.mixer=softmax,mamba
+expect "madtrain: error: cannot read config file '$work/missing.yaml': No such file or directory" --config "$work/missing.yaml"
+expect "madtrain: error: $work/broken.yaml:3:1: invalid YAML: did not find expected ',' or ']'" --config "$work/broken.yaml"
+expect "madtrain: error: command line: 'steps' is not key=value" steps
+expect "madtrain: error: unknown option '--bogus' (see madtrain --help)" --bogus
+expect "madtrain: error: model.d_model (30) must be a multiple of model.n_heads (4)" model.d_model=30
+expect "madtrain: error: model.mixer lists 3 mixers but model.n_layers is 2" model.mixer=softmax,linear,softmax
+expect "madtrain: error: train.batch_size (10) must be a multiple of ranks x train.grad_accum (1 x 4)" train.batch_size=10 train.grad_accum=4
+
+# Under mpirun: every rank stops with exit code 2 before any work; the message is printed once.
+if command -v mpirun > /dev/null; then
+  out=$(mpirun --allow-run-as-root --oversubscribe -n 2 "$madtrain" run.dir="$work/run" optim.lrr=1 2>&1 >/dev/null); rc=$?
+  n=$(grep -c "madtrain: error: command line: unknown key 'optim.lrr' (did you mean 'optim.lr'?)" <<< "$out")
+  if [[ $rc -ne 2 || $n -ne 1 || -e "$work/run" ]]; then
+    echo "FAIL: mpirun -n 2 with a bad key: exit $rc, message printed $n time(s)"; echo "$out"; fail=1
+  else
+    echo "ok: mpirun -n 2: exit 2, one error line"
+  fi
+fi
+exit $fail

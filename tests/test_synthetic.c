@@ -1,0 +1,92 @@
+// The synthetic tasks hold their definitions: MQAR (Zoology) and associative recall (E029).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/synthetic.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                    \
+    do {                                                    \
+        if (!(cond)) {                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
+            printf(__VA_ARGS__);                            \
+            printf("\n");                                   \
+            failures++;                                     \
+        }                                                   \
+    } while (0)
+
+static void check_mqar(const Task *t, const int *ids, const int *tg) {
+    int kv = t->num_kv_pairs, half = t->vocab / 2, queried = 0;
+    for (int i = 0; i < kv; i++) {
+        CHECK(ids[2 * i] >= 1 && ids[2 * i] < half, "key %d out of the lower half", ids[2 * i]);
+        CHECK(ids[2 * i + 1] >= half && ids[2 * i + 1] < t->vocab, "value out of the upper half");
+        for (int j = 0; j < i; j++) CHECK(ids[2 * j] != ids[2 * i], "repeated key");
+        CHECK(tg[2 * i] < 0 && tg[2 * i + 1] < 0, "context positions are not scored");
+    }
+    for (int p = 2 * kv; p < t->T; p++) {
+        CHECK(ids[p] >= 0 && ids[p] < t->vocab, "token out of range");
+        if (tg[p] < 0) continue;
+        queried++;
+        CHECK((p - 2 * kv) % 2 == 0, "query at odd offset %d", p - 2 * kv);
+        int found = 0;
+        for (int i = 0; i < kv; i++)
+            if (ids[2 * i] == ids[p]) {
+                found = 1;
+                CHECK(tg[p] == ids[2 * i + 1], "wrong label");
+            }
+        CHECK(found, "query %d is not a key of the context", ids[p]);
+    }
+    CHECK(queried == kv, "%d of %d keys queried", queried, kv);
+}
+
+int main(void) {
+    Config c;
+    config_defaults(&c);
+    c.task = TASK_MQAR, c.seq_len = 64, c.data_vocab = 64, c.num_kv_pairs = 8, c.train_examples = 50;
+    Task t = task_from_config(&c);
+    int ids[64], tg[64], ids2[64], tg2[64];
+    double near = 0;  // power-law spacing: most queries sit close after the context
+    for (int e = 0; e < 200; e++) {
+        task_example(&t, SPLIT_TRAIN, e, ids, tg);
+        check_mqar(&t, ids, tg);
+        for (int p = 16; p < 64; p++) near += tg[p] >= 0 && p < 16 + 24;
+        task_example(&t, SPLIT_TRAIN, e, ids2, tg2);
+        CHECK(!memcmp(ids, ids2, sizeof(ids)) && !memcmp(tg, tg2, sizeof(tg)), "not deterministic");
+        task_example(&t, SPLIT_TEST, e, ids2, tg2);
+        CHECK(memcmp(ids, ids2, sizeof(ids)), "train and test example %d coincide", e);
+    }
+    CHECK(near / (200.0 * 8) > 0.5, "queries are not concentrated near the context (%.2f)",
+          near / 1600);
+    if (!failures) {
+        task_example(&t, SPLIT_TRAIN, 0, ids, tg);
+        printf("mqar example 0:");
+        for (int p = 0; p < 64; p++) printf(tg[p] >= 0 ? " [%d->%d]" : " %d", ids[p], tg[p]);
+        printf("\n");
+    }
+
+    c.task = TASK_AR, c.seq_len = 64, c.ar_symbols = 16, c.num_kv_pairs = 8;
+    t = task_from_config(&c);
+    CHECK(t.vocab == 33, "ar vocab %d", t.vocab);
+    for (int e = 0; e < 100; e++) {
+        task_example(&t, SPLIT_TRAIN, e, ids, tg);
+        int scored = 0;
+        for (int p = 0; p < 63; p++) scored += tg[p] >= 0;
+        CHECK(scored == 0 && tg[63] >= 16 && tg[63] < 32, "only the last position is scored");
+        int found = 0;
+        for (int i = 0; i < 8; i++) found |= ids[2 * i] == ids[63] && ids[2 * i + 1] == tg[63];
+        CHECK(found, "the query's label is not its bound value");
+    }
+
+    // Epoch shuffles are permutations of the training set.
+    Sampler s;
+    c.task = TASK_MQAR;
+    t = task_from_config(&c);
+    sampler_init(&s, &t);
+    int seen[50] = {0};
+    for (int p = 50; p < 100; p++) seen[sampler_example(&s, p)]++;
+    for (int i = 0; i < 50; i++) CHECK(seen[i] == 1, "epoch 1 is not a permutation");
+    sampler_free(&s);
+    printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+    return failures != 0;
+}
