@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../data/synthetic.h"
+#include "../data/loader.h"
 #include "model.h"
 #include "optim.h"
 #include "util.h"
@@ -68,20 +68,19 @@ typedef struct {
 
 // Mean loss per scored position and mean per-example accuracy over the test split (or its
 // first eval_examples), each rank taking a contiguous block of examples.
-static EvalResult evaluate(Model_f32 *m, const Task *t, const Config *cfg, Comm *comm, int *ids,
+static EvalResult evaluate(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, int *ids,
                            int *targets) {
-    int64_t n = t->n_test;
+    int64_t n = loader_eval_size(data);
     if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
     int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
     int B = m->B, T = m->T;
+    char err[512];
     double sums[4] = {0};  // loss, scored, acc, examples
     for (int64_t start = lo; start < hi; start += B) {
-        for (int b = 0; b < B; b++) {
-            int64_t e = start + b;
-            if (e < hi) task_example(t, SPLIT_TEST, e, ids + (size_t)b * T, targets + (size_t)b * T);
-            else
-                for (int i = 0; i < T; i++) ids[(size_t)b * T + i] = 0, targets[(size_t)b * T + i] = -1;
-        }
+        int64_t count = hi - start < B ? hi - start : B;
+        if (loader_eval(data, start, count, ids, targets, err, sizeof(err)))
+            comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
+        for (size_t i = (size_t)count * T; i < (size_t)B * T; i++) ids[i] = 0, targets[i] = -1;
         ForwardStats st = model_forward_f32(m, ids, targets, 0);
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
@@ -121,9 +120,10 @@ int train_run(const Config *cfg, Comm *comm) {
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
 
-    Task task = task_from_config(cfg);
+    Loader *data = loader_open(cfg, comm->rank, comm->world, err, sizeof(err));
+    if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
-    if (model_config_from(cfg, task.vocab, &mc, err, sizeof(err))) {
+    if (model_config_from(cfg, loader_vocab(data), &mc, err, sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
@@ -134,15 +134,15 @@ int train_run(const Config *cfg, Comm *comm) {
     }
     model_init_f32(&model, (uint64_t)cfg->seed);
     int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world;
-    int mb = (int)(GB / (W * accum)), T = (int)cfg->seq_len;
+    int mb = (int)(GB / (W * accum)), T = loader_seq_len(data);
     int64_t steps = cfg->steps;
     if (cfg->epochs > 0) {
-        if (task.n_train <= 0) {
+        if (loader_train_size(data) <= 0) {
             if (!comm->rank)
                 fprintf(stderr, "madtrain: error: train.epochs needs data.train_examples > 0\n");
             return MT_EXIT_USAGE;
         }
-        steps = (int64_t)ceil(cfg->epochs * (double)task.n_train / (double)GB);
+        steps = (int64_t)ceil(cfg->epochs * (double)loader_train_size(data) / (double)GB);
     }
     if (model_set_batch_f32(&model, mb, T))
         comm_fatal(comm, MT_EXIT_FAIL, "out of memory for activations (micro-batch %d x %d)", mb, T);
@@ -174,8 +174,6 @@ int train_run(const Config *cfg, Comm *comm) {
     float *adam_v = xcalloc(model.n_params, sizeof(float));
     size_t per_step = (size_t)accum * mb * T;
     int *ids = xmalloc(sizeof(int) * per_step), *targets = xmalloc(sizeof(int) * per_step);
-    Sampler sampler;
-    sampler_init(&sampler, &task);
     AdamWParams ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
 
     lg.t_start = now_seconds();
@@ -185,12 +183,10 @@ int train_run(const Config *cfg, Comm *comm) {
     for (int64_t step = 0; step < steps; step++) {
         // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
         int64_t base = step * GB + comm->rank * (GB / W);
+        if (loader_train(data, base, accum * mb, ids, targets, err, sizeof(err)))
+            comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
         double scored = 0;
-        for (int64_t j = 0; j < accum * mb; j++) {
-            int64_t ex = sampler_example(&sampler, base + j);
-            task_example(&task, SPLIT_TRAIN, ex, ids + j * T, targets + j * T);
-            for (int i = 0; i < T; i++) scored += targets[j * T + i] >= 0;
-        }
+        for (size_t i = 0; i < per_step; i++) scored += targets[i] >= 0;
         // The loss is the mean over the scored positions of the whole global batch: with the
         // global count known up front, each rank's gradient is already its share of that mean
         // and the all-reduce is a plain sum, exact for any split of the batch.
@@ -246,8 +242,8 @@ int train_run(const Config *cfg, Comm *comm) {
         }
         if (!comm->rank && (step + 1) % cfg->log_every == 0) memset(interval, 0, sizeof(interval));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
-            if (task.n_test > 0) {
-                last_eval = evaluate(&model, &task, cfg, comm, ids, targets);
+            if (loader_eval_size(data) > 0) {
+                last_eval = evaluate(&model, data, cfg, comm, ids, targets);
                 if (!comm->rank) {
                     printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
                            (long long)step + 1, last_eval.loss, last_eval.acc,
@@ -280,7 +276,7 @@ int train_run(const Config *cfg, Comm *comm) {
               last_eval.acc, last_eval.loss, model.n_params, (long long)skipped, comm->world);
         fclose(lg.metrics);
     }
-    sampler_free(&sampler);
+    loader_close(data);
     free(adam_m), free(adam_v), free(ids), free(targets);
     model_free_f32(&model);
     return 0;

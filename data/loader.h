@@ -1,0 +1,29 @@
+// Where the trainer's sequences come from. One interface for the in-process synthetic tasks
+// and (with the data issue) HDF5 token shards, so the trainer never knows which it reads.
+//
+// The training stream is a global sequence of examples: position p of it is a pure function
+// of (seed, p) (epochs are deterministic shuffles), so a rank asking for its slice of global
+// batch s reads positions [s*GB + rank*GB/W, ...) and 1 rank and 8 ranks see the same global
+// batches. The reader's whole state is that position, which a checkpoint stores.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../src/config.h"
+
+typedef struct Loader Loader;
+
+// NULL with a message in err when the data cannot be opened.
+Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen);
+void loader_close(Loader *l);
+int loader_vocab(const Loader *l);        // token ids the data uses are < this
+int loader_seq_len(const Loader *l);      // T
+int64_t loader_train_size(const Loader *l);  // examples per epoch (0 = endless stream)
+int64_t loader_eval_size(const Loader *l);   // held-out examples
+// Examples [first, first + count) of the training stream into ids/targets [count, T]
+// (targets < 0 are not scored). 0, or -1 with err (a read or format error).
+int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
+                 size_t errlen);
+// Held-out examples [first, first + count).
+int loader_eval(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
+                size_t errlen);
