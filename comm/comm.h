@@ -13,6 +13,8 @@ void comm_finalize(Comm *c);
 void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 void comm_barrier(Comm *c);
+// 1 when every rank passed the same value (replica checks), else 0; on every rank.
+int comm_all_equal_u64(Comm *c, unsigned long long v);
 // Ends every rank at once with this exit code (a failure on one rank must not hang the rest).
 _Noreturn void comm_abort(Comm *c, int code);
 // Prints "madtrain: error: <msg>" (with the rank when there are several) and ends all ranks.

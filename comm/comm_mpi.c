@@ -44,6 +44,14 @@ void comm_barrier(Comm *c) {
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+int comm_all_equal_u64(Comm *c, unsigned long long v) {
+    if (c->world == 1) return 1;
+    // max(v) and max(~v) = ~min(v) in one reduction: equal everywhere iff max == min.
+    unsigned long long pair[2] = {v, ~v};
+    MPI_Allreduce(MPI_IN_PLACE, pair, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    return pair[0] == ~pair[1];
+}
+
 void comm_abort(Comm *c, int code) {
     if (c && c->world > 1) MPI_Abort(MPI_COMM_WORLD, code);
     MPI_Finalize();

@@ -72,6 +72,26 @@ const ConfigKey CONFIG_KEYS[] = {
     FLT("optim.eps", "1e-8", 0, 1, adam_eps, "AdamW epsilon"),
     FLT("optim.grad_clip", "1.0", 0, 1e30, grad_clip, "clip the global gradient norm (0 = off)"),
 
+    INT("checkpoint.every_steps", "0", 0, 9.2e18, ckpt_every_steps, "checkpoint every N steps (0 = off)"),
+    FLT("checkpoint.every_minutes", "0", 0, 1e9, ckpt_every_minutes, "checkpoint every N minutes (0 = off)"),
+    INT("checkpoint.keep", "3", 1, 1 << 30, ckpt_keep, "keep the newest K checkpoints"),
+    INT("checkpoint.keep_every", "0", 0, 9.2e18, ckpt_keep_every, "also keep every M-th step's checkpoint (0 = none)"),
+    STR("checkpoint.resume", "", resume,
+        "resume from a checkpoint file or run dir; auto = this run dir's latest if any"),
+    STR("checkpoint.init_from", "", init_from, "warm start: load parameters only from this checkpoint"),
+    BOOL("checkpoint.hdf5_errors", "false", hdf5_errors, "print HDF5's own error stack too"),
+    INT("train.max_bad_steps", "10", 1, 1 << 30, max_bad_steps,
+        "stop after this many non-finite steps in a row"),
+    BOOL("train.rollback_on_nan", "false", rollback_on_nan,
+         "after max_bad_steps: reload the last checkpoint and go on instead of stopping"),
+    INT("train.check_replicas_every", "100", 0, 9.2e18, check_replicas_every,
+        "compare a hash of the parameters across ranks every N steps (0 = off)"),
+    INT("debug.nan_at_step", "0", 0, 9.2e18, debug_nan_at_step, "testing: poison the gradient at this step"),
+    INT("debug.fail_at_step", "0", 0, 9.2e18, debug_fail_at_step, "testing: rank debug.fail_rank fails at this step"),
+    INT("debug.fail_rank", "0", 0, 1 << 30, debug_fail_rank, "testing: the rank that fails"),
+    INT("debug.diverge_at_step", "0", 0, 9.2e18, debug_diverge_at_step,
+        "testing: the last rank perturbs its parameters at this step"),
+
     INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
 };
 const int N_CONFIG_KEYS = sizeof(CONFIG_KEYS) / sizeof(CONFIG_KEYS[0]);
@@ -261,23 +281,16 @@ int config_override(Config *c, const char *arg, char *err, size_t errlen) {
 
 // libyaml event stream -> dotted keys. Mappings nest (model: {d_model: 64} is model.d_model);
 // a sequence value is joined with commas (model.mixer: [softmax, linear]).
-int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
-        return -1;
-    }
-    yaml_parser_t parser;
-    yaml_parser_initialize(&parser);
-    yaml_parser_set_input_file(&parser, f);
+static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *err,
+                     size_t errlen) {
     char prefix[8][128];  // key path of the open mappings
     int depth = 0, expect_key[8] = {0}, in_seq = 0, rc = 0, done = 0;
     char seq_buf[512] = "", seq_key[256] = "";
     while (!done && !rc) {
         yaml_event_t ev;
-        if (!yaml_parser_parse(&parser, &ev)) {
-            snprintf(err, errlen, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
-                     parser.problem_mark.column + 1, parser.problem ? parser.problem : "?");
+        if (!yaml_parser_parse(parser, &ev)) {
+            snprintf(err, errlen, "%s:%zu:%zu: invalid YAML: %s", path, parser->problem_mark.line + 1,
+                     parser->problem_mark.column + 1, parser->problem ? parser->problem : "?");
             rc = -1;
             break;
         }
@@ -352,8 +365,30 @@ int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
         }
         yaml_event_delete(&ev);
     }
+    return rc;
+}
+
+int config_load_file(Config *c, const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    int rc = load_yaml(c, &parser, path, err, errlen);
     yaml_parser_delete(&parser);
     fclose(f);
+    return rc;
+}
+
+int config_load_string(Config *c, const char *yaml, const char *name, char *err, size_t errlen) {
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, strlen(yaml));
+    int rc = load_yaml(c, &parser, name, err, errlen);
+    yaml_parser_delete(&parser);
     return rc;
 }
 
@@ -438,6 +473,34 @@ void config_write_yaml(const Config *c, FILE *f) {
         }
         fprintf(f, "  %s: %s\n", dot + 1, value);
     }
+}
+
+int config_fixed_on_resume(const char *key) {
+    static const char *fixed[] = {"model.", "mixer.", "data.", "seed", "train.batch_size"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (!strncmp(key, fixed[i], strlen(fixed[i]))) return 1;
+    return 0;
+}
+
+int config_diff(const Config *stored, const Config *now, char *refused, size_t rn, char *changed,
+                size_t cn) {
+    int n_refused = 0;
+    refused[0] = changed[0] = 0;
+    for (int i = 0; i < N_CONFIG_KEYS; i++) {
+        const ConfigKey *k = &CONFIG_KEYS[i];
+        if (!strncmp(k->name, "checkpoint.", 11) || !strcmp(k->name, "run.dir")) continue;
+        char a[600], b[600];
+        format_value(stored, k, a, sizeof(a));
+        format_value(now, k, b, sizeof(b));
+        if (!strcmp(a, b)) continue;
+        int fixed = config_fixed_on_resume(k->name);
+        char *out = fixed ? refused : changed;
+        size_t n = fixed ? rn : cn;
+        snprintf(out + strlen(out), n - strlen(out), "%s%s: %s -> %s", out[0] ? ", " : "", k->name,
+                 a, b);
+        n_refused += fixed;
+    }
+    return n_refused;
 }
 
 void config_print_help(FILE *f) {

@@ -31,6 +31,12 @@ typedef struct {
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;
     int64_t warmup_steps;
     int schedule;
+    // checkpoints and faults
+    int64_t ckpt_every_steps, ckpt_keep, ckpt_keep_every, max_bad_steps, check_replicas_every;
+    double ckpt_every_minutes;
+    char resume[512], init_from[512];
+    int rollback_on_nan, hdf5_errors;
+    int64_t debug_nan_at_step, debug_fail_at_step, debug_fail_rank, debug_diverge_at_step;
     // cpu
     int64_t threads;
 } Config;
@@ -56,10 +62,17 @@ enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
 // All return 0, or -1 with one line in err (without the "madtrain: error: " prefix).
 void config_defaults(Config *c);
 int config_load_file(Config *c, const char *path, char *err, size_t errlen);
+int config_load_string(Config *c, const char *yaml, const char *name, char *err, size_t errlen);
 int config_set(Config *c, const char *key, const char *value, const char *source, char *err,
                size_t errlen);
 int config_override(Config *c, const char *arg, char *err, size_t errlen);  // "key=value"
 int config_validate(const Config *c, int world, char *err, size_t errlen);
 void config_write_yaml(const Config *c, FILE *f);
+// Keys a resumed run must keep (model shape, mixer, data, seed, global batch).
+int config_fixed_on_resume(const char *key);
+// Compares a checkpoint's config with this run's: refused (fixed keys that differ) and
+// changed (the others) get "key: old -> new" lists; returns the number of refused keys.
+int config_diff(const Config *stored, const Config *now, char *refused, size_t rn, char *changed,
+                size_t cn);
 void config_print_help(FILE *f);
 const char *config_enum_name(const char *key, int value);

@@ -11,10 +11,16 @@
 static void usage(FILE *f) {
     fprintf(f,
             "madtrain %s: data-parallel trainer for sequence mixers\n\n"
-            "usage: madtrain [train] [--config FILE] [key=value ...]\n"
+            "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
+            "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
             "       madtrain train --help | madtrain --help | madtrain --version\n\n"
             "  train      train a model (the default command); under mpirun, one rank per process\n"
-            "  --config   YAML file of config keys; key=value arguments override it\n\n"
+            "  eval       evaluate a checkpoint on the held-out split\n"
+            "  --config   YAML file of config keys; key=value arguments override it\n"
+            "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
+            "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
+            "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
+            "command line; 130 a second SIGINT (no checkpoint).\n\n"
             "Mixers:",
             MADTRAIN_VERSION);
     for (int i = 0; i < N_MIXERS; i++) fprintf(f, "\n  %-10s %s", MIXERS[i].name, MIXERS[i].doc);
@@ -33,11 +39,12 @@ static int usage_error(Comm *comm, const char *msg) {
 int main(int argc, char **argv) {
     Comm comm;
     comm_init(&comm, &argc, &argv);
-    int first = 1;
+    int first = 1, eval_only = 0;
     if (argc > 1 && !strcmp(argv[1], "train")) first = 2;
+    else if (argc > 1 && !strcmp(argv[1], "eval")) first = 2, eval_only = 1;
     else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train)", argv[1]);
+        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval)", argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;
@@ -67,6 +74,12 @@ int main(int argc, char **argv) {
             i++;
             continue;
         }
+        if (!strcmp(argv[i], "--resume")) {
+            if (i + 1 >= argc) return usage_error(&comm, "--resume needs a run directory or file");
+            if (config_set(&cfg, "checkpoint.resume", argv[++i], "command line", err, sizeof(err)))
+                return usage_error(&comm, err);
+            continue;
+        }
         if (argv[i][0] == '-' && !strchr(argv[i], '=')) {
             char msg[300];
             snprintf(msg, sizeof(msg), "unknown option '%.200s' (see madtrain --help)", argv[i]);
@@ -75,7 +88,7 @@ int main(int argc, char **argv) {
         if (config_override(&cfg, argv[i], err, sizeof(err))) return usage_error(&comm, err);
     }
     if (config_validate(&cfg, comm.world, err, sizeof(err))) return usage_error(&comm, err);
-    int rc = train_run(&cfg, &comm);
+    int rc = train_run(&cfg, &comm, eval_only);
     comm_finalize(&comm);
     return rc;
 }

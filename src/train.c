@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../data/loader.h"
+#include "checkpoint.h"
 #include "model.h"
 #include "optim.h"
 #include "util.h"
@@ -91,17 +93,21 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, const Config *cfg, Comm *
     return r;
 }
 
+// ---- final state file and status ------------------------------------------------------
 typedef struct {
-    const float *params;
+    const float *params, *adam_m, *adam_v;
     size_t n;
-} ParamsFile;
+} StateFile;
 
-// params.bin: "MTPARAMS", uint64 count, float32 values in the parameter table's order.
-static int write_params(FILE *f, void *ctx) {
-    const ParamsFile *p = ctx;
+// final_state.bin: "MTSTATE1", uint64 n, then params, adam_m, adam_v (float32, n each, the
+// parameter table's order): a raw dump for exact comparisons in tests.
+static int write_state(FILE *f, void *ctx) {
+    const StateFile *p = ctx;
     uint64_t n = p->n;
-    if (fwrite("MTPARAMS", 1, 8, f) != 8 || fwrite(&n, sizeof(n), 1, f) != 1) return -1;
-    return fwrite(p->params, sizeof(float), p->n, f) == p->n ? 0 : -1;
+    if (fwrite("MTSTATE1", 1, 8, f) != 8 || fwrite(&n, sizeof(n), 1, f) != 1) return -1;
+    if (fwrite(p->params, sizeof(float), p->n, f) != p->n) return -1;
+    if (fwrite(p->adam_m, sizeof(float), p->n, f) != p->n) return -1;
+    return fwrite(p->adam_v, sizeof(float), p->n, f) == p->n ? 0 : -1;
 }
 
 static int write_config(FILE *f, void *ctx) {
@@ -109,8 +115,122 @@ static int write_config(FILE *f, void *ctx) {
     return ferror(f) ? -1 : 0;
 }
 
-int train_run(const Config *cfg, Comm *comm) {
-    char err[512], path[1100];
+static int write_text(FILE *f, void *ctx) { return fputs(ctx, f) < 0 ? -1 : 0; }
+
+// ---- signals ---------------------------------------------------------------------------
+// SIGTERM, SIGINT, SIGUSR1 ask for a checkpoint and an orderly exit at the next step
+// boundary (the ranks agree on it through an all-reduce); a second SIGINT exits at once.
+static volatile sig_atomic_t stop_requested = 0, interrupts = 0;
+
+static void on_signal(int sig) {
+    if (sig == SIGINT && ++interrupts > 1) _exit(130);
+    stop_requested = sig;
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    // A file-size limit or full disk must fail the write (EFBIG/ENOSPC), not kill the run.
+    signal(SIGXFSZ, SIG_IGN);
+}
+
+static uint64_t hash_floats(const float *x, size_t n) {
+    const unsigned char *p = (const unsigned char *)x;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// ---- the run ---------------------------------------------------------------------------
+typedef struct {
+    const Config *cfg;
+    Comm *comm;
+    Model_f32 model;
+    float *adam_m, *adam_v;
+    TrainState st;
+} Run;
+
+// Rank 0 writes; every rank has the same parameters (checked by the replica hash), so no
+// gather is needed. A failed write is reported and training goes on from the previous one.
+static int save_checkpoint(Run *r, Logger *lg) {
+    if (r->comm->rank) return 0;
+    char err[1400], path[1100];
+    double t0 = now_seconds();
+    if (checkpoint_write(r->cfg->run_dir, &r->model, r->adam_m, r->adam_v, &r->st, r->cfg, path,
+                         sizeof(path), err, sizeof(err))) {
+        fprintf(stderr, "madtrain: error: %s; training goes on from the previous checkpoint\n",
+                err);
+        jsonl(lg, "{\"event\":\"checkpoint_failed\",\"step\":%lld}", (long long)r->st.step);
+        return -1;
+    }
+    checkpoint_prune(r->cfg->run_dir, r->cfg->ckpt_keep, r->cfg->ckpt_keep_every);
+    printf("checkpoint: %s (%.2fs)\n", path, now_seconds() - t0);
+    fflush(stdout);
+    jsonl(lg, "{\"event\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\"}", (long long)r->st.step,
+          path);
+    return 0;
+}
+
+// Resume: the newest usable checkpoint of the candidates. With `auto`, a corrupted newest
+// checkpoint falls back to the previous one (and says so); an explicit file must be good.
+static int try_resume(Run *r, int *resumed) {
+    const Config *cfg = r->cfg;
+    char err[1400], path[1100];
+    char *cands[64];
+    int n = 0;
+    *resumed = 0;
+    if (!cfg->resume[0]) return 0;
+    int autom = !strcmp(cfg->resume, "auto");
+    if (autom) {
+        n = checkpoint_list(cfg->run_dir, cands, 64);
+        if (!n) {
+            if (!r->comm->rank) printf("resume: no checkpoint in %s, starting fresh\n", cfg->run_dir);
+            return 0;
+        }
+    } else {
+        if (checkpoint_resolve(cfg->resume, path, sizeof(path), err, sizeof(err)))
+            comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
+        cands[n++] = strdup(path);
+    }
+    int rc = -1;
+    for (int i = 0; i < n && rc; i++) {
+        Config stored;
+        rc = checkpoint_read(cands[i], &r->model, r->adam_m, r->adam_v, &r->st, &stored, err,
+                             sizeof(err));
+        if (rc) {
+            if (!autom) comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
+            if (!r->comm->rank)
+                fprintf(stderr, "madtrain: warning: %s; falling back to the previous checkpoint\n",
+                        err);
+            continue;
+        }
+        char refused[2048], changed[2048];
+        if (config_diff(&stored, cfg, refused, sizeof(refused), changed, sizeof(changed))) {
+            if (!r->comm->rank)
+                fprintf(stderr, "madtrain: error: cannot resume from %s with a different %s\n",
+                        cands[i], refused);
+            for (int j = 0; j < n; j++) free(cands[j]);
+            return MT_EXIT_USAGE;
+        }
+        if (!r->comm->rank) {
+            printf("resume: %s at step %lld (written by %lld rank(s))\n", cands[i],
+                   (long long)r->st.step, (long long)r->st.world);
+            if (changed[0]) printf("resume: changed settings: %s\n", changed);
+        }
+        *resumed = 1;
+    }
+    for (int j = 0; j < n; j++) free(cands[j]);
+    if (rc) comm_fatal(r->comm, MT_EXIT_FAIL, "no usable checkpoint in %s", cfg->run_dir);
+    return 0;
+}
+
+int train_run(const Config *cfg, Comm *comm, int eval_only) {
+    char err[1400], path[1100];
     int threads = (int)cfg->threads;
     if (!threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -119,6 +239,18 @@ int train_run(const Config *cfg, Comm *comm) {
     }
     omp_set_num_threads(threads);
     openblas_set_num_threads(threads);
+    h5_setup(cfg->hdf5_errors);
+
+    const char *slurm_ntasks = getenv("SLURM_NTASKS");
+    if (slurm_ntasks && getenv("SLURM_JOB_ID") && atoi(slurm_ntasks) != comm->world) {
+        // srun without PMIx starts every task as a singleton MPI world of size 1.
+        if (!comm->rank)
+            fprintf(stderr,
+                    "madtrain: error: SLURM_NTASKS is %s but the MPI world has %d rank(s): the "
+                    "ranks did not join one job (use mpirun, or srun --mpi=pmix)\n",
+                    slurm_ntasks, comm->world);
+        return MT_EXIT_USAGE;
+    }
 
     Loader *data = loader_open(cfg, comm->rank, comm->world, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
@@ -127,12 +259,15 @@ int train_run(const Config *cfg, Comm *comm) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
-    Model_f32 model;
-    if (model_build_f32(&model, &mc, err, sizeof(err))) {
+    Run run = {.cfg = cfg, .comm = comm};
+    Model_f32 *model = &run.model;
+    if (model_build_f32(model, &mc, err, sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
-    model_init_f32(&model, (uint64_t)cfg->seed);
+    model_init_f32(model, (uint64_t)cfg->seed);
+    run.adam_m = xcalloc(model->n_params, sizeof(float));
+    run.adam_v = xcalloc(model->n_params, sizeof(float));
     int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world;
     int mb = (int)(GB / (W * accum)), T = loader_seq_len(data);
     int64_t steps = cfg->steps;
@@ -144,8 +279,24 @@ int train_run(const Config *cfg, Comm *comm) {
         }
         steps = (int64_t)ceil(cfg->epochs * (double)loader_train_size(data) / (double)GB);
     }
-    if (model_set_batch_f32(&model, mb, T))
+    if (model_set_batch_f32(model, mb, T))
         comm_fatal(comm, MT_EXIT_FAIL, "out of memory for activations (micro-batch %d x %d)", mb, T);
+
+    int resumed = 0, rc = try_resume(&run, &resumed);
+    if (rc) return rc;
+    if (!resumed && cfg->init_from[0]) {
+        if (checkpoint_load_params(cfg->init_from, model, err, sizeof(err))) {
+            if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+            return MT_EXIT_USAGE;
+        }
+        if (!comm->rank) printf("init_from: parameters loaded from %s\n", cfg->init_from);
+    }
+    if (eval_only && !resumed && !cfg->init_from[0]) {
+        if (!comm->rank)
+            fprintf(stderr, "madtrain: error: eval needs checkpoint.resume or checkpoint.init_from\n");
+        return MT_EXIT_USAGE;
+    }
+    run.st.world = comm->world;
 
     Logger lg = {0};
     if (!comm->rank) {
@@ -153,81 +304,146 @@ int train_run(const Config *cfg, Comm *comm) {
             comm_fatal(comm, MT_EXIT_FAIL, "cannot create run directory '%s': %s", cfg->run_dir,
                        strerror(errno));
         snprintf(path, sizeof(path), "%s/config.yaml", cfg->run_dir);
-        if (write_file_atomic(path, write_config, (void *)cfg))
+        if (!eval_only && write_file_atomic(path, write_config, (void *)cfg))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
         snprintf(path, sizeof(path), "%s/metrics.jsonl", cfg->run_dir);
-        lg.metrics = fopen(path, "w");
+        // A resumed run continues the same metrics file, as a requeued job continues its log.
+        lg.metrics = fopen(path, resumed || eval_only ? "a" : "w");
         if (!lg.metrics)
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
         printf("madtrain %s | %d rank(s) x %d thread(s) | device cpu\n", MADTRAIN_VERSION,
                comm->world, threads);
         printf("model: %d layers, d_model %d, %d heads, mixer %s, mlp %s, %zu parameters\n",
                mc.n_layers, mc.d_model, mc.n_heads, cfg->mixer, config_enum_name("model.mlp", mc.mlp),
-               model.n_params);
+               model->n_params);
         printf("task: %s, T %d, vocab %d | batch %lld (%d per rank x %lld micro-steps) | %lld steps\n",
                config_enum_name("data.task", cfg->task), T, mc.vocab_size, (long long)GB, mb,
                (long long)accum, (long long)steps);
         fflush(stdout);
     }
-
-    float *adam_m = xcalloc(model.n_params, sizeof(float));
-    float *adam_v = xcalloc(model.n_params, sizeof(float));
     size_t per_step = (size_t)accum * mb * T;
     int *ids = xmalloc(sizeof(int) * per_step), *targets = xmalloc(sizeof(int) * per_step);
+    if (eval_only) {
+        EvalResult e = evaluate(model, data, cfg, comm, ids, targets);
+        if (!comm->rank) {
+            printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
+                   (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
+            jsonl(&lg, "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"examples\":%lld}",
+                  (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
+            fclose(lg.metrics);
+        }
+        free(ids), free(targets), free(run.adam_m), free(run.adam_v);
+        loader_close(data);
+        model_free_f32(model);
+        return 0;
+    }
+    install_signal_handlers();
     AdamWParams ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
 
     lg.t_start = now_seconds();
-    double t_last = lg.t_start, interval[4] = {0};  // loss, scored, acc, examples since last log
-    int64_t skipped = 0, tokens = 0, tokens_last = 0;
+    double t_last = lg.t_start, t_ckpt = lg.t_start, interval[4] = {0};
+    int64_t tokens_last = run.st.tokens, first_step = run.st.step, bad_in_row = 0;
+    int have_checkpoint = resumed, exit_code = 0, preempted = 0;
     EvalResult last_eval = {0};
-    for (int64_t step = 0; step < steps; step++) {
+    for (int64_t step = run.st.step; step < steps; step++) {
         // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
-        int64_t base = step * GB + comm->rank * (GB / W);
+        int64_t base = run.st.data_position + comm->rank * (GB / W);
         if (loader_train(data, base, accum * mb, ids, targets, err, sizeof(err)))
             comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
-        double scored = 0;
-        for (size_t i = 0; i < per_step; i++) scored += targets[i] >= 0;
+        if (cfg->debug_fail_at_step == step + 1 && cfg->debug_fail_rank == comm->rank)
+            comm_fatal(comm, MT_EXIT_FAIL, "injected failure at step %lld (debug.fail_at_step)",
+                       (long long)step + 1);
+        // One small all-reduce carries the global count of scored positions and any stop
+        // request, so every rank learns both at the same step boundary.
+        double head[2] = {0, stop_requested ? 1 : 0};
+        for (size_t i = 0; i < per_step; i++) head[0] += targets[i] >= 0;
+        comm_allreduce_sum_f64(comm, head, 2);
+        if (head[1] > 0) {
+            preempted = 1;
+            break;
+        }
         // The loss is the mean over the scored positions of the whole global batch: with the
         // global count known up front, each rank's gradient is already its share of that mean
         // and the all-reduce is a plain sum, exact for any split of the batch.
-        comm_allreduce_sum_f64(comm, &scored, 1);
-        float scale = scored > 0 ? (float)(1.0 / scored) : 0.0f;
-        model_zero_grad_f32(&model);
+        float scale = head[0] > 0 ? (float)(1.0 / head[0]) : 0.0f;
+        model_zero_grad_f32(model);
         double stats[4] = {0};
         for (int64_t k = 0; k < accum; k++) {
-            ForwardStats st = model_forward_f32(&model, ids + k * mb * T, targets + k * mb * T, scale);
-            model_backward_f32(&model);
+            ForwardStats st = model_forward_f32(model, ids + k * mb * T, targets + k * mb * T, scale);
+            model_backward_f32(model);
             stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
             stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
         }
-        comm_allreduce_sum_f32(comm, model.grads, model.n_params);
+        if (cfg->debug_nan_at_step == step + 1 && comm->rank == 0) model->grads[0] = NAN;
+        comm_allreduce_sum_f32(comm, model->grads, model->n_params);
         comm_allreduce_sum_f64(comm, stats, 4);
         for (int i = 0; i < 4; i++) interval[i] += stats[i];
 
-        double norm = global_norm(model.grads, model.n_params);
+        double norm = global_norm(model->grads, model->n_params);
         ap.lr = lr_at(step, steps, cfg->warmup_steps, cfg->lr, cfg->min_lr,
                       cfg->schedule == SCHEDULE_COSINE);
         if (!isfinite(norm)) {
-            skipped++;  // every rank sees the same reduced gradient, so all skip together
+            // Every rank sees the same reduced gradient, so all skip together.
+            run.st.skipped_steps++;
+            if (!comm->rank) {
+                printf("step %lld: non-finite gradient, step skipped (%lld in a row)\n",
+                       (long long)step + 1, (long long)bad_in_row + 1);
+                jsonl(&lg, "{\"event\":\"skipped\",\"step\":%lld}", (long long)step + 1);
+            }
+            if (++bad_in_row >= cfg->max_bad_steps) {
+                if (cfg->rollback_on_nan && have_checkpoint) {
+                    // Back to the last good weights; the data position keeps going, so the
+                    // batches that produced the non-finite steps are not replayed.
+                    char *last[1];
+                    TrainState keep = run.st;
+                    if (checkpoint_list(cfg->run_dir, last, 1) < 1 ||
+                        checkpoint_read(last[0], model, run.adam_m, run.adam_v, &run.st, NULL, err,
+                                        sizeof(err)))
+                        comm_fatal(comm, MT_EXIT_FAIL, "rollback failed: %s", err);
+                    if (!comm->rank) printf("rollback: reloaded %s\n", last[0]);
+                    free(last[0]);
+                    run.st = keep;
+                    bad_in_row = 0;
+                } else {
+                    if (!comm->rank)
+                        fprintf(stderr,
+                                "madtrain: error: %lld non-finite steps in a row (train.max_bad_steps)"
+                                " at step %lld; stopping\n",
+                                (long long)bad_in_row, (long long)step + 1);
+                    exit_code = MT_EXIT_FAIL;
+                    run.st.step = step + 1;
+                    break;
+                }
+            }
         } else {
+            bad_in_row = 0;
             if (cfg->grad_clip > 0 && norm > cfg->grad_clip) {
                 float s = (float)(cfg->grad_clip / norm);
-                for (size_t i = 0; i < model.n_params; i++) model.grads[i] *= s;
+                for (size_t i = 0; i < model->n_params; i++) model->grads[i] *= s;
             }
-            adamw_update(model.params, model.grads, adam_m, adam_v, model.info, model.n_tensors, ap,
-                         step + 1 - skipped);
+            adamw_update(model->params, model->grads, run.adam_m, run.adam_v, model->info,
+                         model->n_tensors, ap, step + 1 - run.st.skipped_steps);
         }
-        tokens += GB * T;
+        run.st.step = step + 1;
+        run.st.tokens += GB * T;
+        run.st.data_position += GB;
+        if (cfg->debug_diverge_at_step == step + 1 && comm->rank == comm->world - 1)
+            model->params[0] += 1e-3f;
+        if (cfg->check_replicas_every > 0 && run.st.step % cfg->check_replicas_every == 0 &&
+            !comm_all_equal_u64(comm, hash_floats(model->params, model->n_params)))
+            comm_fatal(comm, MT_EXIT_FAIL,
+                       "replicas diverged at step %lld: parameter hashes differ across ranks",
+                       (long long)run.st.step);
 
         int last = step + 1 == steps;
         if (!comm->rank && ((step + 1) % cfg->log_every == 0 || last)) {
             double now = now_seconds(), elapsed = now - lg.t_start;
-            double tps = (tokens - tokens_last) / (now - t_last);
+            double tps = (run.st.tokens - tokens_last) / (now - t_last);
             double loss = interval[1] > 0 ? interval[0] / interval[1] : 0;
             double acc = interval[3] > 0 ? interval[2] / interval[3] : 0;
             char el[32], eta[32];
             format_duration(elapsed, el, sizeof(el));
-            format_duration(elapsed / (step + 1) * (steps - step - 1), eta, sizeof(eta));
+            format_duration(elapsed / (step + 1 - first_step) * (steps - step - 1), eta, sizeof(eta));
             printf("step %6lld/%lld | loss %.4f | acc %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | "
                    "elapsed %s | eta %s\n",
                    (long long)step + 1, (long long)steps, loss, acc, ap.lr, norm, tps, el, eta);
@@ -236,14 +452,14 @@ int train_run(const Config *cfg, Comm *comm) {
                   "{\"event\":\"train\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,"
                   "\"grad_norm\":%.6g,\"tokens\":%lld,\"tokens_per_s\":%.6g,\"elapsed_s\":%.6f,"
                   "\"skipped_steps\":%lld}",
-                  (long long)step + 1, loss, acc, ap.lr, norm, (long long)tokens, tps, elapsed,
-                  (long long)skipped);
-            t_last = now, tokens_last = tokens;
+                  (long long)step + 1, loss, acc, ap.lr, norm, (long long)run.st.tokens, tps,
+                  elapsed, (long long)run.st.skipped_steps);
+            t_last = now, tokens_last = run.st.tokens;
         }
-        if (!comm->rank && (step + 1) % cfg->log_every == 0) memset(interval, 0, sizeof(interval));
+        if ((step + 1) % cfg->log_every == 0) memset(interval, 0, sizeof(interval));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
             if (loader_eval_size(data) > 0) {
-                last_eval = evaluate(&model, data, cfg, comm, ids, targets);
+                last_eval = evaluate(model, data, cfg, comm, ids, targets);
                 if (!comm->rank) {
                     printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
                            (long long)step + 1, last_eval.loss, last_eval.acc,
@@ -257,27 +473,45 @@ int train_run(const Config *cfg, Comm *comm) {
                 }
             }
         }
+        int due = !last && ((cfg->ckpt_every_steps > 0 && run.st.step % cfg->ckpt_every_steps == 0) ||
+                            (cfg->ckpt_every_minutes > 0 &&
+                             now_seconds() - t_ckpt >= 60 * cfg->ckpt_every_minutes));
+        if (due) {
+            if (!save_checkpoint(&run, &lg)) have_checkpoint = 1;
+            t_ckpt = now_seconds();
+        }
     }
     double wall = now_seconds() - lg.t_start;
+    // The end of training (or a stop request) always leaves a checkpoint to resume or reuse.
+    if (exit_code == 0) save_checkpoint(&run, &lg);
     if (!comm->rank) {
-        snprintf(path, sizeof(path), "%s/params.bin", cfg->run_dir);
-        ParamsFile pf = {model.params, model.n_params};
-        if (write_file_atomic(path, write_params, &pf))
+        snprintf(path, sizeof(path), "%s/final_state.bin", cfg->run_dir);
+        StateFile sf = {model->params, run.adam_m, run.adam_v, model->n_params};
+        if (!preempted && exit_code == 0 && write_file_atomic(path, write_state, &sf))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
+        snprintf(path, sizeof(path), "%s/status", cfg->run_dir);
+        const char *status = exit_code ? "failed\n" : preempted ? "preempted\n" : "finished\n";
+        write_file_atomic(path, write_text, (void *)status);
+        int64_t done = run.st.step - first_step;
+        if (preempted)
+            printf("stopped by signal at step %lld: checkpoint written, exit 0 (status: preempted)\n",
+                   (long long)run.st.step);
         printf("done: %lld steps in %.1fs, %.0f tok/s, test acc %.4f, test loss %.4f, "
                "skipped %lld step(s)\n",
-               (long long)steps, wall, wall > 0 ? tokens / wall : 0, last_eval.acc, last_eval.loss,
-               (long long)skipped);
+               (long long)done, wall, wall > 0 ? done * GB * T / wall : 0, last_eval.acc,
+               last_eval.loss, (long long)run.st.skipped_steps);
         jsonl(&lg,
-              "{\"event\":\"summary\",\"steps\":%lld,\"wall_s\":%.3f,\"tokens\":%lld,"
-              "\"tokens_per_s\":%.6g,\"test_acc\":%.6g,\"test_loss\":%.6g,\"params\":%zu,"
-              "\"skipped_steps\":%lld,\"world\":%d}",
-              (long long)steps, wall, (long long)tokens, wall > 0 ? tokens / wall : 0,
-              last_eval.acc, last_eval.loss, model.n_params, (long long)skipped, comm->world);
+              "{\"event\":\"summary\",\"step\":%lld,\"steps_this_run\":%lld,\"wall_s\":%.3f,"
+              "\"tokens\":%lld,\"tokens_per_s\":%.6g,\"test_acc\":%.6g,\"test_loss\":%.6g,"
+              "\"params\":%zu,\"skipped_steps\":%lld,\"world\":%d,\"status\":\"%s\"}",
+              (long long)run.st.step, (long long)done, wall, (long long)run.st.tokens,
+              wall > 0 ? done * GB * T / wall : 0, last_eval.acc, last_eval.loss, model->n_params,
+              (long long)run.st.skipped_steps, comm->world,
+              exit_code ? "failed" : preempted ? "preempted" : "finished");
         fclose(lg.metrics);
     }
     loader_close(data);
-    free(adam_m), free(adam_v), free(ids), free(targets);
-    model_free_f32(&model);
-    return 0;
+    free(run.adam_m), free(run.adam_v), free(ids), free(targets);
+    model_free_f32(model);
+    return exit_code;
 }

@@ -15,13 +15,13 @@ for mixer in softmax linear; do
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-a" > /dev/null
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-b" > /dev/null
   "$madtrain" "${common[@]}" model.mixer=$mixer train.grad_accum=4 run.dir="$work/$mixer-accum4" > /dev/null
-  echo "[$mixer] 1 rank vs 2 ranks:";     "$params_diff" "$work/$mixer-1rank/params.bin" "$work/$mixer-2rank-a/params.bin" 1e-5
-  echo "[$mixer] 2 ranks, run twice:";    "$params_diff" "$work/$mixer-2rank-a/params.bin" "$work/$mixer-2rank-b/params.bin" --bitwise
-  echo "[$mixer] accumulation 4 vs 1:";   "$params_diff" "$work/$mixer-1rank/params.bin" "$work/$mixer-accum4/params.bin" 1e-5
+  echo "[$mixer] 1 rank vs 2 ranks:";     "$params_diff" "$work/$mixer-1rank/final_state.bin" "$work/$mixer-2rank-a/final_state.bin" 1e-5
+  echo "[$mixer] 2 ranks, run twice:";    "$params_diff" "$work/$mixer-2rank-a/final_state.bin" "$work/$mixer-2rank-b/final_state.bin" --bitwise
+  echo "[$mixer] accumulation 4 vs 1:";   "$params_diff" "$work/$mixer-1rank/final_state.bin" "$work/$mixer-accum4/final_state.bin" 1e-5
 done
 # The training must have moved the parameters, or the comparisons above prove nothing.
 "$madtrain" "${common[@]}" train.steps=1 optim.lr=0 optim.warmup_steps=0 run.dir="$work/untrained" > /dev/null
-if "$params_diff" "$work/untrained/params.bin" "$work/softmax-1rank/params.bin" 1e-3 > /dev/null; then
+if "$params_diff" "$work/untrained/final_state.bin" "$work/softmax-1rank/final_state.bin" 1e-3 > /dev/null; then
   echo "FAIL: 20 steps did not change the parameters"; exit 1
 fi
 echo "all rank and accumulation comparisons passed"
