@@ -210,6 +210,19 @@ void checkpoint_prune(const char *run_dir, int64_t keep, int64_t keep_every) {
     }
 }
 
+void checkpoint_remove_partial(const char *run_dir) {
+    DIR *d = opendir(run_dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));)
+        if ((!strncmp(e->d_name, "ckpt-", 5) || !strncmp(e->d_name, "latest.", 7)) &&
+            strstr(e->d_name, ".tmp.")) {
+            char p[1100];
+            snprintf(p, sizeof(p), "%s/%s", run_dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+}
+
 int checkpoint_resolve(const char *dir_or_file, char *path, size_t n, char *err, size_t errlen) {
     struct stat sb;
     if (stat(dir_or_file, &sb)) {
@@ -324,6 +337,35 @@ static hid_t open_ro(const char *path, char *err, size_t errlen) {
     return f;
 }
 
+static int read_config(hid_t f, const char *path, Config *stored_cfg, char *err, size_t errlen) {
+    char *yaml = get_attr_str(f, "config_yaml");
+    uint64_t want = 0;
+    int rc = 0;
+    if (!yaml || get_attr_u64(f, "config_checksum_fnv1a64", &want) ||
+        want != fnv1a64(yaml, strlen(yaml))) {
+        snprintf(err, errlen, "%s: stored config is missing or fails its checksum", path);
+        rc = -1;
+    }
+    if (!rc) {
+        config_defaults(stored_cfg);
+        char e2[512];
+        if (config_load_string(stored_cfg, yaml, path, e2, sizeof(e2))) {
+            snprintf(err, errlen, "%s: stored config: %s", path, e2);
+            rc = -1;
+        }
+    }
+    free(yaml);
+    return rc;
+}
+
+int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size_t errlen) {
+    hid_t f = open_ro(path, err, errlen);
+    if (f < 0) return -1;
+    int rc = read_config(f, path, stored_cfg, err, errlen);
+    H5Fclose(f);
+    return rc;
+}
+
 int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v, TrainState *st,
                     Config *stored_cfg, char *err, size_t errlen) {
     hid_t f = open_ro(path, err, errlen);
@@ -349,22 +391,7 @@ int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v
                  (long long)n_params, m->n_params);
         rc = -1;
     }
-    char *yaml = rc ? NULL : get_attr_str(f, "config_yaml");
-    uint64_t want = 0;
-    if (!rc && (!yaml || get_attr_u64(f, "config_checksum_fnv1a64", &want) ||
-                want != fnv1a64(yaml, strlen(yaml)))) {
-        snprintf(err, errlen, "%s: stored config is missing or fails its checksum", path);
-        rc = -1;
-    }
-    if (!rc && stored_cfg) {
-        config_defaults(stored_cfg);
-        char e2[512];
-        if (config_load_string(stored_cfg, yaml, path, e2, sizeof(e2))) {
-            snprintf(err, errlen, "%s: stored config: %s", path, e2);
-            rc = -1;
-        }
-    }
-    free(yaml);
+    if (!rc && stored_cfg) rc = read_config(f, path, stored_cfg, err, errlen);
     hid_t g = rc ? -1 : H5Gopen2(f, "params", H5P_DEFAULT);
     if (!rc && g < 0) {
         snprintf(err, errlen, "%s: group 'params' is missing", path);

@@ -38,11 +38,15 @@ void checkpoint_prune(const char *run_dir, int64_t keep, int64_t keep_every);
 // (either may be NULL to skip them). stored_cfg receives the checkpoint's resolved config.
 int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v, TrainState *st,
                     Config *stored_cfg, char *err, size_t errlen);
+// Only the resolved config stored in a checkpoint (to check a resume before loading tensors).
+int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size_t errlen);
 // Parameters only, matched by name and shape (warm start); mismatches are listed in err.
 int checkpoint_load_params(const char *path, Model_f32 *m, char *err, size_t errlen);
 
 // The checkpoint files of a run directory, newest first (the one `latest` names leads).
 // Returns the count (<= max); paths are malloc'ed.
 int checkpoint_list(const char *run_dir, char **paths, int max);
+// Removes temporary files a killed writer left behind (never a complete checkpoint).
+void checkpoint_remove_partial(const char *run_dir);
 // A run directory or a file: the file to resume from (the newest listed), or -1 with err.
 int checkpoint_resolve(const char *dir_or_file, char *path, size_t n, char *err, size_t errlen);

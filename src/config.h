@@ -36,7 +36,8 @@ typedef struct {
     double ckpt_every_minutes;
     char resume[512], init_from[512];
     int rollback_on_nan, hdf5_errors;
-    int64_t debug_nan_at_step, debug_fail_at_step, debug_fail_rank, debug_diverge_at_step;
+    int64_t debug_nan_at_step, debug_nan_count, debug_fail_at_step, debug_fail_rank;
+    int64_t debug_diverge_at_step, debug_stop_at_step, debug_file_size_limit;
     // cpu
     int64_t threads;
 } Config;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,22 +201,24 @@ static int try_resume(Run *r, int *resumed) {
     int rc = -1;
     for (int i = 0; i < n && rc; i++) {
         Config stored;
-        rc = checkpoint_read(cands[i], &r->model, r->adam_m, r->adam_v, &r->st, &stored, err,
-                             sizeof(err));
+        char refused[2048], changed[2048];
+        rc = checkpoint_read_config(cands[i], &stored, err, sizeof(err));
+        if (!rc && config_diff(&stored, cfg, refused, sizeof(refused), changed, sizeof(changed))) {
+            if (!r->comm->rank)
+                fprintf(stderr, "madtrain: error: cannot resume from %s with a different %s\n",
+                        cands[i], refused);
+            for (int j = 0; j < n; j++) free(cands[j]);
+            return MT_EXIT_USAGE;
+        }
+        if (!rc)
+            rc = checkpoint_read(cands[i], &r->model, r->adam_m, r->adam_v, &r->st, NULL, err,
+                                 sizeof(err));
         if (rc) {
             if (!autom) comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
             if (!r->comm->rank)
                 fprintf(stderr, "madtrain: warning: %s; falling back to the previous checkpoint\n",
                         err);
             continue;
-        }
-        char refused[2048], changed[2048];
-        if (config_diff(&stored, cfg, refused, sizeof(refused), changed, sizeof(changed))) {
-            if (!r->comm->rank)
-                fprintf(stderr, "madtrain: error: cannot resume from %s with a different %s\n",
-                        cands[i], refused);
-            for (int j = 0; j < n; j++) free(cands[j]);
-            return MT_EXIT_USAGE;
         }
         if (!r->comm->rank) {
             printf("resume: %s at step %lld (written by %lld rank(s))\n", cands[i],
@@ -303,6 +306,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if (mkdir_p(cfg->run_dir))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot create run directory '%s': %s", cfg->run_dir,
                        strerror(errno));
+        checkpoint_remove_partial(cfg->run_dir);
         snprintf(path, sizeof(path), "%s/config.yaml", cfg->run_dir);
         if (!eval_only && write_file_atomic(path, write_config, (void *)cfg))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
@@ -338,6 +342,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         return 0;
     }
     install_signal_handlers();
+    if (cfg->debug_file_size_limit > 0) {  // after MPI start-up, whose shared files need room
+        struct rlimit lim = {(rlim_t)cfg->debug_file_size_limit, (rlim_t)cfg->debug_file_size_limit};
+        setrlimit(RLIMIT_FSIZE, &lim);
+    }
     AdamWParams ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
 
     lg.t_start = now_seconds();
@@ -355,7 +363,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                        (long long)step + 1);
         // One small all-reduce carries the global count of scored positions and any stop
         // request, so every rank learns both at the same step boundary.
-        double head[2] = {0, stop_requested ? 1 : 0};
+        double head[2] = {0, stop_requested || (cfg->debug_stop_at_step > 0 && cfg->debug_stop_at_step == step) ? 1 : 0};
         for (size_t i = 0; i < per_step; i++) head[0] += targets[i] >= 0;
         comm_allreduce_sum_f64(comm, head, 2);
         if (head[1] > 0) {
@@ -374,7 +382,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
             stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
             stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
         }
-        if (cfg->debug_nan_at_step == step + 1 && comm->rank == 0) model->grads[0] = NAN;
+        if (cfg->debug_nan_at_step > 0 && step + 1 >= cfg->debug_nan_at_step &&
+            step + 1 < cfg->debug_nan_at_step + cfg->debug_nan_count && comm->rank == 0)
+            model->grads[0] = NAN;
         comm_allreduce_sum_f32(comm, model->grads, model->n_params);
         comm_allreduce_sum_f64(comm, stats, 4);
         for (int i = 0; i < 4; i++) interval[i] += stats[i];
