@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A real one-node SLURM cluster on localhost (slurmctld, slurmd, munge from Debian): sbatch the
+# CPU config with 2 tasks through launch/madtrain.sbatch, send the job USR1 mid-run with
+# scancel, let the script requeue it, and check the job finishes with parameters bitwise equal
+# to an uninterrupted run. Skips (exit 77) where SLURM cannot be started.
+set -uo pipefail
+madtrain=$1 params_diff=$2 work=$3 root=$4
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; [[ -f "$work/job.out" ]] && tail -n 30 "$work/job.out"; exit 1; }
+for cmd in slurmctld slurmd munged sbatch scontrol scancel sinfo; do
+  command -v $cmd > /dev/null || skip "$cmd not installed (Debian: slurmctld slurmd slurm-client munge)"
+done
+[[ $(id -u) -eq 0 ]] || skip "starting slurmd and munged needs root"
+rm -rf "$work"; mkdir -p "$work"/{state,spool,log}
+host=$(hostname -s)
+pids=()
+cleanup() {
+  for f in "$work/slurmctld.pid" "$work/slurmd.pid"; do [[ -f $f ]] && kill "$(cat "$f")" 2>/dev/null; done
+  [[ -f /run/munge/munged.pid ]] && kill "$(cat /run/munge/munged.pid)" 2>/dev/null
+  true
+}
+trap cleanup EXIT
+
+# munge: a key and the daemon, as the munge user.
+mkdir -p /etc/munge /run/munge /var/log/munge /var/lib/munge
+[[ -s /etc/munge/munge.key ]] || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+chown -R munge:munge /etc/munge /run/munge /var/log/munge /var/lib/munge
+chmod 400 /etc/munge/munge.key
+if ! munge -n 2>/dev/null | unmunge > /dev/null 2>&1; then
+  su -s /bin/sh munge -c munged || skip "munged does not start"
+  sleep 1
+fi
+munge -n | unmunge > /dev/null 2>&1 || skip "munge does not authenticate"
+
+cat > "$work/slurm.conf" <<CONF
+ClusterName=madtrain-test
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+JobRequeue=1
+StateSaveLocation=$work/state
+SlurmdSpoolDir=$work/spool
+SlurmctldPidFile=$work/slurmctld.pid
+SlurmdPidFile=$work/slurmd.pid
+SlurmctldLogFile=$work/log/slurmctld.log
+SlurmdLogFile=$work/log/slurmd.log
+SlurmctldPort=16817
+SlurmdPort=16818
+NodeName=$host CPUs=2 RealMemory=2000 State=UNKNOWN
+PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF=$work/slurm.conf
+slurmctld -f "$SLURM_CONF" || skip "slurmctld does not start"
+slurmd -f "$SLURM_CONF" || skip "slurmd does not start"
+for _ in $(seq 60); do sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 0.5; done
+sinfo -h -o %T | grep -q idle || skip "the node did not come up idle: $(sinfo 2>&1 | tail -1)"
+
+cfg=(data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4 model.d_model=32 model.n_heads=2
+     train.steps=3000 train.batch_size=8 train.eval_every=0 train.log_every=20 data.test_examples=16
+     cpu.threads=1 checkpoint.every_steps=500)
+printf 'seed: 7\n' > "$work/run.yaml"
+# The uninterrupted reference, same world size (2 ranks) and threads.
+mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2 "$madtrain" --config "$work/run.yaml" \
+  "${cfg[@]}" run.dir="$work/straight" > /dev/null || fail "reference run"
+
+cd "$root"
+job=$(MADTRAIN="$madtrain" MADTRAIN_RUN_DIR="$work/run" sbatch --parsable --nodes=1 --ntasks=2 --ntasks-per-node=2 \
+      --gpus-per-node=0 --cpus-per-task=1 --output="$work/job.out" launch/madtrain.sbatch \
+      "$work/run.yaml" "${cfg[@]}") || fail "sbatch"
+echo "submitted job $job"
+# Signal once training is under way (past the first checkpoint, before the end).
+for _ in $(seq 600); do
+  step=$(grep -o '"event":"train","step":[0-9]*' "$work/run/metrics.jsonl" 2>/dev/null | tail -1 | grep -o '[0-9]*$')
+  [[ -n "$step" && $step -ge 600 ]] && break; sleep 0.1
+done
+[[ -n "${step:-}" ]] || fail "the job did not start training"
+scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1"
+echo "sent USR1 at about step $step"
+# The script requeues the job; a requeued job waits for a begin time, so release it now.
+for _ in $(seq 300); do
+  state=$(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
+  restarts=$(scontrol show job "$job" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
+  [[ ${restarts:-0} -ge 1 && $state == PENDING ]] && scontrol update JobId="$job" StartTime=now 2> /dev/null
+  [[ ${restarts:-0} -ge 1 && $state == COMPLETED ]] && break
+  [[ $state == FAILED || $state == CANCELLED ]] && fail "job ended $state"
+  sleep 0.2
+done
+[[ ${restarts:-0} -ge 1 && $state == COMPLETED ]] || fail "job did not complete after a requeue (state ${state:-?}, restarts ${restarts:-?})"
+grep -q "requeueing job $job" "$work/job.out" || fail "the batch script did not requeue"
+grep -q "resume: .*ckpt-" "$work/job.out" || fail "the requeued job did not resume from a checkpoint"
+[[ $(cat "$work/run/status") == finished ]] || fail "final status is not finished"
+"$params_diff" "$work/straight/final_state.bin" "$work/run/final_state.bin" --bitwise || fail "final state differs"
+echo "ok: USR1 at step ~$step, requeued ($restarts restart), resumed, final state bitwise equal"
