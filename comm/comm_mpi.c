@@ -44,6 +44,11 @@ void comm_barrier(Comm *c) {
     MPI_Barrier(MPI_COMM_WORLD);
 }
 
+void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root) {
+    (void)c;
+    MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+}
+
 int comm_all_equal_u64(Comm *c, unsigned long long v) {
     if (c->world == 1) return 1;
     // max(v) and max(~v) = ~min(v) in one reduction: equal everywhere iff max == min.

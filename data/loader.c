@@ -1,38 +1,61 @@
-// The synthetic-task loader: examples are generated in-process from (seed, split, index).
+// The loader: the in-process synthetic tasks (examples generated from (seed, split, index)),
+// or HDF5 shards through the reader thread when data.path is set.
 #include "loader.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../src/util.h"
+#include "reader.h"
 #include "synthetic.h"
 
 struct Loader {
+    Reader *shards;  // NULL: in-process task
     Task task;
     Sampler sampler;
+    char describe[64];
 };
 
 Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen) {
-    (void)rank, (void)world, (void)err, (void)errlen;
     Loader *l = xcalloc(1, sizeof(Loader));
+    if (c->data_path[0]) {
+        l->shards = reader_open(c, rank, world, err, errlen);
+        if (!l->shards) {
+            free(l);
+            return NULL;
+        }
+        return l;
+    }
     l->task = task_from_config(c);
     sampler_init(&l->sampler, &l->task);
+    snprintf(l->describe, sizeof(l->describe), "%s (in-process)",
+             config_enum_name("data.task", c->task));
     return l;
 }
 
 void loader_close(Loader *l) {
     if (!l) return;
-    sampler_free(&l->sampler);
+    if (l->shards) reader_close(l->shards);
+    else sampler_free(&l->sampler);
     free(l);
 }
 
-int loader_vocab(const Loader *l) { return l->task.vocab; }
-int loader_seq_len(const Loader *l) { return l->task.T; }
-int64_t loader_train_size(const Loader *l) { return l->task.n_train; }
-int64_t loader_eval_size(const Loader *l) { return l->task.n_test; }
+int loader_vocab(const Loader *l) { return l->shards ? reader_vocab(l->shards) : l->task.vocab; }
+int loader_seq_len(const Loader *l) { return l->shards ? reader_seq_len(l->shards) : l->task.T; }
+int64_t loader_train_size(const Loader *l) {
+    return l->shards ? reader_train_size(l->shards) : l->task.n_train;
+}
+int64_t loader_eval_size(const Loader *l) {
+    return l->shards ? reader_eval_size(l->shards) : l->task.n_test;
+}
+int loader_is_lm(const Loader *l) { return l->shards && reader_is_lm(l->shards); }
+const char *loader_describe(const Loader *l) {
+    return l->shards ? reader_describe(l->shards) : l->describe;
+}
 
 int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
                  size_t errlen) {
-    (void)err, (void)errlen;
+    if (l->shards) return reader_train(l->shards, first, count, ids, targets, err, errlen);
     int T = l->task.T;
     for (int64_t j = 0; j < count; j++)
         task_example(&l->task, SPLIT_TRAIN, sampler_example(&l->sampler, first + j), ids + j * T,
@@ -42,9 +65,13 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
 
 int loader_eval(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
                 size_t errlen) {
-    (void)err, (void)errlen;
+    if (l->shards) return reader_eval(l->shards, first, count, ids, targets, err, errlen);
     int T = l->task.T;
     for (int64_t j = 0; j < count; j++)
         task_example(&l->task, SPLIT_TEST, first + j, ids + j * T, targets + j * T);
     return 0;
+}
+
+int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx) {
+    return l->shards ? reader_call(l->shards, fn, ctx) : fn(ctx);
 }

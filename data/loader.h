@@ -1,10 +1,12 @@
 // Where the trainer's sequences come from. One interface for the in-process synthetic tasks
-// and (with the data issue) HDF5 token shards, so the trainer never knows which it reads.
+// and HDF5 shards (data.path; data/reader.h), so the trainer never knows which it reads.
 //
 // The training stream is a global sequence of examples: position p of it is a pure function
 // of (seed, p) (epochs are deterministic shuffles), so a rank asking for its slice of global
 // batch s reads positions [s*GB + rank*GB/W, ...) and 1 rank and 8 ranks see the same global
-// batches. The reader's whole state is that position, which a checkpoint stores.
+// batches. The reader's whole state is that position, which a checkpoint stores: epoch,
+// cursor and shuffle key all follow from it and the seed, so a run resumes at any position,
+// also on a different number of ranks. The loader functions are called from one thread.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +22,9 @@ int loader_vocab(const Loader *l);        // token ids the data uses are < this
 int loader_seq_len(const Loader *l);      // T
 int64_t loader_train_size(const Loader *l);  // examples per epoch (0 = endless stream)
 int64_t loader_eval_size(const Loader *l);   // held-out examples
+// 1 when the data is language modelling (every position scored: report perplexity).
+int loader_is_lm(const Loader *l);
+const char *loader_describe(const Loader *l);  // e.g. "mqar (in-process)", for the log
 // Examples [first, first + count) of the training stream into ids/targets [count, T]
 // (targets < 0 are not scored). 0, or -1 with err (a read or format error).
 int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
@@ -27,3 +32,7 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
 // Held-out examples [first, first + count).
 int loader_eval(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
                 size_t errlen);
+// libhdf5 is not thread-safe and, with shards, the loader's thread makes the process's HDF5
+// calls: any other HDF5 work of the process while the loader is open (checkpoints) runs
+// fn(ctx) through here, on that thread between two batch reads (directly when no shards).
+int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx);

@@ -9,8 +9,12 @@
 Task task_from_config(const Config *c) {
     Task t = {.task = c->task, .T = (int)c->seq_len, .num_kv_pairs = (int)c->num_kv_pairs,
               .ar_symbols = (int)c->ar_symbols, .power_a = c->power_a, .seed = (uint64_t)c->seed,
-              .n_train = c->train_examples, .n_test = c->test_examples};
-    t.vocab = c->task == TASK_MQAR ? (int)c->data_vocab : 2 * (int)c->ar_symbols + 1;
+              .n_train = c->train_examples, .n_test = c->test_examples,
+              .copy_tokens = (int)c->copy_tokens, .copy_levels = (int)c->copy_levels,
+              .copy_delay = (int)c->copy_delay, .copy_symbols = (int)c->copy_symbols};
+    if (c->task == TASK_MQAR) t.vocab = (int)c->data_vocab;
+    else if (c->task == TASK_HCOPY) t.vocab = t.copy_levels * t.copy_symbols + 2;
+    else t.vocab = 2 * (int)c->ar_symbols + 1;
     return t;
 }
 
@@ -81,10 +85,46 @@ static void ar_example(const Task *t, Rng *r, int *ids, int *targets) {
     free(keys), free(work);
 }
 
-void task_example(const Task *t, int split, int64_t index, int *ids, int *targets) {
+// Hierarchical copying (E005) [project-defined layout]: n = copy_tokens tokens, token i of
+// level l_i in 1..L drawn from that level's own symbols [(l-1) S, l S) (so the token shows
+// its level), then a separator L S, then blanks L S + 1. Token i must be reproduced at
+// position n + 1 + i + (l_i - 1) * copy_delay: level 1 copies at once, each level above
+// waits copy_delay steps longer. Levels are drawn token by token, uniformly among those
+// whose position no earlier token took; the top level is always free (an earlier token j
+// would need a level above the top to land there), so this always succeeds.
+static void hcopy_example(const Task *t, Rng *r, int *ids, int *targets, int *levels) {
+    int T = t->T, n = t->copy_tokens, L = t->copy_levels, S = t->copy_symbols;
+    int *free_levels = xmalloc(sizeof(int) * L);
+    for (int p = 0; p < T; p++) ids[p] = L * S + 1, targets[p] = -1, levels[p] = 0;
+    ids[n] = L * S;
+    for (int i = 0; i < n; i++) {
+        int n_free = 0;
+        for (int l = 1; l <= L; l++)
+            if (targets[n + 1 + i + (l - 1) * t->copy_delay] < 0) free_levels[n_free++] = l;
+        int l = free_levels[rng_next_below(r, (uint64_t)n_free)];
+        int p = n + 1 + i + (l - 1) * t->copy_delay;
+        ids[i] = (l - 1) * S + (int)rng_next_below(r, (uint64_t)S);
+        targets[p] = ids[i], levels[p] = l;
+    }
+    free(free_levels);
+}
+
+void task_example_levels(const Task *t, int split, int64_t index, int *ids, int *targets,
+                         int *levels) {
     Rng r = {rng_key(t->seed, 0xDA7A + (uint64_t)split, (uint64_t)index, 0), 0};
+    if (t->task == TASK_HCOPY) {
+        hcopy_example(t, &r, ids, targets, levels);
+        return;
+    }
     if (t->task == TASK_MQAR) mqar_example(t, &r, ids, targets);
     else ar_example(t, &r, ids, targets);
+    for (int p = 0; p < t->T; p++) levels[p] = 0;
+}
+
+void task_example(const Task *t, int split, int64_t index, int *ids, int *targets) {
+    int *levels = xmalloc(sizeof(int) * t->T);
+    task_example_levels(t, split, index, ids, targets, levels);
+    free(levels);
 }
 
 void sampler_init(Sampler *s, const Task *t) {

@@ -12,6 +12,7 @@ typedef struct {
     int task, T, num_kv_pairs;
     int vocab;       // tokens the task uses (the model's vocab must be at least this)
     int ar_symbols;  // ar: key tokens [0, S), value tokens [S, 2S), filler token 2S
+    int copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;
     uint64_t seed;
     int64_t n_train, n_test;
@@ -20,6 +21,11 @@ typedef struct {
 Task task_from_config(const Config *c);
 // Writes ids[T] and targets[T] (targets < 0 are not scored).
 void task_example(const Task *t, int split, int64_t index, int *ids, int *targets);
+// The same example, plus levels[T]: the hierarchy level (1..copy_levels) of the token each
+// scored position must copy (hcopy; 0 elsewhere and for the other tasks), for accuracy per
+// level.
+void task_example_levels(const Task *t, int split, int64_t index, int *ids, int *targets,
+                         int *levels);
 
 // Which training example fills position p of the global stream: epochs are deterministic
 // shuffles of [0, n_train) keyed by (seed, epoch); n_train = 0 is an endless stream.

@@ -4,14 +4,17 @@
 #pragma once
 #include <tgmath.h>  // exp/log/sqrt/... pick the float or double version from the argument type
 #include <cblas.h>
+#include <fftw3.h>  // after tgmath.h (which brings complex.h): FFTW's complex is then C99 complex
 
 #ifdef MT_DOUBLE
 typedef double real;
 #define MT_SFX(n) n##_f64
 #define cblas_gemm cblas_dgemm
+#define FFTW(n) fftw_##n
 #else
 typedef float real;
 #define MT_SFX(n) n##_f32
 #define cblas_gemm cblas_sgemm
+#define FFTW(n) fftwf_##n
 #endif
 #define F(n) MT_SFX(n)

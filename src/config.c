@@ -37,22 +37,49 @@ const ConfigKey CONFIG_KEYS[] = {
     FLT("model.norm_eps", "1e-5", 0, 1, norm_eps, "RMSNorm epsilon"),
     FLT("model.init_std", "0.02", 0, 10, init_std, "std of the normal initialisation"),
 
-    ENUM("mixer.feature_map", "elu1", "elu1|relu", feature_map,
-         "linear attention feature map phi: elu(x)+1 or relu(x)"),
+    ENUM("mixer.feature_map", "elu1", FEATURE_MAP_NAMES, feature_map,
+         "feature map phi of linear, loglinear, hss (the other mixers fix theirs)"),
     BOOL("mixer.normalize", "true", normalize, "linear attention divides by phi(q).sum phi(k)"),
     FLT("mixer.eps", "1e-6", 0, 1, attn_eps, "linear attention denominator epsilon"),
     INT("mixer.chunk", "64", 1, 1 << 20, chunk, "linear attention chunk length (training form)"),
+    INT("mixer.features", "64", 1, 1 << 16, features, "favor, circulant: random features m per head"),
+    BOOL("mixer.qk_norm", "true", qk_norm, "favor, circulant: L2-normalise q and k per head first"),
+    INT("mixer.redraw_interval", "0", 0, 9.2e18, redraw_interval,
+        "favor: steps between redraws of the random projection (0 = fixed)"),
+    INT("mixer.max_len", "0", 0, 1 << 30, max_len,
+        "longest sequence: cosFormer's M, log-linear levels (0 = data.seq_len)"),
+    INT("mixer.hss_rank", "8", 1, 1 << 16, hss_rank, "hss: rank r of the off-diagonal blocks"),
+    INT("mixer.hss_leaf", "16", 1, 1 << 16, hss_leaf,
+        "hss: leaf block width (head dim / 2^J: J tree levels)"),
+    ENUM("mixer.hydra_norm", "count", HYDRA_NORM_NAMES, hydra_norm,
+         "hydra: divide the causal sum at t by t+1 (count) or not (none)"),
+    INT("mixer.conv_kernel", "0", 0, 1024, conv_kernel,
+        "causal depthwise convolution on q, k, v: taps (0 = none)"),
 
-    ENUM("data.task", "mqar", "mqar|ar", task,
-         "synthetic task: mqar (Zoology multi-query recall) or ar (E029 associative recall)"),
+    ENUM("data.task", "mqar", "mqar|ar|hcopy", task,
+         "synthetic task: mqar (Zoology multi-query recall), ar (E029 associative recall) or "
+         "hcopy (E005 hierarchical copying)"),
     INT("data.seq_len", "64", 2, 1 << 24, seq_len, "sequence length T"),
     INT("data.vocab_size", "64", 4, 1 << 30, data_vocab, "mqar: vocabulary (keys lower half, values upper)"),
     INT("data.num_kv_pairs", "4", 1, 1 << 20, num_kv_pairs, "key-value pairs per sequence"),
     INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols, "ar: number of key tokens (and of value tokens)"),
     FLT("data.power_a", "0.01", 1e-6, 1, power_a, "mqar: power-law exponent of query spacing"),
+    INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
+    INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),
+    INT("data.copy_delay", "4", 0, 1 << 20, copy_delay,
+        "hcopy: extra delay per level (level l is copied (l-1) x delay steps later)"),
+    INT("data.copy_symbols", "8", 1, 1 << 20, copy_symbols, "hcopy: token symbols per level"),
     INT("data.train_examples", "100000", 0, 9.2e18, train_examples,
         "training set size (0 = an endless stream of fresh examples)"),
     INT("data.test_examples", "1000", 0, 9.2e18, test_examples, "held-out test set size"),
+    STR("data.path", "", data_path,
+        "folder of HDF5 shards (docs/data-format.md); empty = the synthetic task above, in-process"),
+    STR("data.eval_split", "valid", eval_split, "shards: the split evaluated (empty = none)"),
+    INT("data.eval_stride", "0", 0, 1 << 24, eval_stride,
+        "language modelling eval: window stride <= seq_len (0 = seq_len); every token scored once"),
+    BOOL("data.verify", "true", verify_data,
+         "shards: check checksums and token ids on open (each rank its share of the shards)"),
+    INT("data.prefetch", "4", 1, 1024, prefetch, "shards: batches the reader thread reads ahead"),
 
     INT("train.batch_size", "64", 1, 1 << 30, batch_size, "global batch (sequences per step, all ranks)"),
     INT("train.grad_accum", "1", 1, 1 << 20, grad_accum, "micro-steps per optimizer step"),
@@ -79,7 +106,7 @@ const ConfigKey CONFIG_KEYS[] = {
     STR("checkpoint.resume", "", resume,
         "resume from a checkpoint file or run dir; auto = this run dir's latest if any"),
     STR("checkpoint.init_from", "", init_from, "warm start: load parameters only from this checkpoint"),
-    BOOL("checkpoint.hdf5_errors", "false", hdf5_errors, "print HDF5's own error stack too"),
+    BOOL("checkpoint.hdf5_errors", "false", hdf5_errors, "print HDF5's own error stack too (checkpoints, data shards)"),
     INT("train.max_bad_steps", "10", 1, 1 << 30, max_bad_steps,
         "stop after this many non-finite steps in a row"),
     BOOL("train.rollback_on_nan", "false", rollback_on_nan,
@@ -410,7 +437,9 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                  (long long)c->batch_size, world, (long long)c->grad_accum);
         return -1;
     }
-    if (c->task == TASK_MQAR) {
+    if (c->data_path[0]) {
+        // Shards: the synthetic-task keys below are not used.
+    } else if (c->task == TASK_MQAR) {
         if (c->seq_len < 4 * c->num_kv_pairs) {
             snprintf(err, errlen, "data.seq_len (%lld) must be at least 4 x data.num_kv_pairs (%lld)",
                      (long long)c->seq_len, (long long)c->num_kv_pairs);
@@ -421,6 +450,15 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                      "data.num_kv_pairs (%lld) must be below data.vocab_size / 2 (%lld): keys are "
                      "distinct tokens of the lower half",
                      (long long)c->num_kv_pairs, (long long)c->data_vocab / 2);
+            return -1;
+        }
+    } else if (c->task == TASK_HCOPY) {
+        int64_t need = 2 * c->copy_tokens + 1 + (c->copy_levels - 1) * c->copy_delay;
+        if (c->seq_len < need) {
+            snprintf(err, errlen,
+                     "data.seq_len (%lld) must be at least 2 x data.copy_tokens + 1 + "
+                     "(data.copy_levels - 1) x data.copy_delay = %lld",
+                     (long long)c->seq_len, (long long)need);
             return -1;
         }
     } else {

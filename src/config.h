@@ -20,10 +20,16 @@ typedef struct {
     int feature_map, normalize;
     int64_t chunk;
     double attn_eps;
+    int64_t features, redraw_interval, max_len, hss_rank, hss_leaf, conv_kernel;
+    int qk_norm, hydra_norm;
     // data
     int task;
     int64_t seq_len, num_kv_pairs, ar_symbols, train_examples, test_examples, data_vocab;
+    int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;
+    char data_path[512], eval_split[64];  // shards (empty path: the in-process task)
+    int64_t eval_stride, prefetch;
+    int verify_data;
     // training
     int64_t batch_size, grad_accum, steps, eval_every, log_every, eval_examples;
     double epochs;
@@ -56,7 +62,7 @@ typedef struct {
 extern const ConfigKey CONFIG_KEYS[];
 extern const int N_CONFIG_KEYS;
 
-enum { TASK_MQAR = 0, TASK_AR = 1 };
+enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2 };
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
 

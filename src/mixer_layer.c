@@ -1,4 +1,6 @@
-// The layer around every mixer's core op: qkv projection -> [rotary] -> core -> [gate] -> W_o.
+// The layer around every mixer's core op:
+//   qkv = x W_qkv^T -> [short causal conv] -> [rotary] -> core(qkv, x W_x^T, op params)
+//   -> [gate] -> W_o.
 // Compiled twice (float and double) like the kernels.
 #include <string.h>
 
@@ -9,11 +11,12 @@
 
 // Activation layout of one mixer layer, as offsets from its acts pointer.
 typedef struct {
-    size_t qkv, qkv_rot, core_saved, core_out, gate_pre, gated, total;
-    size_t s_dcore, s_dcore_in, s_dqkv, s_dgated, s_dgate_pre, s_total;  // backward scratch
+    size_t qkv, qkv_conv, qkv_rot, xproj, core_saved, core_out, gate_pre, gated, total;
+    size_t s_dcore, s_dcore_in, s_dxproj, s_drot, s_dconv, s_dgated, s_dgate_pre, s_total;
     const Op *core;
     OpShape shape;
-    int rope, gate;
+    MixerSlots slot;
+    int rope, gate, K;
 } MixerLayout;
 
 static MixerLayout layout(const ModelConfig *cfg, int layer, int B, int T) {
@@ -21,13 +24,17 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, int B, int T) {
     memset(&l, 0, sizeof(l));
     size_t N = (size_t)B * T, C = cfg->d_model, in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
     l.core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
-    l.shape = mixer_core_shape(cfg, B, T);
+    l.shape = mixer_core_shape(cfg, layer, B, T);
     l.core->sizes(&l.shape, in, out, &saved);
+    l.slot = mixer_slots(cfg, layer);
     l.rope = cfg->rope[layer];
     l.gate = cfg->gate;
-    size_t off = 0;
+    l.K = cfg->conv_kernel;
+    size_t E = (size_t)l.slot.E, off = 0;
     l.qkv = off, off += N * 3 * C;
+    l.qkv_conv = off, off += l.K ? N * 3 * C : 0;
     l.qkv_rot = off, off += l.rope ? N * 3 * C : 0;
+    l.xproj = off, off += N * E;
     l.core_saved = off, off += saved;
     l.core_out = off, off += N * C;
     l.gate_pre = off, off += l.gate ? N * C : 0;
@@ -36,7 +43,9 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, int B, int T) {
     off = 0;
     l.s_dcore = off, off += N * C;
     l.s_dcore_in = off, off += N * 3 * C;
-    l.s_dqkv = off, off += l.rope ? N * 3 * C : 0;
+    l.s_dxproj = off, off += N * E;
+    l.s_drot = off, off += l.rope ? N * 3 * C : 0;
+    l.s_dconv = off, off += l.K ? N * 3 * C : 0;
     l.s_dgated = off, off += l.gate ? N * C : 0;
     l.s_dgate_pre = off, off += l.gate ? N * C : 0;
     l.s_total = off;
@@ -51,55 +60,97 @@ size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, int B, int T) {
     return layout(cfg, layer, B, T).s_total;
 }
 
+int F(mixer_check)(const ModelConfig *cfg, int layer, char *err, size_t errlen) {
+    const Op *core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
+    OpShape s = mixer_core_shape(cfg, layer, 1, 1);
+    return core->check ? core->check(&s, err, errlen) : 0;
+}
+
+void F(mixer_init_param)(const ModelConfig *cfg, int layer, int index, uint64_t key, real *w) {
+    MixerSlots slot = mixer_slots(cfg, layer);
+    if (index == slot.wconv) {
+        int K = cfg->conv_kernel;
+        for (int c = 0; c < 3 * cfg->d_model; c++)
+            for (int j = 0; j < K; j++) w[c * K + j] = j == K - 1;
+        return;
+    }
+    const Op *core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
+    OpShape s = mixer_core_shape(cfg, layer, 1, 1);
+    core->init_param(&s, index - slot.core, key, w);
+}
+
+// The core op's inputs: q|k|v, the per-token projection and the op's parameters.
+static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj,
+                        real *const *w, const real **in) {
+    in[CORE_IN_QKV] = qkv;
+    in[CORE_IN_XPROJ] = l->slot.E ? xproj : NULL;
+    for (int i = 0; i < l->slot.n_core; i++) in[CORE_IN_PARAMS + i] = w[l->slot.core + i];
+}
+
 void F(mixer_forward)(const ModelConfig *cfg, int layer, int B, int T, real *y, const real *x,
                       real *const *w, real *acts) {
     MixerLayout l = layout(cfg, layer, B, T);
-    int N = B * T, C = cfg->d_model;
+    int N = B * T, C = cfg->d_model, E = l.slot.E;
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
-    F(matmul_forward)(qkv, x, w[0], N, C, 3 * C);
-    if (l.rope) {
-        core_in = acts + l.qkv_rot;
-        F(rope_forward)(core_in, qkv, B, T, C, cfg->n_heads, cfg->rope_base);
+    F(matmul_forward)(qkv, x, w[l.slot.wqkv], N, C, 3 * C);
+    if (l.K) {
+        F(conv_causal_forward)(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, 3 * C, l.K);
+        core_in = acts + l.qkv_conv;
     }
-    const real *core_inputs[1] = {core_in};
-    real *core_outputs[1] = {core_out};
-    l.core->forward(&l.shape, core_inputs, core_outputs, acts + l.core_saved);
+    if (l.rope) {
+        F(rope_forward)(acts + l.qkv_rot, core_in, B, T, C, cfg->n_heads, cfg->rope_base);
+        core_in = acts + l.qkv_rot;
+    }
+    if (E) F(matmul_forward)(acts + l.xproj, x, w[l.slot.wx], N, C, E);
+    const real *inputs[OP_MAX_IO];
+    core_inputs(&l, core_in, acts + l.xproj, w, inputs);
+    real *outputs[1] = {core_out};
+    l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
     if (l.gate) {
-        F(matmul_forward)(acts + l.gate_pre, x, w[2], N, C, C);
+        F(matmul_forward)(acts + l.gate_pre, x, w[l.slot.wg], N, C, C);
         readout = acts + l.gated;
         F(gate_forward)(readout, acts + l.gate_pre, core_out, (size_t)N * C);
     }
-    F(matmul_forward)(y, readout, w[1], N, C, C);
+    F(matmul_forward)(y, readout, w[l.slot.wo], N, C, C);
 }
 
 void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx,
                        real *const *dw, const real *dy, const real *x, real *const *w,
                        const real *acts, real *scratch) {
     MixerLayout l = layout(cfg, layer, B, T);
-    int N = B * T, C = cfg->d_model;
-    const real *qkv = acts + l.qkv, *core_in = l.rope ? acts + l.qkv_rot : qkv;
+    int N = B * T, C = cfg->d_model, E = l.slot.E;
+    const real *qkv = acts + l.qkv, *core_in = qkv;
+    if (l.K) core_in = acts + l.qkv_conv;
+    if (l.rope) core_in = acts + l.qkv_rot;
     const real *core_out = acts + l.core_out;
     real *dcore = scratch + l.s_dcore;
     memset(scratch, 0, sizeof(real) * l.s_total);
     if (l.gate) {
         real *dgated = scratch + l.s_dgated, *dgate_pre = scratch + l.s_dgate_pre;
-        F(matmul_backward)(dgated, dw[1], dy, acts + l.gated, w[1], N, C, C);
+        F(matmul_backward)(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, C, C);
         F(gate_backward)(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * C);
-        F(matmul_backward)(dx, dw[2], dgate_pre, x, w[2], N, C, C);
+        F(matmul_backward)(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, C);
     } else {
-        F(matmul_backward)(dcore, dw[1], dy, core_out, w[1], N, C, C);
+        F(matmul_backward)(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, C, C);
     }
-    real *dcore_in = scratch + l.s_dcore_in;
-    const real *core_inputs[1] = {core_in};
+    real *dcore_in = scratch + l.s_dcore_in, *dxproj = scratch + l.s_dxproj;
+    const real *inputs[OP_MAX_IO];
+    core_inputs(&l, core_in, acts + l.xproj, w, inputs);
+    real *dinputs[OP_MAX_IO] = {dcore_in, E ? dxproj : NULL};
+    for (int i = 0; i < l.slot.n_core; i++) dinputs[CORE_IN_PARAMS + i] = dw[l.slot.core + i];
     const real *core_outputs[1] = {core_out};
     const real *core_douts[1] = {dcore};
-    real *core_dins[1] = {dcore_in};
-    l.core->backward(&l.shape, core_inputs, core_outputs, acts + l.core_saved, core_douts,
-                     core_dins);
+    l.core->backward(&l.shape, inputs, core_outputs, acts + l.core_saved, core_douts, dinputs);
+    if (E) F(matmul_backward)(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
     real *dqkv = dcore_in;
     if (l.rope) {
-        dqkv = scratch + l.s_dqkv;
-        F(rope_backward)(dqkv, dcore_in, B, T, C, cfg->n_heads, cfg->rope_base);
+        F(rope_backward)(scratch + l.s_drot, dqkv, B, T, C, cfg->n_heads, cfg->rope_base);
+        dqkv = scratch + l.s_drot;
     }
-    F(matmul_backward)(dx, dw[0], dqkv, x, w[0], N, C, 3 * C);
+    if (l.K) {
+        F(conv_causal_backward)(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv,
+                                w[l.slot.wconv], B, T, 3 * C, l.K);
+        dqkv = scratch + l.s_dconv;
+    }
+    F(matmul_backward)(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);
 }

@@ -33,9 +33,11 @@ static int lay_out_params(Model *m, ParamInfo *info) {
         int k = mixer_param_specs(c, l, specs);
         m->n_mixer_params[l] = k;
         for (int i = 0; i < k; i++) {
-            snprintf(name, sizeof(name), "layers.%d.mixer.%.40s", l, specs[i].name);
-            add_param(info, &n, &off, name, specs[i].shape[0], specs[i].shape[1],
-                      specs[i].init);
+            ParamInfo *p = &info[n++];
+            *p = specs[i];
+            snprintf(p->name, sizeof(p->name), "layers.%d.mixer.%.40s", l, specs[i].name);
+            p->offset = off;
+            off += p->size;
         }
         if (c->mlp != MLP_NONE) {
             int fc_rows = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
@@ -87,6 +89,8 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         return -1;
     }
     for (int l = 0; l < cfg->n_layers; l++)
+        if (F(mixer_check)(cfg, l, err, errlen)) return -1;
+    for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->rope[l] && (cfg->d_model / cfg->n_heads) % 2) {
             snprintf(err, errlen, "rotary embeddings need an even head dimension (d_model/n_heads "
                                   "= %d); set model.rope=off",
@@ -115,6 +119,13 @@ void F(model_free)(Model *m) {
     memset(m, 0, sizeof(*m));
 }
 
+// Stream of an INIT_CUSTOM tensor: a function of (seed, layer, index in the layer's mixer
+// specs, redraw index), so a redraw needs no state and every rank draws the same values.
+static uint64_t custom_key(uint64_t seed, const ParamInfo *p, int64_t redraw_index) {
+    return rng_key(seed, 0xFEA7, ((uint64_t)p->layer << 16) | (uint64_t)p->index,
+                   (uint64_t)redraw_index);
+}
+
 // Normal(0, init_std) for matrices; residual-branch outputs scaled by 1/sqrt(2L) (GPT-2), so
 // the residual stream's variance does not grow with depth. Tensor i draws from stream
 // (seed, i): the values do not depend on how many ranks or threads there are.
@@ -123,13 +134,27 @@ void F(model_init)(Model *m, uint64_t seed) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
         real *w = m->params + p->offset;
+        if (p->init == INIT_CUSTOM) {
+            F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, 0), w);
+            continue;
+        }
         uint64_t key = rng_key(seed, 0x1417, (uint64_t)t, 0);
         double std = m->cfg.init_std * (p->init == INIT_NORMAL_RESIDUAL ? resid_scale : 1.0);
         for (size_t i = 0; i < p->size; i++) {
             if (p->init == INIT_ONES) w[i] = 1;
             else if (p->init == INIT_ZEROS) w[i] = 0;
+            else if (p->init == INIT_CONST) w[i] = (real)p->init_value;
             else w[i] = (real)(std * rng_normal(key, i));
         }
+    }
+}
+
+void F(model_redraw)(Model *m, uint64_t seed, int64_t redraw_index) {
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ParamInfo *p = &m->info[t];
+        if (p->redraw)
+            F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index),
+                                m->params + p->offset);
     }
 }
 

@@ -6,10 +6,10 @@
 #include <stdint.h>
 
 #include "../kernels/ops.h"
+#include "config.h"
 
 enum { MAX_LAYERS = 64, MAX_PARAMS_PER_LAYER = 12 };
 typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2 } MlpKind;
-typedef enum { INIT_NORMAL, INIT_NORMAL_RESIDUAL, INIT_ONES, INIT_ZEROS } InitKind;
 
 typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;
@@ -21,35 +21,59 @@ typedef struct {
     double rope_base, norm_eps, init_std;
     int feature_map, normalize, chunk;  // linear-attention options
     double attn_eps;
+    int n_features, qk_norm;  // favor, circulant: random features m, L2-normalised q and k
+    int max_len;              // cosFormer M and the log-linear level count (> 0)
+    int hss_rank, hss_leaf;   // hss: off-diagonal rank, leaf width
+    int hydra_norm;           // HydraNorm
+    int conv_kernel;          // short causal convolution on q, k, v (0 = none)
 } ModelConfig;
 
 typedef struct {
     char name[64];
     int ndim, shape[2];
     size_t offset, size;
-    int init;   // InitKind
-    int decay;  // AdamW weight decay applies (matrices yes; norm gains no)
+    int init;  // InitKind
+    double init_value;  // INIT_CONST
+    int decay;      // AdamW weight decay applies (matrices yes; norm gains no)
+    int trainable;  // 0: a buffer (random features, fixed bases): no gradient, no update
+    int redraw;     // regenerated every mixer.redraw_interval steps
+    int layer, index;  // mixer tensors: layer and position in mixer_param_specs (else -1)
 } ParamInfo;
 
-// Fills a table row (offset left 0): matrices [rows, cols] decay, vectors (cols = 0) do not.
+// Fills a table row (offset left 0): trainable; matrices [rows, cols] decay, vectors
+// (cols = 0) do not.
 void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init);
 
-// The mixer table: a mixer is its name, the core op (in the op table) that maps qkv [B,T,3C]
-// to [B,T,C], and whether it wants rotary positions by default. Projections, the optional
-// output gate and the gradient plumbing are shared by all mixers (mixer.c).
+// The mixer table: a mixer is its name, the core op (in the op table) that maps q|k|v
+// [B,T,3C] (plus the per-token projection and the parameters the op declares) to [B,T,C],
+// whether it wants rotary positions by default, and the feature map it fixes (NULL: the
+// configured mixer.feature_map). Projections, the optional short convolution and output gate
+// and the gradient plumbing are shared by all mixers (mixer_layer.c).
 typedef struct {
     const char *name;
     const char *core_op;
     int rope_default;
+    const char *feature_map;
     const char *doc;
 } MixerInfo;
 extern const MixerInfo MIXERS[];
 extern const int N_MIXERS;
 int mixer_find(const char *name);  // -1 when unknown
 
+// The mixer.* options of a run, and the feature-map names of the config choices.
+void mixer_options_from(const Config *c, ModelConfig *mc);
+
+// Where each tensor of a layer's mixer sits in mixer_param_specs order (-1: absent).
+typedef struct {
+    int wqkv, wo, wg, wconv, wx;  // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], x proj [E, C]
+    int core, n_core;             // the core op's own parameters: [core, core + n_core)
+    int n;                        // all tensors
+    int E;                        // width of the per-token projection x W_x^T the core reads
+} MixerSlots;
+MixerSlots mixer_slots(const ModelConfig *cfg, int layer);
 // Parameter specs of one layer's mixer (names relative to the layer), returns the count.
 int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out);
-OpShape mixer_core_shape(const ModelConfig *cfg, int B, int T);
+OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T);
 
 typedef struct {
     double loss_sum;          // sum of per-position losses over scored positions

@@ -7,6 +7,7 @@ void adamw_update(float *params, const float *grads, float *m, float *v, const P
     double c1 = 1 - pow(p.beta1, (double)step), c2 = 1 - pow(p.beta2, (double)step);
     float b1 = (float)p.beta1, b2 = (float)p.beta2;
     for (int t = 0; t < n_tensors; t++) {
+        if (!info[t].trainable) continue;  // buffers: random features, fixed bases
         size_t lo = info[t].offset, hi = lo + info[t].size;
         float decay = info[t].decay ? (float)(p.lr * p.weight_decay) : 0.0f;
         float step_size = (float)(p.lr / c1), inv_c2 = (float)(1.0 / c2), eps = (float)p.eps;

@@ -9,7 +9,8 @@ typedef struct {
 } AdamWParams;
 
 // AdamW (Loshchilov & Hutter): decoupled decay, bias-corrected moments. step counts from 1.
-// Decay applies only to the tensors the parameter table marks (matrices, not norm gains).
+// Decay applies only to the tensors the parameter table marks (matrices, not norm gains);
+// non-trainable tensors (buffers) are left untouched.
 void adamw_update(float *params, const float *grads, float *m, float *v, const ParamInfo *info,
                   int n_tensors, AdamWParams p, int64_t step);
 double global_norm(const float *x, size_t n);

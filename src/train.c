@@ -33,8 +33,7 @@ int model_config_from(const Config *c, int task_vocab, ModelConfig *mc, char *er
     mc->d_ff = c->d_ff ? (int)c->d_ff : 4 * (int)c->d_model;
     mc->mlp = c->mlp, mc->tie_embeddings = c->tie_embeddings, mc->gate = c->gate;
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
-    mc->feature_map = c->feature_map, mc->normalize = c->normalize, mc->chunk = (int)c->chunk;
-    mc->attn_eps = c->attn_eps;
+    mixer_options_from(c, mc);
     char buf[512];
     snprintf(buf, sizeof(buf), "%s", c->mixer);
     int k = 0;
@@ -92,6 +91,19 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, const Config *cfg, Comm *
     EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0, sums[3] > 0 ? sums[2] / sums[3] : 0,
                     (int64_t)sums[1], (int64_t)sums[3]};
     return r;
+}
+
+// Language modelling: the mean loss is in nats per scored token; perplexity and bits per
+// token are the figures papers report. `tokens` counts the scored tokens of the split.
+static void report_lm_eval(Logger *lg, int64_t step, EvalResult e) {
+    double ppl = exp(e.loss), bits = e.loss / log(2.0);
+    printf("eval  %6lld | val loss %.4f | ppl %.2f | bits/token %.4f | %lld tokens\n",
+           (long long)step, e.loss, ppl, bits, (long long)e.scored);
+    fflush(stdout);
+    jsonl(lg,
+          "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"ppl\":%.6g,\"bits_per_token\":%.6g,"
+          "\"acc\":%.6g,\"tokens\":%lld,\"examples\":%lld}",
+          (long long)step, e.loss, ppl, bits, e.acc, (long long)e.scored, (long long)e.examples);
 }
 
 // ---- final state file and status ------------------------------------------------------
@@ -321,7 +333,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                mc.n_layers, mc.d_model, mc.n_heads, cfg->mixer, config_enum_name("model.mlp", mc.mlp),
                model->n_params);
         printf("task: %s, T %d, vocab %d | batch %lld (%d per rank x %lld micro-steps) | %lld steps\n",
-               config_enum_name("data.task", cfg->task), T, mc.vocab_size, (long long)GB, mb,
+               loader_describe(data), T, mc.vocab_size, (long long)GB, mb,
                (long long)accum, (long long)steps);
         fflush(stdout);
     }
@@ -330,10 +342,14 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (eval_only) {
         EvalResult e = evaluate(model, data, cfg, comm, ids, targets);
         if (!comm->rank) {
-            printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
-                   (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
-            jsonl(&lg, "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"examples\":%lld}",
-                  (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
+            if (loader_is_lm(data)) {
+                report_lm_eval(&lg, run.st.step, e);
+            } else {
+                printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
+                       (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
+                jsonl(&lg, "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"examples\":%lld}",
+                      (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
+            }
             fclose(lg.metrics);
         }
         free(ids), free(targets), free(run.adam_m), free(run.adam_v);
@@ -470,7 +486,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
             if (loader_eval_size(data) > 0) {
                 last_eval = evaluate(model, data, cfg, comm, ids, targets);
-                if (!comm->rank) {
+                if (!comm->rank && loader_is_lm(data)) {
+                    report_lm_eval(&lg, step + 1, last_eval);
+                } else if (!comm->rank) {
                     printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
                            (long long)step + 1, last_eval.loss, last_eval.acc,
                            (long long)last_eval.examples);

@@ -34,7 +34,8 @@ expect "madtrain: error: command line: key 'model.tie_embeddings' expects true o
 expect "madtrain: error: command line: key 'optim.lr' = -1 is out of range [0, 10]" optim.lr=-1
 expect "madtrain: error: command line: key 'model.n_layers' = 0 is out of range [1, 64]" model.n_layers=0
 expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none, got 'relu'" model.mlp=relu
-expect "madtrain: error: command line: key 'model.mixer' expects mixers from softmax|linear, got 'mamba'" model.mixer=softmax,mamba
+mixers=$("$madtrain" --help | awk '/^Mixers:/ {f = 1; next} /^$/ {f = 0} f {print $1}' | paste -sd'|')
+expect "madtrain: error: command line: key 'model.mixer' expects mixers from $mixers, got 'mamba'" model.mixer=softmax,mamba
 expect "madtrain: error: cannot read config file '$work/missing.yaml': No such file or directory" --config "$work/missing.yaml"
 expect "madtrain: error: $work/broken.yaml:3:1: invalid YAML: did not find expected ',' or ']'" --config "$work/broken.yaml"
 expect "madtrain: error: command line: 'steps' is not key=value" steps

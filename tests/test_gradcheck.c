@@ -1,7 +1,10 @@
 // Central finite differences in double precision against every backward: each row of the op
-// table, each mixer of the mixer table (with and without the output gate), and whole models.
-// New ops and mixers are checked here without any new test code.
+// table, each mixer of the mixer table (with and without the output gate, rotary and the
+// short convolution), and whole models. New ops and mixers are checked here without any new
+// test code. Inputs of size 0 (absent for a shape), inputs marked nondiff_in and
+// non-trainable parameters (buffers) get no gradient and are skipped.
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +66,10 @@ static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
         if (!strcmp(op->name, "crossentropy") && i % 3 == 1) ids[i] = -1;
     }
     c.s.ids = ids;
+    OpParam params[OP_MAX_PARAMS];
+    int n_params = op->params ? op->params(&s, params) : 0;
     for (int i = 0; i < op->n_in; i++) {
-        c.in[i] = malloc(sizeof(double) * c.in_n[i]);
+        c.in[i] = malloc(sizeof(double) * (c.in_n[i] ? c.in_n[i] : 1));
         fill_normal(c.in[i], c.in_n[i], rng_key(11, (uint64_t)test_index, (uint64_t)i, 0), 1.0);
     }
     for (int o = 0; o < op->n_out; o++) {
@@ -75,11 +80,14 @@ static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
     c.saved = malloc(sizeof(double) * (c.saved_n ? c.saved_n : 1));
     op_loss(&c);
     double *din[OP_MAX_IO];
-    for (int i = 0; i < op->n_in; i++) din[i] = calloc(c.in_n[i], sizeof(double));
+    for (int i = 0; i < op->n_in; i++) din[i] = calloc(c.in_n[i] ? c.in_n[i] : 1, sizeof(double));
     op->backward(&c.s, (const double *const *)c.in, (const double *const *)c.out, c.saved,
                  (const double *const *)c.wout, din);
     for (int i = 0; i < op->n_in; i++) {
-        if (op->nondiff_in & (1u << i)) continue;
+        int param = i - CORE_IN_PARAMS;
+        if (!c.in_n[i] || (op->nondiff_in & (1u << i)) ||
+            (param >= 0 && param < n_params && !params[param].trainable))
+            continue;
         double *num = malloc(sizeof(double) * c.in_n[i]);
         for (size_t j = 0; j < c.in_n[i]; j++) {
             double keep = c.in[i][j];
@@ -102,11 +110,15 @@ static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
 }
 
 // ---- mixers ----------------------------------------------------------------------------
+// Head dim 4 with 6 random features (a partial second block), Fenwick chunks of 2 (T = 7:
+// 4 chunks, a tree of height 2), an HSS tree of depth 2 with rank 1.
 static ModelConfig small_config(int mixer, int gate) {
     ModelConfig c = {.vocab_size = 11, .d_model = 8, .n_layers = 1, .n_heads = 2, .d_ff = 12,
                      .mlp = MLP_GELU, .tie_embeddings = 1, .gate = gate, .rope_base = 10000,
                      .norm_eps = 1e-5, .init_std = 0.5, .feature_map = FEATURE_ELU1,
-                     .normalize = 1, .chunk = 3, .attn_eps = 1e-6};
+                     .normalize = 1, .chunk = 3, .attn_eps = 1e-6, .n_features = 6,
+                     .qk_norm = 1, .max_len = 8, .hss_rank = 1, .hss_leaf = 1,
+                     .hydra_norm = HYDRA_NORM_COUNT};
     for (int l = 0; l < MAX_LAYERS; l++) c.mixer[l] = mixer, c.rope[l] = MIXERS[mixer].rope_default;
     return c;
 }
@@ -140,9 +152,10 @@ static void fd_buffer(const char *what, double *buf, size_t n, const double *ana
 
 static double mixer_loss_v(void *c) { return mixer_loss(c); }
 
-static void check_mixer(int mixer, int gate, int rope) {
+static void check_mixer(int mixer, int gate, int rope, int conv) {
     ModelConfig cfg = small_config(mixer, gate);
     cfg.rope[0] = rope;
+    cfg.conv_kernel = conv;
     MixerCase c = {.cfg = &cfg, .B = 2, .T = 7};
     size_t N = (size_t)c.B * c.T, C = cfg.d_model;
     ParamInfo specs[MAX_PARAMS_PER_LAYER];
@@ -164,11 +177,13 @@ static void check_mixer(int mixer, int gate, int rope) {
     mixer_loss(&c);
     mixer_backward_f64(&cfg, 0, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts, scratch);
     char what[96];
-    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d dx", MIXERS[mixer].name, gate, rope);
+    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", MIXERS[mixer].name, gate,
+             rope, conv);
     fd_buffer(what, c.x, N * C, dx, mixer_loss_v, &c);
     for (int i = 0; i < k; i++) {
-        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d d%.40s", MIXERS[mixer].name, gate,
-                 rope, specs[i].name);
+        if (!specs[i].trainable) continue;
+        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d d%.40s", MIXERS[mixer].name,
+                 gate, rope, conv, specs[i].name);
         fd_buffer(what, c.w[i], specs[i].size, dw[i], mixer_loss_v, &c);
     }
     for (int i = 0; i < k; i++) free(c.w[i]), free(dw[i]);
@@ -211,6 +226,7 @@ static void check_model(const char *label, ModelConfig cfg) {
     memcpy(analytic, m.grads, sizeof(double) * m.n_params);
     char what[96];
     for (int t = 0; t < m.n_tensors; t++) {
+        if (!m.info[t].trainable) continue;
         snprintf(what, sizeof(what), "model %s d%s", label, m.info[t].name);
         fd_buffer(what, m.params + m.info[t].offset, m.info[t].size, analytic + m.info[t].offset,
                   model_loss_v, &c);
@@ -220,11 +236,16 @@ static void check_model(const char *label, ModelConfig cfg) {
 }
 
 int main(void) {
+    // The shapes are tiny: extra threads only add barrier waits (minutes instead of a second on
+    // a loaded machine). Thread-count independence is the reference and ranks tests' job.
+    omp_set_num_threads(1);
     for (int i = 0; i < N_OPS_f64; i++)
         for (int t = 0; t < OPS_f64[i].n_tests; t++) check_op(&OPS_f64[i], OPS_f64[i].tests[t], t);
-    for (int mx = 0; mx < N_MIXERS; mx++)
+    for (int mx = 0; mx < N_MIXERS; mx++) {
         for (int gate = 0; gate <= 1; gate++)
-            for (int rope = 0; rope <= 1; rope++) check_mixer(mx, gate, rope);
+            for (int rope = 0; rope <= 1; rope++) check_mixer(mx, gate, rope, 0);
+        check_mixer(mx, 1, MIXERS[mx].rope_default, 3);
+    }
 
     ModelConfig hybrid = small_config(0, 1);
     hybrid.n_layers = 2;
@@ -236,6 +257,13 @@ int main(void) {
     swiglu.tie_embeddings = 0;
     swiglu.feature_map = FEATURE_RELU;
     check_model("linear-relu-swiglu-untied", swiglu);
+    // Redrawable buffers, a learned circulant row and a per-token projection in one model.
+    ModelConfig zoo = small_config(mixer_find("favor"), 1);
+    zoo.n_layers = 3;
+    zoo.mixer[1] = mixer_find("circulant_favor");
+    zoo.mixer[2] = mixer_find("loglinear");
+    zoo.conv_kernel = 2;
+    check_model("favor-circulant-loglinear-conv-gate", zoo);
     ModelConfig nomlp = small_config(0, 0);
     nomlp.mlp = MLP_NONE;
     check_model("softmax-nomlp", nomlp);

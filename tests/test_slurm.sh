@@ -76,7 +76,7 @@ job=$(MADTRAIN="$madtrain" MADTRAIN_RUN_DIR="$work/run" sbatch --parsable --node
       "$work/run.yaml" "${cfg[@]}") || fail "sbatch"
 echo "submitted job $job"
 # Signal once training is under way (past the first checkpoint, before the end).
-for _ in $(seq 600); do
+for _ in $(seq 3000); do
   step=$(grep -o '"event":"train","step":[0-9]*' "$work/run/metrics.jsonl" 2>/dev/null | tail -1 | grep -o '[0-9]*$')
   [[ -n "$step" && $step -ge 600 ]] && break; sleep 0.1
 done
@@ -84,7 +84,7 @@ done
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1"
 echo "sent USR1 at about step $step"
 # The script requeues the job; a requeued job waits for a begin time, so release it now.
-for _ in $(seq 300); do
+for _ in $(seq 1500); do
   state=$(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
   restarts=$(scontrol show job "$job" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
   [[ ${restarts:-0} -ge 1 && $state == PENDING ]] && scontrol update JobId="$job" StartTime=now 2> /dev/null

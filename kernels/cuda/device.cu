@@ -1,27 +1,36 @@
-// CUDA device discovery. The CUDA kernels proper (one .cu per op family, the same file names
-// as kernels/cpu/) come with the CUDA backend; this keeps the toolchain, cudart, cuBLAS, cuFFT
-// and NCCL compiled and linked in every build where nvcc exists.
+// Device discovery, the process-wide cuBLAS handle and the fatal-error path of the CUDA code.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <cufft.h>
-#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
 
-extern "C" int mt_cuda_device_count(void) {
+#include "cuda_common.cuh"
+
+static void exit_hook(int code) { exit(code); }
+extern "C" {
+void (*mt_cuda_fatal_hook)(int code) = exit_hook;
+int mt_cuda_rank = 0;
+
+int mt_cuda_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
     return n;
 }
 
-// Versions of the linked libraries, for the start-up log.
-extern "C" void mt_cuda_versions(int *runtime, int *cublas, int *nccl) {
-    *runtime = 0, *cublas = 0, *nccl = 0;
-    cudaRuntimeGetVersion(runtime);
-    ncclGetVersion(nccl);
-    cublasHandle_t h;
-    if (cublasCreate(&h) == CUBLAS_STATUS_SUCCESS) {
-        cublasGetVersion(h, cublas);
-        cublasDestroy(h);
+void mt_cuda_fail(const char *call, const char *what, const char *file, int line) {
+    fprintf(stderr, "madtrain: error: [rank %d] %s failed: %s (%s:%d)\n", mt_cuda_rank, call, what,
+            file, line);
+    fflush(stderr);
+    mt_cuda_fatal_hook(1);
+}
+}
+
+cublasHandle_t mt_cublas(void) {
+    static cublasHandle_t handle = NULL;
+    if (!handle) {
+        CUBLAS_CHECK(cublasCreate(&handle));
+        // fp32 reference products: no TF32, so parity with the CPU holds at 1e-5.
+        CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH));
     }
-    int fft = 0;
-    cufftGetVersion(&fft);
+    return handle;
 }

@@ -1,0 +1,78 @@
+#define _POSIX_C_SOURCE 200809L  // clock_gettime, nanosleep
+#include "comm_nccl.h"
+
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct NcclComm {
+    Comm *host;
+    ncclComm_t comm;
+};
+
+#define NCCL_CHECK(c, call)                                                                   \
+    do {                                                                                      \
+        ncclResult_t r_ = (call);                                                             \
+        if (r_ != ncclSuccess)                                                                \
+            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, ncclGetErrorString(r_),        \
+                       __FILE__, __LINE__);                                                   \
+    } while (0)
+
+#define CUDA_CHECK_C(c, call)                                                                 \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess)                                                                \
+            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_),        \
+                       __FILE__, __LINE__);                                                   \
+    } while (0)
+
+int comm_cuda_select_device(const Comm *c) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1)
+        comm_fatal((Comm *)c, 1, "device: cuda was asked for, but no CUDA device is visible");
+    int dev = c->local_rank % n;
+    CUDA_CHECK_C((Comm *)c, cudaSetDevice(dev));
+    return dev;
+}
+
+NcclComm *comm_nccl_init(Comm *c) {
+    NcclComm *n = calloc(1, sizeof(NcclComm));
+    n->host = c;
+    ncclUniqueId id;
+    if (c->rank == 0) NCCL_CHECK(c, ncclGetUniqueId(&id));
+    comm_bcast_bytes(c, &id, sizeof(id), 0);
+    NCCL_CHECK(c, ncclCommInitRank(&n->comm, c->world, id, c->rank));
+    return n;
+}
+
+void comm_nccl_free(NcclComm *n) {
+    if (!n) return;
+    ncclCommDestroy(n->comm);
+    free(n);
+}
+
+void comm_nccl_allreduce_sum_f32(NcclComm *n, float *buf, size_t count, cudaStream_t stream) {
+    NCCL_CHECK(n->host, ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, stream));
+}
+
+void comm_nccl_wait(NcclComm *n, cudaStream_t stream, double timeout_s) {
+    struct timespec t0, now, nap = {0, 100000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        cudaError_t q = cudaStreamQuery(stream);
+        if (q == cudaSuccess) return;
+        if (q != cudaErrorNotReady) CUDA_CHECK_C(n->host, q);
+        ncclResult_t async;
+        NCCL_CHECK(n->host, ncclCommGetAsyncError(n->comm, &async));
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+        if (async != ncclSuccess || (timeout_s > 0 && waited > timeout_s)) {
+            ncclCommAbort(n->comm);
+            comm_fatal(n->host, 1, "NCCL collective did not complete (%s after %.0fs): a peer rank "
+                       "failed or is unreachable",
+                       async != ncclSuccess ? ncclGetErrorString(async) : "timeout", waited);
+        }
+        nanosleep(&nap, NULL);
+    }
+}

@@ -1,0 +1,19 @@
+// NCCL backend for device buffers: the communicator is created from an ncclUniqueId that
+// rank 0 makes and broadcasts over the host communicator (MPI), so mpirun and srun both work.
+#pragma once
+#include <cuda_runtime.h>
+#include <stddef.h>
+
+#include "comm.h"
+
+typedef struct NcclComm NcclComm;
+
+// Picks this rank's GPU (local rank mod GPUs on the node) and returns its index.
+int comm_cuda_select_device(const Comm *c);
+NcclComm *comm_nccl_init(Comm *c);
+void comm_nccl_free(NcclComm *n);
+// In-place sum all-reduce of a device buffer on `stream` (asynchronous).
+void comm_nccl_allreduce_sum_f32(NcclComm *n, float *buf, size_t count, cudaStream_t stream);
+// Waits for `stream` while polling NCCL's asynchronous error state, so a peer that died makes
+// this rank abort its communicator and exit instead of hanging in a collective.
+void comm_nccl_wait(NcclComm *n, cudaStream_t stream, double timeout_s);

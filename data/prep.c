@@ -1,0 +1,324 @@
+// `madtrain prep`: dispatch, the shard-splitting writer shared by the tools, `prep synthetic`
+// (any in-process task written to shards) and `prep check` (verify a folder).
+#include "prep.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/config.h"
+#include "../src/util.h"
+#include "synthetic.h"
+
+static void prep_usage(FILE *f) {
+    fprintf(f,
+            "usage: madtrain prep wikitext --out DIR (--in DIR | --train FILE) [--valid FILE]\n"
+            "                              [--test FILE] [options]\n"
+            "       madtrain prep synthetic --out DIR [--config FILE] [--task mqar|ar]\n"
+            "                              [key=value ...] [options]\n"
+            "       madtrain prep check DIR\n\n"
+            "wikitext   word-level tokenisation as WikiText is distributed (whitespace-separated\n"
+            "           tokens, <unk> kept, <eos> at every line end), vocabulary from the training\n"
+            "           split only (vocab.txt; ids by decreasing frequency); other splits map\n"
+            "           unknown words to <unk>. --in DIR finds <split>.txt, wiki.<split>.tokens\n"
+            "           or wiki.<split>.raw. Two streaming passes: memory does not grow with the\n"
+            "           corpus (WikiText-103 prepares in bounded memory).\n"
+            "  --tokenizer word|byte   byte: token = byte value (vocab 256), the text exactly\n"
+            "  --shard-tokens N        tokens per shard (default 268435456)\n"
+            "  --dtype auto|uint16|uint32   token type (auto: uint16 when the vocab fits)\n"
+            "synthetic  the in-process task of the config keys (data.task, data.seq_len, ...,\n"
+            "           seed) as sequence shards: train (data.train_examples, must be > 0) and\n"
+            "           valid (the data.test_examples held-out examples). Training on them with\n"
+            "           the same keys and data.path=DIR gives exactly the in-process batches.\n"
+            "  --shard-examples N      sequences per shard (default 1048576)\n"
+            "check      opens every shard of DIR's manifest and verifies it (checksum, ids)\n\n"
+            "common options:\n"
+            "  --gzip LEVEL            compress (1-9; default 0: contiguous, fastest to read)\n"
+            "  --hdf5-errors           also print HDF5's own error stack\n");
+}
+
+static double prep_t0, prep_last;
+
+double prep_elapsed(void) { return now_seconds() - prep_t0; }
+
+void prep_progress(const char *what, int64_t done, int64_t total, int64_t tokens) {
+    double now = now_seconds();
+    if (now - prep_last < 5) return;
+    prep_last = now;
+    printf("prep: %s: %.0f%% (%lld tokens, %.0fs)\n", what, total ? 100.0 * done / total : 100.0,
+           (long long)tokens, now - prep_t0);
+    fflush(stdout);
+}
+
+// ---- splitting a stream into shards -------------------------------------------------------
+static void push_doc(SplitWriter *sw, int64_t offset) {
+    if (sw->n_docs && sw->docs[sw->n_docs - 1] == offset) return;
+    if (sw->n_docs == sw->cap_docs) {
+        sw->cap_docs = sw->cap_docs ? 2 * sw->cap_docs : 1024;
+        int64_t *grown = realloc(sw->docs, sizeof(int64_t) * (size_t)sw->cap_docs);
+        if (!grown) {
+            fprintf(stderr, "madtrain: error: out of memory for document offsets\n");
+            exit(MT_EXIT_FAIL);
+        }
+        sw->docs = grown;
+    }
+    sw->docs[sw->n_docs++] = offset;
+}
+
+void split_doc_start(SplitWriter *sw) {
+    if (sw->w) push_doc(sw, sw->in_shard);  // between shards, the next one starts at 0 anyway
+}
+
+static int open_next_shard(SplitWriter *sw, char *err, size_t errlen) {
+    char name[128], path[1200];
+    snprintf(name, sizeof(name), "%s-%05d.h5", sw->info.split, sw->shards);
+    snprintf(path, sizeof(path), "%s/%s", sw->out_dir, name);
+    ShardInfo info = sw->info;
+    int64_t left = sw->total_rows - sw->written;
+    info.rows = left < sw->rows_per_shard ? left : sw->rows_per_shard;
+    sw->w = shard_create(path, &info, sw->gzip_level, err, errlen);
+    if (!sw->w) return -1;
+    int rc = shard_set_attr_int(sw->w, "split_offset", sw->written, err, errlen);
+    for (int i = 0; i < sw->n_attrs && !rc; i++)
+        rc = sw->attrs[i].is_float
+                 ? shard_set_attr_float(sw->w, sw->attrs[i].name, sw->attrs[i].f, err, errlen)
+                 : shard_set_attr_int(sw->w, sw->attrs[i].name, sw->attrs[i].i, err, errlen);
+    if (rc) {
+        shard_abandon(sw->w);
+        sw->w = NULL;
+        return -1;
+    }
+    sw->shard_rows = info.rows, sw->in_shard = 0, sw->n_docs = 0;
+    push_doc(sw, 0);
+    return 0;
+}
+
+static int close_shard(SplitWriter *sw, char *err, size_t errlen) {
+    int lm = sw->info.kind == SHARD_LM;
+    if (lm) push_doc(sw, sw->shard_rows);
+    int rc = shard_finish(sw->w, lm ? sw->docs : NULL, lm ? sw->n_docs : 0, err, errlen);
+    sw->w = NULL;
+    if (rc) return -1;
+    char name[128];
+    snprintf(name, sizeof(name), "%s-%05d.h5", sw->info.split, sw->shards++);
+    manifest_add(sw->manifest, sw->info.split, name, sw->shard_rows * sw->info.row_len);
+    return 0;
+}
+
+int split_put(SplitWriter *sw, const int *tokens, const int *targets, int64_t rows, char *err,
+              size_t errlen) {
+    if (sw->written + rows > sw->total_rows) {
+        snprintf(err, errlen, "split '%s' got more than the %lld rows counted (input changed?)",
+                 sw->info.split, (long long)sw->total_rows);
+        return -1;
+    }
+    int64_t T = sw->info.row_len;
+    while (rows > 0) {
+        if (!sw->w && open_next_shard(sw, err, errlen)) return -1;
+        int64_t k = sw->shard_rows - sw->in_shard < rows ? sw->shard_rows - sw->in_shard : rows;
+        if (shard_append(sw->w, tokens, targets, k, err, errlen)) return -1;
+        tokens += k * T;
+        if (targets) targets += k * T;
+        rows -= k, sw->in_shard += k, sw->written += k;
+        if (sw->in_shard == sw->shard_rows && close_shard(sw, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+int split_end(SplitWriter *sw, char *err, size_t errlen) {
+    int rc = 0;
+    if (sw->written != sw->total_rows) {
+        snprintf(err, errlen, "split '%s' got %lld of the %lld rows counted (input changed?)",
+                 sw->info.split, (long long)sw->written, (long long)sw->total_rows);
+        rc = -1;
+    }
+    if (sw->w) shard_abandon(sw->w);
+    sw->w = NULL;
+    free(sw->docs);
+    sw->docs = NULL;
+    return rc;
+}
+
+// ---- prep synthetic -----------------------------------------------------------------------
+static int write_task_split(SplitWriter *sw, const Task *t, int split, int64_t n, char *err,
+                            size_t errlen) {
+    const int64_t block = 1024;
+    int *ids = xmalloc(sizeof(int) * (size_t)(block * t->T));
+    int *targets = xmalloc(sizeof(int) * (size_t)(block * t->T));
+    int rc = 0;
+    char what[96];
+    snprintf(what, sizeof(what), "%s examples", sw->info.split);
+    for (int64_t first = 0; first < n && !rc; first += block) {
+        int64_t k = n - first < block ? n - first : block;
+        for (int64_t j = 0; j < k; j++)
+            task_example(t, split, first + j, ids + j * t->T, targets + j * t->T);
+        rc = split_put(sw, ids, targets, k, err, errlen);
+        prep_progress(what, first + k, n, (first + k) * t->T);
+    }
+    free(ids), free(targets);
+    return rc || split_end(sw, err, errlen) ? -1 : 0;
+}
+
+static void add_attr(SplitWriter *sw, const char *name, int is_float, int64_t i, double f) {
+    sw->attrs[sw->n_attrs].name = name, sw->attrs[sw->n_attrs].is_float = is_float;
+    sw->attrs[sw->n_attrs].i = i, sw->attrs[sw->n_attrs++].f = f;
+}
+
+static int prep_synthetic(int argc, char **argv) {
+    Config cfg;
+    config_defaults(&cfg);
+    const char *out = NULL;
+    int64_t per_shard = 1 << 20;
+    int gzip = 0;
+    char err[1400];
+    for (int i = 1; i < argc; i++)  // the config file first: other arguments override it
+        if (!strcmp(argv[i], "--config") && i + 1 < argc &&
+            config_load_file(&cfg, argv[i + 1], err, sizeof(err))) {
+            fprintf(stderr, "madtrain: error: %s\n", err);
+            return MT_EXIT_USAGE;
+        }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "--hdf5-errors")) shards_hdf5_errors(1);
+        else if (!v && a[0] == '-') rc = -1, snprintf(err, sizeof(err), "%s needs a value", a);
+        else if (!strcmp(a, "--config")) i++;
+        else if (!strcmp(a, "--out")) out = v, i++;
+        else if (!strcmp(a, "--task")) rc = config_set(&cfg, "data.task", v, a, err, sizeof(err)), i++;
+        else if (!strcmp(a, "--shard-examples")) per_shard = atoll(v), i++;
+        else if (!strcmp(a, "--gzip")) gzip = atoi(v), i++;
+        else if (a[0] == '-') rc = -1, snprintf(err, sizeof(err), "unknown option '%s'", a);
+        else rc = config_override(&cfg, a, err, sizeof(err));
+        if (rc) {
+            fprintf(stderr, "madtrain: error: prep synthetic: %s\n", err);
+            return MT_EXIT_USAGE;
+        }
+    }
+    if (!out || per_shard < 1 || gzip < 0 || gzip > 9 || cfg.train_examples <= 0 ||
+        cfg.data_path[0]) {
+        fprintf(stderr, "madtrain: error: prep synthetic: %s\n",
+                !out               ? "--out DIR is required"
+                : per_shard < 1    ? "--shard-examples must be >= 1"
+                : gzip < 0 || gzip > 9 ? "--gzip takes a level from 0 to 9"
+                : cfg.data_path[0] ? "data.path is for training; give the folder as --out"
+                                   : "data.train_examples must be > 0 (a finite training set)");
+        return MT_EXIT_USAGE;
+    }
+    if (config_validate(&cfg, 1, err, sizeof(err))) {
+        fprintf(stderr, "madtrain: error: prep synthetic: %s\n", err);
+        return MT_EXIT_USAGE;
+    }
+    if (mkdir_p(out)) {
+        fprintf(stderr, "madtrain: error: cannot create %s: %s\n", out, strerror(errno));
+        return MT_EXIT_FAIL;
+    }
+    Task t = task_from_config(&cfg);
+    const char *task_name = config_enum_name("data.task", cfg.task);
+    Manifest m = {0};
+    SplitWriter sw = {.out_dir = out, .gzip_level = gzip, .rows_per_shard = per_shard,
+                      .manifest = &m};
+    sw.info.kind = SHARD_SEQ, sw.info.vocab_size = t.vocab, sw.info.row_len = t.T;
+    sw.info.token_bytes = t.vocab <= 65536 ? 2 : 4;
+    snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "none");
+    snprintf(sw.info.task, sizeof(sw.info.task), "%s", task_name);
+    add_attr(&sw, "task.seq_len", 0, t.T, 0);
+    add_attr(&sw, "task.num_kv_pairs", 0, t.num_kv_pairs, 0);
+    add_attr(&sw, "task.seed", 0, (int64_t)t.seed, 0);
+    if (t.task == TASK_MQAR) {
+        add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
+        add_attr(&sw, "task.power_a", 1, 0, t.power_a);
+    } else {
+        add_attr(&sw, "task.ar_symbols", 0, t.ar_symbols, 0);
+    }
+    printf("prep synthetic: %s, T %d, vocab %d, seed %llu: %lld train + %lld valid examples\n",
+           task_name, t.T, t.vocab, (unsigned long long)t.seed, (long long)t.n_train,
+           (long long)t.n_test);
+    SplitWriter valid = sw;
+    snprintf(sw.info.split, sizeof(sw.info.split), "train");
+    sw.total_rows = t.n_train;
+    snprintf(valid.info.split, sizeof(valid.info.split), "valid");
+    valid.total_rows = t.n_test;
+    int rc = write_task_split(&sw, &t, SPLIT_TRAIN, t.n_train, err, sizeof(err));
+    if (!rc && t.n_test > 0) rc = write_task_split(&valid, &t, SPLIT_TEST, t.n_test, err, sizeof(err));
+    if (!rc) rc = manifest_write(out, &m, err, sizeof(err));
+    if (rc) fprintf(stderr, "madtrain: error: %s\n", err);
+    else
+        printf("prep synthetic: done in %.1fs: %lld sequences of %d tokens, %d shard(s) -> %s\n",
+               prep_elapsed(), (long long)(t.n_train + t.n_test), t.T, m.n, out);
+    manifest_free(&m);
+    return rc ? MT_EXIT_FAIL : 0;
+}
+
+// ---- prep check -----------------------------------------------------------------------------
+static int prep_check(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--hdf5-errors")) shards_hdf5_errors(1);
+        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        else {
+            fprintf(stderr, "madtrain: error: prep check: unexpected argument '%s'\n", argv[i]);
+            return MT_EXIT_USAGE;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "madtrain: error: prep check: which folder? (madtrain prep check DIR)\n");
+        return MT_EXIT_USAGE;
+    }
+    char err[1400];
+    Manifest m;
+    if (manifest_read(dir, &m, err, sizeof(err))) {
+        fprintf(stderr, "madtrain: error: %s\n", err);
+        return MT_EXIT_FAIL;
+    }
+    int bad = 0;
+    int64_t tokens = 0;
+    for (int i = 0; i < m.n; i++) {
+        const ManifestEntry *e = &m.entries[i];
+        char path[1100];
+        if (e->file[0] == '/') snprintf(path, sizeof(path), "%s", e->file);
+        else snprintf(path, sizeof(path), "%s/%s", dir, e->file);
+        ShardInfo in;
+        Shard *s = shard_open(path, 1, &in, err, sizeof(err));
+        if (s && (strcmp(in.split, e->split) || in.rows * in.row_len != e->tokens)) {
+            snprintf(err, sizeof(err), "%s: split '%s' with %lld tokens, but %s says '%s' with %lld",
+                     path, in.split, (long long)(in.rows * in.row_len), SHARDS_MANIFEST, e->split,
+                     (long long)e->tokens);
+            shard_close(s);
+            s = NULL;
+        }
+        if (!s) {
+            fprintf(stderr, "madtrain: error: %s\n", err);
+            bad++;
+            continue;
+        }
+        printf("ok  %-6s %-18s %12lld tokens  %s  uint%d  vocab %lld  %s/%s  crc32 %08x\n",
+               e->split, e->file, (long long)e->tokens,
+               in.kind == SHARD_LM ? "tokens   " : "sequences", 8 * in.token_bytes,
+               (long long)in.vocab_size, in.task, in.tokenizer, (unsigned)in.checksum);
+        tokens += e->tokens;
+        shard_close(s);
+    }
+    printf("prep check: %d of %d shard(s) good, %lld tokens, %.1fs\n", m.n - bad, m.n,
+           (long long)tokens, prep_elapsed());
+    manifest_free(&m);
+    return bad ? MT_EXIT_FAIL : 0;
+}
+
+int prep_main(int argc, char **argv) {
+    prep_t0 = prep_last = now_seconds();
+    shards_hdf5_errors(0);
+    const char *tool = argc > 1 ? argv[1] : "";
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            prep_usage(stdout);
+            return 0;
+        }
+    if (!strcmp(tool, "wikitext")) return prep_wikitext(argc - 1, argv + 1);
+    if (!strcmp(tool, "synthetic")) return prep_synthetic(argc - 1, argv + 1);
+    if (!strcmp(tool, "check")) return prep_check(argc - 1, argv + 1);
+    if (tool[0]) fprintf(stderr, "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, check)\n", tool);
+    else fprintf(stderr, "madtrain: error: prep: which tool? (wikitext, synthetic, check)\n");
+    prep_usage(stderr);
+    return MT_EXIT_USAGE;
+}

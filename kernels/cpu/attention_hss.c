@@ -1,0 +1,269 @@
+// Linear attention with an HSS (hierarchically semi-separable) state (mixers.md section 8,
+// [project-defined]). The m x D state S_t = sum_{s<=t} phi(k_s) v_s^T is replaced by
+//   P(S) = blockdiag(leaf blocks of S) + sum over sibling pairs (I, J') of U_I U_I^T S[I,J'] V_J'
+//   V_J'^T
+// on a binary tree of depth J over the rows (features) and the columns (values): the leaves
+// are dense (m / 2^J x D / 2^J), every off-diagonal sibling block is held in the rank-r
+// coordinates B_IJ' = U_I^T S[I,J'] V_J' (r x r). P is linear, so each block is an ordinary
+// causal linear attention in its own coordinates: leaves on (phi(q)[I], phi(k)[I], v[J]),
+// off-diagonal blocks on (U_I^T phi(q)[I], U_I^T phi(k)[I], V_J'^T v[J']) lifted back by V_J'.
+// The normaliser phi(q_t) . sum_s phi(k_s) stays dense. Bases are fixed orthonormal buffers
+// (random QR), so P is an orthogonal projection and full rank gives the dense state exactly.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/rng.h"
+#include "linear_core.h"
+
+typedef struct {
+    int m, D, J, rank;
+    int ru[32], rv[32], cu[32], cv[32];  // per depth 1..J: ranks and column offsets in U, V
+    int Ru, Rv;                          // columns of U [m, Ru] and V [D, Rv]
+} Tree;
+
+static Tree tree_of(const OpShape *s) {
+    Tree t = {.m = F(fmap_width)(s), .D = s->C / s->H, .rank = s->hss_rank};
+    while ((t.D >> t.J) > s->hss_leaf) t.J++;
+    for (int l = 1; l <= t.J; l++) {
+        t.ru[l] = (t.m >> l) < t.rank ? t.m >> l : t.rank;
+        t.rv[l] = (t.D >> l) < t.rank ? t.D >> l : t.rank;
+        t.cu[l] = t.Ru, t.cv[l] = t.Rv;
+        t.Ru += t.ru[l], t.Rv += t.rv[l];
+    }
+    return t;
+}
+
+int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
+    int D = s->C / s->H, m = F(fmap_width)(s), leaf = s->hss_leaf, J = 0;
+    while ((D >> J) > leaf) J++;
+    if (leaf < 1 || leaf >= D || D % leaf || (D >> J) != leaf || (D >> J << J) != D ||
+        m % (1 << J)) {
+        snprintf(err, errlen,
+                 "hss needs mixer.hss_leaf = head dim / 2^J for some J >= 1 (head dim %d) and a "
+                 "feature width divisible by 2^J (%d); got mixer.hss_leaf = %d",
+                 D, m, leaf);
+        return -1;
+    }
+    if (s->hss_rank < 1) {
+        snprintf(err, errlen, "hss needs mixer.hss_rank >= 1");
+        return -1;
+    }
+    return 0;
+}
+
+int F(attention_hss_params)(const OpShape *s, OpParam *out) {
+    Tree t = tree_of(s);
+    out[0] = (OpParam){.name = "hss_u", .rows = t.m, .cols = t.Ru, .init = INIT_CUSTOM};
+    out[1] = (OpParam){.name = "hss_v", .rows = t.D, .cols = t.Rv, .init = INIT_CUSTOM};
+    return 2 + F(fmap_params)(s, out + 2);
+}
+
+// Every node of every depth gets its own orthonormal basis (not nested through transfer
+// matrices: the bases are fixed buffers, not per-sequence state, so their storage does not
+// enter the state memory) [project-defined].
+void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real *w) {
+    if (index >= 2) {
+        F(fmap_init_param)(s, index - 2, key, w);
+        return;
+    }
+    Tree t = tree_of(s);
+    int n = index ? t.D : t.m, ld = index ? t.Rv : t.Ru;
+    for (int l = 1; l <= t.J; l++)
+        for (int k = 0; k < (1 << l); k++) {
+            int rows = n >> l, r = index ? t.rv[l] : t.ru[l], c0 = index ? t.cv[l] : t.cu[l];
+            F(orthonormal_columns)
+            (rows, r, rng_key(key, (uint64_t)l, (uint64_t)k, 0), w + (size_t)k * rows * ld + c0,
+             ld);
+        }
+}
+
+// The coordinates of one off-diagonal block (row node k at depth l, column node k ^ 1):
+// pt = phi(q)[I] U_I, ft = phi(k)[I] U_I [T, ru], vt = v[J'] V_J' [T, rv].
+typedef struct {
+    int rows0, cols0, mI, dJ, ru, rv;
+    const real *u, *v;  // U_I (stride Ru), V_J' (stride Rv)
+} Block;
+
+static Block block_of(const Tree *t, const real *u_basis, const real *v_basis, int l, int k) {
+    Block b = {.mI = t->m >> l, .dJ = t->D >> l, .ru = t->ru[l], .rv = t->rv[l]};
+    b.rows0 = k * b.mI, b.cols0 = (k ^ 1) * b.dJ;
+    b.u = u_basis + (size_t)b.rows0 * t->Ru + t->cu[l];
+    b.v = v_basis + (size_t)b.cols0 * t->Rv + t->cv[l];
+    return b;
+}
+
+static void project(const Tree *t, const Block *b, int T, const real *p, const real *f,
+                    const real *v, int ldv, real *pt, real *ft, real *vt) {
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, b->ru, b->mI, 1, p + b->rows0, t->m,
+               b->u, t->Ru, 0, pt, b->ru);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, b->ru, b->mI, 1, f + b->rows0, t->m,
+               b->u, t->Ru, 0, ft, b->ru);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, b->rv, b->dJ, 1, v + b->cols0, ldv,
+               b->v, t->Rv, 0, vt, b->rv);
+}
+
+// Per-head working set: features, their gradients, the dense readout (or its gradient), the
+// running normaliser, and one block's coordinates with their gradients.
+typedef struct {
+    real *p, *f, *dp, *df, *num, *z, *pt, *ft, *vt, *y, *dpt, *dft, *dvt;
+} Work;
+
+static Work work_new(const Tree *t, int T) {
+    size_t tm = (size_t)T * t->m, tr = (size_t)T * t->rank;
+    Work w = {malloc(sizeof(real) * tm),
+              malloc(sizeof(real) * tm),
+              malloc(sizeof(real) * tm),
+              malloc(sizeof(real) * tm),
+              malloc(sizeof(real) * (size_t)T * t->D),
+              malloc(sizeof(real) * t->m),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr),
+              malloc(sizeof(real) * tr)};
+    return w;
+}
+
+static void work_free(Work *w) {
+    real *all[] = {w->p,  w->f,  w->dp, w->df,  w->num, w->z,  w->pt,
+                   w->ft, w->vt, w->y,  w->dpt, w->dft, w->dvt};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) free(all[i]);
+}
+
+void F(attention_hss_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
+                              const real *u_basis, const real *v_basis,
+                              const real *const *fmap_params, const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = s->chunk;
+    Tree t = tree_of(s);
+    int m = t.m, mJ = m >> t.J, dJ = D >> t.J;
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+#pragma omp parallel
+    {
+        Work w = work_new(&t, T);
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            const real *head = qkv_btc3 + (size_t)b * T * 3 * C + h * D, *v = head + 2 * C;
+            F(fmap_forward)(&fm, T, head, 3 * C, w.p);
+            F(fmap_forward)(&fm, T, head + C, 3 * C, w.f);
+            for (int i = 0; i < (1 << t.J); i++)  // leaves cover every column: overwrite
+                F(la_forward)
+                (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, w.num + i * dJ,
+                 D);
+            for (int l = 1; l <= t.J; l++)
+                for (int k = 0; k < (1 << l); k++) {
+                    Block bl = block_of(&t, u_basis, v_basis, l, k);
+                    project(&t, &bl, T, w.p, w.f, v, 3 * C, w.pt, w.ft, w.vt);
+                    F(la_forward)
+                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv);
+                    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.dJ, bl.rv, 1, w.y,
+                               bl.rv, bl.v, t.Rv, 1, w.num + bl.cols0, D);
+                }
+            // the dense normaliser: a running sum of m numbers, not worth a chunked form
+            real *z = w.z;
+            memset(z, 0, sizeof(real) * m);
+            for (int tt = 0; tt < T; tt++) {
+                real den = 1;
+                if (s->normalize) {
+                    den = (real)s->eps;
+                    for (int i = 0; i < m; i++) {
+                        z[i] += w.f[(size_t)tt * m + i];
+                        den += w.p[(size_t)tt * m + i] * z[i];
+                    }
+                    den_bht[(size_t)bh * T + tt] = den;
+                }
+                real *o = out_btc + ((size_t)b * T + tt) * C + h * D;
+                for (int j = 0; j < D; j++) o[j] = w.num[(size_t)tt * D + j] / den;
+            }
+        }
+        work_free(&w);
+    }
+    F(fmap_close)(&fm);
+}
+
+void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const real *dout_btc,
+                               const real *out_btc, const real *den_bht, const real *qkv_btc3,
+                               const real *u_basis, const real *v_basis,
+                               const real *const *fmap_params, const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = s->chunk;
+    Tree t = tree_of(s);
+    int m = t.m, mJ = m >> t.J, dJ = D >> t.J;
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+    size_t gsize = F(fmap_grad_size)(&fm);
+    real *dparam_bh = gsize ? calloc((size_t)B * H * gsize, sizeof(real)) : NULL;
+#pragma omp parallel
+    {
+        Work w = work_new(&t, T);
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            size_t off = (size_t)b * T * 3 * C + h * D;
+            const real *head = qkv_btc3 + off, *v = head + 2 * C;
+            real *dhead = dqkv_btc3 + off, *dv = dhead + 2 * C, *dn = w.num;
+            F(fmap_forward)(&fm, T, head, 3 * C, w.p);
+            F(fmap_forward)(&fm, T, head + C, 3 * C, w.f);
+            memset(w.dp, 0, sizeof(real) * (size_t)T * m);
+            memset(w.df, 0, sizeof(real) * (size_t)T * m);
+            memset(w.z, 0, sizeof(real) * m);
+            // o = n / den: dn = do / den; dden = -(do . o) / den reaches p_t through z_t and
+            // every f_s (s <= t) through p_t (a reverse running sum).
+            for (int tt = 0; tt < T; tt++) {
+                const real *g = dout_btc + ((size_t)b * T + tt) * C + h * D;
+                const real *o = out_btc + ((size_t)b * T + tt) * C + h * D;
+                real den = s->normalize ? den_bht[(size_t)bh * T + tt] : 1, dot = 0;
+                for (int j = 0; j < D; j++) dn[(size_t)tt * D + j] = g[j] / den, dot += g[j] * o[j];
+                if (!s->normalize) continue;
+                for (int i = 0; i < m; i++) {
+                    w.z[i] += w.f[(size_t)tt * m + i];
+                    w.dp[(size_t)tt * m + i] -= dot / den * w.z[i];
+                }
+            }
+            if (s->normalize) {
+                memset(w.z, 0, sizeof(real) * m);
+                for (int tt = T - 1; tt >= 0; tt--) {
+                    const real *g = dout_btc + ((size_t)b * T + tt) * C + h * D;
+                    const real *o = out_btc + ((size_t)b * T + tt) * C + h * D;
+                    real den = den_bht[(size_t)bh * T + tt], dot = 0;
+                    for (int j = 0; j < D; j++) dot += g[j] * o[j];
+                    for (int i = 0; i < m; i++) {
+                        w.z[i] -= dot / den * w.p[(size_t)tt * m + i];
+                        w.df[(size_t)tt * m + i] += w.z[i];
+                    }
+                }
+            }
+            for (int i = 0; i < (1 << t.J); i++)
+                F(la_backward)
+                (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, dn + i * dJ, D,
+                 w.dp + i * mJ, m, w.df + i * mJ, m, dv + i * dJ, 3 * C);
+            for (int l = 1; l <= t.J; l++)
+                for (int k = 0; k < (1 << l); k++) {
+                    Block bl = block_of(&t, u_basis, v_basis, l, k);
+                    project(&t, &bl, T, w.p, w.f, v, 3 * C, w.pt, w.ft, w.vt);
+                    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, bl.rv, bl.dJ, 1,
+                               dn + bl.cols0, D, bl.v, t.Rv, 0, w.y, bl.rv);
+                    memset(w.dpt, 0, sizeof(real) * (size_t)T * bl.ru);
+                    memset(w.dft, 0, sizeof(real) * (size_t)T * bl.ru);
+                    memset(w.dvt, 0, sizeof(real) * (size_t)T * bl.rv);
+                    F(la_backward)
+                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv, w.dpt,
+                     bl.ru, w.dft, bl.ru, w.dvt, bl.rv);
+                    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dpt,
+                               bl.ru, bl.u, t.Ru, 1, w.dp + bl.rows0, m);
+                    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dft,
+                               bl.ru, bl.u, t.Ru, 1, w.df + bl.rows0, m);
+                    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.dJ, bl.rv, 1, w.dvt,
+                               bl.rv, bl.v, t.Rv, 1, dv + bl.cols0, 3 * C);
+                }
+            real *dparam = gsize ? dparam_bh + bh * gsize : NULL;
+            F(fmap_backward)(&fm, T, head, 3 * C, w.p, w.dp, dhead, 3 * C, dparam);
+            F(fmap_backward)(&fm, T, head + C, 3 * C, w.f, w.df, dhead + C, 3 * C, dparam);
+        }
+        work_free(&w);
+    }
+    F(fmap_grad_reduce)(&fm, dparam_bh, B * H, dfmap_params);
+    free(dparam_bh);
+    F(fmap_close)(&fm);
+}

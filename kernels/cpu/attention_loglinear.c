@@ -1,0 +1,316 @@
+// Log-linear attention (Guo et al. 2025; mixers.md sections 6 and 7) with any feature map.
+// The prefix of position t is split into Fenwick buckets: source s <= t is at level
+// l = bit_length(t XOR s) (level 0 is t itself), and bucket l is weighted by the
+// data-dependent lambda_t^(l) = softplus(x_t W_x + b) >= 0:
+//   o_t = sum_s lambda_t^(level(t,s)) (p_t . f_s) v_s / (same sum with v_s = 1, + eps).
+// Training form (section 6.5), per (batch, head), with chunks of Lc = 2^c positions:
+//   - inside a chunk the level is bit_length(i XOR j) of the in-chunk indices: a masked,
+//     level-weighted Lc x Lc product;
+//   - chunk states N_0[j] = Fk_j^T V'_j sit at the leaves of a segment tree of exact pairwise
+//     sums N_h[i] = N_{h-1}[2i] + N_{h-1}[2i+1]; chunk ct reads, for every set bit h of ct,
+//     the node (ct >> h) XOR 1 of height h, which holds exactly its level c + 1 + h bucket.
+// Everything is a GEMM over whole chunks: parallel over the sequence, no per-token loop.
+// Backward runs the same tree transposed: node gradients are gathered from the chunks that
+// read them, pushed down to the leaves, and turned into dFk, dV' there.
+#include <stdlib.h>
+#include <string.h>
+
+#include "linear_core.h"
+
+// L = ceil(log2 max_len) + 1 levels cover every (t, s) with t < max_len; longer sequences
+// fold their oldest buckets into level L - 1 [project-defined].
+int F(attention_loglinear_levels)(const OpShape *s) {
+    int M = s->max_len > 0 ? s->max_len : s->T;
+    return bit_length((unsigned)(M - 1)) + 1;
+}
+
+static int level_of(unsigned x, int L) {
+    int l = bit_length(x);
+    return l < L ? l : L - 1;
+}
+
+// Chunks must be aligned on powers of two for the in-chunk levels to be those of the
+// in-chunk indices: the largest power of two <= min(mixer.chunk, T) (the result does not
+// depend on it).
+static int pow2_chunk(const OpShape *s) {
+    int c = s->chunk > 0 && s->chunk < s->T ? s->chunk : s->T;
+    return 1 << (bit_length((unsigned)c) - 1);
+}
+
+typedef struct {
+    int T, m, Dv, Lc, cbits, nc, heights, L;
+    int node_off[32];  // first node of each height in the tree buffer
+    size_t n_nodes;
+} Plan;
+
+static Plan plan_of(const OpShape *s, int m, int Dv) {
+    Plan p = {
+        .T = s->T, .m = m, .Dv = Dv, .Lc = pow2_chunk(s), .L = F(attention_loglinear_levels)(s)};
+    p.cbits = bit_length((unsigned)p.Lc) - 1;
+    p.nc = (p.T + p.Lc - 1) / p.Lc;
+    p.heights = p.nc > 1 ? bit_length((unsigned)(p.nc - 1)) : 0;
+    for (int h = 0; h < p.heights; h++) {
+        p.node_off[h] = (int)p.n_nodes;
+        p.n_nodes += (size_t)((p.nc + (1 << h) - 1) >> h);
+    }
+    return p;
+}
+
+static real *node(const Plan *p, real *tree, int h, int i) {
+    return tree + ((size_t)p->node_off[h] + i) * p->m * p->Dv;
+}
+
+// Leaves N_0[j] = Fk_j^T V'_j, then the pairwise sums up the tree.
+static void build_tree(const Plan *p, const real *f, const real *v, real *tree) {
+    size_t sz = (size_t)p->m * p->Dv;
+    if (!p->heights) return;
+    for (int j = 0; j < p->nc; j++) {
+        int t0 = j * p->Lc, n = p->T - t0 < p->Lc ? p->T - t0 : p->Lc;
+        cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->m, p->Dv, n, 1,
+                   f + (size_t)t0 * p->m, p->m, v + (size_t)t0 * p->Dv, p->Dv, 0,
+                   node(p, tree, 0, j), p->Dv);
+    }
+    for (int h = 1; h < p->heights; h++) {
+        int count = (p->nc + (1 << h) - 1) >> h, below = (p->nc + (1 << (h - 1)) - 1) >> (h - 1);
+        for (int i = 0; i < count; i++) {
+            real *dst = node(p, tree, h, i);
+            memcpy(dst, node(p, tree, h - 1, 2 * i), sizeof(real) * sz);
+            if (2 * i + 1 < below) {
+                const real *b = node(p, tree, h - 1, 2 * i + 1);
+                for (size_t k = 0; k < sz; k++) dst[k] += b[k];
+            }
+        }
+    }
+}
+
+// Per-head working set.
+typedef struct {
+    real *p, *f, *v, *lam, *num, *tree, *scores, *tmp;
+} Work;
+
+static Work work_new(const Plan *p) {
+    Work w;
+    w.p = malloc(sizeof(real) * (size_t)p->T * p->m);
+    w.f = malloc(sizeof(real) * (size_t)p->T * p->m);
+    w.v = malloc(sizeof(real) * (size_t)p->T * p->Dv);
+    w.lam = malloc(sizeof(real) * (size_t)p->T * p->L);
+    w.num = malloc(sizeof(real) * (size_t)p->T * p->Dv);
+    w.tree = malloc(sizeof(real) * (p->n_nodes ? p->n_nodes : 1) * p->m * p->Dv);
+    w.scores = malloc(sizeof(real) * (size_t)p->Lc * p->Lc * 2);
+    w.tmp = malloc(sizeof(real) * (size_t)p->Lc * p->Dv);
+    return w;
+}
+
+static void work_free(Work *w) {
+    free(w->p), free(w->f), free(w->v), free(w->lam), free(w->num), free(w->tree);
+    free(w->scores), free(w->tmp);
+}
+
+// Features, V' (ones column when normalised) and lambda of head h of sequence b.
+static void load_head(const Plan *pl, Work *w, const F(FeatureMap) * fm, const OpShape *s, int b,
+                      int h, const real *qkv_btc3, const real *lam_pre, const real *lam_bias) {
+    int T = s->T, C = s->C, H = s->H, D = C / H, L = pl->L;
+    const real *head = qkv_btc3 + (size_t)b * T * 3 * C + h * D;
+    F(fmap_forward)(fm, T, head, 3 * C, w->p);
+    F(fmap_forward)(fm, T, head + C, 3 * C, w->f);
+    for (int t = 0; t < T; t++) {
+        memcpy(w->v + (size_t)t * pl->Dv, head + (size_t)t * 3 * C + 2 * C, sizeof(real) * D);
+        if (pl->Dv > D) w->v[(size_t)t * pl->Dv + D] = 1;
+        const real *pre = lam_pre + ((size_t)(b * T + t) * H + h) * L;
+        for (int l = 0; l < L; l++)
+            w->lam[(size_t)t * L + l] = F(softplus)(pre[l] + lam_bias[h * L + l]);
+    }
+}
+
+// num = unnormalised log-linear readout N' [T, Dv] of the loaded head.
+static void head_forward(const Plan *pl, Work *w) {
+    int m = pl->m, Dv = pl->Dv, L = pl->L;
+    build_tree(pl, w->f, w->v, w->tree);
+    for (int ct = 0; ct < pl->nc; ct++) {
+        int t0 = ct * pl->Lc, n = pl->T - t0 < pl->Lc ? pl->T - t0 : pl->Lc;
+        const real *pc = w->p + (size_t)t0 * m, *lam = w->lam + (size_t)t0 * L;
+        real *oc = w->num + (size_t)t0 * Dv, *sc = w->scores;
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, m, 1, pc, m,
+                   w->f + (size_t)t0 * m, m, 0, sc, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                sc[i * n + j] = j <= i ? sc[i * n + j] * lam[i * L + level_of(i ^ j, L)] : 0;
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dv, n, 1, sc, n,
+                   w->v + (size_t)t0 * Dv, Dv, 0, oc, Dv);
+        for (int h = 0; h < pl->heights; h++) {
+            if (!((ct >> h) & 1)) continue;
+            int l = level_of(1u << (pl->cbits + h), L);  // level c + 1 + h
+            cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dv, m, 1, pc, m,
+                       node(pl, w->tree, h, (ct >> h) ^ 1), Dv, 0, w->tmp, Dv);
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < Dv; k++) oc[i * Dv + k] += lam[i * L + l] * w->tmp[i * Dv + k];
+        }
+    }
+}
+
+void F(attention_loglinear_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
+                                    const real *lam_pre_bthl, const real *lam_bias_hl,
+                                    const real *const *fmap_params, const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    Plan pl = plan_of(s, F(fmap_width)(s), s->normalize ? D + 1 : D);
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+#pragma omp parallel
+    {
+        Work w = work_new(&pl);
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            load_head(&pl, &w, &fm, s, b, h, qkv_btc3, lam_pre_bthl, lam_bias_hl);
+            head_forward(&pl, &w);
+            for (int t = 0; t < T; t++) {
+                real *o = out_btc + ((size_t)b * T + t) * C + h * D;
+                const real *nr = w.num + (size_t)t * pl.Dv;
+                real den = s->normalize ? nr[D] + (real)s->eps : 1;
+                if (s->normalize) den_bht[(size_t)bh * T + t] = den;
+                for (int j = 0; j < D; j++) o[j] = nr[j] / den;
+            }
+        }
+        work_free(&w);
+    }
+    F(fmap_close)(&fm);
+}
+
+// Gradients of the loaded head given dN' [T, Dv]: dp, df, dv += ..., dlam = ... [T, L].
+static void head_backward(const Plan *pl, Work *w, const real *dn, real *dp, real *df, real *dv,
+                          real *dlam, real *dtree) {
+    int m = pl->m, Dv = pl->Dv, L = pl->L;
+    size_t sz = (size_t)m * Dv;
+    build_tree(pl, w->f, w->v, w->tree);
+    memset(dtree, 0, sizeof(real) * pl->n_nodes * sz);
+    for (int ct = 0; ct < pl->nc; ct++) {
+        int t0 = ct * pl->Lc, n = pl->T - t0 < pl->Lc ? pl->T - t0 : pl->Lc;
+        const real *pc = w->p + (size_t)t0 * m, *fc = w->f + (size_t)t0 * m;
+        const real *vc = w->v + (size_t)t0 * Dv, *dnc = dn + (size_t)t0 * Dv;
+        const real *lam = w->lam + (size_t)t0 * L;
+        real *dlc = dlam + (size_t)t0 * L, *sc = w->scores, *gc = w->scores + (size_t)n * n;
+        // In-chunk: with S = P Fk^T and G = dN' V'^T, dlambda^(level(i,j)) += S (.) G, and the
+        // level-weighted masks give dP += (Lam.G) Fk, dFk += (Lam.G)^T P, dV' += (Lam.S)^T dN'.
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, m, 1, pc, m, fc, m, 0, sc, n);
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, Dv, 1, dnc, Dv, vc, Dv, 0, gc, n);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                if (j > i) {
+                    sc[i * n + j] = gc[i * n + j] = 0;
+                    continue;
+                }
+                int l = level_of(i ^ j, L);
+                dlc[i * L + l] += sc[i * n + j] * gc[i * n + j];
+                sc[i * n + j] *= lam[i * L + l];
+                gc[i * n + j] *= lam[i * L + l];
+            }
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, m, n, 1, gc, n, fc, m, 1,
+                   dp + (size_t)t0 * m, m);
+        cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, m, n, 1, gc, n, pc, m, 1,
+                   df + (size_t)t0 * m, m);
+        cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, Dv, n, 1, sc, n, dnc, Dv, 1,
+                   dv + (size_t)t0 * Dv, Dv);
+        // Tree reads: R = P N_h gives dlambda^(l) += dN' . R; with dN'_l = diag(lambda^(l)) dN',
+        // dP += dN'_l N_h^T and the node's gradient dN_h += P^T dN'_l.
+        for (int h = 0; h < pl->heights; h++) {
+            if (!((ct >> h) & 1)) continue;
+            int l = level_of(1u << (pl->cbits + h), L), id = (ct >> h) ^ 1;
+            const real *nd = node(pl, w->tree, h, id);
+            cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dv, m, 1, pc, m, nd, Dv, 0,
+                       w->tmp, Dv);
+            for (int i = 0; i < n; i++) {
+                real d = 0;
+                for (int k = 0; k < Dv; k++) d += dnc[i * Dv + k] * w->tmp[i * Dv + k];
+                dlc[i * L + l] += d;
+                for (int k = 0; k < Dv; k++) w->tmp[i * Dv + k] = lam[i * L + l] * dnc[i * Dv + k];
+            }
+            cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, Dv, 1, w->tmp, Dv, nd, Dv, 1,
+                       dp + (size_t)t0 * m, m);
+            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, Dv, n, 1, pc, m, w->tmp, Dv, 1,
+                       node(pl, dtree, h, id), Dv);
+        }
+    }
+    // A parent is the sum of its children: each child receives the parent's gradient.
+    for (int h = pl->heights - 1; h >= 1; h--) {
+        int count = (pl->nc + (1 << h) - 1) >> h, below = (pl->nc + (1 << (h - 1)) - 1) >> (h - 1);
+        for (int i = 0; i < count; i++)
+            for (int c = 2 * i; c < 2 * i + 2 && c < below; c++) {
+                const real *src = node(pl, dtree, h, i);
+                real *dst = node(pl, dtree, h - 1, c);
+                for (size_t k = 0; k < sz; k++) dst[k] += src[k];
+            }
+    }
+    // Leaves N_0[j] = Fk_j^T V'_j: dFk_j += V'_j dN_0^T, dV'_j += Fk_j dN_0.
+    for (int j = 0; pl->heights && j < pl->nc; j++) {
+        int t0 = j * pl->Lc, n = pl->T - t0 < pl->Lc ? pl->T - t0 : pl->Lc;
+        const real *dnode = node(pl, dtree, 0, j);
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, Dv, 1, w->v + (size_t)t0 * Dv, Dv,
+                   dnode, Dv, 1, df + (size_t)t0 * m, m);
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, Dv, m, 1, w->f + (size_t)t0 * m, m,
+                   dnode, Dv, 1, dv + (size_t)t0 * Dv, Dv);
+    }
+}
+
+void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real *dlam_bias_hl,
+                                     real *const *dfmap_params, const real *dout_btc,
+                                     const real *out_btc, const real *den_bht, const real *qkv_btc3,
+                                     const real *lam_pre_bthl, const real *lam_bias_hl,
+                                     const real *const *fmap_params, const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    Plan pl = plan_of(s, F(fmap_width)(s), s->normalize ? D + 1 : D);
+    int m = pl.m, Dv = pl.Dv, L = pl.L;
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+    size_t gsize = F(fmap_grad_size)(&fm);
+    real *dparam_bh = gsize ? calloc((size_t)B * H * gsize, sizeof(real)) : NULL;
+    real *dbias_bh = calloc((size_t)B * H * L, sizeof(real));
+#pragma omp parallel
+    {
+        Work w = work_new(&pl);
+        real *dn = malloc(sizeof(real) * (size_t)T * Dv),
+             *dp = malloc(sizeof(real) * (size_t)T * m);
+        real *df = malloc(sizeof(real) * (size_t)T * m),
+             *dv = malloc(sizeof(real) * (size_t)T * Dv);
+        real *dlam = malloc(sizeof(real) * (size_t)T * L);
+        real *dtree = malloc(sizeof(real) * (pl.n_nodes ? pl.n_nodes : 1) * m * Dv);
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * H; bh++) {
+            int b = bh / H, h = bh % H;
+            load_head(&pl, &w, &fm, s, b, h, qkv_btc3, lam_pre_bthl, lam_bias_hl);
+            for (int t = 0; t < T; t++) {  // o = n / den: dn = do / den, dden = -(do . o) / den
+                const real *g = dout_btc + ((size_t)b * T + t) * C + h * D;
+                const real *o = out_btc + ((size_t)b * T + t) * C + h * D;
+                real *dnr = dn + (size_t)t * Dv;
+                real den = s->normalize ? den_bht[(size_t)bh * T + t] : 1, dot = 0;
+                for (int j = 0; j < D; j++) dnr[j] = g[j] / den, dot += g[j] * o[j];
+                if (s->normalize) dnr[D] = -dot / den;
+            }
+            memset(dp, 0, sizeof(real) * (size_t)T * m);
+            memset(df, 0, sizeof(real) * (size_t)T * m);
+            memset(dv, 0, sizeof(real) * (size_t)T * Dv);
+            memset(dlam, 0, sizeof(real) * (size_t)T * L);
+            head_backward(&pl, &w, dn, dp, df, dv, dlam, dtree);
+            size_t off = (size_t)b * T * 3 * C + h * D;
+            const real *head = qkv_btc3 + off;
+            real *dhead = dqkv_btc3 + off, *dparam = gsize ? dparam_bh + bh * gsize : NULL;
+            F(fmap_backward)(&fm, T, head, 3 * C, w.p, dp, dhead, 3 * C, dparam);
+            F(fmap_backward)(&fm, T, head + C, 3 * C, w.f, df, dhead + C, 3 * C, dparam);
+            for (int t = 0; t < T; t++) {
+                for (int j = 0; j < D; j++)
+                    dhead[(size_t)t * 3 * C + 2 * C + j] += dv[(size_t)t * Dv + j];
+                size_t at = ((size_t)(b * T + t) * H + h) * L;
+                for (int l = 0; l < L; l++) {  // softplus' = sigmoid
+                    real g = dlam[(size_t)t * L + l] *
+                             F(sigmoid)(lam_pre_bthl[at + l] + lam_bias_hl[h * L + l]);
+                    dlam_pre_bthl[at + l] += g;
+                    dbias_bh[(size_t)bh * L + l] += g;
+                }
+            }
+        }
+        work_free(&w);
+        free(dn), free(dp), free(df), free(dv), free(dlam), free(dtree);
+    }
+    for (int bh = 0; bh < B * H; bh++)  // fixed order: reproducible for any thread count
+        for (int l = 0; l < L; l++) dlam_bias_hl[(bh % H) * L + l] += dbias_bh[(size_t)bh * L + l];
+    F(fmap_grad_reduce)(&fm, dparam_bh, B * H, dfmap_params);
+    free(dparam_bh), free(dbias_bh);
+    F(fmap_close)(&fm);
+}

@@ -1,0 +1,70 @@
+// Pieces shared by the linear-attention family under kernels/cpu/ (compiled twice, like the
+// kernels): the chunked causal linear-attention scan, the feature maps phi, and random
+// orthonormal bases. Not part of the op table: ops are built from these.
+#pragma once
+#include "../ops.h"
+#include "../real.h"
+
+static inline real F(softplus)(real x) {
+    return x > 20 ? x : log1p(exp(x));
+}
+static inline real F(sigmoid)(real x) {
+    return 1 / (1 + exp(-x));
+}
+// Index of the highest set bit plus one (0 for 0): the Fenwick level of (t, s) is
+// bit_length(t XOR s) (mixers.md 6.1).
+static inline int bit_length(unsigned x) {
+    return x ? 32 - __builtin_clz(x) : 0;
+}
+
+// ---- chunked causal linear attention of one head (linear_scan.c) ------------------------
+// out[t] = sum_{s<=t} (p_t . f_s) v_s, p and f [T, K], v [T, Dv], all with row strides so
+// that column blocks of wider buffers can be passed; chunk length L (mixers.md section 0).
+void F(la_forward)(int T, int K, int Dv, int L, const real *p, int ldp, const real *f, int ldf,
+                   const real *v, int ldv, real *out, int ldo);
+// Adds the gradient of sum(dout . out) to dp, df, dv: one forward-time sweep (dp) and one
+// reverse-time sweep (df, dv), each chunk a few GEMMs.
+void F(la_backward)(int T, int K, int Dv, int L, const real *p, int ldp, const real *f, int ldf,
+                    const real *v, int ldv, const real *dout, int lddo, real *dp, int lddp,
+                    real *df, int lddf, real *dv, int lddv);
+
+// ---- feature maps (feature_maps.c) ------------------------------------------------------
+typedef struct {
+    int kind, D, m;  // FeatureMap, head dim, feature width
+    int qk_norm;
+    real scale;           // favor, circulant: x -> scale * x (after the optional L2 normalisation)
+    real max_len;         // cosformer: M
+    const real *proj_md;  // favor: projection W [m, D]
+    const real *r_bd, *sign_bd;  // circulant: first rows r and signs s of the nb blocks [nb, D]
+    int nb, bins;                // circulant: blocks, D/2 + 1 frequency bins
+    FFTW(complex) * r_spec;      // circulant: FFT of every r_b [nb, bins]
+    FFTW(plan) fft, ifft;        // circulant: real-to-complex and back, length D
+} F(FeatureMap);
+
+int F(fmap_width)(const OpShape *s);
+int F(fmap_params)(const OpShape *s, OpParam *out);  // the map's parameters, in input order
+void F(fmap_init_param)(const OpShape *s, int index, uint64_t key, real *w);
+// Binds the parameters and, for the circulant map, plans the FFTs (call outside parallel code).
+F(FeatureMap) F(fmap_open)(const OpShape *s, const real *const *params);
+void F(fmap_close)(F(FeatureMap) * fm);
+// phi [T, m] of the rows x_t (stride ldx) at positions t = 0..T-1 of one head.
+void F(fmap_forward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, real *phi);
+// dx += the gradient through phi; the trainable map parameters' gradient is added to
+// dparam (fmap_grad_size elements; NULL when there is none).
+void F(fmap_backward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, const real *phi,
+                      const real *dphi, real *dx, int lddx, real *dparam);
+size_t F(fmap_grad_size)(const F(FeatureMap) * fm);
+// Sums n per-(batch, head) partial gradients in a fixed order (bitwise reproducible for any
+// thread count) into the map's parameter gradients.
+void F(fmap_grad_reduce)(const F(FeatureMap) * fm, const real *partials, int n,
+                         real *const *dfmap_params);
+
+// n x k (k <= n) with orthonormal columns, from the Gram-Schmidt of a Gaussian matrix drawn
+// from stream `key`; row stride ldw.
+void F(orthonormal_columns)(int n, int k, uint64_t key, real *w, int ldw);
+
+// ---- per-op pieces the op table needs ------------------------------------------------------
+int F(attention_loglinear_levels)(const OpShape *s);  // L = ceil(log2 max_len) + 1
+int F(attention_hss_params)(const OpShape *s, OpParam *out);
+void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real *w);
+int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen);

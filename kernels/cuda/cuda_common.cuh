@@ -1,0 +1,54 @@
+// Shared by the CUDA kernels: checked calls that name the call, file, line and rank and end
+// every rank (a failed kernel must not leave the others waiting in a collective).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+#include "ops_cuda.h"
+
+#define CUDA_CHECK(call)                                                                      \
+    do {                                                                                      \
+        cudaError_t err_ = (call);                                                            \
+        if (err_ != cudaSuccess)                                                              \
+            mt_cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__);                \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                    \
+    do {                                                                                      \
+        cublasStatus_t st_ = (call);                                                          \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            mt_cuda_fail(#call, cublasGetStatusString(st_), __FILE__, __LINE__);              \
+    } while (0)
+
+// Launch errors surface at the next call; checking right after each launch names the kernel.
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
+
+cublasHandle_t mt_cublas(void);
+
+// Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024).
+__device__ inline float block_sum(float v) {
+    __shared__ float warp_sums[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();  // warp_sums may still be read by a previous call
+    if (lane == 0) warp_sums[warp] = v;
+    __syncthreads();
+    float total = 0;
+    for (int w = 0; w < (int)(blockDim.x / 32); w++) total += warp_sums[w];
+    return total;
+}
+
+__device__ inline float block_max(float v) {
+    __shared__ float warp_max[32];
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();
+    if (lane == 0) warp_max[warp] = v;
+    __syncthreads();
+    float m = -INFINITY;
+    for (int w = 0; w < (int)(blockDim.x / 32); w++) m = fmaxf(m, warp_max[w]);
+    return m;
+}

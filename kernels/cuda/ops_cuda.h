@@ -1,0 +1,63 @@
+// The CUDA twins of the op table (fp32, device pointers). Each kernels/cuda/<op>.cu mirrors
+// kernels/cpu/<op>.c: same argument names and layouts, backward adds into its input gradients.
+// CUDA_OPS has the table's uniform signature (OpDef_f32 over device buffers), so the parity
+// suite pairs every CPU row with its twin by name.
+#pragma once
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "../ops.h"
+
+extern const OpDef_f32 CUDA_OPS[];
+extern const int N_CUDA_OPS;
+const OpDef_f32 *cuda_op_find(const char *name);
+
+int mt_cuda_device_count(void);
+// Ends the process (through the hook, MPI_Abort in a multi-rank run) after printing
+// "madtrain: error: [rank r] <call> failed: <what> (<file>:<line>)".
+void mt_cuda_fail(const char *call, const char *what, const char *file, int line);
+extern void (*mt_cuda_fatal_hook)(int code);
+extern int mt_cuda_rank;
+
+void matmul_forward_cuda(float *out, const float *inp, const float *w, int N, int C, int OC);
+void matmul_backward_cuda(float *dinp, float *dw, const float *dout, const float *inp,
+                          const float *w, int N, int C, int OC);
+void rmsnorm_forward_cuda(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                          double eps);
+void rmsnorm_backward_cuda(float *dinp, float *dw, const float *dout, const float *inp,
+                           const float *w, const float *rstd, int N, int C);
+void embedding_forward_cuda(float *out, const int *ids, const float *wte, int N, int C);
+void embedding_backward_cuda(float *dwte, const float *dout, const int *ids, int N, int C);
+void gelu_forward_cuda(float *out, const float *inp, size_t n);
+void gelu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+void swiglu_forward_cuda(float *out, const float *inp, int N, int F);
+void swiglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F);
+void gate_forward_cuda(float *out, const float *gate_pre, const float *x, size_t n);
+void gate_backward_cuda(float *dgate_pre, float *dx, const float *dout, const float *gate_pre,
+                        const float *x, size_t n);
+void rope_forward_cuda(float *out_btc3, const float *qkv_btc3, int B, int T, int C, int H,
+                       double base);
+void rope_backward_cuda(float *dqkv_btc3, const float *dout_btc3, int B, int T, int C, int H,
+                        double base);
+// saved: att_bhtt [B,H,T,T] then q, k, v permuted to [B,H,T,D] (3 B T C floats)
+size_t attention_softmax_saved_cuda(int B, int T, int C, int H);
+void attention_softmax_forward_cuda(float *out_btc, float *saved, const float *qkv_btc3, int B,
+                                    int T, int C, int H);
+void attention_softmax_backward_cuda(float *dqkv_btc3, const float *dout_btc,
+                                     const float *qkv_btc3, const float *saved, int B, int T,
+                                     int C, int H);
+void crossentropy_forward_cuda(float *loss, const float *logits, const int *targets, int N,
+                               int V);
+void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
+                                const int *targets, int N, int V);
+// AdamW on [lo, hi) of the flat buffers (one call per tensor of the parameter table).
+void adamw_update_cuda(float *params, const float *grads, float *m, float *v, size_t n,
+                       float lr, float beta1, float beta2, float eps, float decay,
+                       float bias_c1, float bias_c2);
+
+#ifdef __cplusplus
+}
+#endif

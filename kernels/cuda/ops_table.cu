@@ -1,0 +1,106 @@
+// The CUDA op table: the same rows as kernels/cpu/ops_table.c, over device buffers. Shapes
+// come from the CPU row of the same name; only the saved activations may differ.
+#include <string.h>
+
+#include "cuda_common.cuh"
+
+#define N_ROWS(s) ((size_t)(s)->B * (s)->T)
+typedef const float *const *In;
+typedef float *const *Out;
+
+static void cpu_sizes(const char *name, const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    op_find_f32(name)->sizes(s, in, out, sv);
+}
+
+#define SIZES_AS_CPU(op)                                                                 \
+    static void op##_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {     \
+        cpu_sizes(#op, s, in, out, sv);                                                  \
+    }
+SIZES_AS_CPU(matmul)
+SIZES_AS_CPU(rmsnorm)
+SIZES_AS_CPU(embedding)
+SIZES_AS_CPU(gelu)
+SIZES_AS_CPU(swiglu)
+SIZES_AS_CPU(gate)
+SIZES_AS_CPU(rope)
+SIZES_AS_CPU(crossentropy)
+
+static void matmul_fwd(const OpShape *s, In in, Out out, float *) {
+    matmul_forward_cuda(out[0], in[0], in[1], s->B * s->T, s->C, s->OC);
+}
+static void matmul_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    matmul_backward_cuda(din[0], din[1], dout[0], in[0], in[1], s->B * s->T, s->C, s->OC);
+}
+static void rmsnorm_fwd(const OpShape *s, In in, Out out, float *sv) {
+    rmsnorm_forward_cuda(out[0], sv, in[0], in[1], s->B * s->T, s->C, s->eps);
+}
+static void rmsnorm_bwd(const OpShape *s, In in, In, const float *sv, In dout, Out din) {
+    rmsnorm_backward_cuda(din[0], din[1], dout[0], in[0], in[1], sv, s->B * s->T, s->C);
+}
+static void embedding_fwd(const OpShape *s, In in, Out out, float *) {
+    embedding_forward_cuda(out[0], s->ids, in[0], s->B * s->T, s->C);
+}
+static void embedding_bwd(const OpShape *s, In, In, const float *, In dout, Out din) {
+    embedding_backward_cuda(din[0], dout[0], s->ids, s->B * s->T, s->C);
+}
+static void gelu_fwd(const OpShape *s, In in, Out out, float *) {
+    gelu_forward_cuda(out[0], in[0], N_ROWS(s) * s->F);
+}
+static void gelu_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    gelu_backward_cuda(din[0], dout[0], in[0], N_ROWS(s) * s->F);
+}
+static void swiglu_fwd(const OpShape *s, In in, Out out, float *) {
+    swiglu_forward_cuda(out[0], in[0], s->B * s->T, s->F);
+}
+static void swiglu_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    swiglu_backward_cuda(din[0], dout[0], in[0], s->B * s->T, s->F);
+}
+static void gate_fwd(const OpShape *s, In in, Out out, float *) {
+    gate_forward_cuda(out[0], in[0], in[1], N_ROWS(s) * s->C);
+}
+static void gate_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    gate_backward_cuda(din[0], din[1], dout[0], in[0], in[1], N_ROWS(s) * s->C);
+}
+static void rope_fwd(const OpShape *s, In in, Out out, float *) {
+    rope_forward_cuda(out[0], in[0], s->B, s->T, s->C, s->H, s->rope_base);
+}
+static void rope_bwd(const OpShape *s, In, In, const float *, In dout, Out din) {
+    rope_backward_cuda(din[0], dout[0], s->B, s->T, s->C, s->H, s->rope_base);
+}
+static void softmax_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("attention_softmax", s, in, out, sv);
+    *sv = attention_softmax_saved_cuda(s->B, s->T, s->C, s->H);
+}
+static void softmax_fwd(const OpShape *s, In in, Out out, float *sv) {
+    attention_softmax_forward_cuda(out[0], sv, in[0], s->B, s->T, s->C, s->H);
+}
+static void softmax_bwd(const OpShape *s, In in, In, const float *sv, In dout, Out din) {
+    attention_softmax_backward_cuda(din[0], dout[0], in[0], sv, s->B, s->T, s->C, s->H);
+}
+static void ce_fwd(const OpShape *s, In in, Out out, float *) {
+    crossentropy_forward_cuda(out[0], in[0], s->ids, s->B * s->T, s->V);
+}
+static void ce_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    crossentropy_backward_cuda(din[0], dout[0], in[0], s->ids, s->B * s->T, s->V);
+}
+
+extern "C" {
+const OpDef_f32 CUDA_OPS[] = {
+    {"matmul", 2, 1, matmul_sizes, matmul_fwd, matmul_bwd, 0, 0, {}},
+    {"rmsnorm", 2, 1, rmsnorm_sizes, rmsnorm_fwd, rmsnorm_bwd, 0, 0, {}},
+    {"embedding", 1, 1, embedding_sizes, embedding_fwd, embedding_bwd, 0, 0, {}},
+    {"gelu", 1, 1, gelu_sizes, gelu_fwd, gelu_bwd, 0, 0, {}},
+    {"swiglu", 1, 1, swiglu_sizes, swiglu_fwd, swiglu_bwd, 0, 0, {}},
+    {"gate", 2, 1, gate_sizes, gate_fwd, gate_bwd, 0, 0, {}},
+    {"rope", 1, 1, rope_sizes, rope_fwd, rope_bwd, 0, 0, {}},
+    {"attention_softmax", 1, 1, softmax_sizes, softmax_fwd, softmax_bwd, 0, 0, {}},
+    {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
+};
+const int N_CUDA_OPS = sizeof(CUDA_OPS) / sizeof(CUDA_OPS[0]);
+
+const OpDef_f32 *cuda_op_find(const char *name) {
+    for (int i = 0; i < N_CUDA_OPS; i++)
+        if (!strcmp(CUDA_OPS[i].name, name)) return &CUDA_OPS[i];
+    return NULL;
+}
+}

@@ -1,0 +1,132 @@
+// CPU-vs-CUDA parity for every row of the op table: the CUDA twin (same name in CUDA_OPS) on
+// the same random inputs, its outputs poisoned with NaN first so unwritten elements fail;
+// backward compared with the same random initial gradients (backward accumulates). fp32
+// tolerance: max|cuda - cpu| / max|cpu| <= 1e-5 per buffer. Skips (77) without a GPU.
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/cuda/ops_cuda.h"
+#include "../src/rng.h"
+
+static const double TOL = 1e-5;
+static int failures = 0, missing = 0;
+
+static float *dev_copy(const float *h, size_t n) {
+    float *d;
+    cudaMalloc((void **)&d, sizeof(float) * (n ? n : 1));
+    if (n) cudaMemcpy(d, h, sizeof(float) * n, cudaMemcpyHostToDevice);
+    return d;
+}
+
+static void compare(const char *what, const float *cpu, const float *dev, size_t n) {
+    float *got = malloc(sizeof(float) * (n ? n : 1));
+    cudaMemcpy(got, dev, sizeof(float) * n, cudaMemcpyDeviceToHost);
+    double maxdiff = 0, maxref = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - cpu[i]);
+        if (!(d <= maxdiff)) maxdiff = d;  // NaN propagates into maxdiff
+        if (fabs(cpu[i]) > maxref) maxref = fabs(cpu[i]);
+    }
+    double rel = maxdiff / (maxref > 0 ? maxref : 1);
+    int ok = rel <= TOL;
+    failures += !ok;
+    printf("%-4s %-48s n=%-8zu rel err %.3g\n", ok ? "ok" : "FAIL", what, n, rel);
+    free(got);
+}
+
+static OpShape scaled(OpShape s) {  // a larger shape: several blocks, rows and heads
+    s.B *= 2, s.T = s.T * 9 + 4, s.C *= 8, s.H = s.H ? s.H * 2 : 0, s.V *= 40, s.F *= 20;
+    s.OC *= 10;
+    return s;
+}
+
+static void check(const OpDef_f32 *cpu, const OpDef_f32 *cuda, OpShape s, const char *label) {
+    size_t in_n[OP_MAX_IO], out_n[OP_MAX_IO], saved_cpu = 0, saved_cuda = 0, tmp[OP_MAX_IO];
+    cpu->sizes(&s, in_n, out_n, &saved_cpu);
+    cuda->sizes(&s, tmp, tmp, &saved_cuda);
+    int N = s.B * s.T, *ids = malloc(sizeof(int) * (size_t)N), *d_ids;
+    for (int i = 0; i < N; i++) {
+        ids[i] = (int)rng_below(rng_key(5, 1, 0, 0), (uint64_t)i, (uint64_t)(s.V > 0 ? s.V : 1));
+        if (!strcmp(cpu->name, "crossentropy") && i % 3 == 1) ids[i] = -1;
+    }
+    cudaMalloc((void **)&d_ids, sizeof(int) * (size_t)N);
+    cudaMemcpy(d_ids, ids, sizeof(int) * (size_t)N, cudaMemcpyHostToDevice);
+    OpShape hs = s, ds = s;
+    hs.ids = ids, ds.ids = d_ids;
+    float *in[OP_MAX_IO], *out[OP_MAX_IO], *dout[OP_MAX_IO], *din[OP_MAX_IO];
+    float *d_in[OP_MAX_IO], *d_out[OP_MAX_IO], *d_dout[OP_MAX_IO], *d_din[OP_MAX_IO];
+    for (int i = 0; i < cpu->n_in; i++) {
+        in[i] = malloc(sizeof(float) * in_n[i]);
+        din[i] = malloc(sizeof(float) * in_n[i]);
+        for (size_t j = 0; j < in_n[i]; j++) {
+            in[i][j] = (float)rng_normal(rng_key(17, (uint64_t)i, 0, 0), j);
+            din[i][j] = (float)rng_normal(rng_key(19, (uint64_t)i, 0, 0), j);
+        }
+        d_in[i] = dev_copy(in[i], in_n[i]);
+        d_din[i] = dev_copy(din[i], in_n[i]);
+    }
+    for (int o = 0; o < cpu->n_out; o++) {
+        out[o] = malloc(sizeof(float) * out_n[o]);
+        dout[o] = malloc(sizeof(float) * out_n[o]);
+        for (size_t j = 0; j < out_n[o]; j++)
+            dout[o][j] = (float)rng_normal(rng_key(23, (uint64_t)o, 0, 0), j);
+        d_out[o] = dev_copy(NULL, out_n[o]);
+        cudaMemset(d_out[o], 0xFF, sizeof(float) * out_n[o]);  // NaN: unwritten elements fail
+        d_dout[o] = dev_copy(dout[o], out_n[o]);
+    }
+    float *saved = malloc(sizeof(float) * (saved_cpu ? saved_cpu : 1));
+    float *d_saved = dev_copy(NULL, saved_cuda);
+    cpu->forward(&hs, (const float *const *)in, out, saved);
+    cpu->backward(&hs, (const float *const *)in, (const float *const *)out, saved,
+                  (const float *const *)dout, din);
+    cuda->forward(&ds, (const float *const *)d_in, d_out, d_saved);
+    cuda->backward(&ds, (const float *const *)d_in, (const float *const *)d_out, d_saved,
+                   (const float *const *)d_dout, d_din);
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) {
+        printf("FAIL %s %s: %s\n", cpu->name, label, cudaGetErrorString(e));
+        failures++;
+    }
+    char what[128];
+    for (int o = 0; o < cpu->n_out; o++) {
+        snprintf(what, sizeof(what), "%s %s out %d", cpu->name, label, o);
+        compare(what, out[o], d_out[o], out_n[o]);
+    }
+    for (int i = 0; i < cpu->n_in; i++) {
+        snprintf(what, sizeof(what), "%s %s d(input %d)", cpu->name, label, i);
+        compare(what, din[i], d_din[i], in_n[i]);
+    }
+    for (int i = 0; i < cpu->n_in; i++) free(in[i]), free(din[i]), cudaFree(d_in[i]), cudaFree(d_din[i]);
+    for (int o = 0; o < cpu->n_out; o++)
+        free(out[o]), free(dout[o]), cudaFree(d_out[o]), cudaFree(d_dout[o]);
+    free(saved), free(ids);
+    cudaFree(d_saved), cudaFree(d_ids);
+}
+
+int main(void) {
+    if (mt_cuda_device_count() < 1) {
+        printf("SKIP: no CUDA device visible; CPU-vs-CUDA parity needs a GPU\n");
+        return 77;
+    }
+    for (int i = 0; i < N_OPS_f32; i++) {
+        const OpDef_f32 *cpu = &OPS_f32[i], *cuda = cuda_op_find(cpu->name);
+        if (!cuda) {
+            printf("FAIL %s: no CUDA twin in CUDA_OPS\n", cpu->name);
+            missing++;
+            continue;
+        }
+        for (int t = 0; t < cpu->n_tests; t++) {
+            char label[32];
+            snprintf(label, sizeof(label), "[shape %d]", t);
+            check(cpu, cuda, cpu->tests[t], label);
+            snprintf(label, sizeof(label), "[shape %d x]", t);
+            check(cpu, cuda, scaled(cpu->tests[t]), label);
+        }
+    }
+    printf("%s: %d mismatch(es), %d op(s) without a CUDA twin\n",
+           failures || missing ? "FAILED" : "PASSED", failures, missing);
+    return failures || missing ? 1 : 0;
+}
