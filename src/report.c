@@ -1,0 +1,310 @@
+// `madtrain report`: turns run directories into the results table of an experiment. Runs are
+// grouped by label (run.name, or the mixer list), and each column is the mean +- standard
+// deviation over the group's runs (seeds). Reads only files the trainer writes: config.yaml
+// and metrics.jsonl.
+#include "report.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+// Value of "key": in one flat JSON object line (the trainer writes numbers and strings only).
+static int json_num(const char *line, const char *key, double *v) {
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (!p) return 0;
+    char *end;
+    *v = strtod(p + strlen(pat), &end);
+    return end != p + strlen(pat);
+}
+
+static int json_str(const char *line, const char *key, char *out, size_t n) {
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = strstr(line, pat);
+    if (!p) return 0;
+    p += strlen(pat);
+    size_t k = strcspn(p, "\"");
+    snprintf(out, n, "%.*s", (int)(k < n ? k : n - 1), p);
+    return 1;
+}
+
+// Columns of the table; NAN where a run did not record the figure.
+enum { COL_TEST_ACC, COL_BEST_VAL, COL_TRAIN_ACC, COL_TEST_LOSS, COL_PARAMS, COL_FMAP_MS,
+       COL_NONFINITE, COL_TOK_S, COL_WALL_S, COL_STEPS, N_COLS };
+static const char *COL_NAMES[N_COLS] = {"test acc", "best val acc", "train acc", "test loss",
+                                        "params", "feature map ms", "NaN/Inf", "tokens/s",
+                                        "wall s", "steps"};
+static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 0, 3, 0, 0, 1, 0};
+
+typedef struct {
+    char dir[1024], label[512];
+    double col[N_COLS];
+} Run;
+
+static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
+    memset(r, 0, sizeof(*r));
+    for (int i = 0; i < N_COLS; i++) r->col[i] = NAN;
+    snprintf(r->dir, sizeof(r->dir), "%s", dir);
+    char path[1100];
+    Config cfg;
+    config_defaults(&cfg);
+    snprintf(path, sizeof(path), "%s/config.yaml", dir);
+    if (config_load_file(&cfg, path, err, errlen)) return -1;
+    snprintf(r->label, sizeof(r->label), "%s", cfg.run_name[0] ? cfg.run_name : cfg.mixer);
+    snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096], event[32], split[32];
+    double v, best_val = NAN, best_any = NAN;
+    while (fgets(line, sizeof(line), f)) {
+        if (!json_str(line, "event", event, sizeof(event))) continue;
+        if (!strcmp(event, "train")) {
+            if (json_num(line, "acc", &v)) r->col[COL_TRAIN_ACC] = v;
+        } else if (!strcmp(event, "eval") && json_num(line, "acc", &v)) {
+            int valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
+            if (valid && !(v <= best_val)) best_val = v;
+            if (!(v <= best_any)) best_any = v;
+        } else if (!strcmp(event, "aux")) {
+            if (json_num(line, "feature_map_ms", &v)) r->col[COL_FMAP_MS] = v;
+            if (json_num(line, "nonfinite", &v)) r->col[COL_NONFINITE] = v;
+        } else if (!strcmp(event, "summary")) {
+            if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
+            if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
+            if (json_num(line, "params", &v)) r->col[COL_PARAMS] = v;
+            if (json_num(line, "tokens_per_s", &v)) r->col[COL_TOK_S] = v;
+            if (json_num(line, "wall_s", &v)) r->col[COL_WALL_S] = v;
+            if (json_num(line, "step", &v)) r->col[COL_STEPS] = v;
+            if (json_num(line, "skipped_steps", &v) && isnan(r->col[COL_NONFINITE]))
+                r->col[COL_NONFINITE] = v;
+        }
+    }
+    fclose(f);
+    // Without a validation split the best held-out evaluation stands in (said in the table).
+    r->col[COL_BEST_VAL] = isnan(best_val) ? best_any : best_val;
+    if (isnan(r->col[COL_TEST_ACC])) {
+        snprintf(err, errlen, "%s: the run has no summary (not finished)", dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int is_run_dir(const char *dir) {
+    char p[2100];
+    snprintf(p, sizeof(p), "%.2000s/metrics.jsonl", dir);
+    return access(p, R_OK) == 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+// A run directory, or a directory of run directories (one level, sorted).
+static int collect(const char *dir, char **out, int n, int max) {
+    if (is_run_dir(dir)) {
+        if (n < max) out[n++] = strdup(dir);
+        return n;
+    }
+    DIR *d = opendir(dir);
+    if (!d) return n;
+    char *names[4096];
+    int k = 0;
+    for (struct dirent *e; (e = readdir(d)) && k < 4096;) {
+        if (e->d_name[0] == '.') continue;
+        char p[1100];
+        snprintf(p, sizeof(p), "%.800s/%.256s", dir, e->d_name);
+        if (is_run_dir(p)) names[k++] = strdup(p);
+    }
+    closedir(d);
+    qsort(names, (size_t)k, sizeof(char *), cmp_str);
+    for (int i = 0; i < k; i++) {
+        if (n < max) out[n++] = names[i];
+        else free(names[i]);
+    }
+    return n;
+}
+
+typedef struct {
+    char label[512];
+    int n;
+    double mean[N_COLS], std[N_COLS];
+} Group;
+
+static void summarise(Run *runs, int n_runs, Group *groups, int *n_groups) {
+    *n_groups = 0;
+    for (int i = 0; i < n_runs; i++) {
+        int g = 0;
+        while (g < *n_groups && strcmp(groups[g].label, runs[i].label)) g++;
+        if (g == *n_groups) {
+            memset(&groups[g], 0, sizeof(Group));
+            snprintf(groups[g].label, sizeof(groups[g].label), "%s", runs[i].label);
+            (*n_groups)++;
+        }
+        groups[g].n++;
+    }
+    for (int g = 0; g < *n_groups; g++)
+        for (int c = 0; c < N_COLS; c++) {
+            double s = 0, ss = 0;
+            int k = 0;
+            for (int i = 0; i < n_runs; i++)
+                if (!strcmp(runs[i].label, groups[g].label) && !isnan(runs[i].col[c]))
+                    s += runs[i].col[c], k++;
+            double mean = k ? s / k : NAN;
+            for (int i = 0; i < n_runs; i++)
+                if (!strcmp(runs[i].label, groups[g].label) && !isnan(runs[i].col[c]))
+                    ss += (runs[i].col[c] - mean) * (runs[i].col[c] - mean);
+            groups[g].mean[c] = mean;
+            groups[g].std[c] = k > 1 ? sqrt(ss / (k - 1)) : 0;  // sample std over seeds
+        }
+}
+
+static void cell(char *out, size_t n, double mean, double std, int digits, int with_std) {
+    if (isnan(mean)) snprintf(out, n, "-");
+    else if (with_std && std > 0) snprintf(out, n, "%.*f ± %.*f", digits, mean, digits, std);
+    else snprintf(out, n, "%.*f", digits, mean);
+}
+
+// Loss and accuracy curves: one data file per run, one gnuplot script, PNGs if gnuplot runs.
+static void plots(Run *runs, int n_runs, const char *dir) {
+    if (mkdir_p(dir)) {
+        fprintf(stderr, "madtrain: warning: cannot create '%s': %s; no plots\n", dir, strerror(errno));
+        return;
+    }
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/curves.gp", dir);
+    FILE *gp = fopen(path, "w");
+    if (!gp) return;
+    fprintf(gp, "set terminal pngcairo size 900,540\nset key outside right\nset grid\n"
+                "set xlabel 'step'\n");
+    for (int which = 0; which < 2; which++) {
+        fprintf(gp, "set output '%s/%s.png'\nset ylabel '%s'\nplot ", dir,
+                which ? "accuracy" : "loss", which ? "train accuracy" : "train loss");
+        for (int i = 0; i < n_runs; i++) {
+            char data[1200], line[4096], ev[32];
+            snprintf(data, sizeof(data), "%s/run%03d.dat", dir, i);
+            if (which == 0) {  // write each run's curve once
+                snprintf(path, sizeof(path), "%s/metrics.jsonl", runs[i].dir);
+                FILE *in = fopen(path, "r"), *out = fopen(data, "w");
+                double step, loss, acc;
+                while (in && out && fgets(line, sizeof(line), in))
+                    if (json_str(line, "event", ev, sizeof(ev)) && !strcmp(ev, "train") &&
+                        json_num(line, "step", &step) && json_num(line, "loss", &loss) &&
+                        json_num(line, "acc", &acc))
+                        fprintf(out, "%g %g %g\n", step, loss, acc);
+                if (in) fclose(in);
+                if (out) fclose(out);
+            }
+            const char *base = strrchr(runs[i].dir, '/');
+            fprintf(gp, "%s'%s' using 1:%d with lines title '%s (%s)'", i ? ", " : "", data,
+                    which ? 3 : 2, runs[i].label, base ? base + 1 : runs[i].dir);
+        }
+        fprintf(gp, "\n");
+    }
+    fclose(gp);
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "gnuplot '%s/curves.gp' 2>/dev/null", dir);
+    if (system("command -v gnuplot > /dev/null 2>&1") == 0 && system(cmd) == 0)
+        printf("\nplots: %s/loss.png, %s/accuracy.png\n", dir, dir);
+    else
+        fprintf(stderr, "madtrain: warning: gnuplot not available; curve data and script in %s\n", dir);
+}
+
+int report_main(int argc, char **argv) {
+    const char *csv = NULL, *plot_dir = NULL;
+    char *dirs[4096];
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: madtrain report [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                   "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
+                   "  run.name (or their mixer list); columns are mean ± std over each group.\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
+            csv = argv[++i];
+        } else if (!strcmp(argv[i], "--plots") && i + 1 < argc) {
+            plot_dir = argv[++i];
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "madtrain: error: report: unknown option '%s'\n", argv[i]);
+            return MT_EXIT_USAGE;
+        } else {
+            struct stat sb;
+            if (stat(argv[i], &sb) || !S_ISDIR(sb.st_mode)) {
+                fprintf(stderr, "madtrain: error: report: '%s' is not a directory\n", argv[i]);
+                return MT_EXIT_USAGE;
+            }
+            int before = n;
+            n = collect(argv[i], dirs, n, 4096);
+            if (n == before) {
+                fprintf(stderr, "madtrain: error: report: no run directory (with metrics.jsonl) in '%s'\n",
+                        argv[i]);
+                return MT_EXIT_USAGE;
+            }
+        }
+    }
+    if (!n) {
+        fprintf(stderr, "madtrain: error: report: no run directories given (madtrain report --help)\n");
+        return MT_EXIT_USAGE;
+    }
+    Run *runs = xcalloc((size_t)n, sizeof(Run));
+    char err[1200];
+    for (int i = 0; i < n; i++) {
+        if (read_run(dirs[i], &runs[i], err, sizeof(err))) {
+            fprintf(stderr, "madtrain: error: report: %s\n", err);
+            return MT_EXIT_FAIL;
+        }
+        free(dirs[i]);
+    }
+    Group *groups = xcalloc((size_t)n, sizeof(Group));
+    int n_groups;
+    summarise(runs, n, groups, &n_groups);
+
+    printf("| mixer | runs |");
+    for (int c = 0; c < N_COLS; c++) printf(" %s |", COL_NAMES[c]);
+    printf("\n|---|---|");
+    for (int c = 0; c < N_COLS; c++) printf("---|");
+    printf("\n");
+    for (int g = 0; g < n_groups; g++) {
+        printf("| %s | %d |", groups[g].label, groups[g].n);
+        for (int c = 0; c < N_COLS; c++) {
+            char s[64];
+            cell(s, sizeof(s), groups[g].mean[c], groups[g].std[c], COL_DIGITS[c],
+                 c != COL_PARAMS && c != COL_STEPS);
+            printf(" %s |", s);
+        }
+        printf("\n");
+    }
+    printf("\nmean ± sample std over runs; best val acc is the best held-out evaluation during\n"
+           "training (the validation split where the task has one).\n");
+    if (csv) {
+        FILE *f = fopen(csv, "w");
+        if (!f) {
+            fprintf(stderr, "madtrain: error: report: cannot write '%s': %s\n", csv, strerror(errno));
+            return MT_EXIT_FAIL;
+        }
+        fprintf(f, "mixer,runs");
+        for (int c = 0; c < N_COLS; c++) fprintf(f, ",%s mean,%s std", COL_NAMES[c], COL_NAMES[c]);
+        fprintf(f, "\n");
+        for (int g = 0; g < n_groups; g++) {
+            fprintf(f, "%s,%d", groups[g].label, groups[g].n);
+            for (int c = 0; c < N_COLS; c++) fprintf(f, ",%.6g,%.6g", groups[g].mean[c], groups[g].std[c]);
+            fprintf(f, "\n");
+        }
+        fclose(f);
+    }
+    if (plot_dir) plots(runs, n, plot_dir);
+    free(runs);
+    free(groups);
+    return 0;
+}
