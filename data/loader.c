@@ -35,20 +35,29 @@ Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errl
 
 void loader_close(Loader *l) {
     if (!l) return;
-    if (l->shards) reader_close(l->shards);
-    else sampler_free(&l->sampler);
+    if (l->shards)
+        reader_close(l->shards);
+    else
+        sampler_free(&l->sampler);
     free(l);
 }
 
-int loader_vocab(const Loader *l) { return l->shards ? reader_vocab(l->shards) : l->task.vocab; }
-int loader_seq_len(const Loader *l) { return l->shards ? reader_seq_len(l->shards) : l->task.T; }
+int loader_vocab(const Loader *l) {
+    return l->shards ? reader_vocab(l->shards) : l->task.vocab;
+}
+int loader_seq_len(const Loader *l) {
+    return l->shards ? reader_seq_len(l->shards) : l->task.T;
+}
 int64_t loader_train_size(const Loader *l) {
     return l->shards ? reader_train_size(l->shards) : l->task.n_train;
 }
-int64_t loader_eval_size(const Loader *l) {
-    return l->shards ? reader_eval_size(l->shards) : l->task.n_test;
+int64_t loader_eval_size(const Loader *l, EvalSplit split) {
+    if (l->shards) return split == EVAL_TEST ? reader_eval_size(l->shards) : 0;
+    return split == EVAL_TEST ? l->task.n_test : l->task.n_valid;
 }
-int loader_is_lm(const Loader *l) { return l->shards && reader_is_lm(l->shards); }
+int loader_is_lm(const Loader *l) {
+    return l->shards && reader_is_lm(l->shards);
+}
 const char *loader_describe(const Loader *l) {
     return l->shards ? reader_describe(l->shards) : l->describe;
 }
@@ -63,12 +72,19 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
     return 0;
 }
 
-int loader_eval(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
-                size_t errlen) {
-    if (l->shards) return reader_eval(l->shards, first, count, ids, targets, err, errlen);
-    int T = l->task.T;
+int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
+                int *levels, char *err, size_t errlen) {
+    int T = loader_seq_len(l);
+    if (l->shards) {
+        if (levels)
+            for (int64_t i = 0; i < count * T; i++) levels[i] = 0;
+        return reader_eval(l->shards, first, count, ids, targets, err, errlen);
+    }
+    int *lv = levels ? levels : xmalloc(sizeof(int) * (size_t)T);
     for (int64_t j = 0; j < count; j++)
-        task_example(&l->task, SPLIT_TEST, first + j, ids + j * T, targets + j * T);
+        task_example_levels(&l->task, split == EVAL_TEST ? SPLIT_TEST : SPLIT_VALID, first + j,
+                            ids + j * T, targets + j * T, levels ? lv + j * T : lv);
+    if (!levels) free(lv);
     return 0;
 }
 

@@ -18,10 +18,13 @@ typedef struct Loader Loader;
 // NULL with a message in err when the data cannot be opened.
 Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen);
 void loader_close(Loader *l);
-int loader_vocab(const Loader *l);        // token ids the data uses are < this
-int loader_seq_len(const Loader *l);      // T
+int loader_vocab(const Loader *l);           // token ids the data uses are < this
+int loader_seq_len(const Loader *l);         // T
 int64_t loader_train_size(const Loader *l);  // examples per epoch (0 = endless stream)
-int64_t loader_eval_size(const Loader *l);   // held-out examples
+// The held-out splits: valid (evaluated during training; in-process tasks with
+// data.valid_examples > 0) and test (the shards' data.eval_split, or the task's test set).
+typedef enum { EVAL_VALID = 0, EVAL_TEST = 1 } EvalSplit;
+int64_t loader_eval_size(const Loader *l, EvalSplit split);  // held-out examples
 // 1 when the data is language modelling (every position scored: report perplexity).
 int loader_is_lm(const Loader *l);
 const char *loader_describe(const Loader *l);  // e.g. "mqar (in-process)", for the log
@@ -29,9 +32,10 @@ const char *loader_describe(const Loader *l);  // e.g. "mqar (in-process)", for 
 // (targets < 0 are not scored). 0, or -1 with err (a read or format error).
 int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
                  size_t errlen);
-// Held-out examples [first, first + count).
-int loader_eval(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
-                size_t errlen);
+// Held-out examples [first, first + count) of a split. levels (may be NULL): [count, T], the
+// hierarchy level each scored position copies (hcopy), 0 where there is none.
+int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
+                int *levels, char *err, size_t errlen);
 // libhdf5 is not thread-safe and, with shards, the loader's thread makes the process's HDF5
 // calls: any other HDF5 work of the process while the loader is open (checkpoints) runs
 // fn(ctx) through here, on that thread between two batch reads (directly when no shards).

@@ -12,35 +12,38 @@
 #include "synthetic.h"
 
 static void prep_usage(FILE *f) {
-    fprintf(f,
-            "usage: madtrain prep wikitext --out DIR (--in DIR | --train FILE) [--valid FILE]\n"
-            "                              [--test FILE] [options]\n"
-            "       madtrain prep synthetic --out DIR [--config FILE] [--task mqar|ar]\n"
-            "                              [key=value ...] [options]\n"
-            "       madtrain prep check DIR\n\n"
-            "wikitext   word-level tokenisation as WikiText is distributed (whitespace-separated\n"
-            "           tokens, <unk> kept, <eos> at every line end), vocabulary from the training\n"
-            "           split only (vocab.txt; ids by decreasing frequency); other splits map\n"
-            "           unknown words to <unk>. --in DIR finds <split>.txt, wiki.<split>.tokens\n"
-            "           or wiki.<split>.raw. Two streaming passes: memory does not grow with the\n"
-            "           corpus (WikiText-103 prepares in bounded memory).\n"
-            "  --tokenizer word|byte   byte: token = byte value (vocab 256), the text exactly\n"
-            "  --shard-tokens N        tokens per shard (default 268435456)\n"
-            "  --dtype auto|uint16|uint32   token type (auto: uint16 when the vocab fits)\n"
-            "synthetic  the in-process task of the config keys (data.task, data.seq_len, ...,\n"
-            "           seed) as sequence shards: train (data.train_examples, must be > 0) and\n"
-            "           valid (the data.test_examples held-out examples). Training on them with\n"
-            "           the same keys and data.path=DIR gives exactly the in-process batches.\n"
-            "  --shard-examples N      sequences per shard (default 1048576)\n"
-            "check      opens every shard of DIR's manifest and verifies it (checksum, ids)\n\n"
-            "common options:\n"
-            "  --gzip LEVEL            compress (1-9; default 0: contiguous, fastest to read)\n"
-            "  --hdf5-errors           also print HDF5's own error stack\n");
+    fprintf(
+        f,
+        "usage: madtrain prep wikitext --out DIR (--in DIR | --train FILE) [--valid FILE]\n"
+        "                              [--test FILE] [options]\n"
+        "       madtrain prep synthetic --out DIR [--config FILE] [--task mqar|ar]\n"
+        "                              [key=value ...] [options]\n"
+        "       madtrain prep check DIR\n\n"
+        "wikitext   word-level tokenisation as WikiText is distributed (whitespace-separated\n"
+        "           tokens, <unk> kept, <eos> at every line end), vocabulary from the training\n"
+        "           split only (vocab.txt; ids by decreasing frequency); other splits map\n"
+        "           unknown words to <unk>. --in DIR finds <split>.txt, wiki.<split>.tokens\n"
+        "           or wiki.<split>.raw. Two streaming passes: memory does not grow with the\n"
+        "           corpus (WikiText-103 prepares in bounded memory).\n"
+        "  --tokenizer word|byte   byte: token = byte value (vocab 256), the text exactly\n"
+        "  --shard-tokens N        tokens per shard (default 268435456)\n"
+        "  --dtype auto|uint16|uint32   token type (auto: uint16 when the vocab fits)\n"
+        "synthetic  the in-process task of the config keys (data.task, data.seq_len, ...,\n"
+        "           seed) as sequence shards: train (data.train_examples, must be > 0) and\n"
+        "           valid (the data.test_examples held-out examples). Training on them with\n"
+        "           the same keys and data.path=DIR gives exactly the in-process batches.\n"
+        "  --shard-examples N      sequences per shard (default 1048576)\n"
+        "check      opens every shard of DIR's manifest and verifies it (checksum, ids)\n\n"
+        "common options:\n"
+        "  --gzip LEVEL            compress (1-9; default 0: contiguous, fastest to read)\n"
+        "  --hdf5-errors           also print HDF5's own error stack\n");
 }
 
 static double prep_t0, prep_last;
 
-double prep_elapsed(void) { return now_seconds() - prep_t0; }
+double prep_elapsed(void) {
+    return now_seconds() - prep_t0;
+}
 
 void prep_progress(const char *what, int64_t done, int64_t total, int64_t tokens) {
     double now = now_seconds();
@@ -181,15 +184,24 @@ static int prep_synthetic(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
-        if (!strcmp(a, "--hdf5-errors")) shards_hdf5_errors(1);
-        else if (!v && a[0] == '-') rc = -1, snprintf(err, sizeof(err), "%s needs a value", a);
-        else if (!strcmp(a, "--config")) i++;
-        else if (!strcmp(a, "--out")) out = v, i++;
-        else if (!strcmp(a, "--task")) rc = config_set(&cfg, "data.task", v, a, err, sizeof(err)), i++;
-        else if (!strcmp(a, "--shard-examples")) per_shard = atoll(v), i++;
-        else if (!strcmp(a, "--gzip")) gzip = atoi(v), i++;
-        else if (a[0] == '-') rc = -1, snprintf(err, sizeof(err), "unknown option '%s'", a);
-        else rc = config_override(&cfg, a, err, sizeof(err));
+        if (!strcmp(a, "--hdf5-errors"))
+            shards_hdf5_errors(1);
+        else if (!v && a[0] == '-')
+            rc = -1, snprintf(err, sizeof(err), "%s needs a value", a);
+        else if (!strcmp(a, "--config"))
+            i++;
+        else if (!strcmp(a, "--out"))
+            out = v, i++;
+        else if (!strcmp(a, "--task"))
+            rc = config_set(&cfg, "data.task", v, a, err, sizeof(err)), i++;
+        else if (!strcmp(a, "--shard-examples"))
+            per_shard = atoll(v), i++;
+        else if (!strcmp(a, "--gzip"))
+            gzip = atoi(v), i++;
+        else if (a[0] == '-')
+            rc = -1, snprintf(err, sizeof(err), "unknown option '%s'", a);
+        else
+            rc = config_override(&cfg, a, err, sizeof(err));
         if (rc) {
             fprintf(stderr, "madtrain: error: prep synthetic: %s\n", err);
             return MT_EXIT_USAGE;
@@ -198,11 +210,11 @@ static int prep_synthetic(int argc, char **argv) {
     if (!out || per_shard < 1 || gzip < 0 || gzip > 9 || cfg.train_examples <= 0 ||
         cfg.data_path[0]) {
         fprintf(stderr, "madtrain: error: prep synthetic: %s\n",
-                !out               ? "--out DIR is required"
-                : per_shard < 1    ? "--shard-examples must be >= 1"
+                !out                   ? "--out DIR is required"
+                : per_shard < 1        ? "--shard-examples must be >= 1"
                 : gzip < 0 || gzip > 9 ? "--gzip takes a level from 0 to 9"
-                : cfg.data_path[0] ? "data.path is for training; give the folder as --out"
-                                   : "data.train_examples must be > 0 (a finite training set)");
+                : cfg.data_path[0]     ? "data.path is for training; give the folder as --out"
+                                       : "data.train_examples must be > 0 (a finite training set)");
         return MT_EXIT_USAGE;
     }
     if (config_validate(&cfg, 1, err, sizeof(err))) {
@@ -216,8 +228,8 @@ static int prep_synthetic(int argc, char **argv) {
     Task t = task_from_config(&cfg);
     const char *task_name = config_enum_name("data.task", cfg.task);
     Manifest m = {0};
-    SplitWriter sw = {.out_dir = out, .gzip_level = gzip, .rows_per_shard = per_shard,
-                      .manifest = &m};
+    SplitWriter sw = {
+        .out_dir = out, .gzip_level = gzip, .rows_per_shard = per_shard, .manifest = &m};
     sw.info.kind = SHARD_SEQ, sw.info.vocab_size = t.vocab, sw.info.row_len = t.T;
     sw.info.token_bytes = t.vocab <= 65536 ? 2 : 4;
     snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "none");
@@ -240,9 +252,11 @@ static int prep_synthetic(int argc, char **argv) {
     snprintf(valid.info.split, sizeof(valid.info.split), "valid");
     valid.total_rows = t.n_test;
     int rc = write_task_split(&sw, &t, SPLIT_TRAIN, t.n_train, err, sizeof(err));
-    if (!rc && t.n_test > 0) rc = write_task_split(&valid, &t, SPLIT_TEST, t.n_test, err, sizeof(err));
+    if (!rc && t.n_test > 0)
+        rc = write_task_split(&valid, &t, SPLIT_TEST, t.n_test, err, sizeof(err));
     if (!rc) rc = manifest_write(out, &m, err, sizeof(err));
-    if (rc) fprintf(stderr, "madtrain: error: %s\n", err);
+    if (rc)
+        fprintf(stderr, "madtrain: error: %s\n", err);
     else
         printf("prep synthetic: done in %.1fs: %lld sequences of %d tokens, %d shard(s) -> %s\n",
                prep_elapsed(), (long long)(t.n_train + t.n_test), t.T, m.n, out);
@@ -254,8 +268,10 @@ static int prep_synthetic(int argc, char **argv) {
 static int prep_check(int argc, char **argv) {
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--hdf5-errors")) shards_hdf5_errors(1);
-        else if (argv[i][0] != '-' && !dir) dir = argv[i];
+        if (!strcmp(argv[i], "--hdf5-errors"))
+            shards_hdf5_errors(1);
+        else if (argv[i][0] != '-' && !dir)
+            dir = argv[i];
         else {
             fprintf(stderr, "madtrain: error: prep check: unexpected argument '%s'\n", argv[i]);
             return MT_EXIT_USAGE;
@@ -276,13 +292,16 @@ static int prep_check(int argc, char **argv) {
     for (int i = 0; i < m.n; i++) {
         const ManifestEntry *e = &m.entries[i];
         char path[1100];
-        if (e->file[0] == '/') snprintf(path, sizeof(path), "%s", e->file);
-        else snprintf(path, sizeof(path), "%s/%s", dir, e->file);
+        if (e->file[0] == '/')
+            snprintf(path, sizeof(path), "%s", e->file);
+        else
+            snprintf(path, sizeof(path), "%s/%s", dir, e->file);
         ShardInfo in;
         Shard *s = shard_open(path, 1, &in, err, sizeof(err));
         if (s && (strcmp(in.split, e->split) || in.rows * in.row_len != e->tokens)) {
-            snprintf(err, sizeof(err), "%s: split '%s' with %lld tokens, but %s says '%s' with %lld",
-                     path, in.split, (long long)(in.rows * in.row_len), SHARDS_MANIFEST, e->split,
+            snprintf(err, sizeof(err),
+                     "%s: split '%s' with %lld tokens, but %s says '%s' with %lld", path, in.split,
+                     (long long)(in.rows * in.row_len), SHARDS_MANIFEST, e->split,
                      (long long)e->tokens);
             shard_close(s);
             s = NULL;
@@ -317,8 +336,12 @@ int prep_main(int argc, char **argv) {
     if (!strcmp(tool, "wikitext")) return prep_wikitext(argc - 1, argv + 1);
     if (!strcmp(tool, "synthetic")) return prep_synthetic(argc - 1, argv + 1);
     if (!strcmp(tool, "check")) return prep_check(argc - 1, argv + 1);
-    if (tool[0]) fprintf(stderr, "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, check)\n", tool);
-    else fprintf(stderr, "madtrain: error: prep: which tool? (wikitext, synthetic, check)\n");
+    if (tool[0])
+        fprintf(stderr,
+                "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, check)\n",
+                tool);
+    else
+        fprintf(stderr, "madtrain: error: prep: which tool? (wikitext, synthetic, check)\n");
     prep_usage(stderr);
     return MT_EXIT_USAGE;
 }

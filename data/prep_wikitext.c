@@ -300,16 +300,26 @@ int prep_wikitext(int argc, char **argv) {
             break;
         }
         i++;
-        if (!strcmp(a, "--in")) in = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--tokenizer")) tokenizer = v;
-        else if (!strcmp(a, "--dtype")) dtype = v;
-        else if (!strcmp(a, "--shard-tokens")) per_shard = atoll(v);
-        else if (!strcmp(a, "--gzip")) gzip = atoi(v);
-        else if (!strcmp(a, "--train")) snprintf(splits[0].path, sizeof(splits[0].path), "%s", v);
-        else if (!strcmp(a, "--valid")) snprintf(splits[1].path, sizeof(splits[1].path), "%s", v);
-        else if (!strcmp(a, "--test")) snprintf(splits[2].path, sizeof(splits[2].path), "%s", v);
-        else snprintf(err, sizeof(err), "unknown option '%s'", a);
+        if (!strcmp(a, "--in"))
+            in = v;
+        else if (!strcmp(a, "--out"))
+            out = v;
+        else if (!strcmp(a, "--tokenizer"))
+            tokenizer = v;
+        else if (!strcmp(a, "--dtype"))
+            dtype = v;
+        else if (!strcmp(a, "--shard-tokens"))
+            per_shard = atoll(v);
+        else if (!strcmp(a, "--gzip"))
+            gzip = atoi(v);
+        else if (!strcmp(a, "--train"))
+            snprintf(splits[0].path, sizeof(splits[0].path), "%s", v);
+        else if (!strcmp(a, "--valid"))
+            snprintf(splits[1].path, sizeof(splits[1].path), "%s", v);
+        else if (!strcmp(a, "--test"))
+            snprintf(splits[2].path, sizeof(splits[2].path), "%s", v);
+        else
+            snprintf(err, sizeof(err), "unknown option '%s'", a);
     }
     int byte_level = !strcmp(tokenizer, "byte");
     if (!err[0] && !out) snprintf(err, sizeof(err), "--out DIR is required");
@@ -369,7 +379,8 @@ int prep_wikitext(int argc, char **argv) {
             rc = -1;
         }
     }
-    int token_bytes = !strcmp(dtype, "uint32") || (!strcmp(dtype, "auto") && vocab_size > 65536) ? 4 : 2;
+    int token_bytes =
+        !strcmp(dtype, "uint32") || (!strcmp(dtype, "auto") && vocab_size > 65536) ? 4 : 2;
     if (!rc && token_bytes == 2 && vocab_size > 65536) {
         snprintf(err, sizeof(err), "the vocabulary (%lld words) does not fit uint16 ids",
                  (long long)vocab_size);
@@ -377,12 +388,16 @@ int prep_wikitext(int argc, char **argv) {
     }
     if (!rc && !byte_level)
         printf("prep: vocabulary: %lld words from the training split (%lld tokens), %s ids\n",
-               (long long)vocab_size, (long long)splits[0].tokens, token_bytes == 2 ? "uint16" : "uint32");
+               (long long)vocab_size, (long long)splits[0].tokens,
+               token_bytes == 2 ? "uint16" : "uint32");
     Manifest m = {0};
     for (int s = 0; s < N_SPLITS && !rc; s++) {
         if (!splits[s].path[0] || !splits[s].tokens) continue;
-        SplitWriter sw = {.out_dir = out, .gzip_level = gzip, .rows_per_shard = per_shard,
-                          .total_rows = splits[s].tokens, .manifest = &m};
+        SplitWriter sw = {.out_dir = out,
+                          .gzip_level = gzip,
+                          .rows_per_shard = per_shard,
+                          .total_rows = splits[s].tokens,
+                          .manifest = &m};
         sw.info.kind = SHARD_LM, sw.info.vocab_size = vocab_size, sw.info.row_len = 1;
         sw.info.token_bytes = token_bytes;
         snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "%s", tokenizer);
@@ -404,8 +419,7 @@ int prep_wikitext(int argc, char **argv) {
         int64_t total = 0;
         for (int s = 0; s < N_SPLITS; s++) total += splits[s].tokens;
         printf("prep wikitext: done in %.2fs: %lld tokens, vocab %lld, %d shard(s) -> %s\n",
-               prep_elapsed(), (long long)total, (long long)vocab_size, m.n,
-               out);
+               prep_elapsed(), (long long)total, (long long)vocab_size, m.n, out);
     }
     manifest_free(&m);
     free(order);

@@ -49,6 +49,7 @@ struct Reader {
     const Config *cfg;
     int rank, world, kind, T, S;  // S: LM evaluation stride
     int64_t vocab, batch_stride, capacity, depth;
+    int prefetch;  // every training shard reads without libhdf5 (see reader_train)
     Split train, eval;
     Task order;  // sequences: the in-process Sampler's (seed, n_train)
     Sampler sampler;
@@ -77,14 +78,18 @@ static int locate(const Split *sp, int64_t index, int64_t *local) {
     int lo = 0, hi = sp->n - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (sp->start[mid] <= index) lo = mid;
-        else hi = mid - 1;
+        if (sp->start[mid] <= index)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     *local = index - sp->start[lo];
     return lo;
 }
 
-static int64_t lm_train_windows(int64_t tokens, int T) { return tokens > T ? (tokens - 1) / T : 0; }
+static int64_t lm_train_windows(int64_t tokens, int T) {
+    return tokens > T ? (tokens - 1) / T : 0;
+}
 
 static int64_t lm_eval_windows(int64_t tokens, int T, int S) {
     if (tokens < 2) return 0;
@@ -125,7 +130,8 @@ static int read_eval_example(Reader *r, int64_t index, int *ids, int *targets, c
     if (avail > T + 1) avail = T + 1;
     if (shard_read_tokens(s, start, avail, r->window, err, errlen)) return -1;
     for (int64_t t = 0; t < T; t++) {
-        int in_data = t < avail - 1, seen_before = local > 0 && t < T - S;
+        int in_data = t < avail - 1;
+        int seen_before = local > 0 && t < T - S;  // scored by the previous window
         ids[t] = in_data ? r->window[t] : 0;
         targets[t] = in_data && !seen_before ? r->window[t + 1] : -1;
     }
@@ -165,8 +171,10 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
         const ManifestEntry *e = &m->entries[i];
         if (strcmp(e->split, name)) continue;
         char path[1100];
-        if (e->file[0] == '/') snprintf(path, sizeof(path), "%s", e->file);
-        else snprintf(path, sizeof(path), "%s/%s", dir, e->file);
+        if (e->file[0] == '/')
+            snprintf(path, sizeof(path), "%s", e->file);
+        else
+            snprintf(path, sizeof(path), "%s/%s", dir, e->file);
         // Each rank checksums its share of the shards; a bad one stops every rank anyway.
         int verify = r->cfg->verify_data && (*verified)++ % r->world == r->rank;
         ShardInfo info;
@@ -201,6 +209,7 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
             return -1;
         }
         sp->rows[k++] = info.rows;
+        if (sp == &r->train && !info.direct) r->prefetch = 0;
     }
     return 0;
 }
@@ -218,6 +227,7 @@ static int setup(Reader *r, char *err, size_t errlen) {
     ShardInfo ref_store;
     const ShardInfo *ref = NULL;
     int verified = 0;
+    r->prefetch = 1;
     int rc = open_split(r, &m, "train", &r->train, &verified, &ref, &ref_store, err, errlen);
     if (!rc && c->eval_split[0])
         rc = open_split(r, &m, c->eval_split, &r->eval, &verified, &ref, &ref_store, err, errlen);
@@ -245,13 +255,15 @@ static int setup(Reader *r, char *err, size_t errlen) {
     for (int i = 0; i < r->train.n; i++) {
         int64_t rows = r->train.rows[i];
         longest = rows > longest ? rows : longest;
-        r->train.start[i + 1] = r->train.start[i] + (r->kind == SHARD_LM ? lm_train_windows(rows, r->T) : rows);
+        r->train.start[i + 1] =
+            r->train.start[i] + (r->kind == SHARD_LM ? lm_train_windows(rows, r->T) : rows);
     }
     for (int i = 0; i < r->eval.n; i++)
-        r->eval.start[i + 1] = r->eval.start[i] + (r->kind == SHARD_LM ? lm_eval_windows(r->eval.rows[i], r->T, r->S) : r->eval.rows[i]);
+        r->eval.start[i + 1] =
+            r->eval.start[i] +
+            (r->kind == SHARD_LM ? lm_eval_windows(r->eval.rows[i], r->T, r->S) : r->eval.rows[i]);
     if (r->train.start[r->train.n] == 0) {
-        snprintf(err, errlen,
-                 "the train split of %s has no %s (its longest shard holds %lld %s)",
+        snprintf(err, errlen, "the train split of %s has no %s (its longest shard holds %lld %s)",
                  c->data_path,
                  r->kind == SHARD_LM ? "window of data.seq_len + 1 tokens" : "sequence",
                  (long long)longest, r->kind == SHARD_LM ? "tokens" : "sequences");
@@ -296,8 +308,8 @@ static void *reader_main(void *arg) {
         int64_t pos = r->ring_first + r->filled * r->batch_stride, count = r->ring_count;
         uint64_t generation = r->generation;
         pthread_mutex_unlock(&r->mu);
-        slot->rc = read_batch(r, 0, pos, count, slot->ids, slot->targets, slot->err,
-                              sizeof(slot->err));
+        slot->rc =
+            read_batch(r, 0, pos, count, slot->ids, slot->targets, slot->err, sizeof(slot->err));
         pthread_mutex_lock(&r->mu);
         if (generation == r->generation) {  // else the trainer moved elsewhere: drop it
             r->filled++;
@@ -330,8 +342,9 @@ Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errl
     readers_open = 1;
     pthread_mutex_unlock(&readers_mu);
     if (busy) {
-        snprintf(err, errlen, "a shard reader is already open in this process (libhdf5 is not "
-                              "thread-safe: one reader thread per process)");
+        snprintf(err, errlen,
+                 "a shard reader is already open in this process (libhdf5 is not "
+                 "thread-safe: one reader thread per process)");
         return NULL;
     }
     Reader *r = xcalloc(1, sizeof(Reader));
@@ -388,12 +401,24 @@ void reader_close(Reader *r) {
     pthread_mutex_unlock(&readers_mu);
 }
 
-int reader_vocab(const Reader *r) { return (int)r->vocab; }
-int reader_seq_len(const Reader *r) { return r->T; }
-int reader_is_lm(const Reader *r) { return r->kind == SHARD_LM; }
-const char *reader_describe(const Reader *r) { return r->describe; }
-int64_t reader_train_size(const Reader *r) { return r->train.start[r->train.n]; }
-int64_t reader_eval_size(const Reader *r) { return r->eval.n ? r->eval.start[r->eval.n] : 0; }
+int reader_vocab(const Reader *r) {
+    return (int)r->vocab;
+}
+int reader_seq_len(const Reader *r) {
+    return r->T;
+}
+int reader_is_lm(const Reader *r) {
+    return r->kind == SHARD_LM;
+}
+const char *reader_describe(const Reader *r) {
+    return r->describe;
+}
+int64_t reader_train_size(const Reader *r) {
+    return r->train.start[r->train.n];
+}
+int64_t reader_eval_size(const Reader *r) {
+    return r->eval.n ? r->eval.start[r->eval.n] : 0;
+}
 
 typedef struct {
     Reader *r;
@@ -424,7 +449,10 @@ static int check_range(const Reader *r, int eval, int64_t first, int64_t count, 
 int reader_train(Reader *r, int64_t first, int64_t count, int *ids, int *targets, char *err,
                  size_t errlen) {
     if (check_range(r, 0, first, count, err, errlen)) return -1;
-    if (count > r->capacity) {  // larger than a prefetch slot: read it synchronously
+    // Chunked or compressed shards need libhdf5 for every read, and the trainer's checkpoints
+    // use it on the main thread: such reads run while the caller waits, never beside it.
+    // Also a request larger than a prefetch slot.
+    if (!r->prefetch || count > r->capacity) {
         BatchCall b = {r, 0, first, count, ids, targets, err, errlen};
         return reader_call(r, batch_call, &b);
     }
@@ -442,7 +470,8 @@ int reader_train(Reader *r, int64_t first, int64_t count, int *ids, int *targets
     pthread_mutex_unlock(&r->mu);
     // The thread never writes a slot that is counted in `filled`, so it is read unlocked.
     int rc = slot->rc;
-    if (rc) snprintf(err, errlen, "%s", slot->err);
+    if (rc)
+        snprintf(err, errlen, "%s", slot->err);
     else {
         memcpy(ids, slot->ids, sizeof(int) * (size_t)(count * r->T));
         memcpy(targets, slot->targets, sizeof(int) * (size_t)(count * r->T));

@@ -1,6 +1,9 @@
 // The shard reader behind loader.h: a folder of HDF5 shards (shards.h) served by one
 // background thread per process, which makes every HDF5 call of the process's data path and
-// prefetches the next training batches of this rank while the trainer computes.
+// prefetches the next training batches of this rank while the trainer computes. Plain
+// (contiguous) shards are read without libhdf5 once open; chunked or compressed ones need it
+// for every read, so their batches are read on the thread while the trainer waits, never
+// beside the trainer's own HDF5 calls (checkpoints, on the main thread).
 //
 // Language modelling shards are cut into windows of T+1 tokens at stride T within each shard
 // (ids = the first T, targets = the last T); the training order is a keyed bijection of the

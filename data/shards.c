@@ -13,12 +13,15 @@
 #include "../src/util.h"
 
 // Shards are little-endian on disk; direct reads copy their bytes as they are.
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "madtrain's shard reader needs a "
-                                                          "little-endian host");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "madtrain's shard reader needs a "
+               "little-endian host");
 
 void shards_hdf5_errors(int verbose) {
-    if (verbose) H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)H5Eprint2, stderr);
-    else H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (verbose)
+        H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)H5Eprint2, stderr);
+    else
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 // ---- manifest ---------------------------------------------------------------------------
@@ -58,8 +61,10 @@ int manifest_read(const char *dir, Manifest *m, char *err, size_t errlen) {
         char *save = NULL, *fields[4];
         int nf = 0;
         for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save))
-            if (nf < 4) fields[nf++] = t;
-            else nf = 5;
+            if (nf < 4)
+                fields[nf++] = t;
+            else
+                nf = 5;
         if (nf == 0 || fields[0][0] == '#') continue;
         char *end = NULL;
         if (!m->version) {
@@ -139,12 +144,18 @@ static const char *h5_cause(char buf[256]) {
 static void describe_type(hid_t t, char *out, size_t n) {
     size_t bits = 8 * H5Tget_size(t);
     switch (H5Tget_class(t)) {
-    case H5T_INTEGER:
-        snprintf(out, n, "%s%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int", bits);
-        break;
-    case H5T_FLOAT: snprintf(out, n, "float%zu", bits); break;
-    case H5T_STRING: snprintf(out, n, "strings"); break;
-    default: snprintf(out, n, "a non-numeric type"); break;
+        case H5T_INTEGER:
+            snprintf(out, n, "%s%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int", bits);
+            break;
+        case H5T_FLOAT:
+            snprintf(out, n, "float%zu", bits);
+            break;
+        case H5T_STRING:
+            snprintf(out, n, "strings");
+            break;
+        default:
+            snprintf(out, n, "a non-numeric type");
+            break;
     }
 }
 
@@ -231,7 +242,9 @@ struct Shard {
     size_t raw_cap;
 };
 
-const char *shard_path(const Shard *s) { return s->path; }
+const char *shard_path(const Shard *s) {
+    return s->path;
+}
 
 static int open_dataset(Shard *s, Dset *d, const char *name, char *err, size_t errlen) {
     d->name = name;
@@ -265,8 +278,8 @@ static int check_dataset(Shard *s, Dset *d, int is_targets, char *err, size_t er
         return -1;
     }
     if (rank != want_rank) {
-        snprintf(err, errlen, "%s: dataset '%s' has %d dimension(s); expected %s", s->path,
-                 d->name, rank, want_rank == 1 ? "1 ([tokens])" : "2 ([sequences, seq_len])");
+        snprintf(err, errlen, "%s: dataset '%s' has %d dimension(s); expected %s", s->path, d->name,
+                 rank, want_rank == 1 ? "1 ([tokens])" : "2 ([sequences, seq_len])");
         return -1;
     }
     d->elem = (int)size;
@@ -328,9 +341,10 @@ static int read_raw(Shard *s, Dset *d, int64_t first, int64_t count, char *err, 
             ssize_t got = pread(s->fd, buf + done, bytes - done, (off_t)(off + (int64_t)done));
             if (got < 0 && errno == EINTR) continue;
             if (got <= 0) {
-                snprintf(err, errlen, "%s: cannot read dataset '%s' at byte %lld: %s", s->path,
-                         d->name, (long long)(off + (int64_t)done),
-                         got < 0 ? strerror(errno) : "the file is shorter than its data (truncated)");
+                snprintf(
+                    err, errlen, "%s: cannot read dataset '%s' at byte %lld: %s", s->path, d->name,
+                    (long long)(off + (int64_t)done),
+                    got < 0 ? strerror(errno) : "the file is shorter than its data (truncated)");
                 return -1;
             }
             done += (size_t)got;
@@ -418,8 +432,7 @@ static int convert_targets(const Shard *s, int64_t first_flat, size_t n, int *ou
     return 0;
 }
 
-int shard_read_targets(Shard *s, int64_t first, int64_t count, int *out, char *err,
-                       size_t errlen) {
+int shard_read_targets(Shard *s, int64_t first, int64_t count, int *out, char *err, size_t errlen) {
     if (read_raw(s, &s->targets, first, count, err, errlen)) return -1;
     return convert_targets(s, first * s->info.row_len, (size_t)(count * s->info.row_len), out, err,
                            errlen);
@@ -451,7 +464,8 @@ static int verify_doc_offsets(Shard *s, char *err, size_t errlen) {
     if (d >= 0) H5Dclose(d);
     if (rc) {
         char cause[256];
-        snprintf(err, errlen, "%s: cannot read dataset 'doc_offsets': %s", s->path, h5_cause(cause));
+        snprintf(err, errlen, "%s: cannot read dataset 'doc_offsets': %s", s->path,
+                 h5_cause(cause));
     }
     for (int64_t i = 0; i < n && !rc; i++)
         if (off[i] < (i ? off[i - 1] : 0) || off[i] > tokens || (i == n - 1 && off[i] != tokens)) {
@@ -489,10 +503,10 @@ static int read_info(Shard *s, char *err, size_t errlen) {
     const char *p = s->path;
     if (attr_int(f, p, "format_version", &in->format_version, err, errlen)) return -1;
     if (in->format_version > SHARDS_FORMAT_VERSION || in->format_version < 1) {
-        snprintf(err, errlen, "%s: format_version %lld %s (%d)", p, (long long)in->format_version,
-                 in->format_version < 1 ? "is not a valid version; this madtrain reads"
-                                        : "is newer than this madtrain reads: upgrade madtrain",
-                 SHARDS_FORMAT_VERSION);
+        snprintf(err, errlen, "%s: format_version %lld %s (%d)%s", p, (long long)in->format_version,
+                 in->format_version < 1 ? "is not valid: this madtrain reads"
+                                        : "is newer than this madtrain reads",
+                 SHARDS_FORMAT_VERSION, in->format_version < 1 ? "" : ": upgrade madtrain");
         return -1;
     }
     int64_t checksum;
@@ -508,7 +522,8 @@ static int read_info(Shard *s, char *err, size_t errlen) {
         return -1;
     }
     if (checksum < 0 || checksum > 0xFFFFFFFFll) {
-        snprintf(err, errlen, "%s: checksum_crc32 %lld is not a 32-bit CRC", p, (long long)checksum);
+        snprintf(err, errlen, "%s: checksum_crc32 %lld is not a 32-bit CRC", p,
+                 (long long)checksum);
         return -1;
     }
     in->checksum = (uint32_t)checksum;
@@ -587,19 +602,24 @@ Shard *shard_open(const char *path, int verify, ShardInfo *info, char *err, size
     // Read-only opens take no lock: on NFS/Lustre locking fails or hangs, and nothing else
     // writes a shard once prep has renamed it into place.
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
     H5Pset_file_locking(fapl, 0, 1);
+#else
+    setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);  // older libraries read only the variable
+#endif
     s->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
     int rc = 0;
-    if (s->file < 0) {
+    if (s->file < 0) {  // before H5Pclose, which clears the error stack
         char cause[256];
         snprintf(err, errlen, "%s: not a readable HDF5 file (%s)", path, h5_cause(cause));
         rc = -1;
     }
+    H5Pclose(fapl);
     if (!rc) rc = read_info(s, err, errlen);
     if (!rc) rc = open_datasets(s, (int64_t)st.st_size, err, errlen);
     if (!rc && verify) rc = verify_shard(s, err, errlen);
     int needs_hdf5 = s->tokens.addr < 0 || (s->info.kind == SHARD_SEQ && s->targets.addr < 0);
+    s->info.direct = !needs_hdf5;
     if (rc || !needs_hdf5) close_hdf5(s);
     if (rc) {
         close(s->fd);
@@ -661,8 +681,7 @@ int shard_set_attr_int(ShardWriter *w, const char *name, int64_t value, char *er
     return 0;
 }
 
-int shard_set_attr_float(ShardWriter *w, const char *name, double value, char *err,
-                         size_t errlen) {
+int shard_set_attr_float(ShardWriter *w, const char *name, double value, char *err, size_t errlen) {
     if (set_attr(w->file, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value))
         return writer_fail(w, "write an attribute", err, errlen);
     return 0;
@@ -676,8 +695,8 @@ static hid_t create_dataset(ShardWriter *w, const char *name, hid_t type, int gz
     // Every value gets written, so filling the storage first would only double the I/O.
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     if (gzip_level > 0 && in->rows > 0) {
-        // ~64K values a chunk: small enough that a random window decompresses little.
-        hsize_t rows = (hsize_t)(65536 / in->row_len + 1);
+        // ~16K values a chunk: a random window decompresses one or two chunks (tens of us).
+        hsize_t rows = (hsize_t)(16384 / in->row_len + 1);
         hsize_t chunk[2] = {rows < dims[0] ? rows : dims[0], dims[1]};
         H5Pset_chunk(dcpl, rank, chunk);
         H5Pset_shuffle(dcpl);

@@ -40,11 +40,12 @@ typedef struct {
     int kind;  // SHARD_LM or SHARD_SEQ
     int64_t format_version, vocab_size;
     char tokenizer[32], task[32], split[64];
-    uint32_t checksum;       // checksum_crc32 as stored
-    int64_t rows, row_len;   // LM: rows = tokens, row_len = 1; sequences: N and T
-    int token_bytes;         // 2 (uint16) or 4 (uint32)
-    int64_t ignore_index;    // sequences: the targets value that is not scored
-    int64_t n_docs;          // documents listed in doc_offsets (0: none stored)
+    uint32_t checksum;      // checksum_crc32 as stored
+    int64_t rows, row_len;  // LM: rows = tokens, row_len = 1; sequences: N and T
+    int token_bytes;        // 2 (uint16) or 4 (uint32)
+    int64_t ignore_index;   // sequences: the targets value that is not scored
+    int64_t n_docs;         // documents listed in doc_offsets (0: none stored)
+    int direct;             // read: reads bypass libhdf5 (plain contiguous data)
 } ShardInfo;
 
 // HDF5's own error stack printed (verbose) or silenced (each message of this module already

@@ -10,6 +10,7 @@ Task task_from_config(const Config *c) {
     Task t = {.task = c->task, .T = (int)c->seq_len, .num_kv_pairs = (int)c->num_kv_pairs,
               .ar_symbols = (int)c->ar_symbols, .power_a = c->power_a, .seed = (uint64_t)c->seed,
               .n_train = c->train_examples, .n_test = c->test_examples,
+              .n_valid = c->valid_examples,
               .copy_tokens = (int)c->copy_tokens, .copy_levels = (int)c->copy_levels,
               .copy_delay = (int)c->copy_delay, .copy_symbols = (int)c->copy_symbols};
     if (c->task == TASK_MQAR) t.vocab = (int)c->data_vocab;

@@ -6,7 +6,8 @@
 
 #include "../src/config.h"
 
-enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
+// Each split draws its examples from its own stream, so train, test and valid never overlap.
+enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1, SPLIT_VALID = 2 };
 
 typedef struct {
     int task, T, num_kv_pairs;
@@ -15,7 +16,7 @@ typedef struct {
     int copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;
     uint64_t seed;
-    int64_t n_train, n_test;
+    int64_t n_train, n_test, n_valid;
 } Task;
 
 Task task_from_config(const Config *c);

@@ -37,7 +37,13 @@ typedef struct {
     const int *ids;    // token ids (embedding) or targets (cross-entropy; -1 = ignored)
 } OpShape;
 
-enum { OP_MAX_IO = 8, OP_MAX_TESTS = 8, OP_MAX_PARAMS = 6 };
+enum { OP_MAX_IO = 8, OP_MAX_TESTS = 8, OP_MAX_PARAMS = 6, OP_MAX_AUX = 40 };
+
+// A named figure a mixer core reports about itself (feature-map time, state energies, ...).
+typedef struct {
+    char name[40];
+    double value;
+} OpAux;
 
 // A mixer core op reads q|k|v as input 0, the per-token projection x W_x^T [B, T, E] as
 // input 1 (E from sizes(); 0 when the op needs none) and its own parameters as inputs 2...

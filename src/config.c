@@ -19,6 +19,7 @@
 
 const ConfigKey CONFIG_KEYS[] = {
     STR("run.dir", "runs/default", run_dir, "run directory: resolved config, metrics.jsonl, params"),
+    STR("run.name", "", run_name, "label of the run in reports (default: its mixer list)"),
     INT("seed", "1234", 0, 9.2e18, seed, "seed of initialisation and data (same on every rank)"),
 
     INT("model.vocab_size", "0", 0, 1 << 30, vocab_size, "vocabulary size; 0 = the task's"),
@@ -30,6 +31,8 @@ const ConfigKey CONFIG_KEYS[] = {
      "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"},
     ENUM("model.mlp", "gelu", "gelu|swiglu|none", mlp, "MLP of each block"),
     BOOL("model.tie_embeddings", "true", tie_embeddings, "LM head shares the token embedding"),
+    BOOL("model.pos_embedding", "false", pos_embedding,
+         "learned absolute position embeddings (data.seq_len rows) added to the token embedding"),
     ENUM("model.rope", "auto", "auto|on|off", rope,
          "rotary positions on q, k (auto: on for mixers that want them, e.g. softmax)"),
     FLT("model.rope_base", "10000", 1, 1e12, rope_base, "rotary base frequency"),
@@ -42,7 +45,8 @@ const ConfigKey CONFIG_KEYS[] = {
     BOOL("mixer.normalize", "true", normalize, "linear attention divides by phi(q).sum phi(k)"),
     FLT("mixer.eps", "1e-6", 0, 1, attn_eps, "linear attention denominator epsilon"),
     INT("mixer.chunk", "64", 1, 1 << 20, chunk, "linear attention chunk length (training form)"),
-    INT("mixer.features", "64", 1, 1 << 16, features, "favor, circulant: random features m per head"),
+    INT("mixer.features", "64", 1, 1 << 16, features,
+        "favor, circulant: random features m per head"),
     BOOL("mixer.qk_norm", "true", qk_norm, "favor, circulant: L2-normalise q and k per head first"),
     INT("mixer.redraw_interval", "0", 0, 9.2e18, redraw_interval,
         "favor: steps between redraws of the random projection (0 = fixed)"),
@@ -71,6 +75,8 @@ const ConfigKey CONFIG_KEYS[] = {
     INT("data.copy_symbols", "8", 1, 1 << 20, copy_symbols, "hcopy: token symbols per level"),
     INT("data.train_examples", "100000", 0, 9.2e18, train_examples,
         "training set size (0 = an endless stream of fresh examples)"),
+    INT("data.valid_examples", "0", 0, 9.2e18, valid_examples,
+        "validation set size: evaluated every train.eval_every steps (0 = evaluate the test set)"),
     INT("data.test_examples", "1000", 0, 9.2e18, test_examples, "held-out test set size"),
     STR("data.path", "", data_path,
         "folder of HDF5 shards (docs/data-format.md); empty = the synthetic task above, in-process"),
@@ -531,7 +537,7 @@ int config_diff(const Config *stored, const Config *now, char *refused, size_t r
     refused[0] = changed[0] = 0;
     for (int i = 0; i < N_CONFIG_KEYS; i++) {
         const ConfigKey *k = &CONFIG_KEYS[i];
-        if (!strncmp(k->name, "checkpoint.", 11) || !strcmp(k->name, "run.dir")) continue;
+        if (!strncmp(k->name, "checkpoint.", 11) || !strncmp(k->name, "run.", 4)) continue;
         char a[600], b[600];
         format_value(stored, k, a, sizeof(a));
         format_value(now, k, b, sizeof(b));

@@ -9,12 +9,12 @@
 typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STR, KEY_ENUM, KEY_MIXERS } KeyType;
 
 typedef struct {
-    char run_dir[512];
+    char run_dir[512], run_name[128];
     int64_t seed;
     // model
     int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
     char mixer[512];  // one mixer name, or a comma list with one entry per layer
-    int mlp, tie_embeddings, rope, gate;
+    int mlp, tie_embeddings, rope, gate, pos_embedding;
     double rope_base, norm_eps, init_std;
     // mixer options
     int feature_map, normalize;
@@ -25,6 +25,7 @@ typedef struct {
     // data
     int task;
     int64_t seq_len, num_kv_pairs, ar_symbols, train_examples, test_examples, data_vocab;
+    int64_t valid_examples;
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;
     char data_path[512], eval_split[64];  // shards (empty path: the in-process task)

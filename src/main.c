@@ -4,6 +4,7 @@
 
 #include "../comm/comm.h"
 #include "../data/prep.h"
+#include "report.h"
 #include "config.h"
 #include "model.h"
 #include "train.h"
@@ -18,6 +19,7 @@ static void usage(FILE *f) {
             "  train      train a model (the default command); under mpirun, one rank per process\n"
             "  eval       evaluate a checkpoint on the held-out split\n"
             "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
+            "  report     results table (Markdown, CSV, plots) of run directories\n"
             "  --config   YAML file of config keys; key=value arguments override it\n"
             "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
             "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
@@ -44,7 +46,11 @@ int main(int argc, char **argv) {
     int first = 1, eval_only = 0;
     if (argc > 1 && !strcmp(argv[1], "train")) first = 2;
     else if (argc > 1 && !strcmp(argv[1], "eval")) first = 2, eval_only = 1;
-    else if (argc > 1 && !strcmp(argv[1], "prep")) {
+    else if (argc > 1 && !strcmp(argv[1], "report")) {
+        int rc = comm.rank ? 0 : report_main(argc - 1, argv + 1);
+        comm_finalize(&comm);
+        return rc;
+    } else if (argc > 1 && !strcmp(argv[1], "prep")) {
         if (comm.world > 1) return usage_error(&comm, "prep runs as one process, not under mpirun");
         int rc = prep_main(argc - 1, argv + 1);
         comm_finalize(&comm);
@@ -52,7 +58,7 @@ int main(int argc, char **argv) {
     }
     else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep)", argv[1]);
+        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report)", argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;

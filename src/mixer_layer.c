@@ -80,11 +80,25 @@ void F(mixer_init_param)(const ModelConfig *cfg, int layer, int index, uint64_t 
 }
 
 // The core op's inputs: q|k|v, the per-token projection and the op's parameters.
-static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj,
-                        real *const *w, const real **in) {
+static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj, real *const *w,
+                        const real **in) {
     in[CORE_IN_QKV] = qkv;
     in[CORE_IN_XPROJ] = l->slot.E ? xproj : NULL;
     for (int i = 0; i < l->slot.n_core; i++) in[CORE_IN_PARAMS + i] = w[l->slot.core + i];
+}
+
+int F(mixer_aux)(const ModelConfig *cfg, int layer, int B, int T, real *const *w, const real *acts,
+                 OpAux *out) {
+    MixerLayout l = layout(cfg, layer, B, T);
+    size_t N = (size_t)B * T, C = cfg->d_model, bad = 0;
+    const real *core_in = acts + (l.rope ? l.qkv_rot : l.K ? l.qkv_conv : l.qkv);
+    for (size_t i = 0; i < N * 3 * C; i++) bad += !isfinite(core_in[i]);
+    for (size_t i = 0; i < N * C; i++) bad += !isfinite(acts[l.core_out + i]);
+    out[0] = (OpAux){.name = "nonfinite", .value = (double)bad};
+    if (!l.core->aux) return 1;
+    const real *inputs[OP_MAX_IO];
+    core_inputs(&l, core_in, acts + l.xproj, w, inputs);
+    return 1 + l.core->aux(&l.shape, inputs, out + 1);
 }
 
 void F(mixer_forward)(const ModelConfig *cfg, int layer, int B, int T, real *y, const real *x,
@@ -114,9 +128,9 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, int B, int T, real *y, 
     F(matmul_forward)(y, readout, w[l.slot.wo], N, C, C);
 }
 
-void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx,
-                       real *const *dw, const real *dy, const real *x, real *const *w,
-                       const real *acts, real *scratch) {
+void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx, real *const *dw,
+                       const real *dy, const real *x, real *const *w, const real *acts,
+                       real *scratch) {
     MixerLayout l = layout(cfg, layer, B, T);
     int N = B * T, C = cfg->d_model, E = l.slot.E;
     const real *qkv = acts + l.qkv, *core_in = qkv;
@@ -148,8 +162,8 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx
         dqkv = scratch + l.s_drot;
     }
     if (l.K) {
-        F(conv_causal_backward)(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv,
-                                w[l.slot.wconv], B, T, 3 * C, l.K);
+        F(conv_causal_backward)(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv, w[l.slot.wconv],
+                                B, T, 3 * C, l.K);
         dqkv = scratch + l.s_dconv;
     }
     F(matmul_backward)(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);

@@ -67,12 +67,21 @@ static int feature_map_index(const char *name) {
 
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
     const char *fixed = MIXERS[cfg->mixer[layer]].feature_map;
-    OpShape s = {.B = B, .T = T, .C = cfg->d_model, .H = cfg->n_heads, .eps = cfg->attn_eps,
+    OpShape s = {.B = B,
+                 .T = T,
+                 .C = cfg->d_model,
+                 .H = cfg->n_heads,
+                 .eps = cfg->attn_eps,
                  .rope_base = cfg->rope_base,
                  .feature_map = fixed ? feature_map_index(fixed) : cfg->feature_map,
-                 .normalize = cfg->normalize, .chunk = cfg->chunk, .n_features = cfg->n_features,
-                 .qk_norm = cfg->qk_norm, .max_len = cfg->max_len, .hss_rank = cfg->hss_rank,
-                 .hss_leaf = cfg->hss_leaf, .hydra_norm = cfg->hydra_norm,
+                 .normalize = cfg->normalize,
+                 .chunk = cfg->chunk,
+                 .n_features = cfg->n_features,
+                 .qk_norm = cfg->qk_norm,
+                 .max_len = cfg->max_len,
+                 .hss_rank = cfg->hss_rank,
+                 .hss_leaf = cfg->hss_leaf,
+                 .hydra_norm = cfg->hydra_norm,
                  .kernel = cfg->conv_kernel};
     return s;
 }

@@ -26,6 +26,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
     size_t off = 0;
     char name[128];
     add_param(info, &n, &off, "wte", V, C, INIT_NORMAL);
+    if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, INIT_NORMAL);
     for (int l = 0; l < c->n_layers; l++) {
         snprintf(name, sizeof(name), "layers.%d.ln1", l);
         add_param(info, &n, &off, name, C, 0, INIT_ONES);
@@ -35,7 +36,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
         for (int i = 0; i < k; i++) {
             ParamInfo *p = &info[n++];
             *p = specs[i];
-            snprintf(p->name, sizeof(p->name), "layers.%d.mixer.%.40s", l, specs[i].name);
+            snprintf(p->name, sizeof(p->name), "layers.%d.mixer.%.36s", l, specs[i].name);
             p->offset = off;
             off += p->size;
         }
@@ -56,11 +57,12 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 }
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
-static void bind(Model *m, real *base, real **wte, real **lnf, real **lm_head,
+static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lm_head,
                  F(LayerWeights) *layers) {
     const ModelConfig *c = &m->cfg;
     int i = 0;
     *wte = base + m->info[i++].offset;
+    *wpe = c->max_positions > 0 ? base + m->info[i++].offset : NULL;
     for (int l = 0; l < c->n_layers; l++) {
         F(LayerWeights) *w = &layers[l];
         memset(w, 0, sizeof(*w));
@@ -105,8 +107,8 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
         return -1;
     }
-    bind(m, m->params, &m->wte, &m->lnf, &m->lm_head, m->layer);
-    bind(m, m->grads, &m->g_wte, &m->g_lnf, &m->g_lm_head, m->g_layer);
+    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lm_head, m->layer);
+    bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lm_head, m->g_layer);
     return 0;
 }
 
@@ -116,6 +118,7 @@ void F(model_free)(Model *m) {
     free(m->grads);
     free(m->acts);
     free(m->scratch);
+    free(m->predictions);
     memset(m, 0, sizeof(*m));
 }
 
@@ -216,14 +219,17 @@ static ActsLayout acts_layout(const ModelConfig *c, int B, int T) {
 
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
+    if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;
     ActsLayout a = acts_layout(&m->cfg, B, T);
     free(m->acts);
     free(m->scratch);
+    free(m->predictions);
     m->acts = malloc(sizeof(real) * a.total);
     m->scratch = malloc(sizeof(real) * a.s_total);
+    m->predictions = malloc(sizeof(int) * (size_t)B * T);
     m->acts_size = a.total, m->scratch_size = a.s_total;
     m->B = B, m->T = T;
-    return m->acts && m->scratch ? 0 : -1;
+    return m->acts && m->scratch && m->predictions ? 0 : -1;
 }
 
 ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real loss_scale) {
@@ -234,6 +240,9 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     m->ids = ids, m->targets = targets, m->loss_scale = loss_scale;
 
     F(embedding_forward)(acts + a.emb, ids, m->wte, N, C);
+    if (m->wpe)  // position t of every sequence adds row t of wpe
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++) acts[a.emb + (size_t)n * C + i] += m->wpe[(size_t)(n % T) * C + i];
     const real *x = acts + a.emb;
     for (int l = 0; l < c->n_layers; l++) {
         const LayerActs *la = &a.layer[l];
@@ -265,10 +274,12 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
         int scored = 0, correct = 0;
         for (int t = 0; t < T; t++) {
             int n = b * T + t;
+            m->predictions[n] = -1;
             if (targets[n] < 0) continue;
             const real *z = acts + a.logits + (size_t)n * V;
             int best = 0;
             for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
+            m->predictions[n] = best;
             scored++;
             correct += best == targets[n];
             st.loss_sum += acts[a.losses + n];
@@ -280,6 +291,12 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
         }
     }
     return st;
+}
+
+int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
+    ActsLayout a = acts_layout(&m->cfg, m->B, m->T);
+    return F(mixer_aux)(&m->cfg, layer, m->B, m->T, m->layer[layer].mixer,
+                        m->acts + a.layer[layer].mix, out);
 }
 
 void F(model_backward)(Model *m) {
@@ -324,4 +341,7 @@ void F(model_backward)(Model *m) {
         F(rmsnorm_backward)(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
     }
     F(embedding_backward)(m->g_wte, dres, m->ids, N, C);
+    if (m->g_wpe)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < C; i++) m->g_wpe[(size_t)(n % T) * C + i] += dres[(size_t)n * C + i];
 }

@@ -15,6 +15,7 @@ typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;
     int mlp;             // MlpKind
     int tie_embeddings;  // the LM head reuses the token embedding
+    int max_positions;   // learned absolute position embeddings wpe [max_positions, C] (0: none)
     int gate;            // post-readout sigmoid output gate on every mixer
     int mixer[MAX_LAYERS];  // index into MIXERS, per layer
     int rope[MAX_LAYERS];   // rotary embedding on q, k, per layer
@@ -65,7 +66,8 @@ void mixer_options_from(const Config *c, ModelConfig *mc);
 
 // Where each tensor of a layer's mixer sits in mixer_param_specs order (-1: absent).
 typedef struct {
-    int wqkv, wo, wg, wconv, wx;  // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], x proj [E, C]
+    // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], per-token projection W_x [E, C]
+    int wqkv, wo, wg, wconv, wx;
     int core, n_core;             // the core op's own parameters: [core, core + n_core)
     int n;                        // all tensors
     int E;                        // width of the per-token projection x W_x^T the core reads

@@ -39,12 +39,16 @@ static int json_str(const char *line, const char *key, char *out, size_t n) {
 }
 
 // Columns of the table; NAN where a run did not record the figure.
-enum { COL_TEST_ACC, COL_BEST_VAL, COL_TRAIN_ACC, COL_TEST_LOSS, COL_PARAMS, COL_FMAP_MS,
-       COL_NONFINITE, COL_TOK_S, COL_WALL_S, COL_STEPS, N_COLS };
-static const char *COL_NAMES[N_COLS] = {"test acc", "best val acc", "train acc", "test loss",
-                                        "params", "feature map ms", "NaN/Inf", "tokens/s",
-                                        "wall s", "steps"};
-static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 0, 3, 0, 0, 1, 0};
+// Columns no run recorded (per-level accuracy on a task without levels, HSS figures of a
+// dense mixer) are left out of the table.
+enum { COL_TEST_ACC, COL_LEVEL1, COL_LEVEL2, COL_LEVEL3, COL_LEVEL4, COL_BEST_VAL,
+       COL_TRAIN_ACC, COL_TEST_LOSS, COL_PARAMS, COL_FMAP_MS, COL_NONFINITE, COL_OFFDIAG_ENERGY,
+       COL_MEM_RATIO, COL_TOK_S, COL_WALL_S, COL_STEPS, COL_EPOCHS, N_COLS };
+static const char *COL_NAMES[N_COLS] = {
+    "test acc", "test acc L1", "test acc L2", "test acc L3", "test acc L4", "best val acc",
+    "train acc", "test loss", "params", "feature map ms", "NaN/Inf", "off-diag top-r energy",
+    "state memory HSS/dense", "tokens/s", "wall s", "steps", "epochs"};
+static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 3, 0, 4, 4, 0, 1, 0, 1};
 
 typedef struct {
     char dir[1024], label[512];
@@ -67,8 +71,9 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
         return -1;
     }
-    char line[4096], event[32], split[32];
-    double v, best_val = NAN, best_any = NAN;
+    char line[8192], event[32], split[32];
+    double v, best_val = NAN, best_any = NAN, nonfinite = 0, fmap_ms = NAN, energy = 0;
+    int n_energy = 0;
     while (fgets(line, sizeof(line), f)) {
         if (!json_str(line, "event", event, sizeof(event))) continue;
         if (!strcmp(event, "train")) {
@@ -77,9 +82,21 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             int valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
             if (valid && !(v <= best_val)) best_val = v;
             if (!(v <= best_any)) best_any = v;
-        } else if (!strcmp(event, "aux")) {
-            if (json_num(line, "feature_map_ms", &v)) r->col[COL_FMAP_MS] = v;
-            if (json_num(line, "nonfinite", &v)) r->col[COL_NONFINITE] = v;
+            if (!valid)  // the last test evaluation's per-level accuracy
+                for (int l = 0; l < 4; l++) {
+                    char key[32];
+                    snprintf(key, sizeof(key), "acc_level_%d", l + 1);
+                    r->col[COL_LEVEL1 + l] = json_num(line, key, &v) ? v : NAN;
+                }
+        } else if (!strcmp(event, "aux")) {  // one line per layer: sum times and counts
+            if (json_num(line, "feature_map_ms", &v)) fmap_ms = (isnan(fmap_ms) ? 0 : fmap_ms) + v;
+            if (json_num(line, "nonfinite", &v)) nonfinite += v;
+            if (json_num(line, "state_memory_ratio", &v)) r->col[COL_MEM_RATIO] = v;
+            for (int d = 1; d < 16; d++) {
+                char key[40];
+                snprintf(key, sizeof(key), "offdiag_energy_depth_%d", d);
+                if (json_num(line, key, &v)) energy += v, n_energy++;
+            }
         } else if (!strcmp(event, "summary")) {
             if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
             if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
@@ -87,11 +104,17 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             if (json_num(line, "tokens_per_s", &v)) r->col[COL_TOK_S] = v;
             if (json_num(line, "wall_s", &v)) r->col[COL_WALL_S] = v;
             if (json_num(line, "step", &v)) r->col[COL_STEPS] = v;
-            if (json_num(line, "skipped_steps", &v) && isnan(r->col[COL_NONFINITE]))
-                r->col[COL_NONFINITE] = v;
+            if (json_num(line, "skipped_steps", &v)) r->col[COL_NONFINITE] = v;
         }
     }
     fclose(f);
+    // Non-finite events: steps skipped for a non-finite gradient, plus non-finite values in
+    // the mixers' inputs and outputs on the held-out batch after training.
+    if (!isnan(r->col[COL_NONFINITE])) r->col[COL_NONFINITE] += nonfinite;
+    r->col[COL_FMAP_MS] = fmap_ms;
+    if (n_energy) r->col[COL_OFFDIAG_ENERGY] = energy / n_energy;
+    if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
+        r->col[COL_EPOCHS] = r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
     // Without a validation split the best held-out evaluation stands in (said in the table).
     r->col[COL_BEST_VAL] = isnan(best_val) ? best_any : best_val;
     if (isnan(r->col[COL_TEST_ACC])) {
@@ -270,14 +293,22 @@ int report_main(int argc, char **argv) {
     int n_groups;
     summarise(runs, n, groups, &n_groups);
 
+    int shown[N_COLS];
+    for (int c = 0; c < N_COLS; c++) {
+        shown[c] = 0;
+        for (int g = 0; g < n_groups; g++) shown[c] |= !isnan(groups[g].mean[c]);
+    }
     printf("| mixer | runs |");
-    for (int c = 0; c < N_COLS; c++) printf(" %s |", COL_NAMES[c]);
+    for (int c = 0; c < N_COLS; c++)
+        if (shown[c]) printf(" %s |", COL_NAMES[c]);
     printf("\n|---|---|");
-    for (int c = 0; c < N_COLS; c++) printf("---|");
+    for (int c = 0; c < N_COLS; c++)
+        if (shown[c]) printf("---|");
     printf("\n");
     for (int g = 0; g < n_groups; g++) {
         printf("| %s | %d |", groups[g].label, groups[g].n);
         for (int c = 0; c < N_COLS; c++) {
+            if (!shown[c]) continue;
             char s[64];
             cell(s, sizeof(s), groups[g].mean[c], groups[g].std[c], COL_DIGITS[c],
                  c != COL_PARAMS && c != COL_STEPS);
@@ -286,7 +317,9 @@ int report_main(int argc, char **argv) {
         printf("\n");
     }
     printf("\nmean ± sample std over runs; best val acc is the best held-out evaluation during\n"
-           "training (the validation split where the task has one).\n");
+           "training (the validation split where the task has one); feature map ms is the\n"
+           "feature map alone on one held-out batch, summed over layers; NaN/Inf counts steps\n"
+           "skipped for a non-finite gradient plus non-finite mixer values on that batch.\n");
     if (csv) {
         FILE *f = fopen(csv, "w");
         if (!f) {

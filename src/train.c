@@ -32,6 +32,7 @@ int model_config_from(const Config *c, int task_vocab, ModelConfig *mc, char *er
     mc->d_model = (int)c->d_model, mc->n_layers = (int)c->n_layers, mc->n_heads = (int)c->n_heads;
     mc->d_ff = c->d_ff ? (int)c->d_ff : 4 * (int)c->d_model;
     mc->mlp = c->mlp, mc->tie_embeddings = c->tie_embeddings, mc->gate = c->gate;
+    mc->max_positions = c->pos_embedding ? (int)c->seq_len : 0;
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
     mixer_options_from(c, mc);
     char buf[512];
@@ -63,47 +64,114 @@ static void jsonl(Logger *lg, const char *fmt, ...) {
     fflush(lg->metrics);
 }
 
+enum { MAX_EVAL_LEVELS = 8 };
 typedef struct {
     double loss, acc;
     int64_t scored, examples;
+    int n_levels;  // hcopy: accuracy per hierarchy level 1..n_levels (0: the task has none)
+    double level_acc[MAX_EVAL_LEVELS];
 } EvalResult;
 
-// Mean loss per scored position and mean per-example accuracy over the test split (or its
-// first eval_examples), each rank taking a contiguous block of examples.
-static EvalResult evaluate(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, int *ids,
-                           int *targets) {
-    int64_t n = loader_eval_size(data);
+static const char *EVAL_SPLIT_NAMES[] = {"valid", "test"};
+
+// Mean loss per scored position and mean per-example accuracy over a held-out split (or its
+// first eval_examples), each rank taking a contiguous block of examples; for tasks with
+// hierarchy levels, also the accuracy over the scored positions of each level.
+static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Config *cfg,
+                           Comm *comm, int *ids, int *targets, int *levels) {
+    int64_t n = loader_eval_size(data, split);
     if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
     int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
     int B = m->B, T = m->T;
     char err[512];
-    double sums[4] = {0};  // loss, scored, acc, examples
+    // loss, scored, acc, examples, then (scored, correct) per level 1..MAX_EVAL_LEVELS
+    double sums[4 + 2 * MAX_EVAL_LEVELS] = {0};
     for (int64_t start = lo; start < hi; start += B) {
         int64_t count = hi - start < B ? hi - start : B;
-        if (loader_eval(data, start, count, ids, targets, err, sizeof(err)))
+        if (loader_eval(data, split, start, count, ids, targets, levels, err, sizeof(err)))
             comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
-        for (size_t i = (size_t)count * T; i < (size_t)B * T; i++) ids[i] = 0, targets[i] = -1;
+        for (size_t i = (size_t)count * T; i < (size_t)B * T; i++)
+            ids[i] = 0, targets[i] = -1, levels[i] = 0;
         ForwardStats st = model_forward_f32(m, ids, targets, 0);
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
+        for (size_t i = 0; i < (size_t)B * T; i++) {
+            int l = levels[i];
+            if (targets[i] < 0 || l < 1 || l > MAX_EVAL_LEVELS) continue;
+            sums[4 + 2 * (l - 1)] += 1;
+            sums[5 + 2 * (l - 1)] += m->predictions[i] == targets[i];
+        }
     }
-    comm_allreduce_sum_f64(comm, sums, 4);
+    comm_allreduce_sum_f64(comm, sums, 4 + 2 * MAX_EVAL_LEVELS);
     EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0, sums[3] > 0 ? sums[2] / sums[3] : 0,
-                    (int64_t)sums[1], (int64_t)sums[3]};
+                    (int64_t)sums[1], (int64_t)sums[3], 0, {0}};
+    for (int l = 0; l < MAX_EVAL_LEVELS; l++)
+        if (sums[4 + 2 * l] > 0) {
+            r.n_levels = l + 1;
+            r.level_acc[l] = sums[5 + 2 * l] / sums[4 + 2 * l];
+        }
     return r;
 }
 
-// Language modelling: the mean loss is in nats per scored token; perplexity and bits per
-// token are the figures papers report. `tokens` counts the scored tokens of the split.
-static void report_lm_eval(Logger *lg, int64_t step, EvalResult e) {
-    double ppl = exp(e.loss), bits = e.loss / log(2.0);
-    printf("eval  %6lld | val loss %.4f | ppl %.2f | bits/token %.4f | %lld tokens\n",
-           (long long)step, e.loss, ppl, bits, (long long)e.scored);
+// One evaluation on rank 0's log and metrics. Language modelling: the mean loss is in nats per
+// scored token; perplexity and bits per token are the figures papers report.
+static void report_eval(Logger *lg, int64_t step, EvalSplit split, int is_lm, EvalResult e) {
+    const char *name = EVAL_SPLIT_NAMES[split];
+    char levels[64 * MAX_EVAL_LEVELS] = "", levels_json[64 * MAX_EVAL_LEVELS] = "";
+    for (int l = 0; l < e.n_levels; l++) {
+        size_t k = strlen(levels), kj = strlen(levels_json);
+        snprintf(levels + k, sizeof(levels) - k, " | L%d %.4f", l + 1, e.level_acc[l]);
+        snprintf(levels_json + kj, sizeof(levels_json) - kj, ",\"acc_level_%d\":%.6g", l + 1,
+                 e.level_acc[l]);
+    }
+    if (is_lm) {
+        double ppl = exp(e.loss), bits = e.loss / log(2.0);
+        printf("eval  %6lld | %s loss %.4f | ppl %.2f | bits/token %.4f | %lld tokens\n",
+               (long long)step, name, e.loss, ppl, bits, (long long)e.scored);
+        jsonl(lg,
+              "{\"event\":\"eval\",\"split\":\"%s\",\"step\":%lld,\"loss\":%.6g,\"ppl\":%.6g,"
+              "\"bits_per_token\":%.6g,\"acc\":%.6g,\"tokens\":%lld,\"examples\":%lld}",
+              name, (long long)step, e.loss, ppl, bits, e.acc, (long long)e.scored,
+              (long long)e.examples);
+    } else {
+        printf("eval  %6lld | %s loss %.4f | %s acc %.4f%s | %lld examples\n", (long long)step,
+               name, e.loss, name, e.acc, levels, (long long)e.examples);
+        jsonl(lg,
+              "{\"event\":\"eval\",\"split\":\"%s\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,"
+              "\"examples\":%lld%s}",
+              name, (long long)step, e.loss, e.acc, (long long)e.examples, levels_json);
+    }
     fflush(stdout);
-    jsonl(lg,
-          "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"ppl\":%.6g,\"bits_per_token\":%.6g,"
-          "\"acc\":%.6g,\"tokens\":%lld,\"examples\":%lld}",
-          (long long)step, e.loss, ppl, bits, e.acc, (long long)e.scored, (long long)e.examples);
+}
+
+// The mixers' own figures (feature-map time, non-finite values, state energies, ...) on one
+// held-out batch after training, one "aux" metrics line per layer.
+static void report_aux(Logger *lg, Model_f32 *m, Loader *data, EvalSplit split, int *ids,
+                       int *targets, int *levels) {
+    int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
+    char err[512];
+    if (count <= 0 || loader_eval(data, split, 0, count, ids, targets, levels, err, sizeof(err)))
+        return;
+    for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++) ids[i] = 0, targets[i] = -1;
+    model_forward_f32(m, ids, targets, 0);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        OpAux aux[OP_MAX_AUX + 1];
+        int k = model_layer_aux_f32(m, l, aux);
+        char line[8192];
+        int len = snprintf(line, sizeof(line), "{\"event\":\"aux\",\"layer\":%d", l);
+        printf("aux   layer %d |", l);
+        for (int i = 0; i < k && len < (int)sizeof(line) - 128; i++) {
+            if (isfinite(aux[i].value))
+                len += snprintf(line + len, sizeof(line) - len, ",\"%s\":%.6g", aux[i].name,
+                                aux[i].value);
+            else
+                len += snprintf(line + len, sizeof(line) - len, ",\"%s\":null", aux[i].name);
+            printf(" %s %.4g", aux[i].name, aux[i].value);
+        }
+        printf("\n");
+        jsonl(lg, "%s}", line);
+    }
+    fflush(stdout);
 }
 
 // ---- final state file and status ------------------------------------------------------
@@ -274,6 +342,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
+    if (mc.max_positions) mc.max_positions = loader_seq_len(data);  // shards fix their own T
     Run run = {.cfg = cfg, .comm = comm};
     Model_f32 *model = &run.model;
     if (model_build_f32(model, &mc, err, sizeof(err))) {
@@ -339,20 +408,17 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     }
     size_t per_step = (size_t)accum * mb * T;
     int *ids = xmalloc(sizeof(int) * per_step), *targets = xmalloc(sizeof(int) * per_step);
+    int *levels = xmalloc(sizeof(int) * per_step);
     if (eval_only) {
-        EvalResult e = evaluate(model, data, cfg, comm, ids, targets);
+        for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
+            if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
+            EvalResult e = evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
+            if (!comm->rank) report_eval(&lg, run.st.step, (EvalSplit)sp, loader_is_lm(data), e);
+        }
         if (!comm->rank) {
-            if (loader_is_lm(data)) {
-                report_lm_eval(&lg, run.st.step, e);
-            } else {
-                printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
-                       (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
-                jsonl(&lg, "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"examples\":%lld}",
-                      (long long)run.st.step, e.loss, e.acc, (long long)e.examples);
-            }
             fclose(lg.metrics);
         }
-        free(ids), free(targets), free(run.adam_m), free(run.adam_v);
+        free(ids), free(targets), free(levels), free(run.adam_m), free(run.adam_v);
         loader_close(data);
         model_free_f32(model);
         return 0;
@@ -369,6 +435,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     int64_t tokens_last = run.st.tokens, first_step = run.st.step, bad_in_row = 0;
     int have_checkpoint = resumed, exit_code = 0, preempted = 0;
     EvalResult last_eval = {0};
+    double best_valid_acc = -1;
     for (int64_t step = run.st.step; step < steps; step++) {
         // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
         int64_t base = run.st.data_position + comm->rank * (GB / W);
@@ -484,22 +551,20 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         }
         if ((step + 1) % cfg->log_every == 0) memset(interval, 0, sizeof(interval));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
-            if (loader_eval_size(data) > 0) {
-                last_eval = evaluate(model, data, cfg, comm, ids, targets);
-                if (!comm->rank && loader_is_lm(data)) {
-                    report_lm_eval(&lg, step + 1, last_eval);
-                } else if (!comm->rank) {
-                    printf("eval  %6lld | test loss %.4f | test acc %.4f | %lld examples\n",
-                           (long long)step + 1, last_eval.loss, last_eval.acc,
-                           (long long)last_eval.examples);
-                    fflush(stdout);
-                    jsonl(&lg,
-                          "{\"event\":\"eval\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,"
-                          "\"examples\":%lld}",
-                          (long long)step + 1, last_eval.loss, last_eval.acc,
-                          (long long)last_eval.examples);
-                }
+            // During training the validation split when there is one; at the end both.
+            int has_valid = loader_eval_size(data, EVAL_VALID) > 0;
+            for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
+                if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
+                if (sp == EVAL_TEST && has_valid && !last) continue;
+                EvalResult e =
+                    evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
+                if (sp == EVAL_TEST) last_eval = e;
+                if (sp == EVAL_VALID && e.acc > best_valid_acc) best_valid_acc = e.acc;
+                if (!comm->rank) report_eval(&lg, step + 1, (EvalSplit)sp, loader_is_lm(data), e);
             }
+            if (last && !comm->rank && !loader_is_lm(data))
+                report_aux(&lg, model, data, has_valid ? EVAL_VALID : EVAL_TEST, ids, targets,
+                           levels);
         }
         int due = !last && ((cfg->ckpt_every_steps > 0 && run.st.step % cfg->ckpt_every_steps == 0) ||
                             (cfg->ckpt_every_minutes > 0 &&
@@ -531,15 +596,16 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         jsonl(&lg,
               "{\"event\":\"summary\",\"step\":%lld,\"steps_this_run\":%lld,\"wall_s\":%.3f,"
               "\"tokens\":%lld,\"tokens_per_s\":%.6g,\"test_acc\":%.6g,\"test_loss\":%.6g,"
-              "\"params\":%zu,\"skipped_steps\":%lld,\"world\":%d,\"status\":\"%s\"}",
+              "\"params\":%zu,\"skipped_steps\":%lld,\"world\":%d,\"status\":\"%s\","
+              "\"best_valid_acc\":%.6g}",
               (long long)run.st.step, (long long)done, wall, (long long)run.st.tokens,
               wall > 0 ? done * GB * T / wall : 0, last_eval.acc, last_eval.loss, model->n_params,
               (long long)run.st.skipped_steps, comm->world,
-              exit_code ? "failed" : preempted ? "preempted" : "finished");
+              exit_code ? "failed" : preempted ? "preempted" : "finished", best_valid_acc);
         fclose(lg.metrics);
     }
     loader_close(data);
-    free(run.adam_m), free(run.adam_v), free(ids), free(targets);
+    free(run.adam_m), free(run.adam_v), free(ids), free(targets), free(levels);
     model_free_f32(model);
     return exit_code;
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../data/loader.h"
 #include "../data/prep.h"
@@ -64,21 +65,20 @@ typedef struct {
     int64_t train[8], valid[8];  // tokens per shard
 } Layout;
 
-static void write_lm_set(const char *dir, const Layout *lay, int vocab, int token_bytes,
-                         int gzip) {
+static void write_lm_set(const char *dir, const Layout *lay, int vocab, int token_bytes, int gzip) {
     char err[1400], path[1200];
     mkdir_p(dir);
     Manifest m = {0};
     for (int split = 0; split < 2; split++) {
         int n = split ? lay->n_valid : lay->n_train;
         for (int k = 0; k < n; k++) {
-            ShardInfo in = {.kind = SHARD_LM, .vocab_size = vocab, .row_len = 1,
-                            .token_bytes = token_bytes};
+            ShardInfo in = {
+                .kind = SHARD_LM, .vocab_size = vocab, .row_len = 1, .token_bytes = token_bytes};
             in.rows = split ? lay->valid[k] : lay->train[k];
             snprintf(in.tokenizer, sizeof(in.tokenizer), "none");
             snprintf(in.task, sizeof(in.task), "lm");
             snprintf(in.split, sizeof(in.split), "%s", split ? "valid" : "train");
-            char name[64];
+            char name[96];
             snprintf(name, sizeof(name), "%s-%05d.h5", in.split, k);
             snprintf(path, sizeof(path), "%s/%s", dir, name);
             int *tok = xmalloc(sizeof(int) * (size_t)(in.rows + 1));
@@ -129,7 +129,8 @@ static void test_shuffle(void) {
         free(seen);
     }
     int same = 0;
-    for (uint64_t i = 0; i < 1000; i++) same += shuffle_index(i, 1000, 1) == shuffle_index(i, 1000, 2);
+    for (uint64_t i = 0; i < 1000; i++)
+        same += shuffle_index(i, 1000, 1) == shuffle_index(i, 1000, 2);
     CHECK(same < 50, "two keys give nearly the same order (%d of 1000 equal)", same);
 }
 
@@ -197,13 +198,14 @@ static void test_lm_eval(const char *dir, const Layout *lay, int vocab, int S) {
              dir, S);
     make_config(&c, ov);
     Loader *l = open_or_die(&c, 0, 1);
-    int64_t n = loader_eval_size(l), expected_scored = 0;
-    for (int k = 0; k < lay->n_valid; k++) expected_scored += lay->valid[k] > 0 ? lay->valid[k] - 1 : 0;
+    int64_t n = loader_eval_size(l, EVAL_TEST), expected_scored = 0;
+    for (int k = 0; k < lay->n_valid; k++)
+        expected_scored += lay->valid[k] > 0 ? lay->valid[k] - 1 : 0;
     int k = 0, bad = 0;
     int64_t i = 1, scored = 0;  // cursor: shard k, token i is the next target expected
     int ids[16], targets[16];
     for (int64_t e = 0; e < n; e++) {
-        if (loader_eval(l, e, 1, ids, targets, err, sizeof(err))) {
+        if (loader_eval(l, EVAL_TEST, e, 1, ids, targets, NULL, err, sizeof(err))) {
             CHECK(0, "loader_eval: %s", err);
             break;
         }
@@ -221,9 +223,8 @@ static void test_lm_eval(const char *dir, const Layout *lay, int vocab, int S) {
             i++, scored++;
         }
     }
-    CHECK(!bad && scored == expected_scored,
-          "stride %d: %lld of %lld tokens scored, %d mismatches", S, (long long)scored,
-          (long long)expected_scored, bad);
+    CHECK(!bad && scored == expected_scored, "stride %d: %lld of %lld tokens scored, %d mismatches",
+          S, (long long)scored, (long long)expected_scored, bad);
     loader_close(l);
 }
 
@@ -244,8 +245,9 @@ static void test_world_and_resume(const char *dir, const char *extra) {
             Loader *l = open_or_die(&c, r, W);
             T = loader_seq_len(l);
             for (int s = 0; s < STEPS; s++)
-                if (loader_train(l, (int64_t)s * GB + r * slice, slice, global[wi][s] + r * slice * T,
-                                 global_t[wi][s] + r * slice * T, err, sizeof(err)))
+                if (loader_train(l, (int64_t)s * GB + r * slice, slice,
+                                 global[wi][s] + r * slice * T, global_t[wi][s] + r * slice * T,
+                                 err, sizeof(err)))
                     CHECK(0, "loader_train: %s", err);
             loader_close(l);
         }
@@ -278,7 +280,8 @@ static int run_prep(const char *args) {
     snprintf(buf, sizeof(buf), "prep %s", args);
     char *argv[64];
     int argc = 0;
-    for (char *save = NULL, *a = strtok_r(buf, " ", &save); a && argc < 63; a = strtok_r(NULL, " ", &save))
+    for (char *save = NULL, *a = strtok_r(buf, " ", &save); a && argc < 63;
+         a = strtok_r(NULL, " ", &save))
         argv[argc++] = a;
     argv[argc] = NULL;
     return prep_main(argc, argv);
@@ -300,7 +303,7 @@ static void test_synthetic_shards(const char *task_keys) {
     Loader *a = open_or_die(&in_process, 0, 1), *b = open_or_die(&sharded, 0, 1);
     int T = loader_seq_len(a);
     CHECK(loader_seq_len(b) == T && loader_vocab(a) == loader_vocab(b) &&
-              loader_train_size(b) == 200 && loader_eval_size(b) == 40 && !loader_is_lm(b),
+              loader_train_size(b) == 200 && loader_eval_size(b, EVAL_TEST) == 40 && !loader_is_lm(b),
           "synthetic shards: shape or sizes differ from the in-process task");
     int *x = xmalloc(sizeof(int) * 8 * (size_t)T), *y = xmalloc(sizeof(int) * 8 * (size_t)T);
     int *u = xmalloc(sizeof(int) * 8 * (size_t)T), *v = xmalloc(sizeof(int) * 8 * (size_t)T);
@@ -308,12 +311,14 @@ static void test_synthetic_shards(const char *task_keys) {
     for (int64_t p = 0; p < 600; p += 8) {  // three epochs
         loader_train(a, p, 8, x, y, err, sizeof(err));
         if (loader_train(b, p, 8, u, v, err, sizeof(err))) CHECK(0, "%s", err);
-        diff += memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
+        diff +=
+            memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
     }
     for (int64_t e = 0; e < 40; e += 8) {
-        loader_eval(a, e, 8, x, y, err, sizeof(err));
-        loader_eval(b, e, 8, u, v, err, sizeof(err));
-        diff += memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
+        loader_eval(a, EVAL_TEST, e, 8, x, y, NULL, err, sizeof(err));
+        loader_eval(b, EVAL_TEST, e, 8, u, v, NULL, err, sizeof(err));
+        diff +=
+            memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
     }
     CHECK(!diff, "synthetic shards (%s): %d batches differ from in-process generation", task_keys,
           diff);
@@ -394,7 +399,7 @@ static int load_vocab(const char *dir, char words[][32], int max) {
     int n = 0;
     while (f && fgets(line, sizeof(line), f) && n < max) {
         line[strcspn(line, "\n")] = 0;
-        snprintf(words[n++], 32, "%s", line);
+        snprintf(words[n++], 32, "%.31s", line);
     }
     if (f) fclose(f);
     return n;
@@ -434,7 +439,7 @@ static void test_word_round_trip(const char *options) {
         ordered &= count <= last && (count > 0 || !strcmp(vocab[v], "<unk>"));
         last = count;
     }
-    CHECK(ordered && !strcmp(vocab[0], "the"), "vocab.txt is not the training words by count");
+    CHECK(ordered && !strcmp(vocab[0], "<eos>"), "vocab.txt is not the training words by count");
 }
 
 static void test_byte_round_trip(const char *options) {
@@ -551,8 +556,8 @@ static void test_huge_shard(void) {
         for (int t = 0; t < T; t++)
             bad += ids[t] != token_at(5, 0, w * T + t, vocab) ||
                    targets[t] != token_at(5, 0, w * T + t + 1, vocab);
-        CHECK(!bad, "huge shard: window %lld (token %lld, byte %lld) read back wrong",
-              (long long)w, (long long)(w * T), (long long)(2 * w * T));
+        CHECK(!bad, "huge shard: window %lld (token %lld, byte %lld) read back wrong", (long long)w,
+              (long long)(w * T), (long long)(2 * w * T));
     }
     CHECK(found == 3, "huge shard: no position maps past 2^32 tokens");
     loader_close(l);

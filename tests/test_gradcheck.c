@@ -264,6 +264,9 @@ int main(void) {
     zoo.mixer[2] = mixer_find("loglinear");
     zoo.conv_kernel = 2;
     check_model("favor-circulant-loglinear-conv-gate", zoo);
+    ModelConfig positions = small_config(mixer_find("linear"), 0);
+    positions.max_positions = 7;  // more rows than the checked T: the unused ones get no gradient
+    check_model("linear-positions", positions);
     ModelConfig nomlp = small_config(0, 0);
     nomlp.mlp = MLP_NONE;
     check_model("softmax-nomlp", nomlp);

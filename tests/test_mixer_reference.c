@@ -12,7 +12,9 @@
 //   - FAVOR+ rows are orthogonal within a block, the kernel estimate approaches
 //     exp(q.k / sqrt(d)) for many features, redraws are deterministic;
 //   - Hydra == its explicit cumulative form; an identity-initialised short convolution leaves
-//     a mixer layer unchanged.
+//     a mixer layer unchanged;
+//   - the auxiliary figures: HSS memory ratio and off-diagonal energies, log-linear level
+//     energies against explicit bucket states, NaN counting of the layer.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +124,9 @@ static void ref_phi(const OpShape *s, const double *W, const double *x, double *
     int D = s->C / s->H, m = s->n_features;
     if (s->feature_map == FEATURE_ELU1 || s->feature_map == FEATURE_RELU) {
         for (int i = 0; i < D; i++)
-            phi[i] = s->feature_map == FEATURE_RELU ? fmax(x[i], 0) : x[i] > 0 ? x[i] + 1 : exp(x[i]);
+            phi[i] = s->feature_map == FEATURE_RELU ? fmax(x[i], 0)
+                     : x[i] > 0                     ? x[i] + 1
+                                                    : exp(x[i]);
         return;
     }
     double xt[64];
@@ -136,15 +140,17 @@ static double *dense_projection(const OpShape *s, double *const *fparams) {
     int D = s->C / s->H, m = s->n_features;
     if (s->feature_map != FEATURE_FAVOR && s->feature_map != FEATURE_CIRCULANT) return NULL;
     double *W = malloc(sizeof(double) * (size_t)m * D);
-    if (s->feature_map == FEATURE_FAVOR) memcpy(W, fparams[0], sizeof(double) * (size_t)m * D);
-    else circulant_matrix(m, D, fparams[0], fparams[1], W);
+    if (s->feature_map == FEATURE_FAVOR)
+        memcpy(W, fparams[0], sizeof(double) * (size_t)m * D);
+    else
+        circulant_matrix(m, D, fparams[0], fparams[1], W);
     return W;
 }
 
 // The unnormalised attention weight of (t, u): phi(q_t) . phi(k_u), or for cosFormer
 // relu(q_t) . relu(k_u) cos(pi/2 (t - u) / M) written directly.
-static double ref_weight(const OpShape *s, const double *W, const double *q, const double *k,
-                         int t, int u) {
+static double ref_weight(const OpShape *s, const double *W, const double *q, const double *k, int t,
+                         int u) {
     int D = s->C / s->H;
     if (s->feature_map == FEATURE_COSFORMER) {
         double w = 0;
@@ -181,9 +187,19 @@ static void ref_attention(const Run *r, const double *W, LevelWeight lw, double 
 // ---- linear attention of every feature map, cosFormer -----------------------------------------
 
 static OpShape shape(int B, int T, int C, int H, int map, int normalize, int chunk) {
-    OpShape s = {.B = B, .T = T, .C = C, .H = H, .eps = 1e-6, .feature_map = map,
-                 .normalize = normalize, .chunk = chunk, .n_features = 11, .qk_norm = 1,
-                 .max_len = 160, .hss_rank = 2, .hss_leaf = 2};
+    OpShape s = {.B = B,
+                 .T = T,
+                 .C = C,
+                 .H = H,
+                 .eps = 1e-6,
+                 .feature_map = map,
+                 .normalize = normalize,
+                 .chunk = chunk,
+                 .n_features = 11,
+                 .qk_norm = 1,
+                 .max_len = 160,
+                 .hss_rank = 2,
+                 .hss_leaf = 2};
     return s;
 }
 
@@ -222,7 +238,9 @@ static int bucket_level(int t, int u) {
     return -1;
 }
 
-static double softplus(double x) { return log1p(exp(x)); }
+static double softplus(double x) {
+    return log1p(exp(x));
+}
 
 static double loglinear_weight(const Run *r, int b, int h, int t, int u) {
     const OpShape *s = &r->s;
@@ -295,7 +313,8 @@ static void hss_project(const OpShape *s, const double *U, const double *V, cons
                 for (int c = 0; c < rv; c++)
                     for (int i = 0; i < mI; i++)
                         for (int j = 0; j < dI; j++)
-                            core[a * rv + c] += U[(r0 + i) * Ru + cu + a] * S[(r0 + i) * D + c0 + j] *
+                            core[a * rv + c] += U[(r0 + i) * Ru + cu + a] *
+                                                S[(r0 + i) * D + c0 + j] *
                                                 V[(c0 + j) * Rv + cv + c];
             for (int i = 0; i < mI; i++)
                 for (int j = 0; j < dI; j++) {
@@ -388,16 +407,16 @@ static void check_circulant(void) {
         double *ref = malloc(sizeof(double) * r.out_n[0]), *xt = malloc(sizeof(double) * D);
         for (int bh = 0; bh < s.B * s.H; bh++)
             for (int t = 0; t < s.T; t++)
-                ref_phi(&s, W, q_of(&r, bh / s.H, t, bh % s.H),
-                        ref + ((size_t)bh * s.T + t) * m);
+                ref_phi(&s, W, q_of(&r, bh / s.H, t, bh % s.H), ref + ((size_t)bh * s.T + t) * m);
         char what[128];
-        snprintf(what, sizeof(what), "circulant d=%d m=%d: FFT features == explicit C(r) diag(s)", D,
-                 m);
+        snprintf(what, sizeof(what), "circulant d=%d m=%d: FFT features == explicit C(r) diag(s)",
+                 D, m);
         report(what, max_rel_err(r.out[0], ref, r.out_n[0]), RTOL);
         // dr: with g = dphi (.) phi, dW[j][k] = sum over tokens g_j xt_k, and W[j][k] =
         // r_b[(k - i) mod D] s_b[k] sends it to dr_b[(k - i) mod D] with the sign s_b[k].
         size_t nr = r.in_n[CORE_IN_PARAMS];
-        double *dphi = malloc(sizeof(double) * r.out_n[0]), *zero = calloc(r.out_n[0], sizeof(double));
+        double *dphi = malloc(sizeof(double) * r.out_n[0]),
+               *zero = calloc(r.out_n[0], sizeof(double));
         double *din[OP_MAX_IO] = {calloc(r.in_n[0], sizeof(double)), NULL,
                                   calloc(nr, sizeof(double)), calloc(nr, sizeof(double))};
         double *dr_ref = calloc(nr, sizeof(double));
@@ -415,7 +434,8 @@ static void check_circulant(void) {
                     int b = j < (nb - 1) * D ? j / D : nb - 1;
                     int i = b < nb - 1 ? j - b * D : j - (nb - 1) * D + drop;
                     for (int k = 0; k < D; k++)
-                        dr_ref[b * D + ((k - i) % D + D) % D] += dp[j] * ph[j] * xt[k] * sg[b * D + k];
+                        dr_ref[b * D + ((k - i) % D + D) % D] +=
+                            dp[j] * ph[j] * xt[k] * sg[b * D + k];
                 }
             }
         snprintf(what, sizeof(what), "circulant d=%d m=%d: FFT dr == explicit dr", D, m);
@@ -467,10 +487,21 @@ static void check_favor(void) {
 
     // Through the model: draw 0 is the initialisation, draw 1 differs, the buffer is not
     // trainable.
-    ModelConfig cfg = {.vocab_size = 5, .d_model = 16, .n_layers = 2, .n_heads = 2, .d_ff = 8,
-                       .mlp = MLP_NONE, .tie_embeddings = 1, .norm_eps = 1e-5, .init_std = 0.02,
-                       .normalize = 1, .chunk = 8, .attn_eps = 1e-6, .n_features = 12,
-                       .qk_norm = 1, .max_len = 8};
+    ModelConfig cfg = {.vocab_size = 5,
+                       .d_model = 16,
+                       .n_layers = 2,
+                       .n_heads = 2,
+                       .d_ff = 8,
+                       .mlp = MLP_NONE,
+                       .tie_embeddings = 1,
+                       .norm_eps = 1e-5,
+                       .init_std = 0.02,
+                       .normalize = 1,
+                       .chunk = 8,
+                       .attn_eps = 1e-6,
+                       .n_features = 12,
+                       .qk_norm = 1,
+                       .max_len = 8};
     cfg.mixer[0] = cfg.mixer[1] = mixer_find("favor");
     Model_f64 model;
     char err[256];
@@ -484,8 +515,10 @@ static void check_favor(void) {
     memcpy(init, model.params, sizeof(double) * model.n_params);
     const ParamInfo *p0 = NULL, *p1 = NULL;
     for (int t = 0; t < model.n_tensors; t++)
-        if (model.info[t].redraw && !p0) p0 = &model.info[t];
-        else if (model.info[t].redraw) p1 = &model.info[t];
+        if (model.info[t].redraw && !p0)
+            p0 = &model.info[t];
+        else if (model.info[t].redraw)
+            p1 = &model.info[t];
     int ok = p0 && p1 && !p0->trainable && !strcmp(p0->name, "layers.0.mixer.favor_proj");
     report("favor: each layer's projection is a non-trainable, redrawable buffer", !ok, 0);
     model_redraw_f64(&model, 42, 0);
@@ -543,10 +576,20 @@ static void check_hydra(void) {
 // A mixer layer with the identity-initialised convolution computes what it computes without.
 static void check_conv_identity(void) {
     for (int mx = 0; mx < N_MIXERS; mx++) {
-        ModelConfig cfg = {.d_model = 8, .n_heads = 2, .gate = 1, .rope_base = 10000,
-                           .feature_map = FEATURE_ELU1, .normalize = 1, .chunk = 4,
-                           .attn_eps = 1e-6, .n_features = 6, .qk_norm = 1, .max_len = 16,
-                           .hss_rank = 1, .hss_leaf = 2, .conv_kernel = 4};
+        ModelConfig cfg = {.d_model = 8,
+                           .n_heads = 2,
+                           .gate = 1,
+                           .rope_base = 10000,
+                           .feature_map = FEATURE_ELU1,
+                           .normalize = 1,
+                           .chunk = 4,
+                           .attn_eps = 1e-6,
+                           .n_features = 6,
+                           .qk_norm = 1,
+                           .max_len = 16,
+                           .hss_rank = 1,
+                           .hss_leaf = 2,
+                           .conv_kernel = 4};
         cfg.mixer[0] = mx, cfg.rope[0] = MIXERS[mx].rope_default;
         int B = 2, T = 9, N = B * T, C = 8;
         ParamInfo with[MAX_PARAMS_PER_LAYER], without[MAX_PARAMS_PER_LAYER];
@@ -581,6 +624,130 @@ static void check_conv_identity(void) {
     }
 }
 
+// ---- auxiliary figures ------------------------------------------------------------------------
+
+static double aux_value(const OpAux *a, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(a[i].name, name)) return a[i].value;
+    return NAN;
+}
+
+static void check_aux(void) {
+    // HSS memory ratio of E005 (D = 64, leaf 16, r = 8): (4 16^2 + 2 8^2 + 4 8^2) / 64^2.
+    OpShape s = shape(1, 20, 64, 1, FEATURE_ELU1, 1, 8);
+    s.hss_leaf = 16, s.hss_rank = 8;
+    Run r = run_new("attention_hss", s, 700);
+    OpAux a[OP_MAX_AUX];
+    int n = r.op->aux(&r.s, (const double *const *)r.in, a);
+    report("hss state_memory_ratio (d 64, leaf 16, r 8) == 1408 / 4096",
+           fabs(aux_value(a, n, "state_memory_ratio") - 1408.0 / 4096), 1e-15);
+    report("hss feature_map_ms is reported", !(aux_value(a, n, "feature_map_ms") >= 0), 0);
+    run_free(&r);
+    // Full rank keeps every off-diagonal block: top-r energy 1 at both depths; a rank-1 share
+    // lies in (0, 1].
+    s.hss_rank = 32;
+    Run full = run_new("attention_linear", s, 701);
+    n = full.op->aux(&full.s, (const double *const *)full.in, a);
+    report("dense baseline: top-r energy at full rank == 1 (depth 1, 2)",
+           fmax(fabs(aux_value(a, n, "offdiag_energy_depth_1") - 1),
+                fabs(aux_value(a, n, "offdiag_energy_depth_2") - 1)),
+           1e-12);
+    // Rank 1: the share of sigma_1^2, by power iteration on each depth-1 block of the dense
+    // state S = sum_t phi(k_t) v_t^T (one sequence, one head: two blocks).
+    s.hss_rank = 1;
+    full.s = s;
+    n = full.op->aux(&full.s, (const double *const *)full.in, a);
+    double *S = calloc(64 * 64, sizeof(double)), pk[64], share = 0;
+    for (int t = 0; t < s.T; t++) {
+        const double *k = q_of(&full, 0, t, 0) + 64;
+        ref_phi(&s, NULL, k, pk);
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < 64; j++) S[i * 64 + j] += pk[i] * k[64 + j];
+    }
+    for (int blk = 0; blk < 2; blk++) {
+        int r0 = blk * 32, c0 = (1 - blk) * 32;
+        double v[32], u[32], frob = 0, sigma2 = 0;
+        for (int j = 0; j < 32; j++) v[j] = 1;
+        for (int it = 0; it < 2000; it++) {  // v <- B^T B v / |.|
+            for (int i = 0; i < 32; i++) u[i] = 0;
+            for (int i = 0; i < 32; i++)
+                for (int j = 0; j < 32; j++) u[i] += S[(r0 + i) * 64 + c0 + j] * v[j];
+            double nv = 0;
+            for (int j = 0; j < 32; j++) {
+                v[j] = 0;
+                for (int i = 0; i < 32; i++) v[j] += S[(r0 + i) * 64 + c0 + j] * u[i];
+                nv += v[j] * v[j];
+            }
+            sigma2 = dot(u, u, 32);  // |B v|^2 with |v| = 1 from the previous step
+            for (int j = 0; j < 32; j++) v[j] /= sqrt(nv);
+        }
+        for (int i = 0; i < 32; i++)
+            for (int j = 0; j < 32; j++) frob += pow(S[(r0 + i) * 64 + c0 + j], 2);
+        share += sigma2 / frob / 2;
+    }
+    report("dense baseline: rank-1 energy share == power iteration (depth 1)",
+           fabs(aux_value(a, n, "offdiag_energy_depth_1") - share), 1e-10);
+    free(S);
+    run_free(&full);
+
+    // Log-linear level energies == |sum of f_u v_u^T over bucket l of t = T-1|_F^2 (buckets from
+    // the dyadic definition), averaged over sequences and heads.
+    OpShape ls = shape(2, 23, 8, 2, FEATURE_ELU1, 1, 4);
+    ls.max_len = 32;
+    Run lr = run_new("attention_loglinear", ls, 702);
+    n = lr.op->aux(&lr.s, (const double *const *)lr.in, a);
+    int L = (int)(lr.in_n[2] / ls.H), D = 4, T = ls.T;
+    double worst = n == 1 + L ? 0 : NAN;
+    for (int l = 0; l < L; l++) {
+        double e = 0;
+        for (int bh = 0; bh < 4; bh++) {
+            double S[16] = {0}, pk[4];
+            for (int u = 0; u < T; u++) {
+                if (bucket_level(T - 1, u) != l) continue;
+                const double *k = q_of(&lr, bh / 2, u, bh % 2) + 8;
+                ref_phi(&ls, NULL, k, pk);
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++) S[i * D + j] += pk[i] * k[8 + j];
+            }
+            e += dot(S, S, 16) / 4;
+        }
+        char name[40];
+        snprintf(name, sizeof(name), "level_energy_%d", l);
+        worst = fmax(worst, fabs(aux_value(a, n, name) - e) / fmax(1, e));
+    }
+    report("loglinear level_energy_l == explicit bucket states", worst, RTOL);
+    run_free(&lr);
+
+    // The layer counts NaN/Inf in the core's input and output.
+    ModelConfig cfg = {.d_model = 8,
+                       .n_heads = 2,
+                       .feature_map = FEATURE_ELU1,
+                       .normalize = 1,
+                       .chunk = 4,
+                       .attn_eps = 1e-6,
+                       .max_len = 8};
+    cfg.mixer[0] = mixer_find("linear");
+    ParamInfo specs[MAX_PARAMS_PER_LAYER];
+    int k = mixer_param_specs(&cfg, 0, specs);
+    double *w[MAX_PARAMS_PER_LAYER], x[2 * 8 * 8], y[2 * 8 * 8];
+    for (int i = 0; i < k; i++) {
+        w[i] = malloc(sizeof(double) * specs[i].size);
+        for (size_t j = 0; j < specs[i].size; j++)
+            w[i][j] = 0.3 * rng_normal(rng_key(4, 4, (uint64_t)i, 0), j);
+    }
+    for (int i = 0; i < 128; i++) x[i] = rng_normal(rng_key(4, 5, 0, 0), (uint64_t)i);
+    double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, 2, 8));
+    mixer_forward_f64(&cfg, 0, 2, 8, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, 2, 8, w, acts, a);
+    report("mixer_aux: no nonfinite values on finite input", aux_value(a, n, "nonfinite"), 0);
+    x[3 * 8 + 1] = NAN;  // token 3 of sequence 0: its q|k|v, and every later output of it
+    mixer_forward_f64(&cfg, 0, 2, 8, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, 2, 8, w, acts, a);
+    report("mixer_aux: counts NaN (1 / count)", 1 / aux_value(a, n, "nonfinite"), 1.0 / 24);
+    for (int i = 0; i < k; i++) free(w[i]);
+    free(acts);
+}
+
 int main(void) {
     check_linear();
     check_loglinear();
@@ -589,6 +756,7 @@ int main(void) {
     check_favor();
     check_hydra();
     check_conv_identity();
+    check_aux();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
 }

@@ -87,7 +87,12 @@ echo "sent USR1 at about step $step"
 for _ in $(seq 1500); do
   state=$(scontrol show job "$job" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2)
   restarts=$(scontrol show job "$job" 2>/dev/null | grep -o 'Restarts=[0-9]*' | cut -d= -f2)
-  [[ ${restarts:-0} -ge 1 && $state == PENDING ]] && scontrol update JobId="$job" StartTime=now 2> /dev/null
+  if [[ ${restarts:-0} -ge 1 && $state == PENDING && -z "${released:-}" ]]; then
+    # Give slurmd time to finish the old instance: released at once, the new launch can race
+    # its clean-up and die with "Job credential revoked".
+    sleep 3
+    scontrol update JobId="$job" StartTime=now 2> /dev/null && released=1
+  fi
   [[ ${restarts:-0} -ge 1 && $state == COMPLETED ]] && break
   [[ $state == FAILED || $state == CANCELLED ]] && fail "job ended $state"
   sleep 0.2

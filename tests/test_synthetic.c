@@ -55,6 +55,11 @@ int main(void) {
         CHECK(!memcmp(ids, ids2, sizeof(ids)) && !memcmp(tg, tg2, sizeof(tg)), "not deterministic");
         task_example(&t, SPLIT_TEST, e, ids2, tg2);
         CHECK(memcmp(ids, ids2, sizeof(ids)), "train and test example %d coincide", e);
+        int ids3[64], tg3[64];  // the validation split is a third, disjoint stream
+        task_example(&t, SPLIT_VALID, e, ids3, tg3);
+        check_mqar(&t, ids3, tg3);
+        CHECK(memcmp(ids3, ids, sizeof(ids)) && memcmp(ids3, ids2, sizeof(ids)),
+              "valid example %d coincides with the train or test one", e);
     }
     CHECK(near / (200.0 * 8) > 0.5, "queries are not concentrated near the context (%.2f)",
           near / 1600);
@@ -77,6 +82,32 @@ int main(void) {
         for (int i = 0; i < 8; i++) found |= ids[2 * i] == ids[63] && ids[2 * i + 1] == tg[63];
         CHECK(found, "the query's label is not its bound value");
     }
+
+    // Hierarchical copying (E005): every token is scored exactly once, at n + 1 + i +
+    // (level - 1) x delay, its level shown by its symbol range; every level occurs.
+    c.task = TASK_HCOPY, c.seq_len = 32, c.copy_tokens = 8, c.copy_levels = 3, c.copy_delay = 4;
+    c.copy_symbols = 5;
+    t = task_from_config(&c);
+    CHECK(t.vocab == 17, "hcopy vocab %d", t.vocab);
+    int lv[64], level_seen[4] = {0};
+    for (int e = 0; e < 200; e++) {
+        task_example_levels(&t, SPLIT_TRAIN, e, ids, tg, lv);
+        int scored = 0;
+        CHECK(ids[8] == 15, "separator missing");
+        for (int p = 0; p < 32; p++) {
+            CHECK((tg[p] >= 0) == (lv[p] > 0), "levels only at scored positions");
+            if (tg[p] < 0) continue;
+            scored++;
+            int i = p - 9 - (lv[p] - 1) * 4;
+            CHECK(i >= 0 && i < 8 && ids[i] == tg[p], "position %d does not copy token %d", p, i);
+            CHECK(ids[i] / 5 == lv[p] - 1, "token %d is not of level %d", ids[i], lv[p]);
+            CHECK(ids[p] == 16, "a copy position holds input %d, not the blank", ids[p]);
+            level_seen[lv[p]]++;
+        }
+        CHECK(scored == 8, "%d of 8 tokens scored", scored);
+    }
+    CHECK(level_seen[1] && level_seen[2] && level_seen[3], "a level never occurs (%d %d %d)",
+          level_seen[1], level_seen[2], level_seen[3]);
 
     // Epoch shuffles are permutations of the training set.
     Sampler s;

@@ -1,7 +1,7 @@
 // Linear attention with an HSS (hierarchically semi-separable) state (mixers.md section 8,
 // [project-defined]). The m x D state S_t = sum_{s<=t} phi(k_s) v_s^T is replaced by
-//   P(S) = blockdiag(leaf blocks of S) + sum over sibling pairs (I, J') of U_I U_I^T S[I,J'] V_J'
-//   V_J'^T
+//   P(S) = blockdiag(leaf blocks of S)
+//          + sum over sibling pairs (I, J') of U_I U_I^T S[I,J'] V_J' V_J'^T
 // on a binary tree of depth J over the rows (features) and the columns (values): the leaves
 // are dense (m / 2^J x D / 2^J), every off-diagonal sibling block is held in the rank-r
 // coordinates B_IJ' = U_I^T S[I,J'] V_J' (r x r). P is linear, so each block is an ordinary
@@ -72,9 +72,8 @@ void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real
     for (int l = 1; l <= t.J; l++)
         for (int k = 0; k < (1 << l); k++) {
             int rows = n >> l, r = index ? t.rv[l] : t.ru[l], c0 = index ? t.cv[l] : t.cu[l];
-            F(orthonormal_columns)
-            (rows, r, rng_key(key, (uint64_t)l, (uint64_t)k, 0), w + (size_t)k * rows * ld + c0,
-             ld);
+            F(orthonormal_columns)(rows, r, rng_key(key, (uint64_t)l, (uint64_t)k, 0),
+                                   w + (size_t)k * rows * ld + c0, ld);
         }
 }
 
@@ -88,8 +87,8 @@ typedef struct {
 static Block block_of(const Tree *t, const real *u_basis, const real *v_basis, int l, int k) {
     Block b = {.mI = t->m >> l, .dJ = t->D >> l, .ru = t->ru[l], .rv = t->rv[l]};
     b.rows0 = k * b.mI, b.cols0 = (k ^ 1) * b.dJ;
-    b.u = u_basis + (size_t)b.rows0 * t->Ru + t->cu[l];
-    b.v = v_basis + (size_t)b.cols0 * t->Rv + t->cv[l];
+    if (u_basis) b.u = u_basis + (size_t)b.rows0 * t->Ru + t->cu[l];
+    if (v_basis) b.v = v_basis + (size_t)b.cols0 * t->Rv + t->cv[l];
     return b;
 }
 
@@ -110,20 +109,11 @@ typedef struct {
 } Work;
 
 static Work work_new(const Tree *t, int T) {
-    size_t tm = (size_t)T * t->m, tr = (size_t)T * t->rank;
-    Work w = {malloc(sizeof(real) * tm),
-              malloc(sizeof(real) * tm),
-              malloc(sizeof(real) * tm),
-              malloc(sizeof(real) * tm),
-              malloc(sizeof(real) * (size_t)T * t->D),
-              malloc(sizeof(real) * t->m),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr),
-              malloc(sizeof(real) * tr)};
+    size_t tm = sizeof(real) * T * t->m, tr = sizeof(real) * T * t->rank;  // ranks <= rank
+    Work w = {.p = malloc(tm), .f = malloc(tm), .dp = malloc(tm), .df = malloc(tm),
+              .num = malloc(sizeof(real) * T * t->D), .z = malloc(sizeof(real) * t->m),
+              .pt = malloc(tr), .ft = malloc(tr), .vt = malloc(tr), .y = malloc(tr),
+              .dpt = malloc(tr), .dft = malloc(tr), .dvt = malloc(tr)};
     return w;
 }
 
@@ -150,15 +140,14 @@ void F(attention_hss_forward)(real *out_btc, real *den_bht, const real *qkv_btc3
             F(fmap_forward)(&fm, T, head, 3 * C, w.p);
             F(fmap_forward)(&fm, T, head + C, 3 * C, w.f);
             for (int i = 0; i < (1 << t.J); i++)  // leaves cover every column: overwrite
-                F(la_forward)
-                (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, w.num + i * dJ,
-                 D);
+                F(la_forward)(T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C,
+                              w.num + i * dJ, D);
             for (int l = 1; l <= t.J; l++)
                 for (int k = 0; k < (1 << l); k++) {
                     Block bl = block_of(&t, u_basis, v_basis, l, k);
                     project(&t, &bl, T, w.p, w.f, v, 3 * C, w.pt, w.ft, w.vt);
-                    F(la_forward)
-                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv);
+                    F(la_forward)(T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y,
+                                  bl.rv);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.dJ, bl.rv, 1, w.y,
                                bl.rv, bl.v, t.Rv, 1, w.num + bl.cols0, D);
                 }
@@ -235,9 +224,9 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
                 }
             }
             for (int i = 0; i < (1 << t.J); i++)
-                F(la_backward)
-                (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, dn + i * dJ, D,
-                 w.dp + i * mJ, m, w.df + i * mJ, m, dv + i * dJ, 3 * C);
+                F(la_backward)(T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C,
+                               dn + i * dJ, D, w.dp + i * mJ, m, w.df + i * mJ, m, dv + i * dJ,
+                               3 * C);
             for (int l = 1; l <= t.J; l++)
                 for (int k = 0; k < (1 << l); k++) {
                     Block bl = block_of(&t, u_basis, v_basis, l, k);
@@ -247,9 +236,8 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
                     memset(w.dpt, 0, sizeof(real) * (size_t)T * bl.ru);
                     memset(w.dft, 0, sizeof(real) * (size_t)T * bl.ru);
                     memset(w.dvt, 0, sizeof(real) * (size_t)T * bl.rv);
-                    F(la_backward)
-                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv, w.dpt,
-                     bl.ru, w.dft, bl.ru, w.dvt, bl.rv);
+                    F(la_backward)(T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y,
+                                   bl.rv, w.dpt, bl.ru, w.dft, bl.ru, w.dvt, bl.rv);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dpt,
                                bl.ru, bl.u, t.Ru, 1, w.dp + bl.rows0, m);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dft,
@@ -266,4 +254,102 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
     F(fmap_grad_reduce)(&fm, dparam_bh, B * H, dfmap_params);
     free(dparam_bh);
     F(fmap_close)(&fm);
+}
+
+// ---- auxiliary figures (E005) --------------------------------------------------------------
+
+// Eigenvalues of the symmetric n x n matrix a (destroyed) by cyclic Jacobi rotations: small
+// blocks only (n <= 64), where this is exact to rounding and needs no LAPACK.
+static void sym_eigenvalues(int n, double *a, double *ev) {
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, total = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double a2 = a[i * n + j] * a[i * n + j];
+                total += a2;
+                if (i != j) off += a2;
+            }
+        if (off <= 1e-30 * total) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                if (a[p * n + q] == 0) continue;
+                double theta = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
+                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                double c = 1 / sqrt(t * t + 1), sn = t * c;
+                for (int k = 0; k < n; k++) {  // columns p, q
+                    double akp = a[k * n + p], akq = a[k * n + q];
+                    a[k * n + p] = c * akp - sn * akq, a[k * n + q] = sn * akp + c * akq;
+                }
+                for (int k = 0; k < n; k++) {  // rows p, q
+                    double apk = a[p * n + k], aqk = a[q * n + k];
+                    a[p * n + k] = c * apk - sn * aqk, a[q * n + k] = sn * apk + c * aqk;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++) ev[i] = a[i * n + i];
+}
+
+static int descending(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a < b) - (a > b);
+}
+
+// On the dense final state S_T = sum_t phi(k_t) v_t^T of every (batch, head): for each depth,
+// the share of each off-diagonal block's energy its top-r singular values capture
+// (sum_{i<=r} sigma_i^2 / sum_i sigma_i^2), averaged over the blocks, sequences and heads.
+int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params,
+                          OpAux *out) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    Tree t = tree_of(s);
+    int m = t.m;
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+    real *f = malloc(sizeof(real) * (size_t)T * m);
+    double *S = malloc(sizeof(double) * (size_t)m * D), *gram = malloc(sizeof(double) * D * D);
+    double *ev = malloc(sizeof(double) * D), *energy = calloc(t.J + 1, sizeof(double));
+    for (int bh = 0; bh < B * H; bh++) {
+        const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
+        F(fmap_forward)(&fm, T, head + C, 3 * C, f);
+        memset(S, 0, sizeof(double) * (size_t)m * D);
+        for (int u = 0; u < T; u++)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < D; j++)
+                    S[i * D + j] += f[(size_t)u * m + i] * head[(size_t)u * 3 * C + 2 * C + j];
+        for (int l = 1; l <= t.J; l++)
+            for (int k = 0; k < (1 << l); k++) {
+                Block b = block_of(&t, NULL, NULL, l, k);
+                for (int x = 0; x < b.dJ; x++)  // gram = S[I,J']^T S[I,J'], eigenvalues sigma^2
+                    for (int y = 0; y < b.dJ; y++) {
+                        double g = 0;
+                        for (int i = 0; i < b.mI; i++)
+                            g += S[(b.rows0 + i) * D + b.cols0 + x] *
+                                 S[(b.rows0 + i) * D + b.cols0 + y];
+                        gram[x * b.dJ + y] = g;
+                    }
+                sym_eigenvalues(b.dJ, gram, ev);
+                qsort(ev, b.dJ, sizeof(double), descending);
+                double top = 0, all = 0;
+                int r = b.ru < b.rv ? b.ru : b.rv;
+                for (int i = 0; i < b.dJ; i++) all += ev[i], top += i < r ? ev[i] : 0;
+                energy[l] += (all > 0 ? top / all : 1) / ((1 << l) * B * H);
+            }
+    }
+    for (int l = 1; l <= t.J; l++) {
+        out[l - 1] = (OpAux){.value = energy[l]};
+        snprintf(out[l - 1].name, sizeof(out[l - 1].name), "offdiag_energy_depth_%d", l);
+    }
+    free(f), free(S), free(gram), free(ev), free(energy);
+    F(fmap_close)(&fm);
+    return t.J;
+}
+
+// Feature-map time; the state memory of the HSS form over the dense one,
+// (2^J leaf^2 + sum over depths of 2^l r_u r_v) / (m D) per head; the off-diagonal energies.
+int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out) {
+    Tree t = tree_of(s);
+    double stored = (double)(1 << t.J) * (t.m >> t.J) * (t.D >> t.J);
+    for (int l = 1; l <= t.J; l++) stored += (double)(1 << l) * t.ru[l] * t.rv[l];
+    out[0] = (OpAux){.name = "feature_map_ms",
+                     .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2)};
+    out[1] = (OpAux){.name = "state_memory_ratio", .value = stored / ((double)t.m * t.D)};
+    return 2 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2, out + 2);
 }

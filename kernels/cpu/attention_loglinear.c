@@ -12,6 +12,7 @@
 // Everything is a GEMM over whole chunks: parallel over the sequence, no per-token loop.
 // Backward runs the same tree transposed: node gradients are gathered from the chunks that
 // read them, pushed down to the leaves, and turned into dFk, dV' there.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,4 +314,38 @@ void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real 
     F(fmap_grad_reduce)(&fm, dparam_bh, B * H, dfmap_params);
     free(dparam_bh), free(dbias_bh);
     F(fmap_close)(&fm);
+}
+
+// The Fenwick bucket states at the last position, S^(l) = sum over bucket l of f_s v_s^T
+// (unweighted, as the recurrent form stores them), and their energy |S^(l)|_F^2 averaged over
+// sequences and heads (mixers.md 6.8), after the feature-map time.
+int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *out) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, m = F(fmap_width)(s);
+    int L = F(attention_loglinear_levels)(s);
+    out[0] = (OpAux){.name = "feature_map_ms",
+                     .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 1)};
+    F(FeatureMap) fm = F(fmap_open)(s, in + CORE_IN_PARAMS + 1);
+    real *f = malloc(sizeof(real) * (size_t)T * m);
+    double *state = malloc(sizeof(double) * (size_t)L * m * D), *energy = calloc(L, sizeof(double));
+    for (int bh = 0; bh < B * H; bh++) {
+        const real *head = in[CORE_IN_QKV] + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
+        F(fmap_forward)(&fm, T, head + C, 3 * C, f);
+        memset(state, 0, sizeof(double) * (size_t)L * m * D);
+        for (int u = 0; u < T; u++) {
+            double *sl = state + (size_t)level_of((unsigned)((T - 1) ^ u), L) * m * D;
+            const real *v = head + (size_t)u * 3 * C + 2 * C;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < D; j++) sl[i * D + j] += f[(size_t)u * m + i] * v[j];
+        }
+        for (int l = 0; l < L; l++)
+            for (size_t i = 0; i < (size_t)m * D; i++)
+                energy[l] += pow(state[(size_t)l * m * D + i], 2) / (B * H);
+    }
+    for (int l = 0; l < L; l++) {
+        out[1 + l] = (OpAux){.value = energy[l]};
+        snprintf(out[1 + l].name, sizeof(out[1 + l].name), "level_energy_%d", l);
+    }
+    free(f), free(state), free(energy);
+    F(fmap_close)(&fm);
+    return 1 + L;
 }

@@ -1,6 +1,7 @@
 // Feature maps phi of the linear-attention family, one head at a time (mixers.md sections
 // 2-5): elu+1, relu, FAVOR+ positive orthogonal random features, circulant FAVOR+ (the
 // projection C(r) diag(s) applied by FFTW) and the cosFormer position re-weighting.
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -363,8 +364,8 @@ void F(feature_map_backward)(real *dqkv_btc3, real *const *dfmap_params, const r
                 const real *x = qkv_btc3 + off + part * C;
                 const real *dphi = (part ? dphik_bhtm : dphiq_bhtm) + (size_t)bh * T * m;
                 F(fmap_forward)(&fm, T, x, 3 * C, phi);
-                F(fmap_backward)
-                (&fm, T, x, 3 * C, phi, dphi, dqkv_btc3 + off + part * C, 3 * C, dparam);
+                F(fmap_backward)(&fm, T, x, 3 * C, phi, dphi, dqkv_btc3 + off + part * C, 3 * C,
+                                 dparam);
             }
         }
         free(phi);
@@ -372,4 +373,14 @@ void F(feature_map_backward)(real *dqkv_btc3, real *const *dfmap_params, const r
     F(fmap_grad_reduce)(&fm, dparam_bh, B * H, dfmap_params);
     free(dparam_bh);
     F(fmap_close)(&fm);
+}
+
+double F(fmap_time_ms)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params) {
+    size_t n = (size_t)s->B * s->H * s->T * F(fmap_width)(s);
+    real *phiq = malloc(sizeof(real) * n), *phik = malloc(sizeof(real) * n);
+    double t0 = omp_get_wtime();
+    F(feature_map_forward)(phiq, phik, qkv_btc3, fmap_params, s);
+    double ms = (omp_get_wtime() - t0) * 1e3;
+    free(phiq), free(phik);
+    return ms;
 }

@@ -59,6 +59,9 @@ size_t F(fmap_grad_size)(const F(FeatureMap) * fm);
 void F(fmap_grad_reduce)(const F(FeatureMap) * fm, const real *partials, int n,
                          real *const *dfmap_params);
 
+// Wall time of the map alone on every (batch, head) of q|k|v, in milliseconds.
+double F(fmap_time_ms)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params);
+
 // n x k (k <= n) with orthonormal columns, from the Gram-Schmidt of a Gaussian matrix drawn
 // from stream `key`; row stride ldw.
 void F(orthonormal_columns)(int n, int k, uint64_t key, real *w, int ldw);
@@ -68,3 +71,9 @@ int F(attention_loglinear_levels)(const OpShape *s);  // L = ceil(log2 max_len) 
 int F(attention_hss_params)(const OpShape *s, OpParam *out);
 void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real *w);
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen);
+// Auxiliary figures (OpAux): log-linear's per-level state energy; HSS's state memory ratio and,
+// for HSS and its dense baseline, the off-diagonal energy captured by the top-r singular values.
+int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *out);
+int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out);
+int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params,
+                          OpAux *out);

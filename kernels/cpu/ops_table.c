@@ -134,8 +134,8 @@ static void feature_map_fwd(const OpShape *s, const real *const *in, real *const
 static void feature_map_bwd(const OpShape *s, const real *const *in, const real *const *out,
                             const real *sv, const real *const *dout, real *const *din) {
     (void)out, (void)sv;
-    F(feature_map_backward)
-    (din[0], din + CORE_IN_PARAMS, dout[0], dout[1], in[0], in + CORE_IN_PARAMS, s);
+    F(feature_map_backward)(din[0], din + CORE_IN_PARAMS, dout[0], dout[1], in[0],
+                            in + CORE_IN_PARAMS, s);
 }
 
 static void linear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
@@ -147,8 +147,8 @@ static void linear_fwd(const OpShape *s, const real *const *in, real *const *out
 }
 static void linear_bwd(const OpShape *s, const real *const *in, const real *const *out,
                        const real *sv, const real *const *dout, real *const *din) {
-    F(attention_linear_backward)
-    (din[0], din + CORE_IN_PARAMS, dout[0], out[0], sv, in[0], in + CORE_IN_PARAMS, s);
+    F(attention_linear_backward)(din[0], din + CORE_IN_PARAMS, dout[0], out[0], sv, in[0],
+                                 in + CORE_IN_PARAMS, s);
 }
 
 // Log-linear: x W_x^T gives the per-level pre-activations [B, T, H, L]; the bias b starts at
@@ -176,8 +176,18 @@ static void loglinear_fwd(const OpShape *s, const real *const *in, real *const *
 }
 static void loglinear_bwd(const OpShape *s, const real *const *in, const real *const *out,
                           const real *sv, const real *const *dout, real *const *din) {
-    F(attention_loglinear_backward)
-    (din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0], in[1], in[2], in + 3, s);
+    F(attention_loglinear_backward)(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
+                                    in[1], in[2], in + 3, s);
+}
+
+// The dense state is also the baseline of an HSS one: where mixer.hss_leaf / hss_rank fit this
+// shape, report how much of each off-diagonal block the rank would keep.
+static int linear_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    char err[256];
+    out[0] = (OpAux){.name = "feature_map_ms",
+                     .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS)};
+    if (F(attention_hss_check)(s, err, sizeof(err))) return 1;
+    return 1 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, out + 1);
 }
 
 static void hss_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
@@ -291,19 +301,20 @@ const F(OpDef) F(OPS)[] = {
                              LIN(7, 3, FEATURE_ELU1, 0), LIN(5, 64, FEATURE_ELU1, 1),
                              LIN(7, 3, FEATURE_COSFORMER, 1), RF(8, 6, FEATURE_FAVOR, 1),
                              RF(10, 7, FEATURE_CIRCULANT, 1), RF(8, 8, FEATURE_CIRCULANT, 0)},
-     .params = F(fmap_params), .init_param = F(fmap_init_param)},
+     .params = F(fmap_params), .init_param = F(fmap_init_param), .aux = linear_aux},
     {"attention_loglinear", 3 + 2, 1, loglinear_sizes, loglinear_fwd, loglinear_bwd,
      .n_tests = 6, .tests = {LOGLIN(13, 4, 13, FEATURE_ELU1, 1), LOGLIN(13, 2, 16, FEATURE_RELU, 0),
                              LOGLIN(7, 2, 7, FEATURE_FAVOR, 1),
                              LOGLIN(9, 3, 16, FEATURE_COSFORMER, 1),
                              LOGLIN(7, 4, 8, FEATURE_CIRCULANT, 1),
                              LOGLIN(5, 64, 4, FEATURE_ELU1, 1)},
-     .params = loglinear_params, .init_param = loglinear_init},
+     .params = loglinear_params, .init_param = loglinear_init,
+     .aux = F(attention_loglinear_aux)},
     {"attention_hss", 4 + 2, 1, hss_sizes, hss_fwd, hss_bwd,
      .n_tests = 4, .tests = {HSS(FEATURE_ELU1, 2, 1, 1, 0), HSS(FEATURE_RELU, 4, 4, 0, 0),
                              HSS(FEATURE_COSFORMER, 2, 2, 1, 0), HSS(FEATURE_FAVOR, 2, 3, 1, 12)},
      .params = F(attention_hss_params), .init_param = F(attention_hss_init_param),
-     .check = F(attention_hss_check)},
+     .check = F(attention_hss_check), .aux = F(attention_hss_aux)},
     {"attention_hydra", 1, 1, hydra_sizes, hydra_fwd, hydra_bwd,
      .n_tests = 2, .tests = {{.B = 2, .T = 6, .C = 8, .hydra_norm = HYDRA_NORM_COUNT},
                              {.B = 1, .T = 5, .C = 6, .hydra_norm = HYDRA_NORM_NONE}}},

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every shipped experiment config (launch/configs/experiments/*/) trains for a few steps
+# through launch/run_experiment.sh, and `madtrain report` turns the runs into a table with the
+# figures the experiment asks for (per-level accuracy for E005, HSS energy and memory ratio,
+# feature-map time, NaN/Inf, best validation accuracy). The full runs are benchmarks
+# (docs/results.md).
+set -uo pipefail
+bin="$1" root="$2" work="$3"
+rm -rf "$work" && mkdir -p "$work"
+fail=0
+check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; fi; }
+for exp in e029 e008 e005; do
+  MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" "$exp" --seeds "1 2" --out "$work/$exp" \
+    -- train.epochs=0 train.steps=6 train.eval_every=3 train.log_every=3 data.valid_examples=64 \
+    data.test_examples=64 > "$work/$exp.out" 2>&1
+  rc=$?
+  check "[[ $rc -eq 0 ]]" "$exp: run_experiment.sh exit $rc ($(tail -3 "$work/$exp.out"))"
+  n_cfg=$(ls "$root/launch/configs/experiments/$exp"/*.yaml | wc -l)
+  rows=$(grep -c '^| [a-z_0-9]* | 2 |' "$work/$exp/table.md")
+  check "[[ $rows -eq $n_cfg ]]" "$exp: $rows table rows, expected $n_cfg (one per config, 2 seeds each)"
+  for run in "$work/$exp"/*-s1; do
+    check "grep -q '\"split\":\"valid\"' $run/metrics.jsonl" "$run: no validation evaluation"
+    check "grep -q '\"split\":\"test\"' $run/metrics.jsonl" "$run: no test evaluation"
+    check "grep -q '\"event\":\"aux\"' $run/metrics.jsonl" "$run: no aux figures"
+  done
+  check "[[ -s $work/$exp/table.csv ]]" "$exp: no CSV table"
+done
+head -1 "$work/e005/table.md" | grep -q 'test acc L3' || { echo "FAIL: e005 table lacks per-level accuracy"; fail=1; }
+head -1 "$work/e005/table.md" | grep -q 'off-diag top-r energy' || { echo "FAIL: e005 table lacks the off-diagonal energy"; fail=1; }
+grep -q '^| hss_r8 | 2 |.*0\.34' "$work/e005/table.md" || { echo "FAIL: e005 HSS memory ratio is not (4*16*16 + 2*64 + 4*64)/4096 = 0.34"; fail=1; }
+head -1 "$work/e029/table.md" | grep -q 'feature map ms' || { echo "FAIL: e029 table lacks the feature-map time"; fail=1; }
+head -1 "$work/e029/table.md" | grep -q 'NaN/Inf' || { echo "FAIL: e029 table lacks NaN/Inf"; fail=1; }
+cat "$work/e005/table.md"
+# Rerunning skips finished runs (an interrupted experiment continues).
+MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" e005 --seeds 1 --out "$work/e005" \
+  -- train.epochs=0 train.steps=6 > "$work/rerun.out" 2>&1
+check "grep -q 'finished, skipped' $work/rerun.out" "a finished run was not skipped"
+bash "$root/launch/run_experiment.sh" nope > "$work/bad.out" 2>&1
+check "[[ $? -eq 2 ]] && grep -q \"no experiment 'nope'\" $work/bad.out" "unknown experiment not refused"
+[[ $fail -eq 0 ]] && echo "PASSED" || echo "FAILED"
+exit $fail
