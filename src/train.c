@@ -437,6 +437,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     EvalResult last_eval = {0};
     double best_valid_acc = -1;
     for (int64_t step = run.st.step; step < steps; step++) {
+        // FAVOR+ redraws: draw step / R from (seed, layer, draw), a pure function, so every rank
+        // draws the same projection and a run resumed past a redraw holds it in its checkpoint.
+        if (cfg->redraw_interval > 0 && step > 0 && step % cfg->redraw_interval == 0)
+            model_redraw_f32(model, (uint64_t)cfg->seed, step / cfg->redraw_interval);
         // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
         int64_t base = run.st.data_position + comm->rank * (GB / W);
         if (loader_train(data, base, accum * mb, ids, targets, err, sizeof(err)))
