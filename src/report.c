@@ -199,39 +199,54 @@ static void cell(char *out, size_t n, double mean, double std, int digits, int w
     else snprintf(out, n, "%.*f", digits, mean);
 }
 
-// Loss and accuracy curves: one data file per run, one gnuplot script, PNGs if gnuplot runs.
+// Curves: per run one data file of the train log lines (step, loss, acc) and one of the
+// held-out evaluations (step, loss, acc; the validation split where there is one), one gnuplot
+// script, and PNGs (train loss, train accuracy, held-out accuracy) if gnuplot runs.
 static void plots(Run *runs, int n_runs, const char *dir) {
     if (mkdir_p(dir)) {
         fprintf(stderr, "madtrain: warning: cannot create '%s': %s; no plots\n", dir, strerror(errno));
         return;
     }
     char path[1200];
+    for (int i = 0; i < n_runs; i++) {
+        char line[8192], ev[32], split[32], train_dat[1200], eval_dat[1200];
+        snprintf(train_dat, sizeof(train_dat), "%s/run%03d.dat", dir, i);
+        snprintf(eval_dat, sizeof(eval_dat), "%s/run%03d.eval.dat", dir, i);
+        snprintf(path, sizeof(path), "%s/metrics.jsonl", runs[i].dir);
+        FILE *in = fopen(path, "r"), *tr = fopen(train_dat, "w"), *evf = fopen(eval_dat, "w");
+        int has_valid = 0;
+        while (in && fgets(line, sizeof(line), in))
+            has_valid |= json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
+        if (in) rewind(in);
+        double step, loss, acc;
+        while (in && tr && evf && fgets(line, sizeof(line), in)) {
+            if (!json_str(line, "event", ev, sizeof(ev)) || !json_num(line, "step", &step) ||
+                !json_num(line, "loss", &loss) || !json_num(line, "acc", &acc))
+                continue;
+            if (!strcmp(ev, "train")) fprintf(tr, "%g %g %g\n", step, loss, acc);
+            int is_valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
+            if (!strcmp(ev, "eval") && is_valid == has_valid) fprintf(evf, "%g %g %g\n", step, loss, acc);
+        }
+        if (in) fclose(in);
+        if (tr) fclose(tr);
+        if (evf) fclose(evf);
+    }
     snprintf(path, sizeof(path), "%s/curves.gp", dir);
     FILE *gp = fopen(path, "w");
     if (!gp) return;
-    fprintf(gp, "set terminal pngcairo size 900,540\nset key outside right\nset grid\n"
-                "set xlabel 'step'\n");
-    for (int which = 0; which < 2; which++) {
-        fprintf(gp, "set output '%s/%s.png'\nset ylabel '%s'\nplot ", dir,
-                which ? "accuracy" : "loss", which ? "train accuracy" : "train loss");
+    // noenhanced: run names such as hss_r8 are not sub-scripted
+    fprintf(gp, "set terminal pngcairo size 900,540 noenhanced\nset key outside right\n"
+                "set grid\nset xlabel 'step'\n");
+    static const char *png[3] = {"loss", "accuracy", "heldout_accuracy"};
+    static const char *ylabel[3] = {"train loss", "train accuracy", "held-out accuracy (valid)"};
+    for (int which = 0; which < 3; which++) {
+        fprintf(gp, "set output '%s/%s.png'\nset ylabel '%s'\nplot ", dir, png[which],
+                ylabel[which]);
         for (int i = 0; i < n_runs; i++) {
-            char data[1200], line[4096], ev[32];
-            snprintf(data, sizeof(data), "%s/run%03d.dat", dir, i);
-            if (which == 0) {  // write each run's curve once
-                snprintf(path, sizeof(path), "%s/metrics.jsonl", runs[i].dir);
-                FILE *in = fopen(path, "r"), *out = fopen(data, "w");
-                double step, loss, acc;
-                while (in && out && fgets(line, sizeof(line), in))
-                    if (json_str(line, "event", ev, sizeof(ev)) && !strcmp(ev, "train") &&
-                        json_num(line, "step", &step) && json_num(line, "loss", &loss) &&
-                        json_num(line, "acc", &acc))
-                        fprintf(out, "%g %g %g\n", step, loss, acc);
-                if (in) fclose(in);
-                if (out) fclose(out);
-            }
             const char *base = strrchr(runs[i].dir, '/');
-            fprintf(gp, "%s'%s' using 1:%d with lines title '%s (%s)'", i ? ", " : "", data,
-                    which ? 3 : 2, runs[i].label, base ? base + 1 : runs[i].dir);
+            fprintf(gp, "%s'%s/run%03d%s.dat' using 1:%d with lines title '%s (%s)'", i ? ", " : "",
+                    dir, i, which == 2 ? ".eval" : "", which == 0 ? 2 : 3, runs[i].label,
+                    base ? base + 1 : runs[i].dir);
         }
         fprintf(gp, "\n");
     }
@@ -239,7 +254,7 @@ static void plots(Run *runs, int n_runs, const char *dir) {
     char cmd[1400];
     snprintf(cmd, sizeof(cmd), "gnuplot '%s/curves.gp' 2>/dev/null", dir);
     if (system("command -v gnuplot > /dev/null 2>&1") == 0 && system(cmd) == 0)
-        printf("\nplots: %s/loss.png, %s/accuracy.png\n", dir, dir);
+        printf("\nplots: %s/loss.png, %s/accuracy.png, %s/heldout_accuracy.png\n", dir, dir, dir);
     else
         fprintf(stderr, "madtrain: warning: gnuplot not available; curve data and script in %s\n", dir);
 }

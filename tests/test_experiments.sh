@@ -30,6 +30,14 @@ head -1 "$work/e005/table.md" | grep -q 'off-diag top-r energy' || { echo "FAIL:
 grep -q '^| hss_r8 | 2 |.*0\.34' "$work/e005/table.md" || { echo "FAIL: e005 HSS memory ratio is not (4*16*16 + 2*64 + 4*64)/4096 = 0.34"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'feature map ms' || { echo "FAIL: e029 table lacks the feature-map time"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'NaN/Inf' || { echo "FAIL: e029 table lacks NaN/Inf"; fail=1; }
+if command -v gnuplot > /dev/null; then
+  for png in loss accuracy heldout_accuracy; do
+    check "[[ -s $work/e005/plots/$png.png ]]" "e005: no $png.png plot"
+  done
+else
+  echo "(gnuplot not installed: plot files not checked)"
+fi
+check "[[ \$(wc -l < $work/e005/plots/run000.eval.dat) -eq 2 ]]" "e005: the held-out curve does not hold the 2 validation evaluations"
 cat "$work/e005/table.md"
 # Rerunning skips finished runs (an interrupted experiment continues).
 MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" e005 --seeds 1 --out "$work/e005" \
