@@ -14,10 +14,12 @@ struct Loader {
     Task task;
     Sampler sampler;
     char describe[64];
+    char eval_split[64];  // shards: the split evaluated
 };
 
 Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen) {
     Loader *l = xcalloc(1, sizeof(Loader));
+    snprintf(l->eval_split, sizeof(l->eval_split), "%s", c->eval_split);
     if (c->data_path[0]) {
         l->shards = reader_open(c, rank, world, err, errlen);
         if (!l->shards) {
@@ -54,6 +56,10 @@ int64_t loader_train_size(const Loader *l) {
 int64_t loader_eval_size(const Loader *l, EvalSplit split) {
     if (l->shards) return split == EVAL_TEST ? reader_eval_size(l->shards) : 0;
     return split == EVAL_TEST ? l->task.n_test : l->task.n_valid;
+}
+const char *loader_eval_name(const Loader *l, EvalSplit split) {
+    if (l->shards) return l->eval_split;
+    return split == EVAL_TEST ? "test" : "valid";
 }
 int loader_is_lm(const Loader *l) {
     return l->shards && reader_is_lm(l->shards);

@@ -25,6 +25,8 @@ int64_t loader_train_size(const Loader *l);  // examples per epoch (0 = endless 
 // data.valid_examples > 0) and test (the shards' data.eval_split, or the task's test set).
 typedef enum { EVAL_VALID = 0, EVAL_TEST = 1 } EvalSplit;
 int64_t loader_eval_size(const Loader *l, EvalSplit split);  // held-out examples
+// The split's name for logs and metrics: valid or test, or the shards' data.eval_split.
+const char *loader_eval_name(const Loader *l, EvalSplit split);
 // 1 when the data is language modelling (every position scored: report perplexity).
 int loader_is_lm(const Loader *l);
 const char *loader_describe(const Loader *l);  // e.g. "mqar (in-process)", for the log

@@ -1,17 +1,18 @@
 // Model assembly over the op kernels; compiled twice (float: the trainer, double: the
 // whole-model gradient check).
+#include "model.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../kernels/real.h"
-#include "model.h"
 #include "rng.h"
 
 #define Model F(Model)
 
-static void add_param(ParamInfo *info, int *n, size_t *off, const char *name, int rows,
-                      int cols, int init) {
+static void add_param(ParamInfo *info, int *n, size_t *off, const char *name, int rows, int cols,
+                      int init) {
     ParamInfo *p = &info[(*n)++];
     param_spec(p, name, rows, cols, init);
     p->offset = *off;
@@ -58,7 +59,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
 static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lm_head,
-                 F(LayerWeights) *layers) {
+                 F(LayerWeights) * layers) {
     const ModelConfig *c = &m->cfg;
     int i = 0;
     *wte = base + m->info[i++].offset;
@@ -94,8 +95,9 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         if (F(mixer_check)(cfg, l, err, errlen)) return -1;
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->rope[l] && (cfg->d_model / cfg->n_heads) % 2) {
-            snprintf(err, errlen, "rotary embeddings need an even head dimension (d_model/n_heads "
-                                  "= %d); set model.rope=off",
+            snprintf(err, errlen,
+                     "rotary embeddings need an even head dimension (d_model/n_heads "
+                     "= %d); set model.rope=off",
                      cfg->d_model / cfg->n_heads);
             return -1;
         }
@@ -144,10 +146,14 @@ void F(model_init)(Model *m, uint64_t seed) {
         uint64_t key = rng_key(seed, 0x1417, (uint64_t)t, 0);
         double std = m->cfg.init_std * (p->init == INIT_NORMAL_RESIDUAL ? resid_scale : 1.0);
         for (size_t i = 0; i < p->size; i++) {
-            if (p->init == INIT_ONES) w[i] = 1;
-            else if (p->init == INIT_ZEROS) w[i] = 0;
-            else if (p->init == INIT_CONST) w[i] = (real)p->init_value;
-            else w[i] = (real)(std * rng_normal(key, i));
+            if (p->init == INIT_ONES)
+                w[i] = 1;
+            else if (p->init == INIT_ZEROS)
+                w[i] = 0;
+            else if (p->init == INIT_CONST)
+                w[i] = (real)p->init_value;
+            else
+                w[i] = (real)(std * rng_normal(key, i));
         }
     }
 }
@@ -156,12 +162,14 @@ void F(model_redraw)(Model *m, uint64_t seed, int64_t redraw_index) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
         if (p->redraw)
-            F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index),
-                                m->params + p->offset);
+            F(mixer_init_param)
+            (&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index), m->params + p->offset);
     }
 }
 
-void F(model_zero_grad)(Model *m) { memset(m->grads, 0, sizeof(real) * m->n_params); }
+void F(model_zero_grad)(Model *m) {
+    memset(m->grads, 0, sizeof(real) * m->n_params);
+}
 
 // Activation layout of one batch shape, as offsets into m->acts.
 typedef struct {
@@ -242,23 +250,25 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     F(embedding_forward)(acts + a.emb, ids, m->wte, N, C);
     if (m->wpe)  // position t of every sequence adds row t of wpe
         for (int n = 0; n < N; n++)
-            for (int i = 0; i < C; i++) acts[a.emb + (size_t)n * C + i] += m->wpe[(size_t)(n % T) * C + i];
+            for (int i = 0; i < C; i++)
+                acts[a.emb + (size_t)n * C + i] += m->wpe[(size_t)(n % T) * C + i];
     const real *x = acts + a.emb;
     for (int l = 0; l < c->n_layers; l++) {
         const LayerActs *la = &a.layer[l];
         F(LayerWeights) *w = &m->layer[l];
         F(rmsnorm_forward)(acts + la->ln1, acts + la->ln1_rstd, x, w->ln1, N, C, c->norm_eps);
-        F(mixer_forward)(c, l, B, T, acts + la->mix_out, acts + la->ln1, w->mixer,
-                         acts + la->mix);
+        F(mixer_forward)(c, l, B, T, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
         real *res1 = acts + la->res1;
         for (size_t i = 0; i < (size_t)N * C; i++) res1[i] = x[i] + acts[la->mix_out + i];
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            F(rmsnorm_forward)(acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C,
-                               c->norm_eps);
+            F(rmsnorm_forward)
+            (acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C, c->norm_eps);
             F(matmul_forward)(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            if (c->mlp == MLP_SWIGLU) F(swiglu_forward)(acts + la->act, acts + la->fc, N, c->d_ff);
-            else F(gelu_forward)(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
+            if (c->mlp == MLP_SWIGLU)
+                F(swiglu_forward)(acts + la->act, acts + la->fc, N, c->d_ff);
+            else
+                F(gelu_forward)(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
             F(matmul_forward)(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
             real *res2 = acts + la->res2;
             for (size_t i = 0; i < (size_t)N * C; i++) res2[i] = res1[i] + acts[la->mlp_out + i];
@@ -329,19 +339,22 @@ void F(model_backward)(Model *m) {
             memset(dfc, 0, sizeof(real) * (size_t)N * fc_w);
             memset(dln, 0, sizeof(real) * NC);
             F(matmul_backward)(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
-            if (c->mlp == MLP_SWIGLU) F(swiglu_backward)(dfc, dact, acts + la->fc, N, c->d_ff);
-            else F(gelu_backward)(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
+            if (c->mlp == MLP_SWIGLU)
+                F(swiglu_backward)(dfc, dact, acts + la->fc, N, c->d_ff);
+            else
+                F(gelu_backward)(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
             F(matmul_backward)(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            F(rmsnorm_backward)(dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd, N,
-                                C);
+            F(rmsnorm_backward)
+            (dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd, N, C);
         }
         memset(dln, 0, sizeof(real) * NC);
-        F(mixer_backward)(c, l, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer,
-                          acts + la->mix, s + a.s_mixer);
+        F(mixer_backward)
+        (c, l, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix, s + a.s_mixer);
         F(rmsnorm_backward)(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
     }
     F(embedding_backward)(m->g_wte, dres, m->ids, N, C);
     if (m->g_wpe)
         for (int n = 0; n < N; n++)
-            for (int i = 0; i < C; i++) m->g_wpe[(size_t)(n % T) * C + i] += dres[(size_t)n * C + i];
+            for (int i = 0; i < C; i++)
+                m->g_wpe[(size_t)(n % T) * C + i] += dres[(size_t)n * C + i];
 }

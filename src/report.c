@@ -41,13 +41,43 @@ static int json_str(const char *line, const char *key, char *out, size_t n) {
 // Columns of the table; NAN where a run did not record the figure.
 // Columns no run recorded (per-level accuracy on a task without levels, HSS figures of a
 // dense mixer) are left out of the table.
-enum { COL_TEST_ACC, COL_LEVEL1, COL_LEVEL2, COL_LEVEL3, COL_LEVEL4, COL_BEST_VAL,
-       COL_TRAIN_ACC, COL_TEST_LOSS, COL_PARAMS, COL_FMAP_MS, COL_NONFINITE, COL_OFFDIAG_ENERGY,
-       COL_MEM_RATIO, COL_TOK_S, COL_WALL_S, COL_STEPS, COL_EPOCHS, N_COLS };
-static const char *COL_NAMES[N_COLS] = {
-    "test acc", "test acc L1", "test acc L2", "test acc L3", "test acc L4", "best val acc",
-    "train acc", "test loss", "params", "feature map ms", "NaN/Inf", "off-diag top-r energy",
-    "state memory HSS/dense", "tokens/s", "wall s", "steps", "epochs"};
+enum {
+    COL_TEST_ACC,
+    COL_LEVEL1,
+    COL_LEVEL2,
+    COL_LEVEL3,
+    COL_LEVEL4,
+    COL_BEST_VAL,
+    COL_TRAIN_ACC,
+    COL_TEST_LOSS,
+    COL_PARAMS,
+    COL_FMAP_MS,
+    COL_NONFINITE,
+    COL_OFFDIAG_ENERGY,
+    COL_MEM_RATIO,
+    COL_TOK_S,
+    COL_WALL_S,
+    COL_STEPS,
+    COL_EPOCHS,
+    N_COLS
+};
+static const char *COL_NAMES[N_COLS] = {"test acc",
+                                        "test acc L1",
+                                        "test acc L2",
+                                        "test acc L3",
+                                        "test acc L4",
+                                        "best val acc",
+                                        "train acc",
+                                        "test loss",
+                                        "params",
+                                        "feature map ms",
+                                        "NaN/Inf",
+                                        "off-diag top-r energy",
+                                        "state memory HSS/dense",
+                                        "tokens/s",
+                                        "wall s",
+                                        "steps",
+                                        "epochs"};
 static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 3, 0, 4, 4, 0, 1, 0, 1};
 
 typedef struct {
@@ -114,7 +144,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     r->col[COL_FMAP_MS] = fmap_ms;
     if (n_energy) r->col[COL_OFFDIAG_ENERGY] = energy / n_energy;
     if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
-        r->col[COL_EPOCHS] = r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
+        r->col[COL_EPOCHS] =
+            r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
     // Without a validation split the best held-out evaluation stands in (said in the table).
     r->col[COL_BEST_VAL] = isnan(best_val) ? best_any : best_val;
     if (isnan(r->col[COL_TEST_ACC])) {
@@ -153,8 +184,10 @@ static int collect(const char *dir, char **out, int n, int max) {
     closedir(d);
     qsort(names, (size_t)k, sizeof(char *), cmp_str);
     for (int i = 0; i < k; i++) {
-        if (n < max) out[n++] = names[i];
-        else free(names[i]);
+        if (n < max)
+            out[n++] = names[i];
+        else
+            free(names[i]);
     }
     return n;
 }
@@ -194,9 +227,12 @@ static void summarise(Run *runs, int n_runs, Group *groups, int *n_groups) {
 }
 
 static void cell(char *out, size_t n, double mean, double std, int digits, int with_std) {
-    if (isnan(mean)) snprintf(out, n, "-");
-    else if (with_std && std > 0) snprintf(out, n, "%.*f ± %.*f", digits, mean, digits, std);
-    else snprintf(out, n, "%.*f", digits, mean);
+    if (isnan(mean))
+        snprintf(out, n, "-");
+    else if (with_std && std > 0)
+        snprintf(out, n, "%.*f ± %.*f", digits, mean, digits, std);
+    else
+        snprintf(out, n, "%.*f", digits, mean);
 }
 
 // Curves: per run one data file of the train log lines (step, loss, acc) and one of the
@@ -204,7 +240,8 @@ static void cell(char *out, size_t n, double mean, double std, int digits, int w
 // script, and PNGs (train loss, train accuracy, held-out accuracy) if gnuplot runs.
 static void plots(Run *runs, int n_runs, const char *dir) {
     if (mkdir_p(dir)) {
-        fprintf(stderr, "madtrain: warning: cannot create '%s': %s; no plots\n", dir, strerror(errno));
+        fprintf(stderr, "madtrain: warning: cannot create '%s': %s; no plots\n", dir,
+                strerror(errno));
         return;
     }
     char path[1200];
@@ -225,7 +262,8 @@ static void plots(Run *runs, int n_runs, const char *dir) {
                 continue;
             if (!strcmp(ev, "train")) fprintf(tr, "%g %g %g\n", step, loss, acc);
             int is_valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
-            if (!strcmp(ev, "eval") && is_valid == has_valid) fprintf(evf, "%g %g %g\n", step, loss, acc);
+            if (!strcmp(ev, "eval") && is_valid == has_valid)
+                fprintf(evf, "%g %g %g\n", step, loss, acc);
         }
         if (in) fclose(in);
         if (tr) fclose(tr);
@@ -235,8 +273,9 @@ static void plots(Run *runs, int n_runs, const char *dir) {
     FILE *gp = fopen(path, "w");
     if (!gp) return;
     // noenhanced: run names such as hss_r8 are not sub-scripted
-    fprintf(gp, "set terminal pngcairo size 900,540 noenhanced\nset key outside right\n"
-                "set grid\nset xlabel 'step'\n");
+    fprintf(gp,
+            "set terminal pngcairo size 900,540 noenhanced\nset key outside right\n"
+            "set grid\nset xlabel 'step'\n");
     static const char *png[3] = {"loss", "accuracy", "heldout_accuracy"};
     static const char *ylabel[3] = {"train loss", "train accuracy", "held-out accuracy (valid)"};
     for (int which = 0; which < 3; which++) {
@@ -256,7 +295,8 @@ static void plots(Run *runs, int n_runs, const char *dir) {
     if (system("command -v gnuplot > /dev/null 2>&1") == 0 && system(cmd) == 0)
         printf("\nplots: %s/loss.png, %s/accuracy.png, %s/heldout_accuracy.png\n", dir, dir, dir);
     else
-        fprintf(stderr, "madtrain: warning: gnuplot not available; curve data and script in %s\n", dir);
+        fprintf(stderr, "madtrain: warning: gnuplot not available; curve data and script in %s\n",
+                dir);
 }
 
 int report_main(int argc, char **argv) {
@@ -265,9 +305,10 @@ int report_main(int argc, char **argv) {
     int n = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: madtrain report [--csv FILE] [--plots DIR] RUN_DIR...\n"
-                   "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
-                   "  run.name (or their mixer list); columns are mean ± std over each group.\n");
+            printf(
+                "usage: madtrain report [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
+                "  run.name (or their mixer list); columns are mean ± std over each group.\n");
             return 0;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv = argv[++i];
@@ -285,14 +326,16 @@ int report_main(int argc, char **argv) {
             int before = n;
             n = collect(argv[i], dirs, n, 4096);
             if (n == before) {
-                fprintf(stderr, "madtrain: error: report: no run directory (with metrics.jsonl) in '%s'\n",
+                fprintf(stderr,
+                        "madtrain: error: report: no run directory (with metrics.jsonl) in '%s'\n",
                         argv[i]);
                 return MT_EXIT_USAGE;
             }
         }
     }
     if (!n) {
-        fprintf(stderr, "madtrain: error: report: no run directories given (madtrain report --help)\n");
+        fprintf(stderr,
+                "madtrain: error: report: no run directories given (madtrain report --help)\n");
         return MT_EXIT_USAGE;
     }
     Run *runs = xcalloc((size_t)n, sizeof(Run));
@@ -331,14 +374,16 @@ int report_main(int argc, char **argv) {
         }
         printf("\n");
     }
-    printf("\nmean ± sample std over runs; best val acc is the best held-out evaluation during\n"
-           "training (the validation split where the task has one); feature map ms is the\n"
-           "feature map alone on one held-out batch, summed over layers; NaN/Inf counts steps\n"
-           "skipped for a non-finite gradient plus non-finite mixer values on that batch.\n");
+    printf(
+        "\nmean ± sample std over runs; best val acc is the best held-out evaluation during\n"
+        "training (the validation split where the task has one); feature map ms is the\n"
+        "feature map alone on one held-out batch, summed over layers; NaN/Inf counts steps\n"
+        "skipped for a non-finite gradient plus non-finite mixer values on that batch.\n");
     if (csv) {
         FILE *f = fopen(csv, "w");
         if (!f) {
-            fprintf(stderr, "madtrain: error: report: cannot write '%s': %s\n", csv, strerror(errno));
+            fprintf(stderr, "madtrain: error: report: cannot write '%s': %s\n", csv,
+                    strerror(errno));
             return MT_EXIT_FAIL;
         }
         fprintf(f, "mixer,runs");
@@ -346,7 +391,8 @@ int report_main(int argc, char **argv) {
         fprintf(f, "\n");
         for (int g = 0; g < n_groups; g++) {
             fprintf(f, "%s,%d", groups[g].label, groups[g].n);
-            for (int c = 0; c < N_COLS; c++) fprintf(f, ",%.6g,%.6g", groups[g].mean[c], groups[g].std[c]);
+            for (int c = 0; c < N_COLS; c++)
+                fprintf(f, ",%.6g,%.6g", groups[g].mean[c], groups[g].std[c]);
             fprintf(f, "\n");
         }
         fclose(f);

@@ -7,10 +7,10 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../data/loader.h"
@@ -72,8 +72,6 @@ typedef struct {
     double level_acc[MAX_EVAL_LEVELS];
 } EvalResult;
 
-static const char *EVAL_SPLIT_NAMES[] = {"valid", "test"};
-
 // Mean loss per scored position and mean per-example accuracy over a held-out split (or its
 // first eval_examples), each rank taking a contiguous block of examples; for tasks with
 // hierarchy levels, also the accuracy over the scored positions of each level.
@@ -103,8 +101,12 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
         }
     }
     comm_allreduce_sum_f64(comm, sums, 4 + 2 * MAX_EVAL_LEVELS);
-    EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0, sums[3] > 0 ? sums[2] / sums[3] : 0,
-                    (int64_t)sums[1], (int64_t)sums[3], 0, {0}};
+    EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0,
+                    sums[3] > 0 ? sums[2] / sums[3] : 0,
+                    (int64_t)sums[1],
+                    (int64_t)sums[3],
+                    0,
+                    {0}};
     for (int l = 0; l < MAX_EVAL_LEVELS; l++)
         if (sums[4 + 2 * l] > 0) {
             r.n_levels = l + 1;
@@ -115,8 +117,7 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
 
 // One evaluation on rank 0's log and metrics. Language modelling: the mean loss is in nats per
 // scored token; perplexity and bits per token are the figures papers report.
-static void report_eval(Logger *lg, int64_t step, EvalSplit split, int is_lm, EvalResult e) {
-    const char *name = EVAL_SPLIT_NAMES[split];
+static void report_eval(Logger *lg, int64_t step, const char *name, int is_lm, EvalResult e) {
     char levels[64 * MAX_EVAL_LEVELS] = "", levels_json[64 * MAX_EVAL_LEVELS] = "";
     for (int l = 0; l < e.n_levels; l++) {
         size_t k = strlen(levels), kj = strlen(levels_json);
@@ -196,7 +197,9 @@ static int write_config(FILE *f, void *ctx) {
     return ferror(f) ? -1 : 0;
 }
 
-static int write_text(FILE *f, void *ctx) { return fputs(ctx, f) < 0 ? -1 : 0; }
+static int write_text(FILE *f, void *ctx) {
+    return fputs(ctx, f) < 0 ? -1 : 0;
+}
 
 // ---- signals ---------------------------------------------------------------------------
 // SIGTERM, SIGINT, SIGUSR1 ask for a checkpoint and an orderly exit at the next step
@@ -270,7 +273,8 @@ static int try_resume(Run *r, int *resumed) {
     if (autom) {
         n = checkpoint_list(cfg->run_dir, cands, 64);
         if (!n) {
-            if (!r->comm->rank) printf("resume: no checkpoint in %s, starting fresh\n", cfg->run_dir);
+            if (!r->comm->rank)
+                printf("resume: no checkpoint in %s, starting fresh\n", cfg->run_dir);
             return 0;
         }
     } else {
@@ -364,7 +368,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         steps = (int64_t)ceil(cfg->epochs * (double)loader_train_size(data) / (double)GB);
     }
     if (model_set_batch_f32(model, mb, T))
-        comm_fatal(comm, MT_EXIT_FAIL, "out of memory for activations (micro-batch %d x %d)", mb, T);
+        comm_fatal(comm, MT_EXIT_FAIL, "out of memory for activations (micro-batch %d x %d)", mb,
+                   T);
 
     int resumed = 0, rc = try_resume(&run, &resumed);
     if (rc) return rc;
@@ -377,7 +382,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     }
     if (eval_only && !resumed && !cfg->init_from[0]) {
         if (!comm->rank)
-            fprintf(stderr, "madtrain: error: eval needs checkpoint.resume or checkpoint.init_from\n");
+            fprintf(stderr,
+                    "madtrain: error: eval needs checkpoint.resume or checkpoint.init_from\n");
         return MT_EXIT_USAGE;
     }
     run.st.world = comm->world;
@@ -399,11 +405,12 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         printf("madtrain %s | %d rank(s) x %d thread(s) | device cpu\n", MADTRAIN_VERSION,
                comm->world, threads);
         printf("model: %d layers, d_model %d, %d heads, mixer %s, mlp %s, %zu parameters\n",
-               mc.n_layers, mc.d_model, mc.n_heads, cfg->mixer, config_enum_name("model.mlp", mc.mlp),
-               model->n_params);
-        printf("task: %s, T %d, vocab %d | batch %lld (%d per rank x %lld micro-steps) | %lld steps\n",
-               loader_describe(data), T, mc.vocab_size, (long long)GB, mb,
-               (long long)accum, (long long)steps);
+               mc.n_layers, mc.d_model, mc.n_heads, cfg->mixer,
+               config_enum_name("model.mlp", mc.mlp), model->n_params);
+        printf(
+            "task: %s, T %d, vocab %d | batch %lld (%d per rank x %lld micro-steps) | %lld steps\n",
+            loader_describe(data), T, mc.vocab_size, (long long)GB, mb, (long long)accum,
+            (long long)steps);
         fflush(stdout);
     }
     size_t per_step = (size_t)accum * mb * T;
@@ -413,7 +420,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
             if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
             EvalResult e = evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
-            if (!comm->rank) report_eval(&lg, run.st.step, (EvalSplit)sp, loader_is_lm(data), e);
+            if (!comm->rank)
+                report_eval(&lg, run.st.step, loader_eval_name(data, (EvalSplit)sp),
+                            loader_is_lm(data), e);
         }
         if (!comm->rank) {
             fclose(lg.metrics);
@@ -425,7 +434,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     }
     install_signal_handlers();
     if (cfg->debug_file_size_limit > 0) {  // after MPI start-up, whose shared files need room
-        struct rlimit lim = {(rlim_t)cfg->debug_file_size_limit, (rlim_t)cfg->debug_file_size_limit};
+        struct rlimit lim = {(rlim_t)cfg->debug_file_size_limit,
+                             (rlim_t)cfg->debug_file_size_limit};
         setrlimit(RLIMIT_FSIZE, &lim);
     }
     AdamWParams ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
@@ -450,7 +460,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                        (long long)step + 1);
         // One small all-reduce carries the global count of scored positions and any stop
         // request, so every rank learns both at the same step boundary.
-        double head[2] = {0, stop_requested || (cfg->debug_stop_at_step > 0 && cfg->debug_stop_at_step == step) ? 1 : 0};
+        double head[2] = {
+            0, stop_requested || (cfg->debug_stop_at_step > 0 && cfg->debug_stop_at_step == step)
+                   ? 1
+                   : 0};
         for (size_t i = 0; i < per_step; i++) head[0] += targets[i] >= 0;
         comm_allreduce_sum_f64(comm, head, 2);
         if (head[1] > 0) {
@@ -464,7 +477,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         model_zero_grad_f32(model);
         double stats[4] = {0};
         for (int64_t k = 0; k < accum; k++) {
-            ForwardStats st = model_forward_f32(model, ids + k * mb * T, targets + k * mb * T, scale);
+            ForwardStats st =
+                model_forward_f32(model, ids + k * mb * T, targets + k * mb * T, scale);
             model_backward_f32(model);
             stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
             stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
@@ -503,10 +517,11 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                     bad_in_row = 0;
                 } else {
                     if (!comm->rank)
-                        fprintf(stderr,
-                                "madtrain: error: %lld non-finite steps in a row (train.max_bad_steps)"
-                                " at step %lld; stopping\n",
-                                (long long)bad_in_row, (long long)step + 1);
+                        fprintf(
+                            stderr,
+                            "madtrain: error: %lld non-finite steps in a row (train.max_bad_steps)"
+                            " at step %lld; stopping\n",
+                            (long long)bad_in_row, (long long)step + 1);
                     exit_code = MT_EXIT_FAIL;
                     run.st.step = step + 1;
                     break;
@@ -540,10 +555,12 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
             double acc = interval[3] > 0 ? interval[2] / interval[3] : 0;
             char el[32], eta[32];
             format_duration(elapsed, el, sizeof(el));
-            format_duration(elapsed / (step + 1 - first_step) * (steps - step - 1), eta, sizeof(eta));
-            printf("step %6lld/%lld | loss %.4f | acc %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | "
-                   "elapsed %s | eta %s\n",
-                   (long long)step + 1, (long long)steps, loss, acc, ap.lr, norm, tps, el, eta);
+            format_duration(elapsed / (step + 1 - first_step) * (steps - step - 1), eta,
+                            sizeof(eta));
+            printf(
+                "step %6lld/%lld | loss %.4f | acc %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | "
+                "elapsed %s | eta %s\n",
+                (long long)step + 1, (long long)steps, loss, acc, ap.lr, norm, tps, el, eta);
             fflush(stdout);
             jsonl(&lg,
                   "{\"event\":\"train\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,"
@@ -564,15 +581,18 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                     evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
                 if (sp == EVAL_TEST) last_eval = e;
                 if (sp == EVAL_VALID && e.acc > best_valid_acc) best_valid_acc = e.acc;
-                if (!comm->rank) report_eval(&lg, step + 1, (EvalSplit)sp, loader_is_lm(data), e);
+                if (!comm->rank)
+                    report_eval(&lg, step + 1, loader_eval_name(data, (EvalSplit)sp),
+                                loader_is_lm(data), e);
             }
             if (last && !comm->rank && !loader_is_lm(data))
                 report_aux(&lg, model, data, has_valid ? EVAL_VALID : EVAL_TEST, ids, targets,
                            levels);
         }
-        int due = !last && ((cfg->ckpt_every_steps > 0 && run.st.step % cfg->ckpt_every_steps == 0) ||
-                            (cfg->ckpt_every_minutes > 0 &&
-                             now_seconds() - t_ckpt >= 60 * cfg->ckpt_every_minutes));
+        int due =
+            !last && ((cfg->ckpt_every_steps > 0 && run.st.step % cfg->ckpt_every_steps == 0) ||
+                      (cfg->ckpt_every_minutes > 0 &&
+                       now_seconds() - t_ckpt >= 60 * cfg->ckpt_every_minutes));
         if (due) {
             if (!save_checkpoint(&run, &lg)) have_checkpoint = 1;
             t_ckpt = now_seconds();
@@ -591,12 +611,14 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         write_file_atomic(path, write_text, (void *)status);
         int64_t done = run.st.step - first_step;
         if (preempted)
-            printf("stopped by signal at step %lld: checkpoint written, exit 0 (status: preempted)\n",
-                   (long long)run.st.step);
-        printf("done: %lld steps in %.1fs, %.0f tok/s, test acc %.4f, test loss %.4f, "
-               "skipped %lld step(s)\n",
-               (long long)done, wall, wall > 0 ? done * GB * T / wall : 0, last_eval.acc,
-               last_eval.loss, (long long)run.st.skipped_steps);
+            printf(
+                "stopped by signal at step %lld: checkpoint written, exit 0 (status: preempted)\n",
+                (long long)run.st.step);
+        printf(
+            "done: %lld steps in %.1fs, %.0f tok/s, test acc %.4f, test loss %.4f, "
+            "skipped %lld step(s)\n",
+            (long long)done, wall, wall > 0 ? done * GB * T / wall : 0, last_eval.acc,
+            last_eval.loss, (long long)run.st.skipped_steps);
         jsonl(&lg,
               "{\"event\":\"summary\",\"step\":%lld,\"steps_this_run\":%lld,\"wall_s\":%.3f,"
               "\"tokens\":%lld,\"tokens_per_s\":%.6g,\"test_acc\":%.6g,\"test_loss\":%.6g,"
@@ -605,7 +627,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
               (long long)run.st.step, (long long)done, wall, (long long)run.st.tokens,
               wall > 0 ? done * GB * T / wall : 0, last_eval.acc, last_eval.loss, model->n_params,
               (long long)run.st.skipped_steps, comm->world,
-              exit_code ? "failed" : preempted ? "preempted" : "finished", best_valid_acc);
+              exit_code   ? "failed"
+              : preempted ? "preempted"
+                          : "finished",
+              best_valid_acc);
         fclose(lg.metrics);
     }
     loader_close(data);
