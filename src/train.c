@@ -445,7 +445,6 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     int64_t tokens_last = run.st.tokens, first_step = run.st.step, bad_in_row = 0;
     int have_checkpoint = resumed, exit_code = 0, preempted = 0;
     EvalResult last_eval = {0};
-    double best_valid_acc = -1;
     for (int64_t step = run.st.step; step < steps; step++) {
         // FAVOR+ redraws: draw step / R from (seed, layer, draw), a pure function, so every rank
         // draws the same projection and a run resumed past a redraw holds it in its checkpoint.
@@ -580,7 +579,6 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                 EvalResult e =
                     evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
                 if (sp == EVAL_TEST) last_eval = e;
-                if (sp == EVAL_VALID && e.acc > best_valid_acc) best_valid_acc = e.acc;
                 if (!comm->rank)
                     report_eval(&lg, step + 1, loader_eval_name(data, (EvalSplit)sp),
                                 loader_is_lm(data), e);
@@ -622,15 +620,13 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         jsonl(&lg,
               "{\"event\":\"summary\",\"step\":%lld,\"steps_this_run\":%lld,\"wall_s\":%.3f,"
               "\"tokens\":%lld,\"tokens_per_s\":%.6g,\"test_acc\":%.6g,\"test_loss\":%.6g,"
-              "\"params\":%zu,\"skipped_steps\":%lld,\"world\":%d,\"status\":\"%s\","
-              "\"best_valid_acc\":%.6g}",
+              "\"params\":%zu,\"skipped_steps\":%lld,\"world\":%d,\"status\":\"%s\"}",
               (long long)run.st.step, (long long)done, wall, (long long)run.st.tokens,
               wall > 0 ? done * GB * T / wall : 0, last_eval.acc, last_eval.loss, model->n_params,
               (long long)run.st.skipped_steps, comm->world,
               exit_code   ? "failed"
               : preempted ? "preempted"
-                          : "finished",
-              best_valid_acc);
+                          : "finished");
         fclose(lg.metrics);
     }
     loader_close(data);
