@@ -208,13 +208,16 @@ static int prep_synthetic(int argc, char **argv) {
         }
     }
     if (!out || per_shard < 1 || gzip < 0 || gzip > 9 || cfg.train_examples <= 0 ||
-        cfg.data_path[0]) {
+        cfg.data_path[0] || cfg.valid_examples > 0) {
         fprintf(stderr, "madtrain: error: prep synthetic: %s\n",
                 !out                   ? "--out DIR is required"
                 : per_shard < 1        ? "--shard-examples must be >= 1"
                 : gzip < 0 || gzip > 9 ? "--gzip takes a level from 0 to 9"
                 : cfg.data_path[0]     ? "data.path is for training; give the folder as --out"
-                                       : "data.train_examples must be > 0 (a finite training set)");
+                : cfg.valid_examples > 0
+                    ? "data.valid_examples is not written to shards: the held-out split prep "
+                      "writes ('valid') is data.test_examples"
+                    : "data.train_examples must be > 0 (a finite training set)");
         return MT_EXIT_USAGE;
     }
     if (config_validate(&cfg, 1, err, sizeof(err))) {

@@ -445,6 +445,12 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
     }
     if (c->data_path[0]) {
         // Shards: the synthetic-task keys below are not used.
+        if (c->valid_examples > 0) {
+            snprintf(err, errlen,
+                     "data.valid_examples is for the in-process tasks; with data.path the "
+                     "held-out split is data.eval_split");
+            return -1;
+        }
     } else if (c->task == TASK_MQAR) {
         if (c->seq_len < 4 * c->num_kv_pairs) {
             snprintf(err, errlen, "data.seq_len (%lld) must be at least 4 x data.num_kv_pairs (%lld)",

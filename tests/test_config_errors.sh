@@ -41,6 +41,14 @@ expect "madtrain: error: $work/broken.yaml:3:1: invalid YAML: did not find expec
 expect "madtrain: error: command line: 'steps' is not key=value" steps
 expect "madtrain: error: unknown option '--bogus' (see madtrain --help)" --bogus
 expect "madtrain: error: model.d_model (30) must be a multiple of model.n_heads (4)" model.d_model=30
+expect "madtrain: error: data.valid_examples is for the in-process tasks; with data.path the held-out split is data.eval_split" data.path="$work/shards" data.valid_examples=10
+out=$("$madtrain" prep synthetic --out "$work/shards" data.valid_examples=10 2>&1 >/dev/null); rc=$?
+want="madtrain: error: prep synthetic: data.valid_examples is not written to shards: the held-out split prep writes ('valid') is data.test_examples"
+if [[ $rc -ne 2 || "$out" != "$want" || -e "$work/shards" ]]; then
+  echo "FAIL: prep synthetic data.valid_examples=10"; echo "  want (exit 2): $want"; echo "  got  (exit $rc): $out"; fail=1
+else
+  echo "ok: $want"
+fi
 expect "madtrain: error: model.mixer lists 3 mixers but model.n_layers is 2" model.mixer=softmax,linear,softmax
 expect "madtrain: error: train.batch_size (10) must be a multiple of ranks x train.grad_accum (1 x 4)" train.batch_size=10 train.grad_accum=4
 
