@@ -150,7 +150,7 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     r->col[COL_BEST_VAL] = isnan(best_val) ? best_any : best_val;
     if (isnan(r->col[COL_TEST_ACC])) {
         snprintf(err, errlen, "%s: the run has no summary (not finished)", dir);
-        return -1;
+        return 1;
     }
     return 0;
 }
@@ -340,12 +340,23 @@ int report_main(int argc, char **argv) {
     }
     Run *runs = xcalloc((size_t)n, sizeof(Run));
     char err[1200];
-    for (int i = 0; i < n; i++) {
-        if (read_run(dirs[i], &runs[i], err, sizeof(err))) {
+    int n_dirs = n;
+    n = 0;
+    for (int i = 0; i < n_dirs; i++) {
+        int rc = read_run(dirs[i], &runs[n], err, sizeof(err));
+        free(dirs[i]);
+        if (rc < 0) {
             fprintf(stderr, "madtrain: error: report: %s\n", err);
             return MT_EXIT_FAIL;
         }
-        free(dirs[i]);
+        // A run still going (or stopped) is left out, so an experiment can be tabulated while
+        // its last runs train; the table says how many runs each row holds.
+        if (rc > 0) fprintf(stderr, "madtrain: warning: report: skipping %s\n", err);
+        else n++;
+    }
+    if (!n) {
+        fprintf(stderr, "madtrain: error: report: no finished run to tabulate\n");
+        return MT_EXIT_FAIL;
     }
     Group *groups = xcalloc((size_t)n, sizeof(Group));
     int n_groups;

@@ -39,6 +39,13 @@ else
 fi
 check "[[ \$(wc -l < $work/e005/plots/run000.eval.dat) -eq 2 ]]" "e005: the held-out curve does not hold the 2 validation evaluations"
 cat "$work/e005/table.md"
+# A run still training is left out of the table with a warning, not an error.
+cp -r "$work/e005/dense-s1" "$work/e005/dense-s9"
+grep -v '"summary"' "$work/e005/dense-s1/metrics.jsonl" > "$work/e005/dense-s9/metrics.jsonl"
+"$bin" report "$work/e005" > "$work/partial.md" 2> "$work/partial.err"
+check "[[ $? -eq 0 ]] && grep -q 'skipping .*dense-s9: the run has no summary' $work/partial.err && grep -q '^| dense | 2 |' $work/partial.md" \
+  "an unfinished run is not skipped with a warning"
+rm -rf "$work/e005/dense-s9"
 # Rerunning skips finished runs (an interrupted experiment continues).
 MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" e005 --seeds 1 --out "$work/e005" \
   -- train.epochs=0 train.steps=6 > "$work/rerun.out" 2>&1
