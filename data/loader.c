@@ -86,11 +86,14 @@ int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *i
             for (int64_t i = 0; i < count * T; i++) levels[i] = 0;
         return reader_eval(l->shards, first, count, ids, targets, err, errlen);
     }
-    int *lv = levels ? levels : xmalloc(sizeof(int) * (size_t)T);
-    for (int64_t j = 0; j < count; j++)
-        task_example_levels(&l->task, split == EVAL_TEST ? SPLIT_TEST : SPLIT_VALID, first + j,
-                            ids + j * T, targets + j * T, levels ? lv + j * T : lv);
-    if (!levels) free(lv);
+    int split_id = split == EVAL_TEST ? SPLIT_TEST : SPLIT_VALID;
+    for (int64_t j = 0; j < count; j++) {
+        if (levels)
+            task_example_levels(&l->task, split_id, first + j, ids + j * T, targets + j * T,
+                                levels + j * T);
+        else
+            task_example(&l->task, split_id, first + j, ids + j * T, targets + j * T);
+    }
     return 0;
 }
 

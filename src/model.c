@@ -59,7 +59,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
 static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lm_head,
-                 F(LayerWeights) * layers) {
+                 F(LayerWeights) *layers) {
     const ModelConfig *c = &m->cfg;
     int i = 0;
     *wte = base + m->info[i++].offset;
@@ -162,8 +162,8 @@ void F(model_redraw)(Model *m, uint64_t seed, int64_t redraw_index) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
         if (p->redraw)
-            F(mixer_init_param)
-            (&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index), m->params + p->offset);
+            F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index),
+                                m->params + p->offset);
     }
 }
 
@@ -262,8 +262,8 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
         for (size_t i = 0; i < (size_t)N * C; i++) res1[i] = x[i] + acts[la->mix_out + i];
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            F(rmsnorm_forward)
-            (acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C, c->norm_eps);
+            F(rmsnorm_forward)(acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C,
+                               c->norm_eps);
             F(matmul_forward)(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
             if (c->mlp == MLP_SWIGLU)
                 F(swiglu_forward)(acts + la->act, acts + la->fc, N, c->d_ff);
@@ -344,12 +344,12 @@ void F(model_backward)(Model *m) {
             else
                 F(gelu_backward)(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
             F(matmul_backward)(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            F(rmsnorm_backward)
-            (dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd, N, C);
+            F(rmsnorm_backward)(dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd, N,
+                                C);
         }
         memset(dln, 0, sizeof(real) * NC);
-        F(mixer_backward)
-        (c, l, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix, s + a.s_mixer);
+        F(mixer_backward)(c, l, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer,
+                          acts + la->mix, s + a.s_mixer);
         F(rmsnorm_backward)(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
     }
     F(embedding_backward)(m->g_wte, dres, m->ids, N, C);

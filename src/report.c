@@ -83,6 +83,7 @@ static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 3, 0, 4, 4, 0,
 typedef struct {
     char dir[1024], label[512];
     double col[N_COLS];
+    int has_valid;  // the run evaluated a validation split (else its held-out split is test)
 } Run;
 
 static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
@@ -147,7 +148,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
         r->col[COL_EPOCHS] =
             r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
     // Without a validation split the best held-out evaluation stands in (said in the table).
-    r->col[COL_BEST_VAL] = isnan(best_val) ? best_any : best_val;
+    r->has_valid = !isnan(best_val);
+    r->col[COL_BEST_VAL] = r->has_valid ? best_val : best_any;
     if (isnan(r->col[COL_TEST_ACC])) {
         snprintf(err, errlen, "%s: the run has no summary (not finished)", dir);
         return 1;
@@ -251,10 +253,6 @@ static void plots(Run *runs, int n_runs, const char *dir) {
         snprintf(eval_dat, sizeof(eval_dat), "%s/run%03d.eval.dat", dir, i);
         snprintf(path, sizeof(path), "%s/metrics.jsonl", runs[i].dir);
         FILE *in = fopen(path, "r"), *tr = fopen(train_dat, "w"), *evf = fopen(eval_dat, "w");
-        int has_valid = 0;
-        while (in && fgets(line, sizeof(line), in))
-            has_valid |= json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
-        if (in) rewind(in);
         double step, loss, acc;
         while (in && tr && evf && fgets(line, sizeof(line), in)) {
             if (!json_str(line, "event", ev, sizeof(ev)) || !json_num(line, "step", &step) ||
@@ -262,7 +260,7 @@ static void plots(Run *runs, int n_runs, const char *dir) {
                 continue;
             if (!strcmp(ev, "train")) fprintf(tr, "%g %g %g\n", step, loss, acc);
             int is_valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
-            if (!strcmp(ev, "eval") && is_valid == has_valid)
+            if (!strcmp(ev, "eval") && is_valid == runs[i].has_valid)
                 fprintf(evf, "%g %g %g\n", step, loss, acc);
         }
         if (in) fclose(in);

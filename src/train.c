@@ -21,7 +21,8 @@
 
 void openblas_set_num_threads(int);
 
-int model_config_from(const Config *c, int task_vocab, ModelConfig *mc, char *err, size_t n) {
+int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelConfig *mc, char *err,
+                      size_t n) {
     memset(mc, 0, sizeof(*mc));
     mc->vocab_size = c->vocab_size ? (int)c->vocab_size : task_vocab;
     if (mc->vocab_size < task_vocab) {
@@ -32,7 +33,7 @@ int model_config_from(const Config *c, int task_vocab, ModelConfig *mc, char *er
     mc->d_model = (int)c->d_model, mc->n_layers = (int)c->n_layers, mc->n_heads = (int)c->n_heads;
     mc->d_ff = c->d_ff ? (int)c->d_ff : 4 * (int)c->d_model;
     mc->mlp = c->mlp, mc->tie_embeddings = c->tie_embeddings, mc->gate = c->gate;
-    mc->max_positions = c->pos_embedding ? (int)c->seq_len : 0;
+    mc->max_positions = c->pos_embedding ? task_seq_len : 0;  // the data's T (shards fix theirs)
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
     mixer_options_from(c, mc);
     char buf[512];
@@ -72,6 +73,17 @@ typedef struct {
     double level_acc[MAX_EVAL_LEVELS];
 } EvalResult;
 
+// Held-out examples [first, first + count) as one micro-batch of the model's B sequences; the
+// rows past count are padding that scores nothing.
+static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, int64_t first,
+                           int64_t count, int *ids, int *targets, int *levels, char *err,
+                           size_t errlen) {
+    if (loader_eval(data, split, first, count, ids, targets, levels, err, errlen)) return -1;
+    for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++)
+        ids[i] = 0, targets[i] = -1, levels[i] = 0;
+    return 0;
+}
+
 // Mean loss per scored position and mean per-example accuracy over a held-out split (or its
 // first eval_examples), each rank taking a contiguous block of examples; for tasks with
 // hierarchy levels, also the accuracy over the scored positions of each level.
@@ -86,10 +98,8 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
     double sums[4 + 2 * MAX_EVAL_LEVELS] = {0};
     for (int64_t start = lo; start < hi; start += B) {
         int64_t count = hi - start < B ? hi - start : B;
-        if (loader_eval(data, split, start, count, ids, targets, levels, err, sizeof(err)))
+        if (load_eval_batch(m, data, split, start, count, ids, targets, levels, err, sizeof(err)))
             comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
-        for (size_t i = (size_t)count * T; i < (size_t)B * T; i++)
-            ids[i] = 0, targets[i] = -1, levels[i] = 0;
         ForwardStats st = model_forward_f32(m, ids, targets, 0);
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
@@ -145,15 +155,32 @@ static void report_eval(Logger *lg, int64_t step, const char *name, int is_lm, E
     fflush(stdout);
 }
 
+// The evaluations of one step: the validation split when there is one, and the test split
+// when there is no validation split or `final` (the end of training, or `madtrain eval`).
+// The test split's result goes to *test when it was evaluated.
+static void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger *lg,
+                      int64_t step, int final, EvalResult *test, int *ids, int *targets,
+                      int *levels) {
+    int has_valid = loader_eval_size(data, EVAL_VALID) > 0;
+    for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
+        if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
+        if (sp == EVAL_TEST && has_valid && !final) continue;
+        EvalResult e = evaluate(m, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
+        if (sp == EVAL_TEST) *test = e;
+        if (!comm->rank)
+            report_eval(lg, step, loader_eval_name(data, (EvalSplit)sp), loader_is_lm(data), e);
+    }
+}
+
 // The mixers' own figures (feature-map time, non-finite values, state energies, ...) on one
 // held-out batch after training, one "aux" metrics line per layer.
 static void report_aux(Logger *lg, Model_f32 *m, Loader *data, EvalSplit split, int *ids,
                        int *targets, int *levels) {
     int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
     char err[512];
-    if (count <= 0 || loader_eval(data, split, 0, count, ids, targets, levels, err, sizeof(err)))
+    if (count <= 0 ||
+        load_eval_batch(m, data, split, 0, count, ids, targets, levels, err, sizeof(err)))
         return;
-    for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++) ids[i] = 0, targets[i] = -1;
     model_forward_f32(m, ids, targets, 0);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
@@ -342,11 +369,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Loader *data = loader_open(cfg, comm->rank, comm->world, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
-    if (model_config_from(cfg, loader_vocab(data), &mc, err, sizeof(err))) {
+    if (model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err, sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
-    if (mc.max_positions) mc.max_positions = loader_seq_len(data);  // shards fix their own T
     Run run = {.cfg = cfg, .comm = comm};
     Model_f32 *model = &run.model;
     if (model_build_f32(model, &mc, err, sizeof(err))) {
@@ -417,13 +443,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     int *ids = xmalloc(sizeof(int) * per_step), *targets = xmalloc(sizeof(int) * per_step);
     int *levels = xmalloc(sizeof(int) * per_step);
     if (eval_only) {
-        for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
-            if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
-            EvalResult e = evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
-            if (!comm->rank)
-                report_eval(&lg, run.st.step, loader_eval_name(data, (EvalSplit)sp),
-                            loader_is_lm(data), e);
-        }
+        EvalResult test = {0};
+        run_evals(model, data, cfg, comm, &lg, run.st.step, 1, &test, ids, targets, levels);
         if (!comm->rank) {
             fclose(lg.metrics);
         }
@@ -571,21 +592,12 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         }
         if ((step + 1) % cfg->log_every == 0) memset(interval, 0, sizeof(interval));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
-            // During training the validation split when there is one; at the end both.
-            int has_valid = loader_eval_size(data, EVAL_VALID) > 0;
-            for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
-                if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
-                if (sp == EVAL_TEST && has_valid && !last) continue;
-                EvalResult e =
-                    evaluate(model, data, (EvalSplit)sp, cfg, comm, ids, targets, levels);
-                if (sp == EVAL_TEST) last_eval = e;
-                if (!comm->rank)
-                    report_eval(&lg, step + 1, loader_eval_name(data, (EvalSplit)sp),
-                                loader_is_lm(data), e);
-            }
+            run_evals(model, data, cfg, comm, &lg, step + 1, last, &last_eval, ids, targets,
+                      levels);
             if (last && !comm->rank && !loader_is_lm(data))
-                report_aux(&lg, model, data, has_valid ? EVAL_VALID : EVAL_TEST, ids, targets,
-                           levels);
+                report_aux(&lg, model, data,
+                           loader_eval_size(data, EVAL_VALID) > 0 ? EVAL_VALID : EVAL_TEST, ids,
+                           targets, levels);
         }
         int due =
             !last && ((cfg->ckpt_every_steps > 0 && run.st.step % cfg->ckpt_every_steps == 0) ||

@@ -258,41 +258,10 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
 
 // ---- auxiliary figures (E005) --------------------------------------------------------------
 
-// Eigenvalues of the symmetric n x n matrix a (destroyed) by cyclic Jacobi rotations: small
-// blocks only (n <= 64), where this is exact to rounding and needs no LAPACK.
-static void sym_eigenvalues(int n, double *a, double *ev) {
-    for (int sweep = 0; sweep < 100; sweep++) {
-        double off = 0, total = 0;
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < n; j++) {
-                double a2 = a[i * n + j] * a[i * n + j];
-                total += a2;
-                if (i != j) off += a2;
-            }
-        if (off <= 1e-30 * total) break;
-        for (int p = 0; p < n; p++)
-            for (int q = p + 1; q < n; q++) {
-                if (a[p * n + q] == 0) continue;
-                double theta = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
-                double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
-                double c = 1 / sqrt(t * t + 1), sn = t * c;
-                for (int k = 0; k < n; k++) {  // columns p, q
-                    double akp = a[k * n + p], akq = a[k * n + q];
-                    a[k * n + p] = c * akp - sn * akq, a[k * n + q] = sn * akp + c * akq;
-                }
-                for (int k = 0; k < n; k++) {  // rows p, q
-                    double apk = a[p * n + k], aqk = a[q * n + k];
-                    a[p * n + k] = c * apk - sn * aqk, a[q * n + k] = sn * apk + c * aqk;
-                }
-            }
-    }
-    for (int i = 0; i < n; i++) ev[i] = a[i * n + i];
-}
-
-static int descending(const void *x, const void *y) {
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a < b) - (a > b);
-}
+// LAPACK's symmetric eigensolver, from the LAPACK that OpenBLAS carries (Fortran ABI, with the
+// hidden lengths of the two character arguments). Eigenvalues come back ascending.
+void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
+            double *work, const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
 
 // On the dense final state S_T = sum_t phi(k_t) v_t^T of every (batch, head): for each depth,
 // the share of each off-diagonal block's energy its top-r singular values capture
@@ -306,6 +275,7 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
     real *f = malloc(sizeof(real) * (size_t)T * m);
     double *S = malloc(sizeof(double) * (size_t)m * D), *gram = malloc(sizeof(double) * D * D);
     double *ev = malloc(sizeof(double) * D), *energy = calloc(t.J + 1, sizeof(double));
+    double *work = malloc(sizeof(double) * 3 * D);
     for (int bh = 0; bh < B * H; bh++) {
         const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
         F(fmap_forward)(&fm, T, head + C, 3 * C, f);
@@ -325,11 +295,15 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
                                  S[(b.rows0 + i) * D + b.cols0 + y];
                         gram[x * b.dJ + y] = g;
                     }
-                sym_eigenvalues(b.dJ, gram, ev);
-                qsort(ev, b.dJ, sizeof(double), descending);
+                int n = b.dJ, lwork = 3 * D, info;
+                dsyev_("N", "U", &n, gram, &n, ev, work, &lwork, &info, 1, 1);
+                if (info) {  // no convergence: the figure is unknown, not 0
+                    energy[l] = NAN;
+                    continue;
+                }
                 double top = 0, all = 0;
                 int r = b.ru < b.rv ? b.ru : b.rv;
-                for (int i = 0; i < b.dJ; i++) all += ev[i], top += i < r ? ev[i] : 0;
+                for (int i = 0; i < n; i++) all += ev[i], top += i >= n - r ? ev[i] : 0;
                 energy[l] += (all > 0 ? top / all : 1) / ((1 << l) * B * H);
             }
     }
@@ -337,7 +311,7 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
         out[l - 1] = (OpAux){.value = energy[l]};
         snprintf(out[l - 1].name, sizeof(out[l - 1].name), "offdiag_energy_depth_%d", l);
     }
-    free(f), free(S), free(gram), free(ev), free(energy);
+    free(f), free(S), free(gram), free(ev), free(energy), free(work);
     F(fmap_close)(&fm);
     return t.J;
 }
