@@ -12,6 +12,12 @@ void comm_init(Comm *c, int *argc, char ***argv);
 void comm_finalize(Comm *c);
 void comm_allreduce_sum_f32(Comm *c, float *buf, size_t n);
 void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
+// Non-blocking in-place sum of a host buffer: started now, completed (with every other one
+// started since) by comm_wait_pending; comm_progress lets the library move them meanwhile.
+// Every rank starts the same sequence, as for any collective.
+void comm_iallreduce_sum_f32(Comm *c, float *buf, size_t n);
+void comm_progress(Comm *c);
+void comm_wait_pending(Comm *c);
 void comm_barrier(Comm *c);
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root);
 // 1 when every rank passed the same value (replica checks), else 0; on every rank.

@@ -39,6 +39,33 @@ void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n) {
     if (c->world > 1) allreduce(buf, n, MPI_DOUBLE, sizeof(double));
 }
 
+enum { MAX_PENDING = 4096 };
+static MPI_Request pending[MAX_PENDING];
+static int n_pending = 0;
+
+void comm_iallreduce_sum_f32(Comm *c, float *buf, size_t n) {
+    const size_t chunk = (size_t)1 << 30;
+    if (c->world == 1) return;
+    for (size_t off = 0; off < n; off += chunk) {
+        if (n_pending == MAX_PENDING) comm_wait_pending(c);
+        size_t k = n - off < chunk ? n - off : chunk;
+        MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                       &pending[n_pending++]);
+    }
+}
+
+void comm_progress(Comm *c) {
+    (void)c;
+    int done;
+    if (n_pending) MPI_Testall(n_pending, pending, &done, MPI_STATUSES_IGNORE);
+}
+
+void comm_wait_pending(Comm *c) {
+    (void)c;
+    MPI_Waitall(n_pending, pending, MPI_STATUSES_IGNORE);
+    n_pending = 0;
+}
+
 void comm_barrier(Comm *c) {
     (void)c;
     MPI_Barrier(MPI_COMM_WORLD);

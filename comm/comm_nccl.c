@@ -9,6 +9,11 @@
 struct NcclComm {
     Comm *host;
     ncclComm_t comm;
+    // Buckets reduce on their own stream (non-blocking: the legacy default stream, where the
+    // kernels run, must not serialise with it), each after an event that marks its gradients
+    // as written.
+    cudaStream_t stream;
+    cudaEvent_t ready;
 };
 
 #define NCCL_CHECK(c, call)                                                                   \
@@ -43,14 +48,26 @@ NcclComm *comm_nccl_init(Comm *c) {
     if (c->rank == 0) NCCL_CHECK(c, ncclGetUniqueId(&id));
     comm_bcast_bytes(c, &id, sizeof(id), 0);
     NCCL_CHECK(c, ncclCommInitRank(&n->comm, c->world, id, c->rank));
+    CUDA_CHECK_C(c, cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking));
+    CUDA_CHECK_C(c, cudaEventCreateWithFlags(&n->ready, cudaEventDisableTiming));
     return n;
 }
 
 void comm_nccl_free(NcclComm *n) {
     if (!n) return;
+    cudaEventDestroy(n->ready);
+    cudaStreamDestroy(n->stream);
     ncclCommDestroy(n->comm);
     free(n);
 }
+
+void comm_nccl_bucket_start(NcclComm *n, float *buf, size_t count) {
+    CUDA_CHECK_C(n->host, cudaEventRecord(n->ready, 0));
+    CUDA_CHECK_C(n->host, cudaStreamWaitEvent(n->stream, n->ready, 0));
+    comm_nccl_allreduce_sum_f32(n, buf, count, n->stream);
+}
+
+void comm_nccl_bucket_wait(NcclComm *n, double timeout_s) { comm_nccl_wait(n, n->stream, timeout_s); }
 
 void comm_nccl_allreduce_sum_f32(NcclComm *n, float *buf, size_t count, cudaStream_t stream) {
     NCCL_CHECK(n->host, ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, stream));

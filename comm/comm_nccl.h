@@ -14,6 +14,11 @@ NcclComm *comm_nccl_init(Comm *c);
 void comm_nccl_free(NcclComm *n);
 // In-place sum all-reduce of a device buffer on `stream` (asynchronous).
 void comm_nccl_allreduce_sum_f32(NcclComm *n, float *buf, size_t count, cudaStream_t stream);
+// Gradient buckets: start a sum all-reduce of buf on the communicator's own stream once the
+// work queued so far on the default stream (the backward that wrote buf) is done; wait for
+// every bucket started (polling, as comm_nccl_wait).
+void comm_nccl_bucket_start(NcclComm *n, float *buf, size_t count);
+void comm_nccl_bucket_wait(NcclComm *n, double timeout_s);
 // Waits for `stream` while polling NCCL's asynchronous error state, so a peer that died makes
 // this rank abort its communicator and exit instead of hanging in a collective.
 void comm_nccl_wait(NcclComm *n, cudaStream_t stream, double timeout_s);

@@ -81,7 +81,7 @@ static char *config_text(const Config *cfg) {
     return buf;
 }
 
-static int write_h5(const char *path, const Model_f32 *m, const float *adam_m,
+static int write_h5(const char *path, const Model_f32 *m, const float *params, const float *adam_m,
                     const float *adam_v, const TrainState *st, const Config *cfg) {
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) return -1;
@@ -90,7 +90,7 @@ static int write_h5(const char *path, const Model_f32 *m, const float *adam_m,
     for (int t = 0; t < m->n_tensors && !rc && g >= 0; t++) {
         const ParamInfo *p = &m->info[t];
         hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
-        rc = write_f32(g, p->name, m->params + p->offset, p->ndim, dims);
+        rc = write_f32(g, p->name, params + p->offset, p->ndim, dims);
     }
     if (g < 0) rc = -1;
     else H5Gclose(g);
@@ -129,7 +129,7 @@ static int fsync_path(const char *path) {
 
 static int write_latest(FILE *f, void *ctx) { return fprintf(f, "%s\n", (const char *)ctx) < 0; }
 
-int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *adam_m,
+int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params, const float *adam_m,
                      const float *adam_v, const TrainState *st, const Config *cfg, char *path_out,
                      size_t path_len, char *err, size_t errlen) {
     char name[64], path[1100], tmp[1200];
@@ -137,7 +137,7 @@ int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *adam_
     snprintf(path, sizeof(path), "%s/%s", run_dir, name);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
     errno = 0;
-    if (write_h5(tmp, m, adam_m, adam_v, st, cfg) || fsync_path(tmp) || rename(tmp, path)) {
+    if (write_h5(tmp, m, params, adam_m, adam_v, st, cfg) || fsync_path(tmp) || rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
         snprintf(err, errlen, "cannot write checkpoint '%s': %s", path,
@@ -366,7 +366,8 @@ int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size
     return rc;
 }
 
-int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v, TrainState *st,
+int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m, float *adam_v,
+                    TrainState *st,
                     Config *stored_cfg, char *err, size_t errlen) {
     hid_t f = open_ro(path, err, errlen);
     if (f < 0) return -1;
@@ -400,7 +401,7 @@ int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v
     for (int t = 0; t < m->n_tensors && !rc; t++) {
         const ParamInfo *p = &m->info[t];
         hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
-        rc = read_f32(g, path, "params", p->name, m->params + p->offset, p->ndim, dims, err, errlen);
+        rc = read_f32(g, path, "params", p->name, params + p->offset, p->ndim, dims, err, errlen);
     }
     if (g >= 0) H5Gclose(g);
     if (!rc && (adam_m || adam_v)) {
@@ -419,7 +420,8 @@ int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v
     return rc;
 }
 
-int checkpoint_load_params(const char *path, Model_f32 *m, char *err, size_t errlen) {
+int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, char *err,
+                           size_t errlen) {
     hid_t f = open_ro(path, err, errlen);
     if (f < 0) return -1;
     hid_t g = H5Gopen2(f, "params", H5P_DEFAULT);
@@ -435,7 +437,7 @@ int checkpoint_load_params(const char *path, Model_f32 *m, char *err, size_t err
         const ParamInfo *p = &m->info[t];
         hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
         char e[512];
-        if (read_f32(g, path, "params", p->name, m->params + p->offset, p->ndim, dims, e,
+        if (read_f32(g, path, "params", p->name, params + p->offset, p->ndim, dims, e,
                      sizeof(e))) {
             const char *why = strstr(e, "missing") ? "missing" : strstr(e, "shape") ? "shape" : "unreadable";
             if (bad < 8)

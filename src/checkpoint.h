@@ -27,7 +27,8 @@ void h5_setup(int verbose);
 
 // Writes <run_dir>/ckpt-<step>.h5 and points <run_dir>/latest at it. 0, or -1 with err;
 // on failure nothing is left under the real name and the previous checkpoints are untouched.
-int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *adam_m,
+// params, adam_m, adam_v: host buffers in the layout of m's parameter table.
+int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params, const float *adam_m,
                      const float *adam_v, const TrainState *st, const Config *cfg,
                      char *path_out, size_t path_len, char *err, size_t errlen);
 // Deletes checkpoints beyond the newest `keep` (keeping every keep_every-th step); never the
@@ -36,12 +37,14 @@ void checkpoint_prune(const char *run_dir, int64_t keep, int64_t keep_every);
 
 // Reads a checkpoint into an already built model (shapes must match) and the moments
 // (either may be NULL to skip them). stored_cfg receives the checkpoint's resolved config.
-int checkpoint_read(const char *path, Model_f32 *m, float *adam_m, float *adam_v, TrainState *st,
+int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m, float *adam_v,
+                    TrainState *st,
                     Config *stored_cfg, char *err, size_t errlen);
 // Only the resolved config stored in a checkpoint (to check a resume before loading tensors).
 int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size_t errlen);
 // Parameters only, matched by name and shape (warm start); mismatches are listed in err.
-int checkpoint_load_params(const char *path, Model_f32 *m, char *err, size_t errlen);
+int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, char *err,
+                           size_t errlen);
 
 // The checkpoint files of a run directory, newest first (the one `latest` names leads).
 // Returns the count (<= max); paths are malloc'ed.

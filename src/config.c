@@ -131,6 +131,13 @@ const ConfigKey CONFIG_KEYS[] = {
         "testing: the last rank perturbs its parameters at this step"),
 
     INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
+    ENUM("device", "auto", "auto|cpu|cuda", device,
+         "where the model trains (auto: cuda when a GPU is visible and built in, else cpu)"),
+    ENUM("comm.backend", "auto", "auto|mpi|nccl", comm_backend,
+         "gradient all-reduce: nccl (device buffers) or mpi (host-staged); auto: nccl on cuda "
+         "when every rank has a GPU of its own, else mpi"),
+    FLT("comm.bucket_mb", "25", 0.001, 1e6, bucket_mb,
+        "gradient all-reduce bucket size in MB, each launched as soon as backward finishes it"),
 };
 const int N_CONFIG_KEYS = sizeof(CONFIG_KEYS) / sizeof(CONFIG_KEYS[0]);
 

@@ -47,6 +47,9 @@ typedef struct {
     int64_t debug_diverge_at_step, debug_stop_at_step, debug_file_size_limit;
     // cpu
     int64_t threads;
+    // device and communication
+    int device, comm_backend;
+    double bucket_mb;
 } Config;
 
 typedef struct {
@@ -66,6 +69,8 @@ extern const int N_CONFIG_KEYS;
 enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2 };
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
+enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };
+enum { COMM_AUTO = 0, COMM_MPI = 1, COMM_NCCL = 2 };
 
 // All return 0, or -1 with one line in err (without the "madtrain: error: " prefix).
 void config_defaults(Config *c);

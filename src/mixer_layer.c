@@ -19,11 +19,12 @@ typedef struct {
     int rope, gate, K;
 } MixerLayout;
 
-static MixerLayout layout(const ModelConfig *cfg, int layer, int B, int T) {
+// k: the backend whose core op runs (its saved activations may differ from the CPU one's).
+static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T) {
     MixerLayout l;
     memset(&l, 0, sizeof(l));
     size_t N = (size_t)B * T, C = cfg->d_model, in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
-    l.core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
+    l.core = k->op_find(MIXERS[cfg->mixer[layer]].core_op);
     l.shape = mixer_core_shape(cfg, layer, B, T);
     l.core->sizes(&l.shape, in, out, &saved);
     l.slot = mixer_slots(cfg, layer);
@@ -52,16 +53,24 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, int B, int T) {
     return l;
 }
 
-size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, int B, int T) {
-    return layout(cfg, layer, B, T).total;
+size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T) {
+    return layout(cfg, layer, k, B, T).total;
 }
 
-size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, int B, int T) {
-    return layout(cfg, layer, B, T).s_total;
+size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B,
+                             int T) {
+    return layout(cfg, layer, k, B, T).s_total;
 }
 
-int F(mixer_check)(const ModelConfig *cfg, int layer, char *err, size_t errlen) {
-    const Op *core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
+int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) *k, char *err,
+                   size_t errlen) {
+    const char *name = MIXERS[cfg->mixer[layer]].core_op;
+    const Op *core = k->op_find(name);
+    if (!core) {
+        snprintf(err, errlen, "model.mixer %s (op %s) has no %s kernel yet; use device: cpu",
+                 MIXERS[cfg->mixer[layer]].name, name, k->name);
+        return -1;
+    }
     OpShape s = mixer_core_shape(cfg, layer, 1, 1);
     return core->check ? core->check(&s, err, errlen) : 0;
 }
@@ -87,65 +96,66 @@ static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj
     for (int i = 0; i < l->slot.n_core; i++) in[CORE_IN_PARAMS + i] = w[l->slot.core + i];
 }
 
-int F(mixer_aux)(const ModelConfig *cfg, int layer, int B, int T, real *const *w, const real *acts,
-                 OpAux *out) {
-    MixerLayout l = layout(cfg, layer, B, T);
+int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+                 real *const *w, const real *acts, OpAux *out) {
+    MixerLayout l = layout(cfg, layer, k, B, T);
+    const Op *cpu_core = F(op_find)(l.core->name);  // the figures are host code
     size_t N = (size_t)B * T, C = cfg->d_model, bad = 0;
     const real *core_in = acts + (l.rope ? l.qkv_rot : l.K ? l.qkv_conv : l.qkv);
     for (size_t i = 0; i < N * 3 * C; i++) bad += !isfinite(core_in[i]);
     for (size_t i = 0; i < N * C; i++) bad += !isfinite(acts[l.core_out + i]);
     out[0] = (OpAux){.name = "nonfinite", .value = (double)bad};
-    if (!l.core->aux) return 1;
+    if (!cpu_core->aux) return 1;
     const real *inputs[OP_MAX_IO];
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
-    return 1 + l.core->aux(&l.shape, inputs, out + 1);
+    return 1 + cpu_core->aux(&l.shape, inputs, out + 1);
 }
 
-void F(mixer_forward)(const ModelConfig *cfg, int layer, int B, int T, real *y, const real *x,
-                      real *const *w, real *acts) {
-    MixerLayout l = layout(cfg, layer, B, T);
+void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+                      real *y, const real *x, real *const *w, real *acts) {
+    MixerLayout l = layout(cfg, layer, k, B, T);
     int N = B * T, C = cfg->d_model, E = l.slot.E;
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
-    F(matmul_forward)(qkv, x, w[l.slot.wqkv], N, C, 3 * C);
+    k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, 3 * C);
     if (l.K) {
-        F(conv_causal_forward)(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, 3 * C, l.K);
+        k->conv_causal_forward(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, 3 * C, l.K);
         core_in = acts + l.qkv_conv;
     }
     if (l.rope) {
-        F(rope_forward)(acts + l.qkv_rot, core_in, B, T, C, cfg->n_heads, cfg->rope_base);
+        k->rope_forward(acts + l.qkv_rot, core_in, B, T, C, cfg->n_heads, cfg->rope_base);
         core_in = acts + l.qkv_rot;
     }
-    if (E) F(matmul_forward)(acts + l.xproj, x, w[l.slot.wx], N, C, E);
+    if (E) k->matmul_forward(acts + l.xproj, x, w[l.slot.wx], N, C, E);
     const real *inputs[OP_MAX_IO];
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
     real *outputs[1] = {core_out};
     l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
     if (l.gate) {
-        F(matmul_forward)(acts + l.gate_pre, x, w[l.slot.wg], N, C, C);
+        k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, C);
         readout = acts + l.gated;
-        F(gate_forward)(readout, acts + l.gate_pre, core_out, (size_t)N * C);
+        k->gate_forward(readout, acts + l.gate_pre, core_out, (size_t)N * C);
     }
-    F(matmul_forward)(y, readout, w[l.slot.wo], N, C, C);
+    k->matmul_forward(y, readout, w[l.slot.wo], N, C, C);
 }
 
-void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx, real *const *dw,
-                       const real *dy, const real *x, real *const *w, const real *acts,
-                       real *scratch) {
-    MixerLayout l = layout(cfg, layer, B, T);
+void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+                       real *dx, real *const *dw, const real *dy, const real *x, real *const *w,
+                       const real *acts, real *scratch) {
+    MixerLayout l = layout(cfg, layer, k, B, T);
     int N = B * T, C = cfg->d_model, E = l.slot.E;
     const real *qkv = acts + l.qkv, *core_in = qkv;
     if (l.K) core_in = acts + l.qkv_conv;
     if (l.rope) core_in = acts + l.qkv_rot;
     const real *core_out = acts + l.core_out;
     real *dcore = scratch + l.s_dcore;
-    memset(scratch, 0, sizeof(real) * l.s_total);
+    k->zero(scratch, l.s_total);
     if (l.gate) {
         real *dgated = scratch + l.s_dgated, *dgate_pre = scratch + l.s_dgate_pre;
-        F(matmul_backward)(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, C, C);
-        F(gate_backward)(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * C);
-        F(matmul_backward)(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, C);
+        k->matmul_backward(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, C, C);
+        k->gate_backward(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * C);
+        k->matmul_backward(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, C);
     } else {
-        F(matmul_backward)(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, C, C);
+        k->matmul_backward(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, C, C);
     }
     real *dcore_in = scratch + l.s_dcore_in, *dxproj = scratch + l.s_dxproj;
     const real *inputs[OP_MAX_IO];
@@ -155,16 +165,16 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, int B, int T, real *dx
     const real *core_outputs[1] = {core_out};
     const real *core_douts[1] = {dcore};
     l.core->backward(&l.shape, inputs, core_outputs, acts + l.core_saved, core_douts, dinputs);
-    if (E) F(matmul_backward)(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
+    if (E) k->matmul_backward(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
     real *dqkv = dcore_in;
     if (l.rope) {
-        F(rope_backward)(scratch + l.s_drot, dqkv, B, T, C, cfg->n_heads, cfg->rope_base);
+        k->rope_backward(scratch + l.s_drot, dqkv, B, T, C, cfg->n_heads, cfg->rope_base);
         dqkv = scratch + l.s_drot;
     }
     if (l.K) {
-        F(conv_causal_backward)(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv, w[l.slot.wconv],
+        k->conv_causal_backward(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv, w[l.slot.wconv],
                                 B, T, 3 * C, l.K);
         dqkv = scratch + l.s_dconv;
     }
-    F(matmul_backward)(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);
+    k->matmul_backward(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);
 }

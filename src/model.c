@@ -29,6 +29,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
     add_param(info, &n, &off, "wte", V, C, INIT_NORMAL);
     if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, INIT_NORMAL);
     for (int l = 0; l < c->n_layers; l++) {
+        m->layer_offset[l] = off;
         snprintf(name, sizeof(name), "layers.%d.ln1", l);
         add_param(info, &n, &off, name, C, 0, INIT_ONES);
         ParamInfo specs[MAX_PARAMS_PER_LAYER];
@@ -51,6 +52,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
             add_param(info, &n, &off, name, C, c->d_ff, INIT_NORMAL_RESIDUAL);
         }
     }
+    m->lnf_offset = off;
     add_param(info, &n, &off, "lnf", C, 0, INIT_ONES);
     if (!c->tie_embeddings) add_param(info, &n, &off, "lm_head", V, C, INIT_NORMAL);
     m->n_params = off;
@@ -79,9 +81,11 @@ static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real 
     *lm_head = c->tie_embeddings ? *wte : base + m->info[i++].offset;
 }
 
-int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
+int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) *k, char *err,
+                   size_t errlen) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
+    m->k = k;
     if (cfg->n_layers < 1 || cfg->n_layers > MAX_LAYERS) {
         snprintf(err, errlen, "model.n_layers must be in [1, %d]", MAX_LAYERS);
         return -1;
@@ -92,7 +96,7 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         return -1;
     }
     for (int l = 0; l < cfg->n_layers; l++)
-        if (F(mixer_check)(cfg, l, err, errlen)) return -1;
+        if (F(mixer_check)(cfg, l, k, err, errlen)) return -1;
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->rope[l] && (cfg->d_model / cfg->n_heads) % 2) {
             snprintf(err, errlen,
@@ -103,8 +107,8 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
         }
     m->info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 3) + 3, sizeof(ParamInfo));
     m->n_tensors = lay_out_params(m, m->info);
-    m->params = calloc(m->n_params, sizeof(real));
-    m->grads = calloc(m->n_params, sizeof(real));
+    m->params = k->alloc(m->n_params * sizeof(real));
+    m->grads = k->alloc(m->n_params * sizeof(real));
     if (!m->params || !m->grads) {
         snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
         return -1;
@@ -114,13 +118,22 @@ int F(model_build)(Model *m, const ModelConfig *cfg, char *err, size_t errlen) {
     return 0;
 }
 
+static void free_batch(Model *m) {
+    const F(Backend) *k = m->k;
+    k->release(m->acts), k->release(m->scratch);
+    k->release(m->ids_dev), k->release(m->targets_dev), k->release(m->predictions_dev);
+    free(m->predictions), free(m->losses);
+    m->acts = m->scratch = NULL, m->ids_dev = m->targets_dev = m->predictions_dev = NULL;
+    m->predictions = NULL, m->losses = NULL;
+}
+
 void F(model_free)(Model *m) {
+    if (m->k) {
+        free_batch(m);
+        m->k->release(m->params);
+        m->k->release(m->grads);
+    }
     free(m->info);
-    free(m->params);
-    free(m->grads);
-    free(m->acts);
-    free(m->scratch);
-    free(m->predictions);
     memset(m, 0, sizeof(*m));
 }
 
@@ -136,9 +149,10 @@ static uint64_t custom_key(uint64_t seed, const ParamInfo *p, int64_t redraw_ind
 // (seed, i): the values do not depend on how many ranks or threads there are.
 void F(model_init)(Model *m, uint64_t seed) {
     double resid_scale = 1.0 / sqrt(2.0 * m->cfg.n_layers);
+    real *host = malloc(sizeof(real) * m->n_params);
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
-        real *w = m->params + p->offset;
+        real *w = host + p->offset;
         if (p->init == INIT_CUSTOM) {
             F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, 0), w);
             continue;
@@ -156,20 +170,22 @@ void F(model_init)(Model *m, uint64_t seed) {
                 w[i] = (real)(std * rng_normal(key, i));
         }
     }
+    m->k->upload(m->params, host, sizeof(real) * m->n_params);
+    free(host);
 }
 
 void F(model_redraw)(Model *m, uint64_t seed, int64_t redraw_index) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
-        if (p->redraw)
-            F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index),
-                                m->params + p->offset);
+        if (!p->redraw) continue;
+        real *host = malloc(sizeof(real) * p->size);
+        F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, redraw_index), host);
+        m->k->upload(m->params + p->offset, host, sizeof(real) * p->size);
+        free(host);
     }
 }
 
-void F(model_zero_grad)(Model *m) {
-    memset(m->grads, 0, sizeof(real) * m->n_params);
-}
+void F(model_zero_grad)(Model *m) { m->k->zero(m->grads, m->n_params); }
 
 // Activation layout of one batch shape, as offsets into m->acts.
 typedef struct {
@@ -182,7 +198,7 @@ typedef struct {
     size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_total;
 } ActsLayout;
 
-static ActsLayout acts_layout(const ModelConfig *c, int B, int T) {
+static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) *k, int B, int T) {
     ActsLayout a;
     memset(&a, 0, sizeof(a));
     size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size, off = 0, mix_scratch = 0;
@@ -192,7 +208,7 @@ static ActsLayout acts_layout(const ModelConfig *c, int B, int T) {
         LayerActs *la = &a.layer[l];
         la->ln1 = off, off += N * C;
         la->ln1_rstd = off, off += N;
-        la->mix = off, off += F(mixer_acts_size)(c, l, B, T);
+        la->mix = off, off += F(mixer_acts_size)(c, l, k, B, T);
         la->mix_out = off, off += N * C;
         la->res1 = off, off += N * C;
         if (c->mlp != MLP_NONE) {
@@ -205,7 +221,7 @@ static ActsLayout acts_layout(const ModelConfig *c, int B, int T) {
         } else {
             la->res2 = la->res1;
         }
-        size_t s = F(mixer_scratch_size)(c, l, B, T);
+        size_t s = F(mixer_scratch_size)(c, l, k, B, T);
         mix_scratch = s > mix_scratch ? s : mix_scratch;
     }
     a.lnf = off, off += N * C;
@@ -228,71 +244,81 @@ static ActsLayout acts_layout(const ModelConfig *c, int B, int T) {
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
     if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;
-    ActsLayout a = acts_layout(&m->cfg, B, T);
-    free(m->acts);
-    free(m->scratch);
-    free(m->predictions);
-    m->acts = malloc(sizeof(real) * a.total);
-    m->scratch = malloc(sizeof(real) * a.s_total);
-    m->predictions = malloc(sizeof(int) * (size_t)B * T);
+    ActsLayout a = acts_layout(&m->cfg, m->k, B, T);
+    const F(Backend) *k = m->k;
+    size_t N = (size_t)B * T;
+    free_batch(m);
+    m->acts = k->alloc(sizeof(real) * a.total);
+    m->scratch = k->alloc(sizeof(real) * a.s_total);
+    m->ids_dev = k->alloc(sizeof(int) * N);
+    m->targets_dev = k->alloc(sizeof(int) * N);
+    m->predictions_dev = k->alloc(sizeof(int) * N);
+    m->predictions = malloc(sizeof(int) * N);
+    m->losses = malloc(sizeof(real) * N);
     m->acts_size = a.total, m->scratch_size = a.s_total;
     m->B = B, m->T = T;
-    return m->acts && m->scratch && m->predictions ? 0 : -1;
+    return m->acts && m->scratch && m->ids_dev && m->targets_dev && m->predictions_dev &&
+                   m->predictions && m->losses
+               ? 0
+               : -1;
+}
+
+static void grads_final(Model *m, size_t from) {
+    if (m->on_grads_final) m->on_grads_final(m->grads_final_ctx, from);
 }
 
 ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real loss_scale) {
     const ModelConfig *c = &m->cfg;
+    const F(Backend) *k = m->k;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size;
-    ActsLayout a = acts_layout(c, B, T);
+    ActsLayout a = acts_layout(c, k, B, T);
     real *acts = m->acts;
-    m->ids = ids, m->targets = targets, m->loss_scale = loss_scale;
+    k->upload(m->ids_dev, ids, sizeof(int) * N);
+    k->upload(m->targets_dev, targets, sizeof(int) * N);
+    m->targets = targets, m->loss_scale = loss_scale;
 
-    F(embedding_forward)(acts + a.emb, ids, m->wte, N, C);
-    if (m->wpe)  // position t of every sequence adds row t of wpe
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < C; i++)
-                acts[a.emb + (size_t)n * C + i] += m->wpe[(size_t)(n % T) * C + i];
+    k->embedding_forward(acts + a.emb, m->ids_dev, m->wte, N, C);
+    if (m->wpe) k->positions_forward(acts + a.emb, m->wpe, N, T, C);
     const real *x = acts + a.emb;
     for (int l = 0; l < c->n_layers; l++) {
         const LayerActs *la = &a.layer[l];
         F(LayerWeights) *w = &m->layer[l];
-        F(rmsnorm_forward)(acts + la->ln1, acts + la->ln1_rstd, x, w->ln1, N, C, c->norm_eps);
-        F(mixer_forward)(c, l, B, T, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
+        k->rmsnorm_forward(acts + la->ln1, acts + la->ln1_rstd, x, w->ln1, N, C, c->norm_eps);
+        F(mixer_forward)(c, l, k, B, T, acts + la->mix_out, acts + la->ln1, w->mixer,
+                         acts + la->mix);
         real *res1 = acts + la->res1;
-        for (size_t i = 0; i < (size_t)N * C; i++) res1[i] = x[i] + acts[la->mix_out + i];
+        k->add(res1, x, acts + la->mix_out, (size_t)N * C);
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            F(rmsnorm_forward)(acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C,
+            k->rmsnorm_forward(acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C,
                                c->norm_eps);
-            F(matmul_forward)(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
+            k->matmul_forward(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
             if (c->mlp == MLP_SWIGLU)
-                F(swiglu_forward)(acts + la->act, acts + la->fc, N, c->d_ff);
+                k->swiglu_forward(acts + la->act, acts + la->fc, N, c->d_ff);
             else
-                F(gelu_forward)(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
-            F(matmul_forward)(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
-            real *res2 = acts + la->res2;
-            for (size_t i = 0; i < (size_t)N * C; i++) res2[i] = res1[i] + acts[la->mlp_out + i];
+                k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
+            k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
+            k->add(acts + la->res2, res1, acts + la->mlp_out, (size_t)N * C);
         }
         x = acts + la->res2;
     }
-    F(rmsnorm_forward)(acts + a.lnf, acts + a.lnf_rstd, x, m->lnf, N, C, c->norm_eps);
-    F(matmul_forward)(acts + a.logits, acts + a.lnf, m->lm_head, N, C, V);
-    F(crossentropy_forward)(acts + a.losses, acts + a.logits, targets, N, V);
+    k->rmsnorm_forward(acts + a.lnf, acts + a.lnf_rstd, x, m->lnf, N, C, c->norm_eps);
+    k->matmul_forward(acts + a.logits, acts + a.lnf, m->lm_head, N, C, V);
+    k->crossentropy_forward(acts + a.losses, acts + a.logits, m->targets_dev, N, V);
+    k->argmax(m->predictions_dev, acts + a.logits, m->targets_dev, N, V);
+    // The host sees only the per-position losses and predictions (B*T values each).
+    k->download(m->losses, acts + a.losses, sizeof(real) * N);
+    k->download(m->predictions, m->predictions_dev, sizeof(int) * N);
 
     ForwardStats st = {0};
     for (int b = 0; b < B; b++) {
         int scored = 0, correct = 0;
         for (int t = 0; t < T; t++) {
             int n = b * T + t;
-            m->predictions[n] = -1;
             if (targets[n] < 0) continue;
-            const real *z = acts + a.logits + (size_t)n * V;
-            int best = 0;
-            for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
-            m->predictions[n] = best;
             scored++;
-            correct += best == targets[n];
-            st.loss_sum += acts[a.losses + n];
+            correct += m->predictions[n] == targets[n];
+            st.loss_sum += m->losses[n];
         }
         st.n_scored += scored;
         if (scored) {
@@ -303,29 +329,47 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     return st;
 }
 
+// The mixer's figures are host code over host buffers: on a device, the layer's activations and
+// weights are copied down first (once, after training).
 int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
-    ActsLayout a = acts_layout(&m->cfg, m->B, m->T);
-    return F(mixer_aux)(&m->cfg, layer, m->B, m->T, m->layer[layer].mixer,
-                        m->acts + a.layer[layer].mix, out);
+    const F(Backend) *k = m->k;
+    ActsLayout a = acts_layout(&m->cfg, k, m->B, m->T);
+    size_t n_acts = F(mixer_acts_size)(&m->cfg, layer, k, m->B, m->T);
+    real *acts = malloc(sizeof(real) * (n_acts ? n_acts : 1)), *w[MAX_PARAMS_PER_LAYER] = {0};
+    k->download(acts, m->acts + a.layer[layer].mix, sizeof(real) * n_acts);
+    const ParamInfo *info = m->info;
+    int t0 = 0;
+    while (info[t0].layer != layer) t0++;  // the layer's mixer tensors are contiguous
+    for (int i = 0; i < m->n_mixer_params[layer]; i++) {
+        const ParamInfo *p = &info[t0 + i];
+        w[i] = malloc(sizeof(real) * p->size);
+        k->download(w[i], m->params + p->offset, sizeof(real) * p->size);
+    }
+    int n = F(mixer_aux)(&m->cfg, layer, k, m->B, m->T, w, acts, out);
+    for (int i = 0; i < m->n_mixer_params[layer]; i++) free(w[i]);
+    free(acts);
+    return n;
 }
 
 void F(model_backward)(Model *m) {
     const ModelConfig *c = &m->cfg;
+    const F(Backend) *k = m->k;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size;
     size_t NC = (size_t)N * C;
-    ActsLayout a = acts_layout(c, B, T);
+    ActsLayout a = acts_layout(c, k, B, T);
     real *acts = m->acts, *s = m->scratch;
     real *dres = s + a.s_dres, *dln = s + a.s_dln, *dlogits = s + a.s_dlogits;
     real *dlosses = s + a.s_dlosses;
 
-    for (int n = 0; n < N; n++) dlosses[n] = m->targets[n] >= 0 ? m->loss_scale : 0;
-    memset(dlogits, 0, sizeof(real) * (size_t)N * V);
-    F(crossentropy_backward)(dlogits, dlosses, acts + a.logits, m->targets, N, V);
-    memset(dln, 0, sizeof(real) * NC);
-    F(matmul_backward)(dln, m->g_lm_head, dlogits, acts + a.lnf, m->lm_head, N, C, V);
+    k->loss_seed(dlosses, m->targets_dev, m->loss_scale, N);
+    k->zero(dlogits, (size_t)N * V);
+    k->crossentropy_backward(dlogits, dlosses, acts + a.logits, m->targets_dev, N, V);
+    k->zero(dln, NC);
+    k->matmul_backward(dln, m->g_lm_head, dlogits, acts + a.lnf, m->lm_head, N, C, V);
     const real *x_last = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
-    memset(dres, 0, sizeof(real) * NC);
-    F(rmsnorm_backward)(dres, m->g_lnf, dln, x_last, m->lnf, acts + a.lnf_rstd, N, C);
+    k->zero(dres, NC);
+    k->rmsnorm_backward(dres, m->g_lnf, dln, x_last, m->lnf, acts + a.lnf_rstd, N, C);
+    grads_final(m, m->lnf_offset);
 
     // dres is the gradient of the residual stream; each branch adds its input's gradient.
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -335,26 +379,25 @@ void F(model_backward)(Model *m) {
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
             real *dact = s + a.s_dact, *dfc = s + a.s_dfc;
-            memset(dact, 0, sizeof(real) * (size_t)N * c->d_ff);
-            memset(dfc, 0, sizeof(real) * (size_t)N * fc_w);
-            memset(dln, 0, sizeof(real) * NC);
-            F(matmul_backward)(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
+            k->zero(dact, (size_t)N * c->d_ff);
+            k->zero(dfc, (size_t)N * fc_w);
+            k->zero(dln, NC);
+            k->matmul_backward(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
             if (c->mlp == MLP_SWIGLU)
-                F(swiglu_backward)(dfc, dact, acts + la->fc, N, c->d_ff);
+                k->swiglu_backward(dfc, dact, acts + la->fc, N, c->d_ff);
             else
-                F(gelu_backward)(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
-            F(matmul_backward)(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            F(rmsnorm_backward)(dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd, N,
-                                C);
+                k->gelu_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
+            k->matmul_backward(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
+            k->rmsnorm_backward(dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd,
+                                N, C);
         }
-        memset(dln, 0, sizeof(real) * NC);
-        F(mixer_backward)(c, l, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer,
+        k->zero(dln, NC);
+        F(mixer_backward)(c, l, k, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer,
                           acts + la->mix, s + a.s_mixer);
-        F(rmsnorm_backward)(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
+        k->rmsnorm_backward(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
+        grads_final(m, m->layer_offset[l]);
     }
-    F(embedding_backward)(m->g_wte, dres, m->ids, N, C);
-    if (m->g_wpe)
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < C; i++)
-                m->g_wpe[(size_t)(n % T) * C + i] += dres[(size_t)n * C + i];
+    k->embedding_backward(m->g_wte, dres, m->ids_dev, N, C);
+    if (m->g_wpe) k->positions_backward(m->g_wpe, dres, N, T, C);
+    grads_final(m, 0);
 }

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../kernels/ops.h"
+#include "../kernels/backend.h"
 #include "config.h"
 
 enum { MAX_LAYERS = 64, MAX_PARAMS_PER_LAYER = 12 };

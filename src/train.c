@@ -13,11 +13,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "../comm/grad_reduce.h"
 #include "../data/loader.h"
 #include "checkpoint.h"
 #include "model.h"
 #include "optim.h"
 #include "util.h"
+#ifdef MT_WITH_CUDA
+#include "../comm/comm_nccl.h"
+#include "../kernels/cuda/ops_cuda.h"
+#endif
 
 void openblas_set_num_threads(int);
 
@@ -261,10 +266,32 @@ static uint64_t hash_floats(const float *x, size_t n) {
 typedef struct {
     const Config *cfg;
     Comm *comm;
+    const Backend_f32 *k;  // the device: model, gradients and optimizer state live there
     Model_f32 model;
-    float *adam_m, *adam_v;
+    float *adam_m, *adam_v;  // on the device
+    // Host views of params and moments (checkpoints, final state, replica hashes): the device
+    // buffers themselves on the CPU backend, copies synchronised on demand on a GPU.
+    float *host_params, *host_m, *host_v;
     TrainState st;
 } Run;
+
+static int host_aliased(const Run *r) { return r->host_params == r->model.params; }
+
+static void state_to_host(Run *r) {
+    if (host_aliased(r)) return;
+    size_t bytes = sizeof(float) * r->model.n_params;
+    r->k->download(r->host_params, r->model.params, bytes);
+    r->k->download(r->host_m, r->adam_m, bytes);
+    r->k->download(r->host_v, r->adam_v, bytes);
+}
+
+static void state_to_device(Run *r) {
+    if (host_aliased(r)) return;
+    size_t bytes = sizeof(float) * r->model.n_params;
+    r->k->upload(r->model.params, r->host_params, bytes);
+    r->k->upload(r->adam_m, r->host_m, bytes);
+    r->k->upload(r->adam_v, r->host_v, bytes);
+}
 
 // Rank 0 writes; every rank has the same parameters (checked by the replica hash), so no
 // gather is needed. A failed write is reported and training goes on from the previous one.
@@ -272,8 +299,9 @@ static int save_checkpoint(Run *r, Logger *lg) {
     if (r->comm->rank) return 0;
     char err[1400], path[1100];
     double t0 = now_seconds();
-    if (checkpoint_write(r->cfg->run_dir, &r->model, r->adam_m, r->adam_v, &r->st, r->cfg, path,
-                         sizeof(path), err, sizeof(err))) {
+    state_to_host(r);
+    if (checkpoint_write(r->cfg->run_dir, &r->model, r->host_params, r->host_m, r->host_v, &r->st,
+                         r->cfg, path, sizeof(path), err, sizeof(err))) {
         fprintf(stderr, "madtrain: error: %s; training goes on from the previous checkpoint\n",
                 err);
         jsonl(lg, "{\"event\":\"checkpoint_failed\",\"step\":%lld}", (long long)r->st.step);
@@ -322,8 +350,8 @@ static int try_resume(Run *r, int *resumed) {
             return MT_EXIT_USAGE;
         }
         if (!rc)
-            rc = checkpoint_read(cands[i], &r->model, r->adam_m, r->adam_v, &r->st, NULL, err,
-                                 sizeof(err));
+            rc = checkpoint_read(cands[i], &r->model, r->host_params, r->host_m, r->host_v,
+                                 &r->st, NULL, err, sizeof(err));
         if (rc) {
             if (!autom) comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
             if (!r->comm->rank)
@@ -337,10 +365,91 @@ static int try_resume(Run *r, int *resumed) {
             if (changed[0]) printf("resume: changed settings: %s\n", changed);
         }
         *resumed = 1;
+        state_to_device(r);
     }
     for (int j = 0; j < n; j++) free(cands[j]);
     if (rc) comm_fatal(r->comm, MT_EXIT_FAIL, "no usable checkpoint in %s", cfg->run_dir);
     return 0;
+}
+
+// ---- device and communication ------------------------------------------------------------
+typedef struct Device Device;
+static void free_run(Run *r, Device *d, GradReducer *reducer);
+#ifdef MT_WITH_CUDA
+static Comm *fatal_comm;  // a failed CUDA call on any rank ends every rank
+static void cuda_fatal(int code) { comm_abort(fatal_comm, code); }
+#endif
+
+struct Device {
+    const Backend_f32 *k;
+    ReduceMode reduce;
+    void *nccl;
+    char describe[256];
+};
+
+// device: auto|cpu|cuda and comm.backend: auto|mpi|nccl, resolved the same way on every rank.
+// Rank r takes GPU (local rank mod GPUs on its node); NCCL needs a GPU per rank, so ranks that
+// share one reduce through MPI (host-staged).
+static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size_t errlen) {
+    memset(d, 0, sizeof(*d));
+    d->k = &BACKEND_CPU_f32, d->reduce = REDUCE_HOST;
+    int gpus = 0;
+#ifdef MT_WITH_CUDA
+    gpus = mt_cuda_device_count();
+#endif
+    int want = cfg->device == DEVICE_AUTO ? (gpus > 0 ? DEVICE_CUDA : DEVICE_CPU) : cfg->device;
+    if (want == DEVICE_CPU) {
+        if (cfg->comm_backend == COMM_NCCL) {
+            snprintf(err, errlen, "comm.backend: nccl needs device: cuda (this run is on the cpu)");
+            return -1;
+        }
+        snprintf(d->describe, sizeof(d->describe), "device cpu%s", comm->world > 1 ? " | comm mpi" : "");
+        return 0;
+    }
+#ifndef MT_WITH_CUDA
+    snprintf(err, errlen,
+             "device: cuda, but this madtrain was built without CUDA (nvcc and NCCL not found, or "
+             "-DMADTRAIN_WITH_CUDA=OFF)");
+    return -1;
+#else
+    if (gpus < 1) {
+        snprintf(err, errlen, "device: cuda, but no CUDA device is visible on this node");
+        return -1;
+    }
+    fatal_comm = comm;
+    mt_cuda_rank = comm->rank;
+    mt_cuda_fatal_hook = cuda_fatal;
+    int dev = comm_cuda_select_device(comm);
+    int shared = comm->local_world > gpus;
+    int nccl = cfg->comm_backend == COMM_NCCL || (cfg->comm_backend == COMM_AUTO && !shared);
+    if (nccl && shared) {
+        snprintf(err, errlen,
+                 "comm.backend: nccl needs one GPU per rank (%d ranks on this node share %d "
+                 "GPU(s)); use comm.backend: mpi",
+                 comm->local_world, gpus);
+        return -1;
+    }
+    d->k = BACKEND_CUDA;
+    d->reduce = nccl ? REDUCE_NCCL : REDUCE_STAGED;
+    if (nccl) d->nccl = comm_nccl_init(comm);
+    char name[128];
+    mt_cuda_device_name(dev, name, sizeof(name));
+    snprintf(d->describe, sizeof(d->describe), "device cuda:%d (%s) | comm %s", dev, name,
+             nccl ? "nccl" : "mpi (host-staged)");
+    return 0;
+#endif
+}
+
+static void free_run(Run *r, Device *d, GradReducer *reducer) {
+    grad_reducer_free(reducer);
+    if (!host_aliased(r)) free(r->host_params), free(r->host_m), free(r->host_v);
+    r->k->release(r->adam_m), r->k->release(r->adam_v);
+    model_free_f32(&r->model);
+#ifdef MT_WITH_CUDA
+    comm_nccl_free(d->nccl);
+#else
+    (void)d;
+#endif
 }
 
 int train_run(const Config *cfg, Comm *comm, int eval_only) {
@@ -373,15 +482,31 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
-    Run run = {.cfg = cfg, .comm = comm};
+    Device dev;
+    if (pick_device(cfg, comm, &dev, err, sizeof(err))) {
+        if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+        return MT_EXIT_USAGE;
+    }
+    const Backend_f32 *k = dev.k;
+    Run run = {.cfg = cfg, .comm = comm, .k = k};
     Model_f32 *model = &run.model;
-    if (model_build_f32(model, &mc, err, sizeof(err))) {
+    if (model_build_f32(model, &mc, k, err, sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
     model_init_f32(model, (uint64_t)cfg->seed);
-    run.adam_m = xcalloc(model->n_params, sizeof(float));
-    run.adam_v = xcalloc(model->n_params, sizeof(float));
+    size_t state_bytes = sizeof(float) * model->n_params;
+    run.adam_m = k->alloc(state_bytes);
+    run.adam_v = k->alloc(state_bytes);
+    if (!model->params || !model->grads || !run.adam_m || !run.adam_v)
+        comm_fatal(comm, MT_EXIT_FAIL, "out of %s memory for %zu parameters", k->name,
+                   model->n_params);
+    if (k == &BACKEND_CPU_f32) {
+        run.host_params = model->params, run.host_m = run.adam_m, run.host_v = run.adam_v;
+    } else {
+        run.host_params = xmalloc(state_bytes), run.host_m = xmalloc(state_bytes);
+        run.host_v = xmalloc(state_bytes);
+    }
     int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world;
     int mb = (int)(GB / (W * accum)), T = loader_seq_len(data);
     int64_t steps = cfg->steps;
@@ -400,10 +525,12 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     int resumed = 0, rc = try_resume(&run, &resumed);
     if (rc) return rc;
     if (!resumed && cfg->init_from[0]) {
-        if (checkpoint_load_params(cfg->init_from, model, err, sizeof(err))) {
+        k->download(run.host_params, model->params, state_bytes);  // tensors not loaded stay
+        if (checkpoint_load_params(cfg->init_from, model, run.host_params, err, sizeof(err))) {
             if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
             return MT_EXIT_USAGE;
         }
+        k->upload(model->params, run.host_params, state_bytes);
         if (!comm->rank) printf("init_from: parameters loaded from %s\n", cfg->init_from);
     }
     if (eval_only && !resumed && !cfg->init_from[0]) {
@@ -428,8 +555,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         lg.metrics = fopen(path, resumed || eval_only ? "a" : "w");
         if (!lg.metrics)
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
-        printf("madtrain %s | %d rank(s) x %d thread(s) | device cpu\n", MADTRAIN_VERSION,
-               comm->world, threads);
+        printf("madtrain %s | %d rank(s) x %d thread(s) | %s\n", MADTRAIN_VERSION, comm->world,
+               threads, dev.describe);
         printf("model: %d layers, d_model %d, %d heads, mixer %s, mlp %s, %zu parameters\n",
                mc.n_layers, mc.d_model, mc.n_heads, cfg->mixer,
                config_enum_name("model.mlp", mc.mlp), model->n_params);
@@ -448,9 +575,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if (!comm->rank) {
             fclose(lg.metrics);
         }
-        free(ids), free(targets), free(levels), free(run.adam_m), free(run.adam_v);
+        free(ids), free(targets), free(levels);
+        free_run(&run, &dev, NULL);
         loader_close(data);
-        model_free_f32(model);
         return 0;
     }
     install_signal_handlers();
@@ -460,6 +587,14 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         setrlimit(RLIMIT_FSIZE, &lim);
     }
     AdamWParams ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay};
+    size_t bucket_elems = (size_t)(cfg->bucket_mb * 1e6 / sizeof(float));
+    GradReducer *reducer = grad_reducer_create(comm, k, dev.reduce, dev.nccl, model->grads,
+                                               model->n_params, bucket_elems);
+    if (!comm->rank && comm->world > 1) {
+        printf("all-reduce: %d bucket(s) of up to %.3g MB, started as backward finishes each\n",
+               grad_reducer_buckets(reducer), cfg->bucket_mb);
+        fflush(stdout);
+    }
 
     lg.t_start = now_seconds();
     double t_last = lg.t_start, t_ckpt = lg.t_start, interval[4] = {0};
@@ -495,22 +630,31 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         // and the all-reduce is a plain sum, exact for any split of the batch.
         float scale = head[0] > 0 ? (float)(1.0 / head[0]) : 0.0f;
         model_zero_grad_f32(model);
+        if (cfg->debug_nan_at_step > 0 && step + 1 >= cfg->debug_nan_at_step &&
+            step + 1 < cfg->debug_nan_at_step + cfg->debug_nan_count && comm->rank == 0) {
+            float nan = NAN;  // backward adds into it: the reduced gradient is NaN everywhere
+            k->upload(model->grads, &nan, sizeof(nan));
+        }
         double stats[4] = {0};
-        for (int64_t k = 0; k < accum; k++) {
+        grad_reducer_begin(reducer);
+        for (int64_t a = 0; a < accum; a++) {
             ForwardStats st =
-                model_forward_f32(model, ids + k * mb * T, targets + k * mb * T, scale);
+                model_forward_f32(model, ids + a * mb * T, targets + a * mb * T, scale);
+            // the last micro-step's backward finishes the gradients: reduce while it runs
+            model->on_grads_final = a == accum - 1 ? grad_reducer_hook : NULL;
+            model->grads_final_ctx = reducer;
             model_backward_f32(model);
             stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
             stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
         }
-        if (cfg->debug_nan_at_step > 0 && step + 1 >= cfg->debug_nan_at_step &&
-            step + 1 < cfg->debug_nan_at_step + cfg->debug_nan_count && comm->rank == 0)
-            model->grads[0] = NAN;
-        comm_allreduce_sum_f32(comm, model->grads, model->n_params);
+        model->on_grads_final = NULL;
+        grad_reducer_finish(reducer);
         comm_allreduce_sum_f64(comm, stats, 4);
         for (int i = 0; i < 4; i++) interval[i] += stats[i];
 
-        double norm = global_norm(model->grads, model->n_params);
+        // Computed on the device; every rank holds the same reduced gradient, so NaN/Inf is
+        // seen, and the step skipped, on all ranks alike.
+        double norm = sqrt(k->norm_sq(model->grads, model->n_params));
         ap.lr = lr_at(step, steps, cfg->warmup_steps, cfg->lr, cfg->min_lr,
                       cfg->schedule == SCHEDULE_COSINE);
         if (!isfinite(norm)) {
@@ -528,9 +672,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
                     char *last[1];
                     TrainState keep = run.st;
                     if (checkpoint_list(cfg->run_dir, last, 1) < 1 ||
-                        checkpoint_read(last[0], model, run.adam_m, run.adam_v, &run.st, NULL, err,
-                                        sizeof(err)))
+                        checkpoint_read(last[0], model, run.host_params, run.host_m, run.host_v,
+                                        &run.st, NULL, err, sizeof(err)))
                         comm_fatal(comm, MT_EXIT_FAIL, "rollback failed: %s", err);
+                    state_to_device(&run);
                     if (!comm->rank) printf("rollback: reloaded %s\n", last[0]);
                     free(last[0]);
                     run.st = keep;
@@ -549,23 +694,27 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
             }
         } else {
             bad_in_row = 0;
-            if (cfg->grad_clip > 0 && norm > cfg->grad_clip) {
-                float s = (float)(cfg->grad_clip / norm);
-                for (size_t i = 0; i < model->n_params; i++) model->grads[i] *= s;
-            }
-            adamw_update(model->params, model->grads, run.adam_m, run.adam_v, model->info,
+            if (cfg->grad_clip > 0 && norm > cfg->grad_clip)
+                k->scale(model->grads, (float)(cfg->grad_clip / norm), model->n_params);
+            adamw_update(k, model->params, model->grads, run.adam_m, run.adam_v, model->info,
                          model->n_tensors, ap, step + 1 - run.st.skipped_steps);
         }
         run.st.step = step + 1;
         run.st.tokens += GB * T;
         run.st.data_position += GB;
-        if (cfg->debug_diverge_at_step == step + 1 && comm->rank == comm->world - 1)
-            model->params[0] += 1e-3f;
-        if (cfg->check_replicas_every > 0 && run.st.step % cfg->check_replicas_every == 0 &&
-            !comm_all_equal_u64(comm, hash_floats(model->params, model->n_params)))
-            comm_fatal(comm, MT_EXIT_FAIL,
-                       "replicas diverged at step %lld: parameter hashes differ across ranks",
-                       (long long)run.st.step);
+        if (cfg->debug_diverge_at_step == step + 1 && comm->rank == comm->world - 1) {
+            float p0;
+            k->download(&p0, model->params, sizeof(p0));
+            p0 += 1e-3f;
+            k->upload(model->params, &p0, sizeof(p0));
+        }
+        if (cfg->check_replicas_every > 0 && run.st.step % cfg->check_replicas_every == 0) {
+            state_to_host(&run);
+            if (!comm_all_equal_u64(comm, hash_floats(run.host_params, model->n_params)))
+                comm_fatal(comm, MT_EXIT_FAIL,
+                           "replicas diverged at step %lld: parameter hashes differ across ranks",
+                           (long long)run.st.step);
+        }
 
         int last = step + 1 == steps;
         if (!comm->rank && ((step + 1) % cfg->log_every == 0 || last)) {
@@ -613,7 +762,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (exit_code == 0) save_checkpoint(&run, &lg);
     if (!comm->rank) {
         snprintf(path, sizeof(path), "%s/final_state.bin", cfg->run_dir);
-        StateFile sf = {model->params, run.adam_m, run.adam_v, model->n_params};
+        state_to_host(&run);
+        StateFile sf = {run.host_params, run.host_m, run.host_v, model->n_params};
         if (!preempted && exit_code == 0 && write_file_atomic(path, write_state, &sf))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
         snprintf(path, sizeof(path), "%s/status", cfg->run_dir);
@@ -642,7 +792,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         fclose(lg.metrics);
     }
     loader_close(data);
-    free(run.adam_m), free(run.adam_v), free(ids), free(targets), free(levels);
-    model_free_f32(model);
+    free(ids), free(targets), free(levels);
+    free_run(&run, &dev, reducer);
     return exit_code;
 }

@@ -130,7 +130,7 @@ typedef struct {
 } MixerCase;
 
 static double mixer_loss(MixerCase *c) {
-    mixer_forward_f64(c->cfg, 0, c->B, c->T, c->y, c->x, c->w, c->acts);
+    mixer_forward_f64(c->cfg, 0, &BACKEND_CPU_f64, c->B, c->T, c->y, c->x, c->w, c->acts);
     return dot(c->y, c->wy, (size_t)c->B * c->T * c->cfg->d_model);
 }
 
@@ -163,7 +163,7 @@ static void check_mixer(int mixer, int gate, int rope, int conv) {
     c.x = malloc(sizeof(double) * N * C);
     c.y = malloc(sizeof(double) * N * C);
     c.wy = malloc(sizeof(double) * N * C);
-    c.acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, c.B, c.T));
+    c.acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
     fill_normal(c.x, N * C, rng_key(3, 1, 0, 0), 1.0);
     fill_normal(c.wy, N * C, rng_key(3, 2, 0, 0), 1.0);
     double *dw[MAX_PARAMS_PER_LAYER];
@@ -173,9 +173,9 @@ static void check_mixer(int mixer, int gate, int rope, int conv) {
         fill_normal(c.w[i], specs[i].size, rng_key(3, 3, (uint64_t)i, 0), 0.5);
     }
     double *dx = calloc(N * C, sizeof(double));
-    double *scratch = malloc(sizeof(double) * mixer_scratch_size_f64(&cfg, 0, c.B, c.T));
+    double *scratch = malloc(sizeof(double) * mixer_scratch_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
     mixer_loss(&c);
-    mixer_backward_f64(&cfg, 0, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts, scratch);
+    mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts, scratch);
     char what[96];
     snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", MIXERS[mixer].name, gate,
              rope, conv);
@@ -202,10 +202,28 @@ static double model_loss_v(void *p) {
     return st.loss_sum;
 }
 
+// The on_grads_final contract the bucketed all-reduce relies on: when backward reports
+// [from, n) final, those gradients already hold their final values, and from only falls,
+// down to 0 at the end.
+typedef struct {
+    const Model_f64 *m;
+    double *snapshot;  // each element as it was when first reported final
+    size_t lowest;
+    int calls, out_of_order;
+} FinalHook;
+
+static void record_final(void *ctx, size_t from) {
+    FinalHook *h = ctx;
+    h->calls++;
+    if (from > h->lowest) h->out_of_order++;
+    for (size_t i = from; i < h->lowest; i++) h->snapshot[i] = h->m->grads[i];
+    if (from < h->lowest) h->lowest = from;
+}
+
 static void check_model(const char *label, ModelConfig cfg) {
     Model_f64 m;
     char err[256];
-    if (model_build_f64(&m, &cfg, err, sizeof(err))) {
+    if (model_build_f64(&m, &cfg, &BACKEND_CPU_f64, err, sizeof(err))) {
         printf("FAIL model %s: %s\n", label, err);
         failures++;
         return;
@@ -221,7 +239,18 @@ static void check_model(const char *label, ModelConfig cfg) {
     ModelCase c = {&m, ids, targets};
     model_loss_v(&c);
     model_zero_grad_f64(&m);
+    FinalHook hook = {&m, malloc(sizeof(double) * m.n_params), m.n_params, 0, 0};
+    m.on_grads_final = record_final, m.grads_final_ctx = &hook;
     model_backward_f64(&m);
+    m.on_grads_final = NULL;
+    size_t early = 0;
+    for (size_t i = 0; i < m.n_params; i++) early += hook.snapshot[i] != m.grads[i];
+    int hook_ok = hook.lowest == 0 && !hook.out_of_order && early == 0 &&
+                  hook.calls == cfg.n_layers + 2;
+    failures += !hook_ok;
+    printf("%-4s model %s: on_grads_final, %d calls, %zu value(s) changed after reported final\n",
+           hook_ok ? "ok" : "FAIL", label, hook.calls, early);
+    free(hook.snapshot);
     double *analytic = malloc(sizeof(double) * m.n_params);
     memcpy(analytic, m.grads, sizeof(double) * m.n_params);
     char what[96];

@@ -505,7 +505,7 @@ static void check_favor(void) {
     cfg.mixer[0] = cfg.mixer[1] = mixer_find("favor");
     Model_f64 model;
     char err[256];
-    if (model_build_f64(&model, &cfg, err, sizeof(err))) {
+    if (model_build_f64(&model, &cfg, &BACKEND_CPU_f64, err, sizeof(err))) {
         printf("FAIL model build: %s\n", err);
         failures++;
         return;
@@ -611,10 +611,10 @@ static void check_conv_identity(void) {
         double *x = malloc(sizeof(double) * N * C), *y = malloc(sizeof(double) * N * C);
         double *y2 = malloc(sizeof(double) * N * C);
         for (int i = 0; i < N * C; i++) x[i] = rng_normal(rng_key(8, 99, 0, 0), (uint64_t)i);
-        double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, B, T));
-        double *acts2 = malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, B, T));
-        mixer_forward_f64(&cfg, 0, B, T, y, x, w, acts);
-        mixer_forward_f64(&plain, 0, B, T, y2, x, w2, acts2);
+        double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, B, T));
+        double *acts2 = malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, &BACKEND_CPU_f64, B, T));
+        mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, B, T, y, x, w, acts);
+        mixer_forward_f64(&plain, 0, &BACKEND_CPU_f64, B, T, y2, x, w2, acts2);
         char what[128];
         snprintf(what, sizeof(what), "%s: identity-initialised conv == no conv (%d vs %d tensors)",
                  MIXERS[mx].name, kw, k2);
@@ -736,13 +736,13 @@ static void check_aux(void) {
             w[i][j] = 0.3 * rng_normal(rng_key(4, 4, (uint64_t)i, 0), j);
     }
     for (int i = 0; i < 128; i++) x[i] = rng_normal(rng_key(4, 5, 0, 0), (uint64_t)i);
-    double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, 2, 8));
-    mixer_forward_f64(&cfg, 0, 2, 8, y, x, w, acts);
-    n = mixer_aux_f64(&cfg, 0, 2, 8, w, acts, a);
+    double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8));
+    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, w, acts, a);
     report("mixer_aux: no nonfinite values on finite input", aux_value(a, n, "nonfinite"), 0);
     x[3 * 8 + 1] = NAN;  // token 3 of sequence 0: its q|k|v, and every later output of it
-    mixer_forward_f64(&cfg, 0, 2, 8, y, x, w, acts);
-    n = mixer_aux_f64(&cfg, 0, 2, 8, w, acts, a);
+    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, w, acts, a);
     report("mixer_aux: counts NaN (1 / count)", 1 / aux_value(a, n, "nonfinite"), 1.0 / 24);
     for (int i = 0; i < k; i++) free(w[i]);
     free(acts);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../kernels/backend.h"
 #include "../kernels/cuda/ops_cuda.h"
 #include "../src/rng.h"
 
@@ -106,6 +107,73 @@ static void check(const OpDef_f32 *cpu, const OpDef_f32 *cuda, OpShape s, const 
     cudaFree(d_saved), cudaFree(d_ids);
 }
 
+// ---- the backend rows that are not ops (model glue, optimizer, norm) -----------------------
+static float *random_host(size_t n, uint64_t stream) {
+    float *x = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)rng_normal(rng_key(29, stream, 0, 0), i);
+    return x;
+}
+
+static void check_backend(void) {
+    const Backend_f32 *cpu = &BACKEND_CPU_f32, *gpu = BACKEND_CUDA;
+    enum { N = 37, T = 9, C = 13, V = 301 };  // N = B*T rows with B not integral: a partial batch
+    size_t nc = (size_t)N * C, tc = (size_t)T * C;
+    float *a = random_host(nc, 1), *b = random_host(nc, 2), *out = malloc(sizeof(float) * nc);
+    float *d_a = dev_copy(a, nc), *d_b = dev_copy(b, nc), *d_out = dev_copy(NULL, nc);
+    cudaMemset(d_out, 0xFF, sizeof(float) * nc);
+    cpu->add(out, a, b, nc), gpu->add(d_out, d_a, d_b, nc);
+    compare("backend add", out, d_out, nc);
+    cpu->scale(a, 0.37f, nc), gpu->scale(d_a, 0.37f, nc);
+    compare("backend scale", a, d_a, nc);
+    float *wpe = random_host(tc, 3), *d_wpe = dev_copy(wpe, tc);
+    cpu->positions_forward(b, wpe, N, T, C), gpu->positions_forward(d_b, d_wpe, N, T, C);
+    compare("backend positions_forward", b, d_b, nc);
+    cpu->positions_backward(wpe, b, N, T, C), gpu->positions_backward(d_wpe, d_b, N, T, C);
+    compare("backend positions_backward", wpe, d_wpe, tc);
+
+    int targets[N], pred[N], *d_targets, *d_pred, got[N];
+    for (int n = 0; n < N; n++) targets[n] = n % 4 == 1 ? -1 : n % V;
+    cudaMalloc((void **)&d_targets, sizeof(targets));
+    cudaMalloc((void **)&d_pred, sizeof(pred));
+    cudaMemcpy(d_targets, targets, sizeof(targets), cudaMemcpyHostToDevice);
+    float *seed = malloc(sizeof(float) * N), *d_seed = dev_copy(NULL, N);
+    cpu->loss_seed(seed, targets, 0.25f, N), gpu->loss_seed(d_seed, d_targets, 0.25f, N);
+    compare("backend loss_seed", seed, d_seed, N);
+    float *logits = random_host((size_t)N * V, 4);
+    logits[5 * V + 7] = logits[5 * V + 200] = 50;  // a tie: the lower index wins on both
+    float *d_logits = dev_copy(logits, (size_t)N * V);
+    cpu->argmax(pred, logits, targets, N, V), gpu->argmax(d_pred, d_logits, d_targets, N, V);
+    cudaMemcpy(got, d_pred, sizeof(got), cudaMemcpyDeviceToHost);
+    int wrong = 0;
+    for (int n = 0; n < N; n++) wrong += got[n] != pred[n];
+    failures += wrong != 0;
+    printf("%-4s %-48s %d of %d rows differ\n", wrong ? "FAIL" : "ok", "backend argmax", wrong, N);
+
+    size_t big = 3000001;  // several grid strides of the norm kernel
+    float *g = random_host(big, 5), *d_g = dev_copy(g, big);
+    double n_cpu = cpu->norm_sq(g, big), n_gpu = gpu->norm_sq(d_g, big);
+    double rel = fabs(n_cpu - n_gpu) / n_cpu;
+    failures += !(rel <= 1e-12);
+    printf("%-4s %-48s rel err %.3g\n", rel <= 1e-12 ? "ok" : "FAIL", "backend norm_sq", rel);
+    double n_again = gpu->norm_sq(d_g, big);
+    failures += n_again != n_gpu;
+    printf("%-4s %-48s\n", n_again == n_gpu ? "ok" : "FAIL", "backend norm_sq bitwise repeatable");
+
+    float *p = random_host(nc, 6), *m = random_host(nc, 7), *v = random_host(nc, 8);
+    for (size_t i = 0; i < nc; i++) v[i] = v[i] * v[i];
+    float *d_p = dev_copy(p, nc), *d_m = dev_copy(m, nc), *d_v = dev_copy(v, nc);
+    cpu->adamw(p, a, m, v, nc, 1e-2f, 0.9f, 0.95f, 1e-8f, 1e-3f, 1.5f);
+    gpu->adamw(d_p, d_a, d_m, d_v, nc, 1e-2f, 0.9f, 0.95f, 1e-8f, 1e-3f, 1.5f);
+    compare("backend adamw params", p, d_p, nc);
+    compare("backend adamw m", m, d_m, nc);
+    compare("backend adamw v", v, d_v, nc);
+    free(a), free(b), free(out), free(wpe), free(seed), free(logits), free(g), free(p), free(m),
+        free(v);
+    cudaFree(d_a), cudaFree(d_b), cudaFree(d_out), cudaFree(d_wpe), cudaFree(d_targets);
+    cudaFree(d_pred), cudaFree(d_seed), cudaFree(d_logits), cudaFree(d_g), cudaFree(d_p);
+    cudaFree(d_m), cudaFree(d_v);
+}
+
 int main(void) {
     if (mt_cuda_device_count() < 1) {
         printf("SKIP: no CUDA device visible; CPU-vs-CUDA parity needs a GPU\n");
@@ -126,6 +194,7 @@ int main(void) {
             check(cpu, cuda, scaled(cpu->tests[t]), label);
         }
     }
+    check_backend();
     printf("%s: %d mismatch(es), %d op(s) without a CUDA twin\n",
            failures || missing ? "FAILED" : "PASSED", failures, missing);
     return failures || missing ? 1 : 0;

@@ -17,6 +17,12 @@ int mt_cuda_device_count(void) {
     return n;
 }
 
+void mt_cuda_device_name(int dev, char *name, size_t n) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) snprintf(name, n, "%s", prop.name);
+    else snprintf(name, n, "unknown");
+}
+
 void mt_cuda_fail(const char *call, const char *what, const char *file, int line) {
     fprintf(stderr, "madtrain: error: [rank %d] %s failed: %s (%s:%d)\n", mt_cuda_rank, call, what,
             file, line);

@@ -16,6 +16,7 @@ extern const int N_CUDA_OPS;
 const OpDef_f32 *cuda_op_find(const char *name);
 
 int mt_cuda_device_count(void);
+void mt_cuda_device_name(int dev, char *name, size_t n);
 // Ends the process (through the hook, MPI_Abort in a multi-rank run) after printing
 // "madtrain: error: [rank r] <call> failed: <what> (<file>:<line>)".
 void mt_cuda_fail(const char *call, const char *what, const char *file, int line);
@@ -53,10 +54,15 @@ void crossentropy_forward_cuda(float *loss, const float *logits, const int *targ
                                int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
-// AdamW on [lo, hi) of the flat buffers (one call per tensor of the parameter table).
+void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
+                              int Ch, int K);
+void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,
+                               const float *x_btc, const float *w_ck, int B, int T, int Ch, int K);
+// AdamW on n elements of the flat buffers (one call per tensor of the parameter table), the
+// arguments of the Backend's adamw row.
 void adamw_update_cuda(float *params, const float *grads, float *m, float *v, size_t n,
-                       float lr, float beta1, float beta2, float eps, float decay,
-                       float bias_c1, float bias_c2);
+                       float step_size, float beta1, float beta2, float eps, float decay,
+                       float inv_bias_c2);
 
 #ifdef __cplusplus
 }

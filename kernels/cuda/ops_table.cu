@@ -24,6 +24,7 @@ SIZES_AS_CPU(swiglu)
 SIZES_AS_CPU(gate)
 SIZES_AS_CPU(rope)
 SIZES_AS_CPU(crossentropy)
+SIZES_AS_CPU(conv_causal)
 
 static void matmul_fwd(const OpShape *s, In in, Out out, float *) {
     matmul_forward_cuda(out[0], in[0], in[1], s->B * s->T, s->C, s->OC);
@@ -77,6 +78,12 @@ static void softmax_fwd(const OpShape *s, In in, Out out, float *sv) {
 static void softmax_bwd(const OpShape *s, In in, In, const float *sv, In dout, Out din) {
     attention_softmax_backward_cuda(din[0], dout[0], in[0], sv, s->B, s->T, s->C, s->H);
 }
+static void conv_fwd(const OpShape *s, In in, Out out, float *) {
+    conv_causal_forward_cuda(out[0], in[0], in[1], s->B, s->T, s->C, s->kernel);
+}
+static void conv_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    conv_causal_backward_cuda(din[0], din[1], dout[0], in[0], in[1], s->B, s->T, s->C, s->kernel);
+}
 static void ce_fwd(const OpShape *s, In in, Out out, float *) {
     crossentropy_forward_cuda(out[0], in[0], s->ids, s->B * s->T, s->V);
 }
@@ -93,6 +100,7 @@ const OpDef_f32 CUDA_OPS[] = {
     {"swiglu", 1, 1, swiglu_sizes, swiglu_fwd, swiglu_bwd, 0, 0, {}},
     {"gate", 2, 1, gate_sizes, gate_fwd, gate_bwd, 0, 0, {}},
     {"rope", 1, 1, rope_sizes, rope_fwd, rope_bwd, 0, 0, {}},
+    {"conv_causal", 2, 1, conv_causal_sizes, conv_fwd, conv_bwd, 0, 0, {}},
     {"attention_softmax", 1, 1, softmax_sizes, softmax_fwd, softmax_bwd, 0, 0, {}},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
 };

@@ -1,0 +1,28 @@
+// The device a model runs on, as one table of functions: memory, the kernels model.c and
+// mixer_layer.c call directly, and the few reductions the trainer needs. The CPU table
+// (kernels/cpu/backend.c) and its CUDA twin (kernels/cuda/backend.cu) have the same rows, so
+// the model and the trainer are written once and run on either; mixer cores are reached
+// through the backend's op table (ops_find), so a mixer is still one row there.
+#pragma once
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#define OPS_REAL float
+#define OPS_S(n) n##_f32
+#include "backend_decl.inc"
+#undef OPS_REAL
+#undef OPS_S
+#define OPS_REAL double
+#define OPS_S(n) n##_f64
+#include "backend_decl.inc"
+#undef OPS_REAL
+#undef OPS_S
+
+// The CUDA table (fp32), NULL in a build without CUDA. ids/targets arguments are device
+// pointers there, like every buffer.
+extern const Backend_f32 *const BACKEND_CUDA;
+#ifdef __cplusplus
+}
+#endif

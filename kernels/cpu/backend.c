@@ -1,0 +1,114 @@
+// The CPU backend: host memory, the kernels of kernels/cpu, and the CPU op table.
+#include "../backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../real.h"
+
+static void *cpu_alloc(size_t bytes) { return calloc(bytes ? bytes : 1, 1); }
+static void cpu_release(void *p) { free(p); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+static void cpu_synchronize(void) {}
+
+static void zero(real *x, size_t n) { memset(x, 0, sizeof(real) * n); }
+
+static void add(real *out, const real *a, const real *b, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void scale(real *x, real s, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void positions_forward(real *x, const real *wpe, int N, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++) x[(size_t)n * C + i] += wpe[(size_t)(n % T) * C + i];
+}
+
+// Parallel over positions t (each owns its row of dwpe), so no two threads add to one row.
+static void positions_backward(real *dwpe, const real *dx, int N, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++)
+        for (int n = t; n < N; n += T)
+            for (int i = 0; i < C; i++) dwpe[(size_t)t * C + i] += dx[(size_t)n * C + i];
+}
+
+static void loss_seed(real *dlosses, const int *targets, real s, int N) {
+    for (int n = 0; n < N; n++) dlosses[n] = targets[n] >= 0 ? s : 0;
+}
+
+static void argmax(int *pred, const real *logits, const int *targets, int N, int V) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) {
+            pred[n] = -1;
+            continue;
+        }
+        const real *z = logits + (size_t)n * V;
+        int best = 0;
+        for (int v = 1; v < V; v++) best = z[v] > z[best] ? v : best;
+        pred[n] = best;
+    }
+}
+
+// A serial double sum: the same on every rank, whatever the thread count.
+static double norm_sq(const real *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+static void adamw(real *params, const real *grads, real *m, real *v, size_t n, float step_size,
+                  float b1, float b2, float eps, float decay, float inv_c2) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = (float)grads[i];
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        params[i] -= step_size * m[i] / (sqrtf((float)v[i] * inv_c2) + eps) + decay * params[i];
+    }
+}
+
+const F(Backend) F(BACKEND_CPU) = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .copy = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .zero = zero,
+    .add = add,
+    .scale = scale,
+    .positions_forward = positions_forward,
+    .positions_backward = positions_backward,
+    .loss_seed = loss_seed,
+    .argmax = argmax,
+    .norm_sq = norm_sq,
+    .adamw = adamw,
+    .matmul_forward = F(matmul_forward),
+    .matmul_backward = F(matmul_backward),
+    .rmsnorm_forward = F(rmsnorm_forward),
+    .rmsnorm_backward = F(rmsnorm_backward),
+    .embedding_forward = F(embedding_forward),
+    .embedding_backward = F(embedding_backward),
+    .gelu_forward = F(gelu_forward),
+    .gelu_backward = F(gelu_backward),
+    .swiglu_forward = F(swiglu_forward),
+    .swiglu_backward = F(swiglu_backward),
+    .gate_forward = F(gate_forward),
+    .gate_backward = F(gate_backward),
+    .rope_forward = F(rope_forward),
+    .rope_backward = F(rope_backward),
+    .conv_causal_forward = F(conv_causal_forward),
+    .conv_causal_backward = F(conv_causal_backward),
+    .crossentropy_forward = F(crossentropy_forward),
+    .crossentropy_backward = F(crossentropy_backward),
+    .op_find = F(op_find),
+};

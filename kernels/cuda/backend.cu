@@ -1,0 +1,205 @@
+// The CUDA backend: device memory, the kernels of kernels/cuda and the CUDA op table, row for
+// row the twin of kernels/cpu/backend.c. Everything runs on the legacy default stream, in
+// order; only the gradient all-reduce has a stream of its own (comm/comm_nccl.c).
+#include <math.h>
+
+#include "../backend.h"
+#include "cuda_common.cuh"
+
+static void *cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();  // clear it: the caller reports the shortage and stops
+        return NULL;
+    }
+    CUDA_CHECK(e);
+    CUDA_CHECK(cudaMemset(p, 0, bytes ? bytes : 1));
+    return p;
+}
+static void cuda_release(void *p) {
+    if (p) CUDA_CHECK(cudaFree(p));
+}
+static void cuda_upload(void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+static void cuda_download(void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+static void cuda_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+static void cuda_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+static void zero(float *x, size_t n) {
+    if (n) CUDA_CHECK(cudaMemsetAsync(x, 0, sizeof(float) * n, 0));
+}
+
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = a[i] + b[i];
+}
+static void add(float *out, const float *a, const float *b, size_t n) {
+    if (!n) return;
+    add_kernel<<<ceil_div(n, 256), 256>>>(out, a, b, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
+}
+static void scale(float *x, float s, size_t n) {
+    if (!n) return;
+    scale_kernel<<<ceil_div(n, 256), 256>>>(x, s, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void positions_forward_kernel(float *x, const float *wpe, int N, int T, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)N * C) return;
+    size_t n = i / C, c = i % C;
+    x[i] += wpe[(n % T) * C + c];
+}
+static void positions_forward(float *x, const float *wpe, int N, int T, int C) {
+    positions_forward_kernel<<<ceil_div((long long)N * C, 256), 256>>>(x, wpe, N, T, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+// One thread per element of dwpe, summing its rows in order: no atomics, the same every run.
+__global__ void positions_backward_kernel(float *dwpe, const float *dx, int N, int T, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)T * C) return;
+    size_t t = i / C, c = i % C;
+    float acc = 0;
+    for (size_t n = t; n < (size_t)N; n += T) acc += dx[n * C + c];
+    dwpe[i] += acc;
+}
+static void positions_backward(float *dwpe, const float *dx, int N, int T, int C) {
+    positions_backward_kernel<<<ceil_div((long long)T * C, 256), 256>>>(dwpe, dx, N, T, C);
+    CUDA_LAUNCH_CHECK();
+}
+
+__global__ void loss_seed_kernel(float *dlosses, const int *targets, float s, int N) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n < N) dlosses[n] = targets[n] >= 0 ? s : 0.f;
+}
+static void loss_seed(float *dlosses, const int *targets, float s, int N) {
+    loss_seed_kernel<<<ceil_div(N, 256), 256>>>(dlosses, targets, s, N);
+    CUDA_LAUNCH_CHECK();
+}
+
+// One block per row; ties go to the lowest index, as the CPU loop's strict '>' does.
+__global__ void argmax_kernel(int *pred, const float *logits, const int *targets, int V) {
+    int n = blockIdx.x;
+    if (targets[n] < 0) {
+        if (threadIdx.x == 0) pred[n] = -1;
+        return;
+    }
+    const float *z = logits + (size_t)n * V;
+    float best = -INFINITY;
+    int best_i = V;
+    for (int v = threadIdx.x; v < V; v += blockDim.x)
+        if (best_i == V || z[v] > best) best = z[v], best_i = v;
+    __shared__ float vals[256];
+    __shared__ int idxs[256];
+    vals[threadIdx.x] = best, idxs[threadIdx.x] = best_i;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            float ov = vals[threadIdx.x + s];
+            int oi = idxs[threadIdx.x + s];
+            if (ov > vals[threadIdx.x] || (ov == vals[threadIdx.x] && oi < idxs[threadIdx.x]))
+                vals[threadIdx.x] = ov, idxs[threadIdx.x] = oi;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) pred[n] = idxs[0];
+}
+static void argmax(int *pred, const float *logits, const int *targets, int N, int V) {
+    argmax_kernel<<<N, 256>>>(pred, logits, targets, V);
+    CUDA_LAUNCH_CHECK();
+}
+
+// Sum of squares in double, in a fixed order (per-block partials, then one block over them):
+// every rank holds the same reduced gradient, so each must compute the bitwise same norm and
+// take the same clip and skip decisions.
+enum { NORM_BLOCKS = 1024, NORM_THREADS = 256 };
+__global__ void norm_sq_partial_kernel(double *partial, const float *x, size_t n) {
+    __shared__ double sums[NORM_THREADS];
+    double acc = 0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        acc += (double)x[i] * x[i];
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sums[threadIdx.x] += sums[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = sums[0];
+}
+__global__ void sum_partials_kernel(double *out, const double *partial, int n) {
+    __shared__ double sums[NORM_THREADS];
+    double acc = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partial[i];
+    sums[threadIdx.x] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sums[threadIdx.x] += sums[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[0] = sums[0];
+}
+static double norm_sq(const float *x, size_t n) {
+    static double *partial = NULL;
+    if (!partial) CUDA_CHECK(cudaMalloc((void **)&partial, sizeof(double) * (NORM_BLOCKS + 1)));
+    norm_sq_partial_kernel<<<NORM_BLOCKS, NORM_THREADS>>>(partial, x, n);
+    CUDA_LAUNCH_CHECK();
+    sum_partials_kernel<<<1, NORM_THREADS>>>(partial + NORM_BLOCKS, partial, NORM_BLOCKS);
+    CUDA_LAUNCH_CHECK();
+    double s;
+    CUDA_CHECK(cudaMemcpy(&s, partial + NORM_BLOCKS, sizeof(s), cudaMemcpyDeviceToHost));
+    return s;
+}
+
+extern "C" {
+static const Backend_f32 CUDA_BACKEND = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .synchronize = cuda_synchronize,
+    .zero = zero,
+    .add = add,
+    .scale = scale,
+    .positions_forward = positions_forward,
+    .positions_backward = positions_backward,
+    .loss_seed = loss_seed,
+    .argmax = argmax,
+    .norm_sq = norm_sq,
+    .adamw = adamw_update_cuda,
+    .matmul_forward = matmul_forward_cuda,
+    .matmul_backward = matmul_backward_cuda,
+    .rmsnorm_forward = rmsnorm_forward_cuda,
+    .rmsnorm_backward = rmsnorm_backward_cuda,
+    .embedding_forward = embedding_forward_cuda,
+    .embedding_backward = embedding_backward_cuda,
+    .gelu_forward = gelu_forward_cuda,
+    .gelu_backward = gelu_backward_cuda,
+    .swiglu_forward = swiglu_forward_cuda,
+    .swiglu_backward = swiglu_backward_cuda,
+    .gate_forward = gate_forward_cuda,
+    .gate_backward = gate_backward_cuda,
+    .rope_forward = rope_forward_cuda,
+    .rope_backward = rope_backward_cuda,
+    .conv_causal_forward = conv_causal_forward_cuda,
+    .conv_causal_backward = conv_causal_backward_cuda,
+    .crossentropy_forward = crossentropy_forward_cuda,
+    .crossentropy_backward = crossentropy_backward_cuda,
+    .op_find = cuda_op_find,
+};
+const Backend_f32 *const BACKEND_CUDA = &CUDA_BACKEND;
+}
