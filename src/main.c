@@ -4,6 +4,7 @@
 
 #include "../comm/comm.h"
 #include "../data/prep.h"
+#include "bench.h"
 #include "report.h"
 #include "config.h"
 #include "model.h"
@@ -20,6 +21,7 @@ static void usage(FILE *f) {
             "  eval       evaluate a checkpoint on the held-out split\n"
             "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
             "  report     results table (Markdown, CSV, plots) of run directories\n"
+            "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
             "  --config   YAML file of config keys; key=value arguments override it\n"
             "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
             "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
@@ -50,6 +52,11 @@ int main(int argc, char **argv) {
         int rc = comm.rank ? 0 : report_main(argc - 1, argv + 1);
         comm_finalize(&comm);
         return rc;
+    } else if (argc > 1 && !strcmp(argv[1], "bench")) {
+        if (comm.world > 1) return usage_error(&comm, "bench runs as one process, not under mpirun");
+        int rc = bench_main(argc - 1, argv + 1, &comm);
+        comm_finalize(&comm);
+        return rc;
     } else if (argc > 1 && !strcmp(argv[1], "prep")) {
         if (comm.world > 1) return usage_error(&comm, "prep runs as one process, not under mpirun");
         int rc = prep_main(argc - 1, argv + 1);
@@ -58,7 +65,7 @@ int main(int argc, char **argv) {
     }
     else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report)", argv[1]);
+        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench)", argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;

@@ -387,26 +387,21 @@ struct Device {
     char describe[256];
 };
 
-// device: auto|cpu|cuda and comm.backend: auto|mpi|nccl, resolved the same way on every rank.
-// Rank r takes GPU (local rank mod GPUs on its node); NCCL needs a GPU per rank, so ranks that
-// share one reduce through MPI (host-staged).
-static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size_t errlen) {
-    memset(d, 0, sizeof(*d));
-    d->k = &BACKEND_CPU_f32, d->reduce = REDUCE_HOST;
+int select_backend(const Config *cfg, Comm *comm, const Backend_f32 **k, int *gpus_on_node,
+                   char *describe, size_t dn, char *err, size_t errlen) {
+    *k = &BACKEND_CPU_f32;
     int gpus = 0;
 #ifdef MT_WITH_CUDA
     gpus = mt_cuda_device_count();
 #endif
+    *gpus_on_node = gpus;
     int want = cfg->device == DEVICE_AUTO ? (gpus > 0 ? DEVICE_CUDA : DEVICE_CPU) : cfg->device;
     if (want == DEVICE_CPU) {
-        if (cfg->comm_backend == COMM_NCCL) {
-            snprintf(err, errlen, "comm.backend: nccl needs device: cuda (this run is on the cpu)");
-            return -1;
-        }
-        snprintf(d->describe, sizeof(d->describe), "device cpu%s", comm->world > 1 ? " | comm mpi" : "");
+        snprintf(describe, dn, "device cpu");
         return 0;
     }
 #ifndef MT_WITH_CUDA
+    (void)comm;
     snprintf(err, errlen,
              "device: cuda, but this madtrain was built without CUDA (nvcc and NCCL not found, or "
              "-DMADTRAIN_WITH_CUDA=OFF)");
@@ -420,6 +415,31 @@ static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size
     mt_cuda_rank = comm->rank;
     mt_cuda_fatal_hook = cuda_fatal;
     int dev = comm_cuda_select_device(comm);
+    *k = BACKEND_CUDA;
+    char name[128];
+    mt_cuda_device_name(dev, name, sizeof(name));
+    snprintf(describe, dn, "device cuda:%d (%s)", dev, name);
+    return 0;
+#endif
+}
+
+// comm.backend on top of the device. NCCL needs a GPU per rank, so ranks that share one reduce
+// through MPI (host-staged).
+static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size_t errlen) {
+    memset(d, 0, sizeof(*d));
+    d->reduce = REDUCE_HOST;
+    int gpus;
+    char where[160];
+    if (select_backend(cfg, comm, &d->k, &gpus, where, sizeof(where), err, errlen)) return -1;
+    if (d->k == &BACKEND_CPU_f32) {
+        if (cfg->comm_backend == COMM_NCCL) {
+            snprintf(err, errlen, "comm.backend: nccl needs device: cuda (this run is on the cpu)");
+            return -1;
+        }
+        snprintf(d->describe, sizeof(d->describe), "%s%s", where,
+                 comm->world > 1 ? " | comm mpi" : "");
+        return 0;
+    }
     int shared = comm->local_world > gpus;
     int nccl = cfg->comm_backend == COMM_NCCL || (cfg->comm_backend == COMM_AUTO && !shared);
     if (nccl && shared) {
@@ -429,15 +449,13 @@ static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size
                  comm->local_world, gpus);
         return -1;
     }
-    d->k = BACKEND_CUDA;
     d->reduce = nccl ? REDUCE_NCCL : REDUCE_STAGED;
+#ifdef MT_WITH_CUDA
     if (nccl) d->nccl = comm_nccl_init(comm);
-    char name[128];
-    mt_cuda_device_name(dev, name, sizeof(name));
-    snprintf(d->describe, sizeof(d->describe), "device cuda:%d (%s) | comm %s", dev, name,
+#endif
+    snprintf(d->describe, sizeof(d->describe), "%s | comm %s", where,
              nccl ? "nccl" : "mpi (host-staged)");
     return 0;
-#endif
 }
 
 static void free_run(Run *r, Device *d, GradReducer *reducer) {

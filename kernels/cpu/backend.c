@@ -1,13 +1,34 @@
 // The CPU backend: host memory, the kernels of kernels/cpu, and the CPU op table.
 #include "../backend.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../real.h"
 
-static void *cpu_alloc(size_t bytes) { return calloc(bytes ? bytes : 1, 1); }
-static void cpu_release(void *p) { free(p); }
+// Bytes held through this table (each block's size in a 64-byte header before it, so the
+// alignment malloc gives is kept), for the benchmark's peak-memory column.
+enum { ALLOC_HEADER = 64 };
+static size_t bytes_in_use = 0, bytes_peak = 0;
+
+static void *cpu_alloc(size_t bytes) {
+    char *p = calloc(bytes + ALLOC_HEADER, 1);
+    if (!p) return NULL;
+    memcpy(p, &bytes, sizeof(bytes));
+    bytes_in_use += bytes;
+    if (bytes_in_use > bytes_peak) bytes_peak = bytes_in_use;
+    return p + ALLOC_HEADER;
+}
+static void cpu_release(void *p) {
+    if (!p) return;
+    char *base = (char *)p - ALLOC_HEADER;
+    size_t bytes;
+    memcpy(&bytes, base, sizeof(bytes));
+    bytes_in_use -= bytes;
+    free(base);
+}
 static void cpu_copy(void *dst, const void *src, size_t bytes) {
     if (bytes) memmove(dst, src, bytes);
 }
@@ -75,6 +96,35 @@ static void adamw(real *params, const real *grads, real *m, real *v, size_t n, f
     }
 }
 
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Single-precision GEMM through the same BLAS the kernels use, 1024^3, best of 5 after a warm-up.
+static double gemm_peak(void) {
+    enum { G = 1024 };
+    float *a = malloc(sizeof(float) * G * G), *b = malloc(sizeof(float) * G * G);
+    float *c = malloc(sizeof(float) * G * G);
+    for (size_t i = 0; i < (size_t)G * G; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    double best = 0;
+    for (int rep = 0; rep < 6; rep++) {
+        double t0 = seconds();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, G, G, 1, a, G, b, G, 0, c, G);
+        double rate = 2.0 * G * G * G / (seconds() - t0);
+        if (rep && rate > best) best = rate;
+    }
+    free(a), free(b), free(c);
+    return best;
+}
+
+static size_t memory_peak(int reset) {
+    size_t peak = bytes_peak;
+    if (reset) bytes_peak = bytes_in_use;
+    return peak;
+}
+
 const F(Backend) F(BACKEND_CPU) = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -110,5 +160,7 @@ const F(Backend) F(BACKEND_CPU) = {
     .conv_causal_backward = F(conv_causal_backward),
     .crossentropy_forward = F(crossentropy_forward),
     .crossentropy_backward = F(crossentropy_backward),
+    .gemm_peak = gemm_peak,
+    .memory_peak = memory_peak,
     .op_find = F(op_find),
 };

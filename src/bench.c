@@ -1,0 +1,258 @@
+// `madtrain bench`: training-step throughput of each mixer at fixed model shapes, on the
+// configured device. Per (shape, mixer): tokens/s over timed steps (forward + backward + AdamW,
+// after warm-up, the device synchronised before and after), model FLOPs per token, the achieved
+// FLOP/s as a fraction of the device's matrix-product peak measured in the same run (MFU), peak
+// memory (the buffers the backend allocated: parameters, gradients, moments, activations), and
+// the step time relative to the first mixer (the peer in the same run).
+#include "bench.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "train.h"
+#include "util.h"
+
+void openblas_set_num_threads(int);
+
+typedef struct {
+    const char *name;
+    int d_model, n_layers, n_heads, seq_len, vocab, batch;
+    const char *doc;
+} BenchShape;
+
+static const BenchShape SHAPES[] = {
+    {"gpt2-small", 768, 12, 12, 1024, 50257, 8, "GPT-2 small: d 768, 12 layers, 12 heads, T 1024"},
+    {"gpt2-small-4k", 768, 12, 12, 4096, 50257, 2, "GPT-2 small at T 4096"},
+    {"e008", 32, 2, 2, 128, 64, 64, "E008: d 32, 2 layers, 2 heads, T 128, batch 64"},
+    {"tiny", 128, 2, 4, 256, 512, 8, "a CPU-sized model: d 128, 2 layers, 4 heads, T 256"},
+};
+enum { N_SHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]) };
+
+// Model FLOPs per trained token, llm.c's convention: 6 per matmul weight (forward 2, backward 4)
+// plus the mixer core at 3x its forward. Softmax, causal: QK^T and AV over T/2 keys on average,
+// 2 T C forward. Linear attention, chunkwise (chunk c, head dim D, feature width m): per head
+// the state update and readout (4 m D) and the in-chunk causal part (2 c (m + D) / 2).
+// The other cores are not counted (their FLOPs are reported as matmul-only).
+static double flops_per_token(const ModelConfig *mc, int T, int *core_counted) {
+    double C = mc->d_model, D = C / mc->n_heads, V = mc->vocab_size, mm = 0, core = 0;
+    *core_counted = 1;
+    for (int l = 0; l < mc->n_layers; l++) {
+        mm += 4 * C * C + (mc->gate ? C * C : 0);
+        if (mc->mlp != MLP_NONE) mm += (mc->mlp == MLP_SWIGLU ? 3 : 2) * C * mc->d_ff;
+        const char *op = MIXERS[mc->mixer[l]].core_op;
+        if (!strcmp(op, "attention_softmax"))
+            core += 2.0 * T * C;
+        else if (!strcmp(op, "attention_linear") && mc->feature_map <= FEATURE_RELU)
+            core += mc->n_heads * (4 * D * D + (double)mc->chunk * 2 * D);
+        else
+            *core_counted = 0;
+    }
+    mm += V * C;  // LM head (the embedding lookup is no matmul)
+    return 6 * mm + 3 * core;
+}
+
+static void bench_usage(FILE *f) {
+    fprintf(f,
+            "usage: madtrain bench [--shapes a,b] [--mixers softmax,linear] [--steps N] "
+            "[--warmup N] [--batch B] [--out FILE.jsonl] [key=value ...]\n\n"
+            "Times training steps (forward, backward, AdamW; no communication) of each mixer at\n"
+            "each shape on the configured device (key=value: device=cpu|cuda, model.mlp=...,\n"
+            "mixer.chunk=..., cpu.threads=...). Shapes (default: gpt2-small,gpt2-small-4k,e008\n"
+            "on cuda; tiny,e008 on cpu):\n");
+    for (int i = 0; i < N_SHAPES; i++)
+        fprintf(f, "  %-14s %s (batch %d)\n", SHAPES[i].name, SHAPES[i].doc, SHAPES[i].batch);
+}
+
+typedef struct {
+    double tokens_per_s, step_ms, flops_per_token, mfu;
+    size_t memory, params;
+    int core_counted, ok;
+} BenchResult;
+
+static BenchResult bench_one(const Config *base, const BenchShape *sh, const char *mixer,
+                             const Backend_f32 *k, int batch, int warmup, int steps, double peak,
+                             char *err, size_t errlen) {
+    BenchResult r = {0};
+    k->memory_peak(1);
+    Config cfg = *base;
+    cfg.d_model = sh->d_model, cfg.n_layers = sh->n_layers, cfg.n_heads = sh->n_heads;
+    cfg.seq_len = sh->seq_len;
+    snprintf(cfg.mixer, sizeof(cfg.mixer), "%s", mixer);
+    ModelConfig mc;
+    Model_f32 m;
+    if (model_config_from(&cfg, sh->vocab, sh->seq_len, &mc, err, errlen) ||
+        model_build_f32(&m, &mc, k, err, errlen))
+        return r;
+    int B = batch > 0 ? batch : sh->batch, T = sh->seq_len;
+    size_t bytes = sizeof(float) * m.n_params;
+    float *adam_m = k->alloc(bytes), *adam_v = k->alloc(bytes);
+    if (!adam_m || !adam_v || model_set_batch_f32(&m, B, T)) {
+        snprintf(err, errlen, "out of %s memory at batch %d x %d", k->name, B, T);
+        k->release(adam_m), k->release(adam_v);
+        model_free_f32(&m);
+        return r;
+    }
+    model_init_f32(&m, 1);
+    int *ids = malloc(sizeof(int) * (size_t)B * T), *targets = malloc(sizeof(int) * (size_t)B * T);
+    for (size_t i = 0; i < (size_t)B * T; i++) {
+        ids[i] = (int)rng_below(rng_key(3, 1, 0, 0), i, (uint64_t)sh->vocab);
+        targets[i] = (int)rng_below(rng_key(3, 2, 0, 0), i, (uint64_t)sh->vocab);
+    }
+    AdamWParams ap = {1e-4, 0.9, 0.95, 1e-8, 0.1};
+    double t0 = 0;
+    for (int s = 0; s < warmup + steps; s++) {
+        if (s == warmup) k->synchronize(), t0 = now_seconds();
+        model_zero_grad_f32(&m);
+        model_forward_f32(&m, ids, targets, 1.0f / (B * T));
+        model_backward_f32(&m);
+        adamw_update(k, m.params, m.grads, adam_m, adam_v, m.info, m.n_tensors, ap, s + 1);
+    }
+    k->synchronize();
+    double wall = now_seconds() - t0;
+    r.step_ms = 1e3 * wall / steps;
+    r.tokens_per_s = (double)steps * B * T / wall;
+    r.flops_per_token = flops_per_token(&mc, T, &r.core_counted);
+    r.mfu = r.tokens_per_s * r.flops_per_token / peak;
+    r.memory = k->memory_peak(0);
+    r.params = m.n_params;
+    r.ok = 1;
+    free(ids), free(targets);
+    k->release(adam_m), k->release(adam_v);
+    model_free_f32(&m);
+    return r;
+}
+
+// 1234567 -> "1.23M": the table spans a 30k-parameter model on a CPU and GPT-2 on an H100.
+static const char *si(double x, char *buf) {
+    const char *units = " kMGTP";
+    int u = 0;
+    while (fabs(x) >= 1000 && u < 5) x /= 1000, u++;
+    if (u) sprintf(buf, "%.3g%c", x, units[u]);
+    else sprintf(buf, "%.3g", x);
+    return buf;
+}
+
+static int split_list(char *s, char **out, int max) {
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        out[n++] = t;
+    return n;
+}
+
+int bench_main(int argc, char **argv, Comm *comm) {
+    Config cfg;
+    config_defaults(&cfg);
+    char err[1024], shapes_arg[256] = "", mixers_arg[256] = "softmax,linear", out_path[512] = "";
+    int steps = 10, warmup = 3, batch = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            bench_usage(stdout);
+            return 0;
+        }
+        int has_value = i + 1 < argc;
+        if (!strcmp(a, "--shapes") && has_value) snprintf(shapes_arg, sizeof(shapes_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--mixers") && has_value) snprintf(mixers_arg, sizeof(mixers_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--out") && has_value) snprintf(out_path, sizeof(out_path), "%s", argv[++i]);
+        else if (!strcmp(a, "--steps") && has_value) steps = atoi(argv[++i]);
+        else if (!strcmp(a, "--warmup") && has_value) warmup = atoi(argv[++i]);
+        else if (!strcmp(a, "--batch") && has_value) batch = atoi(argv[++i]);
+        else if (a[0] != '-' && strchr(a, '=')) {
+            if (config_override(&cfg, a, err, sizeof(err))) {
+                fprintf(stderr, "madtrain: error: %s\n", err);
+                return MT_EXIT_USAGE;
+            }
+        } else {
+            fprintf(stderr, "madtrain: error: bench: unknown or incomplete option '%s' (madtrain bench --help)\n", a);
+            return MT_EXIT_USAGE;
+        }
+    }
+    if (steps < 1 || warmup < 0 || batch < 0) {
+        fprintf(stderr, "madtrain: error: bench: --steps must be >= 1, --warmup and --batch >= 0\n");
+        return MT_EXIT_USAGE;
+    }
+    if (cfg.threads > 0) {
+        omp_set_num_threads((int)cfg.threads);
+        openblas_set_num_threads((int)cfg.threads);
+    }
+    const Backend_f32 *k;
+    int gpus;
+    char where[160];
+    if (select_backend(&cfg, comm, &k, &gpus, where, sizeof(where), err, sizeof(err))) {
+        fprintf(stderr, "madtrain: error: %s\n", err);
+        return MT_EXIT_USAGE;
+    }
+    if (!shapes_arg[0])
+        snprintf(shapes_arg, sizeof(shapes_arg), "%s",
+                 k == &BACKEND_CPU_f32 ? "tiny,e008" : "gpt2-small,gpt2-small-4k,e008");
+    char *shape_names[16], *mixer_names[16];
+    int n_shapes = split_list(shapes_arg, shape_names, 16), n_mixers = split_list(mixers_arg, mixer_names, 16);
+    const BenchShape *shapes[16];
+    for (int i = 0; i < n_shapes; i++) {
+        shapes[i] = NULL;
+        for (int j = 0; j < N_SHAPES; j++)
+            if (!strcmp(SHAPES[j].name, shape_names[i])) shapes[i] = &SHAPES[j];
+        if (!shapes[i]) {
+            fprintf(stderr, "madtrain: error: bench: unknown shape '%s' (madtrain bench --help)\n", shape_names[i]);
+            return MT_EXIT_USAGE;
+        }
+    }
+    for (int i = 0; i < n_mixers; i++)
+        if (mixer_find(mixer_names[i]) < 0) {
+            fprintf(stderr, "madtrain: error: bench: unknown mixer '%s'\n", mixer_names[i]);
+            return MT_EXIT_USAGE;
+        }
+    FILE *out = NULL;
+    if (out_path[0] && !(out = fopen(out_path, "w"))) {
+        fprintf(stderr, "madtrain: error: bench: cannot write '%s'\n", out_path);
+        return MT_EXIT_FAIL;
+    }
+    double peak = k->gemm_peak();
+    char b1[32], b2[32], b3[32], b4[32];
+    printf("madtrain bench | %s | measured GEMM peak %sFLOP/s (%s) | %d warm-up + %d timed steps\n\n",
+           where, si(peak, b1), k == &BACKEND_CPU_f32 ? "fp32 BLAS" : "bf16 cuBLAS, fp32 accumulate",
+           warmup, steps);
+    printf("| shape | mixer | batch x T | params | tokens/s | step ms | vs %s | FLOP/token | FLOP/s | MFU | peak memory |\n",
+           mixer_names[0]);
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    int failed = 0;
+    for (int sh = 0; sh < n_shapes; sh++) {
+        double first_ms = 0;
+        for (int mi = 0; mi < n_mixers; mi++) {
+            BenchResult r = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, warmup, steps,
+                                      peak, err, sizeof(err));
+            int B = batch > 0 ? batch : shapes[sh]->batch;
+            if (!r.ok) {
+                printf("| %s | %s | %d x %d | - | - | - | - | - | - | - | %s |\n", shapes[sh]->name,
+                       mixer_names[mi], B, shapes[sh]->seq_len, err);
+                failed++;
+                continue;
+            }
+            if (mi == 0) first_ms = r.step_ms;
+            printf("| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s%s | %s | %.1f%% | %.0f MiB |\n",
+                   shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len,
+                   si((double)r.params, b1), si(r.tokens_per_s, b2), r.step_ms,
+                   first_ms > 0 ? r.step_ms / first_ms : 0, si(r.flops_per_token, b3),
+                   r.core_counted ? "" : " (matmuls only)",
+                   si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
+                   (double)r.memory / (1 << 20));
+            fflush(stdout);
+            if (out)
+                fprintf(out,
+                        "{\"shape\":\"%s\",\"mixer\":\"%s\",\"batch\":%d,\"T\":%d,\"device\":\"%s\","
+                        "\"tokens_per_s\":%.6g,\"step_ms\":%.6g,\"flops_per_token\":%.6g,"
+                        "\"peak_flops\":%.6g,\"mfu\":%.6g,\"peak_memory_bytes\":%zu}\n",
+                        shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, where,
+                        r.tokens_per_s, r.step_ms, r.flops_per_token, peak, r.mfu, r.memory);
+        }
+    }
+    if (out) fclose(out);
+    return failed ? MT_EXIT_FAIL : 0;
+}
