@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU training, against the CPU reference and across communication backends:
 #  - 10 training steps on cuda vs cpu (fp32): every step's loss within 1e-4 relative, for
-#    models that use every kernel the CUDA backend has (softmax, rope, gate, short conv,
-#    gelu/swiglu, tied/untied head, learned positions)
+#    models that use every kernel the CUDA backend has (softmax, chunkwise linear attention
+#    with elu1 and relu features, rope, gate, short conv, gelu/swiglu, tied/untied head,
+#    learned positions)
 #  - 2 ranks sharing the GPU (MPI, host-staged, small buckets) == 1 rank, within 1e-5
 #  - 1 rank through NCCL == 1 rank through MPI, bitwise
 #  - refusals: NCCL with ranks sharing a GPU; a mixer with no CUDA kernel
@@ -49,6 +50,9 @@ compare_curves softmax-gate-conv-swiglu model.mixer=softmax model.gate=true mixe
   model.mlp=swiglu model.tie_embeddings=false
 compare_curves positions-norope model.mixer=softmax model.rope=off model.pos_embedding=true \
   train.grad_accum=2
+compare_curves linear-elu1-chunk16 model.mixer=linear mixer.chunk=16
+compare_curves hybrid-relu-unnormalised model.mixer=softmax,linear mixer.feature_map=relu \
+  mixer.normalize=false
 
 "$madtrain" "${common[@]}" device=cuda comm.backend=mpi run.dir="$work/cuda-1rank" > /dev/null
 "$madtrain" "${common[@]}" device=cuda comm.backend=nccl run.dir="$work/cuda-nccl" > "$work/nccl.log"

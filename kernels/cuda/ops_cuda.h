@@ -54,6 +54,12 @@ void crossentropy_forward_cuda(float *loss, const float *logits, const int *targ
                                int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
+// causal linear attention, chunkwise, elementwise feature maps (elu1, relu); saved: den [B,H,T]
+int attention_linear_check_cuda(const OpShape *s, char *err, size_t errlen);
+void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
+                                   const OpShape *s);
+void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *out_btc,
+                                    const float *den_bht, const float *qkv_btc3, const OpShape *s);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,

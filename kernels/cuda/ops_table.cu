@@ -84,6 +84,18 @@ static void conv_fwd(const OpShape *s, In in, Out out, float *) {
 static void conv_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
     conv_causal_backward_cuda(din[0], din[1], dout[0], in[0], in[1], s->B, s->T, s->C, s->kernel);
 }
+static void linear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("attention_linear", s, in, out, sv);
+}
+static int linear_params(const OpShape *s, OpParam *out) {
+    return op_find_f32("attention_linear")->params(s, out);
+}
+static void linear_fwd(const OpShape *s, In in, Out out, float *sv) {
+    attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], s);
+}
+static void linear_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
+    attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV], s);
+}
 static void ce_fwd(const OpShape *s, In in, Out out, float *) {
     crossentropy_forward_cuda(out[0], in[0], s->ids, s->B * s->T, s->V);
 }
@@ -102,6 +114,8 @@ const OpDef_f32 CUDA_OPS[] = {
     {"rope", 1, 1, rope_sizes, rope_fwd, rope_bwd, 0, 0, {}},
     {"conv_causal", 2, 1, conv_causal_sizes, conv_fwd, conv_bwd, 0, 0, {}},
     {"attention_softmax", 1, 1, softmax_sizes, softmax_fwd, softmax_bwd, 0, 0, {}},
+    {"attention_linear", 2 + 2, 1, linear_sizes, linear_fwd, linear_bwd, 0, 0, {}, linear_params,
+     NULL, attention_linear_check_cuda, NULL},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
 };
 const int N_CUDA_OPS = sizeof(CUDA_OPS) / sizeof(CUDA_OPS[0]);
