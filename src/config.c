@@ -133,6 +133,9 @@ const ConfigKey CONFIG_KEYS[] = {
     INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
     ENUM("device", "auto", "auto|cpu|cuda", device,
          "where the model trains (auto: cuda when a GPU is visible and built in, else cpu)"),
+    ENUM("precision", "fp32", "fp32|bf16",
+         precision, "cuda matrix products: fp32, or bf16 tensor cores with fp32 accumulation "
+         "(parameters, optimizer state, loss and norms stay fp32)"),
     ENUM("comm.backend", "auto", "auto|mpi|nccl", comm_backend,
          "gradient all-reduce: nccl (device buffers) or mpi (host-staged); auto: nccl on cuda "
          "when every rank has a GPU of its own, else mpi"),

@@ -48,7 +48,7 @@ typedef struct {
     // cpu
     int64_t threads;
     // device and communication
-    int device, comm_backend;
+    int device, comm_backend, precision;
     double bucket_mb;
 } Config;
 
@@ -71,6 +71,7 @@ enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
 enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };
 enum { COMM_AUTO = 0, COMM_MPI = 1, COMM_NCCL = 2 };
+enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1 };
 
 // All return 0, or -1 with one line in err (without the "madtrain: error: " prefix).
 void config_defaults(Config *c);

@@ -397,6 +397,10 @@ int select_backend(const Config *cfg, Comm *comm, const Backend_f32 **k, int *gp
     *gpus_on_node = gpus;
     int want = cfg->device == DEVICE_AUTO ? (gpus > 0 ? DEVICE_CUDA : DEVICE_CPU) : cfg->device;
     if (want == DEVICE_CPU) {
+        if (cfg->precision == PRECISION_BF16) {
+            snprintf(err, errlen, "precision: bf16 needs device: cuda (the cpu backend is fp32)");
+            return -1;
+        }
         snprintf(describe, dn, "device cpu");
         return 0;
     }
@@ -416,9 +420,11 @@ int select_backend(const Config *cfg, Comm *comm, const Backend_f32 **k, int *gp
     mt_cuda_fatal_hook = cuda_fatal;
     int dev = comm_cuda_select_device(comm);
     *k = BACKEND_CUDA;
+    mt_cuda_set_precision(cfg->precision == PRECISION_BF16 ? MT_BF16 : MT_FP32);
     char name[128];
     mt_cuda_device_name(dev, name, sizeof(name));
-    snprintf(describe, dn, "device cuda:%d (%s)", dev, name);
+    snprintf(describe, dn, "device cuda:%d (%s) | %s", dev, name,
+             cfg->precision == PRECISION_BF16 ? "bf16 matmuls, fp32 accumulate" : "fp32");
     return 0;
 #endif
 }

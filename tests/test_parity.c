@@ -1,7 +1,8 @@
 // CPU-vs-CUDA parity for every row of the op table: the CUDA twin (same name in CUDA_OPS) on
 // the same random inputs, its outputs poisoned with NaN first so unwritten elements fail;
 // backward compared with the same random initial gradients (backward accumulates). fp32
-// tolerance: max|cuda - cpu| / max|cpu| <= 1e-5 per buffer. Skips (77) without a GPU.
+// tolerance: max|cuda - cpu| / max|cpu| <= 1e-5 per buffer; then again with bf16 matrix
+// products (precision: bf16) within 2e-2. Skips (77) without a GPU.
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +13,7 @@
 #include "../kernels/cuda/ops_cuda.h"
 #include "../src/rng.h"
 
-static const double TOL = 1e-5;
+static double TOL = 1e-5;  // fp32; bf16 products: 2e-2
 static int failures = 0, missing = 0;
 
 static float *dev_copy(const float *h, size_t n) {
@@ -174,33 +175,42 @@ static void check_backend(void) {
     cudaFree(d_m), cudaFree(d_v);
 }
 
+static void check_all_ops(const char *tag) {
+    for (int i = 0; i < N_OPS_f32; i++) {
+        const OpDef_f32 *cpu = &OPS_f32[i], *cuda = cuda_op_find(cpu->name);
+        if (!cuda) {
+            printf("FAIL %s%s: no CUDA twin in CUDA_OPS\n", tag, cpu->name);
+            missing++;
+            continue;
+        }
+        for (int t = 0; t < cpu->n_tests; t++) {
+            char label[48], why[256];
+            if (cuda->check && cuda->check(&cpu->tests[t], why, sizeof(why))) {
+                printf("FAIL %s%s [shape %d]: %s\n", tag, cpu->name, t, why);
+                missing++;
+                continue;
+            }
+            snprintf(label, sizeof(label), "%s[shape %d]", tag, t);
+            check(cpu, cuda, cpu->tests[t], label);
+            snprintf(label, sizeof(label), "%s[shape %d x]", tag, t);
+            check(cpu, cuda, scaled(cpu->tests[t]), label);
+        }
+    }
+}
+
 int main(void) {
     if (mt_cuda_device_count() < 1) {
         printf("SKIP: no CUDA device visible; CPU-vs-CUDA parity needs a GPU\n");
         return 77;
     }
-    for (int i = 0; i < N_OPS_f32; i++) {
-        const OpDef_f32 *cpu = &OPS_f32[i], *cuda = cuda_op_find(cpu->name);
-        if (!cuda) {
-            printf("FAIL %s: no CUDA twin in CUDA_OPS\n", cpu->name);
-            missing++;
-            continue;
-        }
-        for (int t = 0; t < cpu->n_tests; t++) {
-            char label[32], why[256];
-            if (cuda->check && cuda->check(&cpu->tests[t], why, sizeof(why))) {
-                printf("FAIL %s [shape %d]: %s\n", cpu->name, t, why);
-                missing++;
-                continue;
-            }
-            snprintf(label, sizeof(label), "[shape %d]", t);
-            check(cpu, cuda, cpu->tests[t], label);
-            snprintf(label, sizeof(label), "[shape %d x]", t);
-            check(cpu, cuda, scaled(cpu->tests[t]), label);
-        }
-    }
+    check_all_ops("");
     check_backend();
-    printf("%s: %d mismatch(es), %d op(s) or shape(s) without a CUDA kernel\n",
+    // precision: bf16, every op again against the fp32 CPU reference
+    mt_cuda_set_precision(MT_BF16);
+    TOL = 2e-2;
+    check_all_ops("bf16 ");
+    printf("%s: %d mismatch(es), %d op(s) or shape(s) without a CUDA kernel (each counted in fp32 "
+           "and bf16)\n",
            failures || missing ? "FAILED" : "PASSED", failures, missing);
     return failures || missing ? 1 : 0;
 }

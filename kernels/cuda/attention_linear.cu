@@ -14,7 +14,7 @@
 static void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                     long long sa, const float *B, int ldb, long long sb, float beta, float *C,
                     int ldc, long long sc, int batch) {
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                            ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb,
                                            sb, A, lda, sa, &beta, C, ldc, sc, batch));
 }

@@ -77,13 +77,13 @@ extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, con
     CUDA_LAUNCH_CHECK();
     const float scale = 1.f / sqrtf((float)D), one = 1, zero = 0;
     // att^T (col-major) = K Q^T  <=>  att[t][s] = q_t . k_s * scale (row-major)
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale,
                                            k, D, sTD, q, D, sTD, &zero, att, T, sTT, BH));
     causal_softmax_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(att, BH * T, T);
     CUDA_LAUNCH_CHECK();
     CUDA_CHECK(cudaMallocAsync(&o, sizeof(float) * BTC, 0));
     // O^T = V^T P^T  <=>  O = P V
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &one, v,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &one, v,
                                            D, sTD, att, T, sTT, &zero, o, D, sTD, BH));
     permute_heads_kernel<<<ceil_div(BTC, 256), 256>>>(out_btc, o, B, T, C, H, 0);
     CUDA_LAUNCH_CHECK();
@@ -106,17 +106,17 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
     CUDA_LAUNCH_CHECK();
     const float scale = 1.f / sqrtf((float)D), one = 1, zero = 0;
     // dV = P^T dO
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &one, dO,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &one, dO,
                                            D, sTD, att, T, sTT, &zero, dv, D, sTD, BH));
     // dP = dO V^T
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, v,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, v,
                                            D, sTD, dO, D, sTD, &zero, ds, T, sTT, BH));
     softmax_backward_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(ds, att, BH * T, T);
     CUDA_LAUNCH_CHECK();
     // dQ = dS K * scale, dK = dS^T Q * scale
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale,
                                            k, D, sTD, ds, T, sTT, &zero, dq, D, sTD, BH));
-    CUBLAS_CHECK(cublasSgemmStridedBatched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale,
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale,
                                            q, D, sTD, ds, T, sTT, &zero, dk, D, sTD, BH));
     permute_qkv_kernel<<<ceil_div(BTC, 256), 256>>>(dq, dk, dv, dqkv_btc3, B, T, C, H, 1);
     CUDA_LAUNCH_CHECK();

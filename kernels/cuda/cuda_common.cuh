@@ -28,6 +28,19 @@ static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) 
 
 cublasHandle_t mt_cublas(void);
 
+// Every matrix product of the CUDA kernels goes through these two, with cublasSgemm's and
+// cublasSgemmStridedBatched's arguments: fp32 (pedantic, no TF32) for parity with the CPU, or,
+// under mt_cuda_set_precision(MT_BF16), bf16 tensor-core products with fp32 accumulation on the
+// same fp32 buffers (CUBLAS_COMPUTE_32F_FAST_16BF).
+cublasStatus_t mt_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                       const float *beta, float *C, int ldc);
+cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta,
+                                       cublasOperation_t tb, int m, int n, int k,
+                                       const float *alpha, const float *A, int lda, long long sa,
+                                       const float *B, int ldb, long long sb, const float *beta,
+                                       float *C, int ldc, long long sc, int batch);
+
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024).
 __device__ inline float block_sum(float v) {
     __shared__ float warp_sums[32];

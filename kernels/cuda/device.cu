@@ -31,12 +31,41 @@ void mt_cuda_fail(const char *call, const char *what, const char *file, int line
 }
 }
 
+static int precision = MT_FP32;
+
 cublasHandle_t mt_cublas(void) {
     static cublasHandle_t handle = NULL;
-    if (!handle) {
-        CUBLAS_CHECK(cublasCreate(&handle));
-        // fp32 reference products: no TF32, so parity with the CPU holds at 1e-5.
-        CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH));
+    static int mode = -1;
+    if (!handle) CUBLAS_CHECK(cublasCreate(&handle));
+    if (mode != precision) {
+        // fp32 reference products: no TF32, so parity with the CPU holds at 1e-5; bf16 asks for
+        // tensor cores through the compute type, which pedantic mode would refuse.
+        CUBLAS_CHECK(cublasSetMathMode(handle, precision == MT_FP32 ? CUBLAS_PEDANTIC_MATH
+                                                                     : CUBLAS_DEFAULT_MATH));
+        mode = precision;
     }
     return handle;
+}
+
+extern "C" void mt_cuda_set_precision(int p) { precision = p; }
+
+cublasStatus_t mt_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                       int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
+                       const float *beta, float *C, int ldc) {
+    if (precision == MT_FP32) return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return cublasGemmEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
+                        CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
+}
+
+cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta,
+                                       cublasOperation_t tb, int m, int n, int k,
+                                       const float *alpha, const float *A, int lda, long long sa,
+                                       const float *B, int ldb, long long sb, const float *beta,
+                                       float *C, int ldc, long long sc, int batch) {
+    if (precision == MT_FP32)
+        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta,
+                                         C, ldc, sc, batch);
+    return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B,
+                                      CUDA_R_32F, ldb, sb, beta, C, CUDA_R_32F, ldc, sc, batch,
+                                      CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
 }
