@@ -63,6 +63,10 @@ void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *
                                    const OpShape *s);
 void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *out_btc,
                                     const float *den_bht, const float *qkv_btc3, const OpShape *s);
+// causal Hydra attention (heads = channels, cosine kernel)
+void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
+void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,
+                                   const OpShape *s);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,

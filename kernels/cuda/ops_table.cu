@@ -96,6 +96,15 @@ static void linear_fwd(const OpShape *s, In in, Out out, float *sv) {
 static void linear_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
     attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV], s);
 }
+static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("attention_hydra", s, in, out, sv);
+}
+static void hydra_fwd(const OpShape *s, In in, Out out, float *) {
+    attention_hydra_forward_cuda(out[0], in[CORE_IN_QKV], s);
+}
+static void hydra_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    attention_hydra_backward_cuda(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], s);
+}
 static void ce_fwd(const OpShape *s, In in, Out out, float *) {
     crossentropy_forward_cuda(out[0], in[0], s->ids, s->B * s->T, s->V);
 }
@@ -116,6 +125,7 @@ const OpDef_f32 CUDA_OPS[] = {
     {"attention_softmax", 1, 1, softmax_sizes, softmax_fwd, softmax_bwd, 0, 0, {}},
     {"attention_linear", 2 + 2, 1, linear_sizes, linear_fwd, linear_bwd, 0, 0, {}, linear_params,
      NULL, attention_linear_check_cuda, NULL},
+    {"attention_hydra", 1, 1, hydra_sizes, hydra_fwd, hydra_bwd, 0, 0, {}},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
 };
 const int N_CUDA_OPS = sizeof(CUDA_OPS) / sizeof(CUDA_OPS[0]);

@@ -1,0 +1,122 @@
+// Causal Hydra attention, the twin of kernels/cpu/attention_hydra.c: per sequence and channel
+// a running sum over time, kv_t = sum_{s<=t} kh_s v_s, o_t = qh_t kv_t c_t, with q and k
+// cosine-normalised over the C channels. One thread per (batch, channel) walks the sequence
+// (adjacent threads read adjacent channels of a row, so every step is one coalesced row read).
+#include "cuda_common.cuh"
+
+#define HYDRA_EPS 1e-6f
+
+static float *grow(float **buf, size_t *have, size_t want) {
+    if (want > *have) {
+        if (*buf) CUDA_CHECK(cudaFree(*buf));
+        CUDA_CHECK(cudaMalloc((void **)buf, sizeof(float) * want));
+        *have = want;
+    }
+    return *buf;
+}
+
+// 1 / max(|x|, eps) of the q (which = 0) or k (1) part of every row; one block per row.
+__global__ void hydra_inv_norm_kernel(float *inv, const float *qkv, int C, int which) {
+    const float *x = qkv + (size_t)blockIdx.x * 3 * C + which * C;
+    float s = 0;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) s += x[i] * x[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) inv[blockIdx.x] = 1.f / fmaxf(sqrtf(s), HYDRA_EPS);
+}
+
+__device__ inline float count_scale(int norm, int t) {
+    return norm == HYDRA_NORM_COUNT ? 1.f / (t + 1) : 1.f;
+}
+
+__global__ void hydra_forward_kernel(float *out, const float *qkv, const float *iq,
+                                     const float *ik, int B, int T, int C, int norm) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * C) return;
+    int b = idx / C, i = idx % C;
+    float kv = 0;
+    for (int t = 0; t < T; t++) {
+        size_t n = (size_t)b * T + t;
+        const float *r = qkv + n * 3 * C;
+        kv += r[C + i] * ik[n] * r[2 * C + i];
+        out[n * C + i] = r[i] * iq[n] * count_scale(norm, t) * kv;
+    }
+}
+
+// dqh_t = do_t kv_t c_t (forward in time); then G_s = sum_{t>=s} do_t qh_t c_t (reverse):
+// dkh_s = G_s v_s, dv_s += G_s kh_s.
+__global__ void hydra_backward_scan_kernel(float *dqh, float *dkh, float *dqkv, const float *dout,
+                                           const float *qkv, const float *iq, const float *ik,
+                                           int B, int T, int C, int norm) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= B * C) return;
+    int b = idx / C, i = idx % C;
+    float acc = 0;
+    for (int t = 0; t < T; t++) {
+        size_t n = (size_t)b * T + t;
+        const float *r = qkv + n * 3 * C;
+        acc += r[C + i] * ik[n] * r[2 * C + i];
+        dqh[n * C + i] = dout[n * C + i] * acc * count_scale(norm, t);
+    }
+    acc = 0;
+    for (int t = T - 1; t >= 0; t--) {
+        size_t n = (size_t)b * T + t;
+        const float *r = qkv + n * 3 * C;
+        acc += dout[n * C + i] * r[i] * iq[n] * count_scale(norm, t);
+        dkh[n * C + i] = acc * r[2 * C + i];
+        dqkv[n * 3 * C + 2 * C + i] += acc * r[C + i] * ik[n];
+    }
+}
+
+// Through u / |u|: du += (duh - (duh . uh) uh) / |u| (duh / eps below eps); one block per row.
+__global__ void hydra_norm_backward_kernel(float *dqkv, const float *duh, const float *qkv, int C,
+                                           int which) {
+    size_t n = blockIdx.x;
+    const float *u = qkv + n * 3 * C + which * C, *g = duh + n * C;
+    float n2 = 0, dot = 0;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) n2 += u[i] * u[i], dot += g[i] * u[i];
+    n2 = block_sum(n2);
+    dot = block_sum(dot);
+    float norm = sqrtf(n2);
+    float *du = dqkv + n * 3 * C + which * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x)
+        du[i] += norm <= HYDRA_EPS ? g[i] / HYDRA_EPS : (g[i] - dot / norm * u[i] / norm) / norm;
+}
+
+static void inv_norms(float **iq, float **ik, const float *qkv, int N, int C) {
+    static float *buf = NULL;
+    static size_t have = 0;
+    float *b = grow(&buf, &have, 2 * (size_t)N);
+    *iq = b, *ik = b + N;
+    hydra_inv_norm_kernel<<<N, 256>>>(*iq, qkv, C, 0);
+    CUDA_LAUNCH_CHECK();
+    hydra_inv_norm_kernel<<<N, 256>>>(*ik, qkv, C, 1);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3,
+                                             const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C;
+    float *iq, *ik;
+    inv_norms(&iq, &ik, qkv_btc3, B * T, C);
+    hydra_forward_kernel<<<ceil_div((long long)B * C, 128), 128>>>(out_btc, qkv_btc3, iq, ik, B,
+                                                                   T, C, s->hydra_norm);
+    CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc,
+                                              const float *qkv_btc3, const OpShape *s) {
+    int B = s->B, T = s->T, C = s->C, N = B * T;
+    static float *bufs[2];
+    static size_t have[2];
+    float *dqh = grow(&bufs[0], &have[0], (size_t)N * C);
+    float *dkh = grow(&bufs[1], &have[1], (size_t)N * C);
+    float *iq, *ik;
+    inv_norms(&iq, &ik, qkv_btc3, N, C);
+    hydra_backward_scan_kernel<<<ceil_div((long long)B * C, 128), 128>>>(
+        dqh, dkh, dqkv_btc3, dout_btc, qkv_btc3, iq, ik, B, T, C, s->hydra_norm);
+    CUDA_LAUNCH_CHECK();
+    hydra_norm_backward_kernel<<<N, 256>>>(dqkv_btc3, dqh, qkv_btc3, C, 0);
+    CUDA_LAUNCH_CHECK();
+    hydra_norm_backward_kernel<<<N, 256>>>(dqkv_btc3, dkh, qkv_btc3, C, 1);
+    CUDA_LAUNCH_CHECK();
+}
