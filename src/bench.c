@@ -48,7 +48,8 @@ static double flops_per_token(const ModelConfig *mc, int T, int *core_counted) {
         const char *op = MIXERS[mc->mixer[l]].core_op;
         if (!strcmp(op, "attention_softmax"))
             core += 2.0 * T * C;
-        else if (!strcmp(op, "attention_linear") && mc->feature_map <= FEATURE_RELU)
+        else if (!strcmp(op, "attention_linear") &&
+                 mixer_core_shape(mc, l, 1, T).feature_map <= FEATURE_RELU)
             core += mc->n_heads * (4 * D * D + (double)mc->chunk * 2 * D);
         else
             *core_counted = 0;
