@@ -1,5 +1,6 @@
-// Causal linear attention, chunkwise, the twin of kernels/cpu/attention_linear.c for the
-// elementwise feature maps (elu1, relu). Per (batch, head) and chunk c of length L:
+// Causal linear attention, chunkwise, the twin of kernels/cpu/attention_linear.c for the feature
+// maps elu1, relu, cosFormer (2D wide) and FAVOR+ (m random features: one GEMM of every row
+// against the shared projection, then exp). Per (batch, head) and chunk c of length L:
 //   S_c = sum_{c' < c} phi(K_c')^T V'_c'            (states: one batched GEMM per chunk, then
 //                                                    an exclusive prefix over chunks)
 //   N'_c = phi(Q_c) S_c + tril(phi(Q_c) phi(K_c)^T) V'_c
@@ -20,13 +21,19 @@ static void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const fl
 }
 
 struct LinShape {
-    int B, T, C, H, D, Dv, L, nc, Tp, BH, map, normalize;
-    float eps;
+    int B, T, C, H, D, m, Dv, L, nc, Tp, BH, map, normalize, qk_norm;
+    float eps, scale, max_len;
 };
 
 static LinShape lin_shape(const OpShape *s) {
     LinShape g;
     g.B = s->B, g.T = s->T, g.C = s->C, g.H = s->H, g.D = s->C / s->H;
+    g.m = s->feature_map == FEATURE_FAVOR ? s->n_features
+          : s->feature_map == FEATURE_COSFORMER ? 2 * g.D
+                                                 : g.D;
+    g.qk_norm = s->qk_norm;
+    g.scale = powf((float)g.D, -0.25f);  // Performer's d^(-1/4), as the CPU map
+    g.max_len = (float)(s->max_len > 0 ? s->max_len : s->T);
     g.Dv = s->normalize ? g.D + 1 : g.D;
     g.L = s->chunk < 1 || s->chunk > s->T ? s->T : s->chunk;
     g.nc = (s->T + g.L - 1) / g.L, g.Tp = g.nc * g.L, g.BH = s->B * s->H;
@@ -38,6 +45,7 @@ static LinShape lin_shape(const OpShape *s) {
 // step, so after the first step nothing is allocated.
 struct Work {
     float *p, *f, *v, *n, *states, *tri, *dn, *dp, *df, *dv, *rstates;
+    float *xt_q, *xt_k, *half_sq, *g;  // FAVOR+: scaled (normalised) q, k, |xt|^2 / 2, dxt
 };
 static float *grow(float **buf, size_t *have, size_t want) {
     if (want > *have) {
@@ -48,10 +56,11 @@ static float *grow(float **buf, size_t *have, size_t want) {
     return *buf;
 }
 static Work work_for(const LinShape &g, bool backward) {
-    static float *bufs[11];
-    static size_t have[11];
-    size_t tm = (size_t)g.BH * g.Tp * g.D, tv = (size_t)g.BH * g.Tp * g.Dv;
-    size_t st = (size_t)g.BH * g.nc * g.D * g.Dv, tri = (size_t)g.BH * g.nc * g.L * g.L;
+    static float *bufs[15];
+    static size_t have[15];
+    size_t tm = (size_t)g.BH * g.Tp * g.m, tv = (size_t)g.BH * g.Tp * g.Dv;
+    size_t st = (size_t)g.BH * g.nc * g.m * g.Dv, tri = (size_t)g.BH * g.nc * g.L * g.L;
+    size_t rows = (size_t)g.BH * g.Tp, td = rows * g.D;
     Work w;
     w.p = grow(&bufs[0], &have[0], tm), w.f = grow(&bufs[1], &have[1], tm);
     w.v = grow(&bufs[2], &have[2], tv), w.n = grow(&bufs[3], &have[3], tv);
@@ -62,32 +71,84 @@ static Work work_for(const LinShape &g, bool backward) {
         w.df = grow(&bufs[8], &have[8], tm), w.dv = grow(&bufs[9], &have[9], tv);
         w.rstates = grow(&bufs[10], &have[10], st);
     }
+    w.xt_q = w.xt_k = w.half_sq = w.g = NULL;
+    if (g.map == FEATURE_FAVOR) {
+        w.xt_q = grow(&bufs[11], &have[11], td), w.xt_k = grow(&bufs[12], &have[12], td);
+        w.half_sq = grow(&bufs[13], &have[13], 2 * rows);
+        // dxt = (dphi phi) W [rows, D]: wider than the features when m < D
+        if (backward) w.g = grow(&bufs[14], &have[14], rows * (g.m > g.D ? g.m : g.D));
+    }
     return w;
 }
 
-__device__ inline float phi(int map, float x) {
-    return map == FEATURE_ELU1 ? (x > 0 ? x + 1 : expf(x)) : (x > 0 ? x : 0.f);
-}
-__device__ inline float dphi_dx(int map, float x, float phi_x) {
-    return map == FEATURE_ELU1 ? (x > 0 ? 1.f : phi_x) : (x > 0 ? 1.f : 0.f);
+// cosFormer's angle a_t = pi (t + 1) / (2M), as the CPU map.
+__device__ inline float cos_angle(const LinShape &g, int t) {
+    return 1.5707963267948966f * (t + 1) / g.max_len;
 }
 
-// qkv [B,T,3C] -> phi(q), phi(k) [BH, Tp, D] and V' [BH, Tp, Dv]; padding rows are zero.
-__global__ void gather_kernel(float *p, float *f, float *v, const float *qkv, LinShape g) {
+// Feature j of the elementwise maps at position t from the head's row x (D values).
+__device__ inline float phi_elementwise(const LinShape &g, const float *x, int t, int j) {
+    if (g.map == FEATURE_ELU1) return x[j] > 0 ? x[j] + 1 : expf(x[j]);
+    if (g.map == FEATURE_RELU) return x[j] > 0 ? x[j] : 0.f;
+    int i = j % g.D;  // cosFormer: relu(x) cos a_t | relu(x) sin a_t
+    float r = x[i] > 0 ? x[i] : 0.f, a = cos_angle(g, t);
+    return r * (j < g.D ? cosf(a) : sinf(a));
+}
+
+// V' [BH, Tp, Dv] from qkv [B,T,3C]; padding rows zero.
+__global__ void gather_values_kernel(float *v, const float *qkv, LinShape g) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)g.BH * g.Tp * g.Dv) return;
     int j = (int)(idx % g.Dv), t = (int)(idx / g.Dv % g.Tp), bh = (int)(idx / g.Dv / g.Tp);
     int b = bh / g.H, h = bh % g.H;
-    size_t row = ((size_t)bh * g.Tp + t);
-    bool real_row = t < g.T;
-    const float *x = qkv + ((size_t)b * g.T + t) * 3 * g.C + h * g.D;
-    if (j < g.D) {
-        p[row * g.D + j] = real_row ? phi(g.map, x[j]) : 0.f;
-        f[row * g.D + j] = real_row ? phi(g.map, x[g.C + j]) : 0.f;
-        v[row * g.Dv + j] = real_row ? x[2 * g.C + j] : 0.f;
-    } else {
-        v[row * g.Dv + j] = real_row ? 1.f : 0.f;  // the normaliser's ones column
+    const float *x = qkv + ((size_t)b * g.T + t) * 3 * g.C + 2 * g.C + h * g.D;
+    v[idx] = t >= g.T ? 0.f : j < g.D ? x[j] : 1.f;  // column D: the normaliser's ones
+}
+
+// phi(q), phi(k) [BH, Tp, m] of the elementwise maps; padding rows zero.
+__global__ void gather_features_kernel(float *p, float *f, const float *qkv, LinShape g) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)g.BH * g.Tp * g.m) return;
+    int j = (int)(idx % g.m), t = (int)(idx / g.m % g.Tp), bh = (int)(idx / g.m / g.Tp);
+    int b = bh / g.H, h = bh % g.H;
+    if (t >= g.T) {
+        p[idx] = f[idx] = 0.f;
+        return;
     }
+    const float *x = qkv + ((size_t)b * g.T + t) * 3 * g.C + h * g.D;
+    p[idx] = phi_elementwise(g, x, t, j);
+    f[idx] = phi_elementwise(g, x + g.C, t, j);
+}
+
+// FAVOR+ inputs of one part (which = 0: q, 1: k), one block per row (bh, t): xt = scale * x,
+// L2-normalised first when qk_norm, and half its squared norm; padding rows zero.
+__global__ void rf_inputs_kernel(float *xt, float *half_sq, const float *qkv, LinShape g,
+                                 int which) {
+    size_t row = blockIdx.x;
+    int t = (int)(row % g.Tp), bh = (int)(row / g.Tp), b = bh / g.H, h = bh % g.H;
+    float *o = xt + row * g.D;
+    if (t >= g.T) {
+        for (int i = threadIdx.x; i < g.D; i += blockDim.x) o[i] = 0.f;
+        if (threadIdx.x == 0) half_sq[row] = 0.f;
+        return;
+    }
+    const float *x = qkv + ((size_t)b * g.T + t) * 3 * g.C + which * g.C + h * g.D;
+    float n2 = 0;
+    for (int i = threadIdx.x; i < g.D; i += blockDim.x) n2 += x[i] * x[i];
+    n2 = block_sum(n2);
+    float mul = g.scale / (g.qk_norm ? fmaxf(sqrtf(n2), 1e-6f) : 1.f);
+    float sq = 0;
+    for (int i = threadIdx.x; i < g.D; i += blockDim.x) o[i] = x[i] * mul, sq += o[i] * o[i];
+    sq = block_sum(sq);
+    if (threadIdx.x == 0) half_sq[row] = sq / 2;
+}
+
+// phi = exp(z - |xt|^2 / 2) / sqrt(m) in place on z = xt W^T; padding rows zero (exp would not).
+__global__ void rf_exp_kernel(float *phi, const float *half_sq, LinShape g) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)g.BH * g.Tp * g.m) return;
+    size_t row = idx / g.m;
+    phi[idx] = (int)(row % g.Tp) >= g.T ? 0.f : expf(phi[idx] - half_sq[row]) * rsqrtf((float)g.m);
 }
 
 // Zero the strictly upper triangle (future positions) of every L x L chunk block.
@@ -141,7 +202,16 @@ __global__ void dn_kernel(float *dn, const float *dout, const float *out, const 
     if (g.normalize) d[g.D] = -dot / den;
 }
 
-// dqkv += the gradients of phi(q), phi(k) through the map and of V'[:, :D].
+// Gradient of channel j of one part through an elementwise map (dphi: the row's m gradients).
+__device__ inline float dx_elementwise(const LinShape &g, float x, int t, int j, float phi_x,
+                                       const float *dphi) {
+    if (g.map == FEATURE_ELU1) return dphi[j] * (x > 0 ? 1.f : phi_x);
+    if (g.map == FEATURE_RELU) return x > 0 ? dphi[j] : 0.f;
+    float a = cos_angle(g, t);
+    return x > 0 ? cosf(a) * dphi[j] + sinf(a) * dphi[g.D + j] : 0.f;
+}
+
+// dqkv += the gradient of V'[:, :D], and for the elementwise maps those of phi(q), phi(k).
 __global__ void scatter_kernel(float *dqkv, const float *qkv, const float *p, const float *f,
                                const float *dp, const float *df, const float *dv, LinShape g) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -149,19 +219,53 @@ __global__ void scatter_kernel(float *dqkv, const float *qkv, const float *p, co
     int j = (int)(idx % g.D), t = (int)(idx / g.D % g.T), bh = (int)(idx / g.D / g.T);
     int b = bh / g.H, h = bh % g.H;
     size_t row = (size_t)bh * g.Tp + t, x = ((size_t)b * g.T + t) * 3 * g.C + h * g.D + j;
-    size_t e = row * g.D + j;
-    dqkv[x] += dp[e] * dphi_dx(g.map, qkv[x], p[e]);
-    dqkv[x + g.C] += df[e] * dphi_dx(g.map, qkv[x + g.C], f[e]);
     dqkv[x + 2 * g.C] += dv[row * g.Dv + j];
+    if (g.map == FEATURE_FAVOR) return;  // rf_backward_kernel
+    size_t e = row * g.m + j;
+    dqkv[x] += dx_elementwise(g, qkv[x], t, j, p[e], dp + row * g.m);
+    dqkv[x + g.C] += dx_elementwise(g, qkv[x + g.C], t, j, f[e], df + row * g.m);
+}
+
+// g = dphi (.) phi, in place on dphi (FAVOR+ backward).
+__global__ void mul_kernel(float *dphi, const float *phi, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dphi[i] *= phi[i];
+}
+
+// FAVOR+ backward of one part, one block per real row: dxt = W^T g (in dxt_in, from a GEMM),
+// d = (dxt - sum(g) xt) * scale, then through x / max(|x|, eps) when qk_norm; dqkv += it.
+__global__ void rf_backward_kernel(float *dqkv, const float *dxt_in, const float *gphi,
+                                   const float *xt, const float *qkv, LinShape g, int which) {
+    int bt = blockIdx.x, t = bt % g.T, bh = bt / g.T, b = bh / g.H, h = bh % g.H;
+    size_t row = (size_t)bh * g.Tp + t;
+    const float *x = qkv + ((size_t)b * g.T + t) * 3 * g.C + which * g.C + h * g.D;
+    float *dx = dqkv + ((size_t)b * g.T + t) * 3 * g.C + which * g.C + h * g.D;
+    float gsum = 0;
+    for (int i = threadIdx.x; i < g.m; i += blockDim.x) gsum += gphi[row * g.m + i];
+    gsum = block_sum(gsum);
+    float n2 = 0, dot = 0;
+    for (int i = threadIdx.x; i < g.D; i += blockDim.x) {
+        float d = (dxt_in[row * g.D + i] - gsum * xt[row * g.D + i]) * g.scale;
+        n2 += x[i] * x[i], dot += d * x[i];
+    }
+    n2 = block_sum(n2);
+    dot = block_sum(dot);
+    float n = sqrtf(n2);
+    for (int i = threadIdx.x; i < g.D; i += blockDim.x) {
+        float d = (dxt_in[row * g.D + i] - gsum * xt[row * g.D + i]) * g.scale;
+        if (!g.qk_norm) dx[i] += d;
+        else if (n <= 1e-6f) dx[i] += d / 1e-6f;
+        else dx[i] += (d - dot / n * x[i] / n) / n;
+    }
 }
 
 // Prefix states S_c (exclusive) of phi(K)^T V' per chunk.
 static void chunk_states(const LinShape &g, const Work &w) {
-    int batch = g.BH * g.nc, L = g.L, D = g.D, Dv = g.Dv;
-    gemm_rm(true, false, D, Dv, L, 1, w.f, D, (long long)L * D, w.v, Dv, (long long)L * Dv, 0,
-            w.states, Dv, (long long)D * Dv, batch);
-    size_t n = (size_t)g.BH * D * Dv;
-    exclusive_scan_kernel<<<ceil_div(n, 256), 256>>>(w.states, g.BH, g.nc, D * Dv, 0);
+    int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
+    gemm_rm(true, false, m, Dv, L, 1, w.f, m, (long long)L * m, w.v, Dv, (long long)L * Dv, 0,
+            w.states, Dv, (long long)m * Dv, batch);
+    size_t n = (size_t)g.BH * m * Dv;
+    exclusive_scan_kernel<<<ceil_div(n, 256), 256>>>(w.states, g.BH, g.nc, m * Dv, 0);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -175,31 +279,47 @@ static void causal_scores(const LinShape &g, float *tri, const float *a, const f
     CUDA_LAUNCH_CHECK();
 }
 
-static void prepare(const LinShape &g, const Work &w, const float *qkv) {
-    size_t n = (size_t)g.BH * g.Tp * g.Dv;
-    gather_kernel<<<ceil_div(n, 256), 256>>>(w.p, w.f, w.v, qkv, g);
+// phi(q), phi(k), V' and the prefix states. proj: FAVOR+'s projection W [m, D] (else unused).
+static void prepare(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
+    size_t nv = (size_t)g.BH * g.Tp * g.Dv, nm = (size_t)g.BH * g.Tp * g.m;
+    int rows = g.BH * g.Tp;
+    gather_values_kernel<<<ceil_div(nv, 256), 256>>>(w.v, qkv, g);
     CUDA_LAUNCH_CHECK();
+    if (g.map != FEATURE_FAVOR) {
+        gather_features_kernel<<<ceil_div(nm, 256), 256>>>(w.p, w.f, qkv, g);
+        CUDA_LAUNCH_CHECK();
+    } else {
+        float *xt[2] = {w.xt_q, w.xt_k}, *phi[2] = {w.p, w.f};
+        for (int part = 0; part < 2; part++) {
+            rf_inputs_kernel<<<rows, 128>>>(xt[part], w.half_sq + (size_t)part * rows, qkv, g, part);
+            CUDA_LAUNCH_CHECK();
+            // every row of every head against the shared projection: z = xt W^T [rows, m]
+            gemm_rm(false, true, rows, g.m, g.D, 1, xt[part], g.D, 0, proj, g.D, 0, 0, phi[part],
+                    g.m, 0, 1);
+            rf_exp_kernel<<<ceil_div(nm, 256), 256>>>(phi[part], w.half_sq + (size_t)part * rows, g);
+            CUDA_LAUNCH_CHECK();
+        }
+    }
     chunk_states(g, w);
 }
 
 extern "C" int attention_linear_check_cuda(const OpShape *s, char *err, size_t errlen) {
-    if (s->feature_map == FEATURE_ELU1 || s->feature_map == FEATURE_RELU) return 0;
-    const char *names[] = {"elu1", "relu", "favor", "circulant", "cosformer"};
-    snprintf(err, errlen, "feature map %s has no cuda kernel yet (elu1 and relu have); use device: cpu",
-             s->feature_map >= 0 && s->feature_map < 5 ? names[s->feature_map] : "?");
+    if (s->feature_map != FEATURE_CIRCULANT) return 0;
+    snprintf(err, errlen, "feature map circulant has no cuda kernel yet; use device: cpu");
     return -1;
 }
 
 extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht,
-                                              const float *qkv_btc3, const OpShape *s) {
+                                              const float *qkv_btc3, const float *const *fmap,
+                                              const OpShape *s) {
     LinShape g = lin_shape(s);
     Work w = work_for(g, false);
-    prepare(g, w, qkv_btc3);
-    int batch = g.BH * g.nc, L = g.L, D = g.D, Dv = g.Dv;
+    prepare(g, w, qkv_btc3, fmap ? fmap[0] : NULL);
+    int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
     // N' = P S + tril(P F^T) V'
-    gemm_rm(false, false, L, Dv, D, 1, w.p, D, (long long)L * D, w.states, Dv, (long long)D * Dv,
+    gemm_rm(false, false, L, Dv, m, 1, w.p, m, (long long)L * m, w.states, Dv, (long long)m * Dv,
             0, w.n, Dv, (long long)L * Dv, batch);
-    causal_scores(g, w.tri, w.p, w.f, D);
+    causal_scores(g, w.tri, w.p, w.f, m);
     gemm_rm(false, false, L, Dv, L, 1, w.tri, L, (long long)L * L, w.v, Dv, (long long)L * Dv, 1,
             w.n, Dv, (long long)L * Dv, batch);
     size_t n = (size_t)g.BH * g.T * g.D;
@@ -213,32 +333,48 @@ extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht,
 //   dV_c = tril(P_c F_c^T)^T dN_c + F_c R_c
 extern "C" void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc,
                                                const float *out_btc, const float *den_bht,
-                                               const float *qkv_btc3, const OpShape *s) {
+                                               const float *qkv_btc3, const float *const *fmap,
+                                               const OpShape *s) {
     LinShape g = lin_shape(s);
     Work w = work_for(g, true);
-    prepare(g, w, qkv_btc3);
-    int batch = g.BH * g.nc, L = g.L, D = g.D, Dv = g.Dv;
-    long long sm = (long long)L * D, sv = (long long)L * Dv, ss = (long long)D * Dv;
+    const float *proj = fmap ? fmap[0] : NULL;
+    prepare(g, w, qkv_btc3, proj);
+    int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
+    long long sm = (long long)L * m, sv = (long long)L * Dv, ss = (long long)m * Dv;
     long long st = (long long)L * L;
     size_t rows = (size_t)g.BH * g.Tp;
     dn_kernel<<<ceil_div(rows, 256), 256>>>(w.dn, dout_btc, out_btc, den_bht, g);
     CUDA_LAUNCH_CHECK();
     // R: per-chunk P^T dN, then the exclusive suffix over chunks
-    gemm_rm(true, false, D, Dv, L, 1, w.p, D, sm, w.dn, Dv, sv, 0, w.rstates, Dv, ss, batch);
-    size_t n_st = (size_t)g.BH * D * Dv;
-    exclusive_scan_kernel<<<ceil_div(n_st, 256), 256>>>(w.rstates, g.BH, g.nc, D * Dv, 1);
+    gemm_rm(true, false, m, Dv, L, 1, w.p, m, sm, w.dn, Dv, sv, 0, w.rstates, Dv, ss, batch);
+    size_t n_st = (size_t)g.BH * m * Dv;
+    exclusive_scan_kernel<<<ceil_div(n_st, 256), 256>>>(w.rstates, g.BH, g.nc, m * Dv, 1);
     CUDA_LAUNCH_CHECK();
     // G = tril(dN V^T)
     causal_scores(g, w.tri, w.dn, w.v, Dv);
-    gemm_rm(false, true, L, D, Dv, 1, w.dn, Dv, sv, w.states, Dv, ss, 0, w.dp, D, sm, batch);
-    gemm_rm(false, false, L, D, L, 1, w.tri, L, st, w.f, D, sm, 1, w.dp, D, sm, batch);
-    gemm_rm(true, false, L, D, L, 1, w.tri, L, st, w.p, D, sm, 0, w.df, D, sm, batch);
-    gemm_rm(false, true, L, D, Dv, 1, w.v, Dv, sv, w.rstates, Dv, ss, 1, w.df, D, sm, batch);
+    gemm_rm(false, true, L, m, Dv, 1, w.dn, Dv, sv, w.states, Dv, ss, 0, w.dp, m, sm, batch);
+    gemm_rm(false, false, L, m, L, 1, w.tri, L, st, w.f, m, sm, 1, w.dp, m, sm, batch);
+    gemm_rm(true, false, L, m, L, 1, w.tri, L, st, w.p, m, sm, 0, w.df, m, sm, batch);
+    gemm_rm(false, true, L, m, Dv, 1, w.v, Dv, sv, w.rstates, Dv, ss, 1, w.df, m, sm, batch);
     // A = tril(P F^T)
-    causal_scores(g, w.tri, w.p, w.f, D);
+    causal_scores(g, w.tri, w.p, w.f, m);
     gemm_rm(true, false, L, Dv, L, 1, w.tri, L, st, w.dn, Dv, sv, 0, w.dv, Dv, sv, batch);
-    gemm_rm(false, false, L, Dv, D, 1, w.f, D, sm, w.rstates, Dv, ss, 1, w.dv, Dv, sv, batch);
+    gemm_rm(false, false, L, Dv, m, 1, w.f, m, sm, w.rstates, Dv, ss, 1, w.dv, Dv, sv, batch);
     size_t n = (size_t)g.BH * g.T * g.D;
     scatter_kernel<<<ceil_div(n, 256), 256>>>(dqkv_btc3, qkv_btc3, w.p, w.f, w.dp, w.df, w.dv, g);
     CUDA_LAUNCH_CHECK();
+    if (g.map != FEATURE_FAVOR) return;
+    // FAVOR+: d phi_i / d xt = phi_i (w_i - xt), so dxt = W^T (dphi (.) phi) - sum(dphi (.) phi) xt
+    size_t nm = rows * g.m;
+    float *dphi[2] = {w.dp, w.df}, *phi[2] = {w.p, w.f}, *xt[2] = {w.xt_q, w.xt_k};
+    for (int part = 0; part < 2; part++) {
+        mul_kernel<<<ceil_div(nm, 256), 256>>>(dphi[part], phi[part], nm);
+        CUDA_LAUNCH_CHECK();
+        // dxt [rows, D] = g [rows, m] W [m, D], into the (now free) work buffer w.g
+        gemm_rm(false, false, (int)rows, g.D, g.m, 1, dphi[part], g.m, 0, proj, g.D, 0, 0, w.g, g.D,
+                0, 1);
+        rf_backward_kernel<<<g.BH * g.T, 128>>>(dqkv_btc3, w.g, dphi[part], xt[part], qkv_btc3, g,
+                                                part);
+        CUDA_LAUNCH_CHECK();
+    }
 }

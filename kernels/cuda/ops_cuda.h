@@ -57,12 +57,14 @@ void crossentropy_forward_cuda(float *loss, const float *logits, const int *targ
                                int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
-// causal linear attention, chunkwise, elementwise feature maps (elu1, relu); saved: den [B,H,T]
+// causal linear attention, chunkwise (feature maps elu1, relu, cosformer, favor; fmap: the
+// map's parameters, favor's projection [m, D]); saved: den [B,H,T]
 int attention_linear_check_cuda(const OpShape *s, char *err, size_t errlen);
 void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
-                                   const OpShape *s);
+                                   const float *const *fmap, const OpShape *s);
 void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *out_btc,
-                                    const float *den_bht, const float *qkv_btc3, const OpShape *s);
+                                    const float *den_bht, const float *qkv_btc3,
+                                    const float *const *fmap, const OpShape *s);
 // causal Hydra attention (heads = channels, cosine kernel)
 void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
 void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,

@@ -91,10 +91,11 @@ static int linear_params(const OpShape *s, OpParam *out) {
     return op_find_f32("attention_linear")->params(s, out);
 }
 static void linear_fwd(const OpShape *s, In in, Out out, float *sv) {
-    attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], s);
+    attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
 static void linear_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
-    attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV], s);
+    attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV],
+                                   in + CORE_IN_PARAMS, s);
 }
 static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("attention_hydra", s, in, out, sv);
