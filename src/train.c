@@ -456,9 +456,6 @@ static int pick_device(const Config *cfg, Comm *comm, Device *d, char *err, size
         return -1;
     }
     d->reduce = nccl ? REDUCE_NCCL : REDUCE_STAGED;
-#ifdef MT_WITH_CUDA
-    if (nccl) d->nccl = comm_nccl_init(comm);
-#endif
     snprintf(d->describe, sizeof(d->describe), "%s | comm %s", where,
              nccl ? "nccl" : "mpi (host-staged)");
     return 0;
@@ -506,11 +503,22 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
+    // The device checks read each node's own GPUs, so ranks can disagree (nodes that differ):
+    // all learn whether any failed before a collective (NCCL's start) could wait on it.
     Device dev;
-    if (pick_device(cfg, comm, &dev, err, sizeof(err))) {
-        if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+    int failed = pick_device(cfg, comm, &dev, err, sizeof(err)) != 0;
+    double anyone[2] = {failed, comm->rank == 0 && failed};
+    comm_allreduce_sum_f64(comm, anyone, 2);
+    if (anyone[0] > 0) {
+        if (failed && (comm->rank == 0 || anyone[1] == 0)) {
+            if (comm->world > 1 && comm->rank) fprintf(stderr, "madtrain: error: [rank %d] %s\n", comm->rank, err);
+            else fprintf(stderr, "madtrain: error: %s\n", err);
+        }
         return MT_EXIT_USAGE;
     }
+#ifdef MT_WITH_CUDA
+    if (dev.reduce == REDUCE_NCCL) dev.nccl = comm_nccl_init(comm);
+#endif
     const Backend_f32 *k = dev.k;
     Run run = {.cfg = cfg, .comm = comm, .k = k};
     Model_f32 *model = &run.model;

@@ -6,14 +6,6 @@
 
 #define HYDRA_EPS 1e-6f
 
-static float *grow(float **buf, size_t *have, size_t want) {
-    if (want > *have) {
-        if (*buf) CUDA_CHECK(cudaFree(*buf));
-        CUDA_CHECK(cudaMalloc((void **)buf, sizeof(float) * want));
-        *have = want;
-    }
-    return *buf;
-}
 
 // 1 / max(|x|, eps) of the q (which = 0) or k (1) part of every row; one block per row.
 __global__ void hydra_inv_norm_kernel(float *inv, const float *qkv, int C, int which) {
@@ -85,7 +77,7 @@ __global__ void hydra_norm_backward_kernel(float *dqkv, const float *duh, const 
 static void inv_norms(float **iq, float **ik, const float *qkv, int N, int C) {
     static float *buf = NULL;
     static size_t have = 0;
-    float *b = grow(&buf, &have, 2 * (size_t)N);
+    float *b = mt_cuda_grow(&buf, &have, 2 * (size_t)N);
     *iq = b, *ik = b + N;
     hydra_inv_norm_kernel<<<N, 256>>>(*iq, qkv, C, 0);
     CUDA_LAUNCH_CHECK();
@@ -108,8 +100,8 @@ extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dou
     int B = s->B, T = s->T, C = s->C, N = B * T;
     static float *bufs[2];
     static size_t have[2];
-    float *dqh = grow(&bufs[0], &have[0], (size_t)N * C);
-    float *dkh = grow(&bufs[1], &have[1], (size_t)N * C);
+    float *dqh = mt_cuda_grow(&bufs[0], &have[0], (size_t)N * C);
+    float *dkh = mt_cuda_grow(&bufs[1], &have[1], (size_t)N * C);
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, N, C);
     hydra_backward_scan_kernel<<<ceil_div((long long)B * C, 128), 128>>>(

@@ -47,14 +47,6 @@ struct Work {
     float *p, *f, *v, *n, *states, *tri, *dn, *dp, *df, *dv, *rstates;
     float *xt_q, *xt_k, *half_sq, *g;  // FAVOR+: scaled (normalised) q, k, |xt|^2 / 2, dxt
 };
-static float *grow(float **buf, size_t *have, size_t want) {
-    if (want > *have) {
-        if (*buf) CUDA_CHECK(cudaFree(*buf));
-        CUDA_CHECK(cudaMalloc((void **)buf, sizeof(float) * want));
-        *have = want;
-    }
-    return *buf;
-}
 static Work work_for(const LinShape &g, bool backward) {
     static float *bufs[15];
     static size_t have[15];
@@ -62,21 +54,21 @@ static Work work_for(const LinShape &g, bool backward) {
     size_t st = (size_t)g.BH * g.nc * g.m * g.Dv, tri = (size_t)g.BH * g.nc * g.L * g.L;
     size_t rows = (size_t)g.BH * g.Tp, td = rows * g.D;
     Work w;
-    w.p = grow(&bufs[0], &have[0], tm), w.f = grow(&bufs[1], &have[1], tm);
-    w.v = grow(&bufs[2], &have[2], tv), w.n = grow(&bufs[3], &have[3], tv);
-    w.states = grow(&bufs[4], &have[4], st), w.tri = grow(&bufs[5], &have[5], tri);
+    w.p = mt_cuda_grow(&bufs[0], &have[0], tm), w.f = mt_cuda_grow(&bufs[1], &have[1], tm);
+    w.v = mt_cuda_grow(&bufs[2], &have[2], tv), w.n = mt_cuda_grow(&bufs[3], &have[3], tv);
+    w.states = mt_cuda_grow(&bufs[4], &have[4], st), w.tri = mt_cuda_grow(&bufs[5], &have[5], tri);
     w.dn = w.dp = w.df = w.dv = w.rstates = NULL;
     if (backward) {
-        w.dn = grow(&bufs[6], &have[6], tv), w.dp = grow(&bufs[7], &have[7], tm);
-        w.df = grow(&bufs[8], &have[8], tm), w.dv = grow(&bufs[9], &have[9], tv);
-        w.rstates = grow(&bufs[10], &have[10], st);
+        w.dn = mt_cuda_grow(&bufs[6], &have[6], tv), w.dp = mt_cuda_grow(&bufs[7], &have[7], tm);
+        w.df = mt_cuda_grow(&bufs[8], &have[8], tm), w.dv = mt_cuda_grow(&bufs[9], &have[9], tv);
+        w.rstates = mt_cuda_grow(&bufs[10], &have[10], st);
     }
     w.xt_q = w.xt_k = w.half_sq = w.g = NULL;
     if (g.map == FEATURE_FAVOR) {
-        w.xt_q = grow(&bufs[11], &have[11], td), w.xt_k = grow(&bufs[12], &have[12], td);
-        w.half_sq = grow(&bufs[13], &have[13], 2 * rows);
+        w.xt_q = mt_cuda_grow(&bufs[11], &have[11], td), w.xt_k = mt_cuda_grow(&bufs[12], &have[12], td);
+        w.half_sq = mt_cuda_grow(&bufs[13], &have[13], 2 * rows);
         // dxt = (dphi phi) W [rows, D]: wider than the features when m < D
-        if (backward) w.g = grow(&bufs[14], &have[14], rows * (g.m > g.D ? g.m : g.D));
+        if (backward) w.g = mt_cuda_grow(&bufs[14], &have[14], rows * (g.m > g.D ? g.m : g.D));
     }
     return w;
 }

@@ -81,13 +81,13 @@ extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, con
                                            k, D, sTD, q, D, sTD, &zero, att, T, sTT, BH));
     causal_softmax_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(att, BH * T, T);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaMallocAsync(&o, sizeof(float) * BTC, 0));
+    o = (float *)mt_cuda_temp_alloc(sizeof(float) * BTC);
     // O^T = V^T P^T  <=>  O = P V
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &one, v,
                                            D, sTD, att, T, sTT, &zero, o, D, sTD, BH));
     permute_heads_kernel<<<ceil_div(BTC, 256), 256>>>(out_btc, o, B, T, C, H, 0);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaFreeAsync(o, 0));
+    mt_cuda_temp_free(o, sizeof(float) * BTC);
 }
 
 extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *dout_btc,
@@ -99,9 +99,9 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
     long long sTT = (long long)T * T, sTD = (long long)T * D;
     const float *att = saved, *q = saved + (size_t)BH * T * T, *k = q + BTC, *v = k + BTC;
     float *dO, *dq, *dk, *dv, *ds;
-    CUDA_CHECK(cudaMallocAsync(&dO, sizeof(float) * 4 * BTC, 0));
+    dO = (float *)mt_cuda_temp_alloc(sizeof(float) * 4 * BTC);
     dq = dO + BTC, dk = dq + BTC, dv = dk + BTC;
-    CUDA_CHECK(cudaMallocAsync(&ds, sizeof(float) * (size_t)BH * T * T, 0));
+    ds = (float *)mt_cuda_temp_alloc(sizeof(float) * (size_t)BH * T * T);
     permute_heads_kernel<<<ceil_div(BTC, 256), 256>>>((float *)dout_btc, dO, B, T, C, H, 1);
     CUDA_LAUNCH_CHECK();
     const float scale = 1.f / sqrtf((float)D), one = 1, zero = 0;
@@ -120,6 +120,6 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
                                            q, D, sTD, ds, T, sTT, &zero, dk, D, sTD, BH));
     permute_qkv_kernel<<<ceil_div(BTC, 256), 256>>>(dq, dk, dv, dqkv_btc3, B, T, C, H, 1);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaFreeAsync(ds, 0));
-    CUDA_CHECK(cudaFreeAsync(dO, 0));
+    mt_cuda_temp_free(ds, sizeof(float) * (size_t)BH * T * T);
+    mt_cuda_temp_free(dO, sizeof(float) * 4 * BTC);
 }

@@ -8,10 +8,9 @@
 
 #include <cuda_bf16.h>
 
-// Bytes held through this table (the allocation's size sits in a header before the block the
-// caller sees, 256 bytes so alignment is kept), for the benchmark's peak-memory column.
+// The allocation's size sits in a header before the block the caller sees (256 bytes, so
+// alignment is kept), so release can count it off (mt_cuda_count_bytes).
 enum { ALLOC_HEADER = 256 };
-static size_t bytes_in_use = 0, bytes_peak = 0;
 
 static void *cuda_alloc(size_t bytes) {
     char *p = NULL;
@@ -23,8 +22,7 @@ static void *cuda_alloc(size_t bytes) {
     CUDA_CHECK(e);
     CUDA_CHECK(cudaMemset(p, 0, bytes + ALLOC_HEADER));
     CUDA_CHECK(cudaMemcpy(p, &bytes, sizeof(bytes), cudaMemcpyHostToDevice));
-    bytes_in_use += bytes;
-    if (bytes_in_use > bytes_peak) bytes_peak = bytes_in_use;
+    mt_cuda_count_bytes((long long)bytes);
     return p + ALLOC_HEADER;
 }
 static void cuda_release(void *p) {
@@ -32,13 +30,8 @@ static void cuda_release(void *p) {
     char *base = (char *)p - ALLOC_HEADER;
     size_t bytes;
     CUDA_CHECK(cudaMemcpy(&bytes, base, sizeof(bytes), cudaMemcpyDeviceToHost));
-    bytes_in_use -= bytes;
+    mt_cuda_count_bytes(-(long long)bytes);
     CUDA_CHECK(cudaFree(base));
-}
-static size_t memory_peak(int reset) {
-    size_t peak = bytes_peak;
-    if (reset) bytes_peak = bytes_in_use;
-    return peak;
 }
 
 // The tensor-core peak the issue asks MFU against: an 8192^3 bf16 GEMM with fp32 accumulation
@@ -152,8 +145,10 @@ __global__ void argmax_kernel(int *pred, const float *logits, const int *targets
     const float *z = logits + (size_t)n * V;
     float best = -INFINITY;
     int best_i = V;
+    // As the CPU loop: NaN never wins (no comparison with it is true), and a NaN at index 0
+    // keeps index 0.
     for (int v = threadIdx.x; v < V; v += blockDim.x)
-        if (best_i == V || z[v] > best) best = z[v], best_i = v;
+        if (z[v] == z[v] && (best_i == V || z[v] > best)) best = z[v], best_i = v;
     __shared__ float vals[256];
     __shared__ int idxs[256];
     vals[threadIdx.x] = best, idxs[threadIdx.x] = best_i;
@@ -167,7 +162,7 @@ __global__ void argmax_kernel(int *pred, const float *logits, const int *targets
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0) pred[n] = idxs[0];
+    if (threadIdx.x == 0) pred[n] = z[0] != z[0] || idxs[0] == V ? 0 : idxs[0];
 }
 static void argmax(int *pred, const float *logits, const int *targets, int N, int V) {
     argmax_kernel<<<N, 256>>>(pred, logits, targets, V);
@@ -206,7 +201,7 @@ __global__ void sum_partials_kernel(double *out, const double *partial, int n) {
 }
 static double norm_sq(const float *x, size_t n) {
     static double *partial = NULL;
-    if (!partial) CUDA_CHECK(cudaMalloc((void **)&partial, sizeof(double) * (NORM_BLOCKS + 1)));
+    if (!partial) partial = (double *)mt_cuda_temp_alloc(sizeof(double) * (NORM_BLOCKS + 1));
     norm_sq_partial_kernel<<<NORM_BLOCKS, NORM_THREADS>>>(partial, x, n);
     CUDA_LAUNCH_CHECK();
     sum_partials_kernel<<<1, NORM_THREADS>>>(partial + NORM_BLOCKS, partial, NORM_BLOCKS);
@@ -253,7 +248,7 @@ static const Backend_f32 CUDA_BACKEND = {
     .crossentropy_forward = crossentropy_forward_cuda,
     .crossentropy_backward = crossentropy_backward_cuda,
     .gemm_peak = gemm_peak,
-    .memory_peak = memory_peak,
+    .memory_peak = mt_cuda_memory_peak,
     .op_find = cuda_op_find,
 };
 const Backend_f32 *const BACKEND_CUDA = &CUDA_BACKEND;

@@ -28,6 +28,12 @@ static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) 
 
 cublasHandle_t mt_cublas(void);
 
+// Work memory of the kernels, counted with the backend's allocations (mt_cuda_memory_peak):
+// temporaries (stream-ordered) and work buffers kept and grown on demand across calls.
+void *mt_cuda_temp_alloc(size_t bytes);
+void mt_cuda_temp_free(void *p, size_t bytes);
+float *mt_cuda_grow(float **buf, size_t *have, size_t want);
+
 // Every matrix product of the CUDA kernels goes through these two, with cublasSgemm's and
 // cublasSgemmStridedBatched's arguments: fp32 (pedantic, no TF32) for parity with the CPU, or,
 // under mt_cuda_set_precision(MT_BF16), bf16 tensor-core products with fp32 accumulation on the

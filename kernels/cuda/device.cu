@@ -33,6 +33,44 @@ void mt_cuda_fail(const char *call, const char *what, const char *file, int line
 
 static int precision = MT_FP32;
 
+// Device bytes held by madtrain's own allocations (the backend table's and the kernels' work
+// buffers and temporaries), for the benchmark's peak-memory column.
+static size_t bytes_in_use = 0, bytes_peak = 0;
+
+extern "C" void mt_cuda_count_bytes(long long delta) {
+    bytes_in_use += delta;
+    if (bytes_in_use > bytes_peak) bytes_peak = bytes_in_use;
+}
+
+extern "C" size_t mt_cuda_memory_peak(int reset) {
+    size_t peak = bytes_peak;
+    if (reset) bytes_peak = bytes_in_use;
+    return peak;
+}
+
+// Stream-ordered (cudaMallocAsync on the default stream): no device-wide synchronisation, so a
+// temporary never stalls a gradient bucket in flight on the NCCL stream.
+void *mt_cuda_temp_alloc(size_t bytes) {
+    void *p;
+    CUDA_CHECK(cudaMallocAsync(&p, bytes ? bytes : 1, 0));
+    mt_cuda_count_bytes((long long)bytes);
+    return p;
+}
+
+void mt_cuda_temp_free(void *p, size_t bytes) {
+    CUDA_CHECK(cudaFreeAsync(p, 0));
+    mt_cuda_count_bytes(-(long long)bytes);
+}
+
+float *mt_cuda_grow(float **buf, size_t *have, size_t want) {
+    if (want > *have) {
+        if (*buf) mt_cuda_temp_free(*buf, sizeof(float) * *have);
+        *buf = (float *)mt_cuda_temp_alloc(sizeof(float) * want);
+        *have = want;
+    }
+    return *buf;
+}
+
 cublasHandle_t mt_cublas(void) {
     static cublasHandle_t handle = NULL;
     static int mode = -1;

@@ -19,6 +19,8 @@ int mt_cuda_device_count(void);
 // Matrix products in fp32 (the default) or bf16 with fp32 accumulation (precision: bf16).
 enum { MT_FP32 = 0, MT_BF16 = 1 };
 void mt_cuda_set_precision(int precision);
+void mt_cuda_count_bytes(long long delta);
+size_t mt_cuda_memory_peak(int reset);
 void mt_cuda_device_name(int dev, char *name, size_t n);
 // Ends the process (through the hook, MPI_Abort in a multi-rank run) after printing
 // "madtrain: error: [rank r] <call> failed: <what> (<file>:<line>)".

@@ -55,10 +55,10 @@ extern "C" void rmsnorm_backward_cuda(float *dinp, float *dw, const float *dout,
     CUDA_LAUNCH_CHECK();
     int slabs = ceil_div(N, DW_ROWS_PER_SLAB);
     float *partial;
-    CUDA_CHECK(cudaMallocAsync(&partial, sizeof(float) * (size_t)slabs * C, 0));
+    partial = (float *)mt_cuda_temp_alloc(sizeof(float) * (size_t)slabs * C);
     rmsnorm_dw_partial_kernel<<<dim3(ceil_div(C, 128), slabs), 128>>>(partial, dout, inp, rstd, N, C);
     CUDA_LAUNCH_CHECK();
     sum_slabs_kernel<<<ceil_div(C, 256), 256>>>(dw, partial, slabs, C);
     CUDA_LAUNCH_CHECK();
-    CUDA_CHECK(cudaFreeAsync(partial, 0));
+    mt_cuda_temp_free(partial, sizeof(float) * (size_t)slabs * C);
 }
