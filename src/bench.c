@@ -1,6 +1,6 @@
 // `madtrain bench`: training-step throughput of each mixer at fixed model shapes, on the
 // configured device. Per (shape, mixer): tokens/s over timed steps (forward + backward + AdamW,
-// after warm-up, the device synchronised before and after), model FLOPs per token, the achieved
+// after warm-up, timed by the backend's timer: CUDA events on a GPU), model FLOPs per token, the achieved
 // FLOP/s as a fraction of the device's matrix-product peak measured in the same run (MFU), peak
 // memory (the buffers the backend allocated: parameters, gradients, moments, activations), and
 // the step time relative to the first mixer (the peer in the same run).
@@ -106,16 +106,14 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
         targets[i] = (int)rng_below(rng_key(3, 2, 0, 0), i, (uint64_t)sh->vocab);
     }
     AdamWParams ap = {1e-4, 0.9, 0.95, 1e-8, 0.1};
-    double t0 = 0;
     for (int s = 0; s < warmup + steps; s++) {
-        if (s == warmup) k->synchronize(), t0 = now_seconds();
+        if (s == warmup) k->synchronize(), k->timer_start();
         model_zero_grad_f32(&m);
         model_forward_f32(&m, ids, targets, 1.0f / (B * T));
         model_backward_f32(&m);
         adamw_update(k, m.params, m.grads, adam_m, adam_v, m.info, m.n_tensors, ap, s + 1);
     }
-    k->synchronize();
-    double wall = now_seconds() - t0;
+    double wall = 1e-3 * k->timer_stop_ms();
     r.step_ms = 1e3 * wall / steps;
     r.tokens_per_s = (double)steps * B * T / wall;
     r.flops_per_token = flops_per_token(&mc, T, &r.core_counted);

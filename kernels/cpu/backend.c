@@ -119,6 +119,10 @@ static double gemm_peak(void) {
     return best;
 }
 
+static double timer_t0;
+static void timer_start(void) { timer_t0 = seconds(); }
+static double timer_stop_ms(void) { return 1e3 * (seconds() - timer_t0); }
+
 static size_t memory_peak(int reset) {
     size_t peak = bytes_peak;
     if (reset) bytes_peak = bytes_in_use;
@@ -161,6 +165,8 @@ const F(Backend) F(BACKEND_CPU) = {
     .crossentropy_forward = F(crossentropy_forward),
     .crossentropy_backward = F(crossentropy_backward),
     .gemm_peak = gemm_peak,
+    .timer_start = timer_start,
+    .timer_stop_ms = timer_stop_ms,
     .memory_peak = memory_peak,
     .op_find = F(op_find),
 };

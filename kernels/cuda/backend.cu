@@ -211,6 +211,22 @@ static double norm_sq(const float *x, size_t n) {
     return s;
 }
 
+static cudaEvent_t timer_events[2];
+static void timer_start(void) {
+    if (!timer_events[0]) {
+        CUDA_CHECK(cudaEventCreate(&timer_events[0]));
+        CUDA_CHECK(cudaEventCreate(&timer_events[1]));
+    }
+    CUDA_CHECK(cudaEventRecord(timer_events[0], 0));
+}
+static double timer_stop_ms(void) {
+    float ms;
+    CUDA_CHECK(cudaEventRecord(timer_events[1], 0));
+    CUDA_CHECK(cudaEventSynchronize(timer_events[1]));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, timer_events[0], timer_events[1]));
+    return ms;
+}
+
 extern "C" {
 static const Backend_f32 CUDA_BACKEND = {
     .name = "cuda",
@@ -248,6 +264,8 @@ static const Backend_f32 CUDA_BACKEND = {
     .crossentropy_forward = crossentropy_forward_cuda,
     .crossentropy_backward = crossentropy_backward_cuda,
     .gemm_peak = gemm_peak,
+    .timer_start = timer_start,
+    .timer_stop_ms = timer_stop_ms,
     .memory_peak = mt_cuda_memory_peak,
     .op_find = cuda_op_find,
 };
