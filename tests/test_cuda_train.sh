@@ -72,8 +72,8 @@ if command -v mpirun > /dev/null; then
     run.dir="$work/cuda-2rank" > /dev/null
   echo "2 ranks sharing the GPU (MPI, small buckets) vs 1 rank:"
   "$params_diff" "$work/cuda-1rank/final_state.bin" "$work/cuda-2rank/final_state.bin" 1e-5 || fail=1
-  gpus=$(nvidia-smi -L 2> /dev/null | wc -l || echo 1)
-  if [[ $gpus -le 1 ]]; then
+  gpus=$( (nvidia-smi -L 2> /dev/null || true) | grep -c "^GPU" || true)
+  if [[ ${gpus:-0} -le 1 ]]; then
     if "${mpirun[@]}" "$madtrain" "${common[@]}" device=cuda comm.backend=nccl \
          run.dir="$work/refused" > "$work/refused.log" 2>&1; then
       echo "FAIL: NCCL with 2 ranks on one GPU was not refused"; fail=1
