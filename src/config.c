@@ -130,6 +130,8 @@ const ConfigKey CONFIG_KEYS[] = {
     INT("debug.diverge_at_step", "0", 0, 9.2e18, debug_diverge_at_step,
         "testing: the last rank perturbs its parameters at this step"),
 
+    BOOL("debug.host_mirrors", "false", debug_host_mirrors,
+         "testing: separate host copies of parameters and moments on the cpu, as on a GPU"),
     INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
     ENUM("device", "auto", "auto|cpu|cuda", device,
          "where the model trains (auto: cuda when a GPU is visible and built in, else cpu)"),

@@ -533,7 +533,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (!model->params || !model->grads || !run.adam_m || !run.adam_v)
         comm_fatal(comm, MT_EXIT_FAIL, "out of %s memory for %zu parameters", k->name,
                    model->n_params);
-    if (k == &BACKEND_CPU_f32) {
+    // debug.host_mirrors: the CPU run keeps copies as a GPU run must, so the CPU tests cover
+    // every crossing (checkpoints, resume, warm start, rollback, replica hashes, final state).
+    if (k == &BACKEND_CPU_f32 && !cfg->debug_host_mirrors) {
         run.host_params = model->params, run.host_m = run.adam_m, run.host_v = run.adam_v;
     } else {
         run.host_params = xmalloc(state_bytes), run.host_m = xmalloc(state_bytes);
