@@ -33,28 +33,36 @@ void grad_reducer_free(GradReducer *r) {
     free(r);
 }
 
-int grad_reducer_buckets(const GradReducer *r) { return r->n_buckets; }
+int grad_reducer_buckets(const GradReducer *r) {
+    return r->n_buckets;
+}
 
-void grad_reducer_begin(GradReducer *r) { r->next = r->n_buckets - 1; }
+void grad_reducer_begin(GradReducer *r) {
+    r->next = r->n_buckets - 1;
+}
 
 static void start_bucket(GradReducer *r, int b) {
     size_t lo = (size_t)b * r->bucket, hi = lo + r->bucket < r->n ? lo + r->bucket : r->n;
     switch (r->mode) {
-    case REDUCE_HOST: comm_iallreduce_sum_f32(r->comm, r->grads + lo, hi - lo); break;
-    case REDUCE_STAGED:
-        r->k->download(r->staging + lo, r->grads + lo, sizeof(float) * (hi - lo));
-        comm_iallreduce_sum_f32(r->comm, r->staging + lo, hi - lo);
-        break;
-    case REDUCE_NCCL:
+        case REDUCE_HOST:
+            comm_iallreduce_sum_f32(r->comm, r->grads + lo, hi - lo);
+            break;
+        case REDUCE_STAGED:
+            r->k->download(r->staging + lo, r->grads + lo, sizeof(float) * (hi - lo));
+            comm_iallreduce_sum_f32(r->comm, r->staging + lo, hi - lo);
+            break;
+        case REDUCE_NCCL:
 #ifdef MT_WITH_CUDA
-        comm_nccl_bucket_start(r->nccl, r->grads + lo, hi - lo);
+            comm_nccl_bucket_start(r->nccl, r->grads + lo, hi - lo);
 #endif
-        break;
+            break;
     }
 }
 
 // One rank has nothing to sum; NCCL still runs then, so a 1-rank NCCL run tests its path.
-static int idle(const GradReducer *r) { return r->comm->world == 1 && r->mode != REDUCE_NCCL; }
+static int idle(const GradReducer *r) {
+    return r->comm->world == 1 && r->mode != REDUCE_NCCL;
+}
 
 void grad_reducer_ready(GradReducer *r, size_t from) {
     if (idle(r)) return;
@@ -62,7 +70,9 @@ void grad_reducer_ready(GradReducer *r, size_t from) {
     if (r->mode != REDUCE_NCCL) comm_progress(r->comm);
 }
 
-void grad_reducer_hook(void *ctx, size_t from) { grad_reducer_ready(ctx, from); }
+void grad_reducer_hook(void *ctx, size_t from) {
+    grad_reducer_ready(ctx, from);
+}
 
 void grad_reducer_finish(GradReducer *r) {
     if (idle(r)) return;

@@ -1,8 +1,8 @@
 // `madtrain bench`: training-step throughput of each mixer at fixed model shapes, on the
 // configured device. Per (shape, mixer): tokens/s over timed steps (forward + backward + AdamW,
-// after warm-up, timed by the backend's timer: CUDA events on a GPU), model FLOPs per token, the achieved
-// FLOP/s as a fraction of the device's matrix-product peak measured in the same run (MFU), peak
-// memory (the buffers the backend allocated: parameters, gradients, moments, activations), and
+// after warm-up, timed by the backend's timer: CUDA events on a GPU), model FLOPs per token, the
+// achieved FLOP/s as a fraction of the device's matrix-product peak measured in the same run (MFU),
+// peak memory (the buffers the backend allocated: parameters, gradients, moments, activations), and
 // the step time relative to the first mixer (the peer in the same run).
 #include "bench.h"
 
@@ -132,14 +132,23 @@ static const char *si(double x, char *buf) {
     const char *units = " kMGTP";
     int u = 0;
     while (fabs(x) >= 1000 && u < 5) x /= 1000, u++;
-    if (u) sprintf(buf, "%.3g%c", x, units[u]);
-    else sprintf(buf, "%.3g", x);
+    if (u)
+        sprintf(buf, "%.3g%c", x, units[u]);
+    else
+        sprintf(buf, "%.3g", x);
     return buf;
+}
+
+static int parse_count(const char *s) {  // -1 for anything but a plain non-negative integer
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s && !*end && v >= 0 && v < (1L << 30) ? (int)v : -1;
 }
 
 static int split_list(char *s, char **out, int max) {
     int n = 0;
-    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t && n < max;
+         t = strtok_r(NULL, ",", &save))
         out[n++] = t;
     return n;
 }
@@ -156,24 +165,35 @@ int bench_main(int argc, char **argv, Comm *comm) {
             return 0;
         }
         int has_value = i + 1 < argc;
-        if (!strcmp(a, "--shapes") && has_value) snprintf(shapes_arg, sizeof(shapes_arg), "%s", argv[++i]);
-        else if (!strcmp(a, "--mixers") && has_value) snprintf(mixers_arg, sizeof(mixers_arg), "%s", argv[++i]);
-        else if (!strcmp(a, "--out") && has_value) snprintf(out_path, sizeof(out_path), "%s", argv[++i]);
-        else if (!strcmp(a, "--steps") && has_value) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--warmup") && has_value) warmup = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch") && has_value) batch = atoi(argv[++i]);
+        if (!strcmp(a, "--shapes") && has_value)
+            snprintf(shapes_arg, sizeof(shapes_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--mixers") && has_value)
+            snprintf(mixers_arg, sizeof(mixers_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--out") && has_value)
+            snprintf(out_path, sizeof(out_path), "%s", argv[++i]);
+        else if (!strcmp(a, "--steps") && has_value)
+            steps = parse_count(argv[++i]);
+        else if (!strcmp(a, "--warmup") && has_value)
+            warmup = parse_count(argv[++i]);
+        else if (!strcmp(a, "--batch") && has_value)
+            batch = parse_count(argv[++i]);
         else if (a[0] != '-' && strchr(a, '=')) {
             if (config_override(&cfg, a, err, sizeof(err))) {
                 fprintf(stderr, "madtrain: error: %s\n", err);
                 return MT_EXIT_USAGE;
             }
         } else {
-            fprintf(stderr, "madtrain: error: bench: unknown or incomplete option '%s' (madtrain bench --help)\n", a);
+            fprintf(stderr,
+                    "madtrain: error: bench: unknown or incomplete option '%s' (madtrain bench "
+                    "--help)\n",
+                    a);
             return MT_EXIT_USAGE;
         }
     }
     if (steps < 1 || warmup < 0 || batch < 0) {
-        fprintf(stderr, "madtrain: error: bench: --steps must be >= 1, --warmup and --batch >= 0\n");
+        fprintf(stderr,
+                "madtrain: error: bench: --steps must be an integer >= 1, --warmup and --batch "
+                "integers >= 0\n");
         return MT_EXIT_USAGE;
     }
     if (cfg.threads > 0) {
@@ -191,14 +211,16 @@ int bench_main(int argc, char **argv, Comm *comm) {
         snprintf(shapes_arg, sizeof(shapes_arg), "%s",
                  k == &BACKEND_CPU_f32 ? "tiny,e008" : "gpt2-small,gpt2-small-4k,e008");
     char *shape_names[16], *mixer_names[16];
-    int n_shapes = split_list(shapes_arg, shape_names, 16), n_mixers = split_list(mixers_arg, mixer_names, 16);
+    int n_shapes = split_list(shapes_arg, shape_names, 16),
+        n_mixers = split_list(mixers_arg, mixer_names, 16);
     const BenchShape *shapes[16];
     for (int i = 0; i < n_shapes; i++) {
         shapes[i] = NULL;
         for (int j = 0; j < N_SHAPES; j++)
             if (!strcmp(SHAPES[j].name, shape_names[i])) shapes[i] = &SHAPES[j];
         if (!shapes[i]) {
-            fprintf(stderr, "madtrain: error: bench: unknown shape '%s' (madtrain bench --help)\n", shape_names[i]);
+            fprintf(stderr, "madtrain: error: bench: unknown shape '%s' (madtrain bench --help)\n",
+                    shape_names[i]);
             return MT_EXIT_USAGE;
         }
     }
@@ -214,11 +236,14 @@ int bench_main(int argc, char **argv, Comm *comm) {
     }
     double peak = k->gemm_peak();
     char b1[32], b2[32], b3[32], b4[32];
-    printf("madtrain bench | %s | measured GEMM peak %sFLOP/s (%s) | %d warm-up + %d timed steps\n\n",
-           where, si(peak, b1), k == &BACKEND_CPU_f32 ? "fp32 BLAS" : "bf16 cuBLAS, fp32 accumulate",
-           warmup, steps);
-    printf("| shape | mixer | batch x T | params | tokens/s | step ms | vs %s | FLOP/token | FLOP/s | MFU | peak memory |\n",
-           mixer_names[0]);
+    printf(
+        "madtrain bench | %s | measured GEMM peak %sFLOP/s (%s) | %d warm-up + %d timed steps\n\n",
+        where, si(peak, b1), k == &BACKEND_CPU_f32 ? "fp32 BLAS" : "bf16 cuBLAS, fp32 accumulate",
+        warmup, steps);
+    printf(
+        "| shape | mixer | batch x T | params | tokens/s | step ms | vs %s | FLOP/token | FLOP/s | "
+        "MFU | peak memory |\n",
+        mixer_names[0]);
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     int failed = 0;
@@ -235,21 +260,22 @@ int bench_main(int argc, char **argv, Comm *comm) {
                 continue;
             }
             if (mi == 0) first_ms = r.step_ms;
-            printf("| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s%s | %s | %.1f%% | %.0f MiB |\n",
-                   shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len,
-                   si((double)r.params, b1), si(r.tokens_per_s, b2), r.step_ms,
-                   first_ms > 0 ? r.step_ms / first_ms : 0, si(r.flops_per_token, b3),
-                   r.core_counted ? "" : " (matmuls only)",
-                   si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
-                   (double)r.memory / (1 << 20));
+            printf(
+                "| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s%s | %s | %.1f%% | %.0f MiB |\n",
+                shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, si((double)r.params, b1),
+                si(r.tokens_per_s, b2), r.step_ms, first_ms > 0 ? r.step_ms / first_ms : 0,
+                si(r.flops_per_token, b3), r.core_counted ? "" : " (matmuls only)",
+                si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
+                (double)r.memory / (1 << 20));
             fflush(stdout);
             if (out)
-                fprintf(out,
-                        "{\"shape\":\"%s\",\"mixer\":\"%s\",\"batch\":%d,\"T\":%d,\"device\":\"%s\","
-                        "\"tokens_per_s\":%.6g,\"step_ms\":%.6g,\"flops_per_token\":%.6g,"
-                        "\"peak_flops\":%.6g,\"mfu\":%.6g,\"peak_memory_bytes\":%zu}\n",
-                        shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, where,
-                        r.tokens_per_s, r.step_ms, r.flops_per_token, peak, r.mfu, r.memory);
+                fprintf(
+                    out,
+                    "{\"shape\":\"%s\",\"mixer\":\"%s\",\"batch\":%d,\"T\":%d,\"device\":\"%s\","
+                    "\"tokens_per_s\":%.6g,\"step_ms\":%.6g,\"flops_per_token\":%.6g,"
+                    "\"peak_flops\":%.6g,\"mfu\":%.6g,\"peak_memory_bytes\":%zu}\n",
+                    shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, where,
+                    r.tokens_per_s, r.step_ms, r.flops_per_token, peak, r.mfu, r.memory);
         }
     }
     if (out) fclose(out);

@@ -17,7 +17,7 @@ for r in rows:
     assert r["peak_memory_bytes"] > 0 and r["T"] == 128 and r["batch"] == 64, r
 print("ok: 2 rows, tokens/s, MFU in (0, 1), FLOPs and memory present")
 PY
-for bad in "--shapes nosuch" "--mixers nosuch" "--steps 0" "--bogus" "model.nosuch=1"; do
+for bad in "--shapes nosuch" "--mixers nosuch" "--steps 0" "--batch 8x" "--bogus" "model.nosuch=1"; do
   if "$madtrain" bench $bad > "$work/out" 2> "$work/err"; then echo "FAIL: '$bad' accepted"; exit 1; fi
   [[ $(wc -l < "$work/err") == 1 ]] || { echo "FAIL: '$bad' gave more than one line"; cat "$work/err"; exit 1; }
   echo "ok: '$bad' -> $(cat "$work/err")"

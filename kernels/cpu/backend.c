@@ -34,7 +34,9 @@ static void cpu_copy(void *dst, const void *src, size_t bytes) {
 }
 static void cpu_synchronize(void) {}
 
-static void zero(real *x, size_t n) { memset(x, 0, sizeof(real) * n); }
+static void zero(real *x, size_t n) {
+    memset(x, 0, sizeof(real) * n);
+}
 
 static void add(real *out, const real *a, const real *b, size_t n) {
 #pragma omp parallel for schedule(static)
@@ -120,8 +122,12 @@ static double gemm_peak(void) {
 }
 
 static double timer_t0;
-static void timer_start(void) { timer_t0 = seconds(); }
-static double timer_stop_ms(void) { return 1e3 * (seconds() - timer_t0); }
+static void timer_start(void) {
+    timer_t0 = seconds();
+}
+static double timer_stop_ms(void) {
+    return 1e3 * (seconds() - timer_t0);
+}
 
 static size_t memory_peak(int reset) {
     size_t peak = bytes_peak;

@@ -6,7 +6,6 @@
 
 #define HYDRA_EPS 1e-6f
 
-
 // 1 / max(|x|, eps) of the q (which = 0) or k (1) part of every row; one block per row.
 __global__ void hydra_inv_norm_kernel(float *inv, const float *qkv, int C, int which) {
     const float *x = qkv + (size_t)blockIdx.x * 3 * C + which * C;
@@ -20,8 +19,8 @@ __device__ inline float count_scale(int norm, int t) {
     return norm == HYDRA_NORM_COUNT ? 1.f / (t + 1) : 1.f;
 }
 
-__global__ void hydra_forward_kernel(float *out, const float *qkv, const float *iq,
-                                     const float *ik, int B, int T, int C, int norm) {
+__global__ void hydra_forward_kernel(float *out, const float *qkv, const float *iq, const float *ik,
+                                     int B, int T, int C, int norm) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * C) return;
     int b = idx / C, i = idx % C;
@@ -90,8 +89,8 @@ extern "C" void attention_hydra_forward_cuda(float *out_btc, const float *qkv_bt
     int B = s->B, T = s->T, C = s->C;
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, B * T, C);
-    hydra_forward_kernel<<<ceil_div((long long)B * C, 128), 128>>>(out_btc, qkv_btc3, iq, ik, B,
-                                                                   T, C, s->hydra_norm);
+    hydra_forward_kernel<<<ceil_div((long long)B * C, 128), 128>>>(out_btc, qkv_btc3, iq, ik, B, T,
+                                                                   C, s->hydra_norm);
     CUDA_LAUNCH_CHECK();
 }
 

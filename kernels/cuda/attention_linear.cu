@@ -16,8 +16,8 @@ static void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const fl
                     long long sa, const float *B, int ldb, long long sb, float beta, float *C,
                     int ldc, long long sc, int batch) {
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                           ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb,
-                                           sb, A, lda, sa, &beta, C, ldc, sc, batch));
+                                         ta ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K, &alpha, B, ldb,
+                                         sb, A, lda, sa, &beta, C, ldc, sc, batch));
 }
 
 struct LinShape {
@@ -28,9 +28,9 @@ struct LinShape {
 static LinShape lin_shape(const OpShape *s) {
     LinShape g;
     g.B = s->B, g.T = s->T, g.C = s->C, g.H = s->H, g.D = s->C / s->H;
-    g.m = s->feature_map == FEATURE_FAVOR ? s->n_features
+    g.m = s->feature_map == FEATURE_FAVOR       ? s->n_features
           : s->feature_map == FEATURE_COSFORMER ? 2 * g.D
-                                                 : g.D;
+                                                : g.D;
     g.qk_norm = s->qk_norm;
     g.scale = powf((float)g.D, -0.25f);  // Performer's d^(-1/4), as the CPU map
     g.max_len = (float)(s->max_len > 0 ? s->max_len : s->T);
@@ -65,7 +65,8 @@ static Work work_for(const LinShape &g, bool backward) {
     }
     w.xt_q = w.xt_k = w.half_sq = w.g = NULL;
     if (g.map == FEATURE_FAVOR) {
-        w.xt_q = mt_cuda_grow(&bufs[11], &have[11], td), w.xt_k = mt_cuda_grow(&bufs[12], &have[12], td);
+        w.xt_q = mt_cuda_grow(&bufs[11], &have[11], td),
+        w.xt_k = mt_cuda_grow(&bufs[12], &have[12], td);
         w.half_sq = mt_cuda_grow(&bufs[13], &have[13], 2 * rows);
         // dxt = (dphi phi) W [rows, D]: wider than the features when m < D
         if (backward) w.g = mt_cuda_grow(&bufs[14], &have[14], rows * (g.m > g.D ? g.m : g.D));
@@ -245,9 +246,12 @@ __global__ void rf_backward_kernel(float *dqkv, const float *dxt_in, const float
     float n = sqrtf(n2);
     for (int i = threadIdx.x; i < g.D; i += blockDim.x) {
         float d = (dxt_in[row * g.D + i] - gsum * xt[row * g.D + i]) * g.scale;
-        if (!g.qk_norm) dx[i] += d;
-        else if (n <= 1e-6f) dx[i] += d / 1e-6f;
-        else dx[i] += (d - dot / n * x[i] / n) / n;
+        if (!g.qk_norm)
+            dx[i] += d;
+        else if (n <= 1e-6f)
+            dx[i] += d / 1e-6f;
+        else
+            dx[i] += (d - dot / n * x[i] / n) / n;
     }
 }
 
@@ -283,12 +287,14 @@ static void prepare(const LinShape &g, const Work &w, const float *qkv, const fl
     } else {
         float *xt[2] = {w.xt_q, w.xt_k}, *phi[2] = {w.p, w.f};
         for (int part = 0; part < 2; part++) {
-            rf_inputs_kernel<<<rows, 128>>>(xt[part], w.half_sq + (size_t)part * rows, qkv, g, part);
+            rf_inputs_kernel<<<rows, 128>>>(xt[part], w.half_sq + (size_t)part * rows, qkv, g,
+                                            part);
             CUDA_LAUNCH_CHECK();
             // every row of every head against the shared projection: z = xt W^T [rows, m]
             gemm_rm(false, true, rows, g.m, g.D, 1, xt[part], g.D, 0, proj, g.D, 0, 0, phi[part],
                     g.m, 0, 1);
-            rf_exp_kernel<<<ceil_div(nm, 256), 256>>>(phi[part], w.half_sq + (size_t)part * rows, g);
+            rf_exp_kernel<<<ceil_div(nm, 256), 256>>>(phi[part], w.half_sq + (size_t)part * rows,
+                                                      g);
             CUDA_LAUNCH_CHECK();
         }
     }
@@ -301,16 +307,15 @@ extern "C" int attention_linear_check_cuda(const OpShape *s, char *err, size_t e
     return -1;
 }
 
-extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht,
-                                              const float *qkv_btc3, const float *const *fmap,
-                                              const OpShape *s) {
+extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
+                                              const float *const *fmap, const OpShape *s) {
     LinShape g = lin_shape(s);
     Work w = work_for(g, false);
     prepare(g, w, qkv_btc3, fmap ? fmap[0] : NULL);
     int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
     // N' = P S + tril(P F^T) V'
-    gemm_rm(false, false, L, Dv, m, 1, w.p, m, (long long)L * m, w.states, Dv, (long long)m * Dv,
-            0, w.n, Dv, (long long)L * Dv, batch);
+    gemm_rm(false, false, L, Dv, m, 1, w.p, m, (long long)L * m, w.states, Dv, (long long)m * Dv, 0,
+            w.n, Dv, (long long)L * Dv, batch);
     causal_scores(g, w.tri, w.p, w.f, m);
     gemm_rm(false, false, L, Dv, L, 1, w.tri, L, (long long)L * L, w.v, Dv, (long long)L * Dv, 1,
             w.n, Dv, (long long)L * Dv, batch);

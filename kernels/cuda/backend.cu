@@ -1,12 +1,11 @@
 // The CUDA backend: device memory, the kernels of kernels/cuda and the CUDA op table, row for
 // row the twin of kernels/cpu/backend.c. Everything runs on the legacy default stream, in
 // order; only the gradient all-reduce has a stream of its own (comm/comm_nccl.c).
+#include <cuda_bf16.h>
 #include <math.h>
 
 #include "../backend.h"
 #include "cuda_common.cuh"
-
-#include <cuda_bf16.h>
 
 // The allocation's size sits in a header before the block the caller sees (256 bytes, so
 // alignment is kept), so release can count it off (mt_cuda_count_bytes).
@@ -75,7 +74,9 @@ static void cuda_download(void *dst, const void *src, size_t bytes) {
 static void cuda_copy(void *dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
 }
-static void cuda_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+static void cuda_synchronize(void) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 static void zero(float *x, size_t n) {
     if (n) CUDA_CHECK(cudaMemsetAsync(x, 0, sizeof(float) * n, 0));

@@ -2,8 +2,8 @@
 //   out[b,t,c] = sum_{j<K} w[c,j] x[b, t-K+1+j, c]
 #include "cuda_common.cuh"
 
-__global__ void conv_causal_forward_kernel(float *out, const float *x, const float *w, int B,
-                                           int T, int Ch, int K) {
+__global__ void conv_causal_forward_kernel(float *out, const float *x, const float *w, int B, int T,
+                                           int Ch, int K) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)B * T * Ch) return;
     int c = (int)(idx % Ch), t = (int)(idx / Ch % T);
@@ -46,16 +46,16 @@ __global__ void conv_causal_dw_kernel(float *dw, const float *dout, const float 
 
 extern "C" void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck,
                                          int B, int T, int Ch, int K) {
-    conv_causal_forward_kernel<<<ceil_div((long long)B * T * Ch, 256), 256>>>(out_btc, x_btc,
-                                                                            w_ck, B, T, Ch, K);
+    conv_causal_forward_kernel<<<ceil_div((long long)B * T * Ch, 256), 256>>>(out_btc, x_btc, w_ck,
+                                                                              B, T, Ch, K);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,
                                           const float *x_btc, const float *w_ck, int B, int T,
                                           int Ch, int K) {
-    conv_causal_dx_kernel<<<ceil_div((long long)B * T * Ch, 256), 256>>>(dx_btc, dout_btc, w_ck,
-                                                                       B, T, Ch, K);
+    conv_causal_dx_kernel<<<ceil_div((long long)B * T * Ch, 256), 256>>>(dx_btc, dout_btc, w_ck, B,
+                                                                         T, Ch, K);
     CUDA_LAUNCH_CHECK();
     conv_causal_dw_kernel<<<Ch * K, 256>>>(dw_ck, dout_btc, x_btc, B, T, Ch, K);
     CUDA_LAUNCH_CHECK();
