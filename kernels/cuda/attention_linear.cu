@@ -204,16 +204,24 @@ __device__ inline float dx_elementwise(const LinShape &g, float x, int t, int j,
     return x > 0 ? cosf(a) * dphi[j] + sinf(a) * dphi[g.D + j] : 0.f;
 }
 
-// dqkv += the gradient of V'[:, :D], and for the elementwise maps those of phi(q), phi(k).
-__global__ void scatter_kernel(float *dqkv, const float *qkv, const float *p, const float *f,
-                               const float *dp, const float *df, const float *dv, LinShape g) {
+// dqkv += the gradient of V'[:, :D].
+__global__ void values_dx_kernel(float *dqkv, const float *dv, LinShape g) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)g.BH * g.T * g.D) return;
+    int j = (int)(idx % g.D), t = (int)(idx / g.D % g.T), bh = (int)(idx / g.D / g.T);
+    int b = bh / g.H, h = bh % g.H;
+    size_t row = (size_t)bh * g.Tp + t;
+    dqkv[((size_t)b * g.T + t) * 3 * g.C + 2 * g.C + h * g.D + j] += dv[row * g.Dv + j];
+}
+
+// dqkv += the gradients of phi(q), phi(k) through an elementwise map.
+__global__ void features_dx_kernel(float *dqkv, const float *qkv, const float *p, const float *f,
+                                   const float *dp, const float *df, LinShape g) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)g.BH * g.T * g.D) return;
     int j = (int)(idx % g.D), t = (int)(idx / g.D % g.T), bh = (int)(idx / g.D / g.T);
     int b = bh / g.H, h = bh % g.H;
     size_t row = (size_t)bh * g.Tp + t, x = ((size_t)b * g.T + t) * 3 * g.C + h * g.D + j;
-    dqkv[x + 2 * g.C] += dv[row * g.Dv + j];
-    if (g.map == FEATURE_FAVOR) return;  // rf_backward_kernel
     size_t e = row * g.m + j;
     dqkv[x] += dx_elementwise(g, qkv[x], t, j, p[e], dp + row * g.m);
     dqkv[x + g.C] += dx_elementwise(g, qkv[x + g.C], t, j, f[e], df + row * g.m);
@@ -275,12 +283,10 @@ static void causal_scores(const LinShape &g, float *tri, const float *a, const f
     CUDA_LAUNCH_CHECK();
 }
 
-// phi(q), phi(k), V' and the prefix states. proj: FAVOR+'s projection W [m, D] (else unused).
-static void prepare(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
-    size_t nv = (size_t)g.BH * g.Tp * g.Dv, nm = (size_t)g.BH * g.Tp * g.m;
+// phi(q), phi(k) into w.p, w.f [BH, Tp, m]. proj: FAVOR+'s projection W [m, D] (else unused).
+static void features(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
+    size_t nm = (size_t)g.BH * g.Tp * g.m;
     int rows = g.BH * g.Tp;
-    gather_values_kernel<<<ceil_div(nv, 256), 256>>>(w.v, qkv, g);
-    CUDA_LAUNCH_CHECK();
     if (g.map != FEATURE_FAVOR) {
         gather_features_kernel<<<ceil_div(nm, 256), 256>>>(w.p, w.f, qkv, g);
         CUDA_LAUNCH_CHECK();
@@ -298,6 +304,36 @@ static void prepare(const LinShape &g, const Work &w, const float *qkv, const fl
             CUDA_LAUNCH_CHECK();
         }
     }
+}
+
+// dqkv += the gradient through the map of dphi(q), dphi(k) in w.dp, w.df (overwritten).
+static void features_backward(const LinShape &g, const Work &w, float *dqkv, const float *qkv,
+                              const float *proj) {
+    size_t n = (size_t)g.BH * g.T * g.D, rows = (size_t)g.BH * g.Tp, nm = rows * g.m;
+    if (g.map != FEATURE_FAVOR) {
+        features_dx_kernel<<<ceil_div(n, 256), 256>>>(dqkv, qkv, w.p, w.f, w.dp, w.df, g);
+        CUDA_LAUNCH_CHECK();
+        return;
+    }
+    // FAVOR+: d phi_i / d xt = phi_i (w_i - xt), so dxt = W^T (dphi (.) phi) - sum(dphi (.) phi) xt
+    float *dphi[2] = {w.dp, w.df}, *phi[2] = {w.p, w.f}, *xt[2] = {w.xt_q, w.xt_k};
+    for (int part = 0; part < 2; part++) {
+        mul_kernel<<<ceil_div(nm, 256), 256>>>(dphi[part], phi[part], nm);
+        CUDA_LAUNCH_CHECK();
+        // dxt [rows, D] = g [rows, m] W [m, D], into the work buffer w.g
+        gemm_rm(false, false, (int)rows, g.D, g.m, 1, dphi[part], g.m, 0, proj, g.D, 0, 0, w.g, g.D,
+                0, 1);
+        rf_backward_kernel<<<g.BH * g.T, 128>>>(dqkv, w.g, dphi[part], xt[part], qkv, g, part);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+// phi(q), phi(k), V' and the prefix states.
+static void prepare(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
+    size_t nv = (size_t)g.BH * g.Tp * g.Dv;
+    gather_values_kernel<<<ceil_div(nv, 256), 256>>>(w.v, qkv, g);
+    CUDA_LAUNCH_CHECK();
+    features(g, w, qkv, proj);
     chunk_states(g, w);
 }
 
@@ -358,20 +394,36 @@ extern "C" void attention_linear_backward_cuda(float *dqkv_btc3, const float *do
     gemm_rm(true, false, L, Dv, L, 1, w.tri, L, st, w.dn, Dv, sv, 0, w.dv, Dv, sv, batch);
     gemm_rm(false, false, L, Dv, m, 1, w.f, m, sm, w.rstates, Dv, ss, 1, w.dv, Dv, sv, batch);
     size_t n = (size_t)g.BH * g.T * g.D;
-    scatter_kernel<<<ceil_div(n, 256), 256>>>(dqkv_btc3, qkv_btc3, w.p, w.f, w.dp, w.df, w.dv, g);
+    values_dx_kernel<<<ceil_div(n, 256), 256>>>(dqkv_btc3, w.dv, g);
     CUDA_LAUNCH_CHECK();
-    if (g.map != FEATURE_FAVOR) return;
-    // FAVOR+: d phi_i / d xt = phi_i (w_i - xt), so dxt = W^T (dphi (.) phi) - sum(dphi (.) phi) xt
-    size_t nm = rows * g.m;
-    float *dphi[2] = {w.dp, w.df}, *phi[2] = {w.p, w.f}, *xt[2] = {w.xt_q, w.xt_k};
-    for (int part = 0; part < 2; part++) {
-        mul_kernel<<<ceil_div(nm, 256), 256>>>(dphi[part], phi[part], nm);
-        CUDA_LAUNCH_CHECK();
-        // dxt [rows, D] = g [rows, m] W [m, D], into the (now free) work buffer w.g
-        gemm_rm(false, false, (int)rows, g.D, g.m, 1, dphi[part], g.m, 0, proj, g.D, 0, 0, w.g, g.D,
-                0, 1);
-        rf_backward_kernel<<<g.BH * g.T, 128>>>(dqkv_btc3, w.g, dphi[part], xt[part], qkv_btc3, g,
-                                                part);
-        CUDA_LAUNCH_CHECK();
-    }
+    features_backward(g, w, dqkv_btc3, qkv_btc3, proj);
+}
+
+// ---- the feature_map op: the maps alone, phi [B, H, T, m] (one chunk the whole sequence) ----
+
+static LinShape map_shape(const OpShape *s) {
+    LinShape g = lin_shape(s);
+    g.L = g.Tp = s->T, g.nc = 1;
+    return g;
+}
+
+extern "C" void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
+                                         const float *const *fmap, const OpShape *s) {
+    LinShape g = map_shape(s);
+    Work w = work_for(g, false);
+    w.p = phiq_bhtm, w.f = phik_bhtm;
+    features(g, w, qkv_btc3, fmap ? fmap[0] : NULL);
+}
+
+extern "C" void feature_map_backward_cuda(float *dqkv_btc3, const float *dphiq_bhtm,
+                                          const float *dphik_bhtm, const float *qkv_btc3,
+                                          const float *const *fmap, const OpShape *s) {
+    LinShape g = map_shape(s);
+    Work w = work_for(g, true);
+    const float *proj = fmap ? fmap[0] : NULL;
+    features(g, w, qkv_btc3, proj);  // phi again, into the work buffers
+    size_t bytes = sizeof(float) * g.BH * g.Tp * g.m;
+    CUDA_CHECK(cudaMemcpyAsync(w.dp, dphiq_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
+    CUDA_CHECK(cudaMemcpyAsync(w.df, dphik_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
+    features_backward(g, w, dqkv_btc3, qkv_btc3, proj);
 }

@@ -71,6 +71,11 @@ void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc, con
 void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
 void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,
                                    const OpShape *s);
+// the feature maps alone (the feature_map op): phi(q), phi(k) [B,H,T,m]
+void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
+                              const float *const *fmap, const OpShape *s);
+void feature_map_backward_cuda(float *dqkv_btc3, const float *dphiq_bhtm, const float *dphik_bhtm,
+                               const float *qkv_btc3, const float *const *fmap, const OpShape *s);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,

@@ -12,9 +12,9 @@ static void cpu_sizes(const char *name, const OpShape *s, size_t *in, size_t *ou
     op_find_f32(name)->sizes(s, in, out, sv);
 }
 
-#define SIZES_AS_CPU(op)                                                                 \
-    static void op##_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {     \
-        cpu_sizes(#op, s, in, out, sv);                                                  \
+#define SIZES_AS_CPU(op)                                                            \
+    static void op##_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) { \
+        cpu_sizes(#op, s, in, out, sv);                                             \
     }
 SIZES_AS_CPU(matmul)
 SIZES_AS_CPU(rmsnorm)
@@ -97,6 +97,19 @@ static void linear_bwd(const OpShape *s, In in, In out, const float *sv, In dout
     attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV],
                                    in + CORE_IN_PARAMS, s);
 }
+static void fmap_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("feature_map", s, in, out, sv);
+}
+static int fmap_params(const OpShape *s, OpParam *out) {
+    return op_find_f32("feature_map")->params(s, out);
+}
+static void fmap_fwd(const OpShape *s, In in, Out out, float *) {
+    feature_map_forward_cuda(out[0], out[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void fmap_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    feature_map_backward_cuda(din[CORE_IN_QKV], dout[0], dout[1], in[CORE_IN_QKV],
+                              in + CORE_IN_PARAMS, s);
+}
 static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("attention_hydra", s, in, out, sv);
 }
@@ -124,8 +137,32 @@ const OpDef_f32 CUDA_OPS[] = {
     {"rope", 1, 1, rope_sizes, rope_fwd, rope_bwd, 0, 0, {}},
     {"conv_causal", 2, 1, conv_causal_sizes, conv_fwd, conv_bwd, 0, 0, {}},
     {"attention_softmax", 1, 1, softmax_sizes, softmax_fwd, softmax_bwd, 0, 0, {}},
-    {"attention_linear", 2 + 2, 1, linear_sizes, linear_fwd, linear_bwd, 0, 0, {}, linear_params,
-     NULL, attention_linear_check_cuda, NULL},
+    {"feature_map",
+     2 + 2,
+     2,
+     fmap_sizes,
+     fmap_fwd,
+     fmap_bwd,
+     0,
+     0,
+     {},
+     fmap_params,
+     NULL,
+     attention_linear_check_cuda,
+     NULL},
+    {"attention_linear",
+     2 + 2,
+     1,
+     linear_sizes,
+     linear_fwd,
+     linear_bwd,
+     0,
+     0,
+     {},
+     linear_params,
+     NULL,
+     attention_linear_check_cuda,
+     NULL},
     {"attention_hydra", 1, 1, hydra_sizes, hydra_fwd, hydra_bwd, 0, 0, {}},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
 };
