@@ -1,6 +1,7 @@
 // Causal linear attention, chunkwise, the twin of kernels/cpu/attention_linear.c for the feature
-// maps elu1, relu, cosFormer (2D wide) and FAVOR+ (m random features: one GEMM of every row
-// against the shared projection, then exp). Per (batch, head) and chunk c of length L:
+// maps elu1, relu, cosFormer (2D wide), FAVOR+ (m random features: one GEMM of every row
+// against the shared projection, then exp) and circulant FAVOR+ (the projection by cuFFT,
+// circulant.cu). Per (batch, head) and chunk c of length L:
 //   S_c = sum_{c' < c} phi(K_c')^T V'_c'            (states: one batched GEMM per chunk, then
 //                                                    an exclusive prefix over chunks)
 //   N'_c = phi(Q_c) S_c + tril(phi(Q_c) phi(K_c)^T) V'_c
@@ -28,9 +29,8 @@ struct LinShape {
 static LinShape lin_shape(const OpShape *s) {
     LinShape g;
     g.B = s->B, g.T = s->T, g.C = s->C, g.H = s->H, g.D = s->C / s->H;
-    g.m = s->feature_map == FEATURE_FAVOR       ? s->n_features
-          : s->feature_map == FEATURE_COSFORMER ? 2 * g.D
-                                                : g.D;
+    bool rf = s->feature_map == FEATURE_FAVOR || s->feature_map == FEATURE_CIRCULANT;
+    g.m = rf ? s->n_features : s->feature_map == FEATURE_COSFORMER ? 2 * g.D : g.D;
     g.qk_norm = s->qk_norm;
     g.scale = powf((float)g.D, -0.25f);  // Performer's d^(-1/4), as the CPU map
     g.max_len = (float)(s->max_len > 0 ? s->max_len : s->T);
@@ -39,6 +39,10 @@ static LinShape lin_shape(const OpShape *s) {
     g.nc = (s->T + g.L - 1) / g.L, g.Tp = g.nc * g.L, g.BH = s->B * s->H;
     g.map = s->feature_map, g.normalize = s->normalize, g.eps = (float)s->eps;
     return g;
+}
+
+static bool random_features(const LinShape &g) {
+    return g.map == FEATURE_FAVOR || g.map == FEATURE_CIRCULANT;
 }
 
 // Work buffers, grown on demand and kept: the trainer calls the op with the same shapes every
@@ -64,7 +68,7 @@ static Work work_for(const LinShape &g, bool backward) {
         w.rstates = mt_cuda_grow(&bufs[10], &have[10], st);
     }
     w.xt_q = w.xt_k = w.half_sq = w.g = NULL;
-    if (g.map == FEATURE_FAVOR) {
+    if (random_features(g)) {
         w.xt_q = mt_cuda_grow(&bufs[11], &have[11], td),
         w.xt_k = mt_cuda_grow(&bufs[12], &have[12], td);
         w.half_sq = mt_cuda_grow(&bufs[13], &have[13], 2 * rows);
@@ -283,11 +287,12 @@ static void causal_scores(const LinShape &g, float *tri, const float *a, const f
     CUDA_LAUNCH_CHECK();
 }
 
-// phi(q), phi(k) into w.p, w.f [BH, Tp, m]. proj: FAVOR+'s projection W [m, D] (else unused).
-static void features(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
+// phi(q), phi(k) into w.p, w.f [BH, Tp, m]. fmap: the map's parameters (FAVOR+: W [m, D];
+// circulant: r, s [nb, D]).
+static void features(const LinShape &g, const Work &w, const float *qkv, const float *const *fmap) {
     size_t nm = (size_t)g.BH * g.Tp * g.m;
     int rows = g.BH * g.Tp;
-    if (g.map != FEATURE_FAVOR) {
+    if (!random_features(g)) {
         gather_features_kernel<<<ceil_div(nm, 256), 256>>>(w.p, w.f, qkv, g);
         CUDA_LAUNCH_CHECK();
     } else {
@@ -296,9 +301,12 @@ static void features(const LinShape &g, const Work &w, const float *qkv, const f
             rf_inputs_kernel<<<rows, 128>>>(xt[part], w.half_sq + (size_t)part * rows, qkv, g,
                                             part);
             CUDA_LAUNCH_CHECK();
-            // every row of every head against the shared projection: z = xt W^T [rows, m]
-            gemm_rm(false, true, rows, g.m, g.D, 1, xt[part], g.D, 0, proj, g.D, 0, 0, phi[part],
-                    g.m, 0, 1);
+            // every row of every head against the shared projection: z = W xt [rows, m]
+            if (g.map == FEATURE_FAVOR)
+                gemm_rm(false, true, rows, g.m, g.D, 1, xt[part], g.D, 0, fmap[0], g.D, 0, 0,
+                        phi[part], g.m, 0, 1);
+            else
+                circulant_project_cuda(phi[part], xt[part], fmap[0], fmap[1], rows, g.D, g.m);
             rf_exp_kernel<<<ceil_div(nm, 256), 256>>>(phi[part], w.half_sq + (size_t)part * rows,
                                                       g);
             CUDA_LAUNCH_CHECK();
@@ -306,11 +314,12 @@ static void features(const LinShape &g, const Work &w, const float *qkv, const f
     }
 }
 
-// dqkv += the gradient through the map of dphi(q), dphi(k) in w.dp, w.df (overwritten).
+// dqkv += the gradient through the map of dphi(q), dphi(k) in w.dp, w.df (overwritten), and
+// the circulant map's dr into dfmap[0].
 static void features_backward(const LinShape &g, const Work &w, float *dqkv, const float *qkv,
-                              const float *proj) {
+                              const float *const *fmap, float *const *dfmap) {
     size_t n = (size_t)g.BH * g.T * g.D, rows = (size_t)g.BH * g.Tp, nm = rows * g.m;
-    if (g.map != FEATURE_FAVOR) {
+    if (!random_features(g)) {
         features_dx_kernel<<<ceil_div(n, 256), 256>>>(dqkv, qkv, w.p, w.f, w.dp, w.df, g);
         CUDA_LAUNCH_CHECK();
         return;
@@ -321,33 +330,31 @@ static void features_backward(const LinShape &g, const Work &w, float *dqkv, con
         mul_kernel<<<ceil_div(nm, 256), 256>>>(dphi[part], phi[part], nm);
         CUDA_LAUNCH_CHECK();
         // dxt [rows, D] = g [rows, m] W [m, D], into the work buffer w.g
-        gemm_rm(false, false, (int)rows, g.D, g.m, 1, dphi[part], g.m, 0, proj, g.D, 0, 0, w.g, g.D,
-                0, 1);
+        if (g.map == FEATURE_FAVOR)
+            gemm_rm(false, false, (int)rows, g.D, g.m, 1, dphi[part], g.m, 0, fmap[0], g.D, 0, 0,
+                    w.g, g.D, 0, 1);
+        else
+            circulant_project_backward_cuda(w.g, dfmap ? dfmap[0] : NULL, dphi[part], xt[part],
+                                            fmap[0], fmap[1], (int)rows, g.D, g.m);
         rf_backward_kernel<<<g.BH * g.T, 128>>>(dqkv, w.g, dphi[part], xt[part], qkv, g, part);
         CUDA_LAUNCH_CHECK();
     }
 }
 
 // phi(q), phi(k), V' and the prefix states.
-static void prepare(const LinShape &g, const Work &w, const float *qkv, const float *proj) {
+static void prepare(const LinShape &g, const Work &w, const float *qkv, const float *const *fmap) {
     size_t nv = (size_t)g.BH * g.Tp * g.Dv;
     gather_values_kernel<<<ceil_div(nv, 256), 256>>>(w.v, qkv, g);
     CUDA_LAUNCH_CHECK();
-    features(g, w, qkv, proj);
+    features(g, w, qkv, fmap);
     chunk_states(g, w);
-}
-
-extern "C" int attention_linear_check_cuda(const OpShape *s, char *err, size_t errlen) {
-    if (s->feature_map != FEATURE_CIRCULANT) return 0;
-    snprintf(err, errlen, "feature map circulant has no cuda kernel yet; use device: cpu");
-    return -1;
 }
 
 extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
                                               const float *const *fmap, const OpShape *s) {
     LinShape g = lin_shape(s);
     Work w = work_for(g, false);
-    prepare(g, w, qkv_btc3, fmap ? fmap[0] : NULL);
+    prepare(g, w, qkv_btc3, fmap);
     int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
     // N' = P S + tril(P F^T) V'
     gemm_rm(false, false, L, Dv, m, 1, w.p, m, (long long)L * m, w.states, Dv, (long long)m * Dv, 0,
@@ -364,14 +371,13 @@ extern "C" void attention_linear_forward_cuda(float *out_btc, float *den_bht, co
 //   dP_c = dN_c S_c^T + tril(dN_c V_c^T) F_c
 //   dF_c = tril(dN_c V_c^T)^T P_c + V_c R_c^T,   R_c = sum_{c' > c} P_c'^T dN_c'
 //   dV_c = tril(P_c F_c^T)^T dN_c + F_c R_c
-extern "C" void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc,
-                                               const float *out_btc, const float *den_bht,
-                                               const float *qkv_btc3, const float *const *fmap,
-                                               const OpShape *s) {
+extern "C" void attention_linear_backward_cuda(float *dqkv_btc3, float *const *dfmap,
+                                               const float *dout_btc, const float *out_btc,
+                                               const float *den_bht, const float *qkv_btc3,
+                                               const float *const *fmap, const OpShape *s) {
     LinShape g = lin_shape(s);
     Work w = work_for(g, true);
-    const float *proj = fmap ? fmap[0] : NULL;
-    prepare(g, w, qkv_btc3, proj);
+    prepare(g, w, qkv_btc3, fmap);
     int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
     long long sm = (long long)L * m, sv = (long long)L * Dv, ss = (long long)m * Dv;
     long long st = (long long)L * L;
@@ -396,7 +402,7 @@ extern "C" void attention_linear_backward_cuda(float *dqkv_btc3, const float *do
     size_t n = (size_t)g.BH * g.T * g.D;
     values_dx_kernel<<<ceil_div(n, 256), 256>>>(dqkv_btc3, w.dv, g);
     CUDA_LAUNCH_CHECK();
-    features_backward(g, w, dqkv_btc3, qkv_btc3, proj);
+    features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }
 
 // ---- the feature_map op: the maps alone, phi [B, H, T, m] (one chunk the whole sequence) ----
@@ -412,18 +418,18 @@ extern "C" void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, con
     LinShape g = map_shape(s);
     Work w = work_for(g, false);
     w.p = phiq_bhtm, w.f = phik_bhtm;
-    features(g, w, qkv_btc3, fmap ? fmap[0] : NULL);
+    features(g, w, qkv_btc3, fmap);
 }
 
-extern "C" void feature_map_backward_cuda(float *dqkv_btc3, const float *dphiq_bhtm,
-                                          const float *dphik_bhtm, const float *qkv_btc3,
-                                          const float *const *fmap, const OpShape *s) {
+extern "C" void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap,
+                                          const float *dphiq_bhtm, const float *dphik_bhtm,
+                                          const float *qkv_btc3, const float *const *fmap,
+                                          const OpShape *s) {
     LinShape g = map_shape(s);
     Work w = work_for(g, true);
-    const float *proj = fmap ? fmap[0] : NULL;
-    features(g, w, qkv_btc3, proj);  // phi again, into the work buffers
+    features(g, w, qkv_btc3, fmap);  // phi again, into the work buffers
     size_t bytes = sizeof(float) * g.BH * g.Tp * g.m;
     CUDA_CHECK(cudaMemcpyAsync(w.dp, dphiq_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
     CUDA_CHECK(cudaMemcpyAsync(w.df, dphik_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
-    features_backward(g, w, dqkv_btc3, qkv_btc3, proj);
+    features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }

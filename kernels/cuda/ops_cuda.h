@@ -59,23 +59,30 @@ void crossentropy_forward_cuda(float *loss, const float *logits, const int *targ
                                int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
-// causal linear attention, chunkwise (feature maps elu1, relu, cosformer, favor; fmap: the
-// map's parameters, favor's projection [m, D]); saved: den [B,H,T]
-int attention_linear_check_cuda(const OpShape *s, char *err, size_t errlen);
+// causal linear attention, chunkwise, every feature map (fmap: the map's parameters, dfmap their
+// gradients: circulant's r); saved: den [B,H,T]
 void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
                                    const float *const *fmap, const OpShape *s);
-void attention_linear_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *out_btc,
-                                    const float *den_bht, const float *qkv_btc3,
-                                    const float *const *fmap, const OpShape *s);
+void attention_linear_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dout_btc,
+                                    const float *out_btc, const float *den_bht,
+                                    const float *qkv_btc3, const float *const *fmap,
+                                    const OpShape *s);
+// the feature maps alone (the feature_map op): phi(q), phi(k) [B,H,T,m]
+void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
+                              const float *const *fmap, const OpShape *s);
+void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dphiq_bhtm,
+                               const float *dphik_bhtm, const float *qkv_btc3,
+                               const float *const *fmap, const OpShape *s);
+// circulant FAVOR+ projection z [rows, m] = W xt of rows xt [rows, D] (cuFFT), and its
+// backward: dxt = W^T g (overwritten), dr += the gradient of the rows r (when dr)
+void circulant_project_cuda(float *z, const float *xt, const float *r_bd, const float *s_bd,
+                            int rows, int D, int m);
+void circulant_project_backward_cuda(float *dxt, float *dr, const float *g, const float *xt,
+                                     const float *r_bd, const float *s_bd, int rows, int D, int m);
 // causal Hydra attention (heads = channels, cosine kernel)
 void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
 void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,
                                    const OpShape *s);
-// the feature maps alone (the feature_map op): phi(q), phi(k) [B,H,T,m]
-void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
-                              const float *const *fmap, const OpShape *s);
-void feature_map_backward_cuda(float *dqkv_btc3, const float *dphiq_bhtm, const float *dphik_bhtm,
-                               const float *qkv_btc3, const float *const *fmap, const OpShape *s);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,

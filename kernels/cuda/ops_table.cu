@@ -94,8 +94,8 @@ static void linear_fwd(const OpShape *s, In in, Out out, float *sv) {
     attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
 static void linear_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
-    attention_linear_backward_cuda(din[CORE_IN_QKV], dout[0], out[0], sv, in[CORE_IN_QKV],
-                                   in + CORE_IN_PARAMS, s);
+    attention_linear_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv,
+                                   in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
 static void fmap_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("feature_map", s, in, out, sv);
@@ -107,8 +107,8 @@ static void fmap_fwd(const OpShape *s, In in, Out out, float *) {
     feature_map_forward_cuda(out[0], out[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
 static void fmap_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
-    feature_map_backward_cuda(din[CORE_IN_QKV], dout[0], dout[1], in[CORE_IN_QKV],
-                              in + CORE_IN_PARAMS, s);
+    feature_map_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
+                              in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
 static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("attention_hydra", s, in, out, sv);
@@ -148,7 +148,7 @@ const OpDef_f32 CUDA_OPS[] = {
      {},
      fmap_params,
      NULL,
-     attention_linear_check_cuda,
+     NULL,
      NULL},
     {"attention_linear",
      2 + 2,
@@ -161,7 +161,7 @@ const OpDef_f32 CUDA_OPS[] = {
      {},
      linear_params,
      NULL,
-     attention_linear_check_cuda,
+     NULL,
      NULL},
     {"attention_hydra", 1, 1, hydra_sizes, hydra_fwd, hydra_bwd, 0, 0, {}},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
