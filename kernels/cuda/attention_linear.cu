@@ -51,23 +51,30 @@ struct Work {
     float *p, *f, *v, *n, *states, *tri, *dn, *dp, *df, *dv, *rstates;
     float *xt_q, *xt_k, *half_sq, *g;  // FAVOR+: scaled (normalised) q, k, |xt|^2 / 2, dxt
 };
-static Work work_for(const LinShape &g, bool backward) {
+// maps_only: the feature_map op, which needs the features and their gradients but none of the
+// chunk machinery (whose L x L blocks would be T x T there).
+static Work work_for(const LinShape &g, bool backward, bool maps_only = false) {
     static float *bufs[15];
     static size_t have[15];
     size_t tm = (size_t)g.BH * g.Tp * g.m, tv = (size_t)g.BH * g.Tp * g.Dv;
     size_t st = (size_t)g.BH * g.nc * g.m * g.Dv, tri = (size_t)g.BH * g.nc * g.L * g.L;
     size_t rows = (size_t)g.BH * g.Tp, td = rows * g.D;
-    Work w;
-    w.p = mt_cuda_grow(&bufs[0], &have[0], tm), w.f = mt_cuda_grow(&bufs[1], &have[1], tm);
-    w.v = mt_cuda_grow(&bufs[2], &have[2], tv), w.n = mt_cuda_grow(&bufs[3], &have[3], tv);
-    w.states = mt_cuda_grow(&bufs[4], &have[4], st), w.tri = mt_cuda_grow(&bufs[5], &have[5], tri);
-    w.dn = w.dp = w.df = w.dv = w.rstates = NULL;
-    if (backward) {
-        w.dn = mt_cuda_grow(&bufs[6], &have[6], tv), w.dp = mt_cuda_grow(&bufs[7], &have[7], tm);
-        w.df = mt_cuda_grow(&bufs[8], &have[8], tm), w.dv = mt_cuda_grow(&bufs[9], &have[9], tv);
-        w.rstates = mt_cuda_grow(&bufs[10], &have[10], st);
+    Work w = {};
+    if (!maps_only || backward)
+        w.p = mt_cuda_grow(&bufs[0], &have[0], tm), w.f = mt_cuda_grow(&bufs[1], &have[1], tm);
+    if (!maps_only) {
+        w.v = mt_cuda_grow(&bufs[2], &have[2], tv), w.n = mt_cuda_grow(&bufs[3], &have[3], tv);
+        w.states = mt_cuda_grow(&bufs[4], &have[4], st);
+        w.tri = mt_cuda_grow(&bufs[5], &have[5], tri);
     }
-    w.xt_q = w.xt_k = w.half_sq = w.g = NULL;
+    if (backward) {
+        w.dp = mt_cuda_grow(&bufs[7], &have[7], tm), w.df = mt_cuda_grow(&bufs[8], &have[8], tm);
+        if (!maps_only) {
+            w.dn = mt_cuda_grow(&bufs[6], &have[6], tv);
+            w.dv = mt_cuda_grow(&bufs[9], &have[9], tv);
+            w.rstates = mt_cuda_grow(&bufs[10], &have[10], st);
+        }
+    }
     if (random_features(g)) {
         w.xt_q = mt_cuda_grow(&bufs[11], &have[11], td),
         w.xt_k = mt_cuda_grow(&bufs[12], &have[12], td);
@@ -416,7 +423,7 @@ static LinShape map_shape(const OpShape *s) {
 extern "C" void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
                                          const float *const *fmap, const OpShape *s) {
     LinShape g = map_shape(s);
-    Work w = work_for(g, false);
+    Work w = work_for(g, false, true);
     w.p = phiq_bhtm, w.f = phik_bhtm;
     features(g, w, qkv_btc3, fmap);
 }
@@ -426,7 +433,7 @@ extern "C" void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap,
                                           const float *qkv_btc3, const float *const *fmap,
                                           const OpShape *s) {
     LinShape g = map_shape(s);
-    Work w = work_for(g, true);
+    Work w = work_for(g, true, true);
     features(g, w, qkv_btc3, fmap);  // phi again, into the work buffers
     size_t bytes = sizeof(float) * g.BH * g.Tp * g.m;
     CUDA_CHECK(cudaMemcpyAsync(w.dp, dphiq_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
