@@ -79,6 +79,17 @@ void circulant_project_cuda(float *z, const float *xt, const float *r_bd, const 
                             int rows, int D, int m);
 void circulant_project_backward_cuda(float *dxt, float *dr, const float *g, const float *xt,
                                      const float *r_bd, const float *s_bd, int rows, int D, int m);
+// log-linear attention (Fenwick buckets weighted by lambda = softplus(lam_pre + lam_bias)),
+// every feature map; saved: den [B,H,T]
+void attention_loglinear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
+                                      const float *lam_pre_bthl, const float *lam_bias_hl,
+                                      const float *const *fmap, const OpShape *s);
+void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_pre_bthl,
+                                       float *dlam_bias_hl, float *const *dfmap,
+                                       const float *dout_btc, const float *out_btc,
+                                       const float *den_bht, const float *qkv_btc3,
+                                       const float *lam_pre_bthl, const float *lam_bias_hl,
+                                       const float *const *fmap, const OpShape *s);
 // causal Hydra attention (heads = channels, cosine kernel)
 void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
 void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,

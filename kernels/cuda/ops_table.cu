@@ -110,6 +110,19 @@ static void fmap_bwd(const OpShape *s, In in, In, const float *, In dout, Out di
     feature_map_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
                               in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
+static void loglinear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("attention_loglinear", s, in, out, sv);
+}
+static int loglinear_params(const OpShape *s, OpParam *out) {
+    return op_find_f32("attention_loglinear")->params(s, out);
+}
+static void loglinear_fwd(const OpShape *s, In in, Out out, float *sv) {
+    attention_loglinear_forward_cuda(out[0], sv, in[0], in[1], in[2], in + 3, s);
+}
+static void loglinear_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
+    attention_loglinear_backward_cuda(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
+                                      in[1], in[2], in + 3, s);
+}
 static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("attention_hydra", s, in, out, sv);
 }
@@ -160,6 +173,19 @@ const OpDef_f32 CUDA_OPS[] = {
      0,
      {},
      linear_params,
+     NULL,
+     NULL,
+     NULL},
+    {"attention_loglinear",
+     3 + 2,
+     1,
+     loglinear_sizes,
+     loglinear_fwd,
+     loglinear_bwd,
+     0,
+     0,
+     {},
+     loglinear_params,
      NULL,
      NULL,
      NULL},
