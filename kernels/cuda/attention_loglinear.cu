@@ -24,13 +24,15 @@ static int bit_len(unsigned x) {
 }
 
 static LogShape log_shape(const OpShape *s) {
-    LogShape q;
+    LogShape q = {};
     q.g = lin_shape(s);
     int c = s->chunk > 0 && s->chunk < s->T ? s->chunk : s->T;
     q.g.L = 1 << (bit_len((unsigned)c) - 1);
     q.g.nc = (s->T + q.g.L - 1) / q.g.L, q.g.Tp = q.g.nc * q.g.L;
     int M = s->max_len > 0 ? s->max_len : s->T;
     q.levels = bit_len((unsigned)(M - 1)) + 1;
+    if (s->T < 1 || q.levels > MAX_LEVELS)
+        mt_cuda_fail("attention_loglinear", "sequence length out of range", __FILE__, __LINE__);
     q.cbits = bit_len((unsigned)q.g.L) - 1;
     q.heights = q.g.nc > 1 ? bit_len((unsigned)(q.g.nc - 1)) : 0;
     q.n_up = 0;
@@ -42,21 +44,21 @@ static LogShape log_shape(const OpShape *s) {
     return q;
 }
 
-__device__ inline int level_of(unsigned x, int levels) {
+static __device__ inline int level_of(unsigned x, int levels) {
     int l = x ? 32 - __clz((int)x) : 0;
     return l < levels ? l : levels - 1;
 }
 
 // Node (h, id) of head bh: leaves (h = 0) in `leaves` [BH, nc, m Dv], the rest in `up`.
-__device__ inline float *node_at(float *leaves, float *up, const LogShape &q, int bh, int h,
-                                 int id) {
+static __device__ inline float *node_at(float *leaves, float *up, const LogShape &q, int bh, int h,
+                                        int id) {
     size_t sz = (size_t)q.g.m * q.g.Dv;
     if (!h) return leaves + ((size_t)bh * q.g.nc + id) * sz;
     return up + ((size_t)bh * q.n_up + q.up_off[h] + id) * sz;
 }
 
 // lambda = softplus(x W_x^T + b) [BH, Tp, levels] from lam_pre [B, T, H, levels]; pads zero.
-__global__ void lambda_kernel(float *lam, const float *pre, const float *bias, LogShape q) {
+static __global__ void lambda_kernel(float *lam, const float *pre, const float *bias, LogShape q) {
     const LinShape &g = q.g;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)g.BH * g.Tp * q.levels) return;
@@ -71,7 +73,7 @@ __global__ void lambda_kernel(float *lam, const float *pre, const float *bias, L
 }
 
 // node(h, i) = node(h-1, 2i) + node(h-1, 2i+1) (when that child exists)
-__global__ void build_up_kernel(float *leaves, float *up, LogShape q, int h) {
+static __global__ void build_up_kernel(float *leaves, float *up, LogShape q, int h) {
     size_t sz = (size_t)q.g.m * q.g.Dv;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)q.g.BH * q.count[h] * sz) return;
@@ -83,7 +85,8 @@ __global__ void build_up_kernel(float *leaves, float *up, LogShape q, int h) {
 }
 
 // gathered[bh, ct] = node(h, (ct >> h) ^ 1) where bit h of ct is set, else zero
-__global__ void gather_nodes_kernel(float *gathered, float *leaves, float *up, LogShape q, int h) {
+static __global__ void gather_nodes_kernel(float *gathered, float *leaves, float *up, LogShape q,
+                                           int h) {
     size_t sz = (size_t)q.g.m * q.g.Dv;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)q.g.BH * q.g.nc * sz) return;
@@ -93,7 +96,7 @@ __global__ void gather_nodes_kernel(float *gathered, float *leaves, float *up, L
 }
 
 // In-chunk weights: s[i][j] = j <= i ? s * lambda_i^(level(i ^ j)) : 0
-__global__ void level_weight_kernel(float *s, const float *lam, LogShape q) {
+static __global__ void level_weight_kernel(float *s, const float *lam, LogShape q) {
     const LinShape &g = q.g;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)g.BH * g.nc * g.L * g.L) return;
@@ -103,8 +106,8 @@ __global__ void level_weight_kernel(float *s, const float *lam, LogShape q) {
 }
 
 // n[row] += lambda_row^(level of height h) tmp[row] on the rows of chunks with bit h set
-__global__ void add_tree_read_kernel(float *n, const float *tmp, const float *lam, LogShape q,
-                                     int h) {
+static __global__ void add_tree_read_kernel(float *n, const float *tmp, const float *lam,
+                                            LogShape q, int h) {
     const LinShape &g = q.g;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)g.BH * g.Tp * g.Dv) return;
@@ -117,8 +120,8 @@ __global__ void add_tree_read_kernel(float *n, const float *tmp, const float *la
 
 // Backward in-chunk, one thread per row i of a chunk: dlam_i^(l) = sum over j <= i at level l
 // of S (.) G (written, the first contribution), then S, G scaled by the weights, zero above.
-__global__ void level_weight_backward_kernel(float *dlam, float *S, float *G, const float *lam,
-                                             LogShape q) {
+static __global__ void level_weight_backward_kernel(float *dlam, float *S, float *G,
+                                                    const float *lam, LogShape q) {
     const LinShape &g = q.g;
     size_t row = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // = bh * Tp + t
     if (row >= (size_t)g.BH * g.Tp) return;
@@ -141,8 +144,9 @@ __global__ void level_weight_backward_kernel(float *dlam, float *S, float *G, co
 
 // Tree read backward at height h, one thread per row: dlam^(l_h) += dN' . tmp, and
 // tmpw = lambda^(l_h) dN' (zero on rows of chunks that do not read at this height).
-__global__ void tree_read_backward_kernel(float *dlam, float *tmpw, const float *tmp,
-                                          const float *dn, const float *lam, LogShape q, int h) {
+static __global__ void tree_read_backward_kernel(float *dlam, float *tmpw, const float *tmp,
+                                                 const float *dn, const float *lam, LogShape q,
+                                                 int h) {
     const LinShape &g = q.g;
     size_t row = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= (size_t)g.BH * g.Tp) return;
@@ -160,8 +164,8 @@ __global__ void tree_read_backward_kernel(float *dlam, float *tmpw, const float 
 
 // dnode(h, id) = sum of the per-chunk gradients of its readers, chunks [(id+1) << h, (id+2) << h)
 // (only even ids are read), in chunk order.
-__global__ void scatter_nodes_kernel(float *dleaves, float *dup, const float *dgathered, LogShape q,
-                                     int h) {
+static __global__ void scatter_nodes_kernel(float *dleaves, float *dup, const float *dgathered,
+                                            LogShape q, int h) {
     size_t sz = (size_t)q.g.m * q.g.Dv;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)q.g.BH * q.count[h] * sz) return;
@@ -175,7 +179,7 @@ __global__ void scatter_nodes_kernel(float *dleaves, float *dup, const float *dg
 }
 
 // A parent is the sum of its children: each child receives the parent's gradient.
-__global__ void push_down_kernel(float *dleaves, float *dup, LogShape q, int h) {
+static __global__ void push_down_kernel(float *dleaves, float *dup, LogShape q, int h) {
     size_t sz = (size_t)q.g.m * q.g.Dv;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)q.g.BH * q.count[h - 1] * sz) return;
@@ -185,8 +189,8 @@ __global__ void push_down_kernel(float *dleaves, float *dup, LogShape q, int h) 
 }
 
 // dlam_pre += dlam sigmoid(pre + bias) on the real rows
-__global__ void lambda_backward_kernel(float *dpre, const float *dlam, const float *pre,
-                                       const float *bias, LogShape q) {
+static __global__ void lambda_backward_kernel(float *dpre, const float *dlam, const float *pre,
+                                              const float *bias, LogShape q) {
     const LinShape &g = q.g;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // over [B, T, H, levels]
     if (idx >= (size_t)g.B * g.T * g.H * q.levels) return;
@@ -197,8 +201,8 @@ __global__ void lambda_backward_kernel(float *dpre, const float *dlam, const flo
 }
 
 // dbias[h, l] += sum over (b, t) of the same, one block per (h, l): a fixed-order sum.
-__global__ void bias_backward_kernel(float *dbias, const float *dlam, const float *pre,
-                                     const float *bias, LogShape q) {
+static __global__ void bias_backward_kernel(float *dbias, const float *dlam, const float *pre,
+                                            const float *bias, LogShape q) {
     const LinShape &g = q.g;
     int h = blockIdx.x / q.levels, l = blockIdx.x % q.levels;
     float acc = 0;
@@ -230,7 +234,6 @@ static LogWork log_work(const LogShape &q, bool backward) {
         w.s2 = mt_cuda_grow(&bufs[4], &have[4], chunks * g.L * g.L);
         w.dlam = mt_cuda_grow(&bufs[5], &have[5], rows * q.levels);
         w.dup = mt_cuda_grow(&bufs[6], &have[6], up);
-        w.dleaves = mt_cuda_grow(&bufs[7], &have[7], chunks * sz);
         w.dgathered = mt_cuda_grow(&bufs[8], &have[8], chunks * sz);
         w.tmpw = mt_cuda_grow(&bufs[9], &have[9], rows * g.Dv);
     }
@@ -298,6 +301,7 @@ extern "C" void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_
     const LinShape &g = q.g;
     Work w = work_for(g, true);
     LogWork lw = log_work(q, true);
+    lw.dleaves = w.rstates;  // [BH, nc, m Dv], unused otherwise by this op
     log_prepare(q, w, lw, qkv_btc3, lam_pre, lam_bias, fmap);
     int batch = g.BH * g.nc, L = g.L, m = g.m, Dv = g.Dv;
     long long sm = (long long)L * m, sv = (long long)L * Dv, ss = (long long)m * Dv;
