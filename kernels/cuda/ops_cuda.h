@@ -90,6 +90,15 @@ void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_pre_bthl,
                                        const float *den_bht, const float *qkv_btc3,
                                        const float *lam_pre_bthl, const float *lam_bias_hl,
                                        const float *const *fmap, const OpShape *s);
+// linear attention with an HSS state (u_basis [m, Ru], v_basis [D, Rv]); saved: den [B,H,T]
+void attention_hss_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
+                                const float *u_basis, const float *v_basis,
+                                const float *const *fmap, const OpShape *s);
+void attention_hss_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dout_btc,
+                                 const float *out_btc, const float *den_bht,
+                                 const float *qkv_btc3, const float *u_basis,
+                                 const float *v_basis, const float *const *fmap,
+                                 const OpShape *s);
 // causal Hydra attention (heads = channels, cosine kernel)
 void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
 void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,

@@ -123,6 +123,22 @@ static void loglinear_bwd(const OpShape *s, In in, In out, const float *sv, In d
     attention_loglinear_backward_cuda(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
                                       in[1], in[2], in + 3, s);
 }
+static void hss_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
+    cpu_sizes("attention_hss", s, in, out, sv);
+}
+static int hss_params(const OpShape *s, OpParam *out) {
+    return op_find_f32("attention_hss")->params(s, out);
+}
+static int hss_check(const OpShape *s, char *err, size_t errlen) {
+    return op_find_f32("attention_hss")->check(s, err, errlen);
+}
+static void hss_fwd(const OpShape *s, In in, Out out, float *sv) {
+    attention_hss_forward_cuda(out[0], sv, in[0], in[2], in[3], in + 4, s);
+}
+static void hss_bwd(const OpShape *s, In in, In out, const float *sv, In dout, Out din) {
+    attention_hss_backward_cuda(din[0], din + 4, dout[0], out[0], sv, in[0], in[2], in[3], in + 4,
+                                s);
+}
 static void hydra_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sv) {
     cpu_sizes("attention_hydra", s, in, out, sv);
 }
@@ -188,6 +204,19 @@ const OpDef_f32 CUDA_OPS[] = {
      loglinear_params,
      NULL,
      NULL,
+     NULL},
+    {"attention_hss",
+     4 + 2,
+     1,
+     hss_sizes,
+     hss_fwd,
+     hss_bwd,
+     0,
+     0,
+     {},
+     hss_params,
+     NULL,
+     hss_check,
      NULL},
     {"attention_hydra", 1, 1, hydra_sizes, hydra_fwd, hydra_bwd, 0, 0, {}},
     {"crossentropy", 1, 1, crossentropy_sizes, ce_fwd, ce_bwd, 0, 0, {}},
