@@ -131,7 +131,8 @@ struct HssWork {
 static HssWork hss_work(const LinShape &g, const HssTree &t, bool backward) {
     static float *bufs[12];
     static size_t have[12];
-    size_t rows = (size_t)g.BH * g.Tp, r = (size_t)t.rank;
+    // the widest block coordinates: depth 1's ranks (deeper blocks are narrower)
+    size_t rows = (size_t)g.BH * g.Tp, r = t.J ? (t.ru[1] > t.rv[1] ? t.ru[1] : t.rv[1]) : 1;
     HssWork w = {};
     w.num = mt_cuda_grow(&bufs[0], &have[0], rows * g.D);
     w.ones = mt_cuda_grow(&bufs[1], &have[1], rows);
