@@ -192,8 +192,15 @@ static void check_all_ops(const char *tag) {
             }
             snprintf(label, sizeof(label), "%s[shape %d]", tag, t);
             check(cpu, cuda, cpu->tests[t], label);
+            // The larger copy must itself be a shape the op accepts (HSS: the feature width a
+            // multiple of the tree's leaves); where it is not, the table's shape stands alone.
+            OpShape big = scaled(cpu->tests[t]);
+            if (cpu->check && cpu->check(&big, why, sizeof(why))) {
+                printf("note %s%s [shape %d x]: not run (%s)\n", tag, cpu->name, t, why);
+                continue;
+            }
             snprintf(label, sizeof(label), "%s[shape %d x]", tag, t);
-            check(cpu, cuda, scaled(cpu->tests[t]), label);
+            check(cpu, cuda, big, label);
         }
     }
 }
