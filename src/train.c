@@ -277,10 +277,15 @@ typedef struct {
 
 static int host_aliased(const Run *r) { return r->host_params == r->model.params; }
 
+static void params_to_host(Run *r) {
+    if (!host_aliased(r))
+        r->k->download(r->host_params, r->model.params, sizeof(float) * r->model.n_params);
+}
+
 static void state_to_host(Run *r) {
     if (host_aliased(r)) return;
     size_t bytes = sizeof(float) * r->model.n_params;
-    r->k->download(r->host_params, r->model.params, bytes);
+    params_to_host(r);
     r->k->download(r->host_m, r->adam_m, bytes);
     r->k->download(r->host_v, r->adam_v, bytes);
 }
@@ -743,7 +748,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
             k->upload(model->params, &p0, sizeof(p0));
         }
         if (cfg->check_replicas_every > 0 && run.st.step % cfg->check_replicas_every == 0) {
-            state_to_host(&run);
+            params_to_host(&run);  // the hash reads the parameters only
             if (!comm_all_equal_u64(comm, hash_floats(run.host_params, model->n_params)))
                 comm_fatal(comm, MT_EXIT_FAIL,
                            "replicas diverged at step %lld: parameter hashes differ across ranks",
@@ -796,7 +801,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (exit_code == 0) save_checkpoint(&run, &lg);
     if (!comm->rank) {
         snprintf(path, sizeof(path), "%s/final_state.bin", cfg->run_dir);
-        state_to_host(&run);
+        // written only after a clean finish, whose final checkpoint just copied the state down
         StateFile sf = {run.host_params, run.host_m, run.host_v, model->n_params};
         if (!preempted && exit_code == 0 && write_file_atomic(path, write_state, &sf))
             comm_fatal(comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
