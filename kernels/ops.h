@@ -1,49 +1,98 @@
 // The op table: every kernel of madtrain as a forward/backward pair over flat buffers, with
-// the buffer sizes it needs, so the gradient and parity suites test each op without extra code.
+// the buffer sizes it needs. A mixer is one row of it: the row carries everything the rest of
+// madtrain needs to know (options, parameters, FLOPs, auxiliary figures, test shapes, the
+// reference oracle), so config parsing, --help, the bench, the report and the test suites
+// are generated from the rows and nothing outside the mixer's two files names it.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-// Feature maps of the linear-attention family (mixers.md sections 2-5). The order is the
-// order of the mixer.feature_map choices.
-typedef enum {
-    FEATURE_ELU1 = 0,
-    FEATURE_RELU = 1,
-    FEATURE_FAVOR = 2,      // positive orthogonal random features (FAVOR+)
-    FEATURE_CIRCULANT = 3,  // FAVOR+ with the projection C(r) diag(s), applied by FFT
-    FEATURE_COSFORMER = 4,  // relu features times cos and sin of the position (2D wide)
-} FeatureMap;
-#define FEATURE_MAP_NAMES "elu1|relu|favor|circulant|cosformer"
+// The bytes of an op's own option block (OpShape.opt): each op with options defines a plain
+// struct for them (kernels/<op>.h, shared by its CPU and CUDA files) and reads it with memcpy.
+enum { OP_OPT_BYTES = 128 };
 
-typedef enum { HYDRA_NORM_COUNT = 0, HYDRA_NORM_NONE = 1 } HydraNorm;
-#define HYDRA_NORM_NAMES "count|none"
-
-// The dimensions and options an op needs. Not every op reads every field.
+// The dimensions an op needs, plus its own options. Not every op reads every field.
 // N = B*T rows; C model width; H heads (head dim C/H); OC output features of a matmul;
 // V vocabulary; F hidden width of an MLP activation.
 typedef struct {
     int B, T, C, H, OC, V, F;
-    double eps;        // rmsnorm eps, or the linear-attention denominator eps
+    double eps;        // rmsnorm eps
     double rope_base;  // rotary base frequency
-    int feature_map;   // FeatureMap of the linear-attention family
-    int normalize;     // linear attention: divide by the normaliser
-    int chunk;         // linear attention chunk length
-    int n_features;    // favor, circulant: random features m per head
-    int qk_norm;       // favor, circulant: L2-normalise q and k per head before the map
-    int max_len;       // longest sequence: cosFormer's M, the log-linear level count
-    int hss_rank, hss_leaf;  // hss: rank of the off-diagonal blocks, leaf block width
-    int hydra_norm;          // HydraNorm
-    int kernel;              // conv_causal: taps per channel
+    int kernel;        // conv_causal: taps per channel
     const int *ids;    // token ids (embedding) or targets (cross-entropy; -1 = ignored)
+    union {
+        double align_;
+        unsigned char bytes[OP_OPT_BYTES];
+    } opt;  // the op's option block, filled from its OpOption specs (op_options_apply)
 } OpShape;
 
-enum { OP_MAX_IO = 8, OP_MAX_TESTS = 8, OP_MAX_PARAMS = 6, OP_MAX_AUX = 40 };
+#ifdef __cplusplus
+#define OP_STATIC_ASSERT static_assert
+#else
+#define OP_STATIC_ASSERT _Static_assert
+#endif
+// Reads an op's option struct out of a shape: OPT_OF(LinearOpts, s).
+#define OPT_OF(type, s) op_opt_read_##type(s)
+#define OP_OPTIONS_STRUCT(type)                                                        \
+    static inline type op_opt_read_##type(const OpShape *s_) {                         \
+        type o_;                                                                       \
+        OP_STATIC_ASSERT(sizeof(type) <= OP_OPT_BYTES, #type " exceeds OP_OPT_BYTES");   \
+        memcpy(&o_, s_->opt.bytes, sizeof(o_));                                        \
+        return o_;                                                                     \
+    }
+
+// One option of an op, declared once: the config key `mixer.<key>`, --help, the resolved
+// config.yaml, checkpoint metadata and validation messages all come from it.
+typedef enum { OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_ENUM } OptType;
+enum { OPT_ZERO_IS_SEQ_LEN = 1 };  // flags: 0 stands for the run's data.seq_len
+typedef struct {
+    const char *key;      // under mixer. (NULL ends a list)
+    OptType type;         // OPT_INT/OPT_BOOL/OPT_ENUM stored as int, OPT_FLOAT as double
+    const char *def;      // default, as written in YAML
+    const char *choices;  // OPT_ENUM: "a|b|c" (the stored value is the index)
+    double lo, hi;        // OPT_INT / OPT_FLOAT: allowed range
+    size_t offset;        // in the op's option struct
+    int flags;
+    const char *help;
+} OpOption;
+
+// Parses `value` for option o into the option block (0, or -1 with a message naming the key).
+int op_option_parse(const OpOption *o, const char *value, void *block, char *err, size_t errlen);
+// Writes option o's value in the block as YAML would spell it.
+void op_option_format(const OpOption *o, const void *block, char *out, size_t n);
+// Fills a shape's option block: the defaults, then the row's fixed values, then `overrides`
+// ("key=value key=value", keys without the mixer. prefix). seq_len resolves
+// OPT_ZERO_IS_SEQ_LEN options. 0, or -1 with one line in err.
+int op_options_apply(const OpOption *opts, const char *fixed, const char *overrides, int seq_len,
+                     OpShape *s, char *err, size_t errlen);
+const OpOption *op_option_find(const OpOption *opts, const char *key);
+
+enum { OP_MAX_IO = 8, OP_MAX_TESTS = 10, OP_MAX_PARAMS = 6, OP_MAX_AUX = 40, OP_MAX_AUX_COLS = 4 };
 
 // A named figure a mixer core reports about itself (feature-map time, state energies, ...).
 typedef struct {
     char name[40];
     double value;
 } OpAux;
+
+// How `madtrain report` turns a figure into a column: every figure whose name is `key`, or
+// starts with `key` followed by '_' (families such as offdiag_energy_depth_1..J), over all
+// layers of a run, reduced by `reduce`.
+typedef enum { AUX_SUM, AUX_MEAN, AUX_LAST } AuxReduce;
+typedef struct {
+    const char *key;     // NULL ends the list
+    AuxReduce reduce;
+    const char *column;  // the report's column title
+    int digits;
+} OpAuxCol;
+
+// A test shape: the dimensions, and for ops with options the option values as a config would
+// give them (resolved through the same validation the trainer uses).
+typedef struct {
+    OpShape s;
+    const char *opts;  // "key=value ..." (NULL: the defaults)
+} OpTest;
 
 // A mixer core op reads q|k|v as input 0, the per-token projection x W_x^T [B, T, E] as
 // input 1 (E from sizes(); 0 when the op needs none) and its own parameters as inputs 2...
@@ -58,7 +107,7 @@ typedef enum {
     INIT_CUSTOM,  // filled by its owner: the op's init_param, or the mixer layer
 } InitKind;
 
-// A parameter an op owns (random-feature projections, circulant rows, HSS bases, ...).
+// A parameter an op owns (random projections, learned rows, fixed bases, ...).
 // Non-trainable ones are buffers: in the parameter table (so checkpoints hold them) but
 // never updated by the optimizer and never given a gradient.
 typedef struct {
@@ -67,8 +116,19 @@ typedef struct {
     int init;        // InitKind
     double init_value;
     int trainable, decay;
-    int redraw;  // regenerated every mixer.redraw_interval steps (FAVOR+ projections)
+    int redraw;  // regenerated every mixer.redraw_interval steps (random projections)
 } OpParam;
+
+// Sizes of a mixer core's inputs: q|k|v [B,T,3C], the per-token projection [B,T,E] and the
+// op's parameters p[0..n); output [B,T,C].
+static inline void op_core_sizes(const OpShape *s, size_t *in, size_t *out, size_t E,
+                                 const OpParam *p, int n) {
+    size_t N = (size_t)s->B * s->T;
+    in[CORE_IN_QKV] = N * 3 * s->C, in[CORE_IN_XPROJ] = N * E;
+    for (int i = 0; i < n; i++)
+        in[CORE_IN_PARAMS + i] = (size_t)p[i].rows * (p[i].cols > 0 ? p[i].cols : 1);
+    out[0] = N * s->C;
+}
 
 // The declarations exist once per precision: ops_decl.inc is included with real = float
 // (suffix _f32, the trainer) and real = double (suffix _f64, the gradient checks).

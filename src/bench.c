@@ -35,24 +35,16 @@ static const BenchShape SHAPES[] = {
 enum { N_SHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]) };
 
 // Model FLOPs per trained token, llm.c's convention: 6 per matmul weight (forward 2, backward 4)
-// plus the mixer core at 3x its forward. Softmax, causal: QK^T and AV over T/2 keys on average,
-// 2 T C forward. Linear attention, chunkwise (chunk c, head dim D, feature width m): per head
-// the state update and readout (4 m D) and the in-chunk causal part (2 c (m + D) / 2).
-// The other cores are not counted (their FLOPs are reported as matmul-only).
-static double flops_per_token(const ModelConfig *mc, int T, int *core_counted) {
-    double C = mc->d_model, D = C / mc->n_heads, V = mc->vocab_size, mm = 0, core = 0;
-    *core_counted = 1;
+// plus the mixer core at 3x its forward, as its row of the op table counts it (every mixer
+// row declares its FLOPs; the per-token projection W_x of a core that reads one is a matmul).
+static double flops_per_token(const ModelConfig *mc, int T) {
+    double C = mc->d_model, V = mc->vocab_size, mm = 0, core = 0;
     for (int l = 0; l < mc->n_layers; l++) {
-        mm += 4 * C * C + (mc->gate ? C * C : 0);
+        MixerSlots slot = mixer_slots(mc, l);
+        mm += 4 * C * C + (mc->gate ? C * C : 0) + (double)slot.E * C;
         if (mc->mlp != MLP_NONE) mm += (mc->mlp == MLP_SWIGLU ? 3 : 2) * C * mc->d_ff;
-        const char *op = MIXERS[mc->mixer[l]].core_op;
-        if (!strcmp(op, "attention_softmax"))
-            core += 2.0 * T * C;
-        else if (!strcmp(op, "attention_linear") &&
-                 mixer_core_shape(mc, l, 1, T).feature_map <= FEATURE_RELU)
-            core += mc->n_heads * (4 * D * D + (double)mc->chunk * 2 * D);
-        else
-            *core_counted = 0;
+        OpShape s = mixer_core_shape(mc, l, 1, T);
+        core += OPS_f32[mc->mixer[l]]->flops(&s);
     }
     mm += V * C;  // LM head (the embedding lookup is no matmul)
     return 6 * mm + 3 * core;
@@ -73,7 +65,7 @@ static void bench_usage(FILE *f) {
 typedef struct {
     double tokens_per_s, step_ms, flops_per_token, mfu;
     size_t memory, params;
-    int core_counted, ok;
+    int ok;
 } BenchResult;
 
 static BenchResult bench_one(const Config *base, const BenchShape *sh, const char *mixer,
@@ -116,7 +108,7 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
     double wall = 1e-3 * k->timer_stop_ms();
     r.step_ms = 1e3 * wall / steps;
     r.tokens_per_s = (double)steps * B * T / wall;
-    r.flops_per_token = flops_per_token(&mc, T, &r.core_counted);
+    r.flops_per_token = flops_per_token(&mc, T);
     r.mfu = r.tokens_per_s * r.flops_per_token / peak;
     r.memory = k->memory_peak(0);
     r.params = m.n_params;
@@ -156,7 +148,12 @@ static int split_list(char *s, char **out, int max) {
 int bench_main(int argc, char **argv, Comm *comm) {
     Config cfg;
     config_defaults(&cfg);
-    char err[1024], shapes_arg[256] = "", mixers_arg[256] = "softmax,linear", out_path[512] = "";
+    char err[1024], shapes_arg[256] = "", mixers_arg[256] = "", out_path[512] = "";
+    // Default: the table's first two mixers (the attention baseline and its linear peer).
+    for (int i = 0, n = 0; i < N_OPS_f32 && n < 2; i++)
+        if (OPS_f32[i]->mixer)
+            snprintf(mixers_arg + strlen(mixers_arg), sizeof(mixers_arg) - strlen(mixers_arg),
+                     "%s%s", n++ ? "," : "", OPS_f32[i]->name);
     int steps = 10, warmup = 3, batch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -261,10 +258,10 @@ int bench_main(int argc, char **argv, Comm *comm) {
             }
             if (mi == 0) first_ms = r.step_ms;
             printf(
-                "| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s%s | %s | %.1f%% | %.0f MiB |\n",
+                "| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s | %s | %.1f%% | %.0f MiB |\n",
                 shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, si((double)r.params, b1),
                 si(r.tokens_per_s, b2), r.step_ms, first_ms > 0 ? r.step_ms / first_ms : 0,
-                si(r.flops_per_token, b3), r.core_counted ? "" : " (matmuls only)",
+                si(r.flops_per_token, b3),
                 si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
                 (double)r.memory / (1 << 20));
             fflush(stdout);

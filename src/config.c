@@ -7,17 +7,19 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "model.h"
 
 #define OFF(field) offsetof(Config, field)
 #define SZ(field) sizeof(((Config *)0)->field)
-#define INT(name, def, lo, hi, field, doc) {name, KEY_INT, def, NULL, lo, hi, OFF(field), 0, doc}
-#define FLT(name, def, lo, hi, field, doc) {name, KEY_FLOAT, def, NULL, lo, hi, OFF(field), 0, doc}
-#define BOOL(name, def, field, doc) {name, KEY_BOOL, def, NULL, 0, 1, OFF(field), 0, doc}
-#define ENUM(name, def, choices, field, doc) {name, KEY_ENUM, def, choices, 0, 0, OFF(field), 0, doc}
-#define STR(name, def, field, doc) {name, KEY_STR, def, NULL, 0, 0, OFF(field), SZ(field), doc}
+#define KEY(name_, type_, def_, choices_, lo_, hi_, off_, size_, doc_)                       \
+    {.name = name_, .type = type_, .def = def_, .choices = choices_, .lo = lo_, .hi = hi_,     \
+     .offset = off_, .size = size_, .doc = doc_}
+#define INT(name, def, lo, hi, field, doc) KEY(name, KEY_INT, def, NULL, lo, hi, OFF(field), 0, doc)
+#define FLT(name, def, lo, hi, field, doc) KEY(name, KEY_FLOAT, def, NULL, lo, hi, OFF(field), 0, doc)
+#define BOOL(name, def, field, doc) KEY(name, KEY_BOOL, def, NULL, 0, 1, OFF(field), 0, doc)
+#define ENUM(name, def, choices, field, doc) KEY(name, KEY_ENUM, def, choices, 0, 0, OFF(field), 0, doc)
+#define STR(name, def, field, doc) KEY(name, KEY_STR, def, NULL, 0, 0, OFF(field), SZ(field), doc)
 
-const ConfigKey CONFIG_KEYS[] = {
+static const ConfigKey CONFIG_KEYS[] = {
     STR("run.dir", "runs/default", run_dir, "run directory: resolved config, metrics.jsonl, params"),
     STR("run.name", "", run_name, "label of the run in reports (default: its mixer list)"),
     INT("seed", "1234", 0, 9.2e18, seed, "seed of initialisation and data (same on every rank)"),
@@ -27,8 +29,8 @@ const ConfigKey CONFIG_KEYS[] = {
     INT("model.n_layers", "2", 1, MAX_LAYERS, n_layers, "number of blocks L"),
     INT("model.n_heads", "4", 1, 4096, n_heads, "attention heads H (head dim = d_model / n_heads)"),
     INT("model.d_ff", "0", 0, 1 << 20, d_ff, "MLP hidden width; 0 = 4 * d_model"),
-    {"model.mixer", KEY_MIXERS, "softmax", NULL, 0, 0, OFF(mixer), SZ(mixer),
-     "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"},
+    KEY("model.mixer", KEY_MIXERS, "softmax", NULL, 0, 0, OFF(mixer), SZ(mixer),
+        "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"),
     ENUM("model.mlp", "gelu", "gelu|swiglu|none", mlp, "MLP of each block"),
     BOOL("model.tie_embeddings", "true", tie_embeddings, "LM head shares the token embedding"),
     BOOL("model.pos_embedding", "false", pos_embedding,
@@ -40,23 +42,8 @@ const ConfigKey CONFIG_KEYS[] = {
     FLT("model.norm_eps", "1e-5", 0, 1, norm_eps, "RMSNorm epsilon"),
     FLT("model.init_std", "0.02", 0, 10, init_std, "std of the normal initialisation"),
 
-    ENUM("mixer.feature_map", "elu1", FEATURE_MAP_NAMES, feature_map,
-         "feature map phi of linear, loglinear, hss (the other mixers fix theirs)"),
-    BOOL("mixer.normalize", "true", normalize, "linear attention divides by phi(q).sum phi(k)"),
-    FLT("mixer.eps", "1e-6", 0, 1, attn_eps, "linear attention denominator epsilon"),
-    INT("mixer.chunk", "64", 1, 1 << 20, chunk, "linear attention chunk length (training form)"),
-    INT("mixer.features", "64", 1, 1 << 16, features,
-        "favor, circulant: random features m per head"),
-    BOOL("mixer.qk_norm", "true", qk_norm, "favor, circulant: L2-normalise q and k per head first"),
     INT("mixer.redraw_interval", "0", 0, 9.2e18, redraw_interval,
-        "favor: steps between redraws of the random projection (0 = fixed)"),
-    INT("mixer.max_len", "0", 0, 1 << 30, max_len,
-        "longest sequence: cosFormer's M, log-linear levels (0 = data.seq_len)"),
-    INT("mixer.hss_rank", "8", 1, 1 << 16, hss_rank, "hss: rank r of the off-diagonal blocks"),
-    INT("mixer.hss_leaf", "16", 1, 1 << 16, hss_leaf,
-        "hss: leaf block width (head dim / 2^J: J tree levels)"),
-    ENUM("mixer.hydra_norm", "count", HYDRA_NORM_NAMES, hydra_norm,
-         "hydra: divide the causal sum at t by t+1 (count) or not (none)"),
+        "steps between redraws of a mixer's random projections (0 = fixed)"),
     INT("mixer.conv_kernel", "0", 0, 1024, conv_kernel,
         "causal depthwise convolution on q, k, v: taps (0 = none)"),
 
@@ -144,11 +131,69 @@ const ConfigKey CONFIG_KEYS[] = {
     FLT("comm.bucket_mb", "25", 0.001, 1e6, bucket_mb,
         "gradient all-reduce bucket size in MB, each launched as soon as backward finishes it"),
 };
-const int N_CONFIG_KEYS = sizeof(CONFIG_KEYS) / sizeof(CONFIG_KEYS[0]);
+enum { N_RUN_KEYS = sizeof(CONFIG_KEYS) / sizeof(CONFIG_KEYS[0]) };
 
-static const ConfigKey *find_key(const char *name) {
-    for (int i = 0; i < N_CONFIG_KEYS; i++)
-        if (!strcmp(CONFIG_KEYS[i].name, name)) return &CONFIG_KEYS[i];
+// The full key table: the run's keys with the mixers' options inserted after the model.*
+// keys, one per option name. A name several rows declare (the linear family's feature_map)
+// must be declared alike; the first row's spec and help stand, and --help lists the mixers
+// that read it.
+static ConfigKey ALL_KEYS[N_RUN_KEYS + CONFIG_MAX_OPTIONS];
+static int N_ALL_KEYS;
+
+static int same_spec(const OpOption *a, const OpOption *b) {
+    return a->type == b->type && !strcmp(a->def, b->def) && a->lo == b->lo && a->hi == b->hi &&
+           a->flags == b->flags && !strcmp(a->choices ? a->choices : "", b->choices ? b->choices : "");
+}
+
+static void build_keys(void) {
+    int n = 0, n_opt = 0, i = 0;
+    for (; i < N_RUN_KEYS && strncmp(CONFIG_KEYS[i].name, "mixer.", 6); i++) ALL_KEYS[n++] = CONFIG_KEYS[i];
+    for (int r = 0; r < N_OPS_f32; r++) {
+        const OpDef_f32 *op = OPS_f32[r];
+        for (const OpOption *o = op->options; op->mixer && o && o->key; o++) {
+            char name[64];
+            snprintf(name, sizeof(name), "mixer.%s", o->key);
+            ConfigKey *k = NULL;
+            for (int j = 0; j < n; j++)
+                if (!strcmp(ALL_KEYS[j].name, name)) k = &ALL_KEYS[j];
+            if (k && !same_spec(k->opt, o)) {
+                fprintf(stderr, "madtrain: internal error: option %s is declared differently by %s\n",
+                        name, op->name);
+                abort();
+            }
+            if (!k) {
+                if (n_opt == CONFIG_MAX_OPTIONS) {
+                    fprintf(stderr, "madtrain: internal error: more than %d mixer options\n",
+                            CONFIG_MAX_OPTIONS);
+                    abort();
+                }
+                k = &ALL_KEYS[n++];
+                char *key_name = malloc(strlen(name) + 1);  // lives as long as the process
+                strcpy(key_name, name);
+                *k = (ConfigKey)KEY(key_name, KEY_OPTION, o->def, o->choices, o->lo, o->hi,
+                                    OFF(mixer_opt) + (size_t)n_opt++ * CONFIG_OPTION_LEN,
+                                    CONFIG_OPTION_LEN, o->help);
+                k->opt = o;
+            }
+            snprintf(k->used_by + strlen(k->used_by), sizeof(k->used_by) - strlen(k->used_by),
+                     "%s%s", k->used_by[0] ? "," : "", op->name);
+        }
+    }
+    for (; i < N_RUN_KEYS; i++) ALL_KEYS[n++] = CONFIG_KEYS[i];
+    N_ALL_KEYS = n;
+}
+
+const ConfigKey *config_keys(int *n) {
+    if (!N_ALL_KEYS) build_keys();
+    *n = N_ALL_KEYS;
+    return ALL_KEYS;
+}
+
+const ConfigKey *config_find_key(const char *name) {
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i].name, name)) return &keys[i];
     return NULL;
 }
 
@@ -174,8 +219,10 @@ static const char *closest_key(const char *name) {
     int best_d = 1 << 30;
     const char *leaf = strrchr(name, '.');
     leaf = leaf ? leaf + 1 : name;
-    for (int i = 0; i < N_CONFIG_KEYS; i++) {
-        const char *k = CONFIG_KEYS[i].name, *kleaf = strrchr(k, '.');
+    int n_keys;
+    const ConfigKey *keys = config_keys(&n_keys);
+    for (int i = 0; i < n_keys; i++) {
+        const char *k = keys[i].name, *kleaf = strrchr(k, '.');
         kleaf = kleaf ? kleaf + 1 : k;
         int d = edit_distance(name, k), dl = edit_distance(leaf, kleaf) + 1;
         if (dl < d) d = dl;
@@ -186,7 +233,7 @@ static const char *closest_key(const char *name) {
 
 const char *config_enum_name(const char *key, int value) {
     static char buf[64];
-    const ConfigKey *k = find_key(key);
+    const ConfigKey *k = config_find_key(key);
     const char *p = k->choices;
     for (int i = 0; i < value && p; i++) p = strchr(p, '|'), p = p ? p + 1 : NULL;
     size_t n = p ? strcspn(p, "|") : 0;
@@ -213,13 +260,14 @@ static const char *type_name(const ConfigKey *k) {
     case KEY_STR: return "string";
     case KEY_ENUM: return k->choices;
     case KEY_MIXERS: return "mixer list";
+    case KEY_OPTION: return k->opt->type == OPT_ENUM ? k->choices : k->opt->type == OPT_INT ? "int" : k->opt->type == OPT_FLOAT ? "float" : "bool";
     }
     return "?";
 }
 
 int config_set(Config *c, const char *name, const char *value, const char *source, char *err,
                size_t errlen) {
-    const ConfigKey *k = find_key(name);
+    const ConfigKey *k = config_find_key(name);
     if (!k) {
         const char *near = closest_key(name);
         if (near)
@@ -280,20 +328,38 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
         *(int *)field = v;
         return 0;
     }
+    case KEY_OPTION: {  // validated by the op's own parser, stored as the text given
+        unsigned char block[OP_OPT_BYTES];
+        if (op_option_parse(k->opt, value, block, err, errlen)) {
+            size_t n = strlen(err) + 1, m = strlen(source) + 2;  // prefix the source
+            if (n + m < errlen) {
+                memmove(err + m, err, n);
+                memcpy(err, source, m - 2), err[m - 2] = ':', err[m - 1] = ' ';
+            }
+            return -1;
+        }
+        // Stored in the canonical spelling (1e-6 and 0.000001 compare equal on resume).
+        op_option_format(k->opt, block, field, k->size);
+        return 0;
+    }
     case KEY_MIXERS: {
-        char buf[512];
-        snprintf(buf, sizeof(buf), "%s", value);
-        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok;
+        char *buf = malloc(strlen(value) + 1);
+        strcpy(buf, value);
+        int bad = 0;
+        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && !bad;
              tok = strtok_r(NULL, ", ", &save))
-            if (mixer_find(tok) < 0) {
-                char names[256] = "";
-                for (int i = 0; i < N_MIXERS; i++)
-                    snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-                             i ? "|" : "", MIXERS[i].name);
+            if (!op_find_f32(tok) || !op_find_f32(tok)->mixer) {
+                char names[512] = "";
+                for (int i = 0; i < N_OPS_f32; i++)
+                    if (OPS_f32[i]->mixer)
+                        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                                 names[0] ? "|" : "", OPS_f32[i]->name);
                 snprintf(err, errlen, "%s: key '%s' expects mixers from %s, got '%s'", source,
                          name, names, tok);
-                return -1;
+                bad = 1;
             }
+        free(buf);
+        if (bad) return -1;
     }  // fall through: stored as text, split per layer when the model is built
     /* FALLTHROUGH */
     case KEY_STR:
@@ -311,8 +377,10 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
 void config_defaults(Config *c) {
     memset(c, 0, sizeof(*c));
     char err[256];
-    for (int i = 0; i < N_CONFIG_KEYS; i++)
-        if (config_set(c, CONFIG_KEYS[i].name, CONFIG_KEYS[i].def, "defaults", err, sizeof(err))) {
+    int n_keys;
+    const ConfigKey *keys = config_keys(&n_keys);
+    for (int i = 0; i < n_keys; i++)
+        if (config_set(c, keys[i].name, keys[i].def, "defaults", err, sizeof(err))) {
             fprintf(stderr, "madtrain: internal error: %s\n", err);
             abort();
         }
@@ -519,14 +587,17 @@ static void format_value(const Config *c, const ConfigKey *k, char *out, size_t 
     case KEY_ENUM: snprintf(out, n, "%s", config_enum_name(k->name, *(const int *)field)); break;
     case KEY_STR: snprintf(out, n, "\"%s\"", field); break;
     case KEY_MIXERS: snprintf(out, n, "[%s]", field); break;
+    case KEY_OPTION: snprintf(out, n, "%s", field); break;
     }
 }
 
 // Keys are grouped by section in the table, so the nested YAML is written in one pass.
 void config_write_yaml(const Config *c, FILE *f) {
     char section[64] = "", value[600];
-    for (int i = 0; i < N_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &CONFIG_KEYS[i];
+    int n_keys;
+    const ConfigKey *keys = config_keys(&n_keys);
+    for (int i = 0; i < n_keys; i++) {
+        const ConfigKey *k = &keys[i];
         const char *dot = strchr(k->name, '.');
         format_value(c, k, value, sizeof(value));
         if (!dot) {
@@ -553,8 +624,10 @@ int config_diff(const Config *stored, const Config *now, char *refused, size_t r
                 size_t cn) {
     int n_refused = 0;
     refused[0] = changed[0] = 0;
-    for (int i = 0; i < N_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &CONFIG_KEYS[i];
+    int n_keys;
+    const ConfigKey *keys = config_keys(&n_keys);
+    for (int i = 0; i < n_keys; i++) {
+        const ConfigKey *k = &keys[i];
         if (!strncmp(k->name, "checkpoint.", 11) || !strncmp(k->name, "run.", 4)) continue;
         char a[600], b[600];
         format_value(stored, k, a, sizeof(a));
@@ -572,8 +645,12 @@ int config_diff(const Config *stored, const Config *now, char *refused, size_t r
 
 void config_print_help(FILE *f) {
     fprintf(f, "Config keys (YAML file via --config, or key=value on the command line):\n");
-    for (int i = 0; i < N_CONFIG_KEYS; i++) {
-        const ConfigKey *k = &CONFIG_KEYS[i];
-        fprintf(f, "  %-22s %-18s default %-14s %s\n", k->name, type_name(k), k->def, k->doc);
+    int n_keys;
+    const ConfigKey *keys = config_keys(&n_keys);
+    for (int i = 0; i < n_keys; i++) {
+        const ConfigKey *k = &keys[i];
+        fprintf(f, "  %-22s %-18s default %-14s %s", k->name, type_name(k), k->def, k->doc);
+        if (k->type == KEY_OPTION) fprintf(f, " [%s]", k->used_by);
+        fprintf(f, "\n");
     }
 }

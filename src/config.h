@@ -1,12 +1,18 @@
-// Run configuration. Every key is declared once in CONFIG_KEYS (config.c): name, type,
-// default, range and doc. The YAML parser, the key=value overrides, --help and the resolved
-// config written into the run directory are all generated from that table.
+// Run configuration. Every key is declared once: the run's own keys in CONFIG_KEYS (config.c),
+// the mixers' options (mixer.*) in their rows of the op table (kernels/). The YAML parser, the
+// key=value overrides, --help and the resolved config written into the run directory are all
+// generated from config_keys(), which joins the two.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STR, KEY_ENUM, KEY_MIXERS } KeyType;
+#include "../kernels/ops.h"
+
+// KEY_OPTION: a mixer option declared by op rows (OpOption), its text kept in the Config and
+// parsed into each layer's option block when the model is built.
+typedef enum { KEY_INT, KEY_FLOAT, KEY_BOOL, KEY_STR, KEY_ENUM, KEY_MIXERS, KEY_OPTION } KeyType;
+enum { CONFIG_MAX_OPTIONS = 48, CONFIG_OPTION_LEN = 40, MAX_LAYERS = 64 };
 
 typedef struct {
     char run_dir[512], run_name[128];
@@ -16,12 +22,9 @@ typedef struct {
     char mixer[512];  // one mixer name, or a comma list with one entry per layer
     int mlp, tie_embeddings, rope, gate, pos_embedding;
     double rope_base, norm_eps, init_std;
-    // mixer options
-    int feature_map, normalize;
-    int64_t chunk;
-    double attn_eps;
-    int64_t features, redraw_interval, max_len, hss_rank, hss_leaf, conv_kernel;
-    int qk_norm, hydra_norm;
+    // mixer layer options; the mixers' own options, as text, in config_keys() order
+    int64_t redraw_interval, conv_kernel;
+    char mixer_opt[CONFIG_MAX_OPTIONS][CONFIG_OPTION_LEN];
     // data
     int task;
     int64_t seq_len, num_kv_pairs, ar_symbols, train_examples, test_examples, data_vocab;
@@ -60,12 +63,15 @@ typedef struct {
     const char *choices;  // KEY_ENUM: "a|b|c" (the stored value is the index)
     double lo, hi;        // KEY_INT / KEY_FLOAT: allowed range
     size_t offset;
-    size_t size;  // KEY_STR / KEY_MIXERS: buffer size
+    size_t size;  // KEY_STR / KEY_MIXERS / KEY_OPTION: buffer size
     const char *doc;
+    const OpOption *opt;  // KEY_OPTION: the spec (the first row that declares the key)
+    char used_by[160];    // KEY_OPTION: the mixers that read it, for --help
 } ConfigKey;
 
-extern const ConfigKey CONFIG_KEYS[];
-extern const int N_CONFIG_KEYS;
+// Every key: the run's own, then (after model.*) one per mixer option name of the op table.
+const ConfigKey *config_keys(int *n);
+const ConfigKey *config_find_key(const char *name);
 
 enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2 };
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };

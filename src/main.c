@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
             "  report     results table (Markdown, CSV, plots) of run directories\n"
             "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
+            "  mixers     the mixers, one per line, with the options of their first test shape\n"
             "  --config   YAML file of config keys; key=value arguments override it\n"
             "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
             "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
@@ -29,7 +30,8 @@ static void usage(FILE *f) {
             "command line; 130 a second SIGINT (no checkpoint).\n\n"
             "Mixers:",
             MADTRAIN_VERSION);
-    for (int i = 0; i < N_MIXERS; i++) fprintf(f, "\n  %-10s %s", MIXERS[i].name, MIXERS[i].doc);
+    for (int i = 0; i < N_OPS_f32; i++)
+        if (OPS_f32[i]->mixer) fprintf(f, "\n  %-15s %s", OPS_f32[i]->name, OPS_f32[i]->help);
     fprintf(f, "\n\n");
     config_print_help(f);
 }
@@ -57,6 +59,23 @@ int main(int argc, char **argv) {
         int rc = bench_main(argc - 1, argv + 1, &comm);
         comm_finalize(&comm);
         return rc;
+    } else if (argc > 1 && !strcmp(argv[1], "mixers")) {
+        // One line per mixer row: its name and the options of its first test shape as
+        // mixer.* keys (the GPU training test runs every mixer from this list).
+        for (int i = 0; !comm.rank && i < N_OPS_f32; i++) {
+            const OpDef_f32 *op = OPS_f32[i];
+            if (!op->mixer) continue;
+            printf("%s", op->name);
+            for (const char *p = op->tests[0].opts; p && *p;) {
+                while (*p == ' ') p++;
+                size_t k = strcspn(p, " ");
+                if (k) printf(" mixer.%.*s", (int)k, p);
+                p += k;
+            }
+            printf("\n");
+        }
+        comm_finalize(&comm);
+        return 0;
     } else if (argc > 1 && !strcmp(argv[1], "prep")) {
         if (comm.world > 1) return usage_error(&comm, "prep runs as one process, not under mpirun");
         int rc = prep_main(argc - 1, argv + 1);
@@ -65,7 +84,7 @@ int main(int argc, char **argv) {
     }
     else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench)", argv[1]);
+        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench, mixers)", argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;

@@ -24,7 +24,7 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) *k
     MixerLayout l;
     memset(&l, 0, sizeof(l));
     size_t N = (size_t)B * T, C = cfg->d_model, in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
-    l.core = k->op_find(MIXERS[cfg->mixer[layer]].core_op);
+    l.core = k->op_row(cfg->mixer[layer]);
     l.shape = mixer_core_shape(cfg, layer, B, T);
     l.core->sizes(&l.shape, in, out, &saved);
     l.slot = mixer_slots(cfg, layer);
@@ -64,11 +64,10 @@ size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, const F(Backend)
 
 int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) *k, char *err,
                    size_t errlen) {
-    const char *name = MIXERS[cfg->mixer[layer]].core_op;
-    const Op *core = k->op_find(name);
+    const Op *core = k->op_row(cfg->mixer[layer]);
     if (!core) {
-        snprintf(err, errlen, "model.mixer %s (op %s) has no %s kernel yet; use device: cpu",
-                 MIXERS[cfg->mixer[layer]].name, name, k->name);
+        snprintf(err, errlen, "model.mixer %s has no %s kernel yet; use device: cpu",
+                 F(OPS)[cfg->mixer[layer]]->name, k->name);
         return -1;
     }
     OpShape s = mixer_core_shape(cfg, layer, 1, 1);
@@ -83,7 +82,7 @@ void F(mixer_init_param)(const ModelConfig *cfg, int layer, int index, uint64_t 
             for (int j = 0; j < K; j++) w[c * K + j] = j == K - 1;
         return;
     }
-    const Op *core = F(op_find)(MIXERS[cfg->mixer[layer]].core_op);
+    const Op *core = F(OPS)[cfg->mixer[layer]];
     OpShape s = mixer_core_shape(cfg, layer, 1, 1);
     core->init_param(&s, index - slot.core, key, w);
 }
@@ -99,7 +98,7 @@ static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj
 int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
                  real *const *w, const real *acts, OpAux *out) {
     MixerLayout l = layout(cfg, layer, k, B, T);
-    const Op *cpu_core = F(op_find)(l.core->name);  // the figures are host code
+    const Op *cpu_core = F(OPS)[cfg->mixer[layer]];  // the figures are host code
     size_t N = (size_t)B * T, C = cfg->d_model, bad = 0;
     const real *core_in = acts + (l.rope ? l.qkv_rot : l.K ? l.qkv_conv : l.qkv);
     for (size_t i = 0; i < N * 3 * C; i++) bad += !isfinite(core_in[i]);

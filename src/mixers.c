@@ -1,45 +1,38 @@
-// The mixer table. To add a mixer: write its core op (kernels/cpu/<name>.c, and the CUDA twin
-// in kernels/cuda/), register the op in kernels/cpu/ops_table.c, and add one row here.
-// The gradient checks, the config parser (model.mixer choices) and the help text pick it up.
+// The mixer layer's glue to the op table: which row a layer's mixer is, its option block from
+// the config, and the parameter table of the layer (the shared projections plus whatever the
+// row declares). Nothing here names a mixer: everything comes from the rows.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
 
-const MixerInfo MIXERS[] = {
-    {"softmax", "attention_softmax", 1, NULL, "causal multi-head softmax attention"},
-    {"linear", "attention_linear", 0, NULL,
-     "causal linear attention, feature map mixer.feature_map (elu1, relu, ...), chunkwise"},
-    {"favor", "attention_linear", 0, "favor",
-     "FAVOR+: positive orthogonal random features (mixer.features, mixer.qk_norm)"},
-    {"circulant_favor", "attention_linear", 0, "circulant",
-     "FAVOR+ with a circulant projection C(r) diag(s) by FFT, r learned, s fixed"},
-    {"cosformer", "attention_linear", 0, "cosformer",
-     "cosFormer: relu features re-weighted by cos(pi/2 (t-s)/M), M = mixer.max_len"},
-    {"loglinear", "attention_loglinear", 0, NULL,
-     "log-linear attention: Fenwick buckets with learned per-level weights, any feature map"},
-    {"cos_loglinear", "attention_loglinear", 0, "cosformer",
-     "log-linear attention with cosFormer features"},
-    {"hss", "attention_hss", 0, NULL,
-     "linear attention with an HSS state (mixer.hss_rank, mixer.hss_leaf)"},
-    {"hydra", "attention_hydra", 0, NULL,
-     "causal Hydra attention: heads = channels, cosine kernel (mixer.hydra_norm)"},
-};
-const int N_MIXERS = sizeof(MIXERS) / sizeof(MIXERS[0]);
-
 int mixer_find(const char *name) {
-    for (int i = 0; i < N_MIXERS; i++)
-        if (!strcmp(MIXERS[i].name, name)) return i;
+    for (int i = 0; i < N_OPS_f32; i++)
+        if (OPS_f32[i]->mixer && !strcmp(OPS_f32[i]->name, name)) return i;
     return -1;
 }
 
 void mixer_options_from(const Config *c, ModelConfig *mc) {
-    mc->feature_map = c->feature_map, mc->normalize = c->normalize, mc->chunk = (int)c->chunk;
-    mc->attn_eps = c->attn_eps;
-    mc->n_features = (int)c->features, mc->qk_norm = c->qk_norm;
-    mc->max_len = (int)(c->max_len ? c->max_len : c->seq_len);
-    mc->hss_rank = (int)c->hss_rank, mc->hss_leaf = (int)c->hss_leaf;
-    mc->hydra_norm = c->hydra_norm, mc->conv_kernel = (int)c->conv_kernel;
+    mc->conv_kernel = (int)c->conv_kernel;  // the layer's own option, for every mixer
+    for (int l = 0; l < mc->n_layers; l++) {
+        const OpDef_f32 *row = OPS_f32[mc->mixer[l]];
+        OpShape *s = &mc->core_opts[l];
+        char overrides[CONFIG_MAX_OPTIONS * (CONFIG_OPTION_LEN + 64)] = "", err[256];
+        for (const OpOption *o = row->options; o && o->key; o++) {
+            char key[80];
+            snprintf(key, sizeof(key), "mixer.%s", o->key);
+            const ConfigKey *k = config_find_key(key);
+            snprintf(overrides + strlen(overrides), sizeof(overrides) - strlen(overrides), "%s=%s ",
+                     o->key, (const char *)c + k->offset);
+        }
+        // The values were validated when the config was read; a failure here is a bug.
+        if (op_options_apply(row->options, row->fixed, overrides, (int)c->seq_len, s, err,
+                             sizeof(err))) {
+            fprintf(stderr, "madtrain: internal error: %s\n", err);
+            abort();
+        }
+    }
 }
 
 void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init) {
@@ -54,35 +47,9 @@ void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init) {
     p->layer = p->index = -1;
 }
 
-static int feature_map_index(const char *name) {
-    const char *p = FEATURE_MAP_NAMES;
-    for (int i = 0; p; i++) {
-        size_t n = strcspn(p, "|");
-        if (strlen(name) == n && !strncmp(p, name, n)) return i;
-        p = strchr(p, '|');
-        if (p) p++;
-    }
-    return -1;
-}
-
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
-    const char *fixed = MIXERS[cfg->mixer[layer]].feature_map;
-    OpShape s = {.B = B,
-                 .T = T,
-                 .C = cfg->d_model,
-                 .H = cfg->n_heads,
-                 .eps = cfg->attn_eps,
-                 .rope_base = cfg->rope_base,
-                 .feature_map = fixed ? feature_map_index(fixed) : cfg->feature_map,
-                 .normalize = cfg->normalize,
-                 .chunk = cfg->chunk,
-                 .n_features = cfg->n_features,
-                 .qk_norm = cfg->qk_norm,
-                 .max_len = cfg->max_len,
-                 .hss_rank = cfg->hss_rank,
-                 .hss_leaf = cfg->hss_leaf,
-                 .hydra_norm = cfg->hydra_norm,
-                 .kernel = cfg->conv_kernel};
+    OpShape s = cfg->core_opts[layer];
+    s.B = B, s.T = T, s.C = cfg->d_model, s.H = cfg->n_heads, s.rope_base = cfg->rope_base;
     return s;
 }
 
@@ -95,7 +62,7 @@ MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
     int n = 2;
     if (cfg->gate) s.wg = n++;
     if (cfg->conv_kernel > 0) s.wconv = n++;
-    const OpDef_f32 *op = op_find_f32(MIXERS[cfg->mixer[layer]].core_op);
+    const OpDef_f32 *op = OPS_f32[cfg->mixer[layer]];
     OpShape one = mixer_core_shape(cfg, layer, 1, 1);
     if (op->n_in > CORE_IN_XPROJ) {
         size_t in[OP_MAX_IO] = {0}, out[OP_MAX_IO], saved;
@@ -123,7 +90,7 @@ int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out) {
     if (s.wx >= 0) param_spec(&out[s.wx], "wx", s.E, C, INIT_ZEROS);
     OpParam p[OP_MAX_PARAMS];
     OpShape one = mixer_core_shape(cfg, layer, 1, 1);
-    const OpDef_f32 *op = op_find_f32(MIXERS[cfg->mixer[layer]].core_op);
+    const OpDef_f32 *op = OPS_f32[cfg->mixer[layer]];
     if (s.n_core) op->params(&one, p);
     for (int i = 0; i < s.n_core; i++) {
         ParamInfo *q = &out[s.core + i];

@@ -8,7 +8,7 @@
 #include "../kernels/backend.h"
 #include "config.h"
 
-enum { MAX_LAYERS = 64, MAX_PARAMS_PER_LAYER = 12 };
+enum { MAX_PARAMS_PER_LAYER = 12 };
 typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2 } MlpKind;
 
 typedef struct {
@@ -17,16 +17,13 @@ typedef struct {
     int tie_embeddings;  // the LM head reuses the token embedding
     int max_positions;   // learned absolute position embeddings wpe [max_positions, C] (0: none)
     int gate;            // post-readout sigmoid output gate on every mixer
-    int mixer[MAX_LAYERS];  // index into MIXERS, per layer
+    int mixer[MAX_LAYERS];  // the layer's mixer: its row's index in the op table (OPS_f32)
     int rope[MAX_LAYERS];   // rotary embedding on q, k, per layer
     double rope_base, norm_eps, init_std;
-    int feature_map, normalize, chunk;  // linear-attention options
-    double attn_eps;
-    int n_features, qk_norm;  // favor, circulant: random features m, L2-normalised q and k
-    int max_len;              // cosFormer M and the log-linear level count (> 0)
-    int hss_rank, hss_leaf;   // hss: off-diagonal rank, leaf width
-    int hydra_norm;           // HydraNorm
-    int conv_kernel;          // short causal convolution on q, k, v (0 = none)
+    int conv_kernel;  // short causal convolution on q, k, v (0 = none)
+    // Per layer, the mixer's option block as its row reads it (OpShape.opt), resolved from the
+    // mixer.* keys and the row's fixed values.
+    OpShape core_opts[MAX_LAYERS];
 } ModelConfig;
 
 typedef struct {
@@ -45,23 +42,14 @@ typedef struct {
 // (cols = 0) do not.
 void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init);
 
-// The mixer table: a mixer is its name, the core op (in the op table) that maps q|k|v
-// [B,T,3C] (plus the per-token projection and the parameters the op declares) to [B,T,C],
-// whether it wants rotary positions by default, and the feature map it fixes (NULL: the
-// configured mixer.feature_map). Projections, the optional short convolution and output gate
-// and the gradient plumbing are shared by all mixers (mixer_layer.c).
-typedef struct {
-    const char *name;
-    const char *core_op;
-    int rope_default;
-    const char *feature_map;
-    const char *doc;
-} MixerInfo;
-extern const MixerInfo MIXERS[];
-extern const int N_MIXERS;
-int mixer_find(const char *name);  // -1 when unknown
+// Mixers are rows of the op table with mixer = 1 (kernels/ops_list.h): the core op that maps
+// q|k|v [B,T,3C] (plus the per-token projection and the parameters the op declares) to [B,T,C].
+// Projections, the optional short convolution and output gate and the gradient plumbing are
+// shared by all mixers (mixer_layer.c).
+int mixer_find(const char *name);  // the row's index in OPS_f32, -1 when no mixer has the name
 
-// The mixer.* options of a run, and the feature-map names of the config choices.
+// Fills the mixer layers' options: mc->conv_kernel, and mc->core_opts from the mixer.* keys
+// for the mixers already in mc->mixer.
 void mixer_options_from(const Config *c, ModelConfig *mc);
 
 // Where each tensor of a layer's mixer sits in mixer_param_specs order (-1: absent).

@@ -38,9 +38,10 @@ static int json_str(const char *line, const char *key, char *out, size_t n) {
     return 1;
 }
 
-// Columns of the table; NAN where a run did not record the figure.
-// Columns no run recorded (per-level accuracy on a task without levels, HSS figures of a
-// dense mixer) are left out of the table.
+// Columns of the table; NAN where a run did not record the figure. The fixed columns are the
+// run's own; the mixers' figures get the columns their rows declare (OpAuxCol), shown after
+// NaN/Inf. Columns no run recorded (per-level accuracy on a task without levels, a mixer's figures in
+// a run without that mixer) are left out of the table.
 enum {
     COL_TEST_ACC,
     COL_LEVEL1,
@@ -51,34 +52,56 @@ enum {
     COL_TRAIN_ACC,
     COL_TEST_LOSS,
     COL_PARAMS,
-    COL_FMAP_MS,
     COL_NONFINITE,
-    COL_OFFDIAG_ENERGY,
-    COL_MEM_RATIO,
     COL_TOK_S,
     COL_WALL_S,
     COL_STEPS,
     COL_EPOCHS,
-    N_COLS
+    N_FIXED_COLS,
+    N_COLS = N_FIXED_COLS + 32
 };
-static const char *COL_NAMES[N_COLS] = {"test acc",
-                                        "test acc L1",
-                                        "test acc L2",
-                                        "test acc L3",
-                                        "test acc L4",
-                                        "best val acc",
-                                        "train acc",
-                                        "test loss",
-                                        "params",
-                                        "feature map ms",
-                                        "NaN/Inf",
-                                        "off-diag top-r energy",
-                                        "state memory HSS/dense",
-                                        "tokens/s",
-                                        "wall s",
-                                        "steps",
-                                        "epochs"};
-static const int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 3, 0, 4, 4, 0, 1, 0, 1};
+static const char *COL_NAMES[N_COLS] = {
+    "test acc", "test acc L1", "test acc L2", "test acc L3",  "test acc L4",
+    "best val acc", "train acc", "test loss", "params", "NaN/Inf", "tokens/s", "wall s", "steps",
+    "epochs"};
+static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1};
+static const OpAuxCol *AUX_COLS[N_COLS];  // by column index (NULL: a fixed column)
+static int ORDER[N_COLS], n_cols;         // display order
+
+static void build_columns(void) {
+    if (n_cols) return;
+    int n = N_FIXED_COLS;
+    for (int c = 0; c <= COL_NONFINITE; c++) ORDER[n_cols++] = c;
+    for (int r = 0; r < N_OPS_f32; r++)
+        for (int a = 0; a < OP_MAX_AUX_COLS && OPS_f32[r]->aux_cols[a].key; a++) {
+            const OpAuxCol *col = &OPS_f32[r]->aux_cols[a];
+            int seen = 0;
+            for (int c = N_FIXED_COLS; c < n; c++) seen |= !strcmp(AUX_COLS[c]->key, col->key);
+            if (seen || n == N_COLS) continue;
+            AUX_COLS[n] = col, COL_NAMES[n] = col->column, COL_DIGITS[n] = col->digits;
+            ORDER[n_cols++] = n++;
+        }
+    for (int c = COL_NONFINITE + 1; c < N_FIXED_COLS; c++) ORDER[n_cols++] = c;
+}
+
+// Every numeric "name":value field of a flat JSON line whose name is col->key or starts with
+// col->key and '_' (an indexed family), into the column's running sum, count and last value.
+static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *count,
+                      double *last) {
+    size_t kn = strlen(col->key);
+    for (const char *p = strchr(line, '"'); p; p = strchr(p + 1, '"')) {
+        const char *name = p + 1, *q = strchr(name, '"');
+        if (!q) break;
+        size_t n = (size_t)(q - name);
+        if (q[1] == ':' && n >= kn && !strncmp(name, col->key, kn) &&
+            (n == kn || name[kn] == '_')) {
+            char *end;
+            double v = strtod(q + 2, &end);
+            if (end != q + 2) *sum += v, (*count)++, *last = v;
+        }
+        p = q;
+    }
+}
 
 typedef struct {
     char dir[1024], label[512];
@@ -103,8 +126,9 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
         return -1;
     }
     char line[8192], event[32], split[32];
-    double v, best_val = NAN, best_any = NAN, nonfinite = 0, fmap_ms = NAN, energy = 0;
-    int n_energy = 0;
+    double v, best_val = NAN, best_any = NAN, nonfinite = 0;
+    double aux_sum[N_COLS] = {0}, aux_last[N_COLS];
+    int aux_count[N_COLS] = {0};
     while (fgets(line, sizeof(line), f)) {
         if (!json_str(line, "event", event, sizeof(event))) continue;
         if (!strcmp(event, "train")) {
@@ -120,14 +144,10 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
                     r->col[COL_LEVEL1 + l] = json_num(line, key, &v) ? v : NAN;
                 }
         } else if (!strcmp(event, "aux")) {  // one line per layer: sum times and counts
-            if (json_num(line, "feature_map_ms", &v)) fmap_ms = (isnan(fmap_ms) ? 0 : fmap_ms) + v;
             if (json_num(line, "nonfinite", &v)) nonfinite += v;
-            if (json_num(line, "state_memory_ratio", &v)) r->col[COL_MEM_RATIO] = v;
-            for (int d = 1; d < 16; d++) {
-                char key[40];
-                snprintf(key, sizeof(key), "offdiag_energy_depth_%d", d);
-                if (json_num(line, key, &v)) energy += v, n_energy++;
-            }
+            for (int c = N_FIXED_COLS; c < N_COLS; c++)
+                if (AUX_COLS[c])
+                    aux_fields(line, AUX_COLS[c], &aux_sum[c], &aux_count[c], &aux_last[c]);
         } else if (!strcmp(event, "summary")) {
             if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
             if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
@@ -142,8 +162,11 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     // Non-finite events: steps skipped for a non-finite gradient, plus non-finite values in
     // the mixers' inputs and outputs on the held-out batch after training.
     if (!isnan(r->col[COL_NONFINITE])) r->col[COL_NONFINITE] += nonfinite;
-    r->col[COL_FMAP_MS] = fmap_ms;
-    if (n_energy) r->col[COL_OFFDIAG_ENERGY] = energy / n_energy;
+    for (int c = N_FIXED_COLS; c < N_COLS; c++)
+        if (AUX_COLS[c] && aux_count[c])
+            r->col[c] = AUX_COLS[c]->reduce == AUX_SUM    ? aux_sum[c]
+                        : AUX_COLS[c]->reduce == AUX_MEAN ? aux_sum[c] / aux_count[c]
+                                                          : aux_last[c];
     if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
         r->col[COL_EPOCHS] =
             r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
@@ -298,6 +321,7 @@ static void plots(Run *runs, int n_runs, const char *dir) {
 }
 
 int report_main(int argc, char **argv) {
+    build_columns();
     const char *csv = NULL, *plot_dir = NULL;
     char *dirs[4096];
     int n = 0;
@@ -363,18 +387,20 @@ int report_main(int argc, char **argv) {
     int shown[N_COLS];
     for (int c = 0; c < N_COLS; c++) {
         shown[c] = 0;
+        if (c >= N_FIXED_COLS && !AUX_COLS[c]) continue;
         for (int g = 0; g < n_groups; g++) shown[c] |= !isnan(groups[g].mean[c]);
     }
     printf("| mixer | runs |");
-    for (int c = 0; c < N_COLS; c++)
-        if (shown[c]) printf(" %s |", COL_NAMES[c]);
+    for (int o = 0; o < n_cols; o++)
+        if (shown[ORDER[o]]) printf(" %s |", COL_NAMES[ORDER[o]]);
     printf("\n|---|---|");
-    for (int c = 0; c < N_COLS; c++)
-        if (shown[c]) printf("---|");
+    for (int o = 0; o < n_cols; o++)
+        if (shown[ORDER[o]]) printf("---|");
     printf("\n");
     for (int g = 0; g < n_groups; g++) {
         printf("| %s | %d |", groups[g].label, groups[g].n);
-        for (int c = 0; c < N_COLS; c++) {
+        for (int o = 0; o < n_cols; o++) {
+            int c = ORDER[o];
             if (!shown[c]) continue;
             char s[64];
             cell(s, sizeof(s), groups[g].mean[c], groups[g].std[c], COL_DIGITS[c],
@@ -396,12 +422,13 @@ int report_main(int argc, char **argv) {
             return MT_EXIT_FAIL;
         }
         fprintf(f, "mixer,runs");
-        for (int c = 0; c < N_COLS; c++) fprintf(f, ",%s mean,%s std", COL_NAMES[c], COL_NAMES[c]);
+        for (int o = 0; o < n_cols; o++)
+            fprintf(f, ",%s mean,%s std", COL_NAMES[ORDER[o]], COL_NAMES[ORDER[o]]);
         fprintf(f, "\n");
         for (int g = 0; g < n_groups; g++) {
             fprintf(f, "%s,%d", groups[g].label, groups[g].n);
-            for (int c = 0; c < N_COLS; c++)
-                fprintf(f, ",%.6g,%.6g", groups[g].mean[c], groups[g].std[c]);
+            for (int o = 0; o < n_cols; o++)
+                fprintf(f, ",%.6g,%.6g", groups[g].mean[ORDER[o]], groups[g].std[ORDER[o]]);
             fprintf(f, "\n");
         }
         fclose(f);

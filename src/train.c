@@ -40,7 +40,6 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
     mc->mlp = c->mlp, mc->tie_embeddings = c->tie_embeddings, mc->gate = c->gate;
     mc->max_positions = c->pos_embedding ? task_seq_len : 0;  // the data's T (shards fix theirs)
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
-    mixer_options_from(c, mc);
     char buf[512];
     snprintf(buf, sizeof(buf), "%s", c->mixer);
     int k = 0;
@@ -49,8 +48,9 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
         mc->mixer[k++] = mixer_find(t);
     for (int l = 0; l < mc->n_layers; l++) {
         if (k == 1) mc->mixer[l] = mc->mixer[0];
-        mc->rope[l] = c->rope == ROPE_AUTO ? MIXERS[mc->mixer[l]].rope_default : c->rope == ROPE_ON;
+        mc->rope[l] = c->rope == ROPE_AUTO ? OPS_f32[mc->mixer[l]]->rope_default : c->rope == ROPE_ON;
     }
+    mixer_options_from(c, mc);
     return 0;
 }
 
@@ -641,7 +641,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     int have_checkpoint = resumed, exit_code = 0, preempted = 0;
     EvalResult last_eval = {0};
     for (int64_t step = run.st.step; step < steps; step++) {
-        // FAVOR+ redraws: draw step / R from (seed, layer, draw), a pure function, so every rank
+        // Random-projection redraws: draw step / R from (seed, layer, draw), a pure function, so every rank
         // draws the same projection and a run resumed past a redraw holds it in its checkpoint.
         if (cfg->redraw_interval > 0 && step > 0 && step % cfg->redraw_interval == 0)
             model_redraw_f32(model, (uint64_t)cfg->seed, step / cfg->redraw_interval);

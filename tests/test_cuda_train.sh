@@ -47,6 +47,12 @@ print(f"{'ok' if ok else 'FAIL'} {name}: 10 steps cuda vs cpu, largest relative 
 sys.exit(0 if ok else 1)
 PY
 }
+# Every mixer of the op table (madtrain mixers: its name and its first test shape's options),
+# so a new mixer is run here with no edit; then the combinations below.
+while read -r mixer opts; do
+  # shellcheck disable=SC2086  # opts is a list of key=value words
+  compare_curves "table-$mixer" model.mixer="$mixer" $opts
+done < <("$madtrain" mixers)
 compare_curves softmax-rope-gelu model.mixer=softmax
 compare_curves softmax-gate-conv-swiglu model.mixer=softmax model.gate=true mixer.conv_kernel=3 \
   model.mlp=swiglu model.tie_embeddings=false

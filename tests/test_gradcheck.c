@@ -1,8 +1,10 @@
 // Central finite differences in double precision against every backward: each row of the op
-// table, each mixer of the mixer table (with and without the output gate, rotary and the
-// short convolution), and whole models. New ops and mixers are checked here without any new
-// test code. Inputs of size 0 (absent for a shape), inputs marked nondiff_in and
-// non-trainable parameters (buffers) get no gradient and are skipped.
+// table on each of its test shapes (options resolved as a config gives them), each mixer row
+// in a mixer layer (with and without the output gate, rotary and the short convolution) built
+// through the trainer's own config validation, and whole models. New ops and mixers are checked
+// here without any new test code; a row without test shapes, or a mixer row without FLOPs, is
+// a failure. Inputs of size 0 (absent for a shape) and non-trainable parameters (buffers) get
+// no gradient and are skipped.
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 
 #include "../kernels/ops.h"
 #include "../src/model.h"
+#include "../src/train.h"
 #include "../src/rng.h"
 
 static int failures = 0;
@@ -57,7 +60,15 @@ static double op_loss(OpCase *c) {
     return l;
 }
 
-static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
+static void check_op(const OpDef_f64 *op, const OpTest *test, int test_index) {
+    OpShape s = test->s;
+    char err[256];
+    if (op_options_apply(op->options, op->fixed, test->opts, s.T, &s, err, sizeof(err)) ||
+        (op->check && op->check(&s, err, sizeof(err)))) {
+        printf("FAIL op %s [shape %d]: %s\n", op->name, test_index, err);
+        failures++;
+        return;
+    }
     OpCase c = {.op = op, .s = s};
     op->sizes(&s, c.in_n, c.out_n, &c.saved_n);
     int n_rows = s.B * s.T, *ids = malloc(sizeof(int) * (size_t)n_rows);
@@ -85,8 +96,7 @@ static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
                  (const double *const *)c.wout, din);
     for (int i = 0; i < op->n_in; i++) {
         int param = i - CORE_IN_PARAMS;
-        if (!c.in_n[i] || (op->nondiff_in & (1u << i)) ||
-            (param >= 0 && param < n_params && !params[param].trainable))
+        if (!c.in_n[i] || (param >= 0 && param < n_params && !params[param].trainable))
             continue;
         double *num = malloc(sizeof(double) * c.in_n[i]);
         for (size_t j = 0; j < c.in_n[i]; j++) {
@@ -110,17 +120,39 @@ static void check_op(const OpDef_f64 *op, OpShape s, int test_index) {
 }
 
 // ---- mixers ----------------------------------------------------------------------------
-// Head dim 4 with 6 random features (a partial second block), Fenwick chunks of 2 (T = 7:
-// 4 chunks, a tree of height 2), an HSS tree of depth 2 with rank 1.
-static ModelConfig small_config(int mixer, int gate) {
-    ModelConfig c = {.vocab_size = 11, .d_model = 8, .n_layers = 1, .n_heads = 2, .d_ff = 12,
-                     .mlp = MLP_GELU, .tie_embeddings = 1, .gate = gate, .rope_base = 10000,
-                     .norm_eps = 1e-5, .init_std = 0.5, .feature_map = FEATURE_ELU1,
-                     .normalize = 1, .chunk = 3, .attn_eps = 1e-6, .n_features = 6,
-                     .qk_norm = 1, .max_len = 8, .hss_rank = 1, .hss_leaf = 1,
-                     .hydra_norm = HYDRA_NORM_COUNT};
-    for (int l = 0; l < MAX_LAYERS; l++) c.mixer[l] = mixer, c.rope[l] = MIXERS[mixer].rope_default;
-    return c;
+// A model config as the trainer builds one: the defaults, a small base, then `overrides`
+// ("key=value ..."), validated and resolved by the trainer's own functions.
+static int build_config(ModelConfig *mc, const char *overrides, char *err, size_t errlen) {
+    Config c;
+    config_defaults(&c);
+    char all[2048];
+    snprintf(all, sizeof(all),
+             "model.vocab_size=11 model.d_model=8 model.n_layers=1 model.n_heads=2 model.d_ff=12 "
+             "model.init_std=0.5 data.seq_len=8 data.num_kv_pairs=2 %s",
+             overrides);
+    for (char *save = NULL, *kv = strtok_r(all, " ", &save); kv; kv = strtok_r(NULL, " ", &save))
+        if (config_override(&c, kv, err, errlen)) return -1;
+    if (config_validate(&c, 1, err, errlen)) return -1;
+    return model_config_from(&c, 11, (int)c.seq_len, mc, err, errlen);
+}
+
+// The mixer row's first test shape (its width, heads and options) in a one-layer model.
+static int mixer_config(int row, int gate, int conv, ModelConfig *mc, char *err, size_t errlen) {
+    const OpDef_f64 *op = OPS_f64[row];
+    const OpTest *t = &op->tests[0];
+    char ov[1024];
+    int n = snprintf(ov, sizeof(ov), "model.mixer=%s model.gate=%s mixer.conv_kernel=%d", op->name,
+                     gate ? "true" : "false", conv);
+    if (t->s.C) n += snprintf(ov + n, sizeof(ov) - n, " model.d_model=%d model.n_heads=%d", t->s.C,
+                              t->s.H ? t->s.H : 1);
+    for (const char *p = t->opts; p && *p;) {  // the row's options as mixer.* keys
+        while (*p == ' ') p++;
+        size_t k = strcspn(p, " ");
+        if (k) n += snprintf(ov + n, sizeof(ov) - n, " mixer.%.*s", (int)k, p);
+        p += k;
+    }
+    if (build_config(mc, ov, err, errlen)) return -1;
+    return mixer_check_f64(mc, 0, &BACKEND_CPU_f64, err, errlen);
 }
 
 typedef struct {
@@ -152,10 +184,16 @@ static void fd_buffer(const char *what, double *buf, size_t n, const double *ana
 
 static double mixer_loss_v(void *c) { return mixer_loss(c); }
 
-static void check_mixer(int mixer, int gate, int rope, int conv) {
-    ModelConfig cfg = small_config(mixer, gate);
+static void check_mixer(int row, int gate, int rope, int conv) {
+    ModelConfig cfg;
+    char err[256];
+    const char *name = OPS_f64[row]->name;
+    if (mixer_config(row, gate, conv, &cfg, err, sizeof(err))) {
+        printf("FAIL mixer %s: its first test shape does not build a model: %s\n", name, err);
+        failures++;
+        return;
+    }
     cfg.rope[0] = rope;
-    cfg.conv_kernel = conv;
     MixerCase c = {.cfg = &cfg, .B = 2, .T = 7};
     size_t N = (size_t)c.B * c.T, C = cfg.d_model;
     ParamInfo specs[MAX_PARAMS_PER_LAYER];
@@ -177,13 +215,12 @@ static void check_mixer(int mixer, int gate, int rope, int conv) {
     mixer_loss(&c);
     mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts, scratch);
     char what[96];
-    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", MIXERS[mixer].name, gate,
-             rope, conv);
+    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", name, gate, rope, conv);
     fd_buffer(what, c.x, N * C, dx, mixer_loss_v, &c);
     for (int i = 0; i < k; i++) {
         if (!specs[i].trainable) continue;
-        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d d%.40s", MIXERS[mixer].name,
-                 gate, rope, conv, specs[i].name);
+        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d d%.40s", name, gate, rope,
+                 conv, specs[i].name);
         fd_buffer(what, c.w[i], specs[i].size, dw[i], mixer_loss_v, &c);
     }
     for (int i = 0; i < k; i++) free(c.w[i]), free(dw[i]);
@@ -220,7 +257,7 @@ static void record_final(void *ctx, size_t from) {
     if (from < h->lowest) h->lowest = from;
 }
 
-static void check_model(const char *label, ModelConfig cfg) {
+static void check_model_config(const char *label, ModelConfig cfg) {
     Model_f64 m;
     char err[256];
     if (model_build_f64(&m, &cfg, &BACKEND_CPU_f64, err, sizeof(err))) {
@@ -264,41 +301,54 @@ static void check_model(const char *label, ModelConfig cfg) {
     model_free_f64(&m);
 }
 
+static void check_model(const char *label, const char *overrides) {
+    ModelConfig cfg;
+    char err[256];
+    if (build_config(&cfg, overrides, err, sizeof(err))) {
+        printf("FAIL model %s: %s\n", label, err);
+        failures++;
+        return;
+    }
+    check_model_config(label, cfg);
+}
+
 int main(void) {
     // The shapes are tiny: extra threads only add barrier waits (minutes instead of a second on
     // a loaded machine). Thread-count independence is the reference and ranks tests' job.
     omp_set_num_threads(1);
-    for (int i = 0; i < N_OPS_f64; i++)
-        for (int t = 0; t < OPS_f64[i].n_tests; t++) check_op(&OPS_f64[i], OPS_f64[i].tests[t], t);
-    for (int mx = 0; mx < N_MIXERS; mx++) {
+    for (int i = 0; i < N_OPS_f64; i++) {
+        const OpDef_f64 *op = OPS_f64[i];
+        if (!op->n_tests) {
+            printf("FAIL op %s: the row declares no test shapes\n", op->name);
+            failures++;
+        }
+        if (op->mixer && !op->flops) {
+            printf("FAIL mixer %s: the row declares no FLOPs (bench would count matmuls only)\n",
+                   op->name);
+            failures++;
+        }
+        for (int t = 0; t < op->n_tests; t++)
+            if (op->tests[t].s.T <= 16) check_op(op, &op->tests[t], t);  // longer: the reference's
+    }
+    for (int i = 0; i < N_OPS_f64; i++) {
+        if (!OPS_f64[i]->mixer) continue;
         for (int gate = 0; gate <= 1; gate++)
-            for (int rope = 0; rope <= 1; rope++) check_mixer(mx, gate, rope, 0);
-        check_mixer(mx, 1, MIXERS[mx].rope_default, 3);
+            for (int rope = 0; rope <= 1; rope++) check_mixer(i, gate, rope, 0);
+        check_mixer(i, 1, OPS_f64[i]->rope_default, 3);
     }
 
-    ModelConfig hybrid = small_config(0, 1);
-    hybrid.n_layers = 2;
-    hybrid.mixer[1] = mixer_find("linear");
-    hybrid.rope[1] = 0;
-    check_model("hybrid-gelu-tied-gate", hybrid);
-    ModelConfig swiglu = small_config(mixer_find("linear"), 0);
-    swiglu.mlp = MLP_SWIGLU;
-    swiglu.tie_embeddings = 0;
-    swiglu.feature_map = FEATURE_RELU;
-    check_model("linear-relu-swiglu-untied", swiglu);
+    check_model("hybrid-gelu-tied-gate",
+                "model.n_layers=2 model.mixer=softmax,linear model.gate=true mixer.chunk=3");
+    check_model("linear-relu-swiglu-untied",
+                "model.mixer=linear model.mlp=swiglu model.tie_embeddings=false "
+                "mixer.feature_map=relu mixer.chunk=3");
     // Redrawable buffers, a learned circulant row and a per-token projection in one model.
-    ModelConfig zoo = small_config(mixer_find("favor"), 1);
-    zoo.n_layers = 3;
-    zoo.mixer[1] = mixer_find("circulant_favor");
-    zoo.mixer[2] = mixer_find("loglinear");
-    zoo.conv_kernel = 2;
-    check_model("favor-circulant-loglinear-conv-gate", zoo);
-    ModelConfig positions = small_config(mixer_find("linear"), 0);
-    positions.max_positions = 7;  // more rows than the checked T: the unused ones get no gradient
-    check_model("linear-positions", positions);
-    ModelConfig nomlp = small_config(0, 0);
-    nomlp.mlp = MLP_NONE;
-    check_model("softmax-nomlp", nomlp);
+    check_model("favor-circulant-loglinear-conv-gate",
+                "model.n_layers=3 model.mixer=favor,circulant_favor,loglinear model.gate=true "
+                "mixer.conv_kernel=2 mixer.chunk=3 mixer.features=6");
+    // More position rows (data.seq_len 8) than the checked T: the unused ones get no gradient.
+    check_model("linear-positions", "model.mixer=linear model.pos_embedding=true mixer.chunk=3");
+    check_model("softmax-nomlp", "model.mixer=softmax model.mlp=none");
 
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures ? 1 : 0;

@@ -16,26 +16,10 @@
 #include "../../src/rng.h"
 #include "linear_core.h"
 
-typedef struct {
-    int m, D, J, rank;
-    int ru[32], rv[32], cu[32], cv[32];  // per depth 1..J: ranks and column offsets in U, V
-    int Ru, Rv;                          // columns of U [m, Ru] and V [D, Rv]
-} Tree;
-
-static Tree tree_of(const OpShape *s) {
-    Tree t = {.m = F(fmap_width)(s), .D = s->C / s->H, .rank = s->hss_rank};
-    while ((t.D >> t.J) > s->hss_leaf) t.J++;
-    for (int l = 1; l <= t.J; l++) {
-        t.ru[l] = (t.m >> l) < t.rank ? t.m >> l : t.rank;
-        t.rv[l] = (t.D >> l) < t.rank ? t.D >> l : t.rank;
-        t.cu[l] = t.Ru, t.cv[l] = t.Rv;
-        t.Ru += t.ru[l], t.Rv += t.rv[l];
-    }
-    return t;
-}
 
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
-    int D = s->C / s->H, m = F(fmap_width)(s), leaf = s->hss_leaf, J = 0;
+    const HssOpts ho = OPT_OF(HssOpts, s);
+    int D = s->C / s->H, m = F(fmap_width)(s), leaf = ho.hss_leaf, J = 0;
     while ((D >> J) > leaf) J++;
     if (leaf < 1 || leaf >= D || D % leaf || (D >> J) != leaf || (D >> J << J) != D ||
         m % (1 << J)) {
@@ -45,7 +29,7 @@ int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
                  D, m, leaf);
         return -1;
     }
-    if (s->hss_rank < 1) {
+    if (ho.hss_rank < 1) {
         snprintf(err, errlen, "hss needs mixer.hss_rank >= 1");
         return -1;
     }
@@ -53,7 +37,7 @@ int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
 }
 
 int F(attention_hss_params)(const OpShape *s, OpParam *out) {
-    Tree t = tree_of(s);
+    HssTree t = hss_tree_of(s);
     out[0] = (OpParam){.name = "hss_u", .rows = t.m, .cols = t.Ru, .init = INIT_CUSTOM};
     out[1] = (OpParam){.name = "hss_v", .rows = t.D, .cols = t.Rv, .init = INIT_CUSTOM};
     return 2 + F(fmap_params)(s, out + 2);
@@ -67,7 +51,7 @@ void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real
         F(fmap_init_param)(s, index - 2, key, w);
         return;
     }
-    Tree t = tree_of(s);
+    HssTree t = hss_tree_of(s);
     int n = index ? t.D : t.m, ld = index ? t.Rv : t.Ru;
     for (int l = 1; l <= t.J; l++)
         for (int k = 0; k < (1 << l); k++) {
@@ -84,7 +68,7 @@ typedef struct {
     const real *u, *v;  // U_I (stride Ru), V_J' (stride Rv)
 } Block;
 
-static Block block_of(const Tree *t, const real *u_basis, const real *v_basis, int l, int k) {
+static Block block_of(const HssTree *t, const real *u_basis, const real *v_basis, int l, int k) {
     Block b = {.mI = t->m >> l, .dJ = t->D >> l, .ru = t->ru[l], .rv = t->rv[l]};
     b.rows0 = k * b.mI, b.cols0 = (k ^ 1) * b.dJ;
     if (u_basis) b.u = u_basis + (size_t)b.rows0 * t->Ru + t->cu[l];
@@ -92,7 +76,7 @@ static Block block_of(const Tree *t, const real *u_basis, const real *v_basis, i
     return b;
 }
 
-static void project(const Tree *t, const Block *b, int T, const real *p, const real *f,
+static void project(const HssTree *t, const Block *b, int T, const real *p, const real *f,
                     const real *v, int ldv, real *pt, real *ft, real *vt) {
     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, b->ru, b->mI, 1, p + b->rows0, t->m,
                b->u, t->Ru, 0, pt, b->ru);
@@ -108,7 +92,7 @@ typedef struct {
     real *p, *f, *dp, *df, *num, *z, *pt, *ft, *vt, *y, *dpt, *dft, *dvt;
 } Work;
 
-static Work work_new(const Tree *t, int T) {
+static Work work_new(const HssTree *t, int T) {
     size_t tm = sizeof(real) * T * t->m, tr = sizeof(real) * T * t->rank;  // ranks <= rank
     Work w = {.p = malloc(tm), .f = malloc(tm), .dp = malloc(tm), .df = malloc(tm),
               .num = malloc(sizeof(real) * T * t->D), .z = malloc(sizeof(real) * t->m),
@@ -126,8 +110,9 @@ static void work_free(Work *w) {
 void F(attention_hss_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
                               const real *u_basis, const real *v_basis,
                               const real *const *fmap_params, const OpShape *s) {
-    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = s->chunk;
-    Tree t = tree_of(s);
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = lo.chunk;
+    HssTree t = hss_tree_of(s);
     int m = t.m, mJ = m >> t.J, dJ = D >> t.J;
     F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
 #pragma omp parallel
@@ -156,8 +141,8 @@ void F(attention_hss_forward)(real *out_btc, real *den_bht, const real *qkv_btc3
             memset(z, 0, sizeof(real) * m);
             for (int tt = 0; tt < T; tt++) {
                 real den = 1;
-                if (s->normalize) {
-                    den = (real)s->eps;
+                if (lo.normalize) {
+                    den = (real)lo.eps;
                     for (int i = 0; i < m; i++) {
                         z[i] += w.f[(size_t)tt * m + i];
                         den += w.p[(size_t)tt * m + i] * z[i];
@@ -177,8 +162,9 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
                                const real *out_btc, const real *den_bht, const real *qkv_btc3,
                                const real *u_basis, const real *v_basis,
                                const real *const *fmap_params, const OpShape *s) {
-    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = s->chunk;
-    Tree t = tree_of(s);
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = lo.chunk;
+    HssTree t = hss_tree_of(s);
     int m = t.m, mJ = m >> t.J, dJ = D >> t.J;
     F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
     size_t gsize = F(fmap_grad_size)(&fm);
@@ -202,15 +188,15 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
             for (int tt = 0; tt < T; tt++) {
                 const real *g = dout_btc + ((size_t)b * T + tt) * C + h * D;
                 const real *o = out_btc + ((size_t)b * T + tt) * C + h * D;
-                real den = s->normalize ? den_bht[(size_t)bh * T + tt] : 1, dot = 0;
+                real den = lo.normalize ? den_bht[(size_t)bh * T + tt] : 1, dot = 0;
                 for (int j = 0; j < D; j++) dn[(size_t)tt * D + j] = g[j] / den, dot += g[j] * o[j];
-                if (!s->normalize) continue;
+                if (!lo.normalize) continue;
                 for (int i = 0; i < m; i++) {
                     w.z[i] += w.f[(size_t)tt * m + i];
                     w.dp[(size_t)tt * m + i] -= dot / den * w.z[i];
                 }
             }
-            if (s->normalize) {
+            if (lo.normalize) {
                 memset(w.z, 0, sizeof(real) * m);
                 for (int tt = T - 1; tt >= 0; tt--) {
                     const real *g = dout_btc + ((size_t)b * T + tt) * C + h * D;
@@ -269,7 +255,7 @@ void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const i
 int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params,
                           OpAux *out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
-    Tree t = tree_of(s);
+    HssTree t = hss_tree_of(s);
     int m = t.m;
     F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
     real *f = malloc(sizeof(real) * (size_t)T * m);
@@ -319,7 +305,7 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
 // Feature-map time; the state memory of the HSS form over the dense one,
 // (2^J leaf^2 + sum over depths of 2^l r_u r_v) / (m D) per head; the off-diagonal energies.
 int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out) {
-    Tree t = tree_of(s);
+    HssTree t = hss_tree_of(s);
     double stored = (double)(1 << t.J) * (t.m >> t.J) * (t.D >> t.J);
     for (int l = 1; l <= t.J; l++) stored += (double)(1 << l) * t.ru[l] * t.rv[l];
     out[0] = (OpAux){.name = "feature_map_ms",
@@ -327,3 +313,75 @@ int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out) {
     out[1] = (OpAux){.name = "state_memory_ratio", .value = stored / ((double)t.m * t.D)};
     return 2 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2, out + 2);
 }
+
+// ---- the row -----------------------------------------------------------------------------------
+
+static void hss_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    op_core_sizes(s, in, out, 0, p, F(attention_hss_params)(s, p));
+    *saved = (size_t)s->B * s->H * s->T;
+}
+static void hss_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    F(attention_hss_forward)(out[0], sv, in[0], in[2], in[3], in + 4, s);
+}
+static void hss_bwd(const OpShape *s, const real *const *in, const real *const *out, const real *sv,
+                    const real *const *dout, real *const *din) {
+    F(attention_hss_backward)(din[0], din + 4, dout[0], out[0], sv, in[0], in[2], in[3], in + 4, s);
+}
+
+// Per head and token: the leaves' linear attentions (4 m D / 2^J + in-chunk), and per depth l
+// the 2^l off-diagonal blocks (projections into the block coordinates 2 (2 mI ru + dJ rv),
+// their r x r attentions, the lift back 2 rv dJ), plus the dense normaliser.
+static double hss_flops(const OpShape *s) {
+    const LinearOpts o = OPT_OF(LinearOpts, s);
+    HssTree t = hss_tree_of(s);
+    double c = o.chunk < s->T ? o.chunk : s->T, leaves = 1 << t.J;
+    double mJ = (double)t.m / leaves, dJ = (double)t.D / leaves;
+    double f = leaves * (4 * mJ * dJ + c * (mJ + dJ)) + 4 * t.m + c * (t.m + 1);
+    for (int l = 1; l <= t.J; l++) {
+        double mI = t.m >> l, dI = t.D >> l, ru = t.ru[l], rv = t.rv[l];
+        f += (1 << l) * (2 * (2 * mI * ru + dI * rv) + 4 * ru * rv + c * (ru + rv) + 2 * rv * dI);
+    }
+    return s->H * f;
+}
+
+#ifdef MT_DOUBLE
+static int hss_reference(const OpShape *s, const double *const *in, double *out) {
+    if (OPT_OF(LinearOpts, s).feature_map == FEATURE_COSFORMER) return -1;  // position-dependent
+    ref_hss_attention(s, in[CORE_IN_QKV], in[CORE_IN_PARAMS], in[CORE_IN_PARAMS + 1],
+                      in + CORE_IN_PARAMS + 2, out);
+    return 0;
+}
+#else
+#define hss_reference NULL
+#endif
+
+static const OpOption hss_options[] = {
+    LINEAR_OPTION_SPECS(offsetof(HssOpts, lin)),
+    {"hss_rank", OPT_INT, "8", NULL, 1, 1 << 16, offsetof(HssOpts, hss_rank), 0,
+     "rank r of the off-diagonal blocks of an HSS state"},
+    {"hss_leaf", OPT_INT, "16", NULL, 1, 1 << 16, offsetof(HssOpts, hss_leaf), 0,
+     "leaf block width of an HSS state (head dim / 2^J: J tree levels)"},
+    {NULL}};
+
+// Trees of depth 1-3 (head dim 8, leaves 1-4), ranks below and at full, every kind of map;
+// head dim 16 with leaves of 4 at full rank 8 equals the dense state (the reference checks it).
+// clang-format off
+const F(OpDef) F(op_hss) = {
+    .name = "hss", .n_in = CORE_IN_PARAMS + 4, .n_out = 1,
+    .sizes = hss_sizes, .forward = hss_fwd, .backward = hss_bwd,
+    .params = F(attention_hss_params), .init_param = F(attention_hss_init_param),
+    .check = F(attention_hss_check), .aux = F(attention_hss_aux), .options = hss_options,
+    .mixer = 1, .help = "linear attention with an HSS state (mixer.hss_rank, mixer.hss_leaf)",
+    .flops = hss_flops, .reference = hss_reference,
+    .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},
+                 {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4},
+                 {"state_memory_ratio", AUX_LAST, "state memory HSS/dense", 4}},
+    .n_tests = 6,
+    .tests = {{{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=2 hss_rank=1"},
+              {{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=4 hss_rank=4 feature_map=relu normalize=false"},
+              {{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=2 hss_rank=2 feature_map=cosformer max_len=7"},
+              {{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=2 hss_rank=3 feature_map=favor features=12"},
+              {{.B = 1, .T = 65, .C = 32, .H = 2}, "chunk=16 hss_leaf=4 hss_rank=8"},
+              {{.B = 1, .T = 33, .C = 32, .H = 2}, "chunk=16 hss_leaf=4 hss_rank=2"}}};
+// clang-format on

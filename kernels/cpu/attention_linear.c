@@ -19,8 +19,9 @@ static void load_values(real *v, const real *qkv_head, int T, int C, int D, int 
 
 void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
                                  const real *const *fmap_params, const OpShape *shape) {
+    const LinearOpts lo = OPT_OF(LinearOpts, shape);
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
-    int m = F(fmap_width)(shape), Dv = shape->normalize ? D + 1 : D;
+    int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
     F(FeatureMap) fm = F(fmap_open)(shape, fmap_params);
 #pragma omp parallel
     {
@@ -34,12 +35,12 @@ void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_b
             F(fmap_forward)(&fm, T, head, 3 * C, p);
             F(fmap_forward)(&fm, T, head + C, 3 * C, f);
             load_values(v, head, T, C, D, Dv);
-            F(la_forward)(T, m, Dv, shape->chunk, p, m, f, m, v, Dv, num, Dv);
+            F(la_forward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, num, Dv);
             for (int t = 0; t < T; t++) {
                 real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 const real *nr = num + (size_t)t * Dv;
-                real den = shape->normalize ? nr[D] + (real)shape->eps : 1;
-                if (shape->normalize) den_bht[(size_t)bh * T + t] = den;
+                real den = lo.normalize ? nr[D] + (real)lo.eps : 1;
+                if (lo.normalize) den_bht[(size_t)bh * T + t] = den;
                 for (int j = 0; j < D; j++) o[j] = nr[j] / den;
             }
         }
@@ -51,8 +52,9 @@ void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_b
 void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, const real *dout_btc,
                                   const real *out_btc, const real *den_bht, const real *qkv_btc3,
                                   const real *const *fmap_params, const OpShape *shape) {
+    const LinearOpts lo = OPT_OF(LinearOpts, shape);
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
-    int m = F(fmap_width)(shape), Dv = shape->normalize ? D + 1 : D;
+    int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
     F(FeatureMap) fm = F(fmap_open)(shape, fmap_params);
     size_t gsize = F(fmap_grad_size)(&fm);
     real *dparam_bh = gsize ? calloc((size_t)B * H * gsize, sizeof(real)) : NULL;
@@ -76,14 +78,14 @@ void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, co
                 const real *g = dout_btc + ((size_t)b * T + t) * C + h * D;
                 const real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 real *dnr = dn + (size_t)t * Dv;
-                real den = shape->normalize ? den_bht[(size_t)bh * T + t] : 1, dot = 0;
+                real den = lo.normalize ? den_bht[(size_t)bh * T + t] : 1, dot = 0;
                 for (int j = 0; j < D; j++) dnr[j] = g[j] / den, dot += g[j] * o[j];
-                if (shape->normalize) dnr[D] = -dot / den;
+                if (lo.normalize) dnr[D] = -dot / den;
             }
             memset(dp, 0, sizeof(real) * (size_t)T * m);
             memset(df, 0, sizeof(real) * (size_t)T * m);
             memset(dv, 0, sizeof(real) * (size_t)T * Dv);
-            F(la_backward)(T, m, Dv, shape->chunk, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
+            F(la_backward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
             real *dhead = dqkv_btc3 + off, *dparam = gsize ? dparam_bh + bh * gsize : NULL;
             F(fmap_backward)(&fm, T, head, 3 * C, p, dp, dhead, 3 * C, dparam);
             F(fmap_backward)(&fm, T, head + C, 3 * C, f, df, dhead + C, 3 * C, dparam);
@@ -97,3 +99,100 @@ void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, co
     free(dparam_bh);
     F(fmap_close)(&fm);
 }
+
+// ---- the rows: linear attention and the mixers that fix its feature map ----------------------
+
+static void linear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    op_core_sizes(s, in, out, 0, p, F(fmap_params)(s, p));
+    *saved = (size_t)s->B * s->H * s->T;
+}
+static void linear_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    F(attention_linear_forward)(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void linear_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                       const real *sv, const real *const *dout, real *const *din) {
+    F(attention_linear_backward)(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv,
+                                 in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+
+// The dense state is also the baseline of an HSS one: where mixer.hss_leaf / hss_rank fit this
+// shape, report how much of each off-diagonal block the rank would keep.
+static int linear_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    char err[256];
+    out[0] = (OpAux){.name = "feature_map_ms",
+                     .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS)};
+    if (F(attention_hss_check)(s, err, sizeof(err))) return 1;
+    return 1 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, out + 1);
+}
+
+// Per head and token: the map of q and k (a D x m projection each for FAVOR+; five D log2 D
+// per FFT of a circulant block, forward and back), the state update and readout (2 m Dv each)
+// and the in-chunk causal part (c (m + Dv) on average over the chunk).
+static double linear_flops(const OpShape *s) {
+    const LinearOpts o = OPT_OF(LinearOpts, s);
+    double D = (double)s->C / s->H, m = fmap_width_of(s), Dv = o.normalize ? D + 1 : D;
+    double c = o.chunk < s->T ? o.chunk : s->T, map = 0;
+    if (o.feature_map == FEATURE_FAVOR) map = 2 * 2 * m * D;
+    if (o.feature_map == FEATURE_CIRCULANT)
+        map = 2 * circ_blocks((int)m, (int)D) * 2 * 5 * D * log2(D > 1 ? D : 2);
+    return s->H * (map + 4 * m * Dv + c * (m + Dv));
+}
+
+#ifdef MT_DOUBLE
+static int linear_reference(const OpShape *s, const double *const *in, double *out) {
+    ref_linear_attention(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, NULL, NULL, out);
+    return 0;
+}
+#define LINEAR_REFERENCE linear_reference
+#else
+#define LINEAR_REFERENCE NULL
+#endif
+
+static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
+
+// Test shapes: small, odd where possible (T = 7 with chunk 3 crosses chunk boundaries and
+// leaves a partial last chunk; T < chunk checks the single-chunk path). Random-feature shapes
+// use m > D with m not a multiple of D (a partial last block), and an odd D for the FFT.
+#define LINEAR_ROW(name_, help_, fixed_, ...)                                               \
+    const F(OpDef) F(op_##name_) = {                                                        \
+        .name = #name_, .n_in = CORE_IN_PARAMS + 2, .n_out = 1,                             \
+        .sizes = linear_sizes, .forward = linear_fwd, .backward = linear_bwd,               \
+        .params = F(fmap_params), .init_param = F(fmap_init_param), .aux = linear_aux,      \
+        .options = linear_options, .fixed = fixed_, .mixer = 1, .help = help_,              \
+        .flops = linear_flops, .reference = LINEAR_REFERENCE,                               \
+        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                      \
+                     {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}},       \
+        __VA_ARGS__}
+
+// clang-format off
+LINEAR_ROW(linear,
+    "causal linear attention, feature map mixer.feature_map (elu1, relu, ...), chunkwise", NULL,
+    .n_tests = 6,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 feature_map=relu"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 normalize=false"},
+              {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=64"},
+              {{.B = 1, .T = 1, .C = 4, .H = 1}, "chunk=4"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 feature_map=relu"}});
+LINEAR_ROW(favor, "FAVOR+: positive orthogonal random features (mixer.features, mixer.qk_norm)",
+    "feature_map=favor",
+    .n_tests = 3,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 features=6"},
+              {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=64 features=12 qk_norm=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"}});
+LINEAR_ROW(circulant_favor,
+    "FAVOR+ with a circulant projection C(r) diag(s) by FFT, r learned, s fixed",
+    "feature_map=circulant",
+    .n_tests = 3,
+    .tests = {{{.B = 2, .T = 7, .C = 10, .H = 2}, "chunk=3 features=7"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 features=8 qk_norm=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"}});
+LINEAR_ROW(cosformer,
+    "cosFormer: relu features re-weighted by cos(pi/2 (t-s)/M), M = mixer.max_len",
+    "feature_map=cosformer",
+    .n_tests = 3,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 max_len=9"},
+              {{.B = 2, .T = 6, .C = 8, .H = 2}, "chunk=4 normalize=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 max_len=160"}});
+// clang-format on

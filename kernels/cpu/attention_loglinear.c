@@ -18,25 +18,12 @@
 
 #include "linear_core.h"
 
-// L = ceil(log2 max_len) + 1 levels cover every (t, s) with t < max_len; longer sequences
-// fold their oldest buckets into level L - 1 [project-defined].
-int F(attention_loglinear_levels)(const OpShape *s) {
-    int M = s->max_len > 0 ? s->max_len : s->T;
-    return bit_length((unsigned)(M - 1)) + 1;
-}
 
 static int level_of(unsigned x, int L) {
     int l = bit_length(x);
     return l < L ? l : L - 1;
 }
 
-// Chunks must be aligned on powers of two for the in-chunk levels to be those of the
-// in-chunk indices: the largest power of two <= min(mixer.chunk, T) (the result does not
-// depend on it).
-static int pow2_chunk(const OpShape *s) {
-    int c = s->chunk > 0 && s->chunk < s->T ? s->chunk : s->T;
-    return 1 << (bit_length((unsigned)c) - 1);
-}
 
 typedef struct {
     int T, m, Dv, Lc, cbits, nc, heights, L;
@@ -46,7 +33,7 @@ typedef struct {
 
 static Plan plan_of(const OpShape *s, int m, int Dv) {
     Plan p = {
-        .T = s->T, .m = m, .Dv = Dv, .Lc = pow2_chunk(s), .L = F(attention_loglinear_levels)(s)};
+        .T = s->T, .m = m, .Dv = Dv, .Lc = loglinear_pow2_chunk(s), .L = loglinear_levels(s)};
     p.cbits = bit_length((unsigned)p.Lc) - 1;
     p.nc = (p.T + p.Lc - 1) / p.Lc;
     p.heights = p.nc > 1 ? bit_length((unsigned)(p.nc - 1)) : 0;
@@ -152,8 +139,9 @@ static void head_forward(const Plan *pl, Work *w) {
 void F(attention_loglinear_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
                                     const real *lam_pre_bthl, const real *lam_bias_hl,
                                     const real *const *fmap_params, const OpShape *s) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
-    Plan pl = plan_of(s, F(fmap_width)(s), s->normalize ? D + 1 : D);
+    Plan pl = plan_of(s, F(fmap_width)(s), lo.normalize ? D + 1 : D);
     F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
 #pragma omp parallel
     {
@@ -166,8 +154,8 @@ void F(attention_loglinear_forward)(real *out_btc, real *den_bht, const real *qk
             for (int t = 0; t < T; t++) {
                 real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 const real *nr = w.num + (size_t)t * pl.Dv;
-                real den = s->normalize ? nr[D] + (real)s->eps : 1;
-                if (s->normalize) den_bht[(size_t)bh * T + t] = den;
+                real den = lo.normalize ? nr[D] + (real)lo.eps : 1;
+                if (lo.normalize) den_bht[(size_t)bh * T + t] = den;
                 for (int j = 0; j < D; j++) o[j] = nr[j] / den;
             }
         }
@@ -256,8 +244,9 @@ void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real 
                                      const real *out_btc, const real *den_bht, const real *qkv_btc3,
                                      const real *lam_pre_bthl, const real *lam_bias_hl,
                                      const real *const *fmap_params, const OpShape *s) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
-    Plan pl = plan_of(s, F(fmap_width)(s), s->normalize ? D + 1 : D);
+    Plan pl = plan_of(s, F(fmap_width)(s), lo.normalize ? D + 1 : D);
     int m = pl.m, Dv = pl.Dv, L = pl.L;
     F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
     size_t gsize = F(fmap_grad_size)(&fm);
@@ -280,9 +269,9 @@ void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real 
                 const real *g = dout_btc + ((size_t)b * T + t) * C + h * D;
                 const real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 real *dnr = dn + (size_t)t * Dv;
-                real den = s->normalize ? den_bht[(size_t)bh * T + t] : 1, dot = 0;
+                real den = lo.normalize ? den_bht[(size_t)bh * T + t] : 1, dot = 0;
                 for (int j = 0; j < D; j++) dnr[j] = g[j] / den, dot += g[j] * o[j];
-                if (s->normalize) dnr[D] = -dot / den;
+                if (lo.normalize) dnr[D] = -dot / den;
             }
             memset(dp, 0, sizeof(real) * (size_t)T * m);
             memset(df, 0, sizeof(real) * (size_t)T * m);
@@ -321,7 +310,7 @@ void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real 
 // sequences and heads (mixers.md 6.8), after the feature-map time.
 int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, m = F(fmap_width)(s);
-    int L = F(attention_loglinear_levels)(s);
+    int L = loglinear_levels(s);
     out[0] = (OpAux){.name = "feature_map_ms",
                      .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 1)};
     F(FeatureMap) fm = F(fmap_open)(s, in + CORE_IN_PARAMS + 1);
@@ -349,3 +338,93 @@ int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *o
     F(fmap_close)(&fm);
     return 1 + L;
 }
+
+// ---- the rows: log-linear attention, with any feature map or cosFormer's ---------------------
+
+// x W_x^T gives the per-level pre-activations [B, T, H, L]; the bias b starts at log(e - 1)
+// and W_x at zero (the mixer layer), so every lambda = softplus(b) = 1 at initialisation:
+// exactly the plain linear attention of the same features (mixers.md 6.2).
+#define LOG_E_MINUS_1 0.5413248546129181
+static int loglinear_params(const OpShape *s, OpParam *out) {
+    out[0] = (OpParam){.name = "lam_bias",
+                       .rows = s->H,
+                       .cols = loglinear_levels(s),
+                       .init = INIT_CONST,
+                       .init_value = LOG_E_MINUS_1,
+                       .trainable = 1};
+    return 1 + F(fmap_params)(s, out + 1);
+}
+static void loglinear_init(const OpShape *s, int index, uint64_t key, real *w) {
+    F(fmap_init_param)(s, index - 1, key, w);  // lam_bias is INIT_CONST, never custom
+}
+static void loglinear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    op_core_sizes(s, in, out, (size_t)s->H * loglinear_levels(s), p, loglinear_params(s, p));
+    *saved = (size_t)s->B * s->H * s->T;
+}
+static void loglinear_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    F(attention_loglinear_forward)(out[0], sv, in[0], in[1], in[2], in + 3, s);
+}
+static void loglinear_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                          const real *sv, const real *const *dout, real *const *din) {
+    F(attention_loglinear_backward)(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
+                                    in[1], in[2], in + 3, s);
+}
+
+// Per head and token: the linear attention of the same map (in-chunk part, state update) plus
+// one m x Dv state read per level above the chunk's, and the level weights of the in-chunk
+// products.
+static double loglinear_flops(const OpShape *s) {
+    const LinearOpts o = OPT_OF(LinearOpts, s);
+    double D = (double)s->C / s->H, m = fmap_width_of(s), Dv = o.normalize ? D + 1 : D;
+    double c = loglinear_pow2_chunk(s), L = loglinear_levels(s), map = 0;
+    if (o.feature_map == FEATURE_FAVOR) map = 2 * 2 * m * D;
+    if (o.feature_map == FEATURE_CIRCULANT)
+        map = 2 * circ_blocks((int)m, (int)D) * 2 * 5 * D * log2(D > 1 ? D : 2);
+    return s->H * (map + 2 * m * Dv * (1 + L) + c * (m + Dv + 1));
+}
+
+#ifdef MT_DOUBLE
+static int loglinear_reference(const OpShape *s, const double *const *in, double *out) {
+    ref_linear_attention(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 1, in[CORE_IN_XPROJ],
+                         in[CORE_IN_PARAMS], out);
+    return 0;
+}
+#define LOGLINEAR_REFERENCE loglinear_reference
+#else
+#define LOGLINEAR_REFERENCE NULL
+#endif
+
+static const OpOption loglinear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
+
+#define LOGLINEAR_ROW(name_, help_, fixed_, ...)                                           \
+    const F(OpDef) F(op_##name_) = {                                                       \
+        .name = #name_, .n_in = CORE_IN_PARAMS + 3, .n_out = 1,                            \
+        .sizes = loglinear_sizes, .forward = loglinear_fwd, .backward = loglinear_bwd,     \
+        .params = loglinear_params, .init_param = loglinear_init,                          \
+        .aux = F(attention_loglinear_aux), .options = loglinear_options, .fixed = fixed_,  \
+        .mixer = 1, .help = help_, .flops = loglinear_flops,                               \
+        .reference = LOGLINEAR_REFERENCE,                                                  \
+        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                     \
+                     {"level_energy", AUX_MEAN, "level state energy", 4}},                 \
+        __VA_ARGS__}
+
+// Chunks of 2 and 4 over T = 7..13 build Fenwick trees of height 1-2; max_len below T folds
+// the oldest buckets into the top level.
+// clang-format off
+LOGLINEAR_ROW(loglinear,
+    "log-linear attention: Fenwick buckets with learned per-level weights, any feature map", NULL,
+    .n_tests = 7,
+    .tests = {{{.B = 2, .T = 13, .C = 8, .H = 2}, "chunk=4 max_len=13"},
+              {{.B = 2, .T = 13, .C = 8, .H = 2}, "chunk=2 max_len=16 feature_map=relu normalize=false"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=2 max_len=7 feature_map=favor features=6"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=4 max_len=8 feature_map=circulant features=6"},
+              {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=64 max_len=4"},
+              {{.B = 1, .T = 1, .C = 4, .H = 1}, "chunk=8"},
+              {{.B = 1, .T = 129, .C = 8, .H = 2}, "chunk=8 max_len=100"}});
+LOGLINEAR_ROW(cos_loglinear, "log-linear attention with cosFormer features",
+    "feature_map=cosformer",
+    .n_tests = 2,
+    .tests = {{{.B = 2, .T = 9, .C = 8, .H = 2}, "chunk=3 max_len=16"},
+              {{.B = 1, .T = 65, .C = 8, .H = 2}, "chunk=8 max_len=65"}});
+// clang-format on

@@ -75,3 +75,68 @@ void F(attention_softmax_backward)(real *dqkv_btc3, const real *dout_btc, const 
         free(ds);
     }
 }
+
+// ---- the row -----------------------------------------------------------------------------------
+
+static void softmax_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    op_core_sizes(s, in, out, 0, NULL, 0);
+    *saved = (size_t)s->B * s->H * s->T * s->T;
+}
+static void softmax_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    F(attention_softmax_forward)(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H);
+}
+static void softmax_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                        const real *sv, const real *const *dout, real *const *din) {
+    (void)out;
+    F(attention_softmax_backward)(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T,
+                                  s->C, s->H);
+}
+
+// Causal: QK^T and PV over (T + 1) / 2 keys on average, 2 D multiply-adds per key and head.
+static double softmax_flops(const OpShape *s) {
+    return 2.0 * s->T * s->C;
+}
+
+#ifdef MT_DOUBLE
+// o_t = sum_{u<=t} exp(q_t . k_u / sqrt(D)) v_u / sum_{u<=t} exp(q_t . k_u / sqrt(D)), term by
+// term with the running maximum subtracted.
+static int softmax_reference(const OpShape *s, const double *const *in, double *out) {
+    int T = s->T, C = s->C, H = s->H, D = C / H;
+    double *w = malloc(sizeof(double) * T);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < T; t++) {
+                const double *q = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
+                double mx = -INFINITY, sum = 0;
+                for (int u = 0; u <= t; u++) {
+                    const double *k = in[CORE_IN_QKV] + ((size_t)b * T + u) * 3 * C + C + h * D;
+                    double d = 0;
+                    for (int j = 0; j < D; j++) d += q[j] * k[j];
+                    w[u] = d / sqrt((double)D);
+                    mx = w[u] > mx ? w[u] : mx;
+                }
+                for (int u = 0; u <= t; u++) sum += w[u] = exp(w[u] - mx);
+                double *o = out + ((size_t)b * T + t) * C + h * D;
+                for (int j = 0; j < D; j++) {
+                    o[j] = 0;
+                    for (int u = 0; u <= t; u++)
+                        o[j] += w[u] / sum * in[CORE_IN_QKV][((size_t)b * T + u) * 3 * C + 2 * C + h * D + j];
+                }
+            }
+    free(w);
+    return 0;
+}
+#else
+#define softmax_reference NULL
+#endif
+
+// clang-format off
+const F(OpDef) F(op_softmax) = {
+    .name = "softmax", .n_in = 1, .n_out = 1,
+    .sizes = softmax_sizes, .forward = softmax_fwd, .backward = softmax_bwd,
+    .mixer = 1, .help = "causal multi-head softmax attention", .rope_default = 1,
+    .flops = softmax_flops, .reference = softmax_reference,
+    .n_tests = 3,
+    .tests = {{{.B = 2, .T = 5, .C = 8, .H = 2}}, {{.B = 1, .T = 1, .C = 4, .H = 1}},
+              {{.B = 1, .T = 33, .C = 12, .H = 3}}}};
+// clang-format on

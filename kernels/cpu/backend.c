@@ -135,6 +135,10 @@ static size_t memory_peak(int reset) {
     return peak;
 }
 
+static const F(OpDef) * op_row(int index) {
+    return F(OPS)[index];
+}
+
 const F(Backend) F(BACKEND_CPU) = {
     .name = "cpu",
     .alloc = cpu_alloc,
@@ -174,5 +178,5 @@ const F(Backend) F(BACKEND_CPU) = {
     .timer_start = timer_start,
     .timer_stop_ms = timer_stop_ms,
     .memory_peak = memory_peak,
-    .op_find = F(op_find),
+    .op_row = op_row,
 };

@@ -12,28 +12,22 @@
 #define QK_NORM_EPS 1e-6
 #define PI 3.14159265358979323846
 
-static int circ_blocks(int m, int D) {
-    return (m + D - 1) / D;
-}
-
 int F(fmap_width)(const OpShape *s) {
-    int D = s->C / s->H;
-    if (s->feature_map == FEATURE_FAVOR || s->feature_map == FEATURE_CIRCULANT)
-        return s->n_features;
-    return s->feature_map == FEATURE_COSFORMER ? 2 * D : D;
+    return fmap_width_of(s);
 }
 
 // The projection is shared by the heads of a layer (as in Performer). The circulant signs s
 // stay fixed (the learned r is trained against them); its r is not weight-decayed, because
 // decay would shrink every exponent and flatten the kernel [project-defined].
 int F(fmap_params)(const OpShape *s, OpParam *out) {
-    int D = s->C / s->H, m = s->n_features;
-    if (s->feature_map == FEATURE_FAVOR) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
+    int D = s->C / s->H, m = lo.n_features;
+    if (lo.feature_map == FEATURE_FAVOR) {
         out[0] =
             (OpParam){.name = "favor_proj", .rows = m, .cols = D, .init = INIT_CUSTOM, .redraw = 1};
         return 1;
     }
-    if (s->feature_map == FEATURE_CIRCULANT) {
+    if (lo.feature_map == FEATURE_CIRCULANT) {
         int nb = circ_blocks(m, D);
         out[0] =
             (OpParam){.name = "circ_r", .rows = nb, .cols = D, .init = INIT_CUSTOM, .trainable = 1};
@@ -64,8 +58,9 @@ void F(orthonormal_columns)(int n, int k, uint64_t key, real *w, int ldw) {
 }
 
 void F(fmap_init_param)(const OpShape *s, int index, uint64_t key, real *w) {
-    int D = s->C / s->H, m = s->n_features;
-    if (s->feature_map == FEATURE_FAVOR) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
+    int D = s->C / s->H, m = lo.n_features;
+    if (lo.feature_map == FEATURE_FAVOR) {
         // Orthogonal random features: blocks of D orthonormal rows, row i rescaled by the norm
         // of its own N(0, I_D) draw (chi-distributed), so every row is marginally N(0, I) and
         // the estimate of exp(x.y) stays unbiased (Choromanski et al. 2021, scaling = 0).
@@ -81,7 +76,7 @@ void F(fmap_init_param)(const OpShape *s, int index, uint64_t key, real *w) {
             }
         }
         free(q);
-    } else if (s->feature_map == FEATURE_CIRCULANT) {
+    } else if (lo.feature_map == FEATURE_CIRCULANT) {
         // r ~ N(0, I), s Rademacher: each row of C(r) diag(s) is then marginally N(0, I), as in
         // circulant binary embedding (Yu et al. 2014).
         size_t n = (size_t)circ_blocks(m, D) * D;
@@ -91,12 +86,13 @@ void F(fmap_init_param)(const OpShape *s, int index, uint64_t key, real *w) {
 }
 
 F(FeatureMap) F(fmap_open)(const OpShape *s, const real *const *params) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
     F(FeatureMap)
-    fm = {.kind = s->feature_map, .D = s->C / s->H, .m = F(fmap_width)(s), .qk_norm = s->qk_norm};
+    fm = {.kind = lo.feature_map, .D = s->C / s->H, .m = F(fmap_width)(s), .qk_norm = lo.qk_norm};
     // Performer's data normaliser d^(-1/4) on q and k, so phi(q).phi(k) estimates
     // exp(q.k / sqrt(d)), the softmax kernel; kept after the L2 normalisation [project-defined].
     fm.scale = (real)pow(fm.D, -0.25);
-    fm.max_len = (real)(s->max_len > 0 ? s->max_len : s->T);
+    fm.max_len = (real)fmap_max_len(s);
     if (fm.kind == FEATURE_FAVOR) fm.proj_md = params[0];
     if (fm.kind != FEATURE_CIRCULANT) return fm;
     int D = fm.D;
@@ -384,3 +380,37 @@ double F(fmap_time_ms)(const OpShape *s, const real *qkv_btc3, const real *const
     free(phiq), free(phik);
     return ms;
 }
+
+// ---- the feature_map op: the maps alone, for the gradient and parity suites and timing ------
+
+static void feature_map_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    op_core_sizes(s, in, out, 0, p, F(fmap_params)(s, p));
+    out[0] = out[1] = (size_t)s->B * s->H * s->T * F(fmap_width)(s);
+    *saved = 0;
+}
+static void feature_map_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    (void)sv;
+    F(feature_map_forward)(out[0], out[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void feature_map_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din) {
+    (void)out, (void)sv;
+    F(feature_map_backward)(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
+                            in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+
+static const OpOption fmap_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
+
+// clang-format off
+const F(OpDef) F(op_feature_map) = {
+    .name = "feature_map", .n_in = CORE_IN_PARAMS + 2, .n_out = 2,
+    .sizes = feature_map_sizes, .forward = feature_map_fwd, .backward = feature_map_bwd,
+    .params = F(fmap_params), .init_param = F(fmap_init_param), .options = fmap_options,
+    .n_tests = 5,
+    .tests = {{{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=3 feature_map=cosformer max_len=9"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "feature_map=favor features=6"},
+              {{.B = 2, .T = 7, .C = 10, .H = 2}, "feature_map=circulant features=7"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "feature_map=circulant features=8 qk_norm=false"}}};
+// clang-format on

@@ -2,7 +2,9 @@
 // kernels): the chunked causal linear-attention scan, the feature maps phi, and random
 // orthonormal bases. Not part of the op table: ops are built from these.
 #pragma once
-#include "../ops.h"
+#include "../attention_hss.h"
+#include "../attention_loglinear.h"
+#include "../feature_maps.h"
 #include "../real.h"
 
 static inline real F(softplus)(real x) {
@@ -14,7 +16,7 @@ static inline real F(sigmoid)(real x) {
 // Index of the highest set bit plus one (0 for 0): the Fenwick level of (t, s) is
 // bit_length(t XOR s) (mixers.md 6.1).
 static inline int bit_length(unsigned x) {
-    return x ? 32 - __builtin_clz(x) : 0;
+    return loglinear_bit_length(x);
 }
 
 // ---- chunked causal linear attention of one head (linear_scan.c) ------------------------
@@ -66,14 +68,22 @@ double F(fmap_time_ms)(const OpShape *s, const real *qkv_btc3, const real *const
 // from stream `key`; row stride ldw.
 void F(orthonormal_columns)(int n, int k, uint64_t key, real *w, int ldw);
 
-// ---- per-op pieces the op table needs ------------------------------------------------------
-int F(attention_loglinear_levels)(const OpShape *s);  // L = ceil(log2 max_len) + 1
-int F(attention_hss_params)(const OpShape *s, OpParam *out);
-void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real *w);
+// ---- pieces one op of the family borrows from another ---------------------------------------
+// The dense state is the baseline of an HSS one: the linear op reports, where the HSS options
+// fit its shape, how much of each off-diagonal block the rank would keep.
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen);
-// Auxiliary figures (OpAux): log-linear's per-level state energy; HSS's state memory ratio and,
-// for HSS and its dense baseline, the off-diagonal energy captured by the top-r singular values.
-int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *out);
-int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out);
 int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params,
                           OpAux *out);
+
+// ---- the family's explicit oracles (linear_reference.c, double only) -------------------------
+#ifdef MT_DOUBLE
+void ref_circulant_matrix(int m, int D, const double *r, const double *sg, double *W);
+void ref_phi(const OpShape *s, const double *W, const double *x, double *phi);
+double *ref_dense_projection(const OpShape *s, const double *const *fparams);
+void ref_linear_attention(const OpShape *s, const double *qkv, const double *const *fparams,
+                          const double *lam_pre_bthl, const double *lam_bias_hl, double *out);
+void ref_hss_project(const OpShape *s, const double *U, const double *V, const double *S,
+                     double *PS);
+void ref_hss_attention(const OpShape *s, const double *qkv, const double *U, const double *V,
+                       const double *const *fparams, double *out);
+#endif

@@ -6,25 +6,9 @@
 // phi(q_t) . sum_{s<=t} phi(k_s) is the same chunkwise form with a ones column for V.
 // Every buffer is [BH, Tp, width] (rows padded to whole chunks with zeros), so a column block
 // of any of them is a strided batch of chunks.
+#include "../attention_hss.h"
 #include "linear_core.cuh"
 
-struct HssTree {
-    int m, D, J, rank, Ru, Rv;
-    int ru[32], rv[32], cu[32], cv[32];  // per depth 1..J, as the CPU Tree
-};
-
-static HssTree hss_tree(const OpShape *s, int m) {
-    HssTree t = {};
-    t.m = m, t.D = s->C / s->H, t.rank = s->hss_rank;
-    while ((t.D >> t.J) > s->hss_leaf) t.J++;
-    for (int l = 1; l <= t.J; l++) {
-        t.ru[l] = (t.m >> l) < t.rank ? t.m >> l : t.rank;
-        t.rv[l] = (t.D >> l) < t.rank ? t.D >> l : t.rank;
-        t.cu[l] = t.Ru, t.cv[l] = t.Rv;
-        t.Ru += t.ru[l], t.Rv += t.rv[l];
-    }
-    return t;
-}
 
 // out (+)= causal chunkwise linear attention of the column blocks p [.., K] (ld ldp),
 // f [.., K] (ldf), v [.., Dv] (ldv) of [BH, Tp, ld] buffers; beta 0 overwrites out, 1 adds.
@@ -184,7 +168,7 @@ static LinShape hss_prepare(const OpShape *s, Work *w_out, HssWork *hw_out, HssT
                             const float *qkv, const float *const *fmap, bool backward) {
     LinShape g = lin_shape(s);
     g.Dv = g.D;  // V alone; the normaliser runs on its own ones column
-    *t_out = hss_tree(s, g.m);
+    *t_out = hss_tree_of(s);
     Work w = work_for(g, backward);
     HssWork hw = hss_work(g, *t_out, backward);
     gather_values_kernel<<<ceil_div((size_t)g.BH * g.Tp * g.D, 256), 256>>>(w.v, qkv, g);
@@ -273,3 +257,14 @@ extern "C" void attention_hss_backward_cuda(float *dqkv_btc3, float *const *dfma
     CUDA_LAUNCH_CHECK();
     features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }
+
+// ---- the row's kernels (kernels/cpu/attention_hss.c has the row) ---------------------------------
+static void hss_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    attention_hss_forward_cuda(out[0], sv, in[0], in[2], in[3], in + 4, s);
+}
+static void hss_bwd(const OpShape *s, const float *const *in, const float *const *out,
+                    const float *sv, const float *const *dout, float *const *din) {
+    attention_hss_backward_cuda(din[0], din + 4, dout[0], out[0], sv, in[0], in[2], in[3], in + 4,
+                                s);
+}
+extern "C" const CudaKernels cuda_op_hss = {hss_fwd, hss_bwd, NULL};

@@ -2,6 +2,7 @@
 // a running sum over time, kv_t = sum_{s<=t} kh_s v_s, o_t = qh_t kv_t c_t, with q and k
 // cosine-normalised over the C channels. One thread per (batch, channel) walks the sequence
 // (adjacent threads read adjacent channels of a row, so every step is one coalesced row read).
+#include "../attention_hydra.h"
 #include "cuda_common.cuh"
 
 #define HYDRA_EPS 1e-6f
@@ -86,16 +87,18 @@ static void inv_norms(float **iq, float **ik, const float *qkv, int N, int C) {
 
 extern "C" void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3,
                                              const OpShape *s) {
+    const HydraOpts yo = OPT_OF(HydraOpts, s);
     int B = s->B, T = s->T, C = s->C;
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, B * T, C);
     hydra_forward_kernel<<<ceil_div((long long)B * C, 128), 128>>>(out_btc, qkv_btc3, iq, ik, B, T,
-                                                                   C, s->hydra_norm);
+                                                                   C, yo.hydra_norm);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc,
                                               const float *qkv_btc3, const OpShape *s) {
+    const HydraOpts yo = OPT_OF(HydraOpts, s);
     int B = s->B, T = s->T, C = s->C, N = B * T;
     static float *bufs[2];
     static size_t have[2];
@@ -104,10 +107,20 @@ extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dou
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, N, C);
     hydra_backward_scan_kernel<<<ceil_div((long long)B * C, 128), 128>>>(
-        dqh, dkh, dqkv_btc3, dout_btc, qkv_btc3, iq, ik, B, T, C, s->hydra_norm);
+        dqh, dkh, dqkv_btc3, dout_btc, qkv_btc3, iq, ik, B, T, C, yo.hydra_norm);
     CUDA_LAUNCH_CHECK();
     hydra_norm_backward_kernel<<<N, 256>>>(dqkv_btc3, dqh, qkv_btc3, C, 0);
     CUDA_LAUNCH_CHECK();
     hydra_norm_backward_kernel<<<N, 256>>>(dqkv_btc3, dkh, qkv_btc3, C, 1);
     CUDA_LAUNCH_CHECK();
 }
+
+// ---- the row's kernels (kernels/cpu/attention_hydra.c has the row) -------------------------------
+static void hydra_fwd(const OpShape *s, const float *const *in, float *const *out, float *) {
+    attention_hydra_forward_cuda(out[0], in[CORE_IN_QKV], s);
+}
+static void hydra_bwd(const OpShape *s, const float *const *in, const float *const *,
+                      const float *, const float *const *dout, float *const *din) {
+    attention_hydra_backward_cuda(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], s);
+}
+extern "C" const CudaKernels cuda_op_hydra = {hydra_fwd, hydra_bwd, NULL};

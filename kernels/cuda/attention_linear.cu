@@ -103,3 +103,26 @@ extern "C" void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap,
     CUDA_CHECK(cudaMemcpyAsync(w.df, dphik_bhtm, bytes, cudaMemcpyDeviceToDevice, 0));
     features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }
+
+// ---- the rows' kernels (kernels/cpu/attention_linear.c and feature_maps.c have the rows) ---------
+static void linear_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void linear_bwd(const OpShape *s, const float *const *in, const float *const *out,
+                       const float *sv, const float *const *dout, float *const *din) {
+    attention_linear_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv,
+                                   in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void fmap_fwd(const OpShape *s, const float *const *in, float *const *out, float *) {
+    feature_map_forward_cuda(out[0], out[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+static void fmap_bwd(const OpShape *s, const float *const *in, const float *const *,
+                     const float *, const float *const *dout, float *const *din) {
+    feature_map_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
+                              in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+}
+extern "C" const CudaKernels cuda_op_linear = {linear_fwd, linear_bwd, NULL};
+extern "C" const CudaKernels cuda_op_favor = {linear_fwd, linear_bwd, NULL};
+extern "C" const CudaKernels cuda_op_circulant_favor = {linear_fwd, linear_bwd, NULL};
+extern "C" const CudaKernels cuda_op_cosformer = {linear_fwd, linear_bwd, NULL};
+extern "C" const CudaKernels cuda_op_feature_map = {fmap_fwd, fmap_bwd, NULL};

@@ -9,6 +9,7 @@
 // at height h are first gathered into a per-chunk buffer (zero where the bit is not set).
 // Backward runs the tree transposed: node gradients gathered from their readers in a fixed
 // order, pushed down to the leaves, turned into dF, dV' there.
+#include "../attention_loglinear.h"
 #include "linear_core.cuh"
 
 #define MAX_LEVELS 32
@@ -26,11 +27,9 @@ static int bit_len(unsigned x) {
 static LogShape log_shape(const OpShape *s) {
     LogShape q = {};
     q.g = lin_shape(s);
-    int c = s->chunk > 0 && s->chunk < s->T ? s->chunk : s->T;
-    q.g.L = 1 << (bit_len((unsigned)c) - 1);
+    q.g.L = loglinear_pow2_chunk(s);
     q.g.nc = (s->T + q.g.L - 1) / q.g.L, q.g.Tp = q.g.nc * q.g.L;
-    int M = s->max_len > 0 ? s->max_len : s->T;
-    q.levels = bit_len((unsigned)(M - 1)) + 1;
+    q.levels = loglinear_levels(s);
     if (s->T < 1 || q.levels > MAX_LEVELS)
         mt_cuda_fail("attention_loglinear", "sequence length out of range", __FILE__, __LINE__);
     q.cbits = bit_len((unsigned)q.g.L) - 1;
@@ -355,3 +354,15 @@ extern "C" void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_
     bias_backward_kernel<<<g.H * q.levels, 256>>>(dlam_bias, lw.dlam, lam_pre, lam_bias, q);
     CUDA_LAUNCH_CHECK();
 }
+
+// ---- the rows' kernels (kernels/cpu/attention_loglinear.c has the rows) --------------------------
+static void loglinear_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    attention_loglinear_forward_cuda(out[0], sv, in[0], in[1], in[2], in + 3, s);
+}
+static void loglinear_bwd(const OpShape *s, const float *const *in, const float *const *out,
+                          const float *sv, const float *const *dout, float *const *din) {
+    attention_loglinear_backward_cuda(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
+                                      in[1], in[2], in + 3, s);
+}
+extern "C" const CudaKernels cuda_op_loglinear = {loglinear_fwd, loglinear_bwd, NULL};
+extern "C" const CudaKernels cuda_op_cos_loglinear = {loglinear_fwd, loglinear_bwd, NULL};

@@ -123,3 +123,17 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
     mt_cuda_temp_free(ds, sizeof(float) * (size_t)BH * T * T);
     mt_cuda_temp_free(dO, sizeof(float) * 4 * BTC);
 }
+
+// ---- the row's kernels (kernels/cpu/attention_softmax.c has the row) -----------------------------
+static void softmax_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    attention_softmax_forward_cuda(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H);
+}
+static void softmax_bwd(const OpShape *s, const float *const *in, const float *const *,
+                        const float *sv, const float *const *dout, float *const *din) {
+    attention_softmax_backward_cuda(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T,
+                                    s->C, s->H);
+}
+static size_t softmax_saved(const OpShape *s) {
+    return attention_softmax_saved_cuda(s->B, s->T, s->C, s->H);
+}
+extern "C" const CudaKernels cuda_op_softmax = {softmax_fwd, softmax_bwd, softmax_saved};

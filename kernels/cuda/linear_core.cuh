@@ -4,7 +4,16 @@
 // normaliser, the chunk states. Everything here has internal linkage (each including file
 // gets its own copy and its own work buffers).
 #pragma once
+#include "../feature_maps.h"
 #include "cuda_common.cuh"
+
+// circulant FAVOR+ projection z [rows, m] = W xt of rows xt [rows, D] (cuFFT, circulant.cu), and
+// its backward: dxt = W^T g (overwritten), dr += the gradient of the rows r (when dr)
+extern "C" void circulant_project_cuda(float *z, const float *xt, const float *r_bd,
+                                       const float *s_bd, int rows, int D, int m);
+extern "C" void circulant_project_backward_cuda(float *dxt, float *dr, const float *g,
+                                                const float *xt, const float *r_bd,
+                                                const float *s_bd, int rows, int D, int m);
 
 // Row-major C[M,N] = alpha op(A) op(B) + beta C for `batch` matrices at fixed strides: cuBLAS is
 // column-major, where a row-major matrix is its transpose, so C^T = op(B)^T op(A)^T.
@@ -22,17 +31,17 @@ struct LinShape {
 };
 
 static LinShape lin_shape(const OpShape *s) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
     LinShape g;
     g.B = s->B, g.T = s->T, g.C = s->C, g.H = s->H, g.D = s->C / s->H;
-    bool rf = s->feature_map == FEATURE_FAVOR || s->feature_map == FEATURE_CIRCULANT;
-    g.m = rf ? s->n_features : s->feature_map == FEATURE_COSFORMER ? 2 * g.D : g.D;
-    g.qk_norm = s->qk_norm;
+    g.m = fmap_width_of(s);
+    g.qk_norm = lo.qk_norm;
     g.scale = powf((float)g.D, -0.25f);  // Performer's d^(-1/4), as the CPU map
-    g.max_len = (float)(s->max_len > 0 ? s->max_len : s->T);
-    g.Dv = s->normalize ? g.D + 1 : g.D;
-    g.L = s->chunk < 1 || s->chunk > s->T ? s->T : s->chunk;
+    g.max_len = (float)fmap_max_len(s);
+    g.Dv = lo.normalize ? g.D + 1 : g.D;
+    g.L = lo.chunk < 1 || lo.chunk > s->T ? s->T : lo.chunk;
     g.nc = (s->T + g.L - 1) / g.L, g.Tp = g.nc * g.L, g.BH = s->B * s->H;
-    g.map = s->feature_map, g.normalize = s->normalize, g.eps = (float)s->eps;
+    g.map = lo.feature_map, g.normalize = lo.normalize, g.eps = (float)lo.eps;
     return g;
 }
 

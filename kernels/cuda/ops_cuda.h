@@ -1,7 +1,7 @@
 // The CUDA twins of the op table (fp32, device pointers). Each kernels/cuda/<op>.cu mirrors
 // kernels/cpu/<op>.c: same argument names and layouts, backward adds into its input gradients.
-// CUDA_OPS has the table's uniform signature (OpDef_f32 over device buffers), so the parity
-// suite pairs every CPU row with its twin by name.
+// A .cu file gives each of its rows a CudaKernels object cuda_op_<row> (kernels/ops_list.h);
+// the CUDA row is the CPU row with these replaced, so nothing else is typed twice.
 #pragma once
 #include <stddef.h>
 
@@ -11,9 +11,15 @@ extern "C" {
 
 #include "../ops.h"
 
-extern const OpDef_f32 CUDA_OPS[];
-extern const int N_CUDA_OPS;
-const OpDef_f32 *cuda_op_find(const char *name);
+typedef struct {
+    // NULL forward: no CUDA kernel yet (the row is refused on device: cuda)
+    void (*forward)(const OpShape *s, const float *const *in, float *const *out, float *saved);
+    void (*backward)(const OpShape *s, const float *const *in, const float *const *out,
+                     const float *saved, const float *const *dout, float *const *din);
+    size_t (*saved)(const OpShape *s);  // NULL: the CPU row's saved-activation size
+} CudaKernels;
+// The CUDA row of op table entry `index` (NULL without a kernel).
+const OpDef_f32 *cuda_op_row(int index);
 
 int mt_cuda_device_count(void);
 // Matrix products in fp32 (the default) or bf16 with fp32 accumulation (precision: bf16).
@@ -48,61 +54,10 @@ void rope_forward_cuda(float *out_btc3, const float *qkv_btc3, int B, int T, int
                        double base);
 void rope_backward_cuda(float *dqkv_btc3, const float *dout_btc3, int B, int T, int C, int H,
                         double base);
-// saved: att_bhtt [B,H,T,T] then q, k, v permuted to [B,H,T,D] (3 B T C floats)
-size_t attention_softmax_saved_cuda(int B, int T, int C, int H);
-void attention_softmax_forward_cuda(float *out_btc, float *saved, const float *qkv_btc3, int B,
-                                    int T, int C, int H);
-void attention_softmax_backward_cuda(float *dqkv_btc3, const float *dout_btc,
-                                     const float *qkv_btc3, const float *saved, int B, int T,
-                                     int C, int H);
 void crossentropy_forward_cuda(float *loss, const float *logits, const int *targets, int N,
                                int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
-// causal linear attention, chunkwise, every feature map (fmap: the map's parameters, dfmap their
-// gradients: circulant's r); saved: den [B,H,T]
-void attention_linear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
-                                   const float *const *fmap, const OpShape *s);
-void attention_linear_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dout_btc,
-                                    const float *out_btc, const float *den_bht,
-                                    const float *qkv_btc3, const float *const *fmap,
-                                    const OpShape *s);
-// the feature maps alone (the feature_map op): phi(q), phi(k) [B,H,T,m]
-void feature_map_forward_cuda(float *phiq_bhtm, float *phik_bhtm, const float *qkv_btc3,
-                              const float *const *fmap, const OpShape *s);
-void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dphiq_bhtm,
-                               const float *dphik_bhtm, const float *qkv_btc3,
-                               const float *const *fmap, const OpShape *s);
-// circulant FAVOR+ projection z [rows, m] = W xt of rows xt [rows, D] (cuFFT), and its
-// backward: dxt = W^T g (overwritten), dr += the gradient of the rows r (when dr)
-void circulant_project_cuda(float *z, const float *xt, const float *r_bd, const float *s_bd,
-                            int rows, int D, int m);
-void circulant_project_backward_cuda(float *dxt, float *dr, const float *g, const float *xt,
-                                     const float *r_bd, const float *s_bd, int rows, int D, int m);
-// log-linear attention (Fenwick buckets weighted by lambda = softplus(lam_pre + lam_bias)),
-// every feature map; saved: den [B,H,T]
-void attention_loglinear_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
-                                      const float *lam_pre_bthl, const float *lam_bias_hl,
-                                      const float *const *fmap, const OpShape *s);
-void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_pre_bthl,
-                                       float *dlam_bias_hl, float *const *dfmap,
-                                       const float *dout_btc, const float *out_btc,
-                                       const float *den_bht, const float *qkv_btc3,
-                                       const float *lam_pre_bthl, const float *lam_bias_hl,
-                                       const float *const *fmap, const OpShape *s);
-// linear attention with an HSS state (u_basis [m, Ru], v_basis [D, Rv]); saved: den [B,H,T]
-void attention_hss_forward_cuda(float *out_btc, float *den_bht, const float *qkv_btc3,
-                                const float *u_basis, const float *v_basis,
-                                const float *const *fmap, const OpShape *s);
-void attention_hss_backward_cuda(float *dqkv_btc3, float *const *dfmap, const float *dout_btc,
-                                 const float *out_btc, const float *den_bht,
-                                 const float *qkv_btc3, const float *u_basis,
-                                 const float *v_basis, const float *const *fmap,
-                                 const OpShape *s);
-// causal Hydra attention (heads = channels, cosine kernel)
-void attention_hydra_forward_cuda(float *out_btc, const float *qkv_btc3, const OpShape *s);
-void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dout_btc, const float *qkv_btc3,
-                                   const OpShape *s);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,
