@@ -10,6 +10,11 @@ common=(data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4 model.d_model=32 
         data.test_examples=16 cpu.threads=1 checkpoint.keep=50)
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
+# summary_of DIR FIELD: FIELD of the last summary line in DIR/metrics.jsonl (empty if none).
+summary_of() {
+  grep '"event":"summary"' "$1/metrics.jsonl" 2> /dev/null | tail -n 1 \
+    | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
 same() { "$params_diff" "$1" "$2" --bitwise > "$work/diff.txt" || { cat "$work/diff.txt"; fail "$3"; }; ok "$3"; }
 close() { "$params_diff" "$1" "$2" 1e-5 > "$work/diff.txt" || { cat "$work/diff.txt"; fail "$3"; }; ok "$3"; }
 expect_err() {  # expect_err "<substring>" <exit code> cmd...
@@ -41,30 +46,136 @@ close "$work/straight1/final_state.bin" "$work/to1/final_state.bin" "resume 2 ra
 "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/to2" --resume auto > /dev/null || fail "resume 1 -> 2"
 close "$work/straight2/final_state.bin" "$work/to2/final_state.bin" "resume 1 rank -> 2 ranks within 1e-5"
 
-# kill -9 at random moments: each trial resumes until done; final state == straight run.
+# kill -9 trials. Each trial kills a run with SIGKILL and proves where the kill landed: `wait`
+# reports signal 9 (the run did not end by itself), the run had logged training steps, and it
+# had not finished (no summary line, no status file, no final state). Then it resumes
+# (--resume auto) from exactly the checkpoint it must use, runs the remaining steps and ends
+# bitwise equal to the uninterrupted run.
+#  - trials 1-6: killed once training passes a random step; resumed from the checkpoint `latest`
+#    names, strictly between step 0 and the last step.
+#  - trials 7-10: killed in the middle of a checkpoint write. The writer is frozen (SIGSTOP) while
+#    its temporary file ckpt-N.h5.tmp.<pid> exists and killed while frozen, so the kill lands
+#    mid-write by construction; the temporary file is still there after the kill, no file has
+#    the checkpoint's real name, and the run resumes from the checkpoint before N. Trials 7-8
+#    pick a random checkpoint, trial 9 the final one (written after step 300, resumed from 294),
+#    trial 10 the first one (step 7: nothing to resume from, so the run starts from scratch).
+# KILL_SEED=<n> repeats a sequence of random moments.
 long=(data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4 model.d_model=32 model.n_heads=2
       train.steps=300 train.batch_size=8 train.eval_every=0 train.log_every=50 data.test_examples=16
       cpu.threads=1 checkpoint.every_steps=7 checkpoint.keep=2)
+steps=300 every=7
 "$madtrain" "${long[@]}" run.dir="$work/kill-straight" > /dev/null || fail "kill straight run"
+[[ $(summary_of "$work/kill-straight" status) == finished ]] || fail "kill straight run did not finish"
+seed=${KILL_SEED:-$RANDOM}; RANDOM=$seed
+echo "kill -9 trials: KILL_SEED=$seed"
+mkfifo "$work/snooze"; exec {snooze_fd}<> "$work/snooze"
+snooze() { read -r -t "$1" -u "$snooze_fd" _; }  # a sleep without a fork: nothing is ever written
+# proc_state PID: sets `state` to the process state letter (R, S, D, T, Z), empty once reaped.
+proc_state() { state=; read -r _ _ state _ 2> /dev/null < "/proc/$1/stat"; }
+running() { proc_state "$1"; [[ -n $state && $state != Z ]]; }
+# reach_step PID DIR STEP: waits until the run has logged step STEP or later; 1 if it ended first.
+reach_step() {
+  local last
+  while running "$1"; do
+    last=$(tail -n 1 "$2/metrics.jsonl" 2> /dev/null | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
+    [[ -n $last ]] && (( last >= $3 )) && return 0
+    snooze 0.005
+  done
+  return 1
+}
+# freeze_mid_write PID DIR LO HI: stops PID (SIGSTOP) while it writes a checkpoint N, LO <= N <=
+# HI, and its temporary file exists; sets `frozen` to N. 1 if the run passed HI or ended first.
+freeze_mid_write() {
+  local pid=$1 dir=$2 lo=$3 hi=$4 tmp n
+  while running "$pid"; do
+    for tmp in "$dir"/ckpt-*.h5.tmp."$pid"; do
+      [[ -e $tmp ]] || continue
+      n=${tmp##*/ckpt-}; n=$((10#${n%%.h5.tmp.*}))
+      (( n > hi )) && return 1
+      (( n < lo )) && continue
+      kill -STOP "$pid" 2> /dev/null || return 1
+      while proc_state "$pid"; [[ $state != T && $state != Z && -n $state ]]; do snooze 0.001; done
+      [[ $state == T ]] || return 1
+      # Frozen: if the temporary file is still there, the write is unfinished.
+      [[ -e $tmp ]] && { frozen=$n; return 0; }
+      kill -CONT "$pid"  # the rename beat the stop: wait for a later write
+    done
+    snooze 0.001
+  done
+  return 1
+}
+mid_write=0 by_chance=0 from_scratch=0 retries=0
 for trial in $(seq 1 10); do
   dir="$work/kill-$trial"
-  "$madtrain" "${long[@]}" train.log_every=1 run.dir="$dir" > /dev/null 2>&1 & pid=$!
-  target=$(( 10 + RANDOM % 270 ))  # kill once training passes a random step
-  for _ in $(seq 400); do
-    last=$(tail -n 1 "$dir/metrics.jsonl" 2>/dev/null | sed -n 's/.*"step":\([0-9]*\).*/\1/p')
-    [[ -n "$last" && "$last" -ge $target ]] && break
-    sleep 0.01
+  case $trial in
+    [1-6]) mode=step target=$(( 10 + RANDOM % 270 ));;  # a step in [10, 279]
+    [7-8]) mode=write lo=$(( 14 + RANDOM % 274 )) hi=294;;  # the first write at or after lo
+    9) mode=write lo=$steps hi=$steps;;
+    10) mode=write lo=$every hi=$every;;
+  esac
+  for attempt in 1 2 3 4 5; do
+    rm -rf "$dir"
+    "$madtrain" "${long[@]}" train.log_every=1 run.dir="$dir" > "$dir.killed.log" 2>&1 & pid=$!
+    if [[ $mode == step ]]; then reach_step "$pid" "$dir" "$target"; else freeze_mid_write "$pid" "$dir" "$lo" "$hi"; fi
+    landed=$?
+    kill -9 "$pid" 2> /dev/null; wait "$pid" 2> /dev/null; rc=$?
+    (( landed == 0 )) && break
+    # The moment passed before the kill (a write finished between the look and the stop).
+    echo "note: kill -9 trial $trial, attempt $attempt: the moment passed (exit $rc); again"
+    retries=$(( retries + 1 ))
   done
-  kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-  killed_at=$(sed 's/ckpt-0*\([0-9]*\).h5/\1/' "$dir/latest" 2>/dev/null || echo none)
-  "$madtrain" "${long[@]}" run.dir="$dir" --resume auto > /dev/null || fail "resume after kill -9 (trial $trial)"
-  # A killed writer may leave a temporary file; the next start removes it, and never is one
-  # under a checkpoint's real name.
-  "$params_diff" "$work/kill-straight/final_state.bin" "$dir/final_state.bin" --bitwise > /dev/null \
-    || fail "kill -9 trial $trial (last checkpoint ${killed_at}): final state differs"
-  ls "$dir"/*.tmp.* > /dev/null 2>&1 && fail "kill -9 trial $trial left a temporary file"
-  echo "ok: kill -9 trial $trial (resumed from step ${killed_at}) == straight run (bitwise)"
+  (( landed == 0 )) || fail "kill -9 trial $trial: 5 attempts, none killed at the moment it wants"
+  # The kill landed mid-run.
+  [[ $rc -eq 137 ]] || fail "kill -9 trial $trial: the run exited with $rc, not by SIGKILL"
+  last=$(grep -o '^{"event":"train","step":[0-9]*' "$dir/metrics.jsonl" | tail -n 1 | grep -o '[0-9]*$')
+  [[ -n $last ]] && (( last >= 1 )) || fail "kill -9 trial $trial: the killed run had logged no training step"
+  grep -q '"event":"summary"' "$dir/metrics.jsonl" && fail "kill -9 trial $trial: the killed run had finished (summary logged)"
+  [[ -e $dir/status || -e $dir/final_state.bin ]] && fail "kill -9 trial $trial: the killed run had finished (status or final state written)"
+  tmps=("$dir"/ckpt-*.h5.tmp.*)
+  latest_step=0; [[ -f $dir/latest ]] && latest_step=$((10#$(sed -n 's/^ckpt-\([0-9]*\)\.h5$/\1/p' "$dir/latest")))
+  if [[ $mode == step ]]; then
+    (( last >= target && last < steps )) || fail "kill -9 trial $trial: killed at step $last, wanted in [$target, $steps)"
+    want=$latest_step
+    (( want > 0 && want <= last )) || fail "kill -9 trial $trial: latest checkpoint at step $want, killed at step $last"
+    where="at step $last"
+    if [[ -e ${tmps[0]} ]]; then
+      where+=", by chance mid-write (${tmps[0]##*/} left)"; mid_write=$(( mid_write + 1 )); by_chance=$(( by_chance + 1 ))
+    fi
+  else
+    name=$(printf 'ckpt-%08d.h5' "$frozen")
+    [[ ${#tmps[@]} -eq 1 && ${tmps[0]} == "$dir/$name.tmp.$pid" ]] \
+      || fail "kill -9 trial $trial: after a kill mid-write of $name, expected only $name.tmp.$pid, found: ${tmps[*]##*/}"
+    [[ -e $dir/$name ]] && fail "kill -9 trial $trial: a half-written checkpoint has its real name $name"
+    want=$(( (frozen - 1) / every * every ))  # the checkpoint before the interrupted one
+    (( latest_step == want )) || fail "kill -9 trial $trial: latest names step $latest_step, expected $want"
+    where="mid-write of $name (step $last logged, ${tmps[0]##*/} left)"
+    mid_write=$(( mid_write + 1 ))
+  fi
+  # The resume.
+  "$madtrain" "${long[@]}" run.dir="$dir" --resume auto > "$dir.resumed.log" 2>&1 \
+    || { tail -n 5 "$dir.resumed.log"; fail "resume after kill -9 (trial $trial)"; }
+  line=$(grep -m 1 '^resume: ' "$dir.resumed.log")
+  if (( want == 0 )); then
+    [[ $line == "resume: no checkpoint in $dir, starting fresh" ]] \
+      || fail "kill -9 trial $trial: expected a fresh start, the log says: $line"
+    from_scratch=$(( from_scratch + 1 ))
+  else
+    (( want > 0 && want < steps )) || fail "kill -9 trial $trial: resume step $want is not inside (0, $steps)"
+    [[ $line == "resume: $dir/$(printf 'ckpt-%08d.h5' "$want") at step $want (written by 1 rank(s))" ]] \
+      || fail "kill -9 trial $trial: expected a resume from step $want, the log says: $line"
+  fi
+  [[ $(summary_of "$dir" status) == finished && $(summary_of "$dir" step) == "$steps" &&
+     $(summary_of "$dir" steps_this_run) == $(( steps - want )) ]] \
+    || fail "kill -9 trial $trial: the resumed run did not finish the remaining $(( steps - want )) steps"
+  "$params_diff" "$work/kill-straight/final_state.bin" "$dir/final_state.bin" --bitwise > "$work/diff.txt" \
+    || { cat "$work/diff.txt"; fail "kill -9 trial $trial (resumed from step $want): final state differs"; }
+  # The next start removed what the killed writer left.
+  ls "$dir"/*.tmp.* > /dev/null 2>&1 && fail "kill -9 trial $trial: a temporary file survived the resume"
+  echo "ok: kill -9 trial $trial: killed $where; resumed from step $want, $(( steps - want )) steps; == straight run (bitwise)"
 done
+exec {snooze_fd}>&-
+(( mid_write >= 4 )) || fail "only $mid_write kill(s) landed mid-checkpoint-write"
+echo "ok: kill -9: 10 trials killed mid-run; $mid_write landed mid-checkpoint-write (4 by design, $by_chance by chance); $from_scratch resumed from scratch; $retries attempt(s) repeated"
 
 # Corrupted checkpoints: truncated and bit-flipped files are refused with a clear message;
 # resume auto falls back to the previous good checkpoint and says so.
