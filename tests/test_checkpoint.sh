@@ -24,26 +24,56 @@ expect_err() {  # expect_err "<substring>" <exit code> cmd...
   ok "exit $code: $want"
 }
 
-# Straight runs: 1 rank and 2 ranks.
+# ran DIR STEP WORLD STEPS_THIS_RUN STATUS WHAT: the run's last summary says it reached STEP on
+# WORLD rank(s), STEPS_THIS_RUN of them in this run, and ended with STATUS.
+ran() {
+  local got="$(summary_of "$1" step) $(summary_of "$1" world) $(summary_of "$1" steps_this_run) $(summary_of "$1" status)"
+  [[ $got == "$2 $3 $4 $5" ]] || fail "$6: summary says step/world/steps this run/status '$got', expected '$2 $3 $4 $5'"
+}
+# resumed LOG DIR STEP WORLD WHAT: LOG shows a resume from DIR's step-STEP checkpoint, written on
+# WORLD rank(s). Without this a resume that silently started afresh would pass every comparison.
+resumed() {
+  local want; printf -v want 'resume: %s/ckpt-%08d.h5 at step %d (written by %d rank(s))' "$2" "$3" "$3" "$4"
+  grep -qxF "$want" "$1" || { cat "$1"; fail "$5: no line '$want'"; }
+}
+
+# Straight runs: 1 rank and 2 ranks. Training must move the parameters, or every comparison
+# below would hold for a trainer that does nothing.
 "$madtrain" "${common[@]}" run.dir="$work/straight1" > /dev/null || fail "straight 1-rank run"
+ran "$work/straight1" 40 1 40 finished "straight 1-rank run"
 "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/straight2" > /dev/null || fail "straight 2-rank run"
+ran "$work/straight2" 40 2 40 finished "straight 2-rank run"
+"$madtrain" "${common[@]}" train.steps=1 optim.lr=0 optim.warmup_steps=0 run.dir="$work/untrained" > /dev/null || fail "untrained run"
+"$params_diff" "$work/untrained/final_state.bin" "$work/straight1/final_state.bin" 1e-3 > /dev/null \
+  && fail "40 steps did not change the parameters"
 
 # Bitwise resume: stop after 20 steps (the signal path), resume, 20 more.
 "$madtrain" "${common[@]}" run.dir="$work/split1" debug.stop_at_step=20 > /dev/null || fail "stop at 20"
 [[ $(cat "$work/split1/status") == preempted ]] || fail "status after a stop request is not 'preempted'"
-"$madtrain" "${common[@]}" run.dir="$work/split1" --resume auto > /dev/null || fail "resume"
+ran "$work/split1" 20 1 20 preempted "stop at 20"
+"$madtrain" "${common[@]}" run.dir="$work/split1" --resume auto > "$work/split1.log" || fail "resume"
+resumed "$work/split1.log" "$work/split1" 20 1 "1-rank resume"
+ran "$work/split1" 40 1 20 finished "1-rank resume"
 same "$work/straight1/final_state.bin" "$work/split1/final_state.bin" "1 rank: 20 + resume + 20 == 40 straight (params, moments bitwise)"
 "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/split2" debug.stop_at_step=20 > /dev/null || fail "2-rank stop"
-"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/split2" --resume auto > /dev/null || fail "2-rank resume"
+ran "$work/split2" 20 2 20 preempted "2-rank stop at 20"
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/split2" --resume auto > "$work/split2.log" || fail "2-rank resume"
+resumed "$work/split2.log" "$work/split2" 20 2 "2-rank resume"
+ran "$work/split2" 40 2 20 finished "2-rank resume"
 same "$work/straight2/final_state.bin" "$work/split2/final_state.bin" "2 ranks: stop + resume == straight (bitwise)"
 
 # Resume onto another world size: 2 -> 1 and 1 -> 2 ranks (same global batch).
 cp -r "$work/split2" "$work/to1"; rm -f "$work/to1/final_state.bin" "$work/to1/ckpt-00000040.h5"
 echo ckpt-00000020.h5 > "$work/to1/latest"
-"$madtrain" "${common[@]}" run.dir="$work/to1" --resume auto > /dev/null || fail "resume 2 -> 1"
+"$madtrain" "${common[@]}" run.dir="$work/to1" --resume auto > "$work/to1.log" || fail "resume 2 -> 1"
+resumed "$work/to1.log" "$work/to1" 20 2 "resume 2 ranks -> 1 rank"
+ran "$work/to1" 40 1 20 finished "resume 2 ranks -> 1 rank"
 close "$work/straight1/final_state.bin" "$work/to1/final_state.bin" "resume 2 ranks -> 1 rank within 1e-5"
-"$madtrain" "${common[@]}" run.dir="$work/to2" debug.stop_at_step=20 > /dev/null
-"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/to2" --resume auto > /dev/null || fail "resume 1 -> 2"
+"$madtrain" "${common[@]}" run.dir="$work/to2" debug.stop_at_step=20 > /dev/null || fail "stop at 20 (1 -> 2)"
+ran "$work/to2" 20 1 20 preempted "stop at 20 (1 -> 2)"
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" run.dir="$work/to2" --resume auto > "$work/to2.log" || fail "resume 1 -> 2"
+resumed "$work/to2.log" "$work/to2" 20 1 "resume 1 rank -> 2 ranks"
+ran "$work/to2" 40 2 20 finished "resume 1 rank -> 2 ranks"
 close "$work/straight2/final_state.bin" "$work/to2/final_state.bin" "resume 1 rank -> 2 ranks within 1e-5"
 
 # kill -9 trials. Each trial kills a run with SIGKILL and proves where the kill landed: `wait`
@@ -211,18 +241,31 @@ out=$("$madtrain" "${common[@]}" train.steps=44 train.log_every=2 run.dir="$work
 ok "resume with a longer schedule is allowed and logged"
 
 # Warm start: parameters only, matched by name and shape; mismatches are listed.
-"$madtrain" "${common[@]}" train.steps=1 optim.lr=0 checkpoint.init_from="$work/straight1/ckpt-00000040.h5" run.dir="$work/warm" > /dev/null || fail "init_from"
+# With lr 0 the one step leaves the loaded parameters as they are: they must be the checkpoint's
+# (the straight run's final parameters), bitwise; the moments are this run's own.
+"$madtrain" "${common[@]}" train.steps=1 optim.lr=0 checkpoint.init_from="$work/straight1/ckpt-00000040.h5" run.dir="$work/warm" > "$work/warm.log" || fail "init_from"
+grep -qxF "init_from: parameters loaded from $work/straight1/ckpt-00000040.h5" "$work/warm.log" || { cat "$work/warm.log"; fail "init_from: no 'parameters loaded' line"; }
+"$params_diff" "$work/straight1/final_state.bin" "$work/warm/final_state.bin" --bitwise > "$work/diff.txt"
+grep -q "^ok params: " "$work/diff.txt" || { cat "$work/diff.txt"; fail "init_from: the warm-started parameters are not the checkpoint's"; }
+ok "init_from loads the checkpoint's parameters"
 expect_err "3 parameter(s) do not match the model: wte (shape), layers.0.mixer.wg (missing), layers.1.mixer.wg (missing)" 2 \
   "$madtrain" "${common[@]}" data.vocab_size=40 model.gate=true checkpoint.init_from="$work/straight1/ckpt-00000040.h5" run.dir="$work/warm2"
 
 # Signals on 2 ranks: SIGUSR1 to mpirun reaches the ranks; they agree, checkpoint, exit 0.
 sig=$work/signal
 "${mpirun[@]}" -n 2 "$madtrain" "${long[@]}" train.steps=100000 checkpoint.every_steps=0 run.dir="$sig" > "$work/sig.log" 2>&1 & pid=$!
-for _ in $(seq 50); do grep -q "step .*50/" "$work/sig.log" 2>/dev/null && break; sleep 0.2; done
+for _ in $(seq 150); do grep -q "step .*50/" "$work/sig.log" 2>/dev/null && break; sleep 0.2; done
+grep -q "step .*50/" "$work/sig.log" || { kill -9 $pid; cat "$work/sig.log"; fail "SIGUSR1 on 2 ranks: the run did not reach step 50"; }
 kill -USR1 $pid; wait $pid; rc=$?
 [[ $rc -eq 0 && $(cat "$sig/status") == preempted ]] || { cat "$work/sig.log"; fail "SIGUSR1 on 2 ranks: exit $rc"; }
-ls "$sig"/ckpt-*.h5 > /dev/null || fail "SIGUSR1: no checkpoint"
-ok "SIGUSR1 on 2 ranks: checkpoint written, exit 0, status preempted"
+# It stopped mid-run (past step 50, far from the end) because of the signal, at a step whose
+# checkpoint is the only one (checkpoint.every_steps=0).
+stop=$(sed -n 's/^stopped by signal at step \([0-9]*\): checkpoint written, exit 0 (status: preempted)$/\1/p' "$work/sig.log")
+[[ -n $stop ]] && (( stop >= 50 && stop < 100000 )) || { cat "$work/sig.log"; fail "SIGUSR1 on 2 ranks: no 'stopped by signal' line past step 50"; }
+ran "$sig" "$stop" 2 "$stop" preempted "SIGUSR1 on 2 ranks"
+ckpts=("$sig"/ckpt-*.h5)
+[[ ${#ckpts[@]} -eq 1 && ${ckpts[0]} == "$sig/$(printf 'ckpt-%08d.h5' "$stop")" ]] || fail "SIGUSR1: expected only the step-$stop checkpoint, found: ${ckpts[*]##*/}"
+ok "SIGUSR1 on 2 ranks: stopped at step $stop, its checkpoint written, exit 0, status preempted"
 
 # Non-finite gradients: skipped and counted; K in a row stop the run (or roll back if asked).
 out=$("$madtrain" "${common[@]}" debug.nan_at_step=5 run.dir="$work/nan1" 2>&1) || { echo "$out"; fail "one NaN step"; }
