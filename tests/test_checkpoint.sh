@@ -267,16 +267,42 @@ ckpts=("$sig"/ckpt-*.h5)
 [[ ${#ckpts[@]} -eq 1 && ${ckpts[0]} == "$sig/$(printf 'ckpt-%08d.h5' "$stop")" ]] || fail "SIGUSR1: expected only the step-$stop checkpoint, found: ${ckpts[*]##*/}"
 ok "SIGUSR1 on 2 ranks: stopped at step $stop, its checkpoint written, exit 0, status preempted"
 
-# Non-finite gradients: skipped and counted; K in a row stop the run (or roll back if asked).
-out=$("$madtrain" "${common[@]}" debug.nan_at_step=5 run.dir="$work/nan1" 2>&1) || { echo "$out"; fail "one NaN step"; }
-grep -q '"skipped_steps":1,' "$work/nan1/metrics.jsonl" || fail "the NaN step was not counted"
-ok "one non-finite step is skipped and counted"
-expect_err "3 non-finite steps in a row (train.max_bad_steps) at step 7; stopping" 1 \
-  "$madtrain" "${common[@]}" debug.nan_at_step=5 debug.nan_count=10 train.max_bad_steps=3 run.dir="$work/nan2"
-out=$("$madtrain" "${common[@]}" debug.nan_at_step=25 debug.nan_count=3 train.max_bad_steps=3 train.rollback_on_nan=true checkpoint.every_steps=10 run.dir="$work/nan3" 2>&1) \
-  || { echo "$out"; fail "rollback run"; }
-[[ "$out" == *"rollback: reloaded $work/nan3/ckpt-00000020.h5"* ]] || { echo "$out"; fail "no rollback"; }
-ok "rollback_on_nan reloads the last checkpoint and finishes"
+# Non-finite gradients: skipped and counted exactly; K in a row stop the run (or roll back if
+# asked). skipped_are DIR LOG "STEP:ROW ..." WHAT: the steps skipped are exactly these, each
+# with its log line ("ROW in a row") and its metrics event, and the summary and the log's done
+# line count exactly that many.
+skipped_are() {
+  local dir=$1 log=$2 want=$3 what=$4 n lines events
+  n=$(wc -w <<< "$want")
+  lines=$(sed -n 's/^step \([0-9]*\): non-finite gradient, step skipped (\([0-9]*\) in a row)$/\1:\2/p' "$log" | paste -sd' ')
+  events=$(sed -n 's/^{"event":"skipped","step":\([0-9]*\)}$/\1/p' "$dir/metrics.jsonl" | paste -sd' ')
+  [[ $lines == "$want" ]] || fail "$what: skipped steps logged '$lines', expected '$want'"
+  [[ $events == "$(sed 's/:[0-9]*//g' <<< "$want")" ]] || fail "$what: skipped-step events at steps '$events', expected '$want'"
+  [[ $(summary_of "$dir" skipped_steps) == "$n" ]] || fail "$what: summary skipped_steps '$(summary_of "$dir" skipped_steps)', expected $n"
+  grep -q "^done: .*, skipped $n step(s)$" "$log" || fail "$what: the done line does not say 'skipped $n step(s)'"
+}
+# One NaN step (debug.nan_count defaults to 1): exactly step 5 skipped, training finishes.
+"$madtrain" "${common[@]}" debug.nan_at_step=5 run.dir="$work/nan1" > "$work/nan1.log" 2>&1 || { cat "$work/nan1.log"; fail "one NaN step"; }
+skipped_are "$work/nan1" "$work/nan1.log" "5:1" "one NaN step"
+ran "$work/nan1" 40 1 40 finished "one NaN step"
+ok "one non-finite step (5) is skipped and counted: 1 skipped"
+# 10 NaN steps from step 5, at most 3 in a row: steps 5, 6, 7 are skipped, and the run stops
+# at 7 (the other 7 poisoned steps never run), exit 1, with its one error line.
+"$madtrain" "${common[@]}" debug.nan_at_step=5 debug.nan_count=10 train.max_bad_steps=3 run.dir="$work/nan2" \
+  > "$work/nan2.log" 2> "$work/nan2.err"; rc=$?
+[[ $rc -eq 1 && $(cat "$work/nan2.err") == "madtrain: error: 3 non-finite steps in a row (train.max_bad_steps) at step 7; stopping" ]] \
+  || { cat "$work/nan2.log" "$work/nan2.err"; fail "max_bad_steps: exit $rc"; }
+skipped_are "$work/nan2" "$work/nan2.log" "5:1 6:2 7:3" "max_bad_steps"
+ran "$work/nan2" 7 1 7 failed "max_bad_steps"
+ok "3 non-finite steps in a row (5, 6, 7) stop the run at 7: 3 skipped, exit 1"
+# 3 NaN steps from 25 with rollback: 25, 26, 27 skipped, one rollback to step 20, finished.
+"$madtrain" "${common[@]}" debug.nan_at_step=25 debug.nan_count=3 train.max_bad_steps=3 train.rollback_on_nan=true \
+  checkpoint.every_steps=10 run.dir="$work/nan3" > "$work/nan3.log" 2>&1 || { cat "$work/nan3.log"; fail "rollback run"; }
+skipped_are "$work/nan3" "$work/nan3.log" "25:1 26:2 27:3" "rollback_on_nan"
+[[ $(grep -c '^rollback: ' "$work/nan3.log") -eq 1 ]] && grep -qxF "rollback: reloaded $work/nan3/ckpt-00000020.h5" "$work/nan3.log" \
+  || { cat "$work/nan3.log"; fail "rollback_on_nan: expected exactly one rollback, to ckpt-00000020.h5"; }
+ran "$work/nan3" 40 1 40 finished "rollback_on_nan"
+ok "rollback_on_nan: 3 non-finite steps (25-27) skipped, one rollback to step 20, finished"
 
 # One rank failing takes every rank down within seconds, with its message.
 start=$(date +%s)
