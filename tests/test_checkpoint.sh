@@ -231,6 +231,7 @@ PY
 out=$("$madtrain" "${common[@]}" run.dir="$fb" train.steps=45 --resume auto 2>&1) || { echo "$out"; fail "fallback resume"; }
 [[ "$out" == *"checksum mismatch"*"falling back to the previous checkpoint"* && "$out" == *"resume: $fb/ckpt-00000020.h5 at step 20"* ]] \
   || { echo "$out"; fail "resume auto did not fall back to the previous checkpoint"; }
+ran "$fb" 45 1 25 finished "fallback resume"
 ok "resume auto: corrupted latest -> falls back to step 20 and says so"
 
 # Config changes on resume: the model shape is refused, the schedule length is allowed.
@@ -238,6 +239,8 @@ expect_err "cannot resume from $work/split1/ckpt-00000040.h5 with a different mo
   "$madtrain" "${common[@]}" model.d_model=64 run.dir="$work/split1" --resume "$work/split1/ckpt-00000040.h5"
 out=$("$madtrain" "${common[@]}" train.steps=44 train.log_every=2 run.dir="$work/split1" --resume auto 2>&1) || fail "allowed change"
 [[ "$out" == *"changed settings: train.steps: 40 -> 44, train.log_every: 10 -> 2"* ]] || { echo "$out"; fail "allowed changes not logged"; }
+[[ "$out" == *"resume: $work/split1/ckpt-00000040.h5 at step 40 (written by 1 rank(s))"* ]] || { echo "$out"; fail "the longer schedule did not resume from step 40"; }
+ran "$work/split1" 44 1 4 finished "resume with a longer schedule"
 ok "resume with a longer schedule is allowed and logged"
 
 # Warm start: parameters only, matched by name and shape; mismatches are listed.
