@@ -8,17 +8,35 @@ rm -rf "$work"; mkdir -p "$work"
 "$madtrain" bench --shapes e008 --mixers softmax,linear --steps 2 --warmup 1 device=cpu \
   --out "$work/bench.jsonl" | tee "$work/bench.txt"
 grep -q "measured GEMM peak" "$work/bench.txt"
-python3 - "$work/bench.jsonl" <<'PY'
+python3 - "$work/bench.jsonl" "$work/bench.txt" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["mixer"] for r in rows] == ["softmax", "linear"], rows
 for r in rows:
     assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["flops_per_token"] > 0, r
     assert r["peak_memory_bytes"] > 0 and r["T"] == 128 and r["batch"] == 64, r
-print("ok: 2 rows, tokens/s, MFU in (0, 1), FLOPs and memory present")
+# The table and the JSON lines are one measurement: same rows, step time and MFU as printed.
+table = [[c.strip() for c in l.strip().strip("|").split("|")]
+         for l in open(sys.argv[2]) if l.startswith("| e008 ")]
+assert [t[1] for t in table] == ["softmax", "linear"], table
+# (the table rounds to 0.1, the JSON keeps 6 digits: within 0.06 of each other)
+for t, r in zip(table, rows):
+    assert t[9].endswith("%"), t
+    assert abs(float(t[5]) - r["step_ms"]) <= 0.06 and abs(float(t[9][:-1]) - 100 * r["mfu"]) <= 0.06, (t, r)
+print("ok: 2 rows, tokens/s, MFU in (0, 1), FLOPs and memory present; the table agrees")
 PY
-for bad in "--shapes nosuch" "--mixers nosuch" "--steps 0" "--batch 8x" "--bogus" "model.nosuch=1"; do
-  if "$madtrain" bench $bad > "$work/out" 2> "$work/err"; then echo "FAIL: '$bad' accepted"; exit 1; fi
-  [[ $(wc -l < "$work/err") == 1 ]] || { echo "FAIL: '$bad' gave more than one line"; cat "$work/err"; exit 1; }
-  echo "ok: '$bad' -> $(cat "$work/err")"
-done
+# Each bad option: exit 2 and exactly its one error line (a crash after some line is no pass).
+steps_msg="madtrain: error: bench: --steps must be an integer >= 1, --warmup and --batch integers >= 0"
+while IFS='~' read -r bad want; do
+  rc=0; "$madtrain" bench $bad > "$work/out" 2> "$work/err" || rc=$?
+  [[ $rc -eq 2 && $(cat "$work/err") == "$want" ]] \
+    || { echo "FAIL: '$bad': exit $rc, want exit 2 and: $want"; cat "$work/err"; exit 1; }
+  echo "ok: '$bad' -> $want"
+done <<EOF
+--shapes nosuch~madtrain: error: bench: unknown shape 'nosuch' (madtrain bench --help)
+--mixers nosuch~madtrain: error: bench: unknown mixer 'nosuch'
+--steps 0~$steps_msg
+--batch 8x~$steps_msg
+--bogus~madtrain: error: bench: unknown or incomplete option '--bogus' (madtrain bench --help)
+model.nosuch=1~madtrain: error: command line: unknown key 'model.nosuch' (madtrain --help lists the keys)
+EOF

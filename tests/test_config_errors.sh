@@ -38,17 +38,15 @@ mixers=$("$madtrain" --help | awk '/^Mixers:/ {f = 1; next} /^$/ {f = 0} f {prin
 expect "madtrain: error: command line: key 'model.mixer' expects mixers from $mixers, got 'mamba'" model.mixer=softmax,mamba
 expect "madtrain: error: precision: bf16 needs device: cuda (the cpu backend is fp32)" device=cpu precision=bf16
 expect "madtrain: error: comm.backend: nccl needs device: cuda (this run is on the cpu)" device=cpu comm.backend=nccl
-# device: cuda where no GPU is visible (CI), or in a build without CUDA (the sanitizer build)
-if "$madtrain" --help | grep -q "^  device "; then
-  out=$("$madtrain" run.dir="$work/run" device=cuda 2>&1 >/dev/null); rc=$?
-  if [[ -e /dev/nvidia0 ]]; then
-    echo "ok: (a GPU is visible: device=cuda refusal not checked here)"
-  elif [[ $rc -eq 2 && ( "$out" == "madtrain: error: device: cuda, but no CUDA device is visible on this node" ||
-          "$out" == "madtrain: error: device: cuda, but this madtrain was built without CUDA (nvcc and NCCL not found, or -DMADTRAIN_WITH_CUDA=OFF)" ) && ! -e "$work/run" ]]; then
-    echo "ok: $out"
-  else
-    echo "FAIL: madtrain device=cuda without a GPU: exit $rc: $out"; fail=1
-  fi
+# device: cuda where no GPU is visible (CI), or in a build without CUDA (the sanitizer build).
+out=$("$madtrain" run.dir="$work/run" device=cuda 2>&1 >/dev/null); rc=$?
+if [[ -e /dev/nvidia0 ]]; then
+  echo "ok: (a GPU is visible: device=cuda refusal not checked here)"
+elif [[ $rc -eq 2 && ( "$out" == "madtrain: error: device: cuda, but no CUDA device is visible on this node" ||
+        "$out" == "madtrain: error: device: cuda, but this madtrain was built without CUDA (nvcc and NCCL not found, or -DMADTRAIN_WITH_CUDA=OFF)" ) && ! -e "$work/run" ]]; then
+  echo "ok: $out"
+else
+  echo "FAIL: madtrain device=cuda without a GPU: exit $rc: $out"; fail=1
 fi
 expect "madtrain: error: cannot read config file '$work/missing.yaml': No such file or directory" --config "$work/missing.yaml"
 expect "madtrain: error: $work/broken.yaml:3:1: invalid YAML: did not find expected ',' or ']'" --config "$work/broken.yaml"

@@ -27,9 +27,15 @@ for exp in e029 e008 e005; do
 done
 head -1 "$work/e005/table.md" | grep -q 'test acc L3' || { echo "FAIL: e005 table lacks per-level accuracy"; fail=1; }
 head -1 "$work/e005/table.md" | grep -q 'off-diag top-r energy' || { echo "FAIL: e005 table lacks the off-diagonal energy"; fail=1; }
-grep -q '^| hss_r8 | 2 |.*0\.34' "$work/e005/table.md" || { echo "FAIL: e005 HSS memory ratio is not (4*16*16 + 2*64 + 4*64)/4096 = 0.34"; fail=1; }
+grep -q '^| hss_r8 | 2 |.* | 0\.3438 | ' "$work/e005/table.md" || { echo "FAIL: e005 HSS memory ratio is not (4*16*16 + 2*64 + 4*64)/4096 = 0.3438"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'feature map ms' || { echo "FAIL: e029 table lacks the feature-map time"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'NaN/Inf' || { echo "FAIL: e029 table lacks NaN/Inf"; fail=1; }
+# No NaN is injected here: the count must be exactly 0 in every row of every table that has it.
+for exp in e029 e005; do
+  nonzero=$(awk -F' *\\| *' 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "NaN/Inf") c = i; next }
+                              NR > 2 && /^\| / && $c != "0" { print $2 ": " $c } END { if (!c) print "no NaN/Inf column"; else if (NR < 3) print "no rows" }' "$work/$exp/table.md")
+  check "[[ -z '$nonzero' ]]" "$exp: NaN/Inf is not 0: $nonzero"
+done
 if command -v gnuplot > /dev/null; then
   for png in loss accuracy heldout_accuracy; do
     check "[[ -s $work/e005/plots/$png.png ]]" "e005: no $png.png plot"
@@ -46,10 +52,13 @@ grep -v '"summary"' "$work/e005/dense-s1/metrics.jsonl" > "$work/e005/dense-s9/m
 check "[[ $? -eq 0 ]] && grep -q 'skipping .*dense-s9: the run has no summary' $work/partial.err && grep -q '^| dense | 2 |' $work/partial.md" \
   "an unfinished run is not skipped with a warning"
 rm -rf "$work/e005/dense-s9"
-# Rerunning skips finished runs (an interrupted experiment continues).
+# Rerunning skips finished runs (an interrupted experiment continues): it says so, and their
+# metrics are untouched.
+before=$(cat "$work/e005"/*-s1/metrics.jsonl | md5sum)
 MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" e005 --seeds 1 --out "$work/e005" \
   -- train.epochs=0 train.steps=6 > "$work/rerun.out" 2>&1
 check "grep -q 'finished, skipped' $work/rerun.out" "a finished run was not skipped"
+check "[[ '$before' == '$(cat "$work/e005"/*-s1/metrics.jsonl | md5sum)' ]]" "a finished run was trained again"
 bash "$root/launch/run_experiment.sh" nope > "$work/bad.out" 2>&1
 check "[[ $? -eq 2 ]] && grep -q \"no experiment 'nope'\" $work/bad.out" "unknown experiment not refused"
 [[ $fail -eq 0 ]] && echo "PASSED" || echo "FAILED"

@@ -11,15 +11,32 @@ common=(data.task=mqar data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4
         model.d_model=32 model.n_heads=2 train.steps=20 train.batch_size=8 train.eval_every=0
         train.log_every=10 data.test_examples=16 cpu.threads=1)
 
+# world DIR: the world size the run's summary reports; batch LOG: its "batch ..." description.
+world() { grep '"event":"summary"' "$1/metrics.jsonl" | tail -n 1 | sed -n 's/.*"world":\([0-9]*\).*/\1/p'; }
+batch() { grep -o 'batch [0-9]* ([0-9]* per rank x [0-9]* micro-steps)' "$1"; }
+# ran DIR WORLD "BATCH": the run happened as the comparison assumes (2 singletons, or an
+# ignored grad_accum, would compare equal to the 1-rank run for the wrong reason).
+ran() {
+  [[ $(world "$1") == "$2" && $(batch "$1.log") == "$3" ]] \
+    || { echo "FAIL: $1: world $(world "$1"), '$(batch "$1.log")'; expected world $2, '$3'"; exit 1; }
+}
+
 for mixer in softmax linear; do
-  "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-1rank" > /dev/null
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-a" > /dev/null
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-b" > /dev/null
-  "$madtrain" "${common[@]}" model.mixer=$mixer train.grad_accum=4 run.dir="$work/$mixer-accum4" > /dev/null
+  "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-1rank" > "$work/$mixer-1rank.log"
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-a" > "$work/$mixer-2rank-a.log"
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer run.dir="$work/$mixer-2rank-b" > "$work/$mixer-2rank-b.log"
+  "$madtrain" "${common[@]}" model.mixer=$mixer train.grad_accum=4 run.dir="$work/$mixer-accum4" > "$work/$mixer-accum4.log"
   # ~250-float buckets: dozens of all-reduces per step, each started as backward finishes it
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer comm.bucket_mb=0.001 run.dir="$work/$mixer-2rank-buckets" > "$work/$mixer-buckets.log"
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer comm.bucket_mb=0.001 train.grad_accum=2 run.dir="$work/$mixer-2rank-buckets-accum2" > /dev/null
-  grep -E "all-reduce: [0-9]{2,} bucket" "$work/$mixer-buckets.log" || { echo "FAIL: expected dozens of buckets"; exit 1; }
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer comm.bucket_mb=0.001 run.dir="$work/$mixer-2rank-buckets" > "$work/$mixer-2rank-buckets.log"
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=$mixer comm.bucket_mb=0.001 train.grad_accum=2 run.dir="$work/$mixer-2rank-buckets-accum2" > "$work/$mixer-2rank-buckets-accum2.log"
+  grep -E "all-reduce: [0-9]{2,} bucket" "$work/$mixer-2rank-buckets.log" || { echo "FAIL: expected dozens of buckets"; exit 1; }
+  grep -E "^all-reduce: 1 bucket\(s\)" "$work/$mixer-2rank-a.log" || { echo "FAIL: expected one bucket by default"; exit 1; }
+  ran "$work/$mixer-1rank" 1 "batch 8 (8 per rank x 1 micro-steps)"
+  ran "$work/$mixer-2rank-a" 2 "batch 8 (4 per rank x 1 micro-steps)"
+  ran "$work/$mixer-2rank-b" 2 "batch 8 (4 per rank x 1 micro-steps)"
+  ran "$work/$mixer-accum4" 1 "batch 8 (2 per rank x 4 micro-steps)"
+  ran "$work/$mixer-2rank-buckets" 2 "batch 8 (4 per rank x 1 micro-steps)"
+  ran "$work/$mixer-2rank-buckets-accum2" 2 "batch 8 (2 per rank x 2 micro-steps)"
   echo "[$mixer] 1 rank vs 2 ranks:";     "$params_diff" "$work/$mixer-1rank/final_state.bin" "$work/$mixer-2rank-a/final_state.bin" 1e-5
   echo "[$mixer] 2 ranks, run twice:";    "$params_diff" "$work/$mixer-2rank-a/final_state.bin" "$work/$mixer-2rank-b/final_state.bin" --bitwise
   echo "[$mixer] accumulation 4 vs 1:";   "$params_diff" "$work/$mixer-1rank/final_state.bin" "$work/$mixer-accum4/final_state.bin" 1e-5

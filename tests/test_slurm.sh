@@ -81,6 +81,7 @@ for _ in $(seq 3000); do
   [[ -n "$step" && $step -ge 600 ]] && break; sleep 0.1
 done
 [[ -n "${step:-}" ]] || fail "the job did not start training"
+(( step >= 600 && step < 3000 )) || fail "the signal must come past the first checkpoint (500) and before the end; the job was at step $step"
 scancel --signal=USR1 --batch "$job" || fail "scancel --signal=USR1"
 echo "sent USR1 at about step $step"
 # The script requeues the job; a requeued job waits for a begin time, so release it now.
@@ -99,7 +100,12 @@ for _ in $(seq 1500); do
 done
 [[ ${restarts:-0} -ge 1 && $state == COMPLETED ]] || fail "job did not complete after a requeue (state ${state:-?}, restarts ${restarts:-?})"
 grep -q "requeueing job $job" "$work/job.out" || fail "the batch script did not requeue"
-grep -q "resume: .*ckpt-" "$work/job.out" || fail "the requeued job did not resume from a checkpoint"
+# The first instance stopped because of the signal, mid-run, and the requeued one resumed from
+# exactly the checkpoint that stop wrote.
+stop=$(sed -n 's/^stopped by signal at step \([0-9]*\): .*/\1/p' "$work/job.out")
+[[ $(wc -w <<< "$stop") -eq 1 ]] && (( stop >= step && stop < 3000 )) || fail "expected one stop by signal past step $step, got '$stop'"
+grep -qxF "resume: $work/run/$(printf 'ckpt-%08d.h5' "$stop") at step $stop (written by 2 rank(s))" "$work/job.out" \
+  || fail "the requeued job did not resume from the step-$stop checkpoint"
 [[ $(cat "$work/run/status") == finished ]] || fail "final status is not finished"
 "$params_diff" "$work/straight/final_state.bin" "$work/run/final_state.bin" --bitwise || fail "final state differs"
-echo "ok: USR1 at step ~$step, requeued ($restarts restart), resumed, final state bitwise equal"
+echo "ok: USR1 at step ~$step, stopped at $stop, requeued ($restarts restart), resumed from $stop, final state bitwise equal"

@@ -39,8 +39,16 @@ mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2 "$madtrain" --con
 eval_line=$(grep '"event":"eval"' "$work/run/metrics.jsonl" | tail -1)
 ppl=$(sed 's/.*"ppl":\([0-9.e+-]*\).*/\1/' <<< "$eval_line")
 tokens=$(sed 's/.*"tokens":\([0-9]*\).*/\1/' <<< "$eval_line")
-wall=$(grep '"event":"summary"' "$work/run/metrics.jsonl" | sed 's/.*"wall_s":\([0-9.e+-]*\).*/\1/')
-echo "validation perplexity $ppl vs unigram $unigram ($tokens tokens scored, ${wall}s of training)"
+eval_step=$(sed 's/.*"step":\([0-9]*\).*/\1/' <<< "$eval_line")
+summary=$(grep '"event":"summary"' "$work/run/metrics.jsonl")
+wall=$(sed 's/.*"wall_s":\([0-9.e+-]*\).*/\1/' <<< "$summary")
+echo "validation perplexity $ppl vs unigram $unigram ($tokens tokens scored, ${wall}s of training, for information)"
+# The evaluation is the finished 2-rank run's last step, and its figures are numbers (sed leaves
+# the whole line where a field is missing, which awk would compare as a string).
+[[ $(wc -l <<< "$summary") -eq 1 && $summary == *'"world":2,"status":"finished"}' && $summary == *"\"step\":$eval_step,"* ]] \
+  || { echo "FAIL: expected one finished 2-rank summary at the evaluated step $eval_step: $summary"; exit 1; }
+[[ $ppl =~ ^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ && $tokens =~ ^[0-9]+$ ]] \
+  || { echo "FAIL: no numeric ppl and tokens in the last evaluation: $eval_line"; exit 1; }
 if [[ "$tokens" != "$scored" ]]; then
   echo "FAIL: the evaluation scored $tokens tokens, the split has $scored to predict"; exit 1
 fi
