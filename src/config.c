@@ -349,7 +349,7 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
         for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && !bad;
              tok = strtok_r(NULL, ", ", &save))
             if (!op_find_f32(tok) || !op_find_f32(tok)->mixer) {
-                char names[512] = "";
+                char names[2048] = "";
                 for (int i = 0; i < N_OPS_f32; i++)
                     if (OPS_f32[i]->mixer)
                         snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
@@ -399,11 +399,51 @@ int config_override(Config *c, const char *arg, char *err, size_t errlen) {
 
 // libyaml event stream -> dotted keys. Mappings nest (model: {d_model: 64} is model.d_model);
 // a sequence value is joined with commas (model.mixer: [softmax, linear]).
+// The keys a file has set and where, to refuse the second of two (a YAML mapping with a
+// repeated key is an error the spec names, and "last one wins" would hide a typo).
+typedef struct {
+    char **key;
+    size_t *line, n, cap;
+} SeenKeys;
+
+static int seen_add(SeenKeys *s, const char *key, size_t line, const char *path, char *err,
+                    size_t errlen) {
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->key[i], key)) {
+            snprintf(err, errlen, "%s:%zu: key '%s' is given twice (first at line %zu)", path, line,
+                     key, s->line[i]);
+            return -1;
+        }
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->key = realloc(s->key, sizeof(char *) * s->cap);
+        s->line = realloc(s->line, sizeof(size_t) * s->cap);
+    }
+    s->key[s->n] = malloc(strlen(key) + 1);
+    strcpy(s->key[s->n], key);
+    s->line[s->n++] = line;
+    return 0;
+}
+
+// A key, or the value list of a sequence, kept in a buffer that grows (no length limit of
+// its own: config_set then judges the value).
+static void append(char **buf, size_t *cap, const char *sep, const char *text) {
+    size_t have = *buf ? strlen(*buf) : 0, need = have + strlen(sep) + strlen(text) + 1;
+    if (need > *cap) {
+        *cap = need * 2;
+        *buf = realloc(*buf, *cap);
+        if (!have) (*buf)[0] = 0;
+    }
+    strcat(strcat(*buf, have ? sep : ""), text);
+}
+
 static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *err,
                      size_t errlen) {
     char prefix[8][128];  // key path of the open mappings
     int depth = 0, expect_key[8] = {0}, in_seq = 0, rc = 0, done = 0;
-    char seq_buf[512] = "", seq_key[256] = "";
+    char *seq_buf = NULL, seq_key[256] = "";
+    size_t seq_cap = 0, seq_line = 0;
+    SeenKeys seen = {0};
     while (!done && !rc) {
         yaml_event_t ev;
         if (!yaml_parser_parse(parser, &ev)) {
@@ -446,15 +486,19 @@ static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *e
                 rc = -1;
             } else {
                 in_seq = 1;
-                seq_buf[0] = 0;
+                if (seq_buf) seq_buf[0] = 0;
+                append(&seq_buf, &seq_cap, "", "");
                 snprintf(seq_key, sizeof(seq_key), "%s", full);
+                seq_line = line;
             }
             break;
         case YAML_SEQUENCE_END_EVENT: {
             in_seq = 0;
             char where[300];
-            snprintf(where, sizeof(where), "%s:%zu", path, line);
-            if (config_set(c, seq_key, seq_buf, where, err, errlen)) rc = -1;
+            snprintf(where, sizeof(where), "%s:%zu", path, seq_line);
+            if (seen_add(&seen, seq_key, seq_line, path, err, errlen) ||
+                config_set(c, seq_key, seq_buf, where, err, errlen))
+                rc = -1;
             expect_key[depth] = 1;
             break;
         }
@@ -466,15 +510,21 @@ static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *e
                     rc = -1;
                 }
             } else if (in_seq) {
-                snprintf(seq_buf + strlen(seq_buf), sizeof(seq_buf) - strlen(seq_buf), "%s%s",
-                         seq_buf[0] ? "," : "", v);
+                append(&seq_buf, &seq_cap, ",", v);
             } else if (expect_key[depth]) {
+                if (strlen(v) >= sizeof(prefix[depth])) {
+                    snprintf(err, errlen, "%s:%zu: key '%.40s...' is too long to be a key", path,
+                             line, v);
+                    rc = -1;
+                }
                 snprintf(prefix[depth], sizeof(prefix[depth]), "%s", v);
                 expect_key[depth] = 0;
             } else {
                 char where[300];
                 snprintf(where, sizeof(where), "%s:%zu", path, line);
-                if (config_set(c, full, v, where, err, errlen)) rc = -1;
+                if (seen_add(&seen, full, line, path, err, errlen) ||
+                    config_set(c, full, v, where, err, errlen))
+                    rc = -1;
                 expect_key[depth] = 1;
             }
             break;
@@ -483,6 +533,8 @@ static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *e
         }
         yaml_event_delete(&ev);
     }
+    for (size_t i = 0; i < seen.n; i++) free(seen.key[i]);
+    free(seen.key), free(seen.line), free(seq_buf);
     return rc;
 }
 
@@ -511,6 +563,12 @@ int config_load_string(Config *c, const char *yaml, const char *name, char *err,
 }
 
 int config_validate(const Config *c, int world, char *err, size_t errlen) {
+    if (c->min_lr > c->lr) {
+        snprintf(err, errlen,
+                 "optim.min_lr (%g) is above optim.lr (%g): the schedule would climb, not decay",
+                 c->min_lr, c->lr);
+        return -1;
+    }
     if (c->d_model % c->n_heads) {
         snprintf(err, errlen, "model.d_model (%lld) must be a multiple of model.n_heads (%lld)",
                  (long long)c->d_model, (long long)c->n_heads);
@@ -565,11 +623,12 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
             return -1;
         }
     }
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s", c->mixer);
     int layers = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
-        layers++;
+    for (const char *p = c->mixer; *p;) {  // names separated by commas or spaces
+        p += strspn(p, ", ");
+        if (*p) layers++;
+        p += strcspn(p, ", ");
+    }
     if (layers != 1 && layers != c->n_layers) {
         snprintf(err, errlen, "model.mixer lists %d mixers but model.n_layers is %lld", layers,
                  (long long)c->n_layers);
@@ -591,26 +650,119 @@ static void format_value(const Config *c, const ConfigKey *k, char *out, size_t 
     }
 }
 
-// Keys are grouped by section in the table, so the nested YAML is written in one pass.
+// Floats in a form every YAML 1.1 and 1.2 loader reads as a float: a '.' in the mantissa
+// ("1e-06" alone is a string to PyYAML), round-tripping exactly (%.17g).
+static void format_float(double d, char *out, size_t n) {
+    char buf[40];
+    snprintf(buf, sizeof(buf), "%.17g", d);
+    char *e = strchr(buf, 'e');
+    if (strchr(buf, '.'))
+        snprintf(out, n, "%s", buf);
+    else if (e)
+        snprintf(out, n, "%.*s.0%s", (int)(e - buf), buf, e);
+    else
+        snprintf(out, n, "%s.0", buf);
+}
+
+static int emit_scalar(yaml_emitter_t *em, const char *value, int quoted) {
+    yaml_event_t ev;
+    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)value, (int)strlen(value), 1, 1,
+                                 quoted ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE);
+    return yaml_emitter_emit(em, &ev);
+}
+
+// One key's value: numbers and booleans plain; names (enums, options that are not numbers)
+// and strings double-quoted, so "on" or "no" stay strings and any character round-trips;
+// the mixer list as a flow sequence.
+static int emit_value(yaml_emitter_t *em, const Config *c, const ConfigKey *k) {
+    const char *field = (const char *)c + k->offset;
+    char buf[64];
+    switch (k->type) {
+    case KEY_INT: snprintf(buf, sizeof(buf), "%lld", (long long)*(const int64_t *)field); break;
+    case KEY_FLOAT: format_float(*(const double *)field, buf, sizeof(buf)); break;
+    case KEY_BOOL: snprintf(buf, sizeof(buf), "%s", *(const int *)field ? "true" : "false"); break;
+    case KEY_ENUM: return emit_scalar(em, config_enum_name(k->name, *(const int *)field), 1);
+    case KEY_STR: return emit_scalar(em, field, 1);
+    case KEY_OPTION:
+        if (k->opt->type == OPT_FLOAT) {
+            format_float(strtod(field, NULL), buf, sizeof(buf));
+            break;
+        }
+        return emit_scalar(em, field, k->opt->type == OPT_ENUM);
+    case KEY_MIXERS: {
+        yaml_event_t ev;
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+        if (!yaml_emitter_emit(em, &ev)) return 0;
+        char *list = malloc(strlen(field) + 1);
+        strcpy(list, field);
+        int ok = 1;
+        for (char *save = NULL, *t = strtok_r(list, ", ", &save); t && ok;
+             t = strtok_r(NULL, ", ", &save))
+            ok = emit_scalar(em, t, 0);
+        free(list);
+        yaml_sequence_end_event_initialize(&ev);
+        return ok && yaml_emitter_emit(em, &ev);
+    }
+    }
+    return emit_scalar(em, buf, 0);
+}
+
+static int write_file_handler(void *f, unsigned char *buffer, size_t size) {
+    return fwrite(buffer, 1, size, f) == size;
+}
+
+// libyaml's emitter writes the text, so every string round-trips (quotes, backslashes, line
+// breaks). Keys are grouped by their section (the part before the dot) in table order, so each
+// section is one mapping even where the table interleaves them.
 void config_write_yaml(const Config *c, FILE *f) {
-    char section[64] = "", value[600];
     int n_keys;
     const ConfigKey *keys = config_keys(&n_keys);
-    for (int i = 0; i < n_keys; i++) {
-        const ConfigKey *k = &keys[i];
-        const char *dot = strchr(k->name, '.');
-        format_value(c, k, value, sizeof(value));
+    yaml_emitter_t em;
+    yaml_event_t ev;
+    yaml_emitter_initialize(&em);
+    yaml_emitter_set_output(&em, write_file_handler, f);
+    yaml_emitter_set_unicode(&em, 1);
+    yaml_emitter_set_width(&em, -1);
+    int ok = 1;
+    yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    for (int i = 0; i < n_keys && ok; i++) {
+        const char *dot = strchr(keys[i].name, '.');
+        size_t sl = dot ? (size_t)(dot - keys[i].name) : 0;
+        int first = 1;  // first key of its section in the table?
+        for (int j = 0; j < i && first; j++)
+            first = !(dot && !strncmp(keys[j].name, keys[i].name, sl + 1));
+        if (!first) continue;
         if (!dot) {
-            section[0] = 0;
-            fprintf(f, "%s: %s\n", k->name, value);
+            ok = emit_scalar(&em, keys[i].name, 0) && emit_value(&em, c, &keys[i]);
             continue;
         }
-        if (strncmp(section, k->name, (size_t)(dot - k->name)) || section[dot - k->name]) {
-            snprintf(section, sizeof(section), "%.*s", (int)(dot - k->name), k->name);
-            fprintf(f, "%s:\n", section);
-        }
-        fprintf(f, "  %s: %s\n", dot + 1, value);
+        char section[64];
+        snprintf(section, sizeof(section), "%.*s", (int)sl, keys[i].name);
+        ok = emit_scalar(&em, section, 0);
+        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+        ok = ok && yaml_emitter_emit(&em, &ev);
+        for (int j = i; j < n_keys && ok; j++)
+            if (!strncmp(keys[j].name, keys[i].name, sl + 1))
+                ok = emit_scalar(&em, keys[j].name + sl + 1, 0) && emit_value(&em, c, &keys[j]);
+        yaml_mapping_end_event_initialize(&ev);
+        ok = ok && yaml_emitter_emit(&em, &ev);
     }
+    yaml_mapping_end_event_initialize(&ev);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    yaml_document_end_event_initialize(&ev, 1);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    yaml_stream_end_event_initialize(&ev);
+    ok = ok && yaml_emitter_emit(&em, &ev);
+    yaml_emitter_flush(&em);
+    // A failed write (full disk) shows in ferror(f), which every caller checks.
+    if (!ok) fprintf(stderr, "madtrain: warning: writing the config: %s\n",
+                     em.problem ? em.problem : "emitter error");
+    yaml_emitter_delete(&em);
 }
 
 int config_fixed_on_resume(const char *key) {
@@ -629,7 +781,7 @@ int config_diff(const Config *stored, const Config *now, char *refused, size_t r
     for (int i = 0; i < n_keys; i++) {
         const ConfigKey *k = &keys[i];
         if (!strncmp(k->name, "checkpoint.", 11) || !strncmp(k->name, "run.", 4)) continue;
-        char a[600], b[600];
+        char a[2048], b[2048];
         format_value(stored, k, a, sizeof(a));
         format_value(now, k, b, sizeof(b));
         if (!strcmp(a, b)) continue;

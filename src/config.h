@@ -19,7 +19,7 @@ typedef struct {
     int64_t seed;
     // model
     int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
-    char mixer[512];  // one mixer name, or a comma list with one entry per layer
+    char mixer[MAX_LAYERS * 24];  // one mixer name, or a comma list with one entry per layer
     int mlp, tie_embeddings, rope, gate, pos_embedding;
     double rope_base, norm_eps, init_std;
     // mixer layer options; the mixers' own options, as text, in config_keys() order

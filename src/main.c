@@ -24,7 +24,8 @@ static void usage(FILE *f) {
             "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
             "  mixers     the mixers, one per line, with the options of their first test shape\n"
             "  --config   YAML file of config keys; key=value arguments override it\n"
-            "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
+            "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n"
+            "  --print-config  print the resolved config (every key, YAML) and exit\n\n"
             "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
             "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
             "command line; 130 a second SIGINT (no checkpoint).\n\n"
@@ -109,7 +110,12 @@ int main(int argc, char **argv) {
     }
     if (config_path && config_load_file(&cfg, config_path, err, sizeof(err)))
         return usage_error(&comm, err);
+    int print_config = 0;
     for (int i = first; i < argc; i++) {
+        if (!strcmp(argv[i], "--print-config")) {
+            print_config = 1;
+            continue;
+        }
         if (!strcmp(argv[i], "--config")) {
             i++;
             continue;
@@ -125,9 +131,28 @@ int main(int argc, char **argv) {
             snprintf(msg, sizeof(msg), "unknown option '%.200s' (see madtrain --help)", argv[i]);
             return usage_error(&comm, msg);
         }
+        // A key given twice on the command line is refused, naming both (last-one-wins would
+        // hide a typo); --resume is checkpoint.resume.
+        size_t klen = strcspn(argv[i], "=");
+        for (int j = first; j < i; j++) {
+            const char *prev = !strcmp(argv[j], "--resume") ? "checkpoint.resume=" : argv[j];
+            if (j > first && !strcmp(argv[j - 1], "--config")) continue;
+            if (strchr(prev, '=') && strcspn(prev, "=") == klen && !strncmp(prev, argv[i], klen)) {
+                char msg[600];
+                snprintf(msg, sizeof(msg),
+                         "command line: key '%.*s' is given twice ('%.200s' and '%.200s')",
+                         (int)klen, argv[i], argv[j], argv[i]);
+                return usage_error(&comm, msg);
+            }
+        }
         if (config_override(&cfg, argv[i], err, sizeof(err))) return usage_error(&comm, err);
     }
     if (config_validate(&cfg, comm.world, err, sizeof(err))) return usage_error(&comm, err);
+    if (print_config) {  // the resolved config, as the run directory's config.yaml would hold it
+        if (!comm.rank) config_write_yaml(&cfg, stdout);
+        comm_finalize(&comm);
+        return 0;
+    }
     int rc = train_run(&cfg, &comm, eval_only);
     comm_finalize(&comm);
     return rc;

@@ -70,7 +70,7 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) *k, char 
                  F(OPS)[cfg->mixer[layer]]->name, k->name);
         return -1;
     }
-    OpShape s = mixer_core_shape(cfg, layer, 1, 1);
+    OpShape s = mixer_core_shape(cfg, layer, 1, cfg->seq_len > 0 ? cfg->seq_len : 1);
     return core->check ? core->check(&s, err, errlen) : 0;
 }
 

@@ -15,6 +15,7 @@ int mixer_find(const char *name) {
 
 void mixer_options_from(const Config *c, ModelConfig *mc) {
     mc->conv_kernel = (int)c->conv_kernel;  // the layer's own option, for every mixer
+    mc->seq_len = (int)c->seq_len;
     for (int l = 0; l < mc->n_layers; l++) {
         const OpDef_f32 *row = OPS_f32[mc->mixer[l]];
         OpShape *s = &mc->core_opts[l];

@@ -21,6 +21,7 @@ typedef struct {
     int rope[MAX_LAYERS];   // rotary embedding on q, k, per layer
     double rope_base, norm_eps, init_std;
     int conv_kernel;  // short causal convolution on q, k, v (0 = none)
+    int seq_len;      // the run's sequence length: mixers check their options against it
     // Per layer, the mixer's option block as its row reads it (OpShape.opt), resolved from the
     // mixer.* keys and the row's fixed values.
     OpShape core_opts[MAX_LAYERS];

@@ -104,7 +104,7 @@ static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *
 }
 
 typedef struct {
-    char dir[1024], label[512];
+    char dir[1024], label[sizeof(((Config *)0)->mixer)];
     double col[N_COLS];
     int has_valid;  // the run evaluated a validation split (else its held-out split is test)
 } Run;
@@ -218,7 +218,7 @@ static int collect(const char *dir, char **out, int n, int max) {
 }
 
 typedef struct {
-    char label[512];
+    char label[sizeof(((Config *)0)->mixer)];
     int n;
     double mean[N_COLS], std[N_COLS];
 } Group;

@@ -40,7 +40,7 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
     mc->mlp = c->mlp, mc->tie_embeddings = c->tie_embeddings, mc->gate = c->gate;
     mc->max_positions = c->pos_embedding ? task_seq_len : 0;  // the data's T (shards fix theirs)
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
-    char buf[512];
+    char buf[sizeof(c->mixer)];
     snprintf(buf, sizeof(buf), "%s", c->mixer);
     int k = 0;
     for (char *save = NULL, *t = strtok_r(buf, ", ", &save); t && k < MAX_LAYERS;

@@ -36,6 +36,19 @@ expect "madtrain: error: command line: key 'model.n_layers' = 0 is out of range 
 expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none, got 'relu'" model.mlp=relu
 mixers=$("$madtrain" --help | awk '/^Mixers:/ {f = 1; next} /^$/ {f = 0} f {print $1}' | paste -sd'|')
 expect "madtrain: error: command line: key 'model.mixer' expects mixers from $mixers, got 'mamba'" model.mixer=softmax,mamba
+# Repeated keys (a file, the command line), pairs of keys that must agree, long values.
+printf 'model:\n  d_model: 32\n  n_heads: 2\nmodel:\n  d_model: 64\n' > "$work/dup.yaml"
+printf 'model:\n  mixer: [softmax, linear]\n  mixer: [linear]\n' > "$work/dupseq.yaml"
+expect "madtrain: error: $work/dup.yaml:5: key 'model.d_model' is given twice (first at line 2)" --config "$work/dup.yaml"
+expect "madtrain: error: $work/dupseq.yaml:3: key 'model.mixer' is given twice (first at line 2)" --config "$work/dupseq.yaml"
+expect "madtrain: error: command line: key 'optim.lr' is given twice ('optim.lr=0.1' and 'optim.lr=0.2')" optim.lr=0.1 optim.lr=0.2
+expect "madtrain: error: optim.min_lr (0.1) is above optim.lr (0.01): the schedule would climb, not decay" optim.lr=0.01 optim.min_lr=0.1
+expect "madtrain: error: cosformer features need mixer.max_len (32) >= the sequence length (64): cos(pi/2 (t-s)/M) turns negative past M" model.mixer=cosformer mixer.max_len=32
+expect "madtrain: error: command line: key 'mixer.chunk' = 0 is out of range [1, 1048576]" mixer.chunk=0
+expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum
+# 64 layers of the longest mixer name: the list is held whole (no buffer cuts it short)
+long=$(printf 'cos_loglinear,%.0s' $(seq 63))cos_loglinear
+expect "madtrain: error: model.mixer lists 64 mixers but model.n_layers is 2" model.mixer="$long"
 expect "madtrain: error: precision: bf16 needs device: cuda (the cpu backend is fp32)" device=cpu precision=bf16
 expect "madtrain: error: comm.backend: nccl needs device: cuda (this run is on the cpu)" device=cpu comm.backend=nccl
 # device: cuda where no GPU is visible (CI), or in a build without CUDA (the sanitizer build).

@@ -18,6 +18,7 @@
 
 
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
+    if (F(fmap_check)(s, err, errlen)) return -1;
     const HssOpts ho = OPT_OF(HssOpts, s);
     int D = s->C / s->H, m = F(fmap_width)(s), leaf = ho.hss_leaf, J = 0;
     while ((D >> J) > leaf) J++;

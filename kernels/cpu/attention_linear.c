@@ -159,6 +159,7 @@ static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
         .name = #name_, .n_in = CORE_IN_PARAMS + 2, .n_out = 1,                             \
         .sizes = linear_sizes, .forward = linear_fwd, .backward = linear_bwd,               \
         .params = F(fmap_params), .init_param = F(fmap_init_param), .aux = linear_aux,      \
+        .check = F(fmap_check),                                                             \
         .options = linear_options, .fixed = fixed_, .mixer = 1, .help = help_,              \
         .flops = linear_flops, .reference = LINEAR_REFERENCE,                               \
         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                      \
@@ -191,8 +192,9 @@ LINEAR_ROW(circulant_favor,
 LINEAR_ROW(cosformer,
     "cosFormer: relu features re-weighted by cos(pi/2 (t-s)/M), M = mixer.max_len",
     "feature_map=cosformer",
-    .n_tests = 3,
-    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 max_len=9"},
+    .n_tests = 4,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 max_len=9"},
               {{.B = 2, .T = 6, .C = 8, .H = 2}, "chunk=4 normalize=false"},
               {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 max_len=160"}});
 // clang-format on

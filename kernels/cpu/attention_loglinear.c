@@ -403,6 +403,7 @@ static const OpOption loglinear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
         .sizes = loglinear_sizes, .forward = loglinear_fwd, .backward = loglinear_bwd,     \
         .params = loglinear_params, .init_param = loglinear_init,                          \
         .aux = F(attention_loglinear_aux), .options = loglinear_options, .fixed = fixed_,  \
+        .check = F(fmap_check),                                                            \
         .mixer = 1, .help = help_, .flops = loglinear_flops,                               \
         .reference = LOGLINEAR_REFERENCE,                                                  \
         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                     \
@@ -424,7 +425,8 @@ LOGLINEAR_ROW(loglinear,
               {{.B = 1, .T = 129, .C = 8, .H = 2}, "chunk=8 max_len=100"}});
 LOGLINEAR_ROW(cos_loglinear, "log-linear attention with cosFormer features",
     "feature_map=cosformer",
-    .n_tests = 2,
-    .tests = {{{.B = 2, .T = 9, .C = 8, .H = 2}, "chunk=3 max_len=16"},
+    .n_tests = 3,
+    .tests = {{{.B = 2, .T = 9, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 2, .T = 9, .C = 8, .H = 2}, "chunk=3 max_len=16"},
               {{.B = 1, .T = 65, .C = 8, .H = 2}, "chunk=8 max_len=65"}});
 // clang-format on

@@ -2,6 +2,7 @@
 // 2-5): elu+1, relu, FAVOR+ positive orthogonal random features, circulant FAVOR+ (the
 // projection C(r) diag(s) applied by FFTW) and the cosFormer position re-weighting.
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,20 @@
 
 int F(fmap_width)(const OpShape *s) {
     return fmap_width_of(s);
+}
+
+// cosFormer's weight cos(pi/2 (t - s) / M) turns negative once t - s > M: M must cover the
+// sequence (mixers.md section 5).
+int F(fmap_check)(const OpShape *s, char *err, size_t errlen) {
+    const LinearOpts lo = OPT_OF(LinearOpts, s);
+    if (lo.feature_map == FEATURE_COSFORMER && fmap_max_len(s) < s->T) {
+        snprintf(err, errlen,
+                 "cosformer features need mixer.max_len (%d) >= the sequence length (%d): "
+                 "cos(pi/2 (t-s)/M) turns negative past M",
+                 fmap_max_len(s), s->T);
+        return -1;
+    }
+    return 0;
 }
 
 // The projection is shared by the heads of a layer (as in Performer). The circulant signs s

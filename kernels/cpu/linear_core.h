@@ -44,6 +44,7 @@ typedef struct {
 } F(FeatureMap);
 
 int F(fmap_width)(const OpShape *s);
+int F(fmap_check)(const OpShape *s, char *err, size_t errlen);  // the map fits this shape
 int F(fmap_params)(const OpShape *s, OpParam *out);  // the map's parameters, in input order
 void F(fmap_init_param)(const OpShape *s, int index, uint64_t key, real *w);
 // Binds the parameters and, for the circulant map, plans the FFTs (call outside parallel code).
