@@ -18,7 +18,6 @@ void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 void comm_iallreduce_sum_f32(Comm *c, float *buf, size_t n);
 void comm_progress(Comm *c);
 void comm_wait_pending(Comm *c);
-void comm_barrier(Comm *c);
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root);
 // 1 when every rank passed the same value (replica checks), else 0; on every rank.
 int comm_all_equal_u64(Comm *c, unsigned long long v);

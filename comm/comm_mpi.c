@@ -66,11 +66,6 @@ void comm_wait_pending(Comm *c) {
     n_pending = 0;
 }
 
-void comm_barrier(Comm *c) {
-    (void)c;
-    MPI_Barrier(MPI_COMM_WORLD);
-}
-
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root) {
     (void)c;
     MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
