@@ -15,9 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../data/h5util.h"
 #include "../data/loader.h"
 #include "../data/shards.h"
-#include "../src/util.h"
+#include "../data/util.h"
 
 static void die(const char *msg) {
     fprintf(stderr, "bench_reader: %s\n", msg);
@@ -149,7 +150,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    shards_hdf5_errors(0);
+    h5_errors(0);
     char plain[1100], gz[1100];
     snprintf(plain, sizeof(plain), "%s/plain", dir);
     snprintf(gz, sizeof(gz), "%s/gzip", dir);

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../src/util.h"
 #include "reader.h"
 #include "synthetic.h"
+#include "util.h"
 
 struct Loader {
     Reader *shards;  // NULL: in-process task

@@ -8,8 +8,9 @@
 #include <string.h>
 
 #include "../src/config.h"
-#include "../src/util.h"
+#include "h5util.h"
 #include "synthetic.h"
+#include "util.h"
 
 static void prep_usage(FILE *f) {
     fprintf(
@@ -185,7 +186,7 @@ static int prep_synthetic(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (!strcmp(a, "--hdf5-errors"))
-            shards_hdf5_errors(1);
+            h5_errors(1);
         else if (!v && a[0] == '-')
             rc = -1, snprintf(err, sizeof(err), "%s needs a value", a);
         else if (!strcmp(a, "--config"))
@@ -272,7 +273,7 @@ static int prep_check(int argc, char **argv) {
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--hdf5-errors"))
-            shards_hdf5_errors(1);
+            h5_errors(1);
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
@@ -329,7 +330,7 @@ static int prep_check(int argc, char **argv) {
 
 int prep_main(int argc, char **argv) {
     prep_t0 = prep_last = now_seconds();
-    shards_hdf5_errors(0);
+    h5_errors(0);
     const char *tool = argc > 1 ? argv[1] : "";
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "h5util.h"
 #include "shards.h"
 #include "synthetic.h"
+#include "util.h"
 
 uint64_t shuffle_index(uint64_t i, uint64_t n, uint64_t key) {
     if (n <= 1) return 0;
@@ -287,7 +288,7 @@ static void teardown(Reader *r) {
 // ---- the thread ---------------------------------------------------------------------------
 static void *reader_main(void *arg) {
     Reader *r = arg;
-    shards_hdf5_errors(r->cfg->hdf5_errors);
+    h5_errors(r->cfg->hdf5_errors);
     int rc = setup(r, r->open_err, sizeof(r->open_err));
     pthread_mutex_lock(&r->mu);
     r->open_rc = rc, r->opened = 1;

@@ -3,19 +3,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "util.h"
 
 Task task_from_config(const Config *c) {
-    Task t = {.task = c->task, .T = (int)c->seq_len, .num_kv_pairs = (int)c->num_kv_pairs,
-              .ar_symbols = (int)c->ar_symbols, .power_a = c->power_a, .seed = (uint64_t)c->seed,
-              .n_train = c->train_examples, .n_test = c->test_examples,
+    Task t = {.task = c->task,
+              .T = (int)c->seq_len,
+              .num_kv_pairs = (int)c->num_kv_pairs,
+              .ar_symbols = (int)c->ar_symbols,
+              .power_a = c->power_a,
+              .seed = (uint64_t)c->seed,
+              .n_train = c->train_examples,
+              .n_test = c->test_examples,
               .n_valid = c->valid_examples,
-              .copy_tokens = (int)c->copy_tokens, .copy_levels = (int)c->copy_levels,
-              .copy_delay = (int)c->copy_delay, .copy_symbols = (int)c->copy_symbols};
-    if (c->task == TASK_MQAR) t.vocab = (int)c->data_vocab;
-    else if (c->task == TASK_HCOPY) t.vocab = t.copy_levels * t.copy_symbols + 2;
-    else t.vocab = 2 * (int)c->ar_symbols + 1;
+              .copy_tokens = (int)c->copy_tokens,
+              .copy_levels = (int)c->copy_levels,
+              .copy_delay = (int)c->copy_delay,
+              .copy_symbols = (int)c->copy_symbols};
+    if (c->task == TASK_MQAR)
+        t.vocab = (int)c->data_vocab;
+    else if (c->task == TASK_HCOPY)
+        t.vocab = t.copy_levels * t.copy_symbols + 2;
+    else
+        t.vocab = 2 * (int)c->ar_symbols + 1;
     return t;
 }
 
@@ -117,8 +127,10 @@ void task_example_levels(const Task *t, int split, int64_t index, int *ids, int 
         hcopy_example(t, &r, ids, targets, levels);
         return;
     }
-    if (t->task == TASK_MQAR) mqar_example(t, &r, ids, targets);
-    else ar_example(t, &r, ids, targets);
+    if (t->task == TASK_MQAR)
+        mqar_example(t, &r, ids, targets);
+    else
+        ar_example(t, &r, ids, targets);
     for (int p = 0; p < t->T; p++) levels[p] = 0;
 }
 
@@ -134,7 +146,9 @@ void sampler_init(Sampler *s, const Task *t) {
     s->perm = t->n_train > 0 ? xmalloc(sizeof(int64_t) * (size_t)t->n_train) : NULL;
 }
 
-void sampler_free(Sampler *s) { free(s->perm); }
+void sampler_free(Sampler *s) {
+    free(s->perm);
+}
 
 int64_t sampler_example(Sampler *s, int64_t position) {
     int64_t n = s->task->n_train;

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "../comm/grad_reduce.h"
+#include "../data/h5util.h"
 #include "../data/loader.h"
+#include "../kernels/rng.h"
 #include "checkpoint.h"
 #include "model.h"
 #include "optim.h"
@@ -253,13 +255,6 @@ static void install_signal_handlers(void) {
     sigaction(SIGUSR1, &sa, NULL);
     // A file-size limit or full disk must fail the write (EFBIG/ENOSPC), not kill the run.
     signal(SIGXFSZ, SIG_IGN);
-}
-
-static uint64_t hash_floats(const float *x, size_t n) {
-    const unsigned char *p = (const unsigned char *)x;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n * sizeof(float); i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
 }
 
 // ---- the run ---------------------------------------------------------------------------
@@ -749,7 +744,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         }
         if (cfg->check_replicas_every > 0 && run.st.step % cfg->check_replicas_every == 0) {
             params_to_host(&run);  // the hash reads the parameters only
-            if (!comm_all_equal_u64(comm, hash_floats(run.host_params, model->n_params)))
+            if (!comm_all_equal_u64(comm, hash_fnv1a64(run.host_params, sizeof(float) * model->n_params)))
                 comm_fatal(comm, MT_EXIT_FAIL,
                            "replicas diverged at step %lld: parameter hashes differ across ranks",
                            (long long)run.st.step);

@@ -14,12 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../data/h5util.h"
 #include "../data/loader.h"
 #include "../data/prep.h"
 #include "../data/reader.h"
 #include "../data/shards.h"
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "../data/util.h"
 
 static int failures = 0;
 #define CHECK(cond, ...)                                \
@@ -599,7 +600,7 @@ int main(int argc, char **argv) {
         printf("cannot create the work folder: %s\n", strerror(errno));
         return 2;
     }
-    shards_hdf5_errors(0);
+    h5_errors(0);
     test_shuffle();
 
     Layout lay = {.n_train = 4, .n_valid = 3, .train = {1000, 37, 5, 777}, .valid = {300, 1, 17}};
