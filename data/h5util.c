@@ -10,6 +10,7 @@
 // ---- the process-wide lock ------------------------------------------------------------------
 static pthread_mutex_t h5_mutex;
 static pthread_once_t h5_mutex_once = PTHREAD_ONCE_INIT;
+static _Thread_local int h5_depth;  // how often this thread holds the lock
 
 static void h5_mutex_init(void) {
     pthread_mutexattr_t attr;
@@ -22,10 +23,22 @@ static void h5_mutex_init(void) {
 void h5_lock(void) {
     pthread_once(&h5_mutex_once, h5_mutex_init);
     pthread_mutex_lock(&h5_mutex);
+    h5_depth++;
 }
 
 void h5_unlock(void) {
+    h5_depth--;
     pthread_mutex_unlock(&h5_mutex);
+}
+
+// A helper called without the lock is a call site that forgot it: stop at once, so a test of
+// that path fails every time rather than only when the other thread happens to be in libhdf5
+// (never, where libhdf5 is built thread-safe).
+static void require_lock(const char *helper) {
+    if (h5_depth > 0) return;
+    fprintf(stderr, "madtrain: internal error: %s called without the HDF5 lock (data/h5util.h)\n",
+            helper);
+    abort();
 }
 
 // ---- errors ---------------------------------------------------------------------------------
@@ -51,6 +64,7 @@ static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *out) {
 }
 
 const char *h5_cause(char buf[256]) {
+    require_lock(__func__);
     buf[0] = 0;
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, buf);
     if (!buf[0]) snprintf(buf, 256, "HDF5 error");
@@ -59,6 +73,7 @@ const char *h5_cause(char buf[256]) {
 
 // ---- attributes -----------------------------------------------------------------------------
 int h5_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *value) {
+    require_lock(__func__);
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
     int rc = a < 0 || H5Awrite(a, mem_type, value) < 0 ? -1 : 0;
@@ -93,6 +108,7 @@ int h5_attr_write_utf8(hid_t obj, const char *name, const char *value) {
 }
 
 static int read_scalar(hid_t obj, const char *name, hid_t mem_type, void *value) {
+    require_lock(__func__);
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     int rc = a < 0 || H5Aread(a, mem_type, value) < 0 ? -1 : 0;
@@ -109,6 +125,7 @@ int h5_attr_read_u64(hid_t obj, const char *name, uint64_t *value) {
 }
 
 char *h5_attr_read_str(hid_t obj, const char *name) {
+    require_lock(__func__);
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return NULL;

@@ -1,12 +1,14 @@
 // HDF5 helpers shared by the shards (data/) and the checkpoints (src/checkpoint.c): the
 // process-wide lock, error setup and messages, and scalar attributes.
 //
-// libhdf5 as Debian builds it is not thread-safe (H5is_library_threadsafe says 0), and a
-// training process calls it from two threads: the shard reader's (data/reader.c, chunked or
-// compressed shards) and the trainer's (checkpoints). So every sequence of HDF5 calls, up to
-// and including the H5Ewalk that reads its error, runs between h5_lock() and h5_unlock(). The
+// libhdf5 is thread-safe only when built so (--enable-threadsafe: Debian's is, a default
+// source build is not; H5is_library_threadsafe tells), and a training process calls it from
+// two threads: the shard reader's (data/reader.c, chunked or compressed shards) and the
+// trainer's (checkpoints). So every sequence of HDF5 calls, up to and including the H5Ewalk
+// that reads its error, runs between h5_lock() and h5_unlock(), whichever the library. The
 // lock is recursive: a locked function may call another that locks. The helpers below do not
-// lock; their callers hold the lock around the whole sequence.
+// lock; their callers hold the lock around the whole sequence, and a helper called without it
+// stops the process (an internal error: the call site forgot the lock).
 #pragma once
 #include <hdf5.h>
 #include <stdint.h>

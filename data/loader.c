@@ -96,7 +96,3 @@ int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *i
     }
     return 0;
 }
-
-int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx) {
-    return l->shards ? reader_call(l->shards, fn, ctx) : fn(ctx);
-}

@@ -38,7 +38,3 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
 // hierarchy level each scored position copies (hcopy), 0 where there is none.
 int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
                 int *levels, char *err, size_t errlen);
-// libhdf5 is not thread-safe and, with shards, the loader's thread makes the process's HDF5
-// calls: any other HDF5 work of the process while the loader is open (checkpoints) runs
-// fn(ctx) through here, on that thread between two batch reads (directly when no shards).
-int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx);

@@ -50,7 +50,6 @@ struct Reader {
     const Config *cfg;
     int rank, world, kind, T, S;  // S: LM evaluation stride
     int64_t vocab, batch_stride, capacity, depth;
-    int prefetch;  // every training shard reads without libhdf5 (see reader_train)
     Split train, eval;
     Task order;  // sequences: the in-process Sampler's (seed, n_train)
     Sampler sampler;
@@ -68,7 +67,7 @@ struct Reader {
     int head, filled, active;
     int64_t ring_first, ring_count;
     uint64_t generation;
-    // One synchronous call at a time (evaluation reads, loader_hdf5_call).
+    // One synchronous call at a time (evaluation reads, requests larger than a slot).
     int (*call_fn)(void *);
     void *call_ctx;
     int call_state, call_rc;
@@ -210,7 +209,6 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
             return -1;
         }
         sp->rows[k++] = info.rows;
-        if (sp == &r->train && !info.direct) r->prefetch = 0;
     }
     return 0;
 }
@@ -228,7 +226,6 @@ static int setup(Reader *r, char *err, size_t errlen) {
     ShardInfo ref_store;
     const ShardInfo *ref = NULL;
     int verified = 0;
-    r->prefetch = 1;
     int rc = open_split(r, &m, "train", &r->train, &verified, &ref, &ref_store, err, errlen);
     if (!rc && c->eval_split[0])
         rc = open_split(r, &m, c->eval_split, &r->eval, &verified, &ref, &ref_store, err, errlen);
@@ -323,7 +320,8 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx) {
+// Runs fn(ctx) on the reader's thread, between two batch reads; returns what fn returns.
+static int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx) {
     pthread_mutex_lock(&r->mu);
     r->call_fn = fn, r->call_ctx = ctx, r->call_state = CALL_POSTED;
     pthread_cond_broadcast(&r->cv);
@@ -450,10 +448,10 @@ static int check_range(const Reader *r, int eval, int64_t first, int64_t count, 
 int reader_train(Reader *r, int64_t first, int64_t count, int *ids, int *targets, char *err,
                  size_t errlen) {
     if (check_range(r, 0, first, count, err, errlen)) return -1;
-    // Chunked or compressed shards need libhdf5 for every read, and the trainer's checkpoints
-    // use it on the main thread: such reads run while the caller waits, never beside it.
-    // Also a request larger than a prefetch slot.
-    if (!r->prefetch || count > r->capacity) {
+    // A request larger than a prefetch slot is read while the caller waits. Chunked or
+    // compressed shards are prefetched like plain ones: their H5Dread holds the process-wide
+    // HDF5 lock (data/h5util.h), so a checkpoint written meanwhile waits for it, not the reverse.
+    if (count > r->capacity) {
         BatchCall b = {r, 0, first, count, ids, targets, err, errlen};
         return reader_call(r, batch_call, &b);
     }
