@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../src/config.h"
+#include "data_options.h"
 
 typedef struct Loader Loader;
 
 // NULL with a message in err when the data cannot be opened.
-Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen);
+Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen);
 void loader_close(Loader *l);
 int loader_vocab(const Loader *l);           // token ids the data uses are < this
 int loader_seq_len(const Loader *l);         // T

@@ -18,12 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../src/config.h"
+#include "data_options.h"
 
 typedef struct Reader Reader;
 
-// Opens c->data_path; NULL with one line in err. One reader per process at a time.
-Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errlen);
+// Opens o->path; NULL with one line in err. One reader per process at a time.
+Reader *reader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen);
 void reader_close(Reader *r);
 int reader_vocab(const Reader *r);
 int reader_seq_len(const Reader *r);

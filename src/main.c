@@ -3,32 +3,34 @@
 #include <string.h>
 
 #include "../comm/comm.h"
-#include "../data/prep.h"
 #include "bench.h"
-#include "report.h"
 #include "config.h"
 #include "model.h"
+#include "prep_cli.h"
+#include "report.h"
 #include "train.h"
 #include "util.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "madtrain %s: data-parallel trainer for sequence mixers\n\n"
-            "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
-            "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
-            "       madtrain train --help | madtrain --help | madtrain --version\n\n"
-            "  train      train a model (the default command); under mpirun, one rank per process\n"
-            "  eval       evaluate a checkpoint on the held-out split\n"
-            "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
-            "  report     results table (Markdown, CSV, plots) of run directories\n"
-            "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
-            "  --config   YAML file of config keys; key=value arguments override it\n"
-            "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n\n"
-            "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
-            "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
-            "command line; 130 a second SIGINT (no checkpoint).\n\n"
-            "Mixers:",
-            MADTRAIN_VERSION);
+    fprintf(
+        f,
+        "madtrain %s: data-parallel trainer for sequence mixers\n\n"
+        "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
+        "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
+        "       madtrain train --help | madtrain --help | madtrain --version\n\n"
+        "  train      train a model (the default command); under mpirun, one rank per process\n"
+        "  eval       evaluate a checkpoint on the held-out split\n"
+        "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
+        "  report     results table (Markdown, CSV, plots) of run directories\n"
+        "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
+        "  --config   YAML file of config keys; key=value arguments override it\n"
+        "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's "
+        "latest)\n\n"
+        "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
+        "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
+        "command line; 130 a second SIGINT (no checkpoint).\n\n"
+        "Mixers:",
+        MADTRAIN_VERSION);
     for (int i = 0; i < N_MIXERS; i++) fprintf(f, "\n  %-10s %s", MIXERS[i].name, MIXERS[i].doc);
     fprintf(f, "\n\n");
     config_print_help(f);
@@ -46,14 +48,17 @@ int main(int argc, char **argv) {
     Comm comm;
     comm_init(&comm, &argc, &argv);
     int first = 1, eval_only = 0;
-    if (argc > 1 && !strcmp(argv[1], "train")) first = 2;
-    else if (argc > 1 && !strcmp(argv[1], "eval")) first = 2, eval_only = 1;
+    if (argc > 1 && !strcmp(argv[1], "train"))
+        first = 2;
+    else if (argc > 1 && !strcmp(argv[1], "eval"))
+        first = 2, eval_only = 1;
     else if (argc > 1 && !strcmp(argv[1], "report")) {
         int rc = comm.rank ? 0 : report_main(argc - 1, argv + 1);
         comm_finalize(&comm);
         return rc;
     } else if (argc > 1 && !strcmp(argv[1], "bench")) {
-        if (comm.world > 1) return usage_error(&comm, "bench runs as one process, not under mpirun");
+        if (comm.world > 1)
+            return usage_error(&comm, "bench runs as one process, not under mpirun");
         int rc = bench_main(argc - 1, argv + 1, &comm);
         comm_finalize(&comm);
         return rc;
@@ -62,10 +67,10 @@ int main(int argc, char **argv) {
         int rc = prep_main(argc - 1, argv + 1);
         comm_finalize(&comm);
         return rc;
-    }
-    else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
+    } else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench)", argv[1]);
+        snprintf(msg, sizeof(msg),
+                 "unknown command '%.200s' (commands: train, eval, prep, report, bench)", argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;

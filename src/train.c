@@ -18,6 +18,7 @@
 #include "../data/loader.h"
 #include "../kernels/rng.h"
 #include "checkpoint.h"
+#include "data_config.h"
 #include "model.h"
 #include "optim.h"
 #include "util.h"
@@ -496,7 +497,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         return MT_EXIT_USAGE;
     }
 
-    Loader *data = loader_open(cfg, comm->rank, comm->world, err, sizeof(err));
+    DataOptions data_opt = data_options_from_config(cfg);
+    Loader *data = loader_open(&data_opt, comm->rank, comm->world, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
     if (model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err, sizeof(err))) {

@@ -22,6 +22,8 @@
 #include "../data/shards.h"
 #include "../data/util.h"
 #include "../kernels/rng.h"
+#include "../src/data_config.h"
+#include "../src/prep_cli.h"
 
 static int failures = 0;
 #define CHECK(cond, ...)                                \
@@ -49,7 +51,8 @@ static void make_config(Config *c, const char *overrides) {
 
 static Loader *open_or_die(const Config *c, int rank, int world) {
     char err[1400];
-    Loader *l = loader_open(c, rank, world, err, sizeof(err));
+    DataOptions o = data_options_from_config(c);
+    Loader *l = loader_open(&o, rank, world, err, sizeof(err));
     if (!l) {
         printf("FAIL: loader_open: %s\n", err);
         exit(1);
@@ -585,7 +588,8 @@ static void test_hdf5_thread(const char *dir) {
     make_config(&c, ov);
     Loader *l = open_or_die(&c, 0, 1);
     char err[1400];
-    Loader *second = loader_open(&c, 0, 1, err, sizeof(err));
+    DataOptions o = data_options_from_config(&c);
+    Loader *second = loader_open(&o, 0, 1, err, sizeof(err));
     CHECK(!second && strstr(err, "already open"), "a second shard reader opened in one process");
     loader_close(l);
 
