@@ -15,9 +15,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../data/h5util.h"
 #include "../data/loader.h"
 #include "../data/shards.h"
-#include "../src/util.h"
+#include "../data/util.h"
+#include "../src/data_config.h"
 
 static void die(const char *msg) {
     fprintf(stderr, "bench_reader: %s\n", msg);
@@ -85,7 +87,8 @@ static Result run(const char *dir, int T, int batch, double seconds, int64_t voc
     Result r = {0};
     r.correct = 1;
     double t0 = now_seconds();
-    Loader *l = loader_open(&c, 0, 1, err, sizeof(err));
+    DataOptions o = data_options_from_config(&c);
+    Loader *l = loader_open(&o, 0, 1, err, sizeof(err));
     if (!l) die(err);
     r.open_s = now_seconds() - t0;
     size_t n = (size_t)batch * T;
@@ -105,7 +108,7 @@ static Result run(const char *dir, int T, int batch, double seconds, int64_t voc
     loader_close(l);
     // Checked, by a fresh loader over the same positions (up to 4096 batches): every window a
     // run of consecutive ids with targets shifted by one, and the sampled batches identical.
-    l = loader_open(&c, 0, 1, err, sizeof(err));
+    l = loader_open(&o, 0, 1, err, sizeof(err));
     if (!l) die(err);
     for (int64_t step = 0; step < r.batches && step < 4096; step++) {
         if (loader_train(l, step * batch, batch, ids, targets, err, sizeof(err))) die(err);
@@ -149,7 +152,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    shards_hdf5_errors(0);
+    h5_errors(0);
     char plain[1100], gz[1100];
     snprintf(plain, sizeof(plain), "%s/plain", dir);
     snprintf(gz, sizeof(gz), "%s/gzip", dir);

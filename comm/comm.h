@@ -18,8 +18,10 @@ void comm_allreduce_sum_f64(Comm *c, double *buf, size_t n);
 void comm_iallreduce_sum_f32(Comm *c, float *buf, size_t n);
 void comm_progress(Comm *c);
 void comm_wait_pending(Comm *c);
-void comm_barrier(Comm *c);
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root);
+// Every rank of this node gets every node rank's `bytes` bytes, in local-rank order:
+// all[local_rank * bytes, ...) is that rank's `mine`.
+void comm_node_allgather(Comm *c, const void *mine, void *all, size_t bytes);
 // 1 when every rank passed the same value (replica checks), else 0; on every rank.
 int comm_all_equal_u64(Comm *c, unsigned long long v);
 // Ends every rank at once with this exit code (a failure on one rank must not hang the rest).
@@ -27,3 +29,10 @@ _Noreturn void comm_abort(Comm *c, int code);
 // Prints "madtrain: error: <msg>" (with the rank when there are several) and ends all ranks.
 _Noreturn void comm_fatal(Comm *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+// Which ranks of a node share a GPU, from the GPUs' UUIDs (cudaDeviceProp.uuid), not from
+// device counts: a launcher that gives each rank its own CUDA_VISIBLE_DEVICES makes every
+// rank see one device, numbered 0, while the GPUs differ. uuids: n entries of 16 bytes, one
+// per local rank (comm_node_allgather); all zero for a rank without a GPU. Returns 1 and the
+// first pair of local ranks *a < *b with the same non-zero UUID, else 0.
+int comm_gpus_shared(const unsigned char *uuids, int n, int *a, int *b);

@@ -5,20 +5,22 @@
 
 #include "comm.h"
 
+// The ranks of this process's node (comm_node_allgather), kept from comm_init to the end.
+static MPI_Comm node_comm = MPI_COMM_NULL;
+
 void comm_init(Comm *c, int *argc, char ***argv) {
     MPI_Init(argc, argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->world);
     // Ranks sharing a node, from the MPI library itself: right under mpirun and srun alike.
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node);
-    MPI_Comm_rank(node, &c->local_rank);
-    MPI_Comm_size(node, &c->local_world);
-    MPI_Comm_free(&node);
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node_comm);
+    MPI_Comm_rank(node_comm, &c->local_rank);
+    MPI_Comm_size(node_comm, &c->local_world);
 }
 
 void comm_finalize(Comm *c) {
     (void)c;
+    MPI_Comm_free(&node_comm);
     MPI_Finalize();
 }
 
@@ -66,14 +68,14 @@ void comm_wait_pending(Comm *c) {
     n_pending = 0;
 }
 
-void comm_barrier(Comm *c) {
-    (void)c;
-    MPI_Barrier(MPI_COMM_WORLD);
-}
-
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root) {
     (void)c;
     MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+}
+
+void comm_node_allgather(Comm *c, const void *mine, void *all, size_t bytes) {
+    (void)c;
+    MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, node_comm);
 }
 
 int comm_all_equal_u64(Comm *c, unsigned long long v) {

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "../src/util.h"
 #include "reader.h"
 #include "synthetic.h"
+#include "util.h"
 
 struct Loader {
     Reader *shards;  // NULL: in-process task
@@ -17,21 +17,20 @@ struct Loader {
     char eval_split[64];  // shards: the split evaluated
 };
 
-Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen) {
+Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen) {
     Loader *l = xcalloc(1, sizeof(Loader));
-    snprintf(l->eval_split, sizeof(l->eval_split), "%s", c->eval_split);
-    if (c->data_path[0]) {
-        l->shards = reader_open(c, rank, world, err, errlen);
+    snprintf(l->eval_split, sizeof(l->eval_split), "%s", o->eval_split);
+    if (o->path[0]) {
+        l->shards = reader_open(o, rank, world, err, errlen);
         if (!l->shards) {
             free(l);
             return NULL;
         }
         return l;
     }
-    l->task = task_from_config(c);
+    l->task = task_from_options(o);
     sampler_init(&l->sampler, &l->task);
-    snprintf(l->describe, sizeof(l->describe), "%s (in-process)",
-             config_enum_name("data.task", c->task));
+    snprintf(l->describe, sizeof(l->describe), "%s (in-process)", task_name(o->task));
     return l;
 }
 
@@ -95,8 +94,4 @@ int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *i
             task_example(&l->task, split_id, first + j, ids + j * T, targets + j * T);
     }
     return 0;
-}
-
-int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx) {
-    return l->shards ? reader_call(l->shards, fn, ctx) : fn(ctx);
 }

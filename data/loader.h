@@ -11,12 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../src/config.h"
+#include "data_options.h"
 
 typedef struct Loader Loader;
 
 // NULL with a message in err when the data cannot be opened.
-Loader *loader_open(const Config *c, int rank, int world, char *err, size_t errlen);
+Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen);
 void loader_close(Loader *l);
 int loader_vocab(const Loader *l);           // token ids the data uses are < this
 int loader_seq_len(const Loader *l);         // T
@@ -38,7 +38,3 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
 // hierarchy level each scored position copies (hcopy), 0 where there is none.
 int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
                 int *levels, char *err, size_t errlen);
-// libhdf5 is not thread-safe and, with shards, the loader's thread makes the process's HDF5
-// calls: any other HDF5 work of the process while the loader is open (checkpoints) runs
-// fn(ctx) through here, on that thread between two batch reads (directly when no shards).
-int loader_hdf5_call(Loader *l, int (*fn)(void *ctx), void *ctx);

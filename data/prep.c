@@ -1,5 +1,6 @@
-// `madtrain prep`: dispatch, the shard-splitting writer shared by the tools, `prep synthetic`
-// (any in-process task written to shards) and `prep check` (verify a folder).
+// The data side of `madtrain prep` (the command line is src/prep_cli.c): the shard-splitting
+// writer shared by the tools, `prep synthetic` (any in-process task written to shards) and
+// `prep check` (verify a folder).
 #include "prep.h"
 
 #include <errno.h>
@@ -7,39 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/config.h"
-#include "../src/util.h"
+#include "h5util.h"
 #include "synthetic.h"
-
-static void prep_usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: madtrain prep wikitext --out DIR (--in DIR | --train FILE) [--valid FILE]\n"
-        "                              [--test FILE] [options]\n"
-        "       madtrain prep synthetic --out DIR [--config FILE] [--task mqar|ar]\n"
-        "                              [key=value ...] [options]\n"
-        "       madtrain prep check DIR\n\n"
-        "wikitext   word-level tokenisation as WikiText is distributed (whitespace-separated\n"
-        "           tokens, <unk> kept, <eos> at every line end), vocabulary from the training\n"
-        "           split only (vocab.txt; ids by decreasing frequency); other splits map\n"
-        "           unknown words to <unk>. --in DIR finds <split>.txt, wiki.<split>.tokens\n"
-        "           or wiki.<split>.raw. Two streaming passes: memory does not grow with the\n"
-        "           corpus (WikiText-103 prepares in bounded memory).\n"
-        "  --tokenizer word|byte   byte: token = byte value (vocab 256), the text exactly\n"
-        "  --shard-tokens N        tokens per shard (default 268435456)\n"
-        "  --dtype auto|uint16|uint32   token type (auto: uint16 when the vocab fits)\n"
-        "synthetic  the in-process task of the config keys (data.task, data.seq_len, ...,\n"
-        "           seed) as sequence shards: train (data.train_examples, must be > 0) and\n"
-        "           valid (the data.test_examples held-out examples). Training on them with\n"
-        "           the same keys and data.path=DIR gives exactly the in-process batches.\n"
-        "  --shard-examples N      sequences per shard (default 1048576)\n"
-        "check      opens every shard of DIR's manifest and verifies it (checksum, ids)\n\n"
-        "common options:\n"
-        "  --gzip LEVEL            compress (1-9; default 0: contiguous, fastest to read)\n"
-        "  --hdf5-errors           also print HDF5's own error stack\n");
-}
+#include "util.h"
 
 static double prep_t0, prep_last;
+
+void prep_clock_start(void) {
+    prep_t0 = prep_last = now_seconds();
+}
 
 double prep_elapsed(void) {
     return now_seconds() - prep_t0;
@@ -168,86 +145,31 @@ static void add_attr(SplitWriter *sw, const char *name, int is_float, int64_t i,
     sw->attrs[sw->n_attrs].i = i, sw->attrs[sw->n_attrs++].f = f;
 }
 
-static int prep_synthetic(int argc, char **argv) {
-    Config cfg;
-    config_defaults(&cfg);
-    const char *out = NULL;
-    int64_t per_shard = 1 << 20;
-    int gzip = 0;
+int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int gzip) {
     char err[1400];
-    for (int i = 1; i < argc; i++)  // the config file first: other arguments override it
-        if (!strcmp(argv[i], "--config") && i + 1 < argc &&
-            config_load_file(&cfg, argv[i + 1], err, sizeof(err))) {
-            fprintf(stderr, "madtrain: error: %s\n", err);
-            return MT_EXIT_USAGE;
-        }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int rc = 0;
-        if (!strcmp(a, "--hdf5-errors"))
-            shards_hdf5_errors(1);
-        else if (!v && a[0] == '-')
-            rc = -1, snprintf(err, sizeof(err), "%s needs a value", a);
-        else if (!strcmp(a, "--config"))
-            i++;
-        else if (!strcmp(a, "--out"))
-            out = v, i++;
-        else if (!strcmp(a, "--task"))
-            rc = config_set(&cfg, "data.task", v, a, err, sizeof(err)), i++;
-        else if (!strcmp(a, "--shard-examples"))
-            per_shard = atoll(v), i++;
-        else if (!strcmp(a, "--gzip"))
-            gzip = atoi(v), i++;
-        else if (a[0] == '-')
-            rc = -1, snprintf(err, sizeof(err), "unknown option '%s'", a);
-        else
-            rc = config_override(&cfg, a, err, sizeof(err));
-        if (rc) {
-            fprintf(stderr, "madtrain: error: prep synthetic: %s\n", err);
-            return MT_EXIT_USAGE;
-        }
-    }
-    if (!out || per_shard < 1 || gzip < 0 || gzip > 9 || cfg.train_examples <= 0 ||
-        cfg.data_path[0] || cfg.valid_examples > 0) {
-        fprintf(stderr, "madtrain: error: prep synthetic: %s\n",
-                !out                   ? "--out DIR is required"
-                : per_shard < 1        ? "--shard-examples must be >= 1"
-                : gzip < 0 || gzip > 9 ? "--gzip takes a level from 0 to 9"
-                : cfg.data_path[0]     ? "data.path is for training; give the folder as --out"
-                : cfg.valid_examples > 0
-                    ? "data.valid_examples is not written to shards: the held-out split prep "
-                      "writes ('valid') is data.test_examples"
-                    : "data.train_examples must be > 0 (a finite training set)");
-        return MT_EXIT_USAGE;
-    }
-    if (config_validate(&cfg, 1, err, sizeof(err))) {
-        fprintf(stderr, "madtrain: error: prep synthetic: %s\n", err);
-        return MT_EXIT_USAGE;
-    }
     if (mkdir_p(out)) {
         fprintf(stderr, "madtrain: error: cannot create %s: %s\n", out, strerror(errno));
         return MT_EXIT_FAIL;
     }
-    Task t = task_from_config(&cfg);
-    const char *task_name = config_enum_name("data.task", cfg.task);
+    Task t = task_from_options(o);
     Manifest m = {0};
     SplitWriter sw = {
         .out_dir = out, .gzip_level = gzip, .rows_per_shard = per_shard, .manifest = &m};
     sw.info.kind = SHARD_SEQ, sw.info.vocab_size = t.vocab, sw.info.row_len = t.T;
     sw.info.token_bytes = t.vocab <= 65536 ? 2 : 4;
     snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "none");
-    snprintf(sw.info.task, sizeof(sw.info.task), "%s", task_name);
+    snprintf(sw.info.task, sizeof(sw.info.task), "%s", task_name(t.task));
     add_attr(&sw, "task.seq_len", 0, t.T, 0);
     add_attr(&sw, "task.num_kv_pairs", 0, t.num_kv_pairs, 0);
     add_attr(&sw, "task.seed", 0, (int64_t)t.seed, 0);
-    if (t.task == TASK_MQAR) {
+    if (t.task == DATA_TASK_MQAR) {
         add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
         add_attr(&sw, "task.power_a", 1, 0, t.power_a);
     } else {
         add_attr(&sw, "task.ar_symbols", 0, t.ar_symbols, 0);
     }
     printf("prep synthetic: %s, T %d, vocab %d, seed %llu: %lld train + %lld valid examples\n",
-           task_name, t.T, t.vocab, (unsigned long long)t.seed, (long long)t.n_train,
+           task_name(t.task), t.T, t.vocab, (unsigned long long)t.seed, (long long)t.n_train,
            (long long)t.n_test);
     SplitWriter valid = sw;
     snprintf(sw.info.split, sizeof(sw.info.split), "train");
@@ -268,11 +190,11 @@ static int prep_synthetic(int argc, char **argv) {
 }
 
 // ---- prep check -----------------------------------------------------------------------------
-static int prep_check(int argc, char **argv) {
+int prep_check(int argc, char **argv) {
     const char *dir = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--hdf5-errors"))
-            shards_hdf5_errors(1);
+            h5_errors(1);
         else if (argv[i][0] != '-' && !dir)
             dir = argv[i];
         else {
@@ -325,26 +247,4 @@ static int prep_check(int argc, char **argv) {
            (long long)tokens, prep_elapsed());
     manifest_free(&m);
     return bad ? MT_EXIT_FAIL : 0;
-}
-
-int prep_main(int argc, char **argv) {
-    prep_t0 = prep_last = now_seconds();
-    shards_hdf5_errors(0);
-    const char *tool = argc > 1 ? argv[1] : "";
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            prep_usage(stdout);
-            return 0;
-        }
-    if (!strcmp(tool, "wikitext")) return prep_wikitext(argc - 1, argv + 1);
-    if (!strcmp(tool, "synthetic")) return prep_synthetic(argc - 1, argv + 1);
-    if (!strcmp(tool, "check")) return prep_check(argc - 1, argv + 1);
-    if (tool[0])
-        fprintf(stderr,
-                "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, check)\n",
-                tool);
-    else
-        fprintf(stderr, "madtrain: error: prep: which tool? (wikitext, synthetic, check)\n");
-    prep_usage(stderr);
-    return MT_EXIT_USAGE;
 }

@@ -1,15 +1,21 @@
 // `madtrain prep wikitext|synthetic|check`: the tools that write (and check) shard folders
-// in the format of docs/data-format.md.
+// in the format of docs/data-format.md. src/prep_cli.c reads the command line and calls them;
+// each returns the process exit code (0, 1 runtime failure, 2 usage).
 #pragma once
 #include <stdint.h>
 
+#include "data_options.h"
 #include "shards.h"
 
-// argv[0] is "prep". Returns the process exit code (0, 1 runtime failure, 2 usage).
-int prep_main(int argc, char **argv);
+void prep_clock_start(void);  // the start of the command, for progress lines and totals
+// argv[0] is the tool's name; the tool reads its own options.
+int prep_wikitext(int argc, char **argv);
+int prep_check(int argc, char **argv);
+// The in-process task of o as sequence shards in out: train (o->train_examples) and valid
+// (o->test_examples), per_shard sequences a shard, gzip level 0 (contiguous) to 9.
+int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int gzip);
 
 // ---- shared by the prep tools -----------------------------------------------------------
-int prep_wikitext(int argc, char **argv);
 
 // Streams one split into shards of at most rows_per_shard rows: <out_dir>/<split>-NNNNN.h5,
 // each listed in the manifest when complete. The split's row count is known up front (a

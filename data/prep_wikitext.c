@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "h5util.h"
 #include "prep.h"
+#include "util.h"
 
 enum { N_SPLITS = 3, BUFFER_TOKENS = 1 << 20 };
 static const char *SPLIT_NAMES[N_SPLITS] = {"train", "valid", "test"};
@@ -44,14 +46,8 @@ static void *grow(void *p, size_t bytes) {
     return q;
 }
 
-static uint64_t hash_word(const char *s, size_t n) {  // FNV-1a
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static size_t find_slot(const Vocab *v, const char *w, size_t n) {
-    size_t mask = v->n_slots - 1, i = hash_word(w, n) & mask;
+    size_t mask = v->n_slots - 1, i = hash_fnv1a64(w, n) & mask;
     for (;; i = (i + 1) & mask) {
         int64_t k = v->slots[i] - 1;
         if (k < 0) return i;
@@ -292,7 +288,7 @@ int prep_wikitext(int argc, char **argv) {
     for (int i = 1; i < argc && !err[0]; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--hdf5-errors")) {
-            shards_hdf5_errors(1);
+            h5_errors(1);
             continue;
         }
         if (!v) {

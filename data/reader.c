@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "h5util.h"
 #include "shards.h"
 #include "synthetic.h"
+#include "util.h"
 
 uint64_t shuffle_index(uint64_t i, uint64_t n, uint64_t key) {
     if (n <= 1) return 0;
@@ -46,10 +47,9 @@ enum { CALL_IDLE, CALL_POSTED, CALL_DONE };
 
 struct Reader {
     // Fixed once open.
-    const Config *cfg;
+    DataOptions opt;              // a copy: the caller's may go
     int rank, world, kind, T, S;  // S: LM evaluation stride
     int64_t vocab, batch_stride, capacity, depth;
-    int prefetch;  // every training shard reads without libhdf5 (see reader_train)
     Split train, eval;
     Task order;  // sequences: the in-process Sampler's (seed, n_train)
     Sampler sampler;
@@ -67,7 +67,7 @@ struct Reader {
     int head, filled, active;
     int64_t ring_first, ring_count;
     uint64_t generation;
-    // One synchronous call at a time (evaluation reads, loader_hdf5_call).
+    // One synchronous call at a time (evaluation reads, requests larger than a slot).
     int (*call_fn)(void *);
     void *call_ctx;
     int call_state, call_rc;
@@ -101,7 +101,7 @@ static int read_train_example(Reader *r, int64_t pos, int *ids, int *targets, ch
                               size_t errlen) {
     int64_t n = r->train.start[r->train.n], local, T = r->T;
     if (r->kind == SHARD_LM) {
-        uint64_t key = shuffle_key((uint64_t)r->cfg->seed, pos / n);
+        uint64_t key = shuffle_key(r->opt.seed, pos / n);
         int64_t w = (int64_t)shuffle_index((uint64_t)(pos % n), (uint64_t)n, key);
         Shard *s = r->train.shards[locate(&r->train, w, &local)];
         if (shard_read_tokens(s, local * T, T + 1, r->window, err, errlen)) return -1;
@@ -152,7 +152,7 @@ static int read_batch(Reader *r, int eval, int64_t first, int64_t count, int *id
 // ---- opening (on the reader thread) -------------------------------------------------------
 static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp, int *verified,
                       const ShardInfo **ref, ShardInfo *ref_store, char *err, size_t errlen) {
-    const char *dir = r->cfg->data_path;
+    const char *dir = r->opt.path;
     for (int i = 0; i < m->n; i++) sp->n += !strcmp(m->entries[i].split, name);
     if (!sp->n) {
         char splits[256] = "";
@@ -176,7 +176,7 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
         else
             snprintf(path, sizeof(path), "%s/%s", dir, e->file);
         // Each rank checksums its share of the shards; a bad one stops every rank anyway.
-        int verify = r->cfg->verify_data && (*verified)++ % r->world == r->rank;
+        int verify = r->opt.verify && (*verified)++ % r->world == r->rank;
         ShardInfo info;
         Shard *s = shard_open(path, verify, &info, err, errlen);
         if (!s) return -1;
@@ -209,7 +209,6 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
             return -1;
         }
         sp->rows[k++] = info.rows;
-        if (sp == &r->train && !info.direct) r->prefetch = 0;
     }
     return 0;
 }
@@ -221,27 +220,25 @@ static void close_split(Split *sp) {
 }
 
 static int setup(Reader *r, char *err, size_t errlen) {
-    const Config *c = r->cfg;
+    const DataOptions *o = &r->opt;
     Manifest m;
-    if (manifest_read(c->data_path, &m, err, errlen)) return -1;
+    if (manifest_read(o->path, &m, err, errlen)) return -1;
     ShardInfo ref_store;
     const ShardInfo *ref = NULL;
     int verified = 0;
-    r->prefetch = 1;
     int rc = open_split(r, &m, "train", &r->train, &verified, &ref, &ref_store, err, errlen);
-    if (!rc && c->eval_split[0])
-        rc = open_split(r, &m, c->eval_split, &r->eval, &verified, &ref, &ref_store, err, errlen);
+    if (!rc && o->eval_split[0])
+        rc = open_split(r, &m, o->eval_split, &r->eval, &verified, &ref, &ref_store, err, errlen);
     manifest_free(&m);
     if (rc) return -1;
     r->kind = ref->kind, r->vocab = ref->vocab_size;
-    r->T = r->kind == SHARD_LM ? (int)c->seq_len : (int)ref->row_len;
-    r->S = c->eval_stride > 0 ? (int)c->eval_stride : r->T;
-    if (r->kind == SHARD_SEQ && c->seq_len != ref->row_len) {
+    r->T = r->kind == SHARD_LM ? (int)o->seq_len : (int)ref->row_len;
+    r->S = o->eval_stride > 0 ? (int)o->eval_stride : r->T;
+    if (r->kind == SHARD_SEQ && o->seq_len != ref->row_len) {
         snprintf(err, errlen,
                  "data.seq_len is %lld but the shards in %s hold sequences of %lld tokens: set "
                  "data.seq_len=%lld",
-                 (long long)c->seq_len, c->data_path, (long long)ref->row_len,
-                 (long long)ref->row_len);
+                 (long long)o->seq_len, o->path, (long long)ref->row_len, (long long)ref->row_len);
         return -1;
     }
     if (r->kind == SHARD_LM && r->S > r->T) {
@@ -264,16 +261,15 @@ static int setup(Reader *r, char *err, size_t errlen) {
             (r->kind == SHARD_LM ? lm_eval_windows(r->eval.rows[i], r->T, r->S) : r->eval.rows[i]);
     if (r->train.start[r->train.n] == 0) {
         snprintf(err, errlen, "the train split of %s has no %s (its longest shard holds %lld %s)",
-                 c->data_path,
-                 r->kind == SHARD_LM ? "window of data.seq_len + 1 tokens" : "sequence",
+                 o->path, r->kind == SHARD_LM ? "window of data.seq_len + 1 tokens" : "sequence",
                  (long long)longest, r->kind == SHARD_LM ? "tokens" : "sequences");
         return -1;
     }
     r->window = xmalloc(sizeof(int) * (size_t)(r->T + 1));
-    r->order.seed = (uint64_t)c->seed, r->order.n_train = r->train.start[r->train.n];
+    r->order.seed = o->seed, r->order.n_train = r->train.start[r->train.n];
     if (r->kind == SHARD_SEQ) sampler_init(&r->sampler, &r->order);
     snprintf(r->describe, sizeof(r->describe), "%s (%s shards, tokenizer %s) from %s", ref->task,
-             r->kind == SHARD_LM ? "token" : "sequence", ref->tokenizer, c->data_path);
+             r->kind == SHARD_LM ? "token" : "sequence", ref->tokenizer, o->path);
     return 0;
 }
 
@@ -287,7 +283,7 @@ static void teardown(Reader *r) {
 // ---- the thread ---------------------------------------------------------------------------
 static void *reader_main(void *arg) {
     Reader *r = arg;
-    shards_hdf5_errors(r->cfg->hdf5_errors);
+    h5_errors(r->opt.hdf5_errors);
     int rc = setup(r, r->open_err, sizeof(r->open_err));
     pthread_mutex_lock(&r->mu);
     r->open_rc = rc, r->opened = 1;
@@ -322,7 +318,8 @@ static void *reader_main(void *arg) {
     return NULL;
 }
 
-int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx) {
+// Runs fn(ctx) on the reader's thread, between two batch reads; returns what fn returns.
+static int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx) {
     pthread_mutex_lock(&r->mu);
     r->call_fn = fn, r->call_ctx = ctx, r->call_state = CALL_POSTED;
     pthread_cond_broadcast(&r->cv);
@@ -336,7 +333,7 @@ int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx) {
 static pthread_mutex_t readers_mu = PTHREAD_MUTEX_INITIALIZER;
 static int readers_open = 0;
 
-Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errlen) {
+Reader *reader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen) {
     pthread_mutex_lock(&readers_mu);
     int busy = readers_open;
     readers_open = 1;
@@ -348,8 +345,8 @@ Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errl
         return NULL;
     }
     Reader *r = xcalloc(1, sizeof(Reader));
-    r->cfg = c, r->rank = rank, r->world = world, r->depth = c->prefetch;
-    r->batch_stride = c->batch_size;
+    r->opt = *o, r->rank = rank, r->world = world, r->depth = o->prefetch;
+    r->batch_stride = o->batch_size;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     if (pthread_create(&r->thread, NULL, reader_main, r)) {
@@ -375,7 +372,7 @@ Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errl
         return NULL;
     }
     // This rank's slice of a global batch: what the trainer asks for at every step.
-    r->capacity = c->batch_size / world > 0 ? c->batch_size / world : 1;
+    r->capacity = o->batch_size / world > 0 ? o->batch_size / world : 1;
     r->slots = xcalloc((size_t)r->depth, sizeof(Slot));
     for (int64_t i = 0; i < r->depth; i++) {
         r->slots[i].ids = xmalloc(sizeof(int) * (size_t)(r->capacity * r->T));
@@ -449,10 +446,10 @@ static int check_range(const Reader *r, int eval, int64_t first, int64_t count, 
 int reader_train(Reader *r, int64_t first, int64_t count, int *ids, int *targets, char *err,
                  size_t errlen) {
     if (check_range(r, 0, first, count, err, errlen)) return -1;
-    // Chunked or compressed shards need libhdf5 for every read, and the trainer's checkpoints
-    // use it on the main thread: such reads run while the caller waits, never beside it.
-    // Also a request larger than a prefetch slot.
-    if (!r->prefetch || count > r->capacity) {
+    // A request larger than a prefetch slot is read while the caller waits. Chunked or
+    // compressed shards are prefetched like plain ones: their H5Dread holds the process-wide
+    // HDF5 lock (data/h5util.h), so a checkpoint written meanwhile waits for it, not the reverse.
+    if (count > r->capacity) {
         BatchCall b = {r, 0, first, count, ids, targets, err, errlen};
         return reader_call(r, batch_call, &b);
     }

@@ -2,8 +2,8 @@
 // background thread per process, which makes every HDF5 call of the process's data path and
 // prefetches the next training batches of this rank while the trainer computes. Plain
 // (contiguous) shards are read without libhdf5 once open; chunked or compressed ones need it
-// for every read, so their batches are read on the thread while the trainer waits, never
-// beside the trainer's own HDF5 calls (checkpoints, on the main thread).
+// for every read, under the process-wide HDF5 lock (h5util.h) that the trainer's own HDF5
+// calls (checkpoints, on the main thread) take too.
 //
 // Language modelling shards are cut into windows of T+1 tokens at stride T within each shard
 // (ids = the first T, targets = the last T); the training order is a keyed bijection of the
@@ -18,12 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../src/config.h"
+#include "data_options.h"
 
 typedef struct Reader Reader;
 
-// Opens c->data_path; NULL with one line in err. One reader per process at a time.
-Reader *reader_open(const Config *c, int rank, int world, char *err, size_t errlen);
+// Opens o->path; NULL with one line in err. One reader per process at a time.
+Reader *reader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen);
 void reader_close(Reader *r);
 int reader_vocab(const Reader *r);
 int reader_seq_len(const Reader *r);
@@ -35,8 +35,6 @@ int reader_train(Reader *r, int64_t first, int64_t count, int *ids, int *targets
                  size_t errlen);
 int reader_eval(Reader *r, int64_t first, int64_t count, int *ids, int *targets, char *err,
                 size_t errlen);
-// Runs fn(ctx) on the reader's thread, between two batch reads; returns what fn returns.
-int reader_call(Reader *r, int (*fn)(void *ctx), void *ctx);
 
 // The keyed bijection of [0, n) that orders LM windows within an epoch (a Feistel network
 // with cycle walking), and the key of an epoch. Exposed for their tests: training position p

@@ -1,3 +1,6 @@
+// Reading shards: opening and validating a shard, direct reads at the data's file offset,
+// reads through H5Dread for chunked or compressed data, and the full verification pass.
+// The writer is data/shard_writer.c, the manifest data/manifest.c.
 #include "shards.h"
 
 #include <errno.h>
@@ -10,137 +13,15 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../src/util.h"
+#include "h5util.h"
+#include "util.h"
 
 // Shards are little-endian on disk; direct reads copy their bytes as they are.
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "madtrain's shard reader needs a "
                "little-endian host");
 
-void shards_hdf5_errors(int verbose) {
-    if (verbose)
-        H5Eset_auto2(H5E_DEFAULT, (H5E_auto2_t)H5Eprint2, stderr);
-    else
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-// ---- manifest ---------------------------------------------------------------------------
-void manifest_add(Manifest *m, const char *split, const char *file, int64_t tokens) {
-    ManifestEntry *grown = realloc(m->entries, sizeof(ManifestEntry) * (size_t)(m->n + 1));
-    if (!grown) {
-        fprintf(stderr, "madtrain: error: out of memory growing the manifest\n");
-        exit(MT_EXIT_FAIL);
-    }
-    m->entries = grown;
-    ManifestEntry *e = &m->entries[m->n++];
-    snprintf(e->split, sizeof(e->split), "%s", split);
-    snprintf(e->file, sizeof(e->file), "%s", file);
-    e->tokens = tokens;
-}
-
-void manifest_free(Manifest *m) {
-    free(m->entries);
-    m->entries = NULL, m->n = 0;
-}
-
-int manifest_read(const char *dir, Manifest *m, char *err, size_t errlen) {
-    char path[1100];
-    snprintf(path, sizeof(path), "%s/%s", dir, SHARDS_MANIFEST);
-    memset(m, 0, sizeof(*m));
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read %s: %s (is data.path a folder made by madtrain prep?)",
-                 path, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) > 0) {
-        lineno++;
-        char *save = NULL, *fields[4];
-        int nf = 0;
-        for (char *t = strtok_r(line, " \t\r\n", &save); t; t = strtok_r(NULL, " \t\r\n", &save))
-            if (nf < 4)
-                fields[nf++] = t;
-            else
-                nf = 5;
-        if (nf == 0 || fields[0][0] == '#') continue;
-        char *end = NULL;
-        if (!m->version) {
-            long v = nf == 2 ? strtol(fields[1], &end, 10) : 0;
-            if (nf != 2 || strcmp(fields[0], SHARDS_MANIFEST_MAGIC) || *end || v < 1) {
-                snprintf(err, errlen, "%s:%d: the first line must be '%s <version>'", path, lineno,
-                         SHARDS_MANIFEST_MAGIC);
-                rc = -1;
-                break;
-            }
-            if (v > SHARDS_FORMAT_VERSION) {
-                snprintf(err, errlen,
-                         "%s: format version %ld is newer than this madtrain reads (%d): upgrade "
-                         "madtrain",
-                         path, v, SHARDS_FORMAT_VERSION);
-                rc = -1;
-                break;
-            }
-            m->version = (int)v;
-            continue;
-        }
-        long long tokens = nf == 3 ? strtoll(fields[2], &end, 10) : -1;
-        if (nf != 3 || *end || tokens < 0 || strlen(fields[0]) >= sizeof(m->entries->split) ||
-            strlen(fields[1]) >= sizeof(m->entries->file)) {
-            snprintf(err, errlen, "%s:%d: expected 'split file tokens' (tab-separated)", path,
-                     lineno);
-            rc = -1;
-            break;
-        }
-        manifest_add(m, fields[0], fields[1], tokens);
-    }
-    free(line);
-    fclose(f);
-    if (!rc && !m->version) {
-        snprintf(err, errlen, "%s: empty (the first line must be '%s <version>')", path,
-                 SHARDS_MANIFEST_MAGIC);
-        rc = -1;
-    }
-    if (rc) manifest_free(m);
-    return rc;
-}
-
-static int write_manifest_rows(FILE *f, void *ctx) {
-    const Manifest *m = ctx;
-    fprintf(f, "%s\t%d\n# split\tfile\ttokens\n", SHARDS_MANIFEST_MAGIC, SHARDS_FORMAT_VERSION);
-    for (int i = 0; i < m->n; i++)
-        fprintf(f, "%s\t%s\t%lld\n", m->entries[i].split, m->entries[i].file,
-                (long long)m->entries[i].tokens);
-    return ferror(f) ? -1 : 0;
-}
-
-int manifest_write(const char *dir, const Manifest *m, char *err, size_t errlen) {
-    char path[1100];
-    snprintf(path, sizeof(path), "%s/%s", dir, SHARDS_MANIFEST);
-    if (write_file_atomic(path, write_manifest_rows, (void *)m)) {
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
-// ---- HDF5 helpers -----------------------------------------------------------------------
-static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *out) {
-    if (n == 0) snprintf(out, 256, "%s", e->desc);
-    return 0;
-}
-
-// The most specific message on HDF5's error stack (e.g. "truncated file: eof = ..."), so a
-// failure reads as one line even with the stack itself silenced.
-static const char *h5_cause(char buf[256]) {
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, buf);
-    if (!buf[0]) snprintf(buf, 256, "HDF5 error");
-    return buf;
-}
-
+// ---- attributes, checked against the format ----------------------------------------------
 static void describe_type(hid_t t, char *out, size_t n) {
     size_t bits = 8 * H5Tget_size(t);
     switch (H5Tget_class(t)) {
@@ -159,22 +40,23 @@ static void describe_type(hid_t t, char *out, size_t n) {
     }
 }
 
-static int attr_open(hid_t obj, const char *path, const char *name, H5T_class_t want, hid_t *a,
-                     char *err, size_t errlen) {
+// The attribute exists and holds a single value of class `want`; else err says what is wrong.
+static int attr_check(hid_t obj, const char *path, const char *name, H5T_class_t want, char *err,
+                      size_t errlen) {
     if (H5Aexists(obj, name) <= 0) {
         snprintf(err, errlen, "%s: missing attribute '%s' (docs/data-format.md lists them)", path,
                  name);
         return -1;
     }
-    *a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = *a < 0 ? -1 : H5Aget_type(*a), sp = *a < 0 ? -1 : H5Aget_space(*a);
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a), sp = a < 0 ? -1 : H5Aget_space(a);
     int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == want && H5Sget_simple_extent_npoints(sp) == 1;
     if (t >= 0) H5Tclose(t);
     if (sp >= 0) H5Sclose(sp);
+    if (a >= 0) H5Aclose(a);
     if (!ok) {
         snprintf(err, errlen, "%s: attribute '%s' must be a single %s", path, name,
                  want == H5T_INTEGER ? "integer" : "string");
-        if (*a >= 0) H5Aclose(*a);
         return -1;
     }
     return 0;
@@ -182,45 +64,26 @@ static int attr_open(hid_t obj, const char *path, const char *name, H5T_class_t 
 
 static int attr_int(hid_t obj, const char *path, const char *name, int64_t *v, char *err,
                     size_t errlen) {
-    hid_t a;
-    if (attr_open(obj, path, name, H5T_INTEGER, &a, err, errlen)) return -1;
-    int rc = H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
-    H5Aclose(a);
-    if (rc) snprintf(err, errlen, "%s: cannot read attribute '%s'", path, name);
-    return rc;
+    if (attr_check(obj, path, name, H5T_INTEGER, err, errlen)) return -1;
+    if (!h5_attr_read_i64(obj, name, v)) return 0;
+    snprintf(err, errlen, "%s: cannot read attribute '%s'", path, name);
+    return -1;
 }
 
-// Variable-length (h5py's str) and fixed-length (numpy bytes, C writers) strings alike.
+// Variable-length (h5py's str) and fixed-length (numpy bytes, C writers) strings alike; the
+// trailing blanks of a space-padded fixed-length string are not part of the value.
 static int attr_str(hid_t obj, const char *path, const char *name, char *out, size_t n, char *err,
                     size_t errlen) {
-    hid_t a;
-    if (attr_open(obj, path, name, H5T_STRING, &a, err, errlen)) return -1;
-    hid_t ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
-    int rc = -1;
-    if (H5Tis_variable_str(ft) > 0) {
-        char *s = NULL;
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(ft));
-        if (H5Aread(a, mt, &s) >= 0 && s) {
-            snprintf(out, n, "%s", s);
-            H5free_memory(s);
-            rc = 0;
-        }
-    } else {
-        size_t len = H5Tget_size(ft);
-        char *buf = xcalloc(len + 1, 1);
-        H5Tset_size(mt, len + 1);
-        H5Tset_strpad(mt, H5T_STR_NULLTERM);
-        if (H5Aread(a, mt, buf) >= 0) {
-            for (size_t i = strlen(buf); i > 0 && buf[i - 1] == ' '; i--) buf[i - 1] = 0;
-            snprintf(out, n, "%s", buf);
-            rc = 0;
-        }
-        free(buf);
+    if (attr_check(obj, path, name, H5T_STRING, err, errlen)) return -1;
+    char *value = h5_attr_read_str(obj, name);
+    if (!value) {
+        snprintf(err, errlen, "%s: cannot read attribute '%s'", path, name);
+        return -1;
     }
-    H5Tclose(mt), H5Tclose(ft), H5Aclose(a);
-    if (rc) snprintf(err, errlen, "%s: cannot read attribute '%s'", path, name);
-    return rc;
+    for (size_t i = strlen(value); i > 0 && value[i - 1] == ' '; i--) value[i - 1] = 0;
+    snprintf(out, n, "%s", value);
+    free(value);
+    return 0;
 }
 
 // ---- reading ----------------------------------------------------------------------------
@@ -354,6 +217,7 @@ static int read_raw(Shard *s, Dset *d, int64_t first, int64_t count, char *err, 
     if (!bytes) return 0;
     int rank = s->info.kind == SHARD_LM ? 1 : 2;
     hsize_t start[2] = {(hsize_t)first, 0}, cnt[2] = {(hsize_t)count, (hsize_t)T};
+    h5_lock();  // a compressed shard's read may run beside a checkpoint write
     hid_t fs = H5Dget_space(d->id), ms = H5Screate_simple(rank, cnt, NULL);
     int rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 ||
                      H5Dread(d->id, d->mem_type, ms, fs, H5P_DEFAULT, buf) < 0
@@ -365,6 +229,7 @@ static int read_raw(Shard *s, Dset *d, int64_t first, int64_t count, char *err, 
         snprintf(err, errlen, "%s: cannot read rows [%lld, %lld) of '%s' (corrupted?): %s", s->path,
                  (long long)first, (long long)(first + count), d->name, h5_cause(cause));
     }
+    h5_unlock();
     return rc;
 }
 
@@ -581,10 +446,12 @@ static int open_datasets(Shard *s, int64_t file_size, char *err, size_t errlen) 
 }
 
 static void close_hdf5(Shard *s) {
+    h5_lock();
     if (s->tokens.id >= 0) H5Dclose(s->tokens.id);
     if (s->targets.id >= 0) H5Dclose(s->targets.id);
     if (s->file >= 0) H5Fclose(s->file);
     s->tokens.id = s->targets.id = s->file = -1;
+    h5_unlock();
 }
 
 Shard *shard_open(const char *path, int verify, ShardInfo *info, char *err, size_t errlen) {
@@ -601,6 +468,7 @@ Shard *shard_open(const char *path, int verify, ShardInfo *info, char *err, size
     }
     // Read-only opens take no lock: on NFS/Lustre locking fails or hangs, and nothing else
     // writes a shard once prep has renamed it into place.
+    h5_lock();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
 #if H5_VERSION_GE(1, 10, 7)
     H5Pset_file_locking(fapl, 0, 1);
@@ -621,6 +489,7 @@ Shard *shard_open(const char *path, int verify, ShardInfo *info, char *err, size
     int needs_hdf5 = s->tokens.addr < 0 || (s->info.kind == SHARD_SEQ && s->targets.addr < 0);
     s->info.direct = !needs_hdf5;
     if (rc || !needs_hdf5) close_hdf5(s);
+    h5_unlock();
     if (rc) {
         close(s->fd);
         free(s->raw);
@@ -637,231 +506,4 @@ void shard_close(Shard *s) {
     close(s->fd);
     free(s->raw);
     free(s);
-}
-
-// ---- writing ----------------------------------------------------------------------------
-struct ShardWriter {
-    char path[1024], partial[1040];
-    ShardInfo info;
-    hid_t file, tokens, targets;
-    int64_t written;  // rows
-    uLong crc_tokens, crc_targets;
-    void *raw;
-    size_t raw_cap;
-};
-
-static int set_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 || H5Awrite(a, mem_type, v) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-// Variable-length UTF-8, as h5py writes a Python str (it reads back as str, not bytes).
-static int set_attr_str(hid_t obj, const char *name, const char *value) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    int rc = set_attr(obj, name, t, t, &value);
-    H5Tclose(t);
-    return rc;
-}
-
-static int writer_fail(ShardWriter *w, const char *what, char *err, size_t errlen) {
-    char cause[256];
-    snprintf(err, errlen, "%s: cannot %s: %s", w->partial, what, h5_cause(cause));
-    return -1;
-}
-
-int shard_set_attr_int(ShardWriter *w, const char *name, int64_t value, char *err, size_t errlen) {
-    if (set_attr(w->file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value))
-        return writer_fail(w, "write an attribute", err, errlen);
-    return 0;
-}
-
-int shard_set_attr_float(ShardWriter *w, const char *name, double value, char *err, size_t errlen) {
-    if (set_attr(w->file, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value))
-        return writer_fail(w, "write an attribute", err, errlen);
-    return 0;
-}
-
-static hid_t create_dataset(ShardWriter *w, const char *name, hid_t type, int gzip_level) {
-    const ShardInfo *in = &w->info;
-    int rank = in->kind == SHARD_LM ? 1 : 2;
-    hsize_t dims[2] = {(hsize_t)in->rows, (hsize_t)in->row_len};
-    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    // Every value gets written, so filling the storage first would only double the I/O.
-    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
-    if (gzip_level > 0 && in->rows > 0) {
-        // ~16K values a chunk: a random window decompresses one or two chunks (tens of us).
-        hsize_t rows = (hsize_t)(16384 / in->row_len + 1);
-        hsize_t chunk[2] = {rows < dims[0] ? rows : dims[0], dims[1]};
-        H5Pset_chunk(dcpl, rank, chunk);
-        H5Pset_shuffle(dcpl);
-        H5Pset_deflate(dcpl, (unsigned)gzip_level);
-    }
-    hid_t d = H5Dcreate2(w->file, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl), H5Sclose(sp);
-    return d;
-}
-
-ShardWriter *shard_create(const char *path, const ShardInfo *info, int gzip_level, char *err,
-                          size_t errlen) {
-    if (info->token_bytes == 2 && info->vocab_size > 65536) {
-        snprintf(err, errlen, "%s: vocab_size %lld does not fit uint16 token ids", path,
-                 (long long)info->vocab_size);
-        return NULL;
-    }
-    ShardWriter *w = xcalloc(1, sizeof(ShardWriter));
-    snprintf(w->path, sizeof(w->path), "%s", path);
-    snprintf(w->partial, sizeof(w->partial), "%s.partial", path);
-    w->info = *info;
-    w->tokens = w->targets = -1;
-    w->crc_tokens = w->crc_targets = crc32_z(0, Z_NULL, 0);
-    w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (w->file < 0) {
-        char cause[256];
-        snprintf(err, errlen, "%s: cannot create: %s", w->partial, h5_cause(cause));
-        free(w);
-        return NULL;
-    }
-    hid_t token_type = info->token_bytes == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;
-    int seq = info->kind == SHARD_SEQ;
-    int64_t version = SHARDS_FORMAT_VERSION, vocab = info->vocab_size, ignore = -1;
-    int rc = (w->tokens = create_dataset(w, seq ? "inputs" : "tokens", token_type, gzip_level)) < 0;
-    if (!rc && seq) {
-        w->targets = create_dataset(w, "targets", H5T_STD_I32LE, gzip_level);
-        rc = w->targets < 0 ||
-             set_attr(w->targets, "ignore_index", H5T_STD_I64LE, H5T_NATIVE_INT64, &ignore);
-    }
-    rc = rc || set_attr(w->file, "format_version", H5T_STD_I64LE, H5T_NATIVE_INT64, &version) ||
-         set_attr(w->file, "vocab_size", H5T_STD_I64LE, H5T_NATIVE_INT64, &vocab) ||
-         set_attr_str(w->file, "tokenizer", info->tokenizer) ||
-         set_attr_str(w->file, "task", info->task) || set_attr_str(w->file, "split", info->split);
-    if (rc) {
-        writer_fail(w, "create the datasets", err, errlen);
-        shard_abandon(w);
-        return NULL;
-    }
-    return w;
-}
-
-static int write_rows(ShardWriter *w, hid_t d, const void *raw, int64_t rows) {
-    int rank = w->info.kind == SHARD_LM ? 1 : 2;
-    hsize_t start[2] = {(hsize_t)w->written, 0}, cnt[2] = {(hsize_t)rows, (hsize_t)w->info.row_len};
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, cnt, NULL);
-    hid_t type = H5Dget_type(d);
-    int rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 ||
-                     H5Dwrite(d, type, ms, fs, H5P_DEFAULT, raw) < 0
-                 ? -1
-                 : 0;
-    H5Tclose(type), H5Sclose(fs), H5Sclose(ms);
-    return rc;
-}
-
-int shard_append(ShardWriter *w, const int *tokens, const int *targets, int64_t rows, char *err,
-                 size_t errlen) {
-    if (rows <= 0) return 0;
-    if (w->written + rows > w->info.rows) {
-        snprintf(err, errlen, "%s: more rows appended than the %lld it was created for", w->partial,
-                 (long long)w->info.rows);
-        return -1;
-    }
-    size_t n = (size_t)(rows * w->info.row_len), bytes = n * sizeof(uint32_t);
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= w->info.vocab_size ||
-            (targets && targets[i] >= w->info.vocab_size)) {
-            snprintf(err, errlen, "%s: id %d (or its target) is outside [0, vocab_size %lld)",
-                     w->partial, tokens[i], (long long)w->info.vocab_size);
-            return -1;
-        }
-    if (bytes > w->raw_cap) {
-        free(w->raw);
-        w->raw = xmalloc(bytes);
-        w->raw_cap = bytes;
-    }
-    if (w->info.token_bytes == 2) {
-        uint16_t *p = w->raw;
-        for (size_t i = 0; i < n; i++) p[i] = (uint16_t)tokens[i];
-    } else {
-        uint32_t *p = w->raw;
-        for (size_t i = 0; i < n; i++) p[i] = (uint32_t)tokens[i];
-    }
-    w->crc_tokens = crc32_z(w->crc_tokens, w->raw, n * (size_t)w->info.token_bytes);
-    if (write_rows(w, w->tokens, w->raw, rows)) return writer_fail(w, "write tokens", err, errlen);
-    if (w->info.kind == SHARD_SEQ) {
-        int32_t *p = w->raw;
-        for (size_t i = 0; i < n; i++) p[i] = targets[i] < 0 ? -1 : targets[i];
-        w->crc_targets = crc32_z(w->crc_targets, w->raw, n * sizeof(int32_t));
-        if (write_rows(w, w->targets, w->raw, rows))
-            return writer_fail(w, "write targets", err, errlen);
-    }
-    w->written += rows;
-    return 0;
-}
-
-static void writer_free(ShardWriter *w) {
-    if (w->tokens >= 0) H5Dclose(w->tokens);
-    if (w->targets >= 0) H5Dclose(w->targets);
-    free(w->raw);
-    free(w);
-}
-
-void shard_abandon(ShardWriter *w) {
-    if (w->tokens >= 0) H5Dclose(w->tokens);
-    if (w->targets >= 0) H5Dclose(w->targets);
-    w->tokens = w->targets = -1;
-    if (w->file >= 0) H5Fclose(w->file);
-    unlink(w->partial);
-    writer_free(w);
-}
-
-int shard_finish(ShardWriter *w, const int64_t *doc_offsets, int64_t n_offsets, char *err,
-                 size_t errlen) {
-    int rc = 0;
-    if (w->written != w->info.rows) {
-        snprintf(err, errlen, "%s: %lld of %lld rows written", w->partial, (long long)w->written,
-                 (long long)w->info.rows);
-        rc = -1;
-    }
-    uLong crc = w->crc_tokens;
-    if (w->info.kind == SHARD_SEQ)
-        crc = crc32_combine(crc, w->crc_targets,
-                            (z_off_t)(w->info.rows * w->info.row_len * (int64_t)sizeof(int32_t)));
-    uint32_t checksum = (uint32_t)crc;
-    if (!rc && set_attr(w->file, "checksum_crc32", H5T_STD_U32LE, H5T_NATIVE_UINT32, &checksum))
-        rc = writer_fail(w, "write the checksum", err, errlen);
-    if (!rc && doc_offsets && n_offsets > 0) {
-        hsize_t n = (hsize_t)n_offsets;
-        hid_t sp = H5Screate_simple(1, &n, NULL);
-        hid_t d = H5Dcreate2(w->file, "doc_offsets", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
-                             H5P_DEFAULT);
-        if (d < 0 || H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, doc_offsets) < 0)
-            rc = writer_fail(w, "write doc_offsets", err, errlen);
-        if (d >= 0) H5Dclose(d);
-        H5Sclose(sp);
-    }
-    if (rc) {
-        shard_abandon(w);
-        return -1;
-    }
-    H5Dclose(w->tokens);
-    if (w->targets >= 0) H5Dclose(w->targets);
-    w->tokens = w->targets = -1;
-    if (H5Fclose(w->file) < 0) {
-        w->file = -1;
-        writer_fail(w, "close", err, errlen);
-        unlink(w->partial);
-        writer_free(w);
-        return -1;
-    }
-    if (rename(w->partial, w->path)) {
-        snprintf(err, errlen, "cannot rename %s to %s: %s", w->partial, w->path, strerror(errno));
-        unlink(w->partial);
-        rc = -1;
-    }
-    writer_free(w);
-    return rc;
 }

@@ -7,7 +7,8 @@
 // vocab_size, tokenizer, task (+ task.* parameters), split and checksum_crc32, the CRC-32
 // (zlib) of the token data's little-endian bytes (`tokens`, or `inputs` then `targets`).
 //
-// libhdf5 is not thread-safe: a process must make every call of this module from one thread.
+// libhdf5 is not thread-safe: every function here that calls it holds the process-wide HDF5
+// lock (h5util.h), so shards may be read on one thread while another writes a checkpoint.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -29,7 +30,7 @@ typedef struct {
     ManifestEntry *entries;
 } Manifest;
 
-// <dir>/manifest.tsv. Both return 0, or -1 with one line in err naming the file.
+// <dir>/manifest.tsv (manifest.c). Both return 0, or -1 with one line in err naming the file.
 int manifest_read(const char *dir, Manifest *m, char *err, size_t errlen);
 int manifest_write(const char *dir, const Manifest *m, char *err, size_t errlen);
 void manifest_add(Manifest *m, const char *split, const char *file, int64_t tokens);
@@ -48,10 +49,6 @@ typedef struct {
     int direct;             // read: reads bypass libhdf5 (plain contiguous data)
 } ShardInfo;
 
-// HDF5's own error stack printed (verbose) or silenced (each message of this module already
-// names the file and the problem). Call on the thread that uses this module.
-void shards_hdf5_errors(int verbose);
-
 // ---- reading ----------------------------------------------------------------------------
 typedef struct Shard Shard;
 
@@ -69,7 +66,7 @@ int shard_read_tokens(Shard *s, int64_t first, int64_t count, int *out, char *er
 // Target rows [first, first + count) of a sequence shard, ignore_index mapped to -1.
 int shard_read_targets(Shard *s, int64_t first, int64_t count, int *out, char *err, size_t errlen);
 
-// ---- writing ----------------------------------------------------------------------------
+// ---- writing (shard_writer.c) -------------------------------------------------------------
 typedef struct ShardWriter ShardWriter;
 
 // Creates <path>.partial with the datasets sized by info (kind, rows, row_len, token_bytes)

@@ -3,20 +3,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../kernels/rng.h"
+#include "util.h"
 
-Task task_from_config(const Config *c) {
-    Task t = {.task = c->task, .T = (int)c->seq_len, .num_kv_pairs = (int)c->num_kv_pairs,
-              .ar_symbols = (int)c->ar_symbols, .power_a = c->power_a, .seed = (uint64_t)c->seed,
-              .n_train = c->train_examples, .n_test = c->test_examples,
-              .n_valid = c->valid_examples,
-              .copy_tokens = (int)c->copy_tokens, .copy_levels = (int)c->copy_levels,
-              .copy_delay = (int)c->copy_delay, .copy_symbols = (int)c->copy_symbols};
-    if (c->task == TASK_MQAR) t.vocab = (int)c->data_vocab;
-    else if (c->task == TASK_HCOPY) t.vocab = t.copy_levels * t.copy_symbols + 2;
-    else t.vocab = 2 * (int)c->ar_symbols + 1;
+Task task_from_options(const DataOptions *o) {
+    Task t = {.task = o->task,
+              .T = (int)o->seq_len,
+              .num_kv_pairs = (int)o->num_kv_pairs,
+              .ar_symbols = (int)o->ar_symbols,
+              .power_a = o->power_a,
+              .seed = o->seed,
+              .n_train = o->train_examples,
+              .n_test = o->test_examples,
+              .n_valid = o->valid_examples,
+              .copy_tokens = (int)o->copy_tokens,
+              .copy_levels = (int)o->copy_levels,
+              .copy_delay = (int)o->copy_delay,
+              .copy_symbols = (int)o->copy_symbols};
+    if (o->task == DATA_TASK_MQAR)
+        t.vocab = (int)o->vocab;
+    else if (o->task == DATA_TASK_HCOPY)
+        t.vocab = t.copy_levels * t.copy_symbols + 2;
+    else
+        t.vocab = 2 * (int)o->ar_symbols + 1;
     return t;
+}
+
+const char *task_name(int task) {
+    return task == DATA_TASK_AR ? "ar" : task == DATA_TASK_HCOPY ? "hcopy" : "mqar";
 }
 
 // k distinct values from [lo, hi) by a partial Fisher-Yates over the range.
@@ -113,12 +127,14 @@ static void hcopy_example(const Task *t, Rng *r, int *ids, int *targets, int *le
 void task_example_levels(const Task *t, int split, int64_t index, int *ids, int *targets,
                          int *levels) {
     Rng r = {rng_key(t->seed, 0xDA7A + (uint64_t)split, (uint64_t)index, 0), 0};
-    if (t->task == TASK_HCOPY) {
+    if (t->task == DATA_TASK_HCOPY) {
         hcopy_example(t, &r, ids, targets, levels);
         return;
     }
-    if (t->task == TASK_MQAR) mqar_example(t, &r, ids, targets);
-    else ar_example(t, &r, ids, targets);
+    if (t->task == DATA_TASK_MQAR)
+        mqar_example(t, &r, ids, targets);
+    else
+        ar_example(t, &r, ids, targets);
     for (int p = 0; p < t->T; p++) levels[p] = 0;
 }
 
@@ -134,7 +150,9 @@ void sampler_init(Sampler *s, const Task *t) {
     s->perm = t->n_train > 0 ? xmalloc(sizeof(int64_t) * (size_t)t->n_train) : NULL;
 }
 
-void sampler_free(Sampler *s) { free(s->perm); }
+void sampler_free(Sampler *s) {
+    free(s->perm);
+}
 
 int64_t sampler_example(Sampler *s, int64_t position) {
     int64_t n = s->task->n_train;

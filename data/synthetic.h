@@ -4,13 +4,14 @@
 #pragma once
 #include <stdint.h>
 
-#include "../src/config.h"
+#include "data_options.h"
 
 // Each split draws its examples from its own stream, so train, test and valid never overlap.
 enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1, SPLIT_VALID = 2 };
 
 typedef struct {
-    int task, T, num_kv_pairs;
+    int task;  // DATA_TASK_*
+    int T, num_kv_pairs;
     int vocab;       // tokens the task uses (the model's vocab must be at least this)
     int ar_symbols;  // ar: key tokens [0, S), value tokens [S, 2S), filler token 2S
     int copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
@@ -19,7 +20,8 @@ typedef struct {
     int64_t n_train, n_test, n_valid;
 } Task;
 
-Task task_from_config(const Config *c);
+Task task_from_options(const DataOptions *o);
+const char *task_name(int task);  // "mqar", "ar", "hcopy": data.task's values
 // Writes ids[T] and targets[T] (targets < 0 are not scored).
 void task_example(const Task *t, int split, int64_t index, int *ids, int *targets);
 // The same example, plus levels[T]: the hierarchy level (1..copy_levels) of the token each

@@ -23,6 +23,10 @@ extern "C" {
 // The CUDA table (fp32), NULL in a build without CUDA. ids/targets arguments are device
 // pointers there, like every buffer.
 extern const Backend_f32 *const BACKEND_CUDA;
+// CUDA builds only: the 16-byte UUID (cudaDeviceProp.uuid) of the GPU this process uses, the
+// one identity that tells two ranks on one GPU from two GPUs each numbered 0 in its own
+// CUDA_VISIBLE_DEVICES. A failed query ends the process (mt_cuda_fail).
+void mt_cuda_device_uuid(unsigned char uuid[16]);
 #ifdef __cplusplus
 }
 #endif

@@ -10,63 +10,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../data/h5util.h"
+#include "../kernels/rng.h"
 #include "util.h"
 
-void h5_setup(int verbose) {
-    // Read-only opens on shared file systems: locking there fails or hangs (HDF5 >= 1.10.7
-    // honours this variable).
-    setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
-    if (!verbose) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static uint64_t fnv1a64(const void *data, size_t n) {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+// Every function here that calls libhdf5 holds the process-wide HDF5 lock (data/h5util.h)
+// around the whole sequence: the shard reader thread may be reading a compressed shard.
 
 // ---- writing ---------------------------------------------------------------------------
-static int set_attr_i64(hid_t obj, const char *name, int64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-static int set_attr_u64(hid_t obj, const char *name, uint64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 || H5Awrite(a, H5T_NATIVE_UINT64, &v) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
-
-static int set_attr_str(hid_t obj, const char *name, const char *s) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(s) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = a < 0 || H5Awrite(a, t, s) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return rc;
-}
-
 static int write_f32(hid_t loc, const char *name, const float *data, int ndim,
                      const hsize_t *dims) {
     hid_t sp = H5Screate_simple(ndim, dims, NULL);
     hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= dims[i];
-    int rc = ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
-                     set_attr_u64(ds, "checksum_fnv1a64", fnv1a64(data, n * sizeof(float)))
-                 ? -1
-                 : 0;
+    int rc =
+        ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
+                h5_attr_write_u64(ds, "checksum_fnv1a64", hash_fnv1a64(data, n * sizeof(float)))
+            ? -1
+            : 0;
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
     return rc;
@@ -92,8 +54,10 @@ static int write_h5(const char *path, const Model_f32 *m, const float *params, c
         hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
         rc = write_f32(g, p->name, params + p->offset, p->ndim, dims);
     }
-    if (g < 0) rc = -1;
-    else H5Gclose(g);
+    if (g < 0)
+        rc = -1;
+    else
+        H5Gclose(g);
     g = rc ? -1 : H5Gcreate2(f, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g >= 0) {
         hsize_t n = m->n_params;
@@ -104,16 +68,17 @@ static int write_h5(const char *path, const Model_f32 *m, const float *params, c
     }
     char *yaml = config_text(cfg);
     if (!rc)
-        rc = set_attr_i64(f, "format_version", CHECKPOINT_FORMAT_VERSION) ||
-             set_attr_str(f, "madtrain_version", MADTRAIN_VERSION) ||
-             set_attr_i64(f, "step", st->step) ||
-             set_attr_i64(f, "skipped_steps", st->skipped_steps) ||
-             set_attr_i64(f, "tokens", st->tokens) ||
-             set_attr_i64(f, "data_position", st->data_position) ||
-             set_attr_i64(f, "world_size", st->world) || set_attr_i64(f, "seed", cfg->seed) ||
-             set_attr_i64(f, "n_params", (int64_t)m->n_params) ||
-             set_attr_str(f, "config_yaml", yaml) ||
-             set_attr_u64(f, "config_checksum_fnv1a64", fnv1a64(yaml, strlen(yaml)));
+        rc = h5_attr_write_i64(f, "format_version", CHECKPOINT_FORMAT_VERSION) ||
+             h5_attr_write_str(f, "madtrain_version", MADTRAIN_VERSION) ||
+             h5_attr_write_i64(f, "step", st->step) ||
+             h5_attr_write_i64(f, "skipped_steps", st->skipped_steps) ||
+             h5_attr_write_i64(f, "tokens", st->tokens) ||
+             h5_attr_write_i64(f, "data_position", st->data_position) ||
+             h5_attr_write_i64(f, "world_size", st->world) ||
+             h5_attr_write_i64(f, "seed", cfg->seed) ||
+             h5_attr_write_i64(f, "n_params", (int64_t)m->n_params) ||
+             h5_attr_write_str(f, "config_yaml", yaml) ||
+             h5_attr_write_u64(f, "config_checksum_fnv1a64", hash_fnv1a64(yaml, strlen(yaml)));
     free(yaml);
     if (H5Fclose(f) < 0) rc = -1;
     return rc;
@@ -127,17 +92,22 @@ static int fsync_path(const char *path) {
     return rc;
 }
 
-static int write_latest(FILE *f, void *ctx) { return fprintf(f, "%s\n", (const char *)ctx) < 0; }
+static int write_latest(FILE *f, void *ctx) {
+    return fprintf(f, "%s\n", (const char *)ctx) < 0;
+}
 
-int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params, const float *adam_m,
-                     const float *adam_v, const TrainState *st, const Config *cfg, char *path_out,
-                     size_t path_len, char *err, size_t errlen) {
+int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params,
+                     const float *adam_m, const float *adam_v, const TrainState *st,
+                     const Config *cfg, char *path_out, size_t path_len, char *err, size_t errlen) {
     char name[64], path[1100], tmp[1200];
     snprintf(name, sizeof(name), "ckpt-%08lld.h5", (long long)st->step);
     snprintf(path, sizeof(path), "%s/%s", run_dir, name);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
     errno = 0;
-    if (write_h5(tmp, m, params, adam_m, adam_v, st, cfg) || fsync_path(tmp) || rename(tmp, path)) {
+    h5_lock();
+    int failed = write_h5(tmp, m, params, adam_m, adam_v, st, cfg);
+    h5_unlock();
+    if (failed || fsync_path(tmp) || rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
         snprintf(err, errlen, "cannot write checkpoint '%s': %s", path,
@@ -244,37 +214,6 @@ int checkpoint_resolve(const char *dir_or_file, char *path, size_t n, char *err,
 }
 
 // ---- reading ---------------------------------------------------------------------------
-static int get_attr_i64(hid_t obj, const char *name, int64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = a < 0 || H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    return rc;
-}
-
-static int get_attr_u64(hid_t obj, const char *name, uint64_t *v) {
-    if (H5Aexists(obj, name) <= 0) return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = a < 0 || H5Aread(a, H5T_NATIVE_UINT64, v) < 0 ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    return rc;
-}
-
-static char *get_attr_str(hid_t obj, const char *name) {
-    if (H5Aexists(obj, name) <= 0) return NULL;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = H5Aget_type(a);
-    size_t n = H5Tget_size(t);
-    char *s = xcalloc(n + 1, 1);
-    hid_t mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, n);
-    if (H5Aread(a, mt, s) < 0) free(s), s = NULL;
-    H5Tclose(mt);
-    H5Tclose(t);
-    H5Aclose(a);
-    return s;
-}
-
 static void format_dims(char *out, size_t n, int ndim, const hsize_t *dims) {
     if (ndim < 0) {
         snprintf(out, n, "(unreadable)");
@@ -304,8 +243,8 @@ static int read_f32(hid_t loc, const char *path, const char *group, const char *
         char a[96], b[96];
         format_dims(a, sizeof(a), nd, got);
         format_dims(b, sizeof(b), ndim, dims);
-        snprintf(err, errlen, "%s: dataset '%s/%s' has shape %s, expected %s", path, group, name,
-                 a, b);
+        snprintf(err, errlen, "%s: dataset '%s/%s' has shape %s, expected %s", path, group, name, a,
+                 b);
         rc = -1;
     }
     size_t n = 1;
@@ -316,8 +255,8 @@ static int read_f32(hid_t loc, const char *path, const char *group, const char *
                  path, group, name);
         rc = -1;
     }
-    if (!rc && (get_attr_u64(ds, "checksum_fnv1a64", &want) ||
-                want != fnv1a64(out, n * sizeof(float)))) {
+    if (!rc && (h5_attr_read_u64(ds, "checksum_fnv1a64", &want) ||
+                want != hash_fnv1a64(out, n * sizeof(float)))) {
         snprintf(err, errlen, "%s: checksum mismatch in dataset '%s/%s' (corrupted file)", path,
                  group, name);
         rc = -1;
@@ -333,16 +272,17 @@ static hid_t open_ro(const char *path, char *err, size_t errlen) {
         return -1;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) snprintf(err, errlen, "%s: not a readable HDF5 checkpoint (truncated or corrupted)", path);
+    if (f < 0)
+        snprintf(err, errlen, "%s: not a readable HDF5 checkpoint (truncated or corrupted)", path);
     return f;
 }
 
 static int read_config(hid_t f, const char *path, Config *stored_cfg, char *err, size_t errlen) {
-    char *yaml = get_attr_str(f, "config_yaml");
+    char *yaml = h5_attr_read_str(f, "config_yaml");
     uint64_t want = 0;
     int rc = 0;
-    if (!yaml || get_attr_u64(f, "config_checksum_fnv1a64", &want) ||
-        want != fnv1a64(yaml, strlen(yaml))) {
+    if (!yaml || h5_attr_read_u64(f, "config_checksum_fnv1a64", &want) ||
+        want != hash_fnv1a64(yaml, strlen(yaml))) {
         snprintf(err, errlen, "%s: stored config is missing or fails its checksum", path);
         rc = -1;
     }
@@ -359,31 +299,34 @@ static int read_config(hid_t f, const char *path, Config *stored_cfg, char *err,
 }
 
 int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size_t errlen) {
+    h5_lock();
     hid_t f = open_ro(path, err, errlen);
-    if (f < 0) return -1;
-    int rc = read_config(f, path, stored_cfg, err, errlen);
-    H5Fclose(f);
+    int rc = f < 0 ? -1 : read_config(f, path, stored_cfg, err, errlen);
+    if (f >= 0) H5Fclose(f);
+    h5_unlock();
     return rc;
 }
 
-int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m, float *adam_v,
-                    TrainState *st,
-                    Config *stored_cfg, char *err, size_t errlen) {
+static int read_checkpoint(const char *path, const Model_f32 *m, float *params, float *adam_m,
+                           float *adam_v, TrainState *st, Config *stored_cfg, char *err,
+                           size_t errlen) {
     hid_t f = open_ro(path, err, errlen);
     if (f < 0) return -1;
     int rc = 0;
     int64_t version = 0, n_params = 0;
-    if (get_attr_i64(f, "format_version", &version) || version > CHECKPOINT_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: checkpoint format version %lld is not supported (this madtrain "
-                 "reads version <= %d)", path, (long long)version, CHECKPOINT_FORMAT_VERSION);
+    if (h5_attr_read_i64(f, "format_version", &version) || version > CHECKPOINT_FORMAT_VERSION) {
+        snprintf(err, errlen,
+                 "%s: checkpoint format version %lld is not supported (this madtrain "
+                 "reads version <= %d)",
+                 path, (long long)version, CHECKPOINT_FORMAT_VERSION);
         rc = -1;
     }
-    if (!rc && (get_attr_i64(f, "step", &st->step) ||
-                get_attr_i64(f, "skipped_steps", &st->skipped_steps) ||
-                get_attr_i64(f, "tokens", &st->tokens) ||
-                get_attr_i64(f, "data_position", &st->data_position) ||
-                get_attr_i64(f, "world_size", &st->world) ||
-                get_attr_i64(f, "n_params", &n_params))) {
+    if (!rc && (h5_attr_read_i64(f, "step", &st->step) ||
+                h5_attr_read_i64(f, "skipped_steps", &st->skipped_steps) ||
+                h5_attr_read_i64(f, "tokens", &st->tokens) ||
+                h5_attr_read_i64(f, "data_position", &st->data_position) ||
+                h5_attr_read_i64(f, "world_size", &st->world) ||
+                h5_attr_read_i64(f, "n_params", &n_params))) {
         snprintf(err, errlen, "%s: training state attributes are missing", path);
         rc = -1;
     }
@@ -420,8 +363,16 @@ int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *
     return rc;
 }
 
-int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, char *err,
-                           size_t errlen) {
+int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m,
+                    float *adam_v, TrainState *st, Config *stored_cfg, char *err, size_t errlen) {
+    h5_lock();
+    int rc = read_checkpoint(path, m, params, adam_m, adam_v, st, stored_cfg, err, errlen);
+    h5_unlock();
+    return rc;
+}
+
+static int load_params(const char *path, const Model_f32 *m, float *params, char *err,
+                       size_t errlen) {
     hid_t f = open_ro(path, err, errlen);
     if (f < 0) return -1;
     hid_t g = H5Gopen2(f, "params", H5P_DEFAULT);
@@ -437,9 +388,10 @@ int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, 
         const ParamInfo *p = &m->info[t];
         hsize_t dims[2] = {(hsize_t)p->shape[0], (hsize_t)p->shape[1]};
         char e[512];
-        if (read_f32(g, path, "params", p->name, params + p->offset, p->ndim, dims, e,
-                     sizeof(e))) {
-            const char *why = strstr(e, "missing") ? "missing" : strstr(e, "shape") ? "shape" : "unreadable";
+        if (read_f32(g, path, "params", p->name, params + p->offset, p->ndim, dims, e, sizeof(e))) {
+            const char *why = strstr(e, "missing") ? "missing"
+                              : strstr(e, "shape") ? "shape"
+                                                   : "unreadable";
             if (bad < 8)
                 snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s (%s)",
                          bad ? ", " : "", p->name, why);
@@ -454,4 +406,12 @@ int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, 
         return -1;
     }
     return 0;
+}
+
+int checkpoint_load_params(const char *path, const Model_f32 *m, float *params, char *err,
+                           size_t errlen) {
+    h5_lock();
+    int rc = load_params(path, m, params, err, errlen);
+    h5_unlock();
+    return rc;
 }

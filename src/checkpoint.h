@@ -21,25 +21,20 @@ typedef struct {
     int64_t world;          // ranks that wrote it (informational: resume may change it)
 } TrainState;
 
-// Silences HDF5's own error stack (unless verbose) and turns file locking off for read-only
-// opens (NFS/Lustre). Call once before any other HDF5 use.
-void h5_setup(int verbose);
-
 // Writes <run_dir>/ckpt-<step>.h5 and points <run_dir>/latest at it. 0, or -1 with err;
 // on failure nothing is left under the real name and the previous checkpoints are untouched.
 // params, adam_m, adam_v: host buffers in the layout of m's parameter table.
-int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params, const float *adam_m,
-                     const float *adam_v, const TrainState *st, const Config *cfg,
-                     char *path_out, size_t path_len, char *err, size_t errlen);
+int checkpoint_write(const char *run_dir, const Model_f32 *m, const float *params,
+                     const float *adam_m, const float *adam_v, const TrainState *st,
+                     const Config *cfg, char *path_out, size_t path_len, char *err, size_t errlen);
 // Deletes checkpoints beyond the newest `keep` (keeping every keep_every-th step); never the
 // one `latest` names.
 void checkpoint_prune(const char *run_dir, int64_t keep, int64_t keep_every);
 
 // Reads a checkpoint into an already built model (shapes must match) and the moments
 // (either may be NULL to skip them). stored_cfg receives the checkpoint's resolved config.
-int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m, float *adam_v,
-                    TrainState *st,
-                    Config *stored_cfg, char *err, size_t errlen);
+int checkpoint_read(const char *path, const Model_f32 *m, float *params, float *adam_m,
+                    float *adam_v, TrainState *st, Config *stored_cfg, char *err, size_t errlen);
 // Only the resolved config stored in a checkpoint (to check a resume before loading tensors).
 int checkpoint_read_config(const char *path, Config *stored_cfg, char *err, size_t errlen);
 // Parameters only, matched by name and shape (warm start); mismatches are listed in err.

@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "../comm/comm.h"
-#include "../data/prep.h"
 #include "bench.h"
-#include "report.h"
 #include "config.h"
 #include "model.h"
+#include "prep_cli.h"
+#include "report.h"
 #include "train.h"
 #include "util.h"
 
@@ -49,14 +49,17 @@ int main(int argc, char **argv) {
     Comm comm;
     comm_init(&comm, &argc, &argv);
     int first = 1, eval_only = 0;
-    if (argc > 1 && !strcmp(argv[1], "train")) first = 2;
-    else if (argc > 1 && !strcmp(argv[1], "eval")) first = 2, eval_only = 1;
+    if (argc > 1 && !strcmp(argv[1], "train"))
+        first = 2;
+    else if (argc > 1 && !strcmp(argv[1], "eval"))
+        first = 2, eval_only = 1;
     else if (argc > 1 && !strcmp(argv[1], "report")) {
         int rc = comm.rank ? 0 : report_main(argc - 1, argv + 1);
         comm_finalize(&comm);
         return rc;
     } else if (argc > 1 && !strcmp(argv[1], "bench")) {
-        if (comm.world > 1) return usage_error(&comm, "bench runs as one process, not under mpirun");
+        if (comm.world > 1)
+            return usage_error(&comm, "bench runs as one process, not under mpirun");
         int rc = bench_main(argc - 1, argv + 1, &comm);
         comm_finalize(&comm);
         return rc;
@@ -82,8 +85,7 @@ int main(int argc, char **argv) {
         int rc = prep_main(argc - 1, argv + 1);
         comm_finalize(&comm);
         return rc;
-    }
-    else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
+    } else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
         snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench, mixers)", argv[1]);
         return usage_error(&comm, msg);

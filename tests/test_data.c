@@ -12,14 +12,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../data/h5util.h"
 #include "../data/loader.h"
 #include "../data/prep.h"
 #include "../data/reader.h"
 #include "../data/shards.h"
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../data/util.h"
+#include "../kernels/rng.h"
+#include "../src/data_config.h"
+#include "../src/prep_cli.h"
 
 static int failures = 0;
 #define CHECK(cond, ...)                                \
@@ -47,7 +51,8 @@ static void make_config(Config *c, const char *overrides) {
 
 static Loader *open_or_die(const Config *c, int rank, int world) {
     char err[1400];
-    Loader *l = loader_open(c, rank, world, err, sizeof(err));
+    DataOptions o = data_options_from_config(c);
+    Loader *l = loader_open(&o, rank, world, err, sizeof(err));
     if (!l) {
         printf("FAIL: loader_open: %s\n", err);
         exit(1);
@@ -303,7 +308,8 @@ static void test_synthetic_shards(const char *task_keys) {
     Loader *a = open_or_die(&in_process, 0, 1), *b = open_or_die(&sharded, 0, 1);
     int T = loader_seq_len(a);
     CHECK(loader_seq_len(b) == T && loader_vocab(a) == loader_vocab(b) &&
-              loader_train_size(b) == 200 && loader_eval_size(b, EVAL_TEST) == 40 && !loader_is_lm(b),
+              loader_train_size(b) == 200 && loader_eval_size(b, EVAL_TEST) == 40 &&
+              !loader_is_lm(b),
           "synthetic shards: shape or sizes differ from the in-process task");
     int *x = xmalloc(sizeof(int) * 8 * (size_t)T), *y = xmalloc(sizeof(int) * 8 * (size_t)T);
     int *u = xmalloc(sizeof(int) * 8 * (size_t)T), *v = xmalloc(sizeof(int) * 8 * (size_t)T);
@@ -565,12 +571,16 @@ static void test_huge_shard(void) {
     unlink(path);
 }
 
-// ---- the HDF5 thread ------------------------------------------------------------------------
-static int note_thread(void *ctx) {
-    *(pthread_t *)ctx = pthread_self();
-    return 7;
+// ---- the HDF5 lock --------------------------------------------------------------------------
+static void *take_h5_lock(void *flag) {
+    h5_lock();
+    *(volatile int *)flag = 1;
+    h5_unlock();
+    return NULL;
 }
 
+// One reader per process; the HDF5 lock is recursive on its holder's thread and keeps every
+// other thread out until the holder has released it as often as it took it.
 static void test_hdf5_thread(const char *dir) {
     Config c;
     char ov[700];
@@ -578,18 +588,25 @@ static void test_hdf5_thread(const char *dir) {
     make_config(&c, ov);
     Loader *l = open_or_die(&c, 0, 1);
     char err[1400];
-    Loader *second = loader_open(&c, 0, 1, err, sizeof(err));
+    DataOptions o = data_options_from_config(&c);
+    Loader *second = loader_open(&o, 0, 1, err, sizeof(err));
     CHECK(!second && strstr(err, "already open"), "a second shard reader opened in one process");
-    pthread_t ran_on = pthread_self();
-    CHECK(loader_hdf5_call(l, note_thread, &ran_on) == 7 && !pthread_equal(ran_on, pthread_self()),
-          "loader_hdf5_call did not run on the reader thread");
     loader_close(l);
-    make_config(&c, "data.task=mqar");
-    l = open_or_die(&c, 0, 1);
-    ran_on = 0;
-    CHECK(loader_hdf5_call(l, note_thread, &ran_on) == 7 && pthread_equal(ran_on, pthread_self()),
-          "without shards loader_hdf5_call must run on the caller");
-    loader_close(l);
+
+    volatile int taken = 0;
+    pthread_t other;
+    h5_lock();
+    h5_lock();
+    pthread_create(&other, NULL, take_h5_lock, (void *)&taken);
+    struct timespec nap = {0, 50 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    CHECK(!taken, "another thread took the HDF5 lock while this one held it");
+    h5_unlock();
+    nanosleep(&nap, NULL);
+    CHECK(!taken, "another thread took the HDF5 lock while this one still held it once");
+    h5_unlock();
+    pthread_join(other, NULL);
+    CHECK(taken, "the HDF5 lock was not free after its holder released it");
 }
 
 int main(int argc, char **argv) {
@@ -599,7 +616,7 @@ int main(int argc, char **argv) {
         printf("cannot create the work folder: %s\n", strerror(errno));
         return 2;
     }
-    shards_hdf5_errors(0);
+    h5_errors(0);
     test_shuffle();
 
     Layout lay = {.n_train = 4, .n_valid = 3, .train = {1000, 37, 5, 777}, .valid = {300, 1, 17}};

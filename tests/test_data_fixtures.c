@@ -14,8 +14,8 @@
 #include <zlib.h>
 
 #include "../data/shards.h"
-#include "../src/rng.h"
-#include "../src/util.h"
+#include "../data/util.h"
+#include "../kernels/rng.h"
 
 enum { N_TOKENS = 1000, VOCAB = 64 };
 static const char *work;

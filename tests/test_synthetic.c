@@ -4,17 +4,24 @@
 #include <string.h>
 
 #include "../data/synthetic.h"
+#include "../src/data_config.h"
 
 static int failures = 0;
-#define CHECK(cond, ...)                                    \
-    do {                                                    \
-        if (!(cond)) {                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-            printf(__VA_ARGS__);                            \
-            printf("\n");                                   \
-            failures++;                                     \
-        }                                                   \
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond)) {                                  \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+            failures++;                                 \
+        }                                               \
     } while (0)
+
+// The task a config asks for, as the trainer builds it.
+static Task task_of(const Config *c) {
+    DataOptions o = data_options_from_config(c);
+    return task_from_options(&o);
+}
 
 static void check_mqar(const Task *t, const int *ids, const int *tg) {
     int kv = t->num_kv_pairs, half = t->vocab / 2, queried = 0;
@@ -43,8 +50,9 @@ static void check_mqar(const Task *t, const int *ids, const int *tg) {
 int main(void) {
     Config c;
     config_defaults(&c);
-    c.task = TASK_MQAR, c.seq_len = 64, c.data_vocab = 64, c.num_kv_pairs = 8, c.train_examples = 50;
-    Task t = task_from_config(&c);
+    c.task = TASK_MQAR, c.seq_len = 64, c.data_vocab = 64, c.num_kv_pairs = 8,
+    c.train_examples = 50;
+    Task t = task_of(&c);
     int ids[64], tg[64], ids2[64], tg2[64];
     double near = 0;  // power-law spacing: most queries sit close after the context
     for (int e = 0; e < 200; e++) {
@@ -71,7 +79,7 @@ int main(void) {
     }
 
     c.task = TASK_AR, c.seq_len = 64, c.ar_symbols = 16, c.num_kv_pairs = 8;
-    t = task_from_config(&c);
+    t = task_of(&c);
     CHECK(t.vocab == 33, "ar vocab %d", t.vocab);
     for (int e = 0; e < 100; e++) {
         task_example(&t, SPLIT_TRAIN, e, ids, tg);
@@ -87,7 +95,7 @@ int main(void) {
     // (level - 1) x delay, its level shown by its symbol range; every level occurs.
     c.task = TASK_HCOPY, c.seq_len = 32, c.copy_tokens = 8, c.copy_levels = 3, c.copy_delay = 4;
     c.copy_symbols = 5;
-    t = task_from_config(&c);
+    t = task_of(&c);
     CHECK(t.vocab == 17, "hcopy vocab %d", t.vocab);
     int lv[64], level_seen[4] = {0};
     for (int e = 0; e < 200; e++) {
@@ -112,7 +120,7 @@ int main(void) {
     // Epoch shuffles are permutations of the training set.
     Sampler s;
     c.task = TASK_MQAR;
-    t = task_from_config(&c);
+    t = task_of(&c);
     sampler_init(&s, &t);
     int seen[50] = {0};
     for (int p = 50; p < 100; p++) seen[sampler_example(&s, p)]++;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/rng.h"
+#include "../rng.h"
 #include "../ops.h"
 #include "../real.h"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/rng.h"
+#include "../rng.h"
 #include "linear_core.h"
 
 

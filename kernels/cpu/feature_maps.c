@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/rng.h"
+#include "../rng.h"
 #include "linear_core.h"
 
 // x / max(|x|, eps) as torch.nn.functional.normalize: an all-zero row stays finite.

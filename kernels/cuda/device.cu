@@ -3,7 +3,9 @@
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../backend.h"
 #include "cuda_common.cuh"
 
 static void exit_hook(int code) { exit(code); }
@@ -21,6 +23,14 @@ void mt_cuda_device_name(int dev, char *name, size_t n) {
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) snprintf(name, n, "%s", prop.name);
     else snprintf(name, n, "unknown");
+}
+
+void mt_cuda_device_uuid(unsigned char uuid[16]) {
+    int dev;
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    memcpy(uuid, prop.uuid.bytes, 16);
 }
 
 void mt_cuda_fail(const char *call, const char *what, const char *file, int line) {

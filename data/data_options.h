@@ -1,0 +1,26 @@
+// What data/ needs to know of a run: the data.* keys, the seed and the global batch. The
+// trainer fills it from its config (src/data_config.c), so data/ depends on nothing above it.
+#pragma once
+#include <stdint.h>
+
+// data.task: the in-process synthetic tasks (data/synthetic.h).
+enum { DATA_TASK_MQAR = 0, DATA_TASK_AR = 1, DATA_TASK_HCOPY = 2 };
+
+typedef struct {
+    uint64_t seed;       // every example and the training order follow from it
+    int64_t batch_size;  // global batch: training-stream positions one step consumes
+    int64_t seq_len;     // T (shards of sequences fix their own, which must agree)
+    // The in-process task (data.path empty).
+    int task;       // DATA_TASK_*
+    int64_t vocab;  // mqar: the vocabulary (data.vocab_size)
+    int64_t num_kv_pairs, ar_symbols;
+    int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
+    double power_a;                                              // mqar query spacing
+    int64_t train_examples, valid_examples, test_examples;       // 0 train: an endless stream
+    // Shards (data.path set; data/reader.h).
+    char path[512], eval_split[64];
+    int64_t eval_stride;  // LM evaluation stride (0: T)
+    int64_t prefetch;     // batches the reader thread reads ahead
+    int verify;           // checksum and range-check every shard once at open
+    int hdf5_errors;      // print HDF5's own error stack too
+} DataOptions;

@@ -1,0 +1,32 @@
+#include "data_config.h"
+
+#include <stdio.h>
+
+DataOptions data_options_from_config(const Config *c) {
+    DataOptions o = {
+        .seed = (uint64_t)c->seed,
+        .batch_size = c->batch_size,
+        .seq_len = c->seq_len,
+        .task = c->task == TASK_AR      ? DATA_TASK_AR
+                : c->task == TASK_HCOPY ? DATA_TASK_HCOPY
+                                        : DATA_TASK_MQAR,
+        .vocab = c->data_vocab,
+        .num_kv_pairs = c->num_kv_pairs,
+        .ar_symbols = c->ar_symbols,
+        .copy_tokens = c->copy_tokens,
+        .copy_levels = c->copy_levels,
+        .copy_delay = c->copy_delay,
+        .copy_symbols = c->copy_symbols,
+        .power_a = c->power_a,
+        .train_examples = c->train_examples,
+        .valid_examples = c->valid_examples,
+        .test_examples = c->test_examples,
+        .eval_stride = c->eval_stride,
+        .prefetch = c->prefetch,
+        .verify = c->verify_data,
+        .hdf5_errors = c->hdf5_errors,
+    };
+    snprintf(o.path, sizeof(o.path), "%s", c->data_path);
+    snprintf(o.eval_split, sizeof(o.eval_split), "%s", c->eval_split);
+    return o;
+}

@@ -1,0 +1,239 @@
+// A run's state between device and host: the model and optimizer state, their host views, and
+// everything that crosses to disk (checkpoints, resume, warm start, rollback, final state).
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/rng.h"
+#include "train_internal.h"
+#include "util.h"
+
+static int host_aliased(const Run *r) {
+    return r->host_params == r->model.params;
+}
+
+int run_build(Run *r, const ModelConfig *mc) {
+    char err[1400];
+    const Backend_f32 *k = r->k;
+    Model_f32 *model = &r->model;
+    if (model_build_f32(model, mc, k, err, sizeof(err))) {
+        if (!r->comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+        return MT_EXIT_USAGE;
+    }
+    model_init_f32(model, (uint64_t)r->cfg->seed);
+    size_t state_bytes = sizeof(float) * model->n_params;
+    r->adam_m = k->alloc(state_bytes);
+    r->adam_v = k->alloc(state_bytes);
+    if (!model->params || !model->grads || !r->adam_m || !r->adam_v)
+        comm_fatal(r->comm, MT_EXIT_FAIL, "out of %s memory for %zu parameters", k->name,
+                   model->n_params);
+    // debug.host_mirrors: the CPU run keeps copies as a GPU run must, so the CPU tests cover
+    // every crossing (checkpoints, resume, warm start, rollback, replica hashes, final state).
+    if (k == &BACKEND_CPU_f32 && !r->cfg->debug_host_mirrors) {
+        r->host_params = model->params, r->host_m = r->adam_m, r->host_v = r->adam_v;
+    } else {
+        r->host_params = xmalloc(state_bytes), r->host_m = xmalloc(state_bytes);
+        r->host_v = xmalloc(state_bytes);
+    }
+    return 0;
+}
+
+void run_free(Run *r) {
+    if (!host_aliased(r)) free(r->host_params), free(r->host_m), free(r->host_v);
+    r->k->release(r->adam_m), r->k->release(r->adam_v);
+    model_free_f32(&r->model);
+}
+
+void params_to_host(Run *r) {
+    if (!host_aliased(r))
+        r->k->download(r->host_params, r->model.params, sizeof(float) * r->model.n_params);
+}
+
+void state_to_host(Run *r) {
+    if (host_aliased(r)) return;
+    size_t bytes = sizeof(float) * r->model.n_params;
+    params_to_host(r);
+    r->k->download(r->host_m, r->adam_m, bytes);
+    r->k->download(r->host_v, r->adam_v, bytes);
+}
+
+void state_to_device(Run *r) {
+    if (host_aliased(r)) return;
+    size_t bytes = sizeof(float) * r->model.n_params;
+    r->k->upload(r->model.params, r->host_params, bytes);
+    r->k->upload(r->adam_m, r->host_m, bytes);
+    r->k->upload(r->adam_v, r->host_v, bytes);
+}
+
+uint64_t replica_hash(Run *r) {
+    params_to_host(r);  // the hash reads the parameters only
+    return hash_fnv1a64(r->host_params, sizeof(float) * r->model.n_params);
+}
+
+// ---- checkpoints ---------------------------------------------------------------------------
+// Every rank has the same parameters (checked by the replica hash), so no gather is needed.
+int save_checkpoint(Run *r, Logger *lg) {
+    if (r->comm->rank) return 0;
+    char err[1400], path[1100];
+    double t0 = now_seconds();
+    state_to_host(r);
+    if (checkpoint_write(r->cfg->run_dir, &r->model, r->host_params, r->host_m, r->host_v, &r->st,
+                         r->cfg, path, sizeof(path), err, sizeof(err))) {
+        fprintf(stderr, "madtrain: error: %s; training goes on from the previous checkpoint\n",
+                err);
+        jsonl(lg, "{\"event\":\"checkpoint_failed\",\"step\":%lld}", (long long)r->st.step);
+        return -1;
+    }
+    checkpoint_prune(r->cfg->run_dir, r->cfg->ckpt_keep, r->cfg->ckpt_keep_every);
+    printf("checkpoint: %s (%.2fs)\n", path, now_seconds() - t0);
+    fflush(stdout);
+    char esc[2 * sizeof(path) + 16];
+    jsonl(lg, "{\"event\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\"}", (long long)r->st.step,
+          json_escape(path, esc, sizeof(esc)));
+    return 0;
+}
+
+// Resume: the newest usable checkpoint of the candidates. With `auto`, a corrupted newest
+// checkpoint falls back to the previous one (and says so); an explicit file must be good.
+static int try_resume(Run *r, int *resumed) {
+    const Config *cfg = r->cfg;
+    char err[1400], path[1100];
+    char *cands[64];
+    int n = 0;
+    *resumed = 0;
+    if (!cfg->resume[0]) return 0;
+    int autom = !strcmp(cfg->resume, "auto");
+    if (autom) {
+        n = checkpoint_list(cfg->run_dir, cands, 64);
+        if (!n) {
+            if (!r->comm->rank)
+                printf("resume: no checkpoint in %s, starting fresh\n", cfg->run_dir);
+            return 0;
+        }
+    } else {
+        if (checkpoint_resolve(cfg->resume, path, sizeof(path), err, sizeof(err)))
+            comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
+        cands[n++] = strdup(path);
+    }
+    int rc = -1;
+    for (int i = 0; i < n && rc; i++) {
+        Config stored;
+        char refused[2048], changed[2048];
+        rc = checkpoint_read_config(cands[i], &stored, err, sizeof(err));
+        if (!rc && config_diff(&stored, cfg, refused, sizeof(refused), changed, sizeof(changed))) {
+            if (!r->comm->rank)
+                fprintf(stderr, "madtrain: error: cannot resume from %s with a different %s\n",
+                        cands[i], refused);
+            for (int j = 0; j < n; j++) free(cands[j]);
+            return MT_EXIT_USAGE;
+        }
+        if (!rc)
+            rc = checkpoint_read(cands[i], &r->model, r->host_params, r->host_m, r->host_v, &r->st,
+                                 NULL, err, sizeof(err));
+        if (rc) {
+            if (!autom) comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
+            if (!r->comm->rank)
+                fprintf(stderr, "madtrain: warning: %s; falling back to the previous checkpoint\n",
+                        err);
+            continue;
+        }
+        if (!r->comm->rank) {
+            printf("resume: %s at step %lld (written by %lld rank(s))\n", cands[i],
+                   (long long)r->st.step, (long long)r->st.world);
+            if (changed[0]) printf("resume: changed settings: %s\n", changed);
+        }
+        *resumed = 1;
+        state_to_device(r);
+    }
+    for (int j = 0; j < n; j++) free(cands[j]);
+    if (rc) comm_fatal(r->comm, MT_EXIT_FAIL, "no usable checkpoint in %s", cfg->run_dir);
+    return 0;
+}
+
+// checkpoint.init_from: parameters matched by name and shape; the tensors it does not hold
+// keep their initialisation, and the moments start at zero.
+static int warm_start(Run *r) {
+    char err[1400];
+    size_t state_bytes = sizeof(float) * r->model.n_params;
+    r->k->download(r->host_params, r->model.params, state_bytes);  // tensors not loaded stay
+    if (checkpoint_load_params(r->cfg->init_from, &r->model, r->host_params, err, sizeof(err))) {
+        if (!r->comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+        return MT_EXIT_USAGE;
+    }
+    r->k->upload(r->model.params, r->host_params, state_bytes);
+    if (!r->comm->rank) printf("init_from: parameters loaded from %s\n", r->cfg->init_from);
+    return 0;
+}
+
+int run_restore(Run *r, int *resumed) {
+    int rc = try_resume(r, resumed);
+    if (rc) return rc;
+    if (!*resumed && r->cfg->init_from[0]) return warm_start(r);
+    return 0;
+}
+
+void rollback(Run *r) {
+    // The data position keeps going, so the batches that produced the non-finite steps are not
+    // replayed.
+    char *last[1], err[1400] = "no checkpoint in the run directory";
+    TrainState keep = r->st;
+    if (checkpoint_list(r->cfg->run_dir, last, 1) < 1 ||
+        checkpoint_read(last[0], &r->model, r->host_params, r->host_m, r->host_v, &r->st, NULL, err,
+                        sizeof(err)))
+        comm_fatal(r->comm, MT_EXIT_FAIL, "rollback failed: %s", err);
+    state_to_device(r);
+    if (!r->comm->rank) printf("rollback: reloaded %s\n", last[0]);
+    free(last[0]);
+    r->st = keep;
+}
+
+// ---- the run directory -----------------------------------------------------------------------
+static int write_config(FILE *f, void *ctx) {
+    config_write_yaml(ctx, f);
+    return ferror(f) ? -1 : 0;
+}
+
+static int write_text(FILE *f, void *ctx) {
+    return fputs(ctx, f) < 0 ? -1 : 0;
+}
+
+void run_dir_prepare(const Run *r, int eval_only) {
+    const Config *cfg = r->cfg;
+    char path[1100];
+    if (mkdir_p(cfg->run_dir))
+        comm_fatal(r->comm, MT_EXIT_FAIL, "cannot create run directory '%s': %s", cfg->run_dir,
+                   strerror(errno));
+    checkpoint_remove_partial(cfg->run_dir);
+    snprintf(path, sizeof(path), "%s/config.yaml", cfg->run_dir);
+    if (!eval_only && write_file_atomic(path, write_config, (void *)cfg))
+        comm_fatal(r->comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
+}
+
+typedef struct {
+    const float *params, *adam_m, *adam_v;
+    size_t n;
+} StateFile;
+
+// final_state.bin: "MTSTATE1", uint64 n, then params, adam_m, adam_v (float32, n each, the
+// parameter table's order): a raw dump for exact comparisons in tests.
+static int write_state(FILE *f, void *ctx) {
+    const StateFile *p = ctx;
+    uint64_t n = p->n;
+    if (fwrite("MTSTATE1", 1, 8, f) != 8 || fwrite(&n, sizeof(n), 1, f) != 1) return -1;
+    if (fwrite(p->params, sizeof(float), p->n, f) != p->n) return -1;
+    if (fwrite(p->adam_m, sizeof(float), p->n, f) != p->n) return -1;
+    return fwrite(p->adam_v, sizeof(float), p->n, f) == p->n ? 0 : -1;
+}
+
+void write_final_state(Run *r, int preempted, int exit_code) {
+    if (r->comm->rank) return;
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/final_state.bin", r->cfg->run_dir);
+    // written only after a clean finish, whose final checkpoint just copied the state down
+    StateFile sf = {r->host_params, r->host_m, r->host_v, r->model.n_params};
+    if (!preempted && exit_code == 0 && write_file_atomic(path, write_state, &sf))
+        comm_fatal(r->comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
+    snprintf(path, sizeof(path), "%s/status", r->cfg->run_dir);
+    const char *status = exit_code ? "failed\n" : preempted ? "preempted\n" : "finished\n";
+    write_file_atomic(path, write_text, (void *)status);
+}

@@ -1,0 +1,97 @@
+// Evaluation on the held-out splits. Every rank takes a contiguous block of the examples and
+// one all-reduce sums the figures, so all ranks hold the same result.
+#include <math.h>
+
+#include "train_internal.h"
+#include "util.h"
+
+// Held-out examples [first, first + count) as one micro-batch of the model's B sequences; the
+// rows past count are padding that scores nothing.
+static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, int64_t first,
+                           int64_t count, Batch *b, char *err, size_t errlen) {
+    if (loader_eval(data, split, first, count, b->ids, b->targets, b->levels, err, errlen))
+        return -1;
+    for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++)
+        b->ids[i] = 0, b->targets[i] = -1, b->levels[i] = 0;
+    return 0;
+}
+
+// Mean loss per scored position and mean per-example accuracy over a held-out split (or its
+// first eval_examples); for tasks with hierarchy levels, also the accuracy over the scored
+// positions of each level.
+static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Config *cfg,
+                           Comm *comm, Batch *b) {
+    int64_t n = loader_eval_size(data, split);
+    if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
+    int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
+    int B = m->B, T = m->T;
+    char err[512];
+    // loss, scored, acc, examples, then (scored, correct) per level 1..MAX_EVAL_LEVELS
+    double sums[4 + 2 * MAX_EVAL_LEVELS] = {0};
+    for (int64_t start = lo; start < hi; start += B) {
+        int64_t count = hi - start < B ? hi - start : B;
+        if (load_eval_batch(m, data, split, start, count, b, err, sizeof(err)))
+            comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
+        ForwardStats st = model_forward_f32(m, b->ids, b->targets, 0);
+        sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
+        sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
+        for (size_t i = 0; i < (size_t)B * T; i++) {
+            int l = b->levels[i];
+            if (b->targets[i] < 0 || l < 1 || l > MAX_EVAL_LEVELS) continue;
+            sums[4 + 2 * (l - 1)] += 1;
+            sums[5 + 2 * (l - 1)] += m->predictions[i] == b->targets[i];
+        }
+    }
+    comm_allreduce_sum_f64(comm, sums, 4 + 2 * MAX_EVAL_LEVELS);
+    EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0,
+                    sums[3] > 0 ? sums[2] / sums[3] : 0,
+                    (int64_t)sums[1],
+                    (int64_t)sums[3],
+                    0,
+                    {0}};
+    for (int l = 0; l < MAX_EVAL_LEVELS; l++)
+        if (sums[4 + 2 * l] > 0) {
+            r.n_levels = l + 1;
+            r.level_acc[l] = sums[5 + 2 * l] / sums[4 + 2 * l];
+        }
+    return r;
+}
+
+void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger *lg, int64_t step,
+               int final, EvalResult *test, Batch *b) {
+    int has_valid = loader_eval_size(data, EVAL_VALID) > 0;
+    for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
+        if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
+        if (sp == EVAL_TEST && has_valid && !final) continue;
+        EvalResult e = evaluate(m, data, (EvalSplit)sp, cfg, comm, b);
+        if (sp == EVAL_TEST) *test = e;
+        if (!comm->rank)
+            log_eval(lg, step, loader_eval_name(data, (EvalSplit)sp), loader_is_lm(data), &e);
+    }
+}
+
+void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
+    EvalSplit split = loader_eval_size(data, EVAL_VALID) > 0 ? EVAL_VALID : EVAL_TEST;
+    int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
+    char err[512];
+    if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
+    model_forward_f32(m, b->ids, b->targets, 0);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        OpAux aux[OP_MAX_AUX + 1];
+        int k = model_layer_aux_f32(m, l, aux);
+        char line[8192];
+        int len = snprintf(line, sizeof(line), "{\"event\":\"aux\",\"layer\":%d", l);
+        printf("aux   layer %d |", l);
+        for (int i = 0; i < k && len < (int)sizeof(line) - 128; i++) {
+            if (isfinite(aux[i].value))
+                len += snprintf(line + len, sizeof(line) - len, ",\"%s\":%.6g", aux[i].name,
+                                aux[i].value);
+            else
+                len += snprintf(line + len, sizeof(line) - len, ",\"%s\":null", aux[i].name);
+            printf(" %s %.4g", aux[i].name, aux[i].value);
+        }
+        printf("\n");
+        jsonl(lg, "%s}", line);
+    }
+    fflush(stdout);
+}
