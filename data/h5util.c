@@ -42,6 +42,10 @@ static void require_lock(const char *helper) {
 }
 
 // ---- errors ---------------------------------------------------------------------------------
+void h5_process_init(void) {
+    H5dont_atexit();
+}
+
 void h5_setup(int verbose) {
     // Read-only opens on shared file systems: locking there fails or hangs (HDF5 >= 1.10.7
     // honours this variable; shard_open also sets it per file).

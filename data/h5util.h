@@ -19,6 +19,10 @@ void h5_unlock(void);
 // Once per process, before any other HDF5 use and before threads start: read-only opens take
 // no file lock (NFS/Lustre), and HDF5's own error stack is printed (verbose) or not.
 void h5_setup(int verbose);
+// First thing in main, before any other HDF5 call: HDF5 registers no exit handler. Its handler
+// closes every file still open at exit, and a file whose close failed (a checkpoint write that
+// hit a full disk) crashes it there (H5F__close_cb); madtrain closes its own files.
+void h5_process_init(void);
 // HDF5's error stack printed (verbose) or silenced (madtrain's messages already name the file
 // and the problem). Call on each thread that uses HDF5 (thread-safe builds keep it per thread).
 void h5_errors(int verbose);

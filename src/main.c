@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../comm/comm.h"
+#include "../data/h5util.h"
 #include "bench.h"
 #include "config.h"
 #include "model.h"
@@ -46,6 +47,7 @@ static int usage_error(Comm *comm, const char *msg) {
 }
 
 int main(int argc, char **argv) {
+    h5_process_init();
     Comm comm;
     comm_init(&comm, &argc, &argv);
     int first = 1, eval_only = 0;

@@ -71,26 +71,47 @@ uint64_t replica_hash(Run *r) {
 }
 
 // ---- checkpoints ---------------------------------------------------------------------------
-// Every rank has the same parameters (checked by the replica hash), so no gather is needed.
-int save_checkpoint(Run *r, Logger *lg) {
-    if (r->comm->rank) return 0;
-    char err[1400], path[1100];
-    double t0 = now_seconds();
-    state_to_host(r);
-    if (checkpoint_write(r->cfg->run_dir, &r->model, r->host_params, r->host_m, r->host_v, &r->st,
-                         r->cfg, path, sizeof(path), err, sizeof(err))) {
-        fprintf(stderr, "madtrain: error: %s; training goes on from the previous checkpoint\n",
-                err);
-        jsonl(lg, "{\"event\":\"checkpoint_failed\",\"step\":%lld}", (long long)r->st.step);
-        return -1;
+// An I/O outcome every rank must act on alike (a checkpoint was written, or not): rank 0's
+// result and message, broadcast, so no rank rolls back to, or stops on, a checkpoint another
+// rank thinks does not exist.
+int agree_on_rank0(Comm *comm, int rc, char *msg, size_t n) {
+    struct {
+        int rc;
+        char msg[1400];
+    } o;
+    memset(&o, 0, sizeof(o));
+    o.rc = rc;
+    if (!comm->rank) snprintf(o.msg, sizeof(o.msg), "%s", msg ? msg : "");
+    comm_bcast_bytes(comm, &o, sizeof(o), 0);
+    if (msg) snprintf(msg, n, "%s", o.msg);
+    return o.rc;
+}
+
+// Every rank has the same parameters (checked by the replica hash), so rank 0 writes alone;
+// all ranks return its result. `then` says what the run does after a failed write.
+int save_checkpoint(Run *r, Logger *lg, const char *then) {
+    char err[1400] = "", path[1100];
+    int rc = 0;
+    if (!r->comm->rank) {
+        double t0 = now_seconds();
+        state_to_host(r);
+        rc = checkpoint_write(r->cfg->run_dir, &r->model, r->host_params, r->host_m, r->host_v,
+                              &r->st, r->cfg, path, sizeof(path), err, sizeof(err))
+                 ? -1
+                 : 0;
+        if (rc) {
+            fprintf(stderr, "madtrain: error: %s; %s\n", err, then);
+            jsonl(lg, "{\"event\":\"checkpoint_failed\",\"step\":%lld}", (long long)r->st.step);
+        } else {
+            checkpoint_prune(r->cfg->run_dir, r->cfg->ckpt_keep, r->cfg->ckpt_keep_every);
+            printf("checkpoint: %s (%.2fs)\n", path, now_seconds() - t0);
+            fflush(stdout);
+            char esc[2 * sizeof(path) + 16];
+            jsonl(lg, "{\"event\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\"}",
+                  (long long)r->st.step, json_escape(path, esc, sizeof(esc)));
+        }
     }
-    checkpoint_prune(r->cfg->run_dir, r->cfg->ckpt_keep, r->cfg->ckpt_keep_every);
-    printf("checkpoint: %s (%.2fs)\n", path, now_seconds() - t0);
-    fflush(stdout);
-    char esc[2 * sizeof(path) + 16];
-    jsonl(lg, "{\"event\":\"checkpoint\",\"step\":%lld,\"path\":\"%s\"}", (long long)r->st.step,
-          json_escape(path, esc, sizeof(esc)));
-    return 0;
+    return agree_on_rank0(r->comm, rc, err, sizeof(err));
 }
 
 // Resume: the newest usable checkpoint of the candidates. With `auto`, a corrupted newest

@@ -254,13 +254,24 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
                       (cfg->ckpt_every_minutes > 0 &&
                        now_seconds() - t_ckpt >= 60 * cfg->ckpt_every_minutes));
         if (due) {
-            if (!save_checkpoint(run, lg)) t->have_checkpoint = 1;
+            if (!save_checkpoint(run, lg, "training goes on from the previous checkpoint"))
+                t->have_checkpoint = 1;
             t_ckpt = now_seconds();
         }
     }
     double wall = now_seconds() - lg->t_start;
     // The end of training (or a stop request) always leaves a checkpoint to resume or reuse.
-    if (exit_code == 0) save_checkpoint(run, lg);
+    // When that write fails, nothing claims it happened: a stopped run ends failed (a requeued
+    // job would otherwise restart silently from an older checkpoint), a finished one exits 1.
+    int ckpt_failed = 0;
+    if (exit_code == 0)
+        ckpt_failed = save_checkpoint(run, lg,
+                                      preempted ? "stopping without a checkpoint of this step "
+                                                  "(status: failed); its previous checkpoint "
+                                                  "stays the newest"
+                                                : "the run finished, but its newest checkpoint "
+                                                  "is the previous one") != 0;
+    if (ckpt_failed && preempted) preempted = 0, exit_code = MT_EXIT_FAIL;
     write_final_state(run, preempted, exit_code);
     if (!comm->rank)
         log_summary(lg, comm, &run->st, first_step, wall, t->GB * t->T, last_eval->acc,
@@ -268,7 +279,7 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
                     exit_code   ? "failed"
                     : preempted ? "preempted"
                                 : "finished");
-    return exit_code;
+    return exit_code ? exit_code : ckpt_failed ? MT_EXIT_FAIL : 0;
 }
 
 int train_run(const Config *cfg, Comm *comm, int eval_only) {

@@ -111,7 +111,11 @@ int run_restore(Run *r, int *resumed);
 // resolved config written (unless only evaluating).
 void run_dir_prepare(const Run *r, int eval_only);
 // Rank 0 writes; a failed write is reported and training goes on. 0, or -1.
-int save_checkpoint(Run *r, Logger *lg);
+// Writes a checkpoint (rank 0) and returns its result on every rank; `then`: what the run
+// does after a failed write, for the error line.
+int save_checkpoint(Run *r, Logger *lg, const char *then);
+// rank 0's rc and message on every rank (msg may be NULL).
+int agree_on_rank0(Comm *comm, int rc, char *msg, size_t n);
 // Back to the newest checkpoint's weights and moments, keeping the step, data position and
 // counters (after too many non-finite steps).
 void rollback(Run *r);

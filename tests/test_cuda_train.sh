@@ -11,6 +11,9 @@
 # Skips (77) with the reason when no GPU is visible or the build has no CUDA.
 set -euo pipefail
 madtrain=$1 params_diff=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work"; mkdir -p "$work"
 common=(data.task=mqar data.seq_len=64 data.vocab_size=64 data.num_kv_pairs=8
         model.d_model=64 model.n_heads=4 model.n_layers=2 train.steps=10 train.batch_size=16

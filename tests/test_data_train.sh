@@ -9,6 +9,9 @@
 # usage: test_data_train.sh MADTRAIN PARAMS_DIFF WORK_DIR
 set -euo pipefail
 madtrain=$1 params_diff=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work" && mkdir -p "$work"
 mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 common=(model.d_model=32 model.n_heads=2 train.eval_every=10 train.log_every=10 cpu.threads=1)

@@ -25,6 +25,9 @@
 # usage: test_hdf5_threads.sh MADTRAIN PARAMS_DIFF WORK_DIR
 set -euo pipefail
 madtrain=$1 params_diff=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 

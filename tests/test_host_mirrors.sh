@@ -8,6 +8,9 @@
 # ranks), or the bitwise comparison could hold without it.
 set -uo pipefail
 madtrain=$1 params_diff=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work"; mkdir -p "$work"
 mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 common=(data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4 model.d_model=32 model.n_heads=2

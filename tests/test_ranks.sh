@@ -5,6 +5,9 @@
 # into many small buckets (started during backward) gives bitwise the one-bucket result.
 set -euo pipefail
 madtrain=$1 params_diff=$2 work=${3:-$(mktemp -d)}
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 mkdir -p "$work"
 mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 common=(data.task=mqar data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4

@@ -3,6 +3,9 @@
 # redraw, and a run stopped and resumed between redraws ends bitwise identical to a straight one.
 set -uo pipefail
 madtrain=$1 params_diff=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work" && mkdir -p "$work"
 fail=0
 args=(data.task=ar data.seq_len=32 data.num_kv_pairs=4 data.ar_symbols=8 model.mixer=favor

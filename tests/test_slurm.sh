@@ -5,6 +5,9 @@
 # to an uninterrupted run. Skips (exit 77) where SLURM cannot be started.
 set -uo pipefail
 madtrain=$1 params_diff=$2 work=$3 root=$4
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; [[ -f "$work/job.out" ]] && tail -n 30 "$work/job.out"; exit 1; }
 for cmd in slurmctld slurmd munged sbatch scontrol scancel sinfo; do
