@@ -32,8 +32,8 @@ static void layernorm_bwd(const OpShape *s, In in, In, const float *sv, In dout,
 }
 // The row is out-of-place (out = inp + b); the model adds the bias in place.
 static void bias_fwd(const OpShape *s, In in, Out out, float *) {
-    CUDA_CHECK(cudaMemcpy(out[0], in[0], sizeof(float) * N_ROWS(s) * s->OC,
-                          cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(
+        cudaMemcpy(out[0], in[0], sizeof(float) * N_ROWS(s) * s->OC, cudaMemcpyDeviceToDevice));
     bias_forward_cuda(out[0], in[1], s->B * s->T, s->OC);
 }
 static void bias_bwd(const OpShape *s, In, In, const float *, In dout, Out din) {
