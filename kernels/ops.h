@@ -17,7 +17,7 @@ enum { OP_OPT_BYTES = 128 };
 // V vocabulary; F hidden width of an MLP activation.
 typedef struct {
     int B, T, C, H, OC, V, F;
-    double eps;        // rmsnorm eps
+    double eps;        // rmsnorm and layernorm eps
     double rope_base;  // rotary base frequency
     int kernel;        // conv_causal: taps per channel
     const int *ids;    // token ids (embedding) or targets (cross-entropy; -1 = ignored)
@@ -103,8 +103,10 @@ typedef enum {
     INIT_NORMAL_RESIDUAL,  // N(0, init_std / sqrt(2 L))
     INIT_ONES,
     INIT_ZEROS,
-    INIT_CONST,   // every element = init_value
-    INIT_CUSTOM,  // filled by its owner: the op's init_param, or the mixer layer
+    INIT_CONST,        // every element = init_value
+    INIT_CUSTOM,       // filled by its owner: the op's init_param, or the mixer layer
+    INIT_UNIFORM,      // U(-init_value, init_value): nn.Linear's default (model.init pytorch)
+    INIT_NORMAL_UNIT,  // N(0, 1): nn.Embedding's default (model.init pytorch)
 } InitKind;
 
 // A parameter an op owns (random projections, learned rows, fixed bases, ...).

@@ -5,6 +5,8 @@
 // device: cuda). Adding a mixer: its two files and one line here (docs/adding-a-mixer.md).
 OP(matmul)
 OP(rmsnorm)
+OP(layernorm)
+OP(bias)
 OP(embedding)
 OP(gelu)
 OP(swiglu)

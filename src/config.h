@@ -21,6 +21,7 @@ typedef struct {
     int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
     char mixer[MAX_LAYERS * 24];  // one mixer name, or a comma list with one entry per layer
     int mlp, tie_embeddings, rope, gate, pos_embedding;
+    int norm, mlp_bias, proj_bias, init_scheme;  // the PyTorch-matching options
     double rope_base, norm_eps, init_std;
     // mixer layer options; the mixers' own options, as text, in config_keys() order
     int64_t redraw_interval, conv_kernel;
@@ -40,7 +41,7 @@ typedef struct {
     // optimiser
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;
     int64_t warmup_steps;
-    int schedule;
+    int schedule, decay;
     // checkpoints and faults
     int64_t ckpt_every_steps, ckpt_keep, ckpt_keep_every, max_bad_steps, check_replicas_every;
     double ckpt_every_minutes;
@@ -76,6 +77,9 @@ const ConfigKey *config_find_key(const char *name);
 enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2 };
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
+enum { NORM_RMSNORM = 0, NORM_LAYERNORM = 1 };
+enum { INIT_SCHEME_MADTRAIN = 0, INIT_SCHEME_PYTORCH = 1 };
+enum { DECAY_MATRICES = 0, DECAY_ALL = 1 };
 enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };
 enum { COMM_AUTO = 0, COMM_MPI = 1, COMM_NCCL = 2 };
 enum { PRECISION_FP32 = 0, PRECISION_BF16 = 1 };

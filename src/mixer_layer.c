@@ -1,6 +1,6 @@
 // The layer around every mixer's core op:
-//   qkv = x W_qkv^T -> [short causal conv] -> [rotary] -> core(qkv, x W_x^T, op params)
-//   -> [gate] -> W_o.
+//   qkv = x W_qkv^T [+ b_qkv] -> [short causal conv] -> [rotary] -> core(qkv, x W_x^T, op params)
+//   -> [gate] -> W_o [+ b_o]   (biases: model.proj_bias).
 // Compiled twice (float and double) like the kernels.
 #include <string.h>
 
@@ -116,6 +116,7 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) *k, in
     int N = B * T, C = cfg->d_model, E = l.slot.E;
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
     k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, 3 * C);
+    if (l.slot.bqkv >= 0) k->bias_forward(qkv, w[l.slot.bqkv], N, 3 * C);
     if (l.K) {
         k->conv_causal_forward(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, 3 * C, l.K);
         core_in = acts + l.qkv_conv;
@@ -131,10 +132,12 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) *k, in
     l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
     if (l.gate) {
         k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, C);
+        if (l.slot.bg >= 0) k->bias_forward(acts + l.gate_pre, w[l.slot.bg], N, C);
         readout = acts + l.gated;
         k->gate_forward(readout, acts + l.gate_pre, core_out, (size_t)N * C);
     }
     k->matmul_forward(y, readout, w[l.slot.wo], N, C, C);
+    if (l.slot.bo >= 0) k->bias_forward(y, w[l.slot.bo], N, C);
 }
 
 void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
@@ -148,10 +151,12 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) *k, i
     const real *core_out = acts + l.core_out;
     real *dcore = scratch + l.s_dcore;
     k->zero(scratch, l.s_total);
+    if (l.slot.bo >= 0) k->bias_backward(dw[l.slot.bo], dy, N, C);
     if (l.gate) {
         real *dgated = scratch + l.s_dgated, *dgate_pre = scratch + l.s_dgate_pre;
         k->matmul_backward(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, C, C);
         k->gate_backward(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * C);
+        if (l.slot.bg >= 0) k->bias_backward(dw[l.slot.bg], dgate_pre, N, C);
         k->matmul_backward(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, C);
     } else {
         k->matmul_backward(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, C, C);
@@ -175,5 +180,6 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) *k, i
                                 B, T, 3 * C, l.K);
         dqkv = scratch + l.s_dconv;
     }
+    if (l.slot.bqkv >= 0) k->bias_backward(dw[l.slot.bqkv], dqkv, N, 3 * C);
     k->matmul_backward(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);
 }

@@ -1,6 +1,7 @@
 // The mixer layer's glue to the op table: which row a layer's mixer is, its option block from
 // the config, and the parameter table of the layer (the shared projections plus whatever the
 // row declares). Nothing here names a mixer: everything comes from the rows.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,21 @@ void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init) {
     p->layer = p->index = -1;
 }
 
+void param_linear(ParamInfo *p, const ModelConfig *cfg, const char *name, int rows, int cols,
+                  int madtrain_init) {
+    int pytorch = cfg->init_scheme == INIT_SCHEME_PYTORCH;
+    param_spec(p, name, rows, cols, pytorch ? INIT_UNIFORM : madtrain_init);
+    // kaiming_uniform_(a = sqrt(5)) as nn.Linear.reset_parameters calls it: gain sqrt(1/3)
+    // times sqrt(3 / fan_in) is 1/sqrt(fan_in).
+    if (pytorch) p->init_value = 1.0 / sqrt((double)cols);
+}
+
+void param_bias(ParamInfo *p, const ModelConfig *cfg, const char *name, int rows, int fan_in) {
+    int pytorch = cfg->init_scheme == INIT_SCHEME_PYTORCH;
+    param_spec(p, name, rows, 0, pytorch ? INIT_UNIFORM : INIT_ZEROS);
+    if (pytorch) p->init_value = 1.0 / sqrt((double)fan_in);
+}
+
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
     OpShape s = cfg->core_opts[layer];
     s.B = B, s.T = T, s.C = cfg->d_model, s.H = cfg->n_heads, s.rope_base = cfg->rope_base;
@@ -59,7 +75,8 @@ OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
 // and adds what its core op declares: a per-token projection W_x (width E from the op's
 // input 1) and the op's own parameters.
 MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
-    MixerSlots s = {.wqkv = 0, .wo = 1, .wg = -1, .wconv = -1, .wx = -1};
+    MixerSlots s = {
+        .wqkv = 0, .wo = 1, .wg = -1, .wconv = -1, .wx = -1, .bqkv = -1, .bo = -1, .bg = -1};
     int n = 2;
     if (cfg->gate) s.wg = n++;
     if (cfg->conv_kernel > 0) s.wconv = n++;
@@ -74,16 +91,26 @@ MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
     OpParam p[OP_MAX_PARAMS];
     s.core = n;
     s.n_core = op->params ? op->params(&one, p) : 0;
-    s.n = n + s.n_core;
+    n += s.n_core;
+    // After the core's own tensors, so the core's indices (and so its INIT_CUSTOM streams) do
+    // not move with the option.
+    if (cfg->proj_bias) {
+        s.bqkv = n++, s.bo = n++;
+        if (cfg->gate) s.bg = n++;
+    }
+    s.n = n;
     return s;
 }
 
 int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out) {
     int C = cfg->d_model;
     MixerSlots s = mixer_slots(cfg, layer);
-    param_spec(&out[s.wqkv], "wqkv", 3 * C, C, INIT_NORMAL);
-    param_spec(&out[s.wo], "wo", C, C, INIT_NORMAL_RESIDUAL);
-    if (s.wg >= 0) param_spec(&out[s.wg], "wg", C, C, INIT_NORMAL);
+    param_linear(&out[s.wqkv], cfg, "wqkv", 3 * C, C, INIT_NORMAL);
+    param_linear(&out[s.wo], cfg, "wo", C, C, INIT_NORMAL_RESIDUAL);
+    if (s.wg >= 0) param_linear(&out[s.wg], cfg, "wg", C, C, INIT_NORMAL);
+    if (s.bqkv >= 0) param_bias(&out[s.bqkv], cfg, "bqkv", 3 * C, C);
+    if (s.bo >= 0) param_bias(&out[s.bo], cfg, "bo", C, C);
+    if (s.bg >= 0) param_bias(&out[s.bg], cfg, "bg", C, C);
     // The convolution starts as the identity (all weight on the current token), so a layer
     // with it computes at initialisation exactly what it computes without it.
     if (s.wconv >= 0) param_spec(&out[s.wconv], "wconv", 3 * C, cfg->conv_kernel, INIT_CUSTOM);

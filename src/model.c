@@ -19,6 +19,21 @@ static void add_param(ParamInfo *info, int *n, size_t *off, const char *name, in
     *off += p->size;
 }
 
+// Places the spec just filled in info[*n] (param_linear, param_bias) in the flat buffer.
+static void place(ParamInfo *info, int *n, size_t *off) {
+    info[*n].offset = *off;
+    *off += info[(*n)++].size;
+}
+
+// A norm's tensors: its gain [C] `name`, and under LayerNorm its bias `name`_bias.
+static void add_norm(const ModelConfig *c, ParamInfo *info, int *n, size_t *off, const char *name) {
+    add_param(info, n, off, name, c->d_model, 0, INIT_ONES);
+    if (c->norm != NORM_LAYERNORM) return;
+    char bias[64];
+    snprintf(bias, sizeof(bias), "%.50s_bias", name);
+    add_param(info, n, off, bias, c->d_model, 0, INIT_ZEROS);
+}
+
 // The parameter table in its one canonical order (the flat buffer's layout and the names a
 // checkpoint uses).
 static int lay_out_params(Model *m, ParamInfo *info) {
@@ -26,12 +41,13 @@ static int lay_out_params(Model *m, ParamInfo *info) {
     int n = 0, C = c->d_model, V = c->vocab_size;
     size_t off = 0;
     char name[128];
-    add_param(info, &n, &off, "wte", V, C, INIT_NORMAL);
-    if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, INIT_NORMAL);
+    int emb_init = c->init_scheme == INIT_SCHEME_PYTORCH ? INIT_NORMAL_UNIT : INIT_NORMAL;
+    add_param(info, &n, &off, "wte", V, C, emb_init);
+    if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, emb_init);
     for (int l = 0; l < c->n_layers; l++) {
         m->layer_offset[l] = off;
         snprintf(name, sizeof(name), "layers.%d.ln1", l);
-        add_param(info, &n, &off, name, C, 0, INIT_ONES);
+        add_norm(c, info, &n, &off, name);
         ParamInfo specs[MAX_PARAMS_PER_LAYER];
         int k = mixer_param_specs(c, l, specs);
         m->n_mixer_params[l] = k;
@@ -45,39 +61,56 @@ static int lay_out_params(Model *m, ParamInfo *info) {
         if (c->mlp != MLP_NONE) {
             int fc_rows = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
             snprintf(name, sizeof(name), "layers.%d.ln2", l);
-            add_param(info, &n, &off, name, C, 0, INIT_ONES);
+            add_norm(c, info, &n, &off, name);
             snprintf(name, sizeof(name), "layers.%d.mlp.w_fc", l);
-            add_param(info, &n, &off, name, fc_rows, C, INIT_NORMAL);
+            param_linear(&info[n], c, name, fc_rows, C, INIT_NORMAL), place(info, &n, &off);
+            if (c->mlp_bias) {
+                snprintf(name, sizeof(name), "layers.%d.mlp.b_fc", l);
+                param_bias(&info[n], c, name, fc_rows, C), place(info, &n, &off);
+            }
             snprintf(name, sizeof(name), "layers.%d.mlp.w_proj", l);
-            add_param(info, &n, &off, name, C, c->d_ff, INIT_NORMAL_RESIDUAL);
+            param_linear(&info[n], c, name, C, c->d_ff, INIT_NORMAL_RESIDUAL);
+            place(info, &n, &off);
+            if (c->mlp_bias) {
+                snprintf(name, sizeof(name), "layers.%d.mlp.b_proj", l);
+                param_bias(&info[n], c, name, C, c->d_ff), place(info, &n, &off);
+            }
         }
     }
     m->lnf_offset = off;
-    add_param(info, &n, &off, "lnf", C, 0, INIT_ONES);
-    if (!c->tie_embeddings) add_param(info, &n, &off, "lm_head", V, C, INIT_NORMAL);
+    add_norm(c, info, &n, &off, "lnf");
+    if (!c->tie_embeddings)
+        param_linear(&info[n], c, "lm_head", V, C, INIT_NORMAL), place(info, &n, &off);
     m->n_params = off;
+    if (c->decay_all)
+        for (int t = 0; t < n; t++) info[t].decay = info[t].trainable;
     return n;
 }
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
-static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lm_head,
-                 F(LayerWeights) *layers) {
+static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lnf_b,
+                 real **lm_head, F(LayerWeights) *layers) {
     const ModelConfig *c = &m->cfg;
-    int i = 0;
+    int i = 0, ln = c->norm == NORM_LAYERNORM;
     *wte = base + m->info[i++].offset;
     *wpe = c->max_positions > 0 ? base + m->info[i++].offset : NULL;
     for (int l = 0; l < c->n_layers; l++) {
         F(LayerWeights) *w = &layers[l];
         memset(w, 0, sizeof(*w));
         w->ln1 = base + m->info[i++].offset;
+        if (ln) w->ln1_b = base + m->info[i++].offset;
         for (int k = 0; k < m->n_mixer_params[l]; k++) w->mixer[k] = base + m->info[i++].offset;
         if (c->mlp != MLP_NONE) {
             w->ln2 = base + m->info[i++].offset;
+            if (ln) w->ln2_b = base + m->info[i++].offset;
             w->w_fc = base + m->info[i++].offset;
+            if (c->mlp_bias) w->b_fc = base + m->info[i++].offset;
             w->w_proj = base + m->info[i++].offset;
+            if (c->mlp_bias) w->b_proj = base + m->info[i++].offset;
         }
     }
     *lnf = base + m->info[i++].offset;
+    *lnf_b = ln ? base + m->info[i++].offset : NULL;
     *lm_head = c->tie_embeddings ? *wte : base + m->info[i++].offset;
 }
 
@@ -105,7 +138,9 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) *k, char *
                      cfg->d_model / cfg->n_heads);
             return -1;
         }
-    m->info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 3) + 3, sizeof(ParamInfo));
+    // Per layer: the mixer's, two norms with biases and two linears with biases; then wte, wpe,
+    // the final norm with its bias and the head.
+    m->info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 5, sizeof(ParamInfo));
     m->n_tensors = lay_out_params(m, m->info);
     m->params = k->alloc(m->n_params * sizeof(real));
     m->grads = k->alloc(m->n_params * sizeof(real));
@@ -113,8 +148,8 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) *k, char *
         snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
         return -1;
     }
-    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lm_head, m->layer);
-    bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lm_head, m->g_layer);
+    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lnf_b, &m->lm_head, m->layer);
+    bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lnf_b, &m->g_lm_head, m->g_layer);
     return 0;
 }
 
@@ -144,9 +179,11 @@ static uint64_t custom_key(uint64_t seed, const ParamInfo *p, int64_t redraw_ind
                    (uint64_t)redraw_index);
 }
 
-// Normal(0, init_std) for matrices; residual-branch outputs scaled by 1/sqrt(2L) (GPT-2), so
-// the residual stream's variance does not grow with depth. Tensor i draws from stream
-// (seed, i): the values do not depend on how many ranks or threads there are.
+// model.init madtrain: Normal(0, init_std) for matrices; residual-branch outputs scaled by
+// 1/sqrt(2L) (GPT-2), so the residual stream's variance does not grow with depth. model.init
+// pytorch: the table already holds each layer's PyTorch default (INIT_UNIFORM with the bound,
+// INIT_NORMAL_UNIT). Tensor i draws from stream (seed, i): the values do not depend on how many
+// ranks or threads there are.
 void F(model_init)(Model *m, uint64_t seed) {
     double resid_scale = 1.0 / sqrt(2.0 * m->cfg.n_layers);
     real *host = malloc(sizeof(real) * m->n_params);
@@ -166,6 +203,10 @@ void F(model_init)(Model *m, uint64_t seed) {
                 w[i] = 0;
             else if (p->init == INIT_CONST)
                 w[i] = (real)p->init_value;
+            else if (p->init == INIT_UNIFORM)
+                w[i] = (real)(p->init_value * (2 * rng_uniform(key, i) - 1));
+            else if (p->init == INIT_NORMAL_UNIT)
+                w[i] = (real)rng_normal(key, i);
             else
                 w[i] = (real)(std * rng_normal(key, i));
         }
@@ -185,14 +226,17 @@ void F(model_redraw)(Model *m, uint64_t seed, int64_t redraw_index) {
     }
 }
 
-void F(model_zero_grad)(Model *m) { m->k->zero(m->grads, m->n_params); }
+void F(model_zero_grad)(Model *m) {
+    m->k->zero(m->grads, m->n_params);
+}
 
-// Activation layout of one batch shape, as offsets into m->acts.
+// Activation layout of one batch shape, as offsets into m->acts. A norm's stats: rstd [N]
+// (RMSNorm), or mean [N] then rstd [N] (LayerNorm).
 typedef struct {
-    size_t ln1, ln1_rstd, mix, mix_out, res1, ln2, ln2_rstd, fc, act, mlp_out, res2;
+    size_t ln1, ln1_stats, mix, mix_out, res1, ln2, ln2_stats, fc, act, mlp_out, res2;
 } LayerActs;
 typedef struct {
-    size_t emb, lnf, lnf_rstd, logits, losses, total;
+    size_t emb, lnf, lnf_stats, logits, losses, total;
     LayerActs layer[MAX_LAYERS];
     // backward scratch offsets into m->scratch
     size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_total;
@@ -203,17 +247,18 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) *k, int B, 
     memset(&a, 0, sizeof(a));
     size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size, off = 0, mix_scratch = 0;
     size_t fc_w = c->mlp == MLP_SWIGLU ? 2 * (size_t)c->d_ff : (size_t)c->d_ff;
+    size_t NS = c->norm == NORM_LAYERNORM ? 2 * N : N;
     a.emb = off, off += N * C;
     for (int l = 0; l < c->n_layers; l++) {
         LayerActs *la = &a.layer[l];
         la->ln1 = off, off += N * C;
-        la->ln1_rstd = off, off += N;
+        la->ln1_stats = off, off += NS;
         la->mix = off, off += F(mixer_acts_size)(c, l, k, B, T);
         la->mix_out = off, off += N * C;
         la->res1 = off, off += N * C;
         if (c->mlp != MLP_NONE) {
             la->ln2 = off, off += N * C;
-            la->ln2_rstd = off, off += N;
+            la->ln2_stats = off, off += NS;
             la->fc = off, off += N * fc_w;
             la->act = off, off += N * c->d_ff;
             la->mlp_out = off, off += N * C;
@@ -225,7 +270,7 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) *k, int B, 
         mix_scratch = s > mix_scratch ? s : mix_scratch;
     }
     a.lnf = off, off += N * C;
-    a.lnf_rstd = off, off += N;
+    a.lnf_stats = off, off += NS;
     a.logits = off, off += N * V;
     a.losses = off, off += N;
     a.total = off;
@@ -263,6 +308,24 @@ int F(model_set_batch)(Model *m, int B, int T) {
                : -1;
 }
 
+// The block and final norms (model.norm): RMSNorm reads no bias.
+static void norm_forward(const Model *m, real *out, real *stats, const real *x, const real *w,
+                         const real *b, int N) {
+    const ModelConfig *c = &m->cfg;
+    if (c->norm == NORM_LAYERNORM)
+        m->k->layernorm_forward(out, stats, stats + N, x, w, b, N, c->d_model, c->norm_eps);
+    else
+        m->k->rmsnorm_forward(out, stats, x, w, N, c->d_model, c->norm_eps);
+}
+
+static void norm_backward(const Model *m, real *dx, real *dw, real *db, const real *dout,
+                          const real *x, const real *w, const real *stats, int N) {
+    if (m->cfg.norm == NORM_LAYERNORM)
+        m->k->layernorm_backward(dx, dw, db, dout, x, w, stats, stats + N, N, m->cfg.d_model);
+    else
+        m->k->rmsnorm_backward(dx, dw, dout, x, w, stats, N, m->cfg.d_model);
+}
+
 static void grads_final(Model *m, size_t from) {
     if (m->on_grads_final) m->on_grads_final(m->grads_final_ctx, from);
 }
@@ -283,26 +346,27 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     for (int l = 0; l < c->n_layers; l++) {
         const LayerActs *la = &a.layer[l];
         F(LayerWeights) *w = &m->layer[l];
-        k->rmsnorm_forward(acts + la->ln1, acts + la->ln1_rstd, x, w->ln1, N, C, c->norm_eps);
-        F(mixer_forward)(c, l, k, B, T, acts + la->mix_out, acts + la->ln1, w->mixer,
-                         acts + la->mix);
+        norm_forward(m, acts + la->ln1, acts + la->ln1_stats, x, w->ln1, w->ln1_b, N);
+        F(mixer_forward)
+        (c, l, k, B, T, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
         real *res1 = acts + la->res1;
         k->add(res1, x, acts + la->mix_out, (size_t)N * C);
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            k->rmsnorm_forward(acts + la->ln2, acts + la->ln2_rstd, res1, w->ln2, N, C,
-                               c->norm_eps);
+            norm_forward(m, acts + la->ln2, acts + la->ln2_stats, res1, w->ln2, w->ln2_b, N);
             k->matmul_forward(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
+            if (w->b_fc) k->bias_forward(acts + la->fc, w->b_fc, N, fc_w);
             if (c->mlp == MLP_SWIGLU)
                 k->swiglu_forward(acts + la->act, acts + la->fc, N, c->d_ff);
             else
                 k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
             k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
+            if (w->b_proj) k->bias_forward(acts + la->mlp_out, w->b_proj, N, C);
             k->add(acts + la->res2, res1, acts + la->mlp_out, (size_t)N * C);
         }
         x = acts + la->res2;
     }
-    k->rmsnorm_forward(acts + a.lnf, acts + a.lnf_rstd, x, m->lnf, N, C, c->norm_eps);
+    norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
     k->matmul_forward(acts + a.logits, acts + a.lnf, m->lm_head, N, C, V);
     k->crossentropy_forward(acts + a.losses, acts + a.logits, m->targets_dev, N, V);
     k->argmax(m->predictions_dev, acts + a.logits, m->targets_dev, N, V);
@@ -368,7 +432,7 @@ void F(model_backward)(Model *m) {
     k->matmul_backward(dln, m->g_lm_head, dlogits, acts + a.lnf, m->lm_head, N, C, V);
     const real *x_last = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
     k->zero(dres, NC);
-    k->rmsnorm_backward(dres, m->g_lnf, dln, x_last, m->lnf, acts + a.lnf_rstd, N, C);
+    norm_backward(m, dres, m->g_lnf, m->g_lnf_b, dln, x_last, m->lnf, acts + a.lnf_stats, N);
     grads_final(m, m->lnf_offset);
 
     // dres is the gradient of the residual stream; each branch adds its input's gradient.
@@ -382,19 +446,22 @@ void F(model_backward)(Model *m) {
             k->zero(dact, (size_t)N * c->d_ff);
             k->zero(dfc, (size_t)N * fc_w);
             k->zero(dln, NC);
+            if (g->b_proj) k->bias_backward(g->b_proj, dres, N, C);
             k->matmul_backward(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
             if (c->mlp == MLP_SWIGLU)
                 k->swiglu_backward(dfc, dact, acts + la->fc, N, c->d_ff);
             else
                 k->gelu_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
+            if (g->b_fc) k->bias_backward(g->b_fc, dfc, N, fc_w);
             k->matmul_backward(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            k->rmsnorm_backward(dres, g->ln2, dln, acts + la->res1, w->ln2, acts + la->ln2_rstd,
-                                N, C);
+            norm_backward(m, dres, g->ln2, g->ln2_b, dln, acts + la->res1, w->ln2,
+                          acts + la->ln2_stats, N);
         }
         k->zero(dln, NC);
-        F(mixer_backward)(c, l, k, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer,
-                          acts + la->mix, s + a.s_mixer);
-        k->rmsnorm_backward(dres, g->ln1, dln, x, w->ln1, acts + la->ln1_rstd, N, C);
+        F(mixer_backward)
+        (c, l, k, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix,
+         s + a.s_mixer);
+        norm_backward(m, dres, g->ln1, g->ln1_b, dln, x, w->ln1, acts + la->ln1_stats, N);
         grads_final(m, m->layer_offset[l]);
     }
     k->embedding_backward(m->g_wte, dres, m->ids_dev, N, C);

@@ -1,6 +1,8 @@
-// The model: token embedding -> L blocks -> final RMSNorm -> LM head. Block: RMSNorm -> mixer
-// -> residual; RMSNorm -> MLP -> residual. All parameters live in one flat buffer described by
-// a name/shape/offset table; gradients use the same layout, so the all-reduce is one call.
+// The model: token embedding -> L blocks -> final norm -> LM head. Block: norm -> mixer
+// -> residual; norm -> MLP -> residual. Norms are RMSNorm or LayerNorm (model.norm); the
+// linears optionally carry biases (model.mlp_bias, model.proj_bias). All parameters live in one
+// flat buffer described by a name/shape/offset table; gradients use the same layout, so the
+// all-reduce is one call.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -8,7 +10,7 @@
 #include "../kernels/backend.h"
 #include "config.h"
 
-enum { MAX_PARAMS_PER_LAYER = 12 };
+enum { MAX_PARAMS_PER_LAYER = 16 };
 typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2 } MlpKind;
 
 typedef struct {
@@ -22,6 +24,12 @@ typedef struct {
     double rope_base, norm_eps, init_std;
     int conv_kernel;  // short causal convolution on q, k, v (0 = none)
     int seq_len;      // the run's sequence length: mixers check their options against it
+    int norm;         // NORM_RMSNORM | NORM_LAYERNORM (config.h)
+    int mlp_bias, proj_bias;  // biases on the MLP's linears; on the mixer's projections
+    int init_scheme;          // INIT_SCHEME_MADTRAIN | INIT_SCHEME_PYTORCH: the table's InitKinds
+    // Every trainable tensor decays (optim.decay all), not only matrices: an optimiser option,
+    // but the parameter table is what marks which tensors decay, so it travels with the model.
+    int decay_all;
     // Per layer, the mixer's option block as its row reads it (OpShape.opt), resolved from the
     // mixer.* keys and the row's fixed values.
     OpShape core_opts[MAX_LAYERS];
@@ -32,7 +40,7 @@ typedef struct {
     int ndim, shape[2];
     size_t offset, size;
     int init;  // InitKind
-    double init_value;  // INIT_CONST
+    double init_value;  // INIT_CONST: the value; INIT_UNIFORM: the bound
     int decay;      // AdamW weight decay applies (matrices yes; norm gains no)
     int trainable;  // 0: a buffer (random features, fixed bases): no gradient, no update
     int redraw;     // regenerated every mixer.redraw_interval steps
@@ -42,6 +50,13 @@ typedef struct {
 // Fills a table row (offset left 0): trainable; matrices [rows, cols] decay, vectors
 // (cols = 0) do not.
 void param_spec(ParamInfo *p, const char *name, int rows, int cols, int init);
+// A Linear's weight [out = rows, in = cols]: `madtrain_init` under model.init madtrain, PyTorch's
+// nn.Linear default U(+-1/sqrt(in)) under pytorch.
+void param_linear(ParamInfo *p, const ModelConfig *cfg, const char *name, int rows, int cols,
+                  int madtrain_init);
+// A Linear's bias [rows] (fan_in: its weight's input width): zeros under madtrain, as nn.Linear
+// U(+-1/sqrt(fan_in)) under pytorch.
+void param_bias(ParamInfo *p, const ModelConfig *cfg, const char *name, int rows, int fan_in);
 
 // Mixers are rows of the op table with mixer = 1 (kernels/ops_list.h): the core op that maps
 // q|k|v [B,T,3C] (plus the per-token projection and the parameters the op declares) to [B,T,C].
@@ -57,6 +72,7 @@ void mixer_options_from(const Config *c, ModelConfig *mc);
 typedef struct {
     // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], per-token projection W_x [E, C]
     int wqkv, wo, wg, wconv, wx;
+    int bqkv, bo, bg;  // model.proj_bias: the projections' biases [3C], [C], [C] (after the core's)
     int core, n_core;             // the core op's own parameters: [core, core + n_core)
     int n;                        // all tensors
     int E;                        // width of the per-token projection x W_x^T the core reads

@@ -349,6 +349,20 @@ int main(void) {
     // More position rows (data.seq_len 8) than the checked T: the unused ones get no gradient.
     check_model("linear-positions", "model.mixer=linear model.pos_embedding=true mixer.chunk=3");
     check_model("softmax-nomlp", "model.mixer=softmax model.mlp=none");
+    // The PyTorch-matching options (docs/pytorch-port.md): LayerNorm with biases, biased
+    // linears, PyTorch's initialisation and decay on every tensor, alone and together.
+    check_model("layernorm", "model.mixer=linear model.norm=layernorm mixer.chunk=3");
+    check_model("linear-mlp-proj-bias-gate",
+                "model.mixer=linear model.mlp_bias=true model.proj_bias=true model.gate=true "
+                "mixer.conv_kernel=2 mixer.chunk=3");
+    check_model("pytorch-e029-softmax-untied-positions",
+                "model.n_layers=2 model.mixer=softmax model.rope=off model.norm=layernorm "
+                "model.mlp_bias=true model.proj_bias=true model.init=pytorch optim.decay=all "
+                "model.pos_embedding=true model.tie_embeddings=false");
+    check_model("pytorch-relu-swiglu-loglinear",
+                "model.n_layers=2 model.mixer=linear,loglinear model.mlp=swiglu "
+                "model.norm=layernorm model.mlp_bias=true model.proj_bias=true model.init=pytorch "
+                "mixer.feature_map=relu mixer.chunk=3");
 
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures ? 1 : 0;

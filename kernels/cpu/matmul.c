@@ -15,3 +15,17 @@ void F(matmul_backward)(real *dinp, real *dw, const real *dout, const real *inp,
                    dinp, C);
     cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
 }
+
+// A Linear's bias, as its own op so bias-free layers (madtrain's default) run the matmul alone:
+// out[n, :] += b over N rows of OC, and db += the column sums of dout (serial over rows, so
+// the sum is bitwise reproducible).
+void F(bias_forward)(real *out, const real *b, int N, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += b[o];
+}
+
+void F(bias_backward)(real *db, const real *dout, int N, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) db[o] += dout[(size_t)n * OC + o];
+}

@@ -35,6 +35,37 @@ static void rmsnorm_bwd(const OpShape *s, const real *const *in, const real *con
     F(rmsnorm_backward)(din[0], din[1], dout[0], in[0], in[1], sv, s->B * s->T, s->C);
 }
 
+// saved: mean [N] then rstd [N]
+static void layernorm_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    in[0] = N_ROWS(s) * s->C, in[1] = in[2] = s->C, out[0] = in[0], *saved = 2 * N_ROWS(s);
+}
+static void layernorm_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    int N = s->B * s->T;
+    F(layernorm_forward)(out[0], sv, sv + N, in[0], in[1], in[2], N, s->C, s->eps);
+}
+static void layernorm_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                          const real *sv, const real *const *dout, real *const *din) {
+    (void)out;
+    int N = s->B * s->T;
+    F(layernorm_backward)(din[0], din[1], din[2], dout[0], in[0], in[1], sv, sv + N, N, s->C);
+}
+
+// The table's ops are out-of-place: out = inp + b per row (the model adds in place).
+static void bias_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    in[0] = out[0] = N_ROWS(s) * s->OC, in[1] = s->OC, *saved = 0;
+}
+static void bias_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    (void)sv;
+    memcpy(out[0], in[0], sizeof(real) * N_ROWS(s) * s->OC);
+    F(bias_forward)(out[0], in[1], s->B * s->T, s->OC);
+}
+static void bias_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                     const real *sv, const real *const *dout, real *const *din) {
+    (void)in, (void)out, (void)sv;
+    for (size_t i = 0; i < N_ROWS(s) * s->OC; i++) din[0][i] += dout[0][i];
+    F(bias_backward)(din[1], dout[0], s->B * s->T, s->OC);
+}
+
 static void embedding_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     in[0] = (size_t)s->V * s->C, out[0] = N_ROWS(s) * s->C, *saved = 0;
 }
@@ -128,7 +159,6 @@ static void ce_bwd(const OpShape *s, const real *const *in, const real *const *o
     F(crossentropy_backward)(din[0], dout[0], in[0], s->ids, s->B * s->T, s->V);
 }
 
-
 #define ROW(name_, nin, fwd, bwd, sz, ...) \
     const F(OpDef) F(op_##name_) = {#name_, nin, 1, sz, fwd, bwd, __VA_ARGS__};
 // clang-format off
@@ -136,6 +166,10 @@ ROW(matmul, 2, matmul_fwd, matmul_bwd, matmul_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 3, .C = 5, .OC = 7}}})
 ROW(rmsnorm, 2, rmsnorm_fwd, rmsnorm_bwd, rmsnorm_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 3, .C = 6, .eps = 1e-5}}})
+ROW(layernorm, 3, layernorm_fwd, layernorm_bwd, layernorm_sizes,
+    .n_tests = 2, .tests = {{{.B = 2, .T = 3, .C = 6, .eps = 1e-5}},
+                            {{.B = 1, .T = 2, .C = 7, .eps = 1e-5}}})
+ROW(bias, 2, bias_fwd, bias_bwd, bias_sizes, .n_tests = 1, .tests = {{{.B = 2, .T = 3, .OC = 5}}})
 ROW(embedding, 1, embedding_fwd, embedding_bwd, embedding_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 4, .C = 5, .V = 6}}})
 ROW(gelu, 1, gelu_fwd, gelu_bwd, gelu_sizes, .n_tests = 1, .tests = {{{.B = 2, .T = 3, .F = 5}}})

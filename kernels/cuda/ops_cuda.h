@@ -41,6 +41,12 @@ void rmsnorm_forward_cuda(float *out, float *rstd, const float *inp, const float
                           double eps);
 void rmsnorm_backward_cuda(float *dinp, float *dw, const float *dout, const float *inp,
                            const float *w, const float *rstd, int N, int C);
+void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                            const float *b, int N, int C, double eps);
+void layernorm_backward_cuda(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                             const float *w, const float *mean, const float *rstd, int N, int C);
+void bias_forward_cuda(float *out, const float *b, int N, int OC);
+void bias_backward_cuda(float *db, const float *dout, int N, int OC);
 void embedding_forward_cuda(float *out, const int *ids, const float *wte, int N, int C);
 void embedding_backward_cuda(float *dwte, const float *dout, const int *ids, int N, int C);
 void gelu_forward_cuda(float *out, const float *inp, size_t n);

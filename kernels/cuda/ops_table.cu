@@ -22,6 +22,25 @@ static void rmsnorm_fwd(const OpShape *s, In in, Out out, float *sv) {
 static void rmsnorm_bwd(const OpShape *s, In in, In, const float *sv, In dout, Out din) {
     rmsnorm_backward_cuda(din[0], din[1], dout[0], in[0], in[1], sv, s->B * s->T, s->C);
 }
+static void layernorm_fwd(const OpShape *s, In in, Out out, float *sv) {
+    int N = s->B * s->T;
+    layernorm_forward_cuda(out[0], sv, sv + N, in[0], in[1], in[2], N, s->C, s->eps);
+}
+static void layernorm_bwd(const OpShape *s, In in, In, const float *sv, In dout, Out din) {
+    int N = s->B * s->T;
+    layernorm_backward_cuda(din[0], din[1], din[2], dout[0], in[0], in[1], sv, sv + N, N, s->C);
+}
+// The row is out-of-place (out = inp + b); the model adds the bias in place.
+static void bias_fwd(const OpShape *s, In in, Out out, float *) {
+    CUDA_CHECK(
+        cudaMemcpy(out[0], in[0], sizeof(float) * N_ROWS(s) * s->OC, cudaMemcpyDeviceToDevice));
+    bias_forward_cuda(out[0], in[1], s->B * s->T, s->OC);
+}
+static void bias_bwd(const OpShape *s, In, In, const float *, In dout, Out din) {
+    const float one = 1;
+    CUBLAS_CHECK(cublasSaxpy(mt_cublas(), (int)(N_ROWS(s) * s->OC), &one, dout[0], 1, din[0], 1));
+    bias_backward_cuda(din[1], dout[0], s->B * s->T, s->OC);
+}
 static void embedding_fwd(const OpShape *s, In in, Out out, float *) {
     embedding_forward_cuda(out[0], s->ids, in[0], s->B * s->T, s->C);
 }
@@ -69,6 +88,8 @@ static void ce_bwd(const OpShape *s, In in, In, const float *, In dout, Out din)
 // and the mixers' files reach one another by these names.
 extern "C" const CudaKernels cuda_op_matmul = {matmul_fwd, matmul_bwd, NULL};
 extern "C" const CudaKernels cuda_op_rmsnorm = {rmsnorm_fwd, rmsnorm_bwd, NULL};
+extern "C" const CudaKernels cuda_op_layernorm = {layernorm_fwd, layernorm_bwd, NULL};
+extern "C" const CudaKernels cuda_op_bias = {bias_fwd, bias_bwd, NULL};
 extern "C" const CudaKernels cuda_op_embedding = {embedding_fwd, embedding_bwd, NULL};
 extern "C" const CudaKernels cuda_op_gelu = {gelu_fwd, gelu_bwd, NULL};
 extern "C" const CudaKernels cuda_op_swiglu = {swiglu_fwd, swiglu_bwd, NULL};
