@@ -286,6 +286,20 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) *k, int B, 
     return a;
 }
 
+size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, int B, int T,
+                                size_t *n_params, size_t *acts_bytes) {
+    Model tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.cfg = *cfg, tmp.k = k;
+    tmp.info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 5, sizeof(ParamInfo));
+    lay_out_params(&tmp, tmp.info);
+    free(tmp.info);
+    ActsLayout a = acts_layout(cfg, k, B, T);
+    *n_params = tmp.n_params;
+    *acts_bytes = sizeof(real) * (a.total + a.s_total);
+    return 4 * sizeof(real) * tmp.n_params + *acts_bytes;
+}
+
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
     if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;

@@ -284,6 +284,33 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
     return exit_code ? exit_code : ckpt_failed ? MT_EXIT_FAIL : 0;
 }
 
+// A model too large for memory but small enough for overcommit would thrash for minutes and be
+// killed without a word: estimate what this rank allocates and refuse beforehand, with the
+// keys that reduce it. Ranks on a CPU node share its memory; every rank must agree.
+static int check_memory(const Config *cfg, Comm *comm, const ModelConfig *mc,
+                        const Backend_f32 *k, int micro_batch, int T) {
+    size_t n_params, acts;
+    double need = (double)model_memory_estimate_f32(mc, k, micro_batch, T, &n_params, &acts);
+    double avail = k->memory_available ? (double)k->memory_available() : 0;
+    if (!strcmp(k->name, "cpu") && comm->local_world > 1) avail /= comm->local_world;
+    double flags[2] = {avail > 0 && need > avail, 0};
+    if (flags[0] && !comm->rank) flags[1] = 1;
+    comm_allreduce_sum_f64(comm, flags, 2);
+    if (flags[0] == 0) return 0;
+    if (flags[0] > 0 && (!comm->rank || flags[1] == 0)) {
+        const double gib = 1024.0 * 1024 * 1024;
+        fprintf(stderr,
+                "madtrain: error: this run needs about %.1f GiB per rank on %s (%zu parameters: "
+                "%.1f GiB with gradients and AdamW moments; activations %.1f GiB for a micro-batch "
+                "of %d x %d) but %.1f GiB is available; reduce model.d_model, model.n_layers, "
+                "train.batch_size (or raise train.grad_accum) or data.seq_len\n",
+                need / gib, k->name, n_params, (need - (double)acts) / gib, (double)acts / gib,
+                micro_batch, T, avail / gib);
+    }
+    (void)cfg;
+    return MT_EXIT_USAGE;
+}
+
 int train_run(const Config *cfg, Comm *comm, int eval_only) {
     char err[1400];
     int threads = set_threads(cfg, comm);
@@ -301,6 +328,9 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Device dev;
     int rc = device_open(cfg, comm, &dev);
     if (rc) return rc;
+    if ((rc = check_memory(cfg, comm, &mc, dev.k, (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
+                           loader_seq_len(data))))
+        return rc;
     Run run = {.cfg = cfg, .comm = comm, .k = dev.k};
     if ((rc = run_build(&run, &mc))) return rc;
     Model_f32 *model = &run.model;

@@ -46,6 +46,14 @@ expect "madtrain: error: optim.min_lr (0.1) is above optim.lr (0.01): the schedu
 expect "madtrain: error: cosformer features need mixer.max_len (32) >= the sequence length (64): cos(pi/2 (t-s)/M) turns negative past M" model.mixer=cosformer mixer.max_len=32
 expect "madtrain: error: command line: key 'mixer.chunk' = 0 is out of range [1, 1048576]" mixer.chunk=0
 expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum
+# A model far beyond this machine's memory is refused before any allocation, with the estimate,
+# what is available and the keys that reduce it (the numbers depend on the machine).
+out=$(timeout 120 "$madtrain" run.dir="$work/run" model.d_model=4096 model.n_layers=48 model.n_heads=32 2>&1 >/dev/null); rc=$?
+if [[ $rc -eq 2 && $(wc -l <<< "$out") -eq 1 && $out == "madtrain: error: this run needs about "*" GiB per rank on cpu (9664335872 parameters: "*"reduce model.d_model, model.n_layers, train.batch_size (or raise train.grad_accum) or data.seq_len" && ! -e "$work/run" ]]; then
+  echo "ok: a model beyond memory is refused: $out"
+else
+  echo "FAIL: a model beyond memory: exit $rc, '$out'"; fail=1
+fi
 # 64 layers of the longest mixer name: the list is held whole (no buffer cuts it short)
 long=$(printf 'cos_loglinear,%.0s' $(seq 63))cos_loglinear
 expect "madtrain: error: model.mixer lists 64 mixers but model.n_layers is 2" model.mixer="$long"

@@ -2,6 +2,7 @@
 #include "../backend.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -135,6 +136,17 @@ static size_t memory_peak(int reset) {
     return peak;
 }
 
+static size_t memory_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (size_t)kb * 1024;
+}
+
 static const F(OpDef) * op_row(int index) {
     return F(OPS)[index];
 }
@@ -183,4 +195,5 @@ const F(Backend) F(BACKEND_CPU) = {
     .timer_stop_ms = timer_stop_ms,
     .memory_peak = memory_peak,
     .op_row = op_row,
+    .memory_available = memory_available,
 };

@@ -228,6 +228,11 @@ static double timer_stop_ms(void) {
     return ms;
 }
 
+static size_t cuda_memory_available(void) {
+    size_t free_bytes = 0, total = 0;
+    return cudaMemGetInfo(&free_bytes, &total) == cudaSuccess ? free_bytes : 0;
+}
+
 extern "C" {
 static const Backend_f32 CUDA_BACKEND = {
     .name = "cuda",
@@ -273,6 +278,7 @@ static const Backend_f32 CUDA_BACKEND = {
     .timer_stop_ms = timer_stop_ms,
     .memory_peak = mt_cuda_memory_peak,
     .op_row = cuda_op_row,
+    .memory_available = cuda_memory_available,
 };
 const Backend_f32 *const BACKEND_CUDA = &CUDA_BACKEND;
 }
