@@ -77,6 +77,15 @@ int manifest_read(const char *dir, Manifest *m, char *err, size_t errlen) {
             rc = -1;
             break;
         }
+        // The same file twice would train on its data twice per epoch (and split it between
+        // splits): a copy-paste slip, refused.
+        for (int i = 0; i < m->n; i++)
+            if (!strcmp(m->entries[i].file, fields[1])) {
+                snprintf(err, errlen, "%s:%d: lists %s a second time (one line per shard)", path,
+                         lineno, fields[1]);
+                rc = -1;
+            }
+        if (rc) break;
         manifest_add(m, fields[0], fields[1], tokens);
     }
     free(line);

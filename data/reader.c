@@ -150,8 +150,19 @@ static int read_batch(Reader *r, int eval, int64_t first, int64_t count, int *id
 }
 
 // ---- opening (on the reader thread) -------------------------------------------------------
+// "sequences of 64 tokens (task 'ar', tokenizer 'none', vocab_size 33)"
+static void describe_info(const ShardInfo *i, char *out, size_t n) {
+    if (i->kind == SHARD_LM)
+        snprintf(out, n, "a token stream (task '%s', tokenizer '%s', vocab_size %lld)", i->task,
+                 i->tokenizer, (long long)i->vocab_size);
+    else
+        snprintf(out, n, "sequences of %lld tokens (task '%s', tokenizer '%s', vocab_size %lld)",
+                 (long long)i->row_len, i->task, i->tokenizer, (long long)i->vocab_size);
+}
+
 static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp, int *verified,
-                      const ShardInfo **ref, ShardInfo *ref_store, char *err, size_t errlen) {
+                      const ShardInfo **ref, ShardInfo *ref_store, char *ref_path,
+                      size_t ref_path_len, char *err, size_t errlen) {
     const char *dir = r->opt.path;
     for (int i = 0; i < m->n; i++) sp->n += !strcmp(m->entries[i].split, name);
     if (!sp->n) {
@@ -196,16 +207,16 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
         if (!*ref) {
             *ref_store = info;
             *ref = ref_store;
+            snprintf(ref_path, ref_path_len, "%s", shard_path(s));
         } else if (info.kind != (*ref)->kind || info.vocab_size != (*ref)->vocab_size ||
                    strcmp(info.tokenizer, (*ref)->tokenizer) || strcmp(info.task, (*ref)->task) ||
                    (info.kind == SHARD_SEQ && info.row_len != (*ref)->row_len)) {
-            snprintf(err, errlen,
-                     "%s: task '%s', tokenizer '%s', vocab_size %lld, %s does not match the "
-                     "other shards (task '%s', tokenizer '%s', vocab_size %lld, %s)",
-                     shard_path(s), info.task, info.tokenizer, (long long)info.vocab_size,
-                     info.kind == SHARD_LM ? "tokens" : "sequences", (*ref)->task,
-                     (*ref)->tokenizer, (long long)(*ref)->vocab_size,
-                     (*ref)->kind == SHARD_LM ? "tokens" : "sequences");
+            // Name both files, each described once: which one is odd only the user can tell.
+            char a[256], b[256];
+            describe_info(&info, a, sizeof(a));
+            describe_info(*ref, b, sizeof(b));
+            snprintf(err, errlen, "%s holds %s but %s holds %s: the shards of a data set must match",
+                     shard_path(s), a, ref_path, b);
             return -1;
         }
         sp->rows[k++] = info.rows;
@@ -224,11 +235,14 @@ static int setup(Reader *r, char *err, size_t errlen) {
     Manifest m;
     if (manifest_read(o->path, &m, err, errlen)) return -1;
     ShardInfo ref_store;
+    char ref_path[1100] = "";
     const ShardInfo *ref = NULL;
     int verified = 0;
-    int rc = open_split(r, &m, "train", &r->train, &verified, &ref, &ref_store, err, errlen);
+    int rc = open_split(r, &m, "train", &r->train, &verified, &ref, &ref_store, ref_path,
+                        sizeof(ref_path), err, errlen);
     if (!rc && o->eval_split[0])
-        rc = open_split(r, &m, o->eval_split, &r->eval, &verified, &ref, &ref_store, err, errlen);
+        rc = open_split(r, &m, o->eval_split, &r->eval, &verified, &ref, &ref_store, ref_path,
+                        sizeof(ref_path), err, errlen);
     manifest_free(&m);
     if (rc) return -1;
     r->kind = ref->kind, r->vocab = ref->vocab_size;

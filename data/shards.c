@@ -460,8 +460,13 @@ Shard *shard_open(const char *path, int verify, ShardInfo *info, char *err, size
     s->file = s->tokens.id = s->targets.id = -1;
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (s->fd < 0 || fstat(s->fd, &st)) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (s->fd < 0 || fstat(s->fd, &st) || !S_ISREG(st.st_mode)) {
+        // A directory opens read-only on Linux; HDF5 would then fail with its own internals.
+        if (s->fd >= 0 && !S_ISREG(st.st_mode))
+            snprintf(err, errlen, "%s: is a %s, not a shard file", path,
+                     S_ISDIR(st.st_mode) ? "directory" : "special file");
+        else
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         if (s->fd >= 0) close(s->fd);
         free(s);
         return NULL;

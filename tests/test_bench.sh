@@ -4,6 +4,9 @@
 # options stop with one line and exit 2.
 set -euo pipefail
 madtrain=$1 work=$2
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work"; mkdir -p "$work"
 "$madtrain" bench --shapes e008 --mixers softmax,linear --steps 2 --warmup 1 device=cpu \
   --out "$work/bench.jsonl" | tee "$work/bench.txt"

@@ -7,6 +7,9 @@
 # usage: test_data_errors.sh MADTRAIN TEST_DATA_FIXTURES WORK_DIR
 set -uo pipefail
 madtrain=$1 fixtures=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work" && mkdir -p "$work"
 "$fixtures" "$work" > /dev/null || { echo "FAIL: writing the fixtures"; exit 1; }
 fast=(run.dir="$work/run" train.steps=2 train.eval_every=0 model.d_model=16 train.batch_size=4
@@ -45,6 +48,18 @@ expect corrupted "$d/corrupted/train-00000.h5: checksum mismatch: the data hashe
 expect future-manifest "$d/future-manifest/manifest.tsv: format version 2 is newer than this madtrain reads (1): upgrade madtrain"
 expect manifest-count "$d/manifest-count/train-00000.h5: manifest.tsv lists 999 tokens but the shard holds 1000 (replaced or truncated?)"
 expect no-valid "$d/no-valid/manifest.tsv lists no shard of split 'valid' (splits there: train)"
+# A manifest naming a directory, or the same shard twice; shards of different T in one folder
+# (each file named, each described once).
+cp -r "$d/good" "$d/shard-dir" && mkdir "$d/shard-dir/dir.h5" && sed -i 's/train-00000.h5/dir.h5/' "$d/shard-dir/manifest.tsv"
+expect shard-dir "$d/shard-dir/dir.h5: is a directory, not a shard file"
+cp -r "$d/good" "$d/dup-shard" && printf 'train\ttrain-00000.h5\t1000\n' >> "$d/dup-shard/manifest.tsv"
+expect dup-shard "$d/dup-shard/manifest.tsv:4: lists train-00000.h5 a second time (one line per shard)"
+"$MADTRAIN_BIN" prep synthetic --out "$d/T16" data.task=mqar data.seq_len=16 data.vocab_size=64 \
+  data.num_kv_pairs=2 data.train_examples=31 data.test_examples=31 > /dev/null
+mkdir -p "$d/mixed-T" && cp "$d/seq-T32/train-00000.h5" "$d/T16/valid-00000.h5" "$d/mixed-T/"
+printf 'madtrain-shards\t1\ntrain\ttrain-00000.h5\t992\nvalid\tvalid-00000.h5\t496\n' > "$d/mixed-T/manifest.tsv"
+expect mixed-T "$d/mixed-T/valid-00000.h5 holds sequences of 16 tokens (task 'mqar', tokenizer 'none', vocab_size 64) but $d/mixed-T/train-00000.h5 holds sequences of 32 tokens (task 'mqar', tokenizer 'none', vocab_size 64): the shards of a data set must match" data.seq_len=32
+
 expect seq-T32 "data.seq_len is 64 but the shards in $d/seq-T32 hold sequences of 32 tokens: set data.seq_len=32"
 
 # Asked for, HDF5's own stack comes first and our line still ends the output.

@@ -4,6 +4,9 @@
 # time is printed for information only: speed belongs to the benchmarks.
 set -euo pipefail
 madtrain=$1 config=$2 work=$3
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 rm -rf "$work"
 mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2 "$madtrain" --config "$config" run.dir="$work" | tail -4
 summary=$(grep '"event":"summary"' "$work/metrics.jsonl")

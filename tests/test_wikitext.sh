@@ -10,6 +10,9 @@
 # usage: test_wikitext.sh MADTRAIN CONFIG WIKITEXT_DIR WORK_DIR
 set -euo pipefail
 madtrain=$1 config=$2 data=$3 work=$4
+# Overrides after a common argument list: the last of each key wins (tests/last_wins.sh).
+export MADTRAIN_BIN=$madtrain
+madtrain=$(dirname "$0")/last_wins.sh
 if [[ ! -f "$data/valid.txt" || ! -f "$data/test.txt" ]]; then
   echo "SKIP: the WikiText-2 sample ($data/valid.txt, test.txt) is absent"
   exit 77
