@@ -194,6 +194,6 @@ const F(Backend) F(BACKEND_CPU) = {
     .timer_start = timer_start,
     .timer_stop_ms = timer_stop_ms,
     .memory_peak = memory_peak,
-    .op_row = op_row,
     .memory_available = memory_available,
+    .op_row = op_row,
 };

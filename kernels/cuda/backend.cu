@@ -277,8 +277,8 @@ static const Backend_f32 CUDA_BACKEND = {
     .timer_start = timer_start,
     .timer_stop_ms = timer_stop_ms,
     .memory_peak = mt_cuda_memory_peak,
-    .op_row = cuda_op_row,
     .memory_available = cuda_memory_available,
+    .op_row = cuda_op_row,
 };
 const Backend_f32 *const BACKEND_CUDA = &CUDA_BACKEND;
 }
