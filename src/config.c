@@ -264,6 +264,28 @@ static int enum_index(const char *choices, const char *value) {
     return -1;
 }
 
+// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as libyaml's
+// reader demands: a YAML file's values always are, a command-line value may not be, and
+// libyaml's emitter does not check its input (invalid bytes made config_write_yaml loop).
+static int utf8_valid(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    while (*s) {
+        unsigned c = *s, n = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : (c & 0xF0) == 0xE0 ? 2
+                                           : c >= 0xF0 && c <= 0xF4 ? 3 : 4;
+        if (n == 4) return 0;
+        uint32_t cp = n ? c & (0x3F >> n) : c;
+        for (unsigned i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (s[i] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
 static const char *type_name(const ConfigKey *k) {
     switch (k->type) {
     case KEY_INT: return "int";
@@ -375,6 +397,10 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
     }  // fall through: stored as text, split per layer when the model is built
     /* FALLTHROUGH */
     case KEY_STR:
+        if (!utf8_valid(value)) {
+            snprintf(err, errlen, "%s: key '%s' value is not valid UTF-8", source, name);
+            return -1;
+        }
         if (strlen(value) >= k->size) {
             snprintf(err, errlen, "%s: key '%s' value is longer than %zu characters", source, name,
                      k->size - 1);

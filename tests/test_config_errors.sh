@@ -34,6 +34,8 @@ expect "madtrain: error: command line: key 'model.tie_embeddings' expects true o
 expect "madtrain: error: command line: key 'optim.lr' = -1 is out of range [0, 10]" optim.lr=-1
 expect "madtrain: error: command line: key 'model.n_layers' = 0 is out of range [1, 64]" model.n_layers=0
 expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none, got 'relu'" model.mlp=relu
+# Invalid UTF-8 (the config written into the run would not be YAML; libyaml's emitter hung).
+expect "madtrain: error: command line: key 'run.name' value is not valid UTF-8" run.name=$'a\xea\xea-b'
 mixers=$("$madtrain" --help | awk '/^Mixers:/ {f = 1; next} /^$/ {f = 0} f {print $1}' | paste -sd'|')
 expect "madtrain: error: command line: key 'model.mixer' expects mixers from $mixers, got 'mamba'" model.mixer=softmax,mamba
 # Repeated keys (a file, the command line), pairs of keys that must agree, long values.
