@@ -16,20 +16,20 @@ struct NcclComm {
     cudaEvent_t ready;
 };
 
-#define NCCL_CHECK(c, call)                                                                   \
-    do {                                                                                      \
-        ncclResult_t r_ = (call);                                                             \
-        if (r_ != ncclSuccess)                                                                \
-            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, ncclGetErrorString(r_),        \
-                       __FILE__, __LINE__);                                                   \
+#define NCCL_CHECK(c, call)                                                                      \
+    do {                                                                                         \
+        ncclResult_t r_ = (call);                                                                \
+        if (r_ != ncclSuccess)                                                                   \
+            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, ncclGetErrorString(r_), __FILE__, \
+                       __LINE__);                                                                \
     } while (0)
 
-#define CUDA_CHECK_C(c, call)                                                                 \
-    do {                                                                                      \
-        cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess)                                                                \
-            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_),        \
-                       __FILE__, __LINE__);                                                   \
+#define CUDA_CHECK_C(c, call)                                                                    \
+    do {                                                                                         \
+        cudaError_t e_ = (call);                                                                 \
+        if (e_ != cudaSuccess)                                                                   \
+            comm_fatal((c), 1, "%s failed: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, \
+                       __LINE__);                                                                \
     } while (0)
 
 int comm_cuda_select_device(const Comm *c) {
@@ -67,7 +67,9 @@ void comm_nccl_bucket_start(NcclComm *n, float *buf, size_t count) {
     comm_nccl_allreduce_sum_f32(n, buf, count, n->stream);
 }
 
-void comm_nccl_bucket_wait(NcclComm *n, double timeout_s) { comm_nccl_wait(n, n->stream, timeout_s); }
+void comm_nccl_bucket_wait(NcclComm *n, double timeout_s) {
+    comm_nccl_wait(n, n->stream, timeout_s);
+}
 
 void comm_nccl_allreduce_sum_f32(NcclComm *n, float *buf, size_t count, cudaStream_t stream) {
     NCCL_CHECK(n->host, ncclAllReduce(buf, buf, count, ncclFloat32, ncclSum, n->comm, stream));
@@ -83,10 +85,12 @@ void comm_nccl_wait(NcclComm *n, cudaStream_t stream, double timeout_s) {
         ncclResult_t async;
         NCCL_CHECK(n->host, ncclCommGetAsyncError(n->comm, &async));
         clock_gettime(CLOCK_MONOTONIC, &now);
-        double waited = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+        double waited =
+            (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
         if (async != ncclSuccess || (timeout_s > 0 && waited > timeout_s)) {
             ncclCommAbort(n->comm);
-            comm_fatal(n->host, 1, "NCCL collective did not complete (%s after %.0fs): a peer rank "
+            comm_fatal(n->host, 1,
+                       "NCCL collective did not complete (%s after %.0fs): a peer rank "
                        "failed or is unreachable",
                        async != ncclSuccess ? ncclGetErrorString(async) : "timeout", waited);
         }

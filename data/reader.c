@@ -215,7 +215,8 @@ static int open_split(Reader *r, const Manifest *m, const char *name, Split *sp,
             char a[256], b[256];
             describe_info(&info, a, sizeof(a));
             describe_info(*ref, b, sizeof(b));
-            snprintf(err, errlen, "%s holds %s but %s holds %s: the shards of a data set must match",
+            snprintf(err, errlen,
+                     "%s holds %s but %s holds %s: the shards of a data set must match",
                      shard_path(s), a, ref_path, b);
             return -1;
         }

@@ -30,22 +30,66 @@ OP_OPTIONS_STRUCT(LinearOpts)
 
 // The family's option specs, declared once; `type` is the op's option struct and `member`
 // the LinearOpts inside it (an op whose struct is LinearOpts itself passes a zero offset).
-#define LINEAR_OPTION_SPECS(base)                                                              \
-    {"feature_map", OPT_ENUM, "elu1", "elu1|relu|favor|circulant|cosformer", 0, 0,           \
-     (base) + offsetof(LinearOpts, feature_map), 0,                                            \
-     "feature map phi of the linear-attention family"},                                        \
-        {"normalize", OPT_BOOL, "true", NULL, 0, 1, (base) + offsetof(LinearOpts, normalize), 0, \
-         "divide by phi(q) . sum phi(k)"},                                                     \
-        {"eps", OPT_FLOAT, "1e-6", NULL, 0, 1, (base) + offsetof(LinearOpts, eps), 0,           \
-         "denominator epsilon of the normalised form"},                                        \
-        {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, (base) + offsetof(LinearOpts, chunk), 0,     \
-         "chunk length of the chunkwise training form"},                                       \
-        {"features", OPT_INT, "64", NULL, 1, 1 << 16, (base) + offsetof(LinearOpts, n_features), \
-         0, "random features m per head (favor and circulant maps)"},                          \
-        {"qk_norm", OPT_BOOL, "true", NULL, 0, 1, (base) + offsetof(LinearOpts, qk_norm), 0,    \
-         "L2-normalise q and k per head before a random-feature map"},                         \
-        {"max_len", OPT_INT, "0", NULL, 0, 1 << 30, (base) + offsetof(LinearOpts, max_len),     \
-         OPT_ZERO_IS_SEQ_LEN, "longest sequence: cosFormer's M, log-linear levels (0 = data.seq_len)"}
+#define LINEAR_OPTION_SPECS(base)                                                          \
+    {"feature_map",                                                                        \
+     OPT_ENUM,                                                                             \
+     "elu1",                                                                               \
+     "elu1|relu|favor|circulant|cosformer",                                                \
+     0,                                                                                    \
+     0,                                                                                    \
+     (base) + offsetof(LinearOpts, feature_map),                                           \
+     0,                                                                                    \
+     "feature map phi of the linear-attention family"},                                    \
+        {"normalize",                                                                      \
+         OPT_BOOL,                                                                         \
+         "true",                                                                           \
+         NULL,                                                                             \
+         0,                                                                                \
+         1,                                                                                \
+         (base) + offsetof(LinearOpts, normalize),                                         \
+         0,                                                                                \
+         "divide by phi(q) . sum phi(k)"},                                                 \
+        {"eps",                                                                            \
+         OPT_FLOAT,                                                                        \
+         "1e-6",                                                                           \
+         NULL,                                                                             \
+         0,                                                                                \
+         1,                                                                                \
+         (base) + offsetof(LinearOpts, eps),                                               \
+         0,                                                                                \
+         "denominator epsilon of the normalised form"},                                    \
+        {"chunk",                                                                          \
+         OPT_INT,                                                                          \
+         "64",                                                                             \
+         NULL,                                                                             \
+         1,                                                                                \
+         1 << 20,                                                                          \
+         (base) + offsetof(LinearOpts, chunk),                                             \
+         0,                                                                                \
+         "chunk length of the chunkwise training form"},                                   \
+        {"features",                                                                       \
+         OPT_INT,                                                                          \
+         "64",                                                                             \
+         NULL,                                                                             \
+         1,                                                                                \
+         1 << 16,                                                                          \
+         (base) + offsetof(LinearOpts, n_features),                                        \
+         0,                                                                                \
+         "random features m per head (favor and circulant maps)"},                         \
+        {"qk_norm",                                                                        \
+         OPT_BOOL,                                                                         \
+         "true",                                                                           \
+         NULL,                                                                             \
+         0,                                                                                \
+         1,                                                                                \
+         (base) + offsetof(LinearOpts, qk_norm),                                           \
+         0,                                                                                \
+         "L2-normalise q and k per head before a random-feature map"},                     \
+    {                                                                                      \
+        "max_len", OPT_INT, "0", NULL, 0, 1 << 30, (base) + offsetof(LinearOpts, max_len), \
+            OPT_ZERO_IS_SEQ_LEN,                                                           \
+            "longest sequence: cosFormer's M, log-linear levels (0 = data.seq_len)"        \
+    }
 
 static inline int fmap_is_random(int map) {
     return map == FEATURE_FAVOR || map == FEATURE_CIRCULANT;

@@ -25,45 +25,45 @@ int op_option_parse(const OpOption *o, const char *value, void *block, char *err
     char *field = (char *)block + o->offset, *end = NULL;
     errno = 0;
     switch (o->type) {
-    case OPT_INT:
-    case OPT_FLOAT: {
-        double d = strtod(value, &end);
-        int is_int = o->type == OPT_INT;
-        if (!*value || *end || errno || !isfinite(d) || (is_int && d != floor(d))) {
-            snprintf(err, errlen, "key 'mixer.%s' expects %s, got '%s'", o->key,
-                     is_int ? "an integer" : "a number", value);
-            return -1;
+        case OPT_INT:
+        case OPT_FLOAT: {
+            double d = strtod(value, &end);
+            int is_int = o->type == OPT_INT;
+            if (!*value || *end || errno || !isfinite(d) || (is_int && d != floor(d))) {
+                snprintf(err, errlen, "key 'mixer.%s' expects %s, got '%s'", o->key,
+                         is_int ? "an integer" : "a number", value);
+                return -1;
+            }
+            if (d < o->lo || d > o->hi) {
+                snprintf(err, errlen, "key 'mixer.%s' = %s is out of range [%.15g, %.15g]", o->key,
+                         value, o->lo, o->hi);
+                return -1;
+            }
+            if (is_int) {
+                int v = (int)d;
+                memcpy(field, &v, sizeof(v));
+            } else {
+                memcpy(field, &d, sizeof(d));
+            }
+            return 0;
         }
-        if (d < o->lo || d > o->hi) {
-            snprintf(err, errlen, "key 'mixer.%s' = %s is out of range [%.15g, %.15g]", o->key,
-                     value, o->lo, o->hi);
-            return -1;
-        }
-        if (is_int) {
-            int v = (int)d;
+        case OPT_BOOL:
+        case OPT_ENUM: {
+            int is_bool = o->type == OPT_BOOL;
+            int v = choice_index(is_bool ? "false|true|no|yes|off|on|0|1" : o->choices, value);
+            if (v < 0) {
+                if (is_bool)
+                    snprintf(err, errlen, "key 'mixer.%s' expects true or false, got '%s'", o->key,
+                             value);
+                else
+                    snprintf(err, errlen, "key 'mixer.%s' expects one of %s, got '%s'", o->key,
+                             o->choices, value);
+                return -1;
+            }
+            if (is_bool) v %= 2;
             memcpy(field, &v, sizeof(v));
-        } else {
-            memcpy(field, &d, sizeof(d));
+            return 0;
         }
-        return 0;
-    }
-    case OPT_BOOL:
-    case OPT_ENUM: {
-        int is_bool = o->type == OPT_BOOL;
-        int v = choice_index(is_bool ? "false|true|no|yes|off|on|0|1" : o->choices, value);
-        if (v < 0) {
-            if (is_bool)
-                snprintf(err, errlen, "key 'mixer.%s' expects true or false, got '%s'", o->key,
-                         value);
-            else
-                snprintf(err, errlen, "key 'mixer.%s' expects one of %s, got '%s'", o->key,
-                         o->choices, value);
-            return -1;
-        }
-        if (is_bool) v %= 2;
-        memcpy(field, &v, sizeof(v));
-        return 0;
-    }
     }
     return -1;
 }
@@ -73,16 +73,22 @@ void op_option_format(const OpOption *o, const void *block, char *out, size_t n)
     int i;
     double d;
     switch (o->type) {
-    case OPT_FLOAT: memcpy(&d, field, sizeof(d)), snprintf(out, n, "%.17g", d); break;
-    case OPT_INT: memcpy(&i, field, sizeof(i)), snprintf(out, n, "%d", i); break;
-    case OPT_BOOL: memcpy(&i, field, sizeof(i)), snprintf(out, n, "%s", i ? "true" : "false"); break;
-    case OPT_ENUM: {
-        memcpy(&i, field, sizeof(i));
-        const char *p = o->choices;
-        for (int k = 0; k < i && p; k++) p = strchr(p, '|'), p = p ? p + 1 : NULL;
-        snprintf(out, n, "%.*s", p ? (int)strcspn(p, "|") : 0, p ? p : "");
-        break;
-    }
+        case OPT_FLOAT:
+            memcpy(&d, field, sizeof(d)), snprintf(out, n, "%.17g", d);
+            break;
+        case OPT_INT:
+            memcpy(&i, field, sizeof(i)), snprintf(out, n, "%d", i);
+            break;
+        case OPT_BOOL:
+            memcpy(&i, field, sizeof(i)), snprintf(out, n, "%s", i ? "true" : "false");
+            break;
+        case OPT_ENUM: {
+            memcpy(&i, field, sizeof(i));
+            const char *p = o->choices;
+            for (int k = 0; k < i && p; k++) p = strchr(p, '|'), p = p ? p + 1 : NULL;
+            snprintf(out, n, "%.*s", p ? (int)strcspn(p, "|") : 0, p ? p : "");
+            break;
+        }
     }
 }
 

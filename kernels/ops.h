@@ -37,7 +37,7 @@ typedef struct {
 #define OP_OPTIONS_STRUCT(type)                                                        \
     static inline type op_opt_read_##type(const OpShape *s_) {                         \
         type o_;                                                                       \
-        OP_STATIC_ASSERT(sizeof(type) <= OP_OPT_BYTES, #type " exceeds OP_OPT_BYTES");   \
+        OP_STATIC_ASSERT(sizeof(type) <= OP_OPT_BYTES, #type " exceeds OP_OPT_BYTES"); \
         memcpy(&o_, s_->opt.bytes, sizeof(o_));                                        \
         return o_;                                                                     \
     }
@@ -81,7 +81,7 @@ typedef struct {
 // layers of a run, reduced by `reduce`.
 typedef enum { AUX_SUM, AUX_MEAN, AUX_LAST } AuxReduce;
 typedef struct {
-    const char *key;     // NULL ends the list
+    const char *key;  // NULL ends the list
     AuxReduce reduce;
     const char *column;  // the report's column title
     int digits;

@@ -2,9 +2,9 @@
 // is compiled twice: once as float (the trainer) and once with -DMT_DOUBLE (the gradient
 // checks, whose tolerances are only meaningful in double). F(name) gives the suffixed symbol.
 #pragma once
-#include <tgmath.h>  // exp/log/sqrt/... pick the float or double version from the argument type
 #include <cblas.h>
-#include <fftw3.h>  // after tgmath.h (which brings complex.h): FFTW's complex is then C99 complex
+#include <fftw3.h>   // after tgmath.h (which brings complex.h): FFTW's complex is then C99 complex
+#include <tgmath.h>  // exp/log/sqrt/... pick the float or double version from the argument type
 
 #ifdef MT_DOUBLE
 typedef double real;

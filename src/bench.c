@@ -257,13 +257,12 @@ int bench_main(int argc, char **argv, Comm *comm) {
                 continue;
             }
             if (mi == 0) first_ms = r.step_ms;
-            printf(
-                "| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s | %s | %.1f%% | %.0f MiB |\n",
-                shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, si((double)r.params, b1),
-                si(r.tokens_per_s, b2), r.step_ms, first_ms > 0 ? r.step_ms / first_ms : 0,
-                si(r.flops_per_token, b3),
-                si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
-                (double)r.memory / (1 << 20));
+            printf("| %s | %s | %d x %d | %s | %s | %.1f | %.2f | %s | %s | %.1f%% | %.0f MiB |\n",
+                   shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len,
+                   si((double)r.params, b1), si(r.tokens_per_s, b2), r.step_ms,
+                   first_ms > 0 ? r.step_ms / first_ms : 0, si(r.flops_per_token, b3),
+                   si(r.tokens_per_s * r.flops_per_token, b4), 100 * r.mfu,
+                   (double)r.memory / (1 << 20));
             fflush(stdout);
             if (out)
                 fprintf(

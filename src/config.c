@@ -7,20 +7,24 @@
 #include <string.h>
 #include <yaml.h>
 
-
 #define OFF(field) offsetof(Config, field)
 #define SZ(field) sizeof(((Config *)0)->field)
-#define KEY(name_, type_, def_, choices_, lo_, hi_, off_, size_, doc_)                       \
-    {.name = name_, .type = type_, .def = def_, .choices = choices_, .lo = lo_, .hi = hi_,     \
-     .offset = off_, .size = size_, .doc = doc_}
+#define KEY(name_, type_, def_, choices_, lo_, hi_, off_, size_, doc_)                        \
+    {                                                                                         \
+        .name = name_, .type = type_, .def = def_, .choices = choices_, .lo = lo_, .hi = hi_, \
+        .offset = off_, .size = size_, .doc = doc_                                            \
+    }
 #define INT(name, def, lo, hi, field, doc) KEY(name, KEY_INT, def, NULL, lo, hi, OFF(field), 0, doc)
-#define FLT(name, def, lo, hi, field, doc) KEY(name, KEY_FLOAT, def, NULL, lo, hi, OFF(field), 0, doc)
+#define FLT(name, def, lo, hi, field, doc) \
+    KEY(name, KEY_FLOAT, def, NULL, lo, hi, OFF(field), 0, doc)
 #define BOOL(name, def, field, doc) KEY(name, KEY_BOOL, def, NULL, 0, 1, OFF(field), 0, doc)
-#define ENUM(name, def, choices, field, doc) KEY(name, KEY_ENUM, def, choices, 0, 0, OFF(field), 0, doc)
+#define ENUM(name, def, choices, field, doc) \
+    KEY(name, KEY_ENUM, def, choices, 0, 0, OFF(field), 0, doc)
 #define STR(name, def, field, doc) KEY(name, KEY_STR, def, NULL, 0, 0, OFF(field), SZ(field), doc)
 
 static const ConfigKey CONFIG_KEYS[] = {
-    STR("run.dir", "runs/default", run_dir, "run directory: resolved config, metrics.jsonl, params"),
+    STR("run.dir", "runs/default", run_dir,
+        "run directory: resolved config, metrics.jsonl, params"),
     STR("run.name", "", run_name, "label of the run in reports (default: its mixer list)"),
     INT("seed", "1234", 0, 9.2e18, seed, "seed of initialisation and data (same on every rank)"),
 
@@ -38,7 +42,8 @@ static const ConfigKey CONFIG_KEYS[] = {
     ENUM("model.rope", "auto", "auto|on|off", rope,
          "rotary positions on q, k (auto: on for mixers that want them, e.g. softmax)"),
     FLT("model.rope_base", "10000", 1, 1e12, rope_base, "rotary base frequency"),
-    BOOL("model.gate", "false", gate, "post-readout sigmoid output gate o = W_o(sigmoid(x W_g) * y)"),
+    BOOL("model.gate", "false", gate,
+         "post-readout sigmoid output gate o = W_o(sigmoid(x W_g) * y)"),
     ENUM("model.norm", "rmsnorm", "rmsnorm|layernorm", norm,
          "block and final norms: rmsnorm (gain only) or layernorm (gain and bias, nn.LayerNorm)"),
     FLT("model.norm_eps", "1e-5", 0, 1, norm_eps, "RMSNorm / LayerNorm epsilon"),
@@ -60,9 +65,11 @@ static const ConfigKey CONFIG_KEYS[] = {
          "synthetic task: mqar (Zoology multi-query recall), ar (E029 associative recall) or "
          "hcopy (E005 hierarchical copying)"),
     INT("data.seq_len", "64", 2, 1 << 24, seq_len, "sequence length T"),
-    INT("data.vocab_size", "64", 4, 1 << 30, data_vocab, "mqar: vocabulary (keys lower half, values upper)"),
+    INT("data.vocab_size", "64", 4, 1 << 30, data_vocab,
+        "mqar: vocabulary (keys lower half, values upper)"),
     INT("data.num_kv_pairs", "4", 1, 1 << 20, num_kv_pairs, "key-value pairs per sequence"),
-    INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols, "ar: number of key tokens (and of value tokens)"),
+    INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols,
+        "ar: number of key tokens (and of value tokens)"),
     FLT("data.power_a", "0.01", 1e-6, 1, power_a, "mqar: power-law exponent of query spacing"),
     INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
     INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),
@@ -75,7 +82,8 @@ static const ConfigKey CONFIG_KEYS[] = {
         "validation set size: evaluated every train.eval_every steps (0 = evaluate the test set)"),
     INT("data.test_examples", "1000", 0, 9.2e18, test_examples, "held-out test set size"),
     STR("data.path", "", data_path,
-        "folder of HDF5 shards (docs/data-format.md); empty = the synthetic task above, in-process"),
+        "folder of HDF5 shards (docs/data-format.md); empty = the synthetic task above, "
+        "in-process"),
     STR("data.eval_split", "valid", eval_split, "shards: the split evaluated (empty = none)"),
     INT("data.eval_stride", "0", 0, 1 << 24, eval_stride,
         "language modelling eval: window stride <= seq_len (0 = seq_len); every token scored once"),
@@ -83,17 +91,21 @@ static const ConfigKey CONFIG_KEYS[] = {
          "shards: check checksums and token ids on open (each rank its share of the shards)"),
     INT("data.prefetch", "4", 1, 1024, prefetch, "shards: batches the reader thread reads ahead"),
 
-    INT("train.batch_size", "64", 1, 1 << 30, batch_size, "global batch (sequences per step, all ranks)"),
+    INT("train.batch_size", "64", 1, 1 << 30, batch_size,
+        "global batch (sequences per step, all ranks)"),
     INT("train.grad_accum", "1", 1, 1 << 20, grad_accum, "micro-steps per optimizer step"),
     INT("train.steps", "1000", 0, 9.2e18, steps, "optimizer steps"),
     FLT("train.epochs", "0", 0, 1e9, epochs, "if > 0: train this many epochs (overrides steps)"),
-    INT("train.eval_every", "200", 0, 9.2e18, eval_every, "evaluate every N steps (0 = only at the end)"),
+    INT("train.eval_every", "200", 0, 9.2e18, eval_every,
+        "evaluate every N steps (0 = only at the end)"),
     INT("train.log_every", "50", 1, 9.2e18, log_every, "progress line every N steps"),
-    INT("train.eval_examples", "0", 0, 9.2e18, eval_examples, "examples per evaluation (0 = whole test set)"),
+    INT("train.eval_examples", "0", 0, 9.2e18, eval_examples,
+        "examples per evaluation (0 = whole test set)"),
 
     FLT("optim.lr", "3e-3", 0, 10, lr, "peak learning rate"),
     FLT("optim.min_lr", "0", 0, 10, min_lr, "final learning rate of the cosine schedule"),
-    ENUM("optim.schedule", "cosine", "cosine|constant", schedule, "learning-rate schedule after warmup"),
+    ENUM("optim.schedule", "cosine", "cosine|constant", schedule,
+         "learning-rate schedule after warmup"),
     INT("optim.warmup_steps", "50", 0, 9.2e18, warmup_steps, "linear warmup steps"),
     FLT("optim.weight_decay", "0.1", 0, 10, weight_decay, "AdamW decoupled weight decay"),
     ENUM("optim.decay", "matrices", "matrices|all", decay,
@@ -104,27 +116,35 @@ static const ConfigKey CONFIG_KEYS[] = {
     FLT("optim.eps", "1e-8", 0, 1, adam_eps, "AdamW epsilon"),
     FLT("optim.grad_clip", "1.0", 0, 1e30, grad_clip, "clip the global gradient norm (0 = off)"),
 
-    INT("checkpoint.every_steps", "0", 0, 9.2e18, ckpt_every_steps, "checkpoint every N steps (0 = off)"),
-    FLT("checkpoint.every_minutes", "0", 0, 1e9, ckpt_every_minutes, "checkpoint every N minutes (0 = off)"),
+    INT("checkpoint.every_steps", "0", 0, 9.2e18, ckpt_every_steps,
+        "checkpoint every N steps (0 = off)"),
+    FLT("checkpoint.every_minutes", "0", 0, 1e9, ckpt_every_minutes,
+        "checkpoint every N minutes (0 = off)"),
     INT("checkpoint.keep", "3", 1, 1 << 30, ckpt_keep, "keep the newest K checkpoints"),
-    INT("checkpoint.keep_every", "0", 0, 9.2e18, ckpt_keep_every, "also keep every M-th step's checkpoint (0 = none)"),
+    INT("checkpoint.keep_every", "0", 0, 9.2e18, ckpt_keep_every,
+        "also keep every M-th step's checkpoint (0 = none)"),
     STR("checkpoint.resume", "", resume,
         "resume from a checkpoint file or run dir; auto = this run dir's latest if any"),
-    STR("checkpoint.init_from", "", init_from, "warm start: load parameters only from this checkpoint"),
-    BOOL("checkpoint.hdf5_errors", "false", hdf5_errors, "print HDF5's own error stack too (checkpoints, data shards)"),
+    STR("checkpoint.init_from", "", init_from,
+        "warm start: load parameters only from this checkpoint"),
+    BOOL("checkpoint.hdf5_errors", "false", hdf5_errors,
+         "print HDF5's own error stack too (checkpoints, data shards)"),
     INT("train.max_bad_steps", "10", 1, 1 << 30, max_bad_steps,
         "stop after this many non-finite steps in a row"),
     BOOL("train.rollback_on_nan", "false", rollback_on_nan,
          "after max_bad_steps: reload the last checkpoint and go on instead of stopping"),
     INT("train.check_replicas_every", "100", 0, 9.2e18, check_replicas_every,
         "compare a hash of the parameters across ranks every N steps (0 = off)"),
-    INT("debug.nan_at_step", "0", 0, 9.2e18, debug_nan_at_step, "testing: poison the gradient at this step"),
-    INT("debug.nan_count", "1", 1, 9.2e18, debug_nan_count, "testing: poison this many steps in a row"),
+    INT("debug.nan_at_step", "0", 0, 9.2e18, debug_nan_at_step,
+        "testing: poison the gradient at this step"),
+    INT("debug.nan_count", "1", 1, 9.2e18, debug_nan_count,
+        "testing: poison this many steps in a row"),
     INT("debug.stop_at_step", "0", 0, 9.2e18, debug_stop_at_step,
         "testing: act as if SIGUSR1 arrived after this many steps"),
     INT("debug.file_size_limit", "0", 0, 9.2e18, debug_file_size_limit,
         "testing: largest file (bytes) this process may write, as a full disk would (0 = off)"),
-    INT("debug.fail_at_step", "0", 0, 9.2e18, debug_fail_at_step, "testing: rank debug.fail_rank fails at this step"),
+    INT("debug.fail_at_step", "0", 0, 9.2e18, debug_fail_at_step,
+        "testing: rank debug.fail_rank fails at this step"),
     INT("debug.fail_rank", "0", 0, 1 << 30, debug_fail_rank, "testing: the rank that fails"),
     INT("debug.diverge_at_step", "0", 0, 9.2e18, debug_diverge_at_step,
         "testing: the last rank perturbs its parameters at this step"),
@@ -134,8 +154,8 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("cpu.threads", "0", 0, 4096, threads, "threads per rank (0 = cores / ranks on the node)"),
     ENUM("device", "auto", "auto|cpu|cuda", device,
          "where the model trains (auto: cuda when a GPU is visible and built in, else cpu)"),
-    ENUM("precision", "fp32", "fp32|bf16",
-         precision, "cuda matrix products: fp32, or bf16 tensor cores with fp32 accumulation "
+    ENUM("precision", "fp32", "fp32|bf16", precision,
+         "cuda matrix products: fp32, or bf16 tensor cores with fp32 accumulation "
          "(parameters, optimizer state, loss and norms stay fp32)"),
     ENUM("comm.backend", "auto", "auto|mpi|nccl", comm_backend,
          "gradient all-reduce: nccl (device buffers) or mpi (host-staged); auto: nccl on cuda "
@@ -154,12 +174,14 @@ static int N_ALL_KEYS;
 
 static int same_spec(const OpOption *a, const OpOption *b) {
     return a->type == b->type && !strcmp(a->def, b->def) && a->lo == b->lo && a->hi == b->hi &&
-           a->flags == b->flags && !strcmp(a->choices ? a->choices : "", b->choices ? b->choices : "");
+           a->flags == b->flags &&
+           !strcmp(a->choices ? a->choices : "", b->choices ? b->choices : "");
 }
 
 static void build_keys(void) {
     int n = 0, n_opt = 0, i = 0;
-    for (; i < N_RUN_KEYS && strncmp(CONFIG_KEYS[i].name, "mixer.", 6); i++) ALL_KEYS[n++] = CONFIG_KEYS[i];
+    for (; i < N_RUN_KEYS && strncmp(CONFIG_KEYS[i].name, "mixer.", 6); i++)
+        ALL_KEYS[n++] = CONFIG_KEYS[i];
     for (int r = 0; r < N_OPS_f32; r++) {
         const OpDef_f32 *op = OPS_f32[r];
         for (const OpOption *o = op->options; op->mixer && o && o->key; o++) {
@@ -169,8 +191,9 @@ static void build_keys(void) {
             for (int j = 0; j < n; j++)
                 if (!strcmp(ALL_KEYS[j].name, name)) k = &ALL_KEYS[j];
             if (k && !same_spec(k->opt, o)) {
-                fprintf(stderr, "madtrain: internal error: option %s is declared differently by %s\n",
-                        name, op->name);
+                fprintf(stderr,
+                        "madtrain: internal error: option %s is declared differently by %s\n", name,
+                        op->name);
                 abort();
             }
             if (!k) {
@@ -270,8 +293,11 @@ static int enum_index(const char *choices, const char *value) {
 static int utf8_valid(const char *str) {
     const unsigned char *s = (const unsigned char *)str;
     while (*s) {
-        unsigned c = *s, n = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : (c & 0xF0) == 0xE0 ? 2
-                                           : c >= 0xF0 && c <= 0xF4 ? 3 : 4;
+        unsigned c = *s, n = c < 0x80                 ? 0
+                             : c >= 0xC2 && c <= 0xDF ? 1
+                             : (c & 0xF0) == 0xE0     ? 2
+                             : c >= 0xF0 && c <= 0xF4 ? 3
+                                                      : 4;
         if (n == 4) return 0;
         uint32_t cp = n ? c & (0x3F >> n) : c;
         for (unsigned i = 1; i <= n; i++) {
@@ -288,13 +314,23 @@ static int utf8_valid(const char *str) {
 
 static const char *type_name(const ConfigKey *k) {
     switch (k->type) {
-    case KEY_INT: return "int";
-    case KEY_FLOAT: return "float";
-    case KEY_BOOL: return "bool";
-    case KEY_STR: return "string";
-    case KEY_ENUM: return k->choices;
-    case KEY_MIXERS: return "mixer list";
-    case KEY_OPTION: return k->opt->type == OPT_ENUM ? k->choices : k->opt->type == OPT_INT ? "int" : k->opt->type == OPT_FLOAT ? "float" : "bool";
+        case KEY_INT:
+            return "int";
+        case KEY_FLOAT:
+            return "float";
+        case KEY_BOOL:
+            return "bool";
+        case KEY_STR:
+            return "string";
+        case KEY_ENUM:
+            return k->choices;
+        case KEY_MIXERS:
+            return "mixer list";
+        case KEY_OPTION:
+            return k->opt->type == OPT_ENUM    ? k->choices
+                   : k->opt->type == OPT_INT   ? "int"
+                   : k->opt->type == OPT_FLOAT ? "float"
+                                               : "bool";
     }
     return "?";
 }
@@ -314,100 +350,102 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
     char *field = (char *)c + k->offset, *end = NULL;
     errno = 0;
     switch (k->type) {
-    case KEY_INT: {
-        double d = strtod(value, &end);
-        if (!*value || *end || errno || d != floor(d)) {
-            snprintf(err, errlen, "%s: key '%s' expects an integer, got '%s'", source, name, value);
-            return -1;
-        }
-        if (d < k->lo || d > k->hi) {
-            snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source, name,
-                     value, k->lo, k->hi);
-            return -1;
-        }
-        *(int64_t *)field = (int64_t)d;
-        return 0;
-    }
-    case KEY_FLOAT: {
-        double d = strtod(value, &end);
-        if (!*value || *end || errno || !isfinite(d)) {
-            snprintf(err, errlen, "%s: key '%s' expects a number, got '%s'", source, name, value);
-            return -1;
-        }
-        if (d < k->lo || d > k->hi) {
-            snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source, name,
-                     value, k->lo, k->hi);
-            return -1;
-        }
-        *(double *)field = d;
-        return 0;
-    }
-    case KEY_BOOL: {
-        int v = enum_index("false|true|no|yes|off|on|0|1", value);
-        if (v < 0) {
-            snprintf(err, errlen, "%s: key '%s' expects true or false, got '%s'", source, name,
-                     value);
-            return -1;
-        }
-        *(int *)field = v % 2;
-        return 0;
-    }
-    case KEY_ENUM: {
-        int v = enum_index(k->choices, value);
-        if (v < 0) {
-            snprintf(err, errlen, "%s: key '%s' expects one of %s, got '%s'", source, name,
-                     k->choices, value);
-            return -1;
-        }
-        *(int *)field = v;
-        return 0;
-    }
-    case KEY_OPTION: {  // validated by the op's own parser, stored as the text given
-        unsigned char block[OP_OPT_BYTES];
-        if (op_option_parse(k->opt, value, block, err, errlen)) {
-            size_t n = strlen(err) + 1, m = strlen(source) + 2;  // prefix the source
-            if (n + m < errlen) {
-                memmove(err + m, err, n);
-                memcpy(err, source, m - 2), err[m - 2] = ':', err[m - 1] = ' ';
+        case KEY_INT: {
+            double d = strtod(value, &end);
+            if (!*value || *end || errno || d != floor(d)) {
+                snprintf(err, errlen, "%s: key '%s' expects an integer, got '%s'", source, name,
+                         value);
+                return -1;
             }
-            return -1;
-        }
-        // Stored in the canonical spelling (1e-6 and 0.000001 compare equal on resume).
-        op_option_format(k->opt, block, field, k->size);
-        return 0;
-    }
-    case KEY_MIXERS: {
-        char *buf = malloc(strlen(value) + 1);
-        strcpy(buf, value);
-        int bad = 0;
-        for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && !bad;
-             tok = strtok_r(NULL, ", ", &save))
-            if (!op_find_f32(tok) || !op_find_f32(tok)->mixer) {
-                char names[2048] = "";
-                for (int i = 0; i < N_OPS_f32; i++)
-                    if (OPS_f32[i]->mixer)
-                        snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
-                                 names[0] ? "|" : "", OPS_f32[i]->name);
-                snprintf(err, errlen, "%s: key '%s' expects mixers from %s, got '%s'", source,
-                         name, names, tok);
-                bad = 1;
+            if (d < k->lo || d > k->hi) {
+                snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source,
+                         name, value, k->lo, k->hi);
+                return -1;
             }
-        free(buf);
-        if (bad) return -1;
-    }  // fall through: stored as text, split per layer when the model is built
-    /* FALLTHROUGH */
-    case KEY_STR:
-        if (!utf8_valid(value)) {
-            snprintf(err, errlen, "%s: key '%s' value is not valid UTF-8", source, name);
-            return -1;
+            *(int64_t *)field = (int64_t)d;
+            return 0;
         }
-        if (strlen(value) >= k->size) {
-            snprintf(err, errlen, "%s: key '%s' value is longer than %zu characters", source, name,
-                     k->size - 1);
-            return -1;
+        case KEY_FLOAT: {
+            double d = strtod(value, &end);
+            if (!*value || *end || errno || !isfinite(d)) {
+                snprintf(err, errlen, "%s: key '%s' expects a number, got '%s'", source, name,
+                         value);
+                return -1;
+            }
+            if (d < k->lo || d > k->hi) {
+                snprintf(err, errlen, "%s: key '%s' = %s is out of range [%.15g, %.15g]", source,
+                         name, value, k->lo, k->hi);
+                return -1;
+            }
+            *(double *)field = d;
+            return 0;
         }
-        snprintf(field, k->size, "%s", value);
-        return 0;
+        case KEY_BOOL: {
+            int v = enum_index("false|true|no|yes|off|on|0|1", value);
+            if (v < 0) {
+                snprintf(err, errlen, "%s: key '%s' expects true or false, got '%s'", source, name,
+                         value);
+                return -1;
+            }
+            *(int *)field = v % 2;
+            return 0;
+        }
+        case KEY_ENUM: {
+            int v = enum_index(k->choices, value);
+            if (v < 0) {
+                snprintf(err, errlen, "%s: key '%s' expects one of %s, got '%s'", source, name,
+                         k->choices, value);
+                return -1;
+            }
+            *(int *)field = v;
+            return 0;
+        }
+        case KEY_OPTION: {  // validated by the op's own parser, stored as the text given
+            unsigned char block[OP_OPT_BYTES];
+            if (op_option_parse(k->opt, value, block, err, errlen)) {
+                size_t n = strlen(err) + 1, m = strlen(source) + 2;  // prefix the source
+                if (n + m < errlen) {
+                    memmove(err + m, err, n);
+                    memcpy(err, source, m - 2), err[m - 2] = ':', err[m - 1] = ' ';
+                }
+                return -1;
+            }
+            // Stored in the canonical spelling (1e-6 and 0.000001 compare equal on resume).
+            op_option_format(k->opt, block, field, k->size);
+            return 0;
+        }
+        case KEY_MIXERS: {
+            char *buf = malloc(strlen(value) + 1);
+            strcpy(buf, value);
+            int bad = 0;
+            for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok && !bad;
+                 tok = strtok_r(NULL, ", ", &save))
+                if (!op_find_f32(tok) || !op_find_f32(tok)->mixer) {
+                    char names[2048] = "";
+                    for (int i = 0; i < N_OPS_f32; i++)
+                        if (OPS_f32[i]->mixer)
+                            snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s",
+                                     names[0] ? "|" : "", OPS_f32[i]->name);
+                    snprintf(err, errlen, "%s: key '%s' expects mixers from %s, got '%s'", source,
+                             name, names, tok);
+                    bad = 1;
+                }
+            free(buf);
+            if (bad) return -1;
+        }  // fall through: stored as text, split per layer when the model is built
+        /* FALLTHROUGH */
+        case KEY_STR:
+            if (!utf8_valid(value)) {
+                snprintf(err, errlen, "%s: key '%s' value is not valid UTF-8", source, name);
+                return -1;
+            }
+            if (strlen(value) >= k->size) {
+                snprintf(err, errlen, "%s: key '%s' value is longer than %zu characters", source,
+                         name, k->size - 1);
+                return -1;
+            }
+            snprintf(field, k->size, "%s", value);
+            return 0;
     }
     return -1;
 }
@@ -449,9 +487,10 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
     }
     int64_t per = world * c->grad_accum;
     if (c->batch_size % per) {
-        snprintf(err, errlen,
-                 "train.batch_size (%lld) must be a multiple of ranks x train.grad_accum (%d x %lld)",
-                 (long long)c->batch_size, world, (long long)c->grad_accum);
+        snprintf(
+            err, errlen,
+            "train.batch_size (%lld) must be a multiple of ranks x train.grad_accum (%d x %lld)",
+            (long long)c->batch_size, world, (long long)c->grad_accum);
         return -1;
     }
     if (c->data_path[0]) {
@@ -464,7 +503,8 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
         }
     } else if (c->task == TASK_MQAR) {
         if (c->seq_len < 4 * c->num_kv_pairs) {
-            snprintf(err, errlen, "data.seq_len (%lld) must be at least 4 x data.num_kv_pairs (%lld)",
+            snprintf(err, errlen,
+                     "data.seq_len (%lld) must be at least 4 x data.num_kv_pairs (%lld)",
                      (long long)c->seq_len, (long long)c->num_kv_pairs);
             return -1;
         }
@@ -513,13 +553,27 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
 static void format_value(const Config *c, const ConfigKey *k, char *out, size_t n) {
     const char *field = (const char *)c + k->offset;
     switch (k->type) {
-    case KEY_INT: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); break;
-    case KEY_FLOAT: snprintf(out, n, "%.17g", *(const double *)field); break;
-    case KEY_BOOL: snprintf(out, n, "%s", *(const int *)field ? "true" : "false"); break;
-    case KEY_ENUM: snprintf(out, n, "%s", config_enum_name(k->name, *(const int *)field)); break;
-    case KEY_STR: snprintf(out, n, "\"%s\"", field); break;
-    case KEY_MIXERS: snprintf(out, n, "[%s]", field); break;
-    case KEY_OPTION: snprintf(out, n, "%s", field); break;
+        case KEY_INT:
+            snprintf(out, n, "%lld", (long long)*(const int64_t *)field);
+            break;
+        case KEY_FLOAT:
+            snprintf(out, n, "%.17g", *(const double *)field);
+            break;
+        case KEY_BOOL:
+            snprintf(out, n, "%s", *(const int *)field ? "true" : "false");
+            break;
+        case KEY_ENUM:
+            snprintf(out, n, "%s", config_enum_name(k->name, *(const int *)field));
+            break;
+        case KEY_STR:
+            snprintf(out, n, "\"%s\"", field);
+            break;
+        case KEY_MIXERS:
+            snprintf(out, n, "[%s]", field);
+            break;
+        case KEY_OPTION:
+            snprintf(out, n, "%s", field);
+            break;
     }
 }
 

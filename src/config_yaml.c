@@ -49,8 +49,7 @@ static void append(char **buf, size_t *cap, const char *sep, const char *text) {
     strcat(strcat(*buf, have ? sep : ""), text);
 }
 
-static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *err,
-                     size_t errlen) {
+static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *err, size_t errlen) {
     char prefix[8][128];  // key path of the open mappings
     int depth = 0, expect_key[8] = {0}, in_seq = 0, rc = 0, done = 0;
     char *seq_buf = NULL, seq_key[256] = "";
@@ -59,8 +58,9 @@ static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *e
     while (!done && !rc) {
         yaml_event_t ev;
         if (!yaml_parser_parse(parser, &ev)) {
-            snprintf(err, errlen, "%s:%zu:%zu: invalid YAML: %s", path, parser->problem_mark.line + 1,
-                     parser->problem_mark.column + 1, parser->problem ? parser->problem : "?");
+            snprintf(err, errlen, "%s:%zu:%zu: invalid YAML: %s", path,
+                     parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+                     parser->problem ? parser->problem : "?");
             rc = -1;
             break;
         }
@@ -73,75 +73,78 @@ static int load_yaml(Config *c, yaml_parser_t *parser, const char *path, char *e
             snprintf(full + strlen(full), sizeof(full) - strlen(full), "%s", prefix[depth]);
         }
         switch (ev.type) {
-        case YAML_STREAM_END_EVENT: done = 1; break;
-        case YAML_MAPPING_START_EVENT:
-            if (in_seq) {
-                snprintf(err, errlen, "%s:%zu: key '%s' expects a list of names, not mappings", path,
-                         line, seq_key);
-                rc = -1;
-            } else if (depth >= 7) {
-                snprintf(err, errlen, "%s:%zu: mappings nested too deeply", path, line);
-                rc = -1;
-            } else {
-                depth++;
-                expect_key[depth] = 1;
-                prefix[depth][0] = 0;
-            }
-            break;
-        case YAML_MAPPING_END_EVENT:
-            depth--;
-            if (depth > 0) expect_key[depth] = 1;
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            if (depth == 0 || expect_key[depth] || in_seq) {
-                snprintf(err, errlen, "%s:%zu: unexpected list", path, line);
-                rc = -1;
-            } else {
-                in_seq = 1;
-                if (seq_buf) seq_buf[0] = 0;
-                append(&seq_buf, &seq_cap, "", "");
-                snprintf(seq_key, sizeof(seq_key), "%s", full);
-                seq_line = line;
-            }
-            break;
-        case YAML_SEQUENCE_END_EVENT: {
-            in_seq = 0;
-            char where[300];
-            snprintf(where, sizeof(where), "%s:%zu", path, seq_line);
-            if (seen_add(&seen, seq_key, seq_line, path, err, errlen) ||
-                config_set(c, seq_key, seq_buf, where, err, errlen))
-                rc = -1;
-            expect_key[depth] = 1;
-            break;
-        }
-        case YAML_SCALAR_EVENT: {
-            const char *v = (const char *)ev.data.scalar.value;
-            if (depth == 0) {
-                if (*v) {  // a document that is a bare scalar
-                    snprintf(err, errlen, "%s:%zu: expected a mapping of keys", path, line);
+            case YAML_STREAM_END_EVENT:
+                done = 1;
+                break;
+            case YAML_MAPPING_START_EVENT:
+                if (in_seq) {
+                    snprintf(err, errlen, "%s:%zu: key '%s' expects a list of names, not mappings",
+                             path, line, seq_key);
                     rc = -1;
-                }
-            } else if (in_seq) {
-                append(&seq_buf, &seq_cap, ",", v);
-            } else if (expect_key[depth]) {
-                if (strlen(v) >= sizeof(prefix[depth])) {
-                    snprintf(err, errlen, "%s:%zu: key '%.40s...' is too long to be a key", path,
-                             line, v);
+                } else if (depth >= 7) {
+                    snprintf(err, errlen, "%s:%zu: mappings nested too deeply", path, line);
                     rc = -1;
+                } else {
+                    depth++;
+                    expect_key[depth] = 1;
+                    prefix[depth][0] = 0;
                 }
-                snprintf(prefix[depth], sizeof(prefix[depth]), "%s", v);
-                expect_key[depth] = 0;
-            } else {
+                break;
+            case YAML_MAPPING_END_EVENT:
+                depth--;
+                if (depth > 0) expect_key[depth] = 1;
+                break;
+            case YAML_SEQUENCE_START_EVENT:
+                if (depth == 0 || expect_key[depth] || in_seq) {
+                    snprintf(err, errlen, "%s:%zu: unexpected list", path, line);
+                    rc = -1;
+                } else {
+                    in_seq = 1;
+                    if (seq_buf) seq_buf[0] = 0;
+                    append(&seq_buf, &seq_cap, "", "");
+                    snprintf(seq_key, sizeof(seq_key), "%s", full);
+                    seq_line = line;
+                }
+                break;
+            case YAML_SEQUENCE_END_EVENT: {
+                in_seq = 0;
                 char where[300];
-                snprintf(where, sizeof(where), "%s:%zu", path, line);
-                if (seen_add(&seen, full, line, path, err, errlen) ||
-                    config_set(c, full, v, where, err, errlen))
+                snprintf(where, sizeof(where), "%s:%zu", path, seq_line);
+                if (seen_add(&seen, seq_key, seq_line, path, err, errlen) ||
+                    config_set(c, seq_key, seq_buf, where, err, errlen))
                     rc = -1;
                 expect_key[depth] = 1;
+                break;
             }
-            break;
-        }
-        default: break;
+            case YAML_SCALAR_EVENT: {
+                const char *v = (const char *)ev.data.scalar.value;
+                if (depth == 0) {
+                    if (*v) {  // a document that is a bare scalar
+                        snprintf(err, errlen, "%s:%zu: expected a mapping of keys", path, line);
+                        rc = -1;
+                    }
+                } else if (in_seq) {
+                    append(&seq_buf, &seq_cap, ",", v);
+                } else if (expect_key[depth]) {
+                    if (strlen(v) >= sizeof(prefix[depth])) {
+                        snprintf(err, errlen, "%s:%zu: key '%.40s...' is too long to be a key",
+                                 path, line, v);
+                        rc = -1;
+                    }
+                    snprintf(prefix[depth], sizeof(prefix[depth]), "%s", v);
+                    expect_key[depth] = 0;
+                } else {
+                    char where[300];
+                    snprintf(where, sizeof(where), "%s:%zu", path, line);
+                    if (seen_add(&seen, full, line, path, err, errlen) ||
+                        config_set(c, full, v, where, err, errlen))
+                        rc = -1;
+                    expect_key[depth] = 1;
+                }
+                break;
+            }
+            default:
+                break;
         }
         yaml_event_delete(&ev);
     }
@@ -190,8 +193,9 @@ static void format_float(double d, char *out, size_t n) {
 
 static int emit_scalar(yaml_emitter_t *em, const char *value, int quoted) {
     yaml_event_t ev;
-    yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)value, (int)strlen(value), 1, 1,
-                                 quoted ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE);
+    yaml_scalar_event_initialize(
+        &ev, NULL, NULL, (yaml_char_t *)value, (int)strlen(value), 1, 1,
+        quoted ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE);
     return yaml_emitter_emit(em, &ev);
 }
 
@@ -202,31 +206,39 @@ static int emit_value(yaml_emitter_t *em, const Config *c, const ConfigKey *k) {
     const char *field = (const char *)c + k->offset;
     char buf[64];
     switch (k->type) {
-    case KEY_INT: snprintf(buf, sizeof(buf), "%lld", (long long)*(const int64_t *)field); break;
-    case KEY_FLOAT: format_float(*(const double *)field, buf, sizeof(buf)); break;
-    case KEY_BOOL: snprintf(buf, sizeof(buf), "%s", *(const int *)field ? "true" : "false"); break;
-    case KEY_ENUM: return emit_scalar(em, config_enum_name(k->name, *(const int *)field), 1);
-    case KEY_STR: return emit_scalar(em, field, 1);
-    case KEY_OPTION:
-        if (k->opt->type == OPT_FLOAT) {
-            format_float(strtod(field, NULL), buf, sizeof(buf));
+        case KEY_INT:
+            snprintf(buf, sizeof(buf), "%lld", (long long)*(const int64_t *)field);
             break;
+        case KEY_FLOAT:
+            format_float(*(const double *)field, buf, sizeof(buf));
+            break;
+        case KEY_BOOL:
+            snprintf(buf, sizeof(buf), "%s", *(const int *)field ? "true" : "false");
+            break;
+        case KEY_ENUM:
+            return emit_scalar(em, config_enum_name(k->name, *(const int *)field), 1);
+        case KEY_STR:
+            return emit_scalar(em, field, 1);
+        case KEY_OPTION:
+            if (k->opt->type == OPT_FLOAT) {
+                format_float(strtod(field, NULL), buf, sizeof(buf));
+                break;
+            }
+            return emit_scalar(em, field, k->opt->type == OPT_ENUM);
+        case KEY_MIXERS: {
+            yaml_event_t ev;
+            yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
+            if (!yaml_emitter_emit(em, &ev)) return 0;
+            char *list = malloc(strlen(field) + 1);
+            strcpy(list, field);
+            int ok = 1;
+            for (char *save = NULL, *t = strtok_r(list, ", ", &save); t && ok;
+                 t = strtok_r(NULL, ", ", &save))
+                ok = emit_scalar(em, t, 0);
+            free(list);
+            yaml_sequence_end_event_initialize(&ev);
+            return ok && yaml_emitter_emit(em, &ev);
         }
-        return emit_scalar(em, field, k->opt->type == OPT_ENUM);
-    case KEY_MIXERS: {
-        yaml_event_t ev;
-        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
-        if (!yaml_emitter_emit(em, &ev)) return 0;
-        char *list = malloc(strlen(field) + 1);
-        strcpy(list, field);
-        int ok = 1;
-        for (char *save = NULL, *t = strtok_r(list, ", ", &save); t && ok;
-             t = strtok_r(NULL, ", ", &save))
-            ok = emit_scalar(em, t, 0);
-        free(list);
-        yaml_sequence_end_event_initialize(&ev);
-        return ok && yaml_emitter_emit(em, &ev);
-    }
     }
     return emit_scalar(em, buf, 0);
 }
@@ -284,8 +296,8 @@ void config_write_yaml(const Config *c, FILE *f) {
     ok = ok && yaml_emitter_emit(&em, &ev);
     yaml_emitter_flush(&em);
     // A failed write (full disk) shows in ferror(f), which every caller checks.
-    if (!ok) fprintf(stderr, "madtrain: warning: writing the config: %s\n",
-                     em.problem ? em.problem : "emitter error");
+    if (!ok)
+        fprintf(stderr, "madtrain: warning: writing the config: %s\n",
+                em.problem ? em.problem : "emitter error");
     yaml_emitter_delete(&em);
 }
-

@@ -13,25 +13,26 @@
 #include "util.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "madtrain %s: data-parallel trainer for sequence mixers\n\n"
-            "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
-            "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
-            "       madtrain train --help | madtrain --help | madtrain --version\n\n"
-            "  train      train a model (the default command); under mpirun, one rank per process\n"
-            "  eval       evaluate a checkpoint on the held-out split\n"
-            "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
-            "  report     results table (Markdown, CSV, plots) of run directories\n"
-            "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
-            "  mixers     the mixers, one per line, with the options of their first test shape\n"
-            "  --config   YAML file of config keys; key=value arguments override it\n"
-            "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n"
-            "  --print-config  print the resolved config (every key, YAML) and exit\n\n"
-            "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
-            "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
-            "command line; 130 a second SIGINT (no checkpoint).\n\n"
-            "Mixers:",
-            MADTRAIN_VERSION);
+    fprintf(
+        f,
+        "madtrain %s: data-parallel trainer for sequence mixers\n\n"
+        "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
+        "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
+        "       madtrain train --help | madtrain --help | madtrain --version\n\n"
+        "  train      train a model (the default command); under mpirun, one rank per process\n"
+        "  eval       evaluate a checkpoint on the held-out split\n"
+        "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
+        "  report     results table (Markdown, CSV, plots) of run directories\n"
+        "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
+        "  mixers     the mixers, one per line, with the options of their first test shape\n"
+        "  --config   YAML file of config keys; key=value arguments override it\n"
+        "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n"
+        "  --print-config  print the resolved config (every key, YAML) and exit\n\n"
+        "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
+        "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
+        "command line; 130 a second SIGINT (no checkpoint).\n\n"
+        "Mixers:",
+        MADTRAIN_VERSION);
     for (int i = 0; i < N_OPS_f32; i++)
         if (OPS_f32[i]->mixer) fprintf(f, "\n  %-15s %s", OPS_f32[i]->name, OPS_f32[i]->help);
     fprintf(f, "\n\n");
@@ -89,7 +90,9 @@ int main(int argc, char **argv) {
         return rc;
     } else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "unknown command '%.200s' (commands: train, eval, prep, report, bench, mixers)", argv[1]);
+        snprintf(msg, sizeof(msg),
+                 "unknown command '%.200s' (commands: train, eval, prep, report, bench, mixers)",
+                 argv[1]);
         return usage_error(&comm, msg);
     }
     Config cfg;

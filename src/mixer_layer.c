@@ -20,7 +20,7 @@ typedef struct {
 } MixerLayout;
 
 // k: the backend whose core op runs (its saved activations may differ from the CPU one's).
-static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T) {
+static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T) {
     MixerLayout l;
     memset(&l, 0, sizeof(l));
     size_t N = (size_t)B * T, C = cfg->d_model, in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
@@ -53,16 +53,16 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) *k
     return l;
 }
 
-size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T) {
+size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T) {
     return layout(cfg, layer, k, B, T).total;
 }
 
-size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B,
+size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
                              int T) {
     return layout(cfg, layer, k, B, T).s_total;
 }
 
-int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) *k, char *err,
+int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char *err,
                    size_t errlen) {
     const Op *core = k->op_row(cfg->mixer[layer]);
     if (!core) {
@@ -95,7 +95,7 @@ static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj
     for (int i = 0; i < l->slot.n_core; i++) in[CORE_IN_PARAMS + i] = w[l->slot.core + i];
 }
 
-int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                  real *const *w, const real *acts, OpAux *out) {
     MixerLayout l = layout(cfg, layer, k, B, T);
     const Op *cpu_core = F(OPS)[cfg->mixer[layer]];  // the figures are host code
@@ -110,7 +110,7 @@ int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, 
     return 1 + cpu_core->aux(&l.shape, inputs, out + 1);
 }
 
-void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                       real *y, const real *x, real *const *w, real *acts) {
     MixerLayout l = layout(cfg, layer, k, B, T);
     int N = B * T, C = cfg->d_model, E = l.slot.E;
@@ -140,7 +140,7 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) *k, in
     if (l.slot.bo >= 0) k->bias_forward(y, w[l.slot.bo], N, C);
 }
 
-void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) *k, int B, int T,
+void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                        real *dx, real *const *dw, const real *dy, const real *x, real *const *w,
                        const real *acts, real *scratch) {
     MixerLayout l = layout(cfg, layer, k, B, T);

@@ -89,7 +89,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
 static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lnf_b,
-                 real **lm_head, F(LayerWeights) *layers) {
+                 real **lm_head, F(LayerWeights) * layers) {
     const ModelConfig *c = &m->cfg;
     int i = 0, ln = c->norm == NORM_LAYERNORM;
     *wte = base + m->info[i++].offset;
@@ -114,7 +114,7 @@ static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real 
     *lm_head = c->tie_embeddings ? *wte : base + m->info[i++].offset;
 }
 
-int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) *k, char *err,
+int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char *err,
                    size_t errlen) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
@@ -242,7 +242,7 @@ typedef struct {
     size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_total;
 } ActsLayout;
 
-static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) *k, int B, int T) {
+static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B, int T) {
     ActsLayout a;
     memset(&a, 0, sizeof(a));
     size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size, off = 0, mix_scratch = 0;

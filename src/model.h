@@ -15,16 +15,16 @@ typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2 } MlpKind;
 
 typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;
-    int mlp;             // MlpKind
-    int tie_embeddings;  // the LM head reuses the token embedding
-    int max_positions;   // learned absolute position embeddings wpe [max_positions, C] (0: none)
-    int gate;            // post-readout sigmoid output gate on every mixer
+    int mlp;                // MlpKind
+    int tie_embeddings;     // the LM head reuses the token embedding
+    int max_positions;      // learned absolute position embeddings wpe [max_positions, C] (0: none)
+    int gate;               // post-readout sigmoid output gate on every mixer
     int mixer[MAX_LAYERS];  // the layer's mixer: its row's index in the op table (OPS_f32)
     int rope[MAX_LAYERS];   // rotary embedding on q, k, per layer
     double rope_base, norm_eps, init_std;
-    int conv_kernel;  // short causal convolution on q, k, v (0 = none)
-    int seq_len;      // the run's sequence length: mixers check their options against it
-    int norm;         // NORM_RMSNORM | NORM_LAYERNORM (config.h)
+    int conv_kernel;          // short causal convolution on q, k, v (0 = none)
+    int seq_len;              // the run's sequence length: mixers check their options against it
+    int norm;                 // NORM_RMSNORM | NORM_LAYERNORM (config.h)
     int mlp_bias, proj_bias;  // biases on the MLP's linears; on the mixer's projections
     int init_scheme;          // INIT_SCHEME_MADTRAIN | INIT_SCHEME_PYTORCH: the table's InitKinds
     // Every trainable tensor decays (optim.decay all), not only matrices: an optimiser option,
@@ -39,12 +39,12 @@ typedef struct {
     char name[64];
     int ndim, shape[2];
     size_t offset, size;
-    int init;  // InitKind
+    int init;           // InitKind
     double init_value;  // INIT_CONST: the value; INIT_UNIFORM: the bound
-    int decay;      // AdamW weight decay applies (matrices yes; norm gains no)
-    int trainable;  // 0: a buffer (random features, fixed bases): no gradient, no update
-    int redraw;     // regenerated every mixer.redraw_interval steps
-    int layer, index;  // mixer tensors: layer and position in mixer_param_specs (else -1)
+    int decay;          // AdamW weight decay applies (matrices yes; norm gains no)
+    int trainable;      // 0: a buffer (random features, fixed bases): no gradient, no update
+    int redraw;         // regenerated every mixer.redraw_interval steps
+    int layer, index;   // mixer tensors: layer and position in mixer_param_specs (else -1)
 } ParamInfo;
 
 // Fills a table row (offset left 0): trainable; matrices [rows, cols] decay, vectors
@@ -73,9 +73,9 @@ typedef struct {
     // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], per-token projection W_x [E, C]
     int wqkv, wo, wg, wconv, wx;
     int bqkv, bo, bg;  // model.proj_bias: the projections' biases [3C], [C], [C] (after the core's)
-    int core, n_core;             // the core op's own parameters: [core, core + n_core)
-    int n;                        // all tensors
-    int E;                        // width of the per-token projection x W_x^T the core reads
+    int core, n_core;  // the core op's own parameters: [core, core + n_core)
+    int n;             // all tensors
+    int E;             // width of the per-token projection x W_x^T the core reads
 } MixerSlots;
 MixerSlots mixer_slots(const ModelConfig *cfg, int layer);
 // Parameter specs of one layer's mixer (names relative to the layer), returns the count.
@@ -83,10 +83,10 @@ int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out);
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T);
 
 typedef struct {
-    double loss_sum;          // sum of per-position losses over scored positions
-    int64_t n_scored;         // scored positions
-    double example_acc_sum;   // sum over examples of the example's accuracy
-    int64_t n_examples;       // examples with at least one scored position
+    double loss_sum;         // sum of per-position losses over scored positions
+    int64_t n_scored;        // scored positions
+    double example_acc_sum;  // sum over examples of the example's accuracy
+    int64_t n_examples;      // examples with at least one scored position
 } ForwardStats;
 
 #define MODEL_REAL float

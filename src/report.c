@@ -40,8 +40,8 @@ static int json_str(const char *line, const char *key, char *out, size_t n) {
 
 // Columns of the table; NAN where a run did not record the figure. The fixed columns are the
 // run's own; the mixers' figures get the columns their rows declare (OpAuxCol), shown after
-// NaN/Inf. Columns no run recorded (per-level accuracy on a task without levels, a mixer's figures in
-// a run without that mixer) are left out of the table.
+// NaN/Inf. Columns no run recorded (per-level accuracy on a task without levels, a mixer's figures
+// in a run without that mixer) are left out of the table.
 enum {
     COL_TEST_ACC,
     COL_LEVEL1,
@@ -60,10 +60,10 @@ enum {
     N_FIXED_COLS,
     N_COLS = N_FIXED_COLS + 32
 };
-static const char *COL_NAMES[N_COLS] = {
-    "test acc", "test acc L1", "test acc L2", "test acc L3",  "test acc L4",
-    "best val acc", "train acc", "test loss", "params", "NaN/Inf", "tokens/s", "wall s", "steps",
-    "epochs"};
+static const char *COL_NAMES[N_COLS] = {"test acc",    "test acc L1",  "test acc L2", "test acc L3",
+                                        "test acc L4", "best val acc", "train acc",   "test loss",
+                                        "params",      "NaN/Inf",      "tokens/s",    "wall s",
+                                        "steps",       "epochs"};
 static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1};
 static const OpAuxCol *AUX_COLS[N_COLS];  // by column index (NULL: a fixed column)
 static int ORDER[N_COLS], n_cols;         // display order
@@ -87,7 +87,7 @@ static void build_columns(void) {
 // Every numeric "name":value field of a flat JSON line whose name is col->key or starts with
 // col->key and '_' (an indexed family), into the column's running sum, count and last value.
 static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *count,
-                      double *last) {
+                       double *last) {
     size_t kn = strlen(col->key);
     for (const char *p = strchr(line, '"'); p; p = strchr(p + 1, '"')) {
         const char *name = p + 1, *q = strchr(name, '"');
@@ -373,8 +373,10 @@ int report_main(int argc, char **argv) {
         }
         // A run still going (or stopped) is left out, so an experiment can be tabulated while
         // its last runs train; the table says how many runs each row holds.
-        if (rc > 0) fprintf(stderr, "madtrain: warning: report: skipping %s\n", err);
-        else n++;
+        if (rc > 0)
+            fprintf(stderr, "madtrain: warning: report: skipping %s\n", err);
+        else
+            n++;
     }
     if (!n) {
         fprintf(stderr, "madtrain: error: report: no finished run to tabulate\n");

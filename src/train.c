@@ -43,7 +43,8 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
         mc->mixer[k++] = mixer_find(t);
     for (int l = 0; l < mc->n_layers; l++) {
         if (k == 1) mc->mixer[l] = mc->mixer[0];
-        mc->rope[l] = c->rope == ROPE_AUTO ? OPS_f32[mc->mixer[l]]->rope_default : c->rope == ROPE_ON;
+        mc->rope[l] =
+            c->rope == ROPE_AUTO ? OPS_f32[mc->mixer[l]]->rope_default : c->rope == ROPE_ON;
     }
     mixer_options_from(c, mc);
     return 0;
@@ -98,8 +99,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     Model_f32 *model = &run->model;
     int64_t accum = t->accum, mb = t->mb, T = t->T;
     char err[1400];
-    // Random-projection redraws: draw step / R from (seed, layer, draw), a pure function, so every rank
-    // draws the same projection and a run resumed past a redraw holds it in its checkpoint.
+    // Random-projection redraws: draw step / R from (seed, layer, draw), a pure function, so every
+    // rank draws the same projection and a run resumed past a redraw holds it in its checkpoint.
     if (cfg->redraw_interval > 0 && step > 0 && step % cfg->redraw_interval == 0)
         model_redraw_f32(model, (uint64_t)cfg->seed, step / cfg->redraw_interval);
     // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
@@ -287,8 +288,8 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
 // A model too large for memory but small enough for overcommit would thrash for minutes and be
 // killed without a word: estimate what this rank allocates and refuse beforehand, with the
 // keys that reduce it. Ranks on a CPU node share its memory; every rank must agree.
-static int check_memory(const Config *cfg, Comm *comm, const ModelConfig *mc,
-                        const Backend_f32 *k, int micro_batch, int T) {
+static int check_memory(const Config *cfg, Comm *comm, const ModelConfig *mc, const Backend_f32 *k,
+                        int micro_batch, int T) {
     size_t n_params, acts;
     double need = (double)model_memory_estimate_f32(mc, k, micro_batch, T, &n_params, &acts);
     double avail = k->memory_available ? (double)k->memory_available() : 0;
@@ -328,7 +329,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Device dev;
     int rc = device_open(cfg, comm, &dev);
     if (rc) return rc;
-    if ((rc = check_memory(cfg, comm, &mc, dev.k, (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
+    if ((rc = check_memory(cfg, comm, &mc, dev.k,
+                           (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
                            loader_seq_len(data))))
         return rc;
     Run run = {.cfg = cfg, .comm = comm, .k = dev.k};

@@ -40,8 +40,10 @@ void jsonl(Logger *lg, const char *fmt, ...) {
     for (int i = 0; i < len; i++) {
         char c = line[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = 0;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
             fputc(c, lg->metrics);
             if (c == '\\' && i < len) fputc(line[i], lg->metrics);
             continue;
@@ -134,15 +136,16 @@ void log_eval(Logger *lg, int64_t step, const char *name, int is_lm, const EvalR
         jsonl(lg,
               "{\"event\":\"eval\",\"split\":\"%s\",\"step\":%lld,\"loss\":%.6g,\"ppl\":%.6g,"
               "\"bits_per_token\":%.6g,\"acc\":%.6g,\"tokens\":%lld,\"examples\":%lld}",
-              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, ppl, bits, e->acc, (long long)e->scored,
-              (long long)e->examples);
+              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, ppl, bits, e->acc,
+              (long long)e->scored, (long long)e->examples);
     } else {
         printf("eval  %6lld | %s loss %.4f | %s acc %.4f%s | %lld examples\n", (long long)step,
                name, e->loss, name, e->acc, levels, (long long)e->examples);
         jsonl(lg,
               "{\"event\":\"eval\",\"split\":\"%s\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,"
               "\"examples\":%lld%s}",
-              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, e->acc, (long long)e->examples, levels_json);
+              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, e->acc,
+              (long long)e->examples, levels_json);
     }
     fflush(stdout);
 }

@@ -13,8 +13,8 @@
 
 #include "../kernels/ops.h"
 #include "../src/model.h"
-#include "../src/train.h"
 #include "../src/rng.h"
+#include "../src/train.h"
 
 static int failures = 0;
 static const double H_STEP = 1e-5, RTOL = 1e-6, ATOL = 1e-8;
@@ -96,8 +96,7 @@ static void check_op(const OpDef_f64 *op, const OpTest *test, int test_index) {
                  (const double *const *)c.wout, din);
     for (int i = 0; i < op->n_in; i++) {
         int param = i - CORE_IN_PARAMS;
-        if (!c.in_n[i] || (param >= 0 && param < n_params && !params[param].trainable))
-            continue;
+        if (!c.in_n[i] || (param >= 0 && param < n_params && !params[param].trainable)) continue;
         double *num = malloc(sizeof(double) * c.in_n[i]);
         for (size_t j = 0; j < c.in_n[i]; j++) {
             double keep = c.in[i][j];
@@ -143,8 +142,9 @@ static int mixer_config(int row, int gate, int conv, ModelConfig *mc, char *err,
     char ov[1024];
     int n = snprintf(ov, sizeof(ov), "model.mixer=%s model.gate=%s mixer.conv_kernel=%d", op->name,
                      gate ? "true" : "false", conv);
-    if (t->s.C) n += snprintf(ov + n, sizeof(ov) - n, " model.d_model=%d model.n_heads=%d", t->s.C,
-                              t->s.H ? t->s.H : 1);
+    if (t->s.C)
+        n += snprintf(ov + n, sizeof(ov) - n, " model.d_model=%d model.n_heads=%d", t->s.C,
+                      t->s.H ? t->s.H : 1);
     for (const char *p = t->opts; p && *p;) {  // the row's options as mixer.* keys
         while (*p == ' ') p++;
         size_t k = strcspn(p, " ");
@@ -182,7 +182,9 @@ static void fd_buffer(const char *what, double *buf, size_t n, const double *ana
     free(num);
 }
 
-static double mixer_loss_v(void *c) { return mixer_loss(c); }
+static double mixer_loss_v(void *c) {
+    return mixer_loss(c);
+}
 
 static void check_mixer(int row, int gate, int rope, int conv) {
     ModelConfig cfg;
@@ -211,9 +213,11 @@ static void check_mixer(int row, int gate, int rope, int conv) {
         fill_normal(c.w[i], specs[i].size, rng_key(3, 3, (uint64_t)i, 0), 0.5);
     }
     double *dx = calloc(N * C, sizeof(double));
-    double *scratch = malloc(sizeof(double) * mixer_scratch_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
+    double *scratch =
+        malloc(sizeof(double) * mixer_scratch_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
     mixer_loss(&c);
-    mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts, scratch);
+    mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts,
+                       scratch);
     char what[96];
     snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", name, gate, rope, conv);
     fd_buffer(what, c.x, N * C, dx, mixer_loss_v, &c);
@@ -269,8 +273,9 @@ static void check_model_config(const char *label, ModelConfig cfg) {
     int B = 2, T = 6, N = B * T, ids[12], targets[12];
     for (int i = 0; i < N; i++) {
         ids[i] = (int)rng_below(rng_key(9, 1, 0, 0), (uint64_t)i, (uint64_t)cfg.vocab_size);
-        targets[i] = i % 4 == 0 ? -1 : (int)rng_below(rng_key(9, 2, 0, 0), (uint64_t)i,
-                                                      (uint64_t)cfg.vocab_size);
+        targets[i] =
+            i % 4 == 0 ? -1
+                       : (int)rng_below(rng_key(9, 2, 0, 0), (uint64_t)i, (uint64_t)cfg.vocab_size);
     }
     model_set_batch_f64(&m, B, T);
     ModelCase c = {&m, ids, targets};
@@ -282,8 +287,8 @@ static void check_model_config(const char *label, ModelConfig cfg) {
     m.on_grads_final = NULL;
     size_t early = 0;
     for (size_t i = 0; i < m.n_params; i++) early += hook.snapshot[i] != m.grads[i];
-    int hook_ok = hook.lowest == 0 && !hook.out_of_order && early == 0 &&
-                  hook.calls == cfg.n_layers + 2;
+    int hook_ok =
+        hook.lowest == 0 && !hook.out_of_order && early == 0 && hook.calls == cfg.n_layers + 2;
     failures += !hook_ok;
     printf("%-4s model %s: on_grads_final, %d calls, %zu value(s) changed after reported final\n",
            hook_ok ? "ok" : "FAIL", label, hook.calls, early);

@@ -20,8 +20,8 @@
 #include "../kernels/feature_maps.h"
 #include "../kernels/ops.h"
 #include "../src/model.h"
-#include "../src/train.h"
 #include "../src/rng.h"
+#include "../src/train.h"
 
 static int failures = 0;
 static const double RTOL = 1e-10;  // double precision, sums of a few hundred terms
@@ -218,8 +218,8 @@ static void check_hss(void) {
         report(what, max_rel_err(full.out[0], dense.out[0], full.out_n[0]), RTOL);
         run_free(&full), run_free(&dense);
         if (ti == 3) {  // P(P(S)) == P(S) for a random S: orthonormal bases
-            Run low = run_new("hss", shape("hss", 2, Ts[ti], 32, 2, "chunk=16 hss_leaf=4 hss_rank=2"),
-                              400 + ti);
+            Run low = run_new(
+                "hss", shape("hss", 2, Ts[ti], 32, 2, "chunk=16 hss_leaf=4 hss_rank=2"), 400 + ti);
             int D = 16;
             double S[256], PS[256], PPS[256];
             for (int i = 0; i < D * D; i++) S[i] = rng_normal(rng_key(9, 9, 0, 0), (uint64_t)i);
@@ -420,8 +420,10 @@ static void check_conv_identity(void) {
         double *x = malloc(sizeof(double) * N * C), *y = malloc(sizeof(double) * N * C);
         double *y2 = malloc(sizeof(double) * N * C);
         for (int i = 0; i < N * C; i++) x[i] = rng_normal(rng_key(8, 99, 0, 0), (uint64_t)i);
-        double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, B, T));
-        double *acts2 = malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, &BACKEND_CPU_f64, B, T));
+        double *acts =
+            malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, B, T));
+        double *acts2 =
+            malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, &BACKEND_CPU_f64, B, T));
         mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, B, T, y, x, w, acts);
         mixer_forward_f64(&plain, 0, &BACKEND_CPU_f64, B, T, y2, x, w2, acts2);
         char what[128];
@@ -528,8 +530,8 @@ static void check_aux(void) {
     // The layer counts NaN/Inf in the core's input and output.
     ModelConfig cfg;
     char cerr[256];
-    if (build_config(&cfg, "model.d_model=8 model.n_heads=2 model.mixer=linear mixer.chunk=4",
-                     cerr, sizeof(cerr))) {
+    if (build_config(&cfg, "model.d_model=8 model.n_heads=2 model.mixer=linear mixer.chunk=4", cerr,
+                     sizeof(cerr))) {
         printf("FAIL aux config: %s\n", cerr);
         failures++;
         return;

@@ -103,7 +103,8 @@ static void check(const OpDef_f32 *cpu, const OpDef_f32 *cuda, OpShape s, const 
         snprintf(what, sizeof(what), "%s %s d(input %d)", cpu->name, label, i);
         compare(what, din[i], d_din[i], in_n[i]);
     }
-    for (int i = 0; i < cpu->n_in; i++) free(in[i]), free(din[i]), cudaFree(d_in[i]), cudaFree(d_din[i]);
+    for (int i = 0; i < cpu->n_in; i++)
+        free(in[i]), free(din[i]), cudaFree(d_in[i]), cudaFree(d_din[i]);
     for (int o = 0; o < cpu->n_out; o++)
         free(out[o]), free(dout[o]), cudaFree(d_out[o]), cudaFree(d_dout[o]);
     free(saved), free(ids);
@@ -221,8 +222,9 @@ int main(void) {
     mt_cuda_set_precision(MT_BF16);
     ATOL = RTOL = 2e-2;
     check_all_ops("bf16 ");
-    printf("%s: %d mismatch(es), %d op(s) or shape(s) without a CUDA kernel (each counted in fp32 "
-           "and bf16)\n",
-           failures || missing ? "FAILED" : "PASSED", failures, missing);
+    printf(
+        "%s: %d mismatch(es), %d op(s) or shape(s) without a CUDA kernel (each counted in fp32 "
+        "and bf16)\n",
+        failures || missing ? "FAILED" : "PASSED", failures, missing);
     return failures || missing ? 1 : 0;
 }

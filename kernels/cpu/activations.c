@@ -23,7 +23,9 @@ void F(gelu_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
     }
 }
 
-static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
+static inline real sigmoid(real x) {
+    return 1 / (1 + exp(-x));
+}
 
 void F(swiglu_forward)(real *out, const real *inp, int N, int Fh) {
 #pragma omp parallel for schedule(static)

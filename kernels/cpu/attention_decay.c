@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../rng.h"
 #include "../ops.h"
 #include "../real.h"
+#include "../rng.h"
 
 // The option block; kernels/cuda/attention_decay.cu mirrors it.
 typedef struct {
@@ -174,7 +174,8 @@ static void decay_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved
 // The CUDA kernel keeps a head's D x D state and its reductions in one block's shared memory.
 static int decay_check(const OpShape *s, char *err, size_t errlen) {
     if (s->C / s->H > 128) {
-        snprintf(err, errlen, "decay needs a head dim (model.d_model / model.n_heads) <= 128, got %d",
+        snprintf(err, errlen,
+                 "decay needs a head dim (model.d_model / model.n_heads) <= 128, got %d",
                  s->C / s->H);
         return -1;
     }
@@ -210,7 +211,8 @@ static int decay_reference(const OpShape *s, const double *const *in, double *ou
     for (int b = 0; b < s->B; b++)
         for (int h = 0; h < H; h++) {
             for (int t = 0; t < T; t++) {
-                double zt = in[CORE_IN_XPROJ][((size_t)b * T + t) * H + h] + in[CORE_IN_PARAMS + 1][h];
+                double zt =
+                    in[CORE_IN_XPROJ][((size_t)b * T + t) * H + h] + in[CORE_IN_PARAMS + 1][h];
                 delta[t] = log1p(exp(zt));
                 logc[t] = -delta[t] * exp(in[CORE_IN_PARAMS][h]);  // log a_t
             }

@@ -16,7 +16,6 @@
 #include "../rng.h"
 #include "linear_core.h"
 
-
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen) {
     if (F(fmap_check)(s, err, errlen)) return -1;
     const HssOpts ho = OPT_OF(HssOpts, s);
@@ -57,8 +56,9 @@ void F(attention_hss_init_param)(const OpShape *s, int index, uint64_t key, real
     for (int l = 1; l <= t.J; l++)
         for (int k = 0; k < (1 << l); k++) {
             int rows = n >> l, r = index ? t.rv[l] : t.ru[l], c0 = index ? t.cv[l] : t.cu[l];
-            F(orthonormal_columns)(rows, r, rng_key(key, (uint64_t)l, (uint64_t)k, 0),
-                                   w + (size_t)k * rows * ld + c0, ld);
+            F(orthonormal_columns)
+            (rows, r, rng_key(key, (uint64_t)l, (uint64_t)k, 0), w + (size_t)k * rows * ld + c0,
+             ld);
         }
 }
 
@@ -95,10 +95,19 @@ typedef struct {
 
 static Work work_new(const HssTree *t, int T) {
     size_t tm = sizeof(real) * T * t->m, tr = sizeof(real) * T * t->rank;  // ranks <= rank
-    Work w = {.p = malloc(tm), .f = malloc(tm), .dp = malloc(tm), .df = malloc(tm),
-              .num = malloc(sizeof(real) * T * t->D), .z = malloc(sizeof(real) * t->m),
-              .pt = malloc(tr), .ft = malloc(tr), .vt = malloc(tr), .y = malloc(tr),
-              .dpt = malloc(tr), .dft = malloc(tr), .dvt = malloc(tr)};
+    Work w = {.p = malloc(tm),
+              .f = malloc(tm),
+              .dp = malloc(tm),
+              .df = malloc(tm),
+              .num = malloc(sizeof(real) * T * t->D),
+              .z = malloc(sizeof(real) * t->m),
+              .pt = malloc(tr),
+              .ft = malloc(tr),
+              .vt = malloc(tr),
+              .y = malloc(tr),
+              .dpt = malloc(tr),
+              .dft = malloc(tr),
+              .dvt = malloc(tr)};
     return w;
 }
 
@@ -126,14 +135,14 @@ void F(attention_hss_forward)(real *out_btc, real *den_bht, const real *qkv_btc3
             F(fmap_forward)(&fm, T, head, 3 * C, w.p);
             F(fmap_forward)(&fm, T, head + C, 3 * C, w.f);
             for (int i = 0; i < (1 << t.J); i++)  // leaves cover every column: overwrite
-                F(la_forward)(T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C,
-                              w.num + i * dJ, D);
+                F(la_forward)
+            (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, w.num + i * dJ, D);
             for (int l = 1; l <= t.J; l++)
                 for (int k = 0; k < (1 << l); k++) {
                     Block bl = block_of(&t, u_basis, v_basis, l, k);
                     project(&t, &bl, T, w.p, w.f, v, 3 * C, w.pt, w.ft, w.vt);
-                    F(la_forward)(T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y,
-                                  bl.rv);
+                    F(la_forward)
+                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.dJ, bl.rv, 1, w.y,
                                bl.rv, bl.v, t.Rv, 1, w.num + bl.cols0, D);
                 }
@@ -210,10 +219,9 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
                     }
                 }
             }
-            for (int i = 0; i < (1 << t.J); i++)
-                F(la_backward)(T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C,
-                               dn + i * dJ, D, w.dp + i * mJ, m, w.df + i * mJ, m, dv + i * dJ,
-                               3 * C);
+            for (int i = 0; i < (1 << t.J); i++) F(la_backward)
+            (T, mJ, dJ, L, w.p + i * mJ, m, w.f + i * mJ, m, v + i * dJ, 3 * C, dn + i * dJ, D,
+             w.dp + i * mJ, m, w.df + i * mJ, m, dv + i * dJ, 3 * C);
             for (int l = 1; l <= t.J; l++)
                 for (int k = 0; k < (1 << l); k++) {
                     Block bl = block_of(&t, u_basis, v_basis, l, k);
@@ -223,8 +231,9 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
                     memset(w.dpt, 0, sizeof(real) * (size_t)T * bl.ru);
                     memset(w.dft, 0, sizeof(real) * (size_t)T * bl.ru);
                     memset(w.dvt, 0, sizeof(real) * (size_t)T * bl.rv);
-                    F(la_backward)(T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y,
-                                   bl.rv, w.dpt, bl.ru, w.dft, bl.ru, w.dvt, bl.rv);
+                    F(la_backward)
+                    (T, bl.ru, bl.rv, L, w.pt, bl.ru, w.ft, bl.ru, w.vt, bl.rv, w.y, bl.rv, w.dpt,
+                     bl.ru, w.dft, bl.ru, w.dvt, bl.rv);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dpt,
                                bl.ru, bl.u, t.Ru, 1, w.dp + bl.rows0, m);
                     cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, bl.mI, bl.ru, 1, w.dft,

@@ -6,10 +6,11 @@
 // cosine kernel can be negative, so kv_t cannot be divided by its own sum; c_t = 1/(t+1)
 // (mixer.hydra_norm = count, the default) keeps |o_t| bounded as t grows, c_t = 1 (none) is the
 // paper's unnormalised sum [project-defined].
+#include "../attention_hydra.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "../attention_hydra.h"
 #include "../real.h"
 
 #define HYDRA_EPS 1e-6  // as torch.nn.functional.normalize: an all-zero row stays finite
@@ -137,7 +138,8 @@ static int hydra_reference(const OpShape *s, const double *const *in, double *ou
                     for (int j = 0; j < C; j++) nk += k[j] * k[j];
                     acc += k[i] / sqrt(nk) * k[C + i];
                 }
-                out[((size_t)b * T + t) * C + i] = q[i] / sqrt(nq) * acc * (count ? 1.0 / (t + 1) : 1);
+                out[((size_t)b * T + t) * C + i] =
+                    q[i] / sqrt(nq) * acc * (count ? 1.0 / (t + 1) : 1);
             }
         }
     return 0;

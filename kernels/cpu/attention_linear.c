@@ -112,8 +112,9 @@ static void linear_fwd(const OpShape *s, const real *const *in, real *const *out
 }
 static void linear_bwd(const OpShape *s, const real *const *in, const real *const *out,
                        const real *sv, const real *const *dout, real *const *din) {
-    F(attention_linear_backward)(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv,
-                                 in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+    F(attention_linear_backward)
+    (din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv, in[CORE_IN_QKV],
+     in + CORE_IN_PARAMS, s);
 }
 
 // The dense state is also the baseline of an HSS one: where mixer.hss_leaf / hss_rank fit this
@@ -154,16 +155,26 @@ static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
 // Test shapes: small, odd where possible (T = 7 with chunk 3 crosses chunk boundaries and
 // leaves a partial last chunk; T < chunk checks the single-chunk path). Random-feature shapes
 // use m > D with m not a multiple of D (a partial last block), and an odd D for the FFT.
-#define LINEAR_ROW(name_, help_, fixed_, ...)                                               \
-    const F(OpDef) F(op_##name_) = {                                                        \
-        .name = #name_, .n_in = CORE_IN_PARAMS + 2, .n_out = 1,                             \
-        .sizes = linear_sizes, .forward = linear_fwd, .backward = linear_bwd,               \
-        .params = F(fmap_params), .init_param = F(fmap_init_param), .aux = linear_aux,      \
-        .check = F(fmap_check),                                                             \
-        .options = linear_options, .fixed = fixed_, .mixer = 1, .help = help_,              \
-        .flops = linear_flops, .reference = LINEAR_REFERENCE,                               \
-        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                      \
-                     {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}},       \
+#define LINEAR_ROW(name_, help_, fixed_, ...)                                         \
+    const F(OpDef) F(op_##name_) = {                                                  \
+        .name = #name_,                                                               \
+        .n_in = CORE_IN_PARAMS + 2,                                                   \
+        .n_out = 1,                                                                   \
+        .sizes = linear_sizes,                                                        \
+        .forward = linear_fwd,                                                        \
+        .backward = linear_bwd,                                                       \
+        .params = F(fmap_params),                                                     \
+        .init_param = F(fmap_init_param),                                             \
+        .aux = linear_aux,                                                            \
+        .check = F(fmap_check),                                                       \
+        .options = linear_options,                                                    \
+        .fixed = fixed_,                                                              \
+        .mixer = 1,                                                                   \
+        .help = help_,                                                                \
+        .flops = linear_flops,                                                        \
+        .reference = LINEAR_REFERENCE,                                                \
+        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                \
+                     {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}}, \
         __VA_ARGS__}
 
 // clang-format off

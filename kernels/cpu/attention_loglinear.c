@@ -18,12 +18,10 @@
 
 #include "linear_core.h"
 
-
 static int level_of(unsigned x, int L) {
     int l = bit_length(x);
     return l < L ? l : L - 1;
 }
-
 
 typedef struct {
     int T, m, Dv, Lc, cbits, nc, heights, L;
@@ -32,8 +30,7 @@ typedef struct {
 } Plan;
 
 static Plan plan_of(const OpShape *s, int m, int Dv) {
-    Plan p = {
-        .T = s->T, .m = m, .Dv = Dv, .Lc = loglinear_pow2_chunk(s), .L = loglinear_levels(s)};
+    Plan p = {.T = s->T, .m = m, .Dv = Dv, .Lc = loglinear_pow2_chunk(s), .L = loglinear_levels(s)};
     p.cbits = bit_length((unsigned)p.Lc) - 1;
     p.nc = (p.T + p.Lc - 1) / p.Lc;
     p.heights = p.nc > 1 ? bit_length((unsigned)(p.nc - 1)) : 0;
@@ -367,8 +364,8 @@ static void loglinear_fwd(const OpShape *s, const real *const *in, real *const *
 }
 static void loglinear_bwd(const OpShape *s, const real *const *in, const real *const *out,
                           const real *sv, const real *const *dout, real *const *din) {
-    F(attention_loglinear_backward)(din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0],
-                                    in[1], in[2], in + 3, s);
+    F(attention_loglinear_backward)
+    (din[0], din[1], din[2], din + 3, dout[0], out[0], sv, in[0], in[1], in[2], in + 3, s);
 }
 
 // Per head and token: the linear attention of the same map (in-chunk part, state update) plus
@@ -397,18 +394,27 @@ static int loglinear_reference(const OpShape *s, const double *const *in, double
 
 static const OpOption loglinear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
 
-#define LOGLINEAR_ROW(name_, help_, fixed_, ...)                                           \
-    const F(OpDef) F(op_##name_) = {                                                       \
-        .name = #name_, .n_in = CORE_IN_PARAMS + 3, .n_out = 1,                            \
-        .sizes = loglinear_sizes, .forward = loglinear_fwd, .backward = loglinear_bwd,     \
-        .params = loglinear_params, .init_param = loglinear_init,                          \
-        .aux = F(attention_loglinear_aux), .options = loglinear_options, .fixed = fixed_,  \
-        .check = F(fmap_check),                                                            \
-        .mixer = 1, .help = help_, .flops = loglinear_flops,                               \
-        .reference = LOGLINEAR_REFERENCE,                                                  \
-        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                     \
-                     {"level_energy", AUX_MEAN, "level state energy", 4}},                 \
-        __VA_ARGS__}
+#define LOGLINEAR_ROW(name_, help_, fixed_, ...)                                            \
+    const F(OpDef)                                                                          \
+        F(op_##name_) = {.name = #name_,                                                    \
+                         .n_in = CORE_IN_PARAMS + 3,                                        \
+                         .n_out = 1,                                                        \
+                         .sizes = loglinear_sizes,                                          \
+                         .forward = loglinear_fwd,                                          \
+                         .backward = loglinear_bwd,                                         \
+                         .params = loglinear_params,                                        \
+                         .init_param = loglinear_init,                                      \
+                         .aux = F(attention_loglinear_aux),                                 \
+                         .options = loglinear_options,                                      \
+                         .fixed = fixed_,                                                   \
+                         .check = F(fmap_check),                                            \
+                         .mixer = 1,                                                        \
+                         .help = help_,                                                     \
+                         .flops = loglinear_flops,                                          \
+                         .reference = LOGLINEAR_REFERENCE,                                  \
+                         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},     \
+                                      {"level_energy", AUX_MEAN, "level state energy", 4}}, \
+                         __VA_ARGS__}
 
 // Chunks of 2 and 4 over T = 7..13 build Fenwick trees of height 1-2; max_len below T folds
 // the oldest buckets into the top level.

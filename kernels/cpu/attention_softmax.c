@@ -9,8 +9,8 @@
 #include "../ops.h"
 #include "../real.h"
 
-void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv_btc3, int B,
-                                  int T, int C, int H) {
+void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv_btc3, int B, int T,
+                                  int C, int H) {
     int D = C / H, ld = 3 * C;
     real scale = 1 / sqrt((real)D);
 #pragma omp parallel for schedule(static)
@@ -69,8 +69,8 @@ void F(attention_softmax_backward)(real *dqkv_btc3, const real *dout_btc, const 
             }
             cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, scale, ds, T, k, ld, 1,
                        dq, ld);
-            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, scale, ds, T, q, ld, 1,
-                       dk, ld);
+            cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, scale, ds, T, q, ld, 1, dk,
+                       ld);
         }
         free(ds);
     }
@@ -88,8 +88,8 @@ static void softmax_fwd(const OpShape *s, const real *const *in, real *const *ou
 static void softmax_bwd(const OpShape *s, const real *const *in, const real *const *out,
                         const real *sv, const real *const *dout, real *const *din) {
     (void)out;
-    F(attention_softmax_backward)(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T,
-                                  s->C, s->H);
+    F(attention_softmax_backward)
+    (din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T, s->C, s->H);
 }
 
 // Causal: QK^T and PV over (T + 1) / 2 keys on average, 2 D multiply-adds per key and head.
@@ -120,7 +120,8 @@ static int softmax_reference(const OpShape *s, const double *const *in, double *
                 for (int j = 0; j < D; j++) {
                     o[j] = 0;
                     for (int u = 0; u <= t; u++)
-                        o[j] += w[u] / sum * in[CORE_IN_QKV][((size_t)b * T + u) * 3 * C + 2 * C + h * D + j];
+                        o[j] += w[u] / sum *
+                                in[CORE_IN_QKV][((size_t)b * T + u) * 3 * C + 2 * C + h * D + j];
                 }
             }
     free(w);

@@ -375,8 +375,8 @@ void F(feature_map_backward)(real *dqkv_btc3, real *const *dfmap_params, const r
                 const real *x = qkv_btc3 + off + part * C;
                 const real *dphi = (part ? dphik_bhtm : dphiq_bhtm) + (size_t)bh * T * m;
                 F(fmap_forward)(&fm, T, x, 3 * C, phi);
-                F(fmap_backward)(&fm, T, x, 3 * C, phi, dphi, dqkv_btc3 + off + part * C, 3 * C,
-                                 dparam);
+                F(fmap_backward)
+                (&fm, T, x, 3 * C, phi, dphi, dqkv_btc3 + off + part * C, 3 * C, dparam);
             }
         }
         free(phi);
@@ -411,8 +411,9 @@ static void feature_map_fwd(const OpShape *s, const real *const *in, real *const
 static void feature_map_bwd(const OpShape *s, const real *const *in, const real *const *out,
                             const real *sv, const real *const *dout, real *const *din) {
     (void)out, (void)sv;
-    F(feature_map_backward)(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
-                            in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+    F(feature_map_backward)
+    (din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS,
+     s);
 }
 
 static const OpOption fmap_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};

@@ -11,8 +11,8 @@ void F(matmul_forward)(real *out, const real *inp, const real *w, int N, int C, 
 void F(matmul_backward)(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
                         int N, int C, int OC) {
     if (dinp)
-        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1,
-                   dinp, C);
+        cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1, dout, OC, w, C, 1, dinp,
+                   C);
     cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
 }
 

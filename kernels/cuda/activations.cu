@@ -18,7 +18,9 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     dinp[i] += dout[i] * (0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * du);
 }
 
-__device__ inline float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
+__device__ inline float sigmoidf_(float x) {
+    return 1.f / (1.f + expf(-x));
+}
 
 __global__ void swiglu_forward_kernel(float *out, const float *inp, int N, int F) {
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

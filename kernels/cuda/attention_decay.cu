@@ -42,8 +42,8 @@ __global__ void decay_forward_kernel(float *out, float *states, const float *qkv
 // share of d log a and of d Delta.
 __global__ void decay_backward_kernel(float *dqkv, float *dxp, float *part, const float *dout,
                                       const float *qkv, const float *xp, const float *a_log,
-                                      const float *dt_bias, const float *saved, int T, int C,
-                                      int H, int L, int nc, float *states_all, float *dS_all) {
+                                      const float *dt_bias, const float *saved, int T, int C, int H,
+                                      int L, int nc, float *states_all, float *dS_all) {
     extern __shared__ float sh[];
     int bh = blockIdx.x, b = bh / H, h = bh % H, D = C / H, j = threadIdx.x, ld = D + 1;
     float *red = sh, *dar = sh + (size_t)D * ld, *ddr = dar + D;
@@ -134,9 +134,9 @@ static void decay_fwd(const OpShape *s, const float *const *in, float *const *ou
     static size_t have;
     int D = s->C / s->H, L = OPT_OF(DecayOpts, s).chunk, nc = (s->T + L - 1) / L;
     float *c = mt_cuda_grow(&cur, &have, (size_t)s->B * s->H * D * D);
-    decay_forward_kernel<<<s->B * s->H, D>>>(
-        out[0], sv, in[CORE_IN_QKV], in[CORE_IN_XPROJ], in[CORE_IN_PARAMS],
-        in[CORE_IN_PARAMS + 1], s->T, s->C, s->H, L, nc, c);
+    decay_forward_kernel<<<s->B * s->H, D>>>(out[0], sv, in[CORE_IN_QKV], in[CORE_IN_XPROJ],
+                                             in[CORE_IN_PARAMS], in[CORE_IN_PARAMS + 1], s->T, s->C,
+                                             s->H, L, nc, c);
     CUDA_CHECK(cudaGetLastError());
 }
 
@@ -155,8 +155,8 @@ static void decay_bwd(const OpShape *s, const float *const *in, const float *con
         din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout[0], in[CORE_IN_QKV], in[CORE_IN_XPROJ],
         in[CORE_IN_PARAMS], in[CORE_IN_PARAMS + 1], sv, s->T, s->C, H, L, nc, states, dS);
     CUDA_CHECK(cudaGetLastError());
-    decay_param_grad_kernel<<<(H + 63) / 64, 64>>>(
-        din[CORE_IN_PARAMS], din[CORE_IN_PARAMS + 1], part, B, H);
+    decay_param_grad_kernel<<<(H + 63) / 64, 64>>>(din[CORE_IN_PARAMS], din[CORE_IN_PARAMS + 1],
+                                                   part, B, H);
     CUDA_CHECK(cudaGetLastError());
 }
 

@@ -9,7 +9,6 @@
 #include "../attention_hss.h"
 #include "linear_core.cuh"
 
-
 // out (+)= causal chunkwise linear attention of the column blocks p [.., K] (ld ldp),
 // f [.., K] (ldf), v [.., Dv] (ldv) of [BH, Tp, ld] buffers; beta 0 overwrites out, 1 adds.
 static void la_forward_blocks(const LinShape &g, int K, int Dv, const float *p, int ldp,
@@ -258,7 +257,8 @@ extern "C" void attention_hss_backward_cuda(float *dqkv_btc3, float *const *dfma
     features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }
 
-// ---- the row's kernels (kernels/cpu/attention_hss.c has the row) ---------------------------------
+// ---- the row's kernels (kernels/cpu/attention_hss.c has the row)
+// ---------------------------------
 static void hss_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     attention_hss_forward_cuda(out[0], sv, in[0], in[2], in[3], in + 4, s);
 }

@@ -115,12 +115,13 @@ extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dou
     CUDA_LAUNCH_CHECK();
 }
 
-// ---- the row's kernels (kernels/cpu/attention_hydra.c has the row) -------------------------------
+// ---- the row's kernels (kernels/cpu/attention_hydra.c has the row)
+// -------------------------------
 static void hydra_fwd(const OpShape *s, const float *const *in, float *const *out, float *) {
     attention_hydra_forward_cuda(out[0], in[CORE_IN_QKV], s);
 }
-static void hydra_bwd(const OpShape *s, const float *const *in, const float *const *,
-                      const float *, const float *const *dout, float *const *din) {
+static void hydra_bwd(const OpShape *s, const float *const *in, const float *const *, const float *,
+                      const float *const *dout, float *const *din) {
     attention_hydra_backward_cuda(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], s);
 }
 extern "C" const CudaKernels cuda_op_hydra = {hydra_fwd, hydra_bwd, NULL};

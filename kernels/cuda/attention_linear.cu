@@ -104,7 +104,8 @@ extern "C" void feature_map_backward_cuda(float *dqkv_btc3, float *const *dfmap,
     features_backward(g, w, dqkv_btc3, qkv_btc3, fmap, dfmap);
 }
 
-// ---- the rows' kernels (kernels/cpu/attention_linear.c and feature_maps.c have the rows) ---------
+// ---- the rows' kernels (kernels/cpu/attention_linear.c and feature_maps.c have the rows)
+// ---------
 static void linear_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     attention_linear_forward_cuda(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
@@ -116,8 +117,8 @@ static void linear_bwd(const OpShape *s, const float *const *in, const float *co
 static void fmap_fwd(const OpShape *s, const float *const *in, float *const *out, float *) {
     feature_map_forward_cuda(out[0], out[1], in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }
-static void fmap_bwd(const OpShape *s, const float *const *in, const float *const *,
-                     const float *, const float *const *dout, float *const *din) {
+static void fmap_bwd(const OpShape *s, const float *const *in, const float *const *, const float *,
+                     const float *const *dout, float *const *din) {
     feature_map_backward_cuda(din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], dout[1],
                               in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
 }

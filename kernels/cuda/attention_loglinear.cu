@@ -355,7 +355,8 @@ extern "C" void attention_loglinear_backward_cuda(float *dqkv_btc3, float *dlam_
     CUDA_LAUNCH_CHECK();
 }
 
-// ---- the rows' kernels (kernels/cpu/attention_loglinear.c has the rows) --------------------------
+// ---- the rows' kernels (kernels/cpu/attention_loglinear.c has the rows)
+// --------------------------
 static void loglinear_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     attention_loglinear_forward_cuda(out[0], sv, in[0], in[1], in[2], in + 3, s);
 }

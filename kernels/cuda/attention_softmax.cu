@@ -28,8 +28,10 @@ __global__ void permute_heads_kernel(float *btc, float *bhtd, int B, int T, int 
     int d = (int)(idx % D), t = (int)((idx / D) % T), h = (int)((idx / ((size_t)D * T)) % H);
     int b = (int)(idx / ((size_t)D * T * H));
     size_t o = ((size_t)b * T + t) * C + h * D + d;
-    if (dir == 0) btc[o] = bhtd[idx];
-    else bhtd[idx] = btc[o];
+    if (dir == 0)
+        btc[o] = bhtd[idx];
+    else
+        bhtd[idx] = btc[o];
 }
 
 // One warp per row t: softmax over j <= t, zeros above the diagonal.
@@ -77,14 +79,14 @@ extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, con
     CUDA_LAUNCH_CHECK();
     const float scale = 1.f / sqrtf((float)D), one = 1, zero = 0;
     // att^T (col-major) = K Q^T  <=>  att[t][s] = q_t . k_s * scale (row-major)
-    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale,
-                                           k, D, sTD, q, D, sTD, &zero, att, T, sTT, BH));
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale, k,
+                                         D, sTD, q, D, sTD, &zero, att, T, sTT, BH));
     causal_softmax_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(att, BH * T, T);
     CUDA_LAUNCH_CHECK();
     o = (float *)mt_cuda_temp_alloc(sizeof(float) * BTC);
     // O^T = V^T P^T  <=>  O = P V
-    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &one, v,
-                                           D, sTD, att, T, sTT, &zero, o, D, sTD, BH));
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &one, v, D,
+                                         sTD, att, T, sTT, &zero, o, D, sTD, BH));
     permute_heads_kernel<<<ceil_div(BTC, 256), 256>>>(out_btc, o, B, T, C, H, 0);
     CUDA_LAUNCH_CHECK();
     mt_cuda_temp_free(o, sizeof(float) * BTC);
@@ -107,24 +109,25 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
     const float scale = 1.f / sqrtf((float)D), one = 1, zero = 0;
     // dV = P^T dO
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &one, dO,
-                                           D, sTD, att, T, sTT, &zero, dv, D, sTD, BH));
+                                         D, sTD, att, T, sTT, &zero, dv, D, sTD, BH));
     // dP = dO V^T
-    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, v,
-                                           D, sTD, dO, D, sTD, &zero, ds, T, sTT, BH));
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, v, D,
+                                         sTD, dO, D, sTD, &zero, ds, T, sTT, BH));
     softmax_backward_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(ds, att, BH * T, T);
     CUDA_LAUNCH_CHECK();
     // dQ = dS K * scale, dK = dS^T Q * scale
-    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale,
-                                           k, D, sTD, ds, T, sTT, &zero, dq, D, sTD, BH));
-    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale,
-                                           q, D, sTD, ds, T, sTT, &zero, dk, D, sTD, BH));
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale, k,
+                                         D, sTD, ds, T, sTT, &zero, dq, D, sTD, BH));
+    CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_T, D, T, T, &scale, q,
+                                         D, sTD, ds, T, sTT, &zero, dk, D, sTD, BH));
     permute_qkv_kernel<<<ceil_div(BTC, 256), 256>>>(dq, dk, dv, dqkv_btc3, B, T, C, H, 1);
     CUDA_LAUNCH_CHECK();
     mt_cuda_temp_free(ds, sizeof(float) * (size_t)BH * T * T);
     mt_cuda_temp_free(dO, sizeof(float) * 4 * BTC);
 }
 
-// ---- the row's kernels (kernels/cpu/attention_softmax.c has the row) -----------------------------
+// ---- the row's kernels (kernels/cpu/attention_softmax.c has the row)
+// -----------------------------
 static void softmax_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     attention_softmax_forward_cuda(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H);
 }

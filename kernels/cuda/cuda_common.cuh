@@ -7,24 +7,26 @@
 
 #include "ops_cuda.h"
 
-#define CUDA_CHECK(call)                                                                      \
-    do {                                                                                      \
-        cudaError_t err_ = (call);                                                            \
-        if (err_ != cudaSuccess)                                                              \
-            mt_cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__);                \
+#define CUDA_CHECK(call)                                                       \
+    do {                                                                       \
+        cudaError_t err_ = (call);                                             \
+        if (err_ != cudaSuccess)                                               \
+            mt_cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__); \
     } while (0)
 
-#define CUBLAS_CHECK(call)                                                                    \
-    do {                                                                                      \
-        cublasStatus_t st_ = (call);                                                          \
-        if (st_ != CUBLAS_STATUS_SUCCESS)                                                     \
-            mt_cuda_fail(#call, cublasGetStatusString(st_), __FILE__, __LINE__);              \
+#define CUBLAS_CHECK(call)                                                       \
+    do {                                                                         \
+        cublasStatus_t st_ = (call);                                             \
+        if (st_ != CUBLAS_STATUS_SUCCESS)                                        \
+            mt_cuda_fail(#call, cublasGetStatusString(st_), __FILE__, __LINE__); \
     } while (0)
 
 // Launch errors surface at the next call; checking right after each launch names the kernel.
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
-static inline int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
+static inline int ceil_div(long long a, long long b) {
+    return (int)((a + b - 1) / b);
+}
 
 cublasHandle_t mt_cublas(void);
 
@@ -41,11 +43,11 @@ float *mt_cuda_grow(float **buf, size_t *have, size_t want);
 cublasStatus_t mt_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                        int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                        const float *beta, float *C, int ldc);
-cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta,
-                                       cublasOperation_t tb, int m, int n, int k,
-                                       const float *alpha, const float *A, int lda, long long sa,
-                                       const float *B, int ldb, long long sb, const float *beta,
-                                       float *C, int ldc, long long sc, int batch);
+cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                       int m, int n, int k, const float *alpha, const float *A,
+                                       int lda, long long sa, const float *B, int ldb, long long sb,
+                                       const float *beta, float *C, int ldc, long long sc,
+                                       int batch);
 
 // Block-wide sum of one float per thread (blockDim.x a multiple of 32, at most 1024).
 __device__ inline float block_sum(float v) {

@@ -8,7 +8,9 @@
 #include "../backend.h"
 #include "cuda_common.cuh"
 
-static void exit_hook(int code) { exit(code); }
+static void exit_hook(int code) {
+    exit(code);
+}
 extern "C" {
 void (*mt_cuda_fatal_hook)(int code) = exit_hook;
 int mt_cuda_rank = 0;
@@ -21,8 +23,10 @@ int mt_cuda_device_count(void) {
 
 void mt_cuda_device_name(int dev, char *name, size_t n) {
     cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) snprintf(name, n, "%s", prop.name);
-    else snprintf(name, n, "unknown");
+    if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+        snprintf(name, n, "%s", prop.name);
+    else
+        snprintf(name, n, "unknown");
 }
 
 void mt_cuda_device_uuid(unsigned char uuid[16]) {
@@ -88,31 +92,34 @@ cublasHandle_t mt_cublas(void) {
     if (mode != precision) {
         // fp32 reference products: no TF32, so parity with the CPU holds at 1e-5; bf16 asks for
         // tensor cores through the compute type, which pedantic mode would refuse.
-        CUBLAS_CHECK(cublasSetMathMode(handle, precision == MT_FP32 ? CUBLAS_PEDANTIC_MATH
-                                                                     : CUBLAS_DEFAULT_MATH));
+        CUBLAS_CHECK(cublasSetMathMode(
+            handle, precision == MT_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH));
         mode = precision;
     }
     return handle;
 }
 
-extern "C" void mt_cuda_set_precision(int p) { precision = p; }
+extern "C" void mt_cuda_set_precision(int p) {
+    precision = p;
+}
 
 cublasStatus_t mt_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                        int k, const float *alpha, const float *A, int lda, const float *B, int ldb,
                        const float *beta, float *C, int ldc) {
-    if (precision == MT_FP32) return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (precision == MT_FP32)
+        return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return cublasGemmEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C,
                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);
 }
 
-cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta,
-                                       cublasOperation_t tb, int m, int n, int k,
-                                       const float *alpha, const float *A, int lda, long long sa,
-                                       const float *B, int ldb, long long sb, const float *beta,
-                                       float *C, int ldc, long long sc, int batch) {
+cublasStatus_t mt_gemm_strided_batched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
+                                       int m, int n, int k, const float *alpha, const float *A,
+                                       int lda, long long sa, const float *B, int ldb, long long sb,
+                                       const float *beta, float *C, int ldc, long long sc,
+                                       int batch) {
     if (precision == MT_FP32)
-        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta,
-                                         C, ldc, sc, batch);
+        return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C,
+                                         ldc, sc, batch);
     return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, CUDA_R_32F, lda, sa, B,
                                       CUDA_R_32F, ldb, sb, beta, C, CUDA_R_32F, ldc, sc, batch,
                                       CUBLAS_COMPUTE_32F_FAST_16BF, CUBLAS_GEMM_DEFAULT);

@@ -60,8 +60,7 @@ void rope_forward_cuda(float *out_btc3, const float *qkv_btc3, int B, int T, int
                        double base);
 void rope_backward_cuda(float *dqkv_btc3, const float *dout_btc3, int B, int T, int C, int H,
                         double base);
-void crossentropy_forward_cuda(float *loss, const float *logits, const int *targets, int N,
-                               int V);
+void crossentropy_forward_cuda(float *loss, const float *logits, const int *targets, int N, int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);
 void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w_ck, int B, int T,

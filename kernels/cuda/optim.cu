@@ -14,8 +14,8 @@ __global__ void adamw_kernel(float *params, const float *grads, float *m, float 
 }
 
 extern "C" void adamw_update_cuda(float *params, const float *grads, float *m, float *v, size_t n,
-                                  float step_size, float beta1, float beta2, float eps,
-                                  float decay, float inv_bias_c2) {
+                                  float step_size, float beta1, float beta2, float eps, float decay,
+                                  float inv_bias_c2) {
     if (!n) return;
     adamw_kernel<<<ceil_div(n, 256), 256>>>(params, grads, m, v, n, step_size, beta1, beta2, eps,
                                             decay, inv_bias_c2);

@@ -56,7 +56,8 @@ extern "C" void rmsnorm_backward_cuda(float *dinp, float *dw, const float *dout,
     int slabs = ceil_div(N, DW_ROWS_PER_SLAB);
     float *partial;
     partial = (float *)mt_cuda_temp_alloc(sizeof(float) * (size_t)slabs * C);
-    rmsnorm_dw_partial_kernel<<<dim3(ceil_div(C, 128), slabs), 128>>>(partial, dout, inp, rstd, N, C);
+    rmsnorm_dw_partial_kernel<<<dim3(ceil_div(C, 128), slabs), 128>>>(partial, dout, inp, rstd, N,
+                                                                      C);
     CUDA_LAUNCH_CHECK();
     sum_slabs_kernel<<<ceil_div(C, 256), 256>>>(dw, partial, slabs, C);
     CUDA_LAUNCH_CHECK();

@@ -45,14 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *yaml1 = yaml_text(&c, &len1);
     config_defaults(&back);
     if (config_load_string(&back, yaml1, "written.yaml", err2, sizeof(err2))) {
-        fprintf(stderr, "fuzz_config: the written config does not load: %s\n--- written:\n%s",
-                err2, yaml1);
+        fprintf(stderr, "fuzz_config: the written config does not load: %s\n--- written:\n%s", err2,
+                yaml1);
         abort();
     }
     char *yaml2 = yaml_text(&back, &len2);
     if (len1 != len2 || memcmp(yaml1, yaml2, len1)) {
-        fprintf(stderr, "fuzz_config: written -> loaded -> written differs\n--- first:\n%s"
-                "--- second:\n%s", yaml1, yaml2);
+        fprintf(stderr,
+                "fuzz_config: written -> loaded -> written differs\n--- first:\n%s"
+                "--- second:\n%s",
+                yaml1, yaml2);
         abort();
     }
     int valid2 = config_validate(&back, 1, err2, sizeof(err2));

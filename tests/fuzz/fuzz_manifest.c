@@ -16,7 +16,10 @@
 enum { SHARD_TOKENS = 40, VOCAB = 50 };
 
 static void write_shard(const char *name, const char *split) {
-    ShardInfo info = {.kind = SHARD_LM, .vocab_size = VOCAB, .rows = SHARD_TOKENS, .row_len = 1,
+    ShardInfo info = {.kind = SHARD_LM,
+                      .vocab_size = VOCAB,
+                      .rows = SHARD_TOKENS,
+                      .row_len = 1,
                       .token_bytes = 2};
     snprintf(info.tokenizer, sizeof(info.tokenizer), "none");
     snprintf(info.task, sizeof(info.task), "lm");
@@ -24,8 +27,8 @@ static void write_shard(const char *name, const char *split) {
     int tokens[SHARD_TOKENS];
     for (int i = 0; i < SHARD_TOKENS; i++) tokens[i] = (i * 7) % VOCAB;
     char err[512];
-    ShardWriter *w = shard_create(fuzz_path(2 + (split[0] == 'v'), name), &info, 0, err,
-                                  sizeof(err));
+    ShardWriter *w =
+        shard_create(fuzz_path(2 + (split[0] == 'v'), name), &info, 0, err, sizeof(err));
     if (!w || shard_append(w, tokens, NULL, SHARD_TOKENS, err, sizeof(err)) ||
         shard_finish(w, NULL, 0, err, sizeof(err))) {
         fprintf(stderr, "fuzz_manifest: cannot write a shard: %s\n", err);
@@ -74,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_path(4, "w/" SHARDS_MANIFEST);
     fuzz_path(5, "w");
     mkdir_p(dir2);
-    if (manifest_write(dir2, &m, err, sizeof(err)) || manifest_read(dir2, &back, err, sizeof(err))) {
+    if (manifest_write(dir2, &m, err, sizeof(err)) ||
+        manifest_read(dir2, &back, err, sizeof(err))) {
         fprintf(stderr, "fuzz_manifest: a parsed manifest does not write back: %s\n", err);
         abort();
     }
