@@ -107,11 +107,20 @@ int h5_attr_write_utf8(hid_t obj, const char *name, const char *value) {
     return rc;
 }
 
+// H5Aread writes every element of the attribute: an array where one value belongs (a file
+// written by another tool, or corrupted) would overrun the caller's buffer.
+static int single_value(hid_t a) {
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    if (sp >= 0) H5Sclose(sp);
+    return n == 1;
+}
+
 static int read_scalar(hid_t obj, const char *name, hid_t mem_type, void *value) {
     require_lock(__func__);
     if (H5Aexists(obj, name) <= 0) return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    int rc = a < 0 || H5Aread(a, mem_type, value) < 0 ? -1 : 0;
+    int rc = !single_value(a) || H5Aread(a, mem_type, value) < 0 ? -1 : 0;
     if (a >= 0) H5Aclose(a);
     return rc;
 }
@@ -129,6 +138,10 @@ char *h5_attr_read_str(hid_t obj, const char *name) {
     if (H5Aexists(obj, name) <= 0) return NULL;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     if (a < 0) return NULL;
+    if (!single_value(a)) {
+        H5Aclose(a);
+        return NULL;
+    }
     hid_t ft = H5Aget_type(a), mt = H5Tcopy(H5T_C_S1);
     char *out = NULL;
     if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0) {

@@ -34,7 +34,8 @@ int h5_attr_write_u64(hid_t obj, const char *name, uint64_t value);
 int h5_attr_write_str(hid_t obj, const char *name, const char *value);
 // Variable-length UTF-8, as h5py writes a Python str (reads back as str).
 int h5_attr_write_utf8(hid_t obj, const char *name, const char *value);
-// Readers return 0, or -1 when the attribute is missing or cannot be read as asked.
+// Readers return 0, or -1 when the attribute is missing, holds more (or fewer) than one value,
+// or cannot be read as asked.
 int h5_attr_read_i64(hid_t obj, const char *name, int64_t *value);
 int h5_attr_read_u64(hid_t obj, const char *name, uint64_t *value);
 // A string attribute, fixed- or variable-length, malloc'ed; NULL when missing or unreadable.
