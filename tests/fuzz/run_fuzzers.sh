@@ -43,9 +43,12 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0
 # is not madtrain's; else "madtrain".
 where_failed() {  # harness input
   local out frame
-  out=$(timeout 60 "$1" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 "$2" 2>&1) &&
+  # No RSS limit here: a huge allocation is still caught by -malloc_limit_mb, with its stack.
+  out=$(timeout 60 "$1" -timeout=10 -rss_limit_mb=0 -malloc_limit_mb=1024 "$2" 2>&1) &&
     { echo none; return; }
-  local runtime='__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::|libc\.so|sysdeps/|libc-start|libc_start|_start | in (malloc|calloc|realloc) '
+  # Runtime frames: the sanitizers' and libFuzzer's code linked into the harness (no source
+  # line: madtrain's own frames always have one) and libc.
+  local runtime='\(/[^ ]*/fuzz_[a-z]+\+0x|libc\.so|sysdeps/|libc-start|libc_start'
   # A bad access to memory madtrain owns (its stack, or a block it allocated) is madtrain's,
   # even when libhdf5 made it (H5Aread writing past the caller's buffer).
   frame=$(sed -n '/is located in stack of\|allocated by thread/,/^$/p' <<< "$out" |
@@ -67,8 +70,10 @@ run_one() {
   esac
   local rc=0
   "$bin" "$out/corpus" "${args[@]}" > "$out/log" 2>&1 || rc=$?
-  local runs lib=0 gone=0 own=()
+  local runs secs lib=0 gone=0 own=()
   runs=$(grep -oE '(number_of_executed_units: *|^#)[0-9]+' "$out/log" | grep -oE '[0-9]+$' | tail -1)
+  # The time fuzzed as libFuzzer reports it ("Done N runs in S second(s)"; fork mode: "time: Ss").
+  secs=$(grep -oE '(runs in |time: )[0-9]+' "$out/log" | grep -oE '[0-9]+$' | tail -1)
   for f in "$out"/crashes/*; do
     [[ -e $f ]] || continue
     case $(where_failed "$bin" "$f") in
@@ -77,7 +82,7 @@ run_one() {
       *) own+=("$f") ;;
     esac
   done
-  local line="fuzz_$name: ${runs:-?} runs in ${seconds} s, corpus $(ls "$out/corpus" | wc -l) files"
+  local line="fuzz_$name: ${runs:-?} runs in ${secs:-?} s, corpus $(ls "$out/corpus" | wc -l) files"
   (( lib )) && line+=", $lib input(s) failing inside libhdf5 (library bugs, not counted)"
   (( gone )) && line+=", $gone failure(s) that did not reproduce alone"
   if (( rc && ! lib && ! gone )) || (( ${#own[@]} )); then
