@@ -10,7 +10,7 @@
 
 #include "ops.h"
 
-static int choice_index(const char *choices, const char *value) {
+int op_choice_index(const char *choices, const char *value) {
     const char *p = choices;
     for (int i = 0; p; i++) {
         size_t n = strcspn(p, "|");
@@ -50,7 +50,7 @@ int op_option_parse(const OpOption *o, const char *value, void *block, char *err
         case OPT_BOOL:
         case OPT_ENUM: {
             int is_bool = o->type == OPT_BOOL;
-            int v = choice_index(is_bool ? "false|true|no|yes|off|on|0|1" : o->choices, value);
+            int v = op_choice_index(is_bool ? "false|true|no|yes|off|on|0|1" : o->choices, value);
             if (v < 0) {
                 if (is_bool)
                     snprintf(err, errlen, "key 'mixer.%s' expects true or false, got '%s'", o->key,

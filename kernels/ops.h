@@ -67,6 +67,8 @@ void op_option_format(const OpOption *o, const void *block, char *out, size_t n)
 int op_options_apply(const OpOption *opts, const char *fixed, const char *overrides, int seq_len,
                      OpShape *s, char *err, size_t errlen);
 const OpOption *op_option_find(const OpOption *opts, const char *key);
+// Index of value in "a|b|c" choices, -1 when absent (the config's enums use it too).
+int op_choice_index(const char *choices, const char *value);
 
 enum { OP_MAX_IO = 8, OP_MAX_TESTS = 10, OP_MAX_PARAMS = 6, OP_MAX_AUX = 40, OP_MAX_AUX_COLS = 4 };
 

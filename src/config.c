@@ -276,17 +276,6 @@ const char *config_enum_name(const char *key, int value) {
     return buf;
 }
 
-static int enum_index(const char *choices, const char *value) {
-    const char *p = choices;
-    for (int i = 0; p; i++) {
-        size_t n = strcspn(p, "|");
-        if (strlen(value) == n && !strncmp(p, value, n)) return i;
-        p = strchr(p, '|');
-        if (p) p++;
-    }
-    return -1;
-}
-
 // Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), as libyaml's
 // reader demands: a YAML file's values always are, a command-line value may not be, and
 // libyaml's emitter does not check its input (invalid bytes made config_write_yaml loop).
@@ -381,7 +370,7 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
             return 0;
         }
         case KEY_BOOL: {
-            int v = enum_index("false|true|no|yes|off|on|0|1", value);
+            int v = op_choice_index("false|true|no|yes|off|on|0|1", value);
             if (v < 0) {
                 snprintf(err, errlen, "%s: key '%s' expects true or false, got '%s'", source, name,
                          value);
@@ -391,7 +380,7 @@ int config_set(Config *c, const char *name, const char *value, const char *sourc
             return 0;
         }
         case KEY_ENUM: {
-            int v = enum_index(k->choices, value);
+            int v = op_choice_index(k->choices, value);
             if (v < 0) {
                 snprintf(err, errlen, "%s: key '%s' expects one of %s, got '%s'", source, name,
                          k->choices, value);

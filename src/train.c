@@ -288,8 +288,8 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
 // A model too large for memory but small enough for overcommit would thrash for minutes and be
 // killed without a word: estimate what this rank allocates and refuse beforehand, with the
 // keys that reduce it. Ranks on a CPU node share its memory; every rank must agree.
-static int check_memory(const Config *cfg, Comm *comm, const ModelConfig *mc, const Backend_f32 *k,
-                        int micro_batch, int T) {
+static int check_memory(Comm *comm, const ModelConfig *mc, const Backend_f32 *k, int micro_batch,
+                        int T) {
     size_t n_params, acts;
     double need = (double)model_memory_estimate_f32(mc, k, micro_batch, T, &n_params, &acts);
     double avail = k->memory_available ? (double)k->memory_available() : 0;
@@ -308,7 +308,6 @@ static int check_memory(const Config *cfg, Comm *comm, const ModelConfig *mc, co
                 need / gib, k->name, n_params, (need - (double)acts) / gib, (double)acts / gib,
                 micro_batch, T, avail / gib);
     }
-    (void)cfg;
     return MT_EXIT_USAGE;
 }
 
@@ -329,7 +328,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Device dev;
     int rc = device_open(cfg, comm, &dev);
     if (rc) return rc;
-    if ((rc = check_memory(cfg, comm, &mc, dev.k,
+    if ((rc = check_memory(comm, &mc, dev.k,
                            (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
                            loader_seq_len(data))))
         return rc;
