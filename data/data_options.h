@@ -14,6 +14,7 @@ typedef struct {
     int task;       // DATA_TASK_*
     int64_t vocab;  // mqar: the vocabulary (data.vocab_size)
     int64_t num_kv_pairs, ar_symbols;
+    int ar_shared;  // ar: keys and values from one symbol set, filler 0 (data.ar_layout: shared)
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;                                              // mqar query spacing
     int64_t train_examples, valid_examples, test_examples;       // 0 train: an endless stream

@@ -11,6 +11,7 @@ Task task_from_options(const DataOptions *o) {
               .T = (int)o->seq_len,
               .num_kv_pairs = (int)o->num_kv_pairs,
               .ar_symbols = (int)o->ar_symbols,
+              .ar_shared = o->ar_shared,
               .power_a = o->power_a,
               .seed = o->seed,
               .n_train = o->train_examples,
@@ -25,7 +26,7 @@ Task task_from_options(const DataOptions *o) {
     else if (o->task == DATA_TASK_HCOPY)
         t.vocab = t.copy_levels * t.copy_symbols + 2;
     else
-        t.vocab = 2 * (int)o->ar_symbols + 1;
+        t.vocab = o->ar_shared ? (int)o->ar_symbols : 2 * (int)o->ar_symbols + 1;
     return t;
 }
 
@@ -83,15 +84,18 @@ static void mqar_example(const Task *t, Rng *r, int *ids, int *targets) {
 
 // Associative recall (E029): kv pairs of distinct keys from [0, S) and values from [S, 2S),
 // filler token 2S up to the last position, which holds one of the keys; the label there is its
-// value. Chance accuracy is 1/S.
+// value. Chance accuracy is 1/S. The shared layout is the users' PyTorch MVE's: values from
+// the keys' own S symbols and filler 0, which is also a symbol (a filler reads as key or
+// value 0; the model learns from positions that it is neither). The draws are the same.
 static void ar_example(const Task *t, Rng *r, int *ids, int *targets) {
     int T = t->T, kv = t->num_kv_pairs, S = t->ar_symbols;
+    int value0 = t->ar_shared ? 0 : S, filler = t->ar_shared ? 0 : 2 * S;
     int *keys = xmalloc(sizeof(int) * kv), *work = xmalloc(sizeof(int) * S);
     sample_distinct(r, 0, S, kv, keys, work);
-    for (int i = 0; i < T; i++) ids[i] = 2 * S, targets[i] = -1;
+    for (int i = 0; i < T; i++) ids[i] = filler, targets[i] = -1;
     int q = (int)rng_next_below(r, (uint64_t)kv), qval = 0;
     for (int i = 0; i < kv; i++) {
-        int v = S + (int)rng_next_below(r, (uint64_t)S);
+        int v = value0 + (int)rng_next_below(r, (uint64_t)S);
         ids[2 * i] = keys[i], ids[2 * i + 1] = v;
         if (i == q) qval = v;
     }

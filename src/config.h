@@ -27,7 +27,7 @@ typedef struct {
     int64_t redraw_interval, conv_kernel;
     char mixer_opt[CONFIG_MAX_OPTIONS][CONFIG_OPTION_LEN];
     // data
-    int task;
+    int task, ar_layout;
     int64_t seq_len, num_kv_pairs, ar_symbols, train_examples, test_examples, data_vocab;
     int64_t valid_examples;
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy

@@ -635,6 +635,8 @@ int main(int argc, char **argv) {
 
     test_world_and_resume(lm16, "data.seq_len=16");
     test_synthetic_shards("data.task=mqar data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4");
+    test_synthetic_shards(
+        "data.task=ar data.ar_layout=shared data.seq_len=24 data.ar_symbols=8 data.num_kv_pairs=4");
     test_synthetic_shards("data.task=ar data.seq_len=24 data.ar_symbols=8 data.num_kv_pairs=4");
     char syn[600];
     snprintf(syn, sizeof(syn), "%s/synthetic", work);  // the ar shards just written

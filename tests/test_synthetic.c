@@ -90,6 +90,23 @@ int main(void) {
         for (int i = 0; i < 8; i++) found |= ids[2 * i] == ids[63] && ids[2 * i + 1] == tg[63];
         CHECK(found, "the query's label is not its bound value");
     }
+    // The shared layout (the users' MVE): the same draws, values in the keys' symbols and
+    // filler 0, so every example is the disjoint one with values shifted down by S.
+    c.ar_layout = 1;
+    Task shared = task_of(&c);
+    CHECK(shared.vocab == 16, "ar shared vocab %d", shared.vocab);
+    for (int e = 0; e < 100; e++) {
+        int ids2[64], tg2[64];
+        task_example(&t, SPLIT_TRAIN, e, ids, tg);
+        task_example(&shared, SPLIT_TRAIN, e, ids2, tg2);
+        int same = tg2[63] == tg[63] - 16;
+        for (int p = 0; p < 64; p++) {
+            int want = p < 16 ? (p % 2 ? ids[p] - 16 : ids[p]) : p == 63 ? ids[p] : 0;
+            same &= ids2[p] == want && (p == 63 || tg2[p] < 0);
+        }
+        CHECK(same, "ar shared example %d is not the disjoint one with values shifted", e);
+    }
+    c.ar_layout = 0;
 
     // Hierarchical copying (E005): every token is scored exactly once, at n + 1 + i +
     // (level - 1) x delay, its level shown by its symbol range; every level occurs.

@@ -6,7 +6,8 @@
 # kept in build-fuzz/fuzz-out/<name>/crashes/, the log in build-fuzz/fuzz-out/<name>/log.
 #   bash tests/fuzz/run_fuzzers.sh 60                  # CI: about a minute each
 #   bash tests/fuzz/run_fuzzers.sh 1800 config shard   # some harnesses, longer
-# FUZZ_JOBS=N runs N harnesses at once (default 1).
+# FUZZ_JOBS=N runs N harnesses at once (default 1). FUZZ_SEED=N fixes libFuzzer's seed (default 1,
+# so that a CI failure replays here the same way; FUZZ_SEED=0 lets libFuzzer pick one).
 #
 # libhdf5 1.10.8 (Debian 12) itself reads corrupted files out of bounds or loops on some: the
 # shard and checkpoint harnesses, whose input is a whole HDF5 file, therefore run in libFuzzer's
@@ -46,6 +47,8 @@ where_failed() {  # harness input
   # No RSS limit here: a huge allocation is still caught by -malloc_limit_mb, with its stack.
   out=$(timeout 60 "$1" -timeout=10 -rss_limit_mb=0 -malloc_limit_mb=1024 "$2" 2>&1) &&
     { echo none; return; }
+  # Kept for the report: the evidence behind a "madtrain" verdict is printed with it.
+  printf '%s\n' "$out" > "$2.report"
   # Runtime frames: the sanitizers' and libFuzzer's code linked into the harness (no source
   # line: madtrain's own frames always have one) and libc.
   local runtime='\(/[^ ]*/fuzz_[a-z]+\+0x|libc\.so|sysdeps/|libc-start|libc_start'
@@ -63,7 +66,7 @@ run_one() {
   rm -rf "$out" && mkdir -p "$out/corpus" "$out/crashes"
   cp tests/fuzz/corpus/"$name"/* "$out/corpus/"
   # -malloc_limit_mb: one allocation a crafted size field makes huge counts as a failure.
-  local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024
+  local args=(-max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024
               -print_final_stats=1 -artifact_prefix="$out/crashes/")
   case $name in
     shard|checkpoint) args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1) ;;
@@ -87,7 +90,13 @@ run_one() {
   (( gone )) && line+=", $gone failure(s) that did not reproduce alone"
   if (( rc && ! lib && ! gone )) || (( ${#own[@]} )); then
     echo "$line: FAILED (exit $rc; ${#own[@]} input(s) in madtrain's code: ${own[*]:-none saved}; log $out/log)"
-    grep -m3 -E 'ERROR|runtime error|fuzz_[a-z]*:' "$out/log" || true
+    local f
+    for f in "${own[@]}"; do  # the sanitizer's report of each, so that CI's log says where
+      echo "--- $f"
+      grep -m1 -A24 -E 'ERROR|runtime error|ALARM|timeout' "$f.report" 2>/dev/null ||
+        tail -24 "$f.report" 2>/dev/null || true
+    done
+    (( ${#own[@]} )) || grep -m3 -E 'ERROR|runtime error|fuzz_[a-z]*:' "$out/log" || true
     return 1
   fi
   echo "$line: ok"
