@@ -120,6 +120,26 @@ static int open_dataset(Shard *s, Dset *d, const char *name, char *err, size_t e
     return 0;
 }
 
+// NULL when every element of the dataset has storage, else what is missing.
+static const char *storage_unwritten(hid_t id, int rank, const hsize_t *dims) {
+    hid_t dcpl = H5Dget_create_plist(id);
+    hsize_t chunk[2] = {1, 1}, want = 1, have = 0;
+    int chunked = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+                  H5Pget_chunk(dcpl, rank, chunk) == rank && chunk[0] > 0 && chunk[rank - 1] > 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (chunked) {
+        for (int i = 0; i < rank; i++) want *= (dims[i] + chunk[i] - 1) / chunk[i];
+        hid_t space = H5Dget_space(id);  // all of it selected (H5S_ALL is refused here)
+        herr_t rc = space < 0 ? -1 : H5Dget_num_chunks(id, space, &have);
+        if (space >= 0) H5Sclose(space);
+        if (rc < 0) return "its chunk index cannot be read";
+        return have < want ? "some chunks were never stored" : NULL;
+    }
+    H5D_space_status_t status;
+    if (H5Dget_space_status(id, &status) < 0) return "its storage status cannot be read";
+    return status == H5D_SPACE_STATUS_ALLOCATED ? NULL : "no storage allocated";
+}
+
 // Type and shape of a data set: tokens/inputs are uint16|uint32, targets int32; LM tokens
 // are 1-D, sequence datasets 2-D [N, T] with identical shapes.
 static int check_dataset(Shard *s, Dset *d, int is_targets, char *err, size_t errlen) {
@@ -144,6 +164,18 @@ static int check_dataset(Shard *s, Dset *d, int is_targets, char *err, size_t er
         snprintf(err, errlen, "%s: dataset '%s' has %d dimension(s); expected %s", s->path, d->name,
                  rank, want_rank == 1 ? "1 ([tokens])" : "2 ([sequences, seq_len])");
         return -1;
+    }
+    // Storage never written reads as the fill value: a shard whose writer stopped early, or a
+    // small file that declares a huge extent it never stores (verify would then check fill
+    // values for as long as the extent is large). Chunked data is counted chunk by chunk:
+    // libhdf5's space status calls compressed chunks "part allocated".
+    if (dims[0] > 0 && (want_rank == 1 || dims[1] > 0)) {
+        const char *unwritten = storage_unwritten(d->id, rank, dims);
+        if (unwritten) {
+            snprintf(err, errlen, "%s: dataset '%s' is not fully written (%s)", s->path, d->name,
+                     unwritten);
+            return -1;
+        }
     }
     d->elem = (int)size;
     d->mem_type = is_targets ? H5T_STD_I32LE : size == 2 ? H5T_STD_U16LE : H5T_STD_U32LE;

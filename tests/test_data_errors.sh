@@ -42,6 +42,9 @@ expect bad-token "$d/bad-token/train-00000.h5: token id 70 at tokens[5] is >= vo
 # Without the open-time check the reader still refuses the id when a batch reaches it.
 expect bad-token "$d/bad-token/train-00000.h5: token id 70 at tokens[5] is >= vocab_size 64" data.verify=false train.batch_size=16
 expect bad-target "$d/bad-target/train-00000.h5: id 99 at targets[3, 7] is outside [0, vocab_size 64)" data.seq_len=32
+# Chunks never stored read as fill values: refused at open, verify or not.
+expect unwritten "$d/unwritten/train-00000.h5: dataset 'tokens' is not fully written (some chunks were never stored)"
+expect unwritten "$d/unwritten/train-00000.h5: dataset 'tokens' is not fully written (some chunks were never stored)" data.verify=false
 expect truncated "$d/truncated/train-00000.h5: not a readable HDF5 file (truncated file: eof = 1500, sblock->base_addr = 0, stored_eof = 10192)"
 expect not-hdf5 "$d/not-hdf5/train-00000.h5: not a readable HDF5 file (file signature not found)"
 expect corrupted "$d/corrupted/train-00000.h5: checksum mismatch: the data hashes to crc32 0x0970de74 but checksum_crc32 says 0xe252c243 (corrupted file)"

@@ -1,6 +1,7 @@
 // Writes the bad-input fixtures of test_data_errors.sh, one shard folder per case under
 // WORK_DIR (each has a good `valid` split unless the case is about splits):
 //   good, missing-shard, no-dataset, float-tokens, int64-tokens, future-version, bad-token,
+//   unwritten (chunks never stored),
 //   truncated, corrupted, missing-attr, not-hdf5, future-manifest, manifest-count, no-valid,
 //   corrupted-second (two train shards, the second corrupted), seq-T32, bad-target.
 //
@@ -77,6 +78,7 @@ typedef struct {
     int64_t version;
     int with_vocab;
     int bad_token_at;  // -1: none; else that token becomes VOCAB + 6
+    int written;       // 0: all tokens; else chunks of 100 and only the first `written` stored
 } Raw;
 
 static void raw_shard(const char *dir, const Raw *r) {
@@ -90,10 +92,14 @@ static void raw_shard(const char *dir, const Raw *r) {
     uint32_t crc = (uint32_t)crc32(0, (const Bytef *)le, sizeof(le));
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     hsize_t n = N_TOKENS;
-    hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t d = H5Dcreate2(f, r->dataset, r->type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Dwrite(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, tok);
-    H5Dclose(d), H5Sclose(sp);
+    hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk = 100, first = 0, count = (hsize_t)r->written;
+    if (r->written) H5Pset_chunk(dcpl, 1, &chunk);
+    hid_t d = H5Dcreate2(f, r->dataset, r->type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t ms = H5Screate_simple(1, r->written ? &count : &n, NULL);
+    if (r->written) H5Sselect_hyperslab(sp, H5S_SELECT_SET, &first, NULL, &count, NULL);
+    H5Dwrite(d, H5T_NATIVE_INT, ms, sp, H5P_DEFAULT, tok);
+    H5Dclose(d), H5Sclose(ms), H5Sclose(sp), H5Pclose(dcpl);
     hid_t scalar = H5Screate(H5S_SCALAR), str = H5Tcopy(H5T_C_S1);
     H5Tset_size(str, 8);
     int64_t vocab = VOCAB, checksum = crc;
@@ -150,12 +156,13 @@ int main(int argc, char **argv) {
         const char *name;
         Raw raw;
     } raws[] = {
-        {"no-dataset", {H5T_STD_U16LE, "tokenz", 1, 1, -1}},
-        {"float-tokens", {H5T_IEEE_F64LE, "tokens", 1, 1, -1}},
-        {"int64-tokens", {H5T_STD_I64LE, "tokens", 1, 1, -1}},
-        {"future-version", {H5T_STD_U16LE, "tokens", 2, 1, -1}},
-        {"missing-attr", {H5T_STD_U16LE, "tokens", 1, 0, -1}},
-        {"bad-token", {H5T_STD_U16LE, "tokens", 1, 1, 5}},
+        {"no-dataset", {H5T_STD_U16LE, "tokenz", 1, 1, -1, 0}},
+        {"float-tokens", {H5T_IEEE_F64LE, "tokens", 1, 1, -1, 0}},
+        {"int64-tokens", {H5T_STD_I64LE, "tokens", 1, 1, -1, 0}},
+        {"future-version", {H5T_STD_U16LE, "tokens", 2, 1, -1, 0}},
+        {"missing-attr", {H5T_STD_U16LE, "tokens", 1, 0, -1, 0}},
+        {"bad-token", {H5T_STD_U16LE, "tokens", 1, 1, 5, 0}},
+        {"unwritten", {H5T_STD_U16LE, "tokens", 1, 1, -1, 300}},  // a writer that stopped
     };
     for (size_t i = 0; i < sizeof(raws) / sizeof(raws[0]); i++) {
         folder(raws[i].name, dir, sizeof(dir));
