@@ -35,7 +35,9 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("model.d_ff", "0", 0, 1 << 20, d_ff, "MLP hidden width; 0 = 4 * d_model"),
     KEY("model.mixer", KEY_MIXERS, "softmax", NULL, 0, 0, OFF(mixer), SZ(mixer),
         "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"),
-    ENUM("model.mlp", "gelu", "gelu|swiglu|none", mlp, "MLP of each block"),
+    ENUM("model.mlp", "gelu", "gelu|swiglu|none|gelu_erf", mlp,
+         "MLP of each block: gelu (tanh form, GPT-2's), swiglu, none, or gelu_erf (the erf "
+         "form, nn.GELU()'s default)"),
     BOOL("model.tie_embeddings", "true", tie_embeddings, "LM head shares the token embedding"),
     BOOL("model.pos_embedding", "false", pos_embedding,
          "learned absolute position embeddings (data.seq_len rows) added to the token embedding"),

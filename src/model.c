@@ -372,6 +372,8 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
             if (w->b_fc) k->bias_forward(acts + la->fc, w->b_fc, N, fc_w);
             if (c->mlp == MLP_SWIGLU)
                 k->swiglu_forward(acts + la->act, acts + la->fc, N, c->d_ff);
+            else if (c->mlp == MLP_GELU_ERF)
+                k->gelu_erf_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
             else
                 k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
             k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
@@ -464,6 +466,8 @@ void F(model_backward)(Model *m) {
             k->matmul_backward(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
             if (c->mlp == MLP_SWIGLU)
                 k->swiglu_backward(dfc, dact, acts + la->fc, N, c->d_ff);
+            else if (c->mlp == MLP_GELU_ERF)
+                k->gelu_erf_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
             else
                 k->gelu_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
             if (g->b_fc) k->bias_backward(g->b_fc, dfc, N, fc_w);

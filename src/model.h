@@ -11,7 +11,7 @@
 #include "config.h"
 
 enum { MAX_PARAMS_PER_LAYER = 16 };
-typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2 } MlpKind;
+typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2, MLP_GELU_ERF = 3 } MlpKind;
 
 typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;

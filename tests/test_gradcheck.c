@@ -344,6 +344,7 @@ int main(void) {
 
     check_model("hybrid-gelu-tied-gate",
                 "model.n_layers=2 model.mixer=softmax,linear model.gate=true mixer.chunk=3");
+    check_model("linear-gelu-erf", "model.mixer=linear model.mlp=gelu_erf mixer.chunk=3");
     check_model("linear-relu-swiglu-untied",
                 "model.mixer=linear model.mlp=swiglu model.tie_embeddings=false "
                 "mixer.feature_map=relu mixer.chunk=3");

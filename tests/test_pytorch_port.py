@@ -99,12 +99,12 @@ class Mixer(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, kind, proj_bias):
+    def __init__(self, kind, proj_bias, gelu):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
         self.mixer = Mixer(kind, proj_bias)
-        # madtrain's GELU is the tanh form (as GPT-2); nn.GELU()'s default is the erf form
-        self.fc, self.act, self.proj = nn.Linear(C, 4 * C), nn.GELU(approximate="tanh"), nn.Linear(4 * C, C)
+        # model.mlp: gelu is the tanh form (as GPT-2); gelu_erf is nn.GELU()'s default
+        self.fc, self.act, self.proj = nn.Linear(C, 4 * C), nn.GELU(approximate=gelu), nn.Linear(4 * C, C)
 
     def forward(self, x):
         x = x + self.mixer(self.ln1(x))
@@ -112,10 +112,10 @@ class Block(nn.Module):
 
 
 class Model(nn.Module):
-    def __init__(self, kind, proj_bias):
+    def __init__(self, kind, proj_bias, gelu):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
-        self.blocks = nn.ModuleList(Block(kind, proj_bias) for _ in range(L))
+        self.blocks = nn.ModuleList(Block(kind, proj_bias, gelu) for _ in range(L))
         self.lnf, self.head = nn.LayerNorm(C), nn.Linear(C, V, bias=False)
 
     def forward(self, ids, targets):
@@ -161,9 +161,9 @@ def write_checkpoint(path, model):
             ds.attrs.create("checksum_fnv1a64", fnv1a64(a.tobytes()), dtype=np.uint64)
 
 
-def run_case(label, kind, proj_bias, overrides):
+def run_case(label, kind, proj_bias, gelu, overrides):
     torch.manual_seed(7)
-    model = Model(kind, proj_bias).double()
+    model = Model(kind, proj_bias, gelu).double()
     with torch.no_grad():  # both start from the same float32 numbers
         for p in model.parameters():
             p.copy_(p.float().double())
@@ -171,7 +171,7 @@ def run_case(label, kind, proj_bias, overrides):
     write_checkpoint(ckpt, model)
     run_dir = os.path.join(work, label)
     args = [madtrain, "train", f"data.path={data_dir}", f"data.seq_len={T}", "data.eval_split=",
-            f"model.d_model={C}", f"model.n_layers={L}", f"model.n_heads={H}", "model.mlp=gelu",
+            f"model.d_model={C}", f"model.n_layers={L}", f"model.n_heads={H}", "model.mlp=" + ("gelu" if gelu == "tanh" else "gelu_erf"),
             "model.norm=layernorm", "model.mlp_bias=true", f"model.proj_bias={str(proj_bias).lower()}",
             "model.init=pytorch", "model.pos_embedding=true", "model.tie_embeddings=false",
             "model.rope=off", "optim.decay=all", "optim.lr=1e-3", "optim.schedule=constant",
@@ -262,8 +262,8 @@ data_dir = os.path.join(work, "data")
 write_shards(data_dir, inputs, targets)
 check_init()
 # The MVE's set-up: projections without biases. The second case turns them on to cover them.
-run_case("linear-relu", "linear", False, ["model.mixer=linear", "mixer.feature_map=relu"])
-run_case("softmax-proj-bias", "softmax", True, ["model.mixer=softmax"])
+run_case("linear-relu-gelu-erf", "linear", False, "none", ["model.mixer=linear", "mixer.feature_map=relu"])
+run_case("softmax-proj-bias", "softmax", True, "tanh", ["model.mixer=softmax"])
 
 print(f"{'FAILED' if failures else 'PASSED'}: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

@@ -1,4 +1,5 @@
-// Pointwise activations: GELU (tanh form, as GPT-2), SwiGLU, and the sigmoid output gate.
+// Pointwise activations: GELU (tanh form, as GPT-2; and the erf form, nn.GELU()'s default),
+// SwiGLU, and the sigmoid output gate.
 #include "../ops.h"
 #include "../real.h"
 
@@ -20,6 +21,25 @@ void F(gelu_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
         real th = tanh(u);
         real du = (real)GELU_K * (1 + 3 * (real)0.044715 * x * x);
         dinp[i] += dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * x * (1 - th * th) * du);
+    }
+}
+
+// x Phi(x) with Phi the normal CDF; d/dx = Phi(x) + x phi(x).
+void F(gelu_erf_forward)(real *out, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        out[i] = (real)0.5 * x * (1 + erf(x * (real)M_SQRT1_2));
+    }
+}
+
+void F(gelu_erf_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        real x = inp[i];
+        real cdf = (real)0.5 * (1 + erf(x * (real)M_SQRT1_2));
+        real pdf = exp((real)-0.5 * x * x) * (real)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+        dinp[i] += dout[i] * (cdf + x * pdf);
     }
 }
 

@@ -91,6 +91,15 @@ static void gelu_bwd(const OpShape *s, const real *const *in, const real *const 
     (void)out, (void)sv;
     F(gelu_backward)(din[0], dout[0], in[0], N_ROWS(s) * s->F);
 }
+static void gelu_erf_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    (void)sv;
+    F(gelu_erf_forward)(out[0], in[0], N_ROWS(s) * s->F);
+}
+static void gelu_erf_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                         const real *sv, const real *const *dout, real *const *din) {
+    (void)out, (void)sv;
+    F(gelu_erf_backward)(din[0], dout[0], in[0], N_ROWS(s) * s->F);
+}
 
 static void swiglu_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     in[0] = N_ROWS(s) * 2 * s->F, out[0] = N_ROWS(s) * s->F, *saved = 0;
@@ -173,6 +182,8 @@ ROW(bias, 2, bias_fwd, bias_bwd, bias_sizes, .n_tests = 1, .tests = {{{.B = 2, .
 ROW(embedding, 1, embedding_fwd, embedding_bwd, embedding_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 4, .C = 5, .V = 6}}})
 ROW(gelu, 1, gelu_fwd, gelu_bwd, gelu_sizes, .n_tests = 1, .tests = {{{.B = 2, .T = 3, .F = 5}}})
+ROW(gelu_erf, 1, gelu_erf_fwd, gelu_erf_bwd, gelu_sizes,
+    .n_tests = 1, .tests = {{{.B = 2, .T = 3, .F = 5}}})
 ROW(swiglu, 1, swiglu_fwd, swiglu_bwd, swiglu_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 3, .F = 5}}})
 ROW(gate, 2, gate_fwd, gate_bwd, gate_sizes, .n_tests = 1, .tests = {{{.B = 2, .T = 3, .C = 4}}})

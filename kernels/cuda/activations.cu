@@ -18,6 +18,22 @@ __global__ void gelu_backward_kernel(float *dinp, const float *dout, const float
     dinp[i] += dout[i] * (0.5f * (1.f + th) + 0.5f * x * (1.f - th * th) * du);
 }
 
+__global__ void gelu_erf_forward_kernel(float *out, const float *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = inp[i];
+    out[i] = 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+}
+
+__global__ void gelu_erf_backward_kernel(float *dinp, const float *dout, const float *inp,
+                                         size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = inp[i], cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+    float pdf = expf(-0.5f * x * x) * 0.39894228040143268f;  // 1 / sqrt(2 pi)
+    dinp[i] += dout[i] * (cdf + x * pdf);
+}
+
 __device__ inline float sigmoidf_(float x) {
     return 1.f / (1.f + expf(-x));
 }
@@ -60,6 +76,14 @@ extern "C" void gelu_forward_cuda(float *out, const float *inp, size_t n) {
 }
 extern "C" void gelu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n) {
     gelu_backward_kernel<<<ceil_div(n, 256), 256>>>(dinp, dout, inp, n);
+    CUDA_LAUNCH_CHECK();
+}
+extern "C" void gelu_erf_forward_cuda(float *out, const float *inp, size_t n) {
+    gelu_erf_forward_kernel<<<ceil_div(n, 256), 256>>>(out, inp, n);
+    CUDA_LAUNCH_CHECK();
+}
+extern "C" void gelu_erf_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_erf_backward_kernel<<<ceil_div(n, 256), 256>>>(dinp, dout, inp, n);
     CUDA_LAUNCH_CHECK();
 }
 extern "C" void swiglu_forward_cuda(float *out, const float *inp, int N, int F) {

@@ -51,6 +51,8 @@ void embedding_forward_cuda(float *out, const int *ids, const float *wte, int N,
 void embedding_backward_cuda(float *dwte, const float *dout, const int *ids, int N, int C);
 void gelu_forward_cuda(float *out, const float *inp, size_t n);
 void gelu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+void gelu_erf_forward_cuda(float *out, const float *inp, size_t n);
+void gelu_erf_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
 void swiglu_forward_cuda(float *out, const float *inp, int N, int F);
 void swiglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F);
 void gate_forward_cuda(float *out, const float *gate_pre, const float *x, size_t n);

@@ -92,6 +92,13 @@ extern "C" const CudaKernels cuda_op_layernorm = {layernorm_fwd, layernorm_bwd, 
 extern "C" const CudaKernels cuda_op_bias = {bias_fwd, bias_bwd, NULL};
 extern "C" const CudaKernels cuda_op_embedding = {embedding_fwd, embedding_bwd, NULL};
 extern "C" const CudaKernels cuda_op_gelu = {gelu_fwd, gelu_bwd, NULL};
+static void gelu_erf_fwd(const OpShape *s, In in, Out out, float *) {
+    gelu_erf_forward_cuda(out[0], in[0], N_ROWS(s) * s->F);
+}
+static void gelu_erf_bwd(const OpShape *s, In in, In, const float *, In dout, Out din) {
+    gelu_erf_backward_cuda(din[0], dout[0], in[0], N_ROWS(s) * s->F);
+}
+extern "C" const CudaKernels cuda_op_gelu_erf = {gelu_erf_fwd, gelu_erf_bwd, NULL};
 extern "C" const CudaKernels cuda_op_swiglu = {swiglu_fwd, swiglu_bwd, NULL};
 extern "C" const CudaKernels cuda_op_gate = {gate_fwd, gate_bwd, NULL};
 extern "C" const CudaKernels cuda_op_rope = {rope_fwd, rope_bwd, NULL};
