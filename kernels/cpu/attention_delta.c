@@ -1,0 +1,448 @@
+// DeltaNet and Gated DeltaNet: linear attention whose state is written by the delta rule
+// (mixers.md sections 11 and 12). Per head h (head dim D), per token t, with q and k
+// L2-normalised inside the op (q also scaled by 1/sqrt(D)):
+//   beta_t  = sigmoid(x_t W_x[h])               (2 sigmoid under mixer.neg_eigval: in (0, 2))
+//   g_t     = -exp(A_log_h) softplus(x_t W_x[H + h] + dt_bias_h),   alpha_t = exp(g_t)
+//   S_t     = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T   (S [D, D], key-major)
+//           = P_t + k_t u_t^T,   P_t = alpha_t S_{t-1},   u_t = beta_t (v_t - P_t^T k_t)
+//   o_t     = S_t^T q_t
+// deltanet is the same with alpha_t = 1 (no A_log, dt_bias; x W_x holds beta only).
+// Forward is the chunkwise UT form (below); the saved activations are each chunk's entering
+// state. Backward (first version, not yet chunkwise): each chunk's per-token states are
+// recomputed from its saved entering state and the reverse recurrence runs inside the chunk,
+// so memory is O(T D^2 / chunk) and the cost per token is ~12 D^2, like attention_decay.c.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ops.h"
+#include "../real.h"
+#include "../rng.h"
+
+// The option block of both rows; kernels/cuda/attention_delta.cu mirrors it.
+typedef struct {
+    int chunk;       // tokens per chunk of the training form (and between saved states)
+    int neg_eigval;  // beta = 2 sigmoid: the transition I - beta k k^T may have eigenvalue < 0
+} DeltaOpts;
+OP_OPTIONS_STRUCT(DeltaOpts)
+
+enum { DELTA_MAX_D = 128 };  // the CUDA kernel's limit (one thread per value column)
+#define DELTA_NORM_EPS 1e-6
+
+static real delta_softplus(real x) {
+    return x > 20 ? x : log1p(exp(x));
+}
+static real delta_sigmoid(real x) {
+    return 1 / (1 + exp(-x));
+}
+
+static int n_chunks(const OpShape *s) {
+    int L = OPT_OF(DeltaOpts, s).chunk;
+    return (s->T + L - 1) / L;
+}
+
+// beta_t, and log alpha_t for the gated row (0 otherwise), of token t in head h. xproj is
+// [B, T, E]: E = H (beta) for deltanet, 2H (beta, then the decay's a) for gated_deltanet.
+static void delta_gates(const OpShape *s, int gated, const real *const *in, int b, int t, int h,
+                        real *beta, real *g) {
+    int H = s->H, E = gated ? 2 * H : H;
+    const real *x = in[CORE_IN_XPROJ] + ((size_t)b * s->T + t) * E;
+    real sg = delta_sigmoid(x[h]);
+    *beta = OPT_OF(DeltaOpts, s).neg_eigval ? 2 * sg : sg;
+    *g = 0;
+    if (gated)
+        *g = -exp(in[CORE_IN_PARAMS][h]) * delta_softplus(x[H + h] + in[CORE_IN_PARAMS + 1][h]);
+}
+
+// y = scale x / sqrt(|x|^2 + eps); returns the norm.
+static real delta_l2n(const real *x, int D, real scale, real *y) {
+    real ss = 0;
+    for (int i = 0; i < D; i++) ss += x[i] * x[i];
+    real n = sqrt(ss + (real)DELTA_NORM_EPS);
+    for (int i = 0; i < D; i++) y[i] = scale * x[i] / n;
+    return n;
+}
+
+// dx += scale (dy - yh (yh . dy)) / n with yh = y / scale, the normalisation's Jacobian.
+static void delta_l2n_back(const real *y, const real *dy, int D, real scale, real n, real *dx) {
+    real dot = 0;
+    for (int i = 0; i < D; i++) dot += y[i] * dy[i];
+    dot /= scale;
+    for (int i = 0; i < D; i++) dx[i] += scale * (dy[i] - y[i] / scale * dot) / n;
+}
+
+// The chunkwise (UT transform) form of one chunk of n tokens, with Gc the cumulative log decay
+// inside the chunk and Gam[r, s] = exp(Gc_r - Gc_s) for r >= s (never exponentiated for r < s):
+//   U  = (I + tril(diag(beta) (Gam (.) K K^T), -1))^{-1} diag(beta) (V - diag(exp Gc) K S)
+//      (Tm V - Tm diag(exp Gc) K S = U - W S of mixers.md: "Unew", by forward substitution)
+//   O  = diag(exp Gc) Q S + ((Q K^T) (.) Gam (.) M) U          (M: causal, diagonal included)
+//   S' = exp(Gc_last) S + (exp(Gc_last - Gc) (.) K)^T U
+static void delta_forward(const OpShape *s, int gated, const real *const *in, real *const *out,
+                          real *sv) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DeltaOpts, s).chunk;
+    int nc = n_chunks(s);
+    const real *qkv = in[CORE_IN_QKV];
+    real qscale = 1 / sqrt((real)D);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        real *S = calloc((size_t)D * D, sizeof(real));
+        real *Q = malloc(sizeof(real) * L * D), *K = malloc(sizeof(real) * L * D);
+        real *U = malloc(sizeof(real) * L * D), *beta = malloc(sizeof(real) * L);
+        real *Gc = malloc(sizeof(real) * L);
+        for (int c = 0; c < nc; c++) {
+            int t0 = c * L, n = T - t0 < L ? T - t0 : L;
+            memcpy(sv + ((size_t)bh * nc + c) * D * D, S, sizeof(real) * D * D);
+            for (int r = 0; r < n; r++) {
+                const real *q = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
+                real g;
+                delta_l2n(q, D, qscale, Q + r * D);
+                delta_l2n(q + C, D, 1, K + r * D);
+                delta_gates(s, gated, in, b, t0 + r, h, beta + r, &g);
+                Gc[r] = (r ? Gc[r - 1] : 0) + g;
+            }
+            for (int r = 0; r < n; r++) {
+                const real *v = qkv + ((size_t)b * T + t0 + r) * 3 * C + 2 * C + h * D;
+                real ar = exp(Gc[r]);
+                for (int j = 0; j < D; j++) {
+                    real acc = 0;
+                    for (int i = 0; i < D; i++) acc += K[r * D + i] * S[i * D + j];
+                    U[r * D + j] = beta[r] * (v[j] - ar * acc);
+                }
+                for (int p = 0; p < r; p++) {
+                    real kk = 0;
+                    for (int i = 0; i < D; i++) kk += K[r * D + i] * K[p * D + i];
+                    real coef = beta[r] * exp(Gc[r] - Gc[p]) * kk;
+                    for (int j = 0; j < D; j++) U[r * D + j] -= coef * U[p * D + j];
+                }
+            }
+            for (int r = 0; r < n; r++) {
+                real *o = out[0] + ((size_t)b * T + t0 + r) * C + h * D, ar = exp(Gc[r]);
+                for (int j = 0; j < D; j++) {
+                    real acc = 0;
+                    for (int i = 0; i < D; i++) acc += Q[r * D + i] * S[i * D + j];
+                    o[j] = ar * acc;
+                }
+                for (int p = 0; p <= r; p++) {
+                    real qk = 0;
+                    for (int i = 0; i < D; i++) qk += Q[r * D + i] * K[p * D + i];
+                    real coef = exp(Gc[r] - Gc[p]) * qk;
+                    for (int j = 0; j < D; j++) o[j] += coef * U[p * D + j];
+                }
+            }
+            real alast = exp(Gc[n - 1]);
+            for (int i = 0; i < D * D; i++) S[i] *= alast;
+            for (int p = 0; p < n; p++) {
+                real w = exp(Gc[n - 1] - Gc[p]);
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++) S[i * D + j] += w * K[p * D + i] * U[p * D + j];
+            }
+        }
+        free(S), free(Q), free(K), free(U), free(beta), free(Gc);
+    }
+}
+
+// Reverse sweep of S_t = P_t + k_t u_t^T, P_t = alpha_t S_{t-1}, u_t = beta_t (v_t - P_t^T k_t),
+// o_t = S_t^T q_t, with dS the gradient of S_t:
+//   dS += q do^T, dq = S_t do;  du = dS^T k, dk = dS u;  dv = beta du, dbeta = du . (v - P^T k);
+//   dP = dS - beta k du^T, dk -= beta P du;  dalpha = <dP, S_{t-1}>, dS_{t-1} = alpha dP.
+// dq, dk of the normalised vectors go through the normalisation (each k_t, q_t is used at step
+// t only). The parameters' gradients are summed per (batch, head), then over the batch in a
+// fixed order (bitwise reproducible for any thread count).
+static void delta_backward(const OpShape *s, int gated, const real *const *in,
+                           const real *const *out, const real *sv, const real *const *dout,
+                           real *const *din) {
+    (void)out;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DeltaOpts, s).chunk;
+    int nc = n_chunks(s), E = gated ? 2 * H : H, neg = OPT_OF(DeltaOpts, s).neg_eigval;
+    const real *qkv = in[CORE_IN_QKV], *xp = in[CORE_IN_XPROJ];
+    real *dqkv = din[CORE_IN_QKV], *dxp = din[CORE_IN_XPROJ];
+    real qscale = 1 / sqrt((real)D);
+    real *part = calloc((size_t)2 * B * H, sizeof(real));  // per bh: d A_log, d dt_bias
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        real *states = malloc(sizeof(real) * (size_t)(L + 1) * D * D);  // S before, then each t
+        real *dS = calloc((size_t)D * D, sizeof(real));
+        real *Q = malloc(sizeof(real) * L * D), *K = malloc(sizeof(real) * L * D);
+        real *U = malloc(sizeof(real) * L * D), *R = malloc(sizeof(real) * L * D);  // R = v - P^T k
+        real *qn = malloc(sizeof(real) * L), *kn = malloc(sizeof(real) * L);
+        real *beta = malloc(sizeof(real) * L), *g = malloc(sizeof(real) * L);
+        real *dq = malloc(sizeof(real) * D), *dk = malloc(sizeof(real) * D);
+        real *du = malloc(sizeof(real) * D);
+        for (int c = nc - 1; c >= 0; c--) {
+            int t0 = c * L, n = T - t0 < L ? T - t0 : L;
+            memcpy(states, sv + ((size_t)bh * nc + c) * D * D, sizeof(real) * D * D);
+            for (int r = 0; r < n; r++) {
+                const real *q = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D, *v = q + 2 * C;
+                qn[r] = delta_l2n(q, D, qscale, Q + r * D);
+                kn[r] = delta_l2n(q + C, D, 1, K + r * D);
+                delta_gates(s, gated, in, b, t0 + r, h, beta + r, g + r);
+                const real *prev = states + (size_t)r * D * D, *k = K + r * D;
+                real *next = states + (size_t)(r + 1) * D * D, a = exp(g[r]);
+                for (int j = 0; j < D; j++) {
+                    real kp = 0;
+                    for (int i = 0; i < D; i++) kp += prev[i * D + j] * k[i];
+                    R[r * D + j] = v[j] - a * kp;
+                    U[r * D + j] = beta[r] * R[r * D + j];
+                }
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++)
+                        next[i * D + j] = a * prev[i * D + j] + k[i] * U[r * D + j];
+            }
+            for (int r = n - 1; r >= 0; r--) {
+                int t = t0 + r;
+                size_t row = ((size_t)b * T + t) * 3 * C + h * D;
+                const real *q = Q + r * D, *k = K + r * D, *u = U + r * D;
+                const real *go = dout[0] + ((size_t)b * T + t) * C + h * D;
+                const real *St = states + (size_t)(r + 1) * D * D, *Sp = states + (size_t)r * D * D;
+                real a = exp(g[r]), dbeta = 0, dalpha = 0;
+                for (int i = 0; i < D; i++) {
+                    real acc = 0;
+                    for (int j = 0; j < D; j++) {
+                        acc += St[i * D + j] * go[j];
+                        dS[i * D + j] += q[i] * go[j];
+                    }
+                    dq[i] = acc;
+                }
+                for (int j = 0; j < D; j++) du[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    real acc = 0;
+                    for (int j = 0; j < D; j++) {
+                        du[j] += dS[i * D + j] * k[i];
+                        acc += dS[i * D + j] * u[j];
+                    }
+                    dk[i] = acc;
+                }
+                for (int j = 0; j < D; j++) {
+                    dbeta += du[j] * R[r * D + j];
+                    dqkv[row + 2 * C + j] += beta[r] * du[j];
+                    du[j] *= -beta[r];  // now d(P^T k)
+                }
+                for (int i = 0; i < D; i++) {
+                    real acc = 0;
+                    for (int j = 0; j < D; j++) {
+                        real d = dS[i * D + j] + k[i] * du[j];
+                        dalpha += d * Sp[i * D + j];
+                        acc += Sp[i * D + j] * du[j];
+                        dS[i * D + j] = a * d;
+                    }
+                    dk[i] += a * acc;
+                }
+                delta_l2n_back(q, dq, D, qscale, qn[r], dqkv + row);
+                delta_l2n_back(k, dk, D, 1, kn[r], dqkv + row + C);
+                const real *x = xp + ((size_t)b * T + t) * E;
+                real sg = delta_sigmoid(x[h]);
+                dxp[((size_t)b * T + t) * E + h] += dbeta * (neg ? 2 : 1) * sg * (1 - sg);
+                if (gated) {
+                    real A = exp(in[CORE_IN_PARAMS][h]), z = x[H + h] + in[CORE_IN_PARAMS + 1][h];
+                    real dg = dalpha * a;                  // alpha = exp(g)
+                    real dz = -dg * A * delta_sigmoid(z);  // g = -A softplus(z)
+                    dxp[((size_t)b * T + t) * E + H + h] += dz;
+                    part[2 * bh] += dg * g[r];  // dg/dA_log = g
+                    part[2 * bh + 1] += dz;
+                }
+            }
+        }
+        free(states), free(dS), free(Q), free(K), free(U), free(R), free(qn), free(kn);
+        free(beta), free(g), free(dq), free(dk), free(du);
+    }
+    if (gated)
+        for (int h = 0; h < H; h++)
+            for (int b = 0; b < B; b++)
+                din[CORE_IN_PARAMS][h] += part[2 * (b * H + h)],
+                    din[CORE_IN_PARAMS + 1][h] += part[2 * (b * H + h) + 1];
+    free(part);
+}
+
+// A = exp(A_log) ~ U[1, 16] and dt = softplus(dt_bias) ~ log-U[1e-3, 1e-1], Mamba-2's
+// initialisation as attention_decay.c draws it (fla's gated_deltanet.py draws A the same way);
+// neither is weight-decayed.
+static int gdelta_params(const OpShape *s, OpParam *out) {
+    out[0] = (OpParam){.name = "A_log", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
+    out[1] = (OpParam){.name = "dt_bias", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
+    return 2;
+}
+static void gdelta_init(const OpShape *s, int index, uint64_t key, real *w) {
+    for (int h = 0; h < s->H; h++) {
+        double u = rng_uniform(key, (uint64_t)h);
+        if (index == 0) {
+            w[h] = (real)log(1 + 15 * u);
+        } else {
+            double dt = exp(log(1e-3) + u * (log(1e-1) - log(1e-3)));
+            w[h] = (real)(dt + log(-expm1(-dt)));  // softplus^-1(dt)
+        }
+    }
+}
+
+static void delta_sizes_any(const OpShape *s, int gated, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    int np = gated ? gdelta_params(s, p) : 0;
+    op_core_sizes(s, in, out, (size_t)(gated ? 2 : 1) * s->H, p, np);
+    *saved = (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
+}
+
+// The CUDA kernels keep a head's D x D state in one block, one thread per value column.
+static int delta_check(const OpShape *s, char *err, size_t errlen) {
+    if (s->C / s->H > DELTA_MAX_D) {
+        snprintf(err, errlen,
+                 "deltanet and gated_deltanet need a head dim (model.d_model / model.n_heads) "
+                 "<= %d, got %d",
+                 DELTA_MAX_D, s->C / s->H);
+        return -1;
+    }
+    return 0;
+}
+
+// Per token and head (mixers.md 18, recurrent form): 6 D^2 (P^T k, the rank-one update, the
+// readout), the two normalisations and the gates; the gated row adds D^2 for the state decay.
+static double delta_flops_any(const OpShape *s, int gated) {
+    double D = (double)s->C / s->H;
+    return s->H * ((6 + gated) * D * D + 8 * D + 10);
+}
+
+// The mean write strength beta_t (and, gated, the mean decay alpha_t) over tokens and heads.
+static int delta_aux_any(const OpShape *s, int gated, const real *const *in, OpAux *out) {
+    double sb = 0, sa = 0;
+    size_t n = (size_t)s->B * s->T * s->H;
+    for (int b = 0; b < s->B; b++)
+        for (int t = 0; t < s->T; t++)
+            for (int h = 0; h < s->H; h++) {
+                real beta, g;
+                delta_gates(s, gated, in, b, t, h, &beta, &g);
+                sb += beta, sa += exp(g);
+            }
+    out[0] = (OpAux){.name = "beta_mean", .value = sb / (double)n};
+    if (!gated) return 1;
+    out[1] = (OpAux){.name = "decay_mean", .value = sa / (double)n};
+    return 2;
+}
+
+#ifdef MT_DOUBLE
+// The definition token by token: S <- alpha (I - beta k k^T) S + beta k v^T, o = S^T q.
+static int delta_reference_any(const OpShape *s, int gated, const double *const *in, double *out) {
+    int T = s->T, C = s->C, H = s->H, D = C / H, E = gated ? 2 * H : H;
+    int neg = OPT_OF(DeltaOpts, s).neg_eigval;
+    double *S = malloc(sizeof(double) * D * D), *kS = malloc(sizeof(double) * D);
+    double *q = malloc(sizeof(double) * D), *k = malloc(sizeof(double) * D);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, sizeof(double) * D * D);
+            for (int t = 0; t < T; t++) {
+                const double *x = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
+                const double *v = x + 2 * C, *xe = in[CORE_IN_XPROJ] + ((size_t)b * T + t) * E;
+                double nq = 0, nk = 0;
+                for (int i = 0; i < D; i++) nq += x[i] * x[i], nk += x[C + i] * x[C + i];
+                for (int i = 0; i < D; i++)
+                    q[i] = x[i] / sqrt(nq + DELTA_NORM_EPS) / sqrt((double)D),
+                    k[i] = x[C + i] / sqrt(nk + DELTA_NORM_EPS);
+                double beta = (neg ? 2.0 : 1.0) / (1 + exp(-xe[h])), alpha = 1;
+                if (gated) {
+                    double z = xe[H + h] + in[CORE_IN_PARAMS + 1][h];
+                    alpha = exp(-exp(in[CORE_IN_PARAMS][h]) * log1p(exp(z)));
+                }
+                for (int j = 0; j < D; j++) {
+                    kS[j] = 0;
+                    for (int i = 0; i < D; i++) kS[j] += k[i] * S[i * D + j];
+                }
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++)
+                        S[i * D + j] =
+                            alpha * (S[i * D + j] - beta * k[i] * kS[j]) + beta * k[i] * v[j];
+                double *o = out + ((size_t)b * T + t) * C + h * D;
+                for (int j = 0; j < D; j++) {
+                    o[j] = 0;
+                    for (int i = 0; i < D; i++) o[j] += S[i * D + j] * q[i];
+                }
+            }
+        }
+    free(S), free(kS), free(q), free(k);
+    return 0;
+}
+static int delta_reference(const OpShape *s, const double *const *in, double *out) {
+    return delta_reference_any(s, 0, in, out);
+}
+static int gdelta_reference(const OpShape *s, const double *const *in, double *out) {
+    return delta_reference_any(s, 1, in, out);
+}
+#else
+#define delta_reference NULL
+#define gdelta_reference NULL
+#endif
+
+// The two rows' entry points: the kernels above with the gate off (deltanet) or on.
+static void delta_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    delta_forward(s, 0, in, out, sv);
+}
+static void gdelta_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    delta_forward(s, 1, in, out, sv);
+}
+static void delta_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                      const real *sv, const real *const *dout, real *const *din) {
+    delta_backward(s, 0, in, out, sv, dout, din);
+}
+static void gdelta_bwd(const OpShape *s, const real *const *in, const real *const *out,
+                       const real *sv, const real *const *dout, real *const *din) {
+    delta_backward(s, 1, in, out, sv, dout, din);
+}
+static void delta_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    delta_sizes_any(s, 0, in, out, saved);
+}
+static void gdelta_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    delta_sizes_any(s, 1, in, out, saved);
+}
+static double delta_flops(const OpShape *s) {
+    return delta_flops_any(s, 0);
+}
+static double gdelta_flops(const OpShape *s) {
+    return delta_flops_any(s, 1);
+}
+static int delta_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    return delta_aux_any(s, 0, in, out);
+}
+static int gdelta_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    return delta_aux_any(s, 1, in, out);
+}
+
+static const OpOption delta_options[] = {
+    {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, offsetof(DeltaOpts, chunk), 0,
+     "chunk length of the chunkwise training form"},
+    {"neg_eigval", OPT_BOOL, "false", NULL, 0, 0, offsetof(DeltaOpts, neg_eigval), 0,
+     "deltanet, gated_deltanet: beta = 2 sigmoid in (0, 2), so I - beta k k^T may flip signs"},
+    {NULL}};
+
+// T = 7 with chunk 3: a partial last chunk; T < chunk: a single one; T = 129 with chunk 64:
+// two full chunks and one token; odd head dims (3, 5).
+// clang-format off
+const F(OpDef) F(op_deltanet) = {
+    .name = "deltanet", .n_in = CORE_IN_PARAMS, .n_out = 1,
+    .sizes = delta_sizes, .forward = delta_fwd, .backward = delta_bwd,
+    .check = delta_check, .aux = delta_aux, .options = delta_options, .mixer = 1,
+    .help = "DeltaNet: linear attention with a delta-rule state update (mixers.md 11)",
+    .flops = delta_flops, .reference = delta_reference,
+    .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4}},
+    .n_tests = 6,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
+              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
+              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
+              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
+              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 neg_eigval=true"}}};
+
+const F(OpDef) F(op_gated_deltanet) = {
+    .name = "gated_deltanet", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
+    .sizes = gdelta_sizes, .forward = gdelta_fwd, .backward = gdelta_bwd,
+    .params = gdelta_params, .init_param = gdelta_init,
+    .check = delta_check, .aux = gdelta_aux, .options = delta_options, .mixer = 1,
+    .help = "Gated DeltaNet: DeltaNet with a Mamba-2 style per-token decay (mixers.md 12)",
+    .flops = gdelta_flops, .reference = gdelta_reference,
+    .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
+                 {"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .n_tests = 6,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
+              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
+              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
+              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
+              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 neg_eigval=true"}}};
+// clang-format on
