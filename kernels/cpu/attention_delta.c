@@ -7,10 +7,10 @@
 //           = P_t + k_t u_t^T,   P_t = alpha_t S_{t-1},   u_t = beta_t (v_t - P_t^T k_t)
 //   o_t     = S_t^T q_t
 // deltanet is the same with alpha_t = 1 (no A_log, dt_bias; x W_x holds beta only).
-// Forward is the chunkwise UT form (below); the saved activations are each chunk's entering
-// state. Backward (first version, not yet chunkwise): each chunk's per-token states are
-// recomputed from its saved entering state and the reverse recurrence runs inside the chunk,
-// so memory is O(T D^2 / chunk) and the cost per token is ~12 D^2, like attention_decay.c.
+// Training runs the chunkwise UT form (mixers.md 11-12) both ways: forward saves each chunk's
+// entering state; backward sweeps the chunks in reverse from those states, recomputing a
+// chunk's U by forward substitution and its gradients with one back substitution, so memory is
+// O(T D^2 / chunk) plus O(chunk^2) per head. The oracle is the per-token recurrence.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,13 +142,20 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
     }
 }
 
-// Reverse sweep of S_t = P_t + k_t u_t^T, P_t = alpha_t S_{t-1}, u_t = beta_t (v_t - P_t^T k_t),
-// o_t = S_t^T q_t, with dS the gradient of S_t:
-//   dS += q do^T, dq = S_t do;  du = dS^T k, dk = dS u;  dv = beta du, dbeta = du . (v - P^T k);
-//   dP = dS - beta k du^T, dk -= beta P du;  dalpha = <dP, S_{t-1}>, dS_{t-1} = alpha dP.
-// dq, dk of the normalised vectors go through the normalisation (each k_t, q_t is used at step
-// t only). The parameters' gradients are summed per (batch, head), then over the batch in a
-// fixed order (bitwise reproducible for any thread count).
+// The chunkwise backward: per chunk, in reverse, from its saved entering state S and dS' (the
+// gradient of its exit state), with A[r, s] = beta_r Gam[r, s] (k_r . k_s) (s < r) and
+// X = diag(beta) (V - diag(a) K S), a = exp(Gc), w = exp(Gc_last - Gc):
+//   dU  = ((Q K^T) (.) Gam (.) M)^T dO + diag(w) K dS'
+//   dX  = (I + A)^{-T} dU (back substitution),  dA = -dX U^T (strictly lower)
+//   dQ  = diag(a) dO S^T + ((dO U^T) (.) Gam (.) M) K
+//   dK  = ((dO U^T) (.) Gam (.) M)^T Q + diag(w) U dS'^T - diag(beta a) dX S^T
+//         + (dA (.) diag(beta) Gam) K + (dA (.) diag(beta) Gam)^T K
+//   dV  = diag(beta) dX,  dbeta_r = dX_r . (V_r - a_r (K S)_r) + sum_s dA[r, s] Gam[r, s] kk[r, s]
+//   dS  = a_last dS' + (diag(a) Q)^T dO - (diag(beta a) K)^T dX
+// and the decays' gradients in log space (dGc from a, w and Gam, then a reverse cumulative sum
+// to the per-token g). dq, dk of the normalised vectors then go through the normalisations.
+// The parameters' gradients are summed per (batch, head), then over the batch in a fixed order
+// (bitwise reproducible for any thread count).
 static void delta_backward(const OpShape *s, int gated, const real *const *in,
                            const real *const *out, const real *sv, const real *const *dout,
                            real *const *din) {
@@ -162,90 +169,143 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        real *states = malloc(sizeof(real) * (size_t)(L + 1) * D * D);  // S before, then each t
-        real *dS = calloc((size_t)D * D, sizeof(real));
-        real *Q = malloc(sizeof(real) * L * D), *K = malloc(sizeof(real) * L * D);
-        real *U = malloc(sizeof(real) * L * D), *R = malloc(sizeof(real) * L * D);  // R = v - P^T k
-        real *qn = malloc(sizeof(real) * L), *kn = malloc(sizeof(real) * L);
-        real *beta = malloc(sizeof(real) * L), *g = malloc(sizeof(real) * L);
-        real *dq = malloc(sizeof(real) * D), *dk = malloc(sizeof(real) * D);
-        real *du = malloc(sizeof(real) * D);
+        size_t LD = (size_t)L * D, LL = (size_t)L * L;
+        real *dSn = calloc((size_t)D * D, sizeof(real));  // dS' of the chunk being swept
+        real *dSp = malloc(sizeof(real) * D * D);         // dS of its entering state
+        real *buf = malloc(sizeof(real) * (10 * LD + 2 * LL + 7 * (size_t)L));
+        real *Q = buf, *K = Q + LD, *U = K + LD, *KS = U + LD, *KdS = KS + LD, *dU = KdS + LD;
+        real *dX = dU + LD, *dQ = dX + LD, *dK = dQ + LD, *Vb = dK + LD;
+        real *KK = Vb + LD, *QK = KK + LL;
+        real *qn = QK + LL, *kn = qn + L, *beta = kn + L, *g = beta + L, *Gc = g + L;
+        real *dGc = Gc + L, *dbeta = dGc + L;
         for (int c = nc - 1; c >= 0; c--) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
-            memcpy(states, sv + ((size_t)bh * nc + c) * D * D, sizeof(real) * D * D);
+            const real *S = sv + ((size_t)bh * nc + c) * D * D;
+            const real *dO = dout[0] + ((size_t)b * T + t0) * C + h * D;  // row r at r C
             for (int r = 0; r < n; r++) {
-                const real *q = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D, *v = q + 2 * C;
+                const real *q = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
                 qn[r] = delta_l2n(q, D, qscale, Q + r * D);
                 kn[r] = delta_l2n(q + C, D, 1, K + r * D);
+                memcpy(Vb + r * D, q + 2 * C, sizeof(real) * D);
                 delta_gates(s, gated, in, b, t0 + r, h, beta + r, g + r);
-                const real *prev = states + (size_t)r * D * D, *k = K + r * D;
-                real *next = states + (size_t)(r + 1) * D * D, a = exp(g[r]);
-                for (int j = 0; j < D; j++) {
-                    real kp = 0;
-                    for (int i = 0; i < D; i++) kp += prev[i * D + j] * k[i];
-                    R[r * D + j] = v[j] - a * kp;
-                    U[r * D + j] = beta[r] * R[r * D + j];
-                }
-                for (int i = 0; i < D; i++)
-                    for (int j = 0; j < D; j++)
-                        next[i * D + j] = a * prev[i * D + j] + k[i] * U[r * D + j];
+                Gc[r] = (r ? Gc[r - 1] : 0) + g[r];
+                dGc[r] = 0, dbeta[r] = 0;
             }
+            real glast = Gc[n - 1], alast = exp(glast);
+            // the forward's U, and K S, K dS', K K^T, Q K^T
+            for (int r = 0; r < n; r++) {
+                for (int j = 0; j < D; j++) {
+                    real ks = 0, kd = 0;
+                    for (int i = 0; i < D; i++)
+                        ks += K[r * D + i] * S[i * D + j], kd += K[r * D + i] * dSn[i * D + j];
+                    KS[r * D + j] = ks, KdS[r * D + j] = kd;
+                    U[r * D + j] = beta[r] * (Vb[r * D + j] - exp(Gc[r]) * ks);
+                }
+                for (int p = 0; p < n; p++) {
+                    real kk = 0, qk = 0;
+                    for (int i = 0; i < D; i++)
+                        kk += K[r * D + i] * K[p * D + i], qk += Q[r * D + i] * K[p * D + i];
+                    KK[r * L + p] = kk, QK[r * L + p] = qk;
+                }
+                for (int p = 0; p < r; p++) {
+                    real coef = beta[r] * exp(Gc[r] - Gc[p]) * KK[r * L + p];
+                    for (int j = 0; j < D; j++) U[r * D + j] -= coef * U[p * D + j];
+                }
+            }
+            // dU, then dX by back substitution
+            for (int p = 0; p < n; p++) {
+                real w = exp(glast - Gc[p]);
+                for (int j = 0; j < D; j++) dU[p * D + j] = w * KdS[p * D + j];
+                for (int r = p; r < n; r++) {
+                    real coef = exp(Gc[r] - Gc[p]) * QK[r * L + p];
+                    for (int j = 0; j < D; j++) dU[p * D + j] += coef * dO[(size_t)r * C + j];
+                }
+            }
+            for (int p = n - 1; p >= 0; p--) {
+                for (int j = 0; j < D; j++) dX[p * D + j] = dU[p * D + j];
+                for (int r = p + 1; r < n; r++) {
+                    real coef = beta[r] * exp(Gc[r] - Gc[p]) * KK[r * L + p];
+                    for (int j = 0; j < D; j++) dX[p * D + j] -= coef * dX[r * D + j];
+                }
+            }
+            // the terms through S, S' and X, row by row
+            for (int r = 0; r < n; r++) {
+                real ar = exp(Gc[r]), w = exp(glast - Gc[r]), da = 0, dw = 0;
+                for (int i = 0; i < D; i++) {
+                    real dq = 0, dk = 0;
+                    for (int j = 0; j < D; j++) {
+                        dq += dO[(size_t)r * C + j] * S[i * D + j];
+                        dk += w * U[r * D + j] * dSn[i * D + j] -
+                              beta[r] * ar * dX[r * D + j] * S[i * D + j];
+                    }
+                    dQ[r * D + i] = ar * dq, dK[r * D + i] = dk;
+                }
+                for (int j = 0; j < D; j++) {
+                    real qs = 0;
+                    for (int i = 0; i < D; i++) qs += Q[r * D + i] * S[i * D + j];
+                    da += dO[(size_t)r * C + j] * qs - beta[r] * dX[r * D + j] * KS[r * D + j];
+                    dbeta[r] += dX[r * D + j] * (Vb[r * D + j] - ar * KS[r * D + j]);
+                    dw += KdS[r * D + j] * U[r * D + j];
+                }
+                dGc[r] += ar * da - w * dw;
+                dGc[n - 1] += w * dw;
+            }
+            // the pair terms: the intra-chunk readout (r >= p) and A (r > p)
+            for (int r = 0; r < n; r++)
+                for (int p = 0; p <= r; p++) {
+                    real gam = exp(Gc[r] - Gc[p]), dou = 0, dxu = 0;
+                    for (int j = 0; j < D; j++)
+                        dou += dO[(size_t)r * C + j] * U[p * D + j],
+                            dxu += dX[r * D + j] * U[p * D + j];
+                    real dgam = dou * QK[r * L + p], ck = gam * dou, dkk = 0;
+                    if (p < r) {
+                        real dA = -dxu;
+                        dbeta[r] += dA * gam * KK[r * L + p];
+                        dgam += dA * beta[r] * KK[r * L + p];
+                        dkk = dA * beta[r] * gam;
+                    }
+                    for (int i = 0; i < D; i++) {
+                        dQ[r * D + i] += ck * K[p * D + i];
+                        dK[p * D + i] += ck * Q[r * D + i] + dkk * K[r * D + i];
+                        dK[r * D + i] += dkk * K[p * D + i];
+                    }
+                    dGc[r] += dgam * gam, dGc[p] -= dgam * gam;
+                }
+            // dS of the entering state
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) {
+                    real acc = alast * dSn[i * D + j];
+                    for (int r = 0; r < n; r++)
+                        acc += exp(Gc[r]) * (Q[r * D + i] * dO[(size_t)r * C + j] -
+                                             beta[r] * K[r * D + i] * dX[r * D + j]);
+                    dSp[i * D + j] = acc;
+                }
+            real dacc = 0;
+            for (int i = 0; i < D * D; i++) dacc += dSn[i] * S[i];
+            dGc[n - 1] += alast * dacc;
+            memcpy(dSn, dSp, sizeof(real) * D * D);
+            // to the inputs: v, the normalisations, beta's and g's pre-activations
+            real dgsum = 0;
             for (int r = n - 1; r >= 0; r--) {
                 int t = t0 + r;
                 size_t row = ((size_t)b * T + t) * 3 * C + h * D;
-                const real *q = Q + r * D, *k = K + r * D, *u = U + r * D;
-                const real *go = dout[0] + ((size_t)b * T + t) * C + h * D;
-                const real *St = states + (size_t)(r + 1) * D * D, *Sp = states + (size_t)r * D * D;
-                real a = exp(g[r]), dbeta = 0, dalpha = 0;
-                for (int i = 0; i < D; i++) {
-                    real acc = 0;
-                    for (int j = 0; j < D; j++) {
-                        acc += St[i * D + j] * go[j];
-                        dS[i * D + j] += q[i] * go[j];
-                    }
-                    dq[i] = acc;
-                }
-                for (int j = 0; j < D; j++) du[j] = 0;
-                for (int i = 0; i < D; i++) {
-                    real acc = 0;
-                    for (int j = 0; j < D; j++) {
-                        du[j] += dS[i * D + j] * k[i];
-                        acc += dS[i * D + j] * u[j];
-                    }
-                    dk[i] = acc;
-                }
-                for (int j = 0; j < D; j++) {
-                    dbeta += du[j] * R[r * D + j];
-                    dqkv[row + 2 * C + j] += beta[r] * du[j];
-                    du[j] *= -beta[r];  // now d(P^T k)
-                }
-                for (int i = 0; i < D; i++) {
-                    real acc = 0;
-                    for (int j = 0; j < D; j++) {
-                        real d = dS[i * D + j] + k[i] * du[j];
-                        dalpha += d * Sp[i * D + j];
-                        acc += Sp[i * D + j] * du[j];
-                        dS[i * D + j] = a * d;
-                    }
-                    dk[i] += a * acc;
-                }
-                delta_l2n_back(q, dq, D, qscale, qn[r], dqkv + row);
-                delta_l2n_back(k, dk, D, 1, kn[r], dqkv + row + C);
+                for (int j = 0; j < D; j++) dqkv[row + 2 * C + j] += beta[r] * dX[r * D + j];
+                delta_l2n_back(Q + r * D, dQ + r * D, D, qscale, qn[r], dqkv + row);
+                delta_l2n_back(K + r * D, dK + r * D, D, 1, kn[r], dqkv + row + C);
                 const real *x = xp + ((size_t)b * T + t) * E;
                 real sg = delta_sigmoid(x[h]);
-                dxp[((size_t)b * T + t) * E + h] += dbeta * (neg ? 2 : 1) * sg * (1 - sg);
+                dxp[((size_t)b * T + t) * E + h] += dbeta[r] * (neg ? 2 : 1) * sg * (1 - sg);
+                dgsum += dGc[r];  // dg_r = sum_{r' >= r} dGc_r'
                 if (gated) {
                     real A = exp(in[CORE_IN_PARAMS][h]), z = x[H + h] + in[CORE_IN_PARAMS + 1][h];
-                    real dg = dalpha * a;                  // alpha = exp(g)
-                    real dz = -dg * A * delta_sigmoid(z);  // g = -A softplus(z)
+                    real dz = -dgsum * A * delta_sigmoid(z);  // g = -A softplus(z)
                     dxp[((size_t)b * T + t) * E + H + h] += dz;
-                    part[2 * bh] += dg * g[r];  // dg/dA_log = g
+                    part[2 * bh] += dgsum * g[r];  // dg/dA_log = g
                     part[2 * bh + 1] += dz;
                 }
             }
         }
-        free(states), free(dS), free(Q), free(K), free(U), free(R), free(qn), free(kn);
-        free(beta), free(g), free(dq), free(dk), free(du);
+        free(dSn), free(dSp), free(buf);
     }
     if (gated)
         for (int h = 0; h < H; h++)

@@ -2,10 +2,10 @@
 // (batch, head), one thread per value column j of the D x D state (key-major, in global
 // memory, column j touched by thread j only): the delta rule's P^T k, rank-one update and
 // readout of column j need no other thread. Forward runs the recurrence token by token (the
-// CPU forward is the chunkwise form of the same function) and saves each chunk's entering
-// state, the CPU row's layout. Backward recomputes a chunk's states from there and sweeps it
-// in reverse, as the CPU backward does; sums over columns (dq, dk, dbeta, dalpha) go through
-// shared memory in a fixed order, so a run is bitwise repeatable.
+// CPU row runs the chunkwise form of the same function) and saves each chunk's entering state,
+// the CPU row's layout. Backward recomputes a chunk's per-token states from there and sweeps
+// them in reverse (not yet the CPU's chunkwise backward); sums over columns (dq, dk, dbeta,
+// dalpha) go through shared memory in a fixed order, so a run is bitwise repeatable.
 #include "cuda_common.cuh"
 
 // The option block of both rows (kernels/cpu/attention_delta.c).
