@@ -36,8 +36,14 @@ static real delta_sigmoid(real x) {
     return 1 / (1 + exp(-x));
 }
 
-static int n_chunks(const OpShape *s) {
+// The chunk length in use: mixer.chunk, or T when the sequence is shorter (the buffers are
+// sized by it, and chunk may be up to 2^20).
+static int delta_chunk(const OpShape *s) {
     int L = OPT_OF(DeltaOpts, s).chunk;
+    return s->T > 0 && s->T < L ? s->T : L;
+}
+static int n_chunks(const OpShape *s) {
+    int L = delta_chunk(s);
     return (s->T + L - 1) / L;
 }
 
@@ -79,7 +85,7 @@ static void delta_l2n_back(const real *y, const real *dy, int D, real scale, rea
 //   S' = exp(Gc_last) S + (exp(Gc_last - Gc) (.) K)^T U
 static void delta_forward(const OpShape *s, int gated, const real *const *in, real *const *out,
                           real *sv) {
-    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DeltaOpts, s).chunk;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = delta_chunk(s);
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV];
     real qscale = 1 / sqrt((real)D);
@@ -160,7 +166,7 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                            const real *const *out, const real *sv, const real *const *dout,
                            real *const *din) {
     (void)out;
-    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DeltaOpts, s).chunk;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = delta_chunk(s);
     int nc = n_chunks(s), E = gated ? 2 * H : H, neg = OPT_OF(DeltaOpts, s).neg_eigval;
     const real *qkv = in[CORE_IN_QKV], *xp = in[CORE_IN_XPROJ];
     real *dqkv = din[CORE_IN_QKV], *dxp = din[CORE_IN_XPROJ];

@@ -17,6 +17,12 @@ OP_OPTIONS_STRUCT(DeltaOpts)
 
 #define DELTA_NORM_EPS 1e-6f
 
+// mixer.chunk, or T when the sequence is shorter (as the CPU row's delta_chunk).
+static int delta_chunk(const OpShape *s) {
+    int L = OPT_OF(DeltaOpts, s).chunk;
+    return s->T > 0 && s->T < L ? s->T : L;
+}
+
 __device__ inline float delta_softplus(float x) {
     return x > 20.f ? x : log1pf(expf(x));
 }
@@ -198,7 +204,7 @@ static void delta_fwd_any(const OpShape *s, int gated, const float *const *in, f
     static float *cur;
     static size_t have;
     DeltaOpts o = OPT_OF(DeltaOpts, s);
-    int D = s->C / s->H, L = o.chunk, nc = (s->T + L - 1) / L;
+    int D = s->C / s->H, L = delta_chunk(s), nc = (s->T + L - 1) / L;
     float *c = mt_cuda_grow(&cur, &have, (size_t)s->B * s->H * D * D);
     const float *A_log = gated ? in[CORE_IN_PARAMS] : NULL;
     const float *dt_bias = gated ? in[CORE_IN_PARAMS + 1] : NULL;
@@ -213,7 +219,7 @@ static void delta_bwd_any(const OpShape *s, int gated, const float *const *in, c
     static float *bufs[4];
     static size_t have[4];
     DeltaOpts o = OPT_OF(DeltaOpts, s);
-    int B = s->B, H = s->H, D = s->C / H, L = o.chunk, nc = (s->T + L - 1) / L;
+    int B = s->B, H = s->H, D = s->C / H, L = delta_chunk(s), nc = (s->T + L - 1) / L;
     float *states = mt_cuda_grow(&bufs[0], &have[0], (size_t)B * H * (L + 1) * D * D);
     float *dS = mt_cuda_grow(&bufs[1], &have[1], (size_t)B * H * D * D);
     float *part = mt_cuda_grow(&bufs[2], &have[2], (size_t)2 * B * H);
