@@ -33,7 +33,7 @@ expect "madtrain: error: command line: key 'optim.lr' expects a number, got '1e-
 expect "madtrain: error: command line: key 'model.tie_embeddings' expects true or false, got 'maybe'" model.tie_embeddings=maybe
 expect "madtrain: error: command line: key 'optim.lr' = -1 is out of range [0, 10]" optim.lr=-1
 expect "madtrain: error: command line: key 'model.n_layers' = 0 is out of range [1, 64]" model.n_layers=0
-expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none, got 'relu'" model.mlp=relu
+expect "madtrain: error: command line: key 'model.mlp' expects one of gelu|swiglu|none|gelu_erf, got 'relu'" model.mlp=relu
 # Invalid UTF-8 (the config written into the run would not be YAML; libyaml's emitter hung).
 expect "madtrain: error: command line: key 'run.name' value is not valid UTF-8" run.name=$'a\xea\xea-b'
 mixers=$("$madtrain" --help | awk '/^Mixers:/ {f = 1; next} /^$/ {f = 0} f {print $1}' | paste -sd'|')
