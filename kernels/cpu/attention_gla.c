@@ -11,10 +11,11 @@
 // kept in log space and only exponentiated as exp(Gc_r - Gc_p), r >= p, or exp(Gc_last - Gc_p):
 //   O  = (Q (.) e^Gc) S + [sum_i Q_ri K_pi e^(Gc_ri - Gc_pi)]_(r >= p) V
 //   S' = diag(e^Gc_last) S + (K (.) e^(Gc_last - Gc))^T V
-// and saves each chunk's entering state. Backward is the fallback form, not the chunkwise one:
-// per chunk, in reverse, it recomputes the chunk's per-token states from the saved entering
-// state and sweeps its tokens in reverse (memory O(T D^2 / chunk) + O(chunk D^2) per head).
-// The oracle is the per-token recurrence in double.
+// and saves each chunk's entering state. Backward is chunkwise too: the chunks in reverse from
+// their saved states, the same products transposed, and the gates' gradient by mixers.md 10's
+// identity (a reverse cumulative sum of q (.) dq - k (.) dk carried across chunks), so memory is
+// O(T D^2 / chunk) + O(chunk (D + chunk)) per head. The oracle is the per-token recurrence in
+// double.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,13 +112,17 @@ static void gla_forward(const OpShape *s, const real *const *in, real *const *ou
     }
 }
 
-// Per chunk in reverse: the states S_r (r = 0..n, S_0 the saved entering state) by the
-// recurrence, then per token in reverse with dS the gradient of S_t:
-//   dS += q^ do^T;  dq^ = S_t do;  dk = dS v;  dv = dS^T k;  dalpha = rowsum(dS (.) S_{t-1});
-//   dS <- diag(alpha) dS (the gradient of S_{t-1})
-// and dz = dalpha alpha sigmoid(-z) / gate_norm (d log sigmoid(z) / dz = sigmoid(-z)).
-// gate_bias's gradient is summed per (batch, head), then over the batch in a fixed order
-// (bitwise reproducible for any thread count).
+// The chunkwise backward: per chunk, in reverse, from its saved entering state S and dS' (the
+// gradient of its exit state), with A[r, p] = sum_i Q_ri K_pi exp(Gc_ri - Gc_pi) (p <= r),
+// dA = dO V^T (p <= r), w = exp(Gc_last - Gc):
+//   dQ = (dO S^T) (.) e^Gc + [sum_p dA_rp K_pi exp(Gc_ri - Gc_pi)]
+//   dK = [sum_r dA_rp Q_ri exp(Gc_ri - Gc_pi)] + w (.) (V dS'^T)
+//   dV = A^T dO + (K (.) w) dS'
+//   dS = diag(e^Gc_last) dS' + (Q (.) e^Gc)^T dO
+// and the gates by mixers.md 10's identity, d log alpha_r = sum_{t >= r} (q_t (.) dq_t -
+// k_t (.) dk_t) (q the scaled query), a reverse cumulative sum carried across the chunks;
+// dz = d log alpha sigmoid(-z) / gate_norm. gate_bias's gradient is summed per (batch, head),
+// then over the batch in a fixed order (bitwise reproducible for any thread count).
 static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
                          const real *sv, const real *const *dout, real *const *din) {
     (void)out;
@@ -130,55 +135,88 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        size_t DD = (size_t)D * D;
-        real *dS = calloc(DD, sizeof(real));
-        real *St = malloc(sizeof(real) * (L + 1) * DD);
-        real *z = malloc(sizeof(real) * 4 * D), *la = z + D, *a = la + D, *da = a + D;
+        size_t LD = (size_t)L * D, DD = (size_t)D * D;
+        real *dSn = calloc(DD, sizeof(real));  // dS' of the chunk being swept
+        real *buf = malloc(sizeof(real) * (8 * LD + (size_t)L * L + 2 * (size_t)D));
+        real *Q = buf, *K = Q + LD, *V = K + LD, *Gc = V + LD, *z = Gc + LD, *dQ = z + LD;
+        real *dK = dQ + LD, *dV = dK + LD, *dA = dV + LD, *carry = dA + (size_t)L * L;
+        real *el = carry + D;
+        for (int i = 0; i < D; i++) carry[i] = 0;
         for (int c = nc - 1; c >= 0; c--) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
-            memcpy(St, sv + ((size_t)bh * nc + c) * DD, sizeof(real) * DD);
+            const real *S = sv + ((size_t)bh * nc + c) * DD;
+            const real *dO = dout[0] + ((size_t)b * T + t0) * C + h * D;  // row r at r C
             for (int r = 0; r < n; r++) {
                 const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
-                const real *prev = St + (size_t)r * DD;
-                real *next = St + (size_t)(r + 1) * DD;
-                gla_gates(s, in, b, t0 + r, h, z, la);
-                for (int i = 0; i < D; i++) {
-                    real ai = exp(la[i]);
-                    for (int j = 0; j < D; j++)
-                        next[i * D + j] = ai * prev[i * D + j] + x[C + i] * x[2 * C + j];
-                }
+                for (int i = 0; i < D; i++)
+                    Q[r * D + i] = qscale * x[i], K[r * D + i] = x[C + i],
+                              V[r * D + i] = x[2 * C + i];
+                real *la = dQ + r * D;  // scratch until dQ is computed
+                gla_gates(s, in, b, t0 + r, h, z + r * D, la);
+                for (int i = 0; i < D; i++) Gc[r * D + i] = (r ? Gc[(r - 1) * D + i] : 0) + la[i];
             }
+            const real *Gl = Gc + (size_t)(n - 1) * D;
+            for (int i = 0; i < D; i++) el[i] = exp(Gl[i]);
+            // dA, then the terms through S and S'
+            for (int r = 0; r < n; r++)
+                for (int p = 0; p <= r; p++) {
+                    real acc = 0;
+                    for (int j = 0; j < D; j++) acc += dO[(size_t)r * C + j] * V[p * D + j];
+                    dA[r * L + p] = acc;
+                }
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < D; i++) {
+                    real ds = 0, vd = 0, w = exp(Gl[i] - Gc[r * D + i]);
+                    for (int j = 0; j < D; j++)
+                        ds += S[i * D + j] * dO[(size_t)r * C + j],
+                            vd += V[r * D + j] * dSn[i * D + j];
+                    dQ[r * D + i] = exp(Gc[r * D + i]) * ds, dK[r * D + i] = w * vd;
+                }
+            for (int p = 0; p < n; p++)
+                for (int j = 0; j < D; j++) {
+                    real acc = 0;
+                    for (int i = 0; i < D; i++)
+                        acc += K[p * D + i] * exp(Gl[i] - Gc[p * D + i]) * dSn[i * D + j];
+                    dV[p * D + j] = acc;
+                }
+            // the intra-chunk pairs: A_rp recomputed, dQ, dK through dA
+            for (int r = 0; r < n; r++)
+                for (int p = 0; p <= r; p++) {
+                    real a = 0, d = dA[r * L + p];
+                    for (int i = 0; i < D; i++) {
+                        real gam = exp(Gc[r * D + i] - Gc[p * D + i]);
+                        a += Q[r * D + i] * K[p * D + i] * gam;
+                        dQ[r * D + i] += d * K[p * D + i] * gam;
+                        dK[p * D + i] += d * Q[r * D + i] * gam;
+                    }
+                    for (int j = 0; j < D; j++) dV[p * D + j] += a * dO[(size_t)r * C + j];
+                }
+            // dS of the entering state
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) {
+                    real acc = el[i] * dSn[i * D + j];
+                    for (int r = 0; r < n; r++)
+                        acc += Q[r * D + i] * exp(Gc[r * D + i]) * dO[(size_t)r * C + j];
+                    dSn[i * D + j] = acc;
+                }
+            // to the inputs, the gates by the identity (reverse cumulative sum)
             for (int r = n - 1; r >= 0; r--) {
                 int t = t0 + r;
                 size_t row = ((size_t)b * T + t) * 3 * C + h * D;
-                const real *x = qkv + row, *dO = dout[0] + ((size_t)b * T + t) * C + h * D;
-                const real *Sn = St + (size_t)(r + 1) * DD, *Sp = St + (size_t)r * DD;
-                real *dq = dqkv + row, *dk = dq + C, *dv = dk + C;
-                gla_gates(s, in, b, t, h, z, la);
-                for (int i = 0; i < D; i++) {
-                    real qh = qscale * x[i], dqh = 0, dki = 0, dai = 0, ki = x[C + i];
-                    a[i] = exp(la[i]);
-                    for (int j = 0; j < D; j++) {
-                        real d = dS[i * D + j] + qh * dO[j];
-                        dS[i * D + j] = d;
-                        dqh += Sn[i * D + j] * dO[j];
-                        dki += d * x[2 * C + j];
-                        dai += d * Sp[i * D + j];
-                        dv[j] += d * ki;
-                    }
-                    dq[i] += qscale * dqh, dk[i] += dki, da[i] = dai;
-                    for (int j = 0; j < D; j++) dS[i * D + j] *= a[i];
-                }
                 real *dx = dxp + ((size_t)b * T + t) * C + h * D;
                 for (int i = 0; i < D; i++) {
-                    real sgm = 1 / (1 + exp(z[i]));  // sigmoid(-z)
-                    real dz = da[i] * a[i] * sgm * inv;
+                    real zi = z[r * D + i];
+                    carry[i] += Q[r * D + i] * dQ[r * D + i] - K[r * D + i] * dK[r * D + i];
+                    real dz = carry[i] * inv / (1 + exp(zi));  // d log sigmoid / dz = sigmoid(-z)
                     dx[i] += dz;
                     part[(size_t)b * C + h * D + i] += dz;
+                    dqkv[row + i] += qscale * dQ[r * D + i];
+                    dqkv[row + C + i] += dK[r * D + i];
+                    dqkv[row + 2 * C + i] += dV[r * D + i];
                 }
             }
         }
-        free(dS), free(St), free(z);
+        free(dSn), free(buf);
     }
     for (int ch = 0; ch < C; ch++)
         for (int b = 0; b < B; b++) din[CORE_IN_PARAMS][ch] += part[(size_t)b * C + ch];

@@ -6,7 +6,7 @@
 // alpha_i scales row i, so the state update, dq, dk and dalpha need no other thread); it
 // recomputes a chunk's per-token states from the saved one into a value-major buffer (coalesced
 // for a thread per row) and sweeps them in reverse; dv sums over rows through shared memory in
-// a fixed order, so a run is bitwise repeatable. Not yet the chunkwise backward.
+// a fixed order, so a run is bitwise repeatable. Not yet the CPU row's chunkwise backward.
 #include "cuda_common.cuh"
 
 // The option block (kernels/cpu/attention_gla.c).
