@@ -6,7 +6,8 @@
 // The paper's gate is low rank (x W_a1 W_a2 + b, rank 16); here it is the layer's full-rank W_x
 // [C, C] (zero at initialisation) plus this op's gate_bias [C] (init 0, not weight-decayed), so
 // every gate starts at alpha = sigmoid(0)^(1 / gate_norm) = 2^(-1/16) ~ 0.958 per channel
-// (a memory of ~24 tokens). The paper's output gate and RMSNorm are the layer's model.gate.
+// (a memory of ~24 tokens). The paper's swish output gate is the layer's model.gate (a sigmoid
+// gate); its per-head RMSNorm of o has no counterpart here.
 // Forward runs the chunkwise form (mixers.md 10) with the cumulative log gates Gc of a chunk
 // kept in log space and only exponentiated as exp(Gc_r - Gc_p), r >= p, or exp(Gc_last - Gc_p):
 //   O  = (Q (.) e^Gc) S + [sum_i Q_ri K_pi e^(Gc_ri - Gc_pi)]_(r >= p) V
@@ -238,7 +239,8 @@ static void gla_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) 
     *saved = (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
 }
 
-// The CUDA kernels keep a head's D x D state in one block, one thread per value column.
+// The CUDA kernels keep a head's D x D state in one block (forward a thread per value column,
+// backward a thread per key row and a D x (D + 1) reduction buffer in shared memory).
 static int gla_check(const OpShape *s, char *err, size_t errlen) {
     if (s->C / s->H > GLA_MAX_D) {
         snprintf(err, errlen, "gla needs a head dim (model.d_model / model.n_heads) <= %d, got %d",
