@@ -1,0 +1,337 @@
+// Gated linear attention (GLA, Yang et al. 2024; mixers.md section 10): linear attention whose
+// state decays per key channel by a data-dependent gate. Per head h (head dim D), per token t:
+//   log alpha_t = logsigmoid(x_t W_x[h D .. h D + D) + gate_bias[h D ..]) / mixer.gate_norm
+//   S_t         = diag(alpha_t) S_{t-1} + k_t v_t^T          (S [D, D], key-major)
+//   o_t         = S_t^T (q_t / sqrt(D))
+// The paper's gate is low rank (x W_a1 W_a2 + b, rank 16); here it is the layer's full-rank W_x
+// [C, C] (zero at initialisation) plus this op's gate_bias [C] (init 0, not weight-decayed), so
+// every gate starts at alpha = sigmoid(0)^(1 / gate_norm) = 2^(-1/16) ~ 0.958 per channel
+// (a memory of ~24 tokens). The paper's swish output gate is the layer's model.gate (a sigmoid
+// gate); its per-head RMSNorm of o has no counterpart here.
+// Forward runs the chunkwise form (mixers.md 10) with the cumulative log gates Gc of a chunk
+// kept in log space and only exponentiated as exp(Gc_r - Gc_p), r >= p, or exp(Gc_last - Gc_p):
+//   O  = (Q (.) e^Gc) S + [sum_i Q_ri K_pi e^(Gc_ri - Gc_pi)]_(r >= p) V
+//   S' = diag(e^Gc_last) S + (K (.) e^(Gc_last - Gc))^T V
+// and saves each chunk's entering state. Backward is chunkwise too: the chunks in reverse from
+// their saved states, the same products transposed, and the gates' gradient by mixers.md 10's
+// identity (a reverse cumulative sum of q (.) dq - k (.) dk carried across chunks), so memory is
+// O(T D^2 / chunk) + O(chunk (D + chunk)) per head. The oracle is the per-token recurrence in
+// double.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ops.h"
+#include "../real.h"
+
+// The option block; kernels/cuda/attention_gla.cu mirrors it.
+typedef struct {
+    int chunk;         // tokens per chunk of the training form (and between saved states)
+    double gate_norm;  // the paper's gate_logit_normalizer
+} GlaOpts;
+OP_OPTIONS_STRUCT(GlaOpts)
+
+enum { GLA_MAX_D = 128 };  // the CUDA kernel's limit (a D x (D + 1) reduction in shared memory)
+
+// log sigmoid(z) without overflow for either sign.
+static real gla_logsigmoid(real z) {
+    return z < 0 ? z - log1p(exp(z)) : -log1p(exp(-z));
+}
+
+// mixer.chunk, or T when the sequence is shorter (the buffers are sized by it).
+static int gla_chunk(const OpShape *s) {
+    int L = OPT_OF(GlaOpts, s).chunk;
+    return s->T > 0 && s->T < L ? s->T : L;
+}
+static int n_chunks(const OpShape *s) {
+    int L = gla_chunk(s);
+    return (s->T + L - 1) / L;
+}
+
+// The pre-activations z (logits + bias) and log alpha of token t in head h, D channels.
+static void gla_gates(const OpShape *s, const real *const *in, int b, int t, int h, real *z,
+                      real *la) {
+    int C = s->C, D = C / s->H;
+    real inv = (real)(1 / OPT_OF(GlaOpts, s).gate_norm);
+    const real *x = in[CORE_IN_XPROJ] + ((size_t)b * s->T + t) * C + h * D;
+    const real *bias = in[CORE_IN_PARAMS] + h * D;
+    for (int i = 0; i < D; i++) {
+        z[i] = x[i] + bias[i];
+        la[i] = gla_logsigmoid(z[i]) * inv;
+    }
+}
+
+static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
+    int nc = n_chunks(s);
+    const real *qkv = in[CORE_IN_QKV];
+    real qscale = 1 / sqrt((real)D);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        size_t LD = (size_t)L * D;
+        real *S = calloc((size_t)D * D, sizeof(real));
+        real *buf = malloc(sizeof(real) * (5 * LD));
+        real *Q = buf, *K = Q + LD, *V = K + LD, *Gc = V + LD, *z = Gc + LD;
+        for (int c = 0; c < nc; c++) {
+            int t0 = c * L, n = T - t0 < L ? T - t0 : L;
+            memcpy(sv + ((size_t)bh * nc + c) * D * D, S, sizeof(real) * D * D);
+            for (int r = 0; r < n; r++) {
+                const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
+                for (int i = 0; i < D; i++)
+                    Q[r * D + i] = qscale * x[i], K[r * D + i] = x[C + i],
+                              V[r * D + i] = x[2 * C + i];
+                gla_gates(s, in, b, t0 + r, h, z + r * D, Gc + r * D);
+                if (r)
+                    for (int i = 0; i < D; i++) Gc[r * D + i] += Gc[(r - 1) * D + i];
+            }
+            for (int r = 0; r < n; r++) {
+                real *o = out[0] + ((size_t)b * T + t0 + r) * C + h * D;
+                for (int j = 0; j < D; j++) o[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    real qa = Q[r * D + i] * exp(Gc[r * D + i]);
+                    for (int j = 0; j < D; j++) o[j] += qa * S[i * D + j];
+                }
+                for (int p = 0; p <= r; p++) {
+                    real coef = 0;
+                    for (int i = 0; i < D; i++)
+                        coef += Q[r * D + i] * K[p * D + i] * exp(Gc[r * D + i] - Gc[p * D + i]);
+                    for (int j = 0; j < D; j++) o[j] += coef * V[p * D + j];
+                }
+            }
+            const real *Gl = Gc + (size_t)(n - 1) * D;
+            for (int i = 0; i < D; i++) {
+                real al = exp(Gl[i]);
+                for (int j = 0; j < D; j++) S[i * D + j] *= al;
+                for (int p = 0; p < n; p++) {
+                    real w = K[p * D + i] * exp(Gl[i] - Gc[p * D + i]);
+                    for (int j = 0; j < D; j++) S[i * D + j] += w * V[p * D + j];
+                }
+            }
+        }
+        free(S), free(buf);
+    }
+}
+
+// The chunkwise backward: per chunk, in reverse, from its saved entering state S and dS' (the
+// gradient of its exit state), with A[r, p] = sum_i Q_ri K_pi exp(Gc_ri - Gc_pi) (p <= r),
+// dA = dO V^T (p <= r), w = exp(Gc_last - Gc):
+//   dQ = (dO S^T) (.) e^Gc + [sum_p dA_rp K_pi exp(Gc_ri - Gc_pi)]
+//   dK = [sum_r dA_rp Q_ri exp(Gc_ri - Gc_pi)] + w (.) (V dS'^T)
+//   dV = A^T dO + (K (.) w) dS'
+//   dS = diag(e^Gc_last) dS' + (Q (.) e^Gc)^T dO
+// and the gates by mixers.md 10's identity, d log alpha_r = sum_{t >= r} (q_t (.) dq_t -
+// k_t (.) dk_t) (q the scaled query), a reverse cumulative sum carried across the chunks;
+// dz = d log alpha sigmoid(-z) / gate_norm. gate_bias's gradient is summed per (batch, head),
+// then over the batch in a fixed order (bitwise reproducible for any thread count).
+static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
+                         const real *sv, const real *const *dout, real *const *din) {
+    (void)out;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
+    int nc = n_chunks(s);
+    const real *qkv = in[CORE_IN_QKV];
+    real *dqkv = din[CORE_IN_QKV], *dxp = din[CORE_IN_XPROJ];
+    real qscale = 1 / sqrt((real)D), inv = (real)(1 / OPT_OF(GlaOpts, s).gate_norm);
+    real *part = calloc((size_t)B * C, sizeof(real));  // per (b, channel): d gate_bias
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        size_t LD = (size_t)L * D, DD = (size_t)D * D;
+        real *dSn = calloc(DD, sizeof(real));  // dS' of the chunk being swept
+        real *buf = malloc(sizeof(real) * (8 * LD + (size_t)L * L + 2 * (size_t)D));
+        real *Q = buf, *K = Q + LD, *V = K + LD, *Gc = V + LD, *z = Gc + LD, *dQ = z + LD;
+        real *dK = dQ + LD, *dV = dK + LD, *dA = dV + LD, *carry = dA + (size_t)L * L;
+        real *el = carry + D;
+        for (int i = 0; i < D; i++) carry[i] = 0;
+        for (int c = nc - 1; c >= 0; c--) {
+            int t0 = c * L, n = T - t0 < L ? T - t0 : L;
+            const real *S = sv + ((size_t)bh * nc + c) * DD;
+            const real *dO = dout[0] + ((size_t)b * T + t0) * C + h * D;  // row r at r C
+            for (int r = 0; r < n; r++) {
+                const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
+                for (int i = 0; i < D; i++)
+                    Q[r * D + i] = qscale * x[i], K[r * D + i] = x[C + i],
+                              V[r * D + i] = x[2 * C + i];
+                real *la = dQ + r * D;  // scratch until dQ is computed
+                gla_gates(s, in, b, t0 + r, h, z + r * D, la);
+                for (int i = 0; i < D; i++) Gc[r * D + i] = (r ? Gc[(r - 1) * D + i] : 0) + la[i];
+            }
+            const real *Gl = Gc + (size_t)(n - 1) * D;
+            for (int i = 0; i < D; i++) el[i] = exp(Gl[i]);
+            // dA, then the terms through S and S'
+            for (int r = 0; r < n; r++)
+                for (int p = 0; p <= r; p++) {
+                    real acc = 0;
+                    for (int j = 0; j < D; j++) acc += dO[(size_t)r * C + j] * V[p * D + j];
+                    dA[r * L + p] = acc;
+                }
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < D; i++) {
+                    real ds = 0, vd = 0, w = exp(Gl[i] - Gc[r * D + i]);
+                    for (int j = 0; j < D; j++)
+                        ds += S[i * D + j] * dO[(size_t)r * C + j],
+                            vd += V[r * D + j] * dSn[i * D + j];
+                    dQ[r * D + i] = exp(Gc[r * D + i]) * ds, dK[r * D + i] = w * vd;
+                }
+            for (int p = 0; p < n; p++)
+                for (int j = 0; j < D; j++) {
+                    real acc = 0;
+                    for (int i = 0; i < D; i++)
+                        acc += K[p * D + i] * exp(Gl[i] - Gc[p * D + i]) * dSn[i * D + j];
+                    dV[p * D + j] = acc;
+                }
+            // the intra-chunk pairs: A_rp recomputed, dQ, dK through dA
+            for (int r = 0; r < n; r++)
+                for (int p = 0; p <= r; p++) {
+                    real a = 0, d = dA[r * L + p];
+                    for (int i = 0; i < D; i++) {
+                        real gam = exp(Gc[r * D + i] - Gc[p * D + i]);
+                        a += Q[r * D + i] * K[p * D + i] * gam;
+                        dQ[r * D + i] += d * K[p * D + i] * gam;
+                        dK[p * D + i] += d * Q[r * D + i] * gam;
+                    }
+                    for (int j = 0; j < D; j++) dV[p * D + j] += a * dO[(size_t)r * C + j];
+                }
+            // dS of the entering state
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) {
+                    real acc = el[i] * dSn[i * D + j];
+                    for (int r = 0; r < n; r++)
+                        acc += Q[r * D + i] * exp(Gc[r * D + i]) * dO[(size_t)r * C + j];
+                    dSn[i * D + j] = acc;
+                }
+            // to the inputs, the gates by the identity (reverse cumulative sum)
+            for (int r = n - 1; r >= 0; r--) {
+                int t = t0 + r;
+                size_t row = ((size_t)b * T + t) * 3 * C + h * D;
+                real *dx = dxp + ((size_t)b * T + t) * C + h * D;
+                for (int i = 0; i < D; i++) {
+                    real zi = z[r * D + i];
+                    carry[i] += Q[r * D + i] * dQ[r * D + i] - K[r * D + i] * dK[r * D + i];
+                    real dz = carry[i] * inv / (1 + exp(zi));  // d log sigmoid / dz = sigmoid(-z)
+                    dx[i] += dz;
+                    part[(size_t)b * C + h * D + i] += dz;
+                    dqkv[row + i] += qscale * dQ[r * D + i];
+                    dqkv[row + C + i] += dK[r * D + i];
+                    dqkv[row + 2 * C + i] += dV[r * D + i];
+                }
+            }
+        }
+        free(dSn), free(buf);
+    }
+    for (int ch = 0; ch < C; ch++)
+        for (int b = 0; b < B; b++) din[CORE_IN_PARAMS][ch] += part[(size_t)b * C + ch];
+    free(part);
+}
+
+// gate_bias [C]: zero at initialisation (every gate starts at 2^(-1/gate_norm), W_x being zero
+// too), trainable, not weight-decayed (decay would pull the gates back to that value).
+static int gla_params(const OpShape *s, OpParam *out) {
+    out[0] = (OpParam){
+        .name = "gate_bias", .rows = s->C, .init = INIT_ZEROS, .trainable = 1, .decay = 0};
+    return 1;
+}
+
+static void gla_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    OpParam p[OP_MAX_PARAMS];
+    int np = gla_params(s, p);
+    op_core_sizes(s, in, out, (size_t)s->C, p, np);
+    *saved = (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
+}
+
+// The CUDA kernels keep a head's D x D state in one block (forward a thread per value column,
+// backward a thread per key row and a D x (D + 1) reduction buffer in shared memory).
+static int gla_check(const OpShape *s, char *err, size_t errlen) {
+    if (s->C / s->H > GLA_MAX_D) {
+        snprintf(err, errlen, "gla needs a head dim (model.d_model / model.n_heads) <= %d, got %d",
+                 GLA_MAX_D, s->C / s->H);
+        return -1;
+    }
+    return 0;
+}
+
+// Per token and head (mixers.md 18, recurrent form): 5 D^2 (the decay, the rank-one update, the
+// readout) and the gates' log sigmoid and exp, counted as 10 per channel.
+static double gla_flops(const OpShape *s) {
+    double D = (double)s->C / s->H;
+    return s->H * (5 * D * D + 10 * D);
+}
+
+// The mean decay alpha over tokens, heads and key channels.
+static int gla_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    int D = s->C / s->H;
+    double sa = 0;
+    real *z = malloc(sizeof(real) * 2 * D), *la = z + D;
+    for (int b = 0; b < s->B; b++)
+        for (int t = 0; t < s->T; t++)
+            for (int h = 0; h < s->H; h++) {
+                gla_gates(s, in, b, t, h, z, la);
+                for (int i = 0; i < D; i++) sa += exp(la[i]);
+            }
+    free(z);
+    out[0] = (OpAux){.name = "decay_mean", .value = sa / ((double)s->B * s->T * s->C)};
+    return 1;
+}
+
+#ifdef MT_DOUBLE
+// The definition token by token: alpha = sigmoid(z)^(1 / gate_norm),
+// S <- diag(alpha) S + k v^T, o = S^T q / sqrt(D).
+static int gla_reference(const OpShape *s, const double *const *in, double *out) {
+    int T = s->T, C = s->C, H = s->H, D = C / H;
+    double gn = OPT_OF(GlaOpts, s).gate_norm;
+    double *S = malloc(sizeof(double) * D * D);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, sizeof(double) * D * D);
+            for (int t = 0; t < T; t++) {
+                const double *q = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
+                const double *k = q + C, *v = q + 2 * C;
+                const double *xe = in[CORE_IN_XPROJ] + ((size_t)b * T + t) * C + h * D;
+                const double *bias = in[CORE_IN_PARAMS] + h * D;
+                for (int i = 0; i < D; i++) {
+                    double alpha = pow(1 / (1 + exp(-(xe[i] + bias[i]))), 1 / gn);
+                    for (int j = 0; j < D; j++) S[i * D + j] = alpha * S[i * D + j] + k[i] * v[j];
+                }
+                double *o = out + ((size_t)b * T + t) * C + h * D;
+                for (int j = 0; j < D; j++) {
+                    o[j] = 0;
+                    for (int i = 0; i < D; i++) o[j] += S[i * D + j] * q[i] / sqrt((double)D);
+                }
+            }
+        }
+    free(S);
+    return 0;
+}
+#else
+#define gla_reference NULL
+#endif
+
+// chunk is declared exactly as decay's and deltanet's (the config refuses differing ones).
+// gate_norm's range is closed ([1e-6, 1e6]: the option ranges are inclusive).
+static const OpOption gla_options[] = {
+    {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, offsetof(GlaOpts, chunk), 0,
+     "chunk length of the chunkwise training form"},
+    {"gate_norm", OPT_FLOAT, "16", NULL, 1e-6, 1e6, offsetof(GlaOpts, gate_norm), 0,
+     "gla: log alpha = logsigmoid(logits) / gate_norm (the paper's gate_logit_normalizer)"},
+    {NULL}};
+
+// T = 7 with chunk 3: a partial last chunk; T < chunk: a single one; T = 129 with chunk 64:
+// two full chunks and one token; odd head dims (3, 5); gate_norm = 1: fast decays.
+// clang-format off
+const F(OpDef) F(op_gla) = {
+    .name = "gla", .n_in = CORE_IN_PARAMS + 1, .n_out = 1,
+    .sizes = gla_sizes, .forward = gla_forward, .backward = gla_backward,
+    .params = gla_params,
+    .check = gla_check, .aux = gla_aux, .options = gla_options, .mixer = 1,
+    .help = "GLA: gated linear attention, a per-key-channel data-dependent decay (mixers.md 10)",
+    .flops = gla_flops, .reference = gla_reference,
+    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .n_tests = 7,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
+              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
+              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
+              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
+              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 gate_norm=1"},
+              {{.B = 1, .T = 9, .C = 15, .H = 3}, "chunk=4 gate_norm=1"}}};
+// clang-format on

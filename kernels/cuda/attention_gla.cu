@@ -1,0 +1,159 @@
+// Gated linear attention (GLA), the twin of kernels/cpu/attention_gla.c. One block per
+// (batch, head), D threads. Forward: one thread per value column j of the D x D state
+// (key-major in global memory, column j touched by thread j only), the recurrence token by
+// token (the CPU row runs the chunkwise form of the same function), saving each chunk's
+// entering state in the CPU row's layout. Backward: one thread per key row i (the decay
+// alpha_i scales row i, so the state update, dq, dk and dalpha need no other thread); it
+// recomputes a chunk's per-token states from the saved one into a value-major buffer (coalesced
+// for a thread per row) and sweeps them in reverse; dv sums over rows through shared memory in
+// a fixed order, so a run is bitwise repeatable. Not yet the CPU row's chunkwise backward.
+#include "cuda_common.cuh"
+
+// The option block (kernels/cpu/attention_gla.c).
+typedef struct {
+    int chunk;
+    double gate_norm;
+} GlaOpts;
+OP_OPTIONS_STRUCT(GlaOpts)
+
+// mixer.chunk, or T when the sequence is shorter (as the CPU row's gla_chunk).
+static int gla_chunk(const OpShape *s) {
+    int L = OPT_OF(GlaOpts, s).chunk;
+    return s->T > 0 && s->T < L ? s->T : L;
+}
+
+__device__ inline float gla_logsigmoid(float z) {
+    return z < 0.f ? z - log1pf(expf(z)) : -log1pf(expf(-z));
+}
+
+// Shared memory: qs (scaled q), ks, as (the decays) [D] of the current token.
+__global__ void gla_forward_kernel(float *out, float *states, const float *qkv, const float *xp,
+                                   const float *bias, float inv, int T, int C, int H, int L, int nc,
+                                   float *cur_all) {
+    extern __shared__ float sh[];
+    int bh = blockIdx.x, b = bh / H, h = bh % H, D = C / H, j = threadIdx.x;
+    float *qs = sh, *ks = sh + D, *as = ks + D, *cur = cur_all + (size_t)bh * D * D;
+    float qscale = rsqrtf((float)D);
+    for (int i = 0; i < D; i++) cur[i * D + j] = 0.f;
+    for (int t = 0; t < T; t++) {
+        if (t % L == 0)
+            for (int i = 0; i < D; i++)
+                states[((size_t)bh * nc + t / L) * D * D + i * D + j] = cur[i * D + j];
+        size_t row = (size_t)b * T + t;
+        const float *q = qkv + row * 3 * C + h * D;
+        qs[j] = q[j] * qscale, ks[j] = q[C + j];
+        as[j] = expf(gla_logsigmoid(xp[row * C + h * D + j] + bias[h * D + j]) * inv);
+        __syncthreads();
+        float v = q[2 * C + j], acc = 0.f;
+        for (int i = 0; i < D; i++) {
+            float s = as[i] * cur[i * D + j] + ks[i] * v;
+            cur[i * D + j] = s;
+            acc += s * qs[i];
+        }
+        out[row * C + h * D + j] = acc;
+        __syncthreads();
+    }
+}
+
+// Thread x is key row x (and, for dv, value column x). states and dS are value-major
+// ([j D + i]). Shared memory: red [D][D + 1] (a row per i), vs (v_t), dos (do_t) [D].
+__global__ void gla_backward_kernel(float *dqkv, float *dxp, float *part, const float *dout,
+                                    const float *qkv, const float *xp, const float *bias, float inv,
+                                    const float *saved, int T, int C, int H, int L, int nc,
+                                    float *states_all, float *dS_all) {
+    extern __shared__ float sh[];
+    int bh = blockIdx.x, b = bh / H, h = bh % H, D = C / H, x = threadIdx.x, ld = D + 1;
+    float *red = sh, *vs = red + (size_t)D * ld, *dos = vs + D;
+    float *states = states_all + (size_t)bh * (L + 1) * D * D, *dS = dS_all + (size_t)bh * D * D;
+    float qscale = rsqrtf((float)D), pb = 0.f, bx = bias[h * D + x];
+    for (int j = 0; j < D; j++) dS[j * D + x] = 0.f;
+    for (int c = nc - 1; c >= 0; c--) {
+        int t0 = c * L, len = T - t0 < L ? T - t0 : L;
+        for (int j = 0; j < D; j++)
+            states[j * D + x] = saved[((size_t)bh * nc + c) * D * D + (size_t)x * D + j];
+        for (int r = 0; r < len; r++) {
+            size_t row = (size_t)b * T + t0 + r;
+            const float *q = qkv + row * 3 * C + h * D;
+            vs[x] = q[2 * C + x];
+            __syncthreads();
+            float a = expf(gla_logsigmoid(xp[row * C + h * D + x] + bx) * inv), k = q[C + x];
+            const float *prev = states + (size_t)r * D * D;
+            float *next = states + (size_t)(r + 1) * D * D;
+            for (int j = 0; j < D; j++) next[j * D + x] = a * prev[j * D + x] + k * vs[j];
+            __syncthreads();
+        }
+        for (int r = len - 1; r >= 0; r--) {
+            size_t row = (size_t)b * T + t0 + r, qrow = row * 3 * C + h * D;
+            const float *q = qkv + qrow;
+            vs[x] = q[2 * C + x], dos[x] = dout[row * C + h * D + x];
+            __syncthreads();
+            float z = xp[row * C + h * D + x] + bx, a = expf(gla_logsigmoid(z) * inv);
+            float qh = q[x] * qscale, k = q[C + x], dqh = 0.f, dk = 0.f, da = 0.f;
+            const float *Sn = states + (size_t)(r + 1) * D * D, *Sp = states + (size_t)r * D * D;
+            // dS_t = dS + qh do^T; dqh = S_t do; dk = dS_t v; dalpha = <dS_t, S_{t-1}> (row x);
+            // dS_{t-1} = alpha dS_t
+            for (int j = 0; j < D; j++) {
+                float d = dS[j * D + x] + qh * dos[j];
+                dqh += Sn[j * D + x] * dos[j];
+                dk += d * vs[j];
+                da += d * Sp[j * D + x];
+                red[x * ld + j] = d * k;
+                dS[j * D + x] = a * d;
+            }
+            __syncthreads();
+            float dv = 0.f;
+            for (int i = 0; i < D; i++) dv += red[i * ld + x];
+            dqkv[qrow + x] += qscale * dqh;
+            dqkv[qrow + C + x] += dk;
+            dqkv[qrow + 2 * C + x] += dv;
+            float dz = da * a * inv / (1.f + expf(z));  // d log sigmoid(z) / dz = sigmoid(-z)
+            dxp[row * C + h * D + x] += dz;
+            pb += dz;
+            __syncthreads();
+        }
+    }
+    part[(size_t)bh * D + x] = pb;  // = part[b C + h D + x]
+}
+
+// d gate_bias: the per-(batch, channel) partials summed over the batch in order.
+__global__ void gla_bias_grad_kernel(float *dbias, const float *part, int B, int C) {
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= C) return;
+    float s = 0.f;
+    for (int b = 0; b < B; b++) s += part[(size_t)b * C + ch];
+    dbias[ch] += s;
+}
+
+static void gla_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    static float *cur;
+    static size_t have;
+    int D = s->C / s->H, L = gla_chunk(s), nc = (s->T + L - 1) / L;
+    float inv = (float)(1.0 / OPT_OF(GlaOpts, s).gate_norm);
+    float *c = mt_cuda_grow(&cur, &have, (size_t)s->B * s->H * D * D);
+    gla_forward_kernel<<<s->B * s->H, D, sizeof(float) * 3 * D>>>(
+        out[0], sv, in[CORE_IN_QKV], in[CORE_IN_XPROJ], in[CORE_IN_PARAMS], inv, s->T, s->C, s->H,
+        L, nc, c);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+static void gla_bwd(const OpShape *s, const float *const *in, const float *const *, const float *sv,
+                    const float *const *dout, float *const *din) {
+    static float *bufs[3];
+    static size_t have[3];
+    int B = s->B, H = s->H, C = s->C, D = C / H, L = gla_chunk(s), nc = (s->T + L - 1) / L;
+    float inv = (float)(1.0 / OPT_OF(GlaOpts, s).gate_norm);
+    float *states = mt_cuda_grow(&bufs[0], &have[0], (size_t)B * H * (L + 1) * D * D);
+    float *dS = mt_cuda_grow(&bufs[1], &have[1], (size_t)B * H * D * D);
+    float *part = mt_cuda_grow(&bufs[2], &have[2], (size_t)B * C);
+    size_t shared = sizeof(float) * ((size_t)D * (D + 1) + 2 * D);
+    CUDA_CHECK(cudaFuncSetAttribute(gla_backward_kernel,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+    gla_backward_kernel<<<B * H, D, shared>>>(
+        din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout[0], in[CORE_IN_QKV], in[CORE_IN_XPROJ],
+        in[CORE_IN_PARAMS], inv, sv, s->T, C, H, L, nc, states, dS);
+    CUDA_CHECK(cudaGetLastError());
+    gla_bias_grad_kernel<<<(C + 63) / 64, 64>>>(din[CORE_IN_PARAMS], part, B, C);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" const CudaKernels cuda_op_gla = {gla_fwd, gla_bwd, NULL};
