@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mamba_init.h"
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
@@ -144,25 +145,9 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
     free(part);
 }
 
-// A_h = exp(a_log) ~ U[1, 16] and dt = softplus(dt_bias) ~ log-U[1e-3, 1e-1] as Mamba-2
-// initialises them (mamba2_simple.py), so at initialisation (W_x = 0) head h forgets at its own
-// rate a = exp(-dt A) between 0.98 and 0.2. Neither is weight-decayed (Mamba-2's
-// _no_weight_decay).
+// Mamba-2's A and dt initialisation (kernels/mamba_init.h).
 static int decay_params(const OpShape *s, OpParam *out) {
-    out[0] = (OpParam){.name = "a_log", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
-    out[1] = (OpParam){.name = "dt_bias", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
-    return 2;
-}
-static void decay_init(const OpShape *s, int index, uint64_t key, real *w) {
-    for (int h = 0; h < s->H; h++) {
-        double u = rng_uniform(key, (uint64_t)h);
-        if (index == 0) {
-            w[h] = (real)log(1 + 15 * u);
-        } else {
-            double dt = exp(log(1e-3) + u * (log(1e-1) - log(1e-3)));
-            w[h] = (real)(dt + log(-expm1(-dt)));  // softplus^-1(dt)
-        }
-    }
+    return mamba_decay_params(s, "a_log", out);
 }
 
 static void decay_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
@@ -246,7 +231,7 @@ static const OpOption decay_options[] = {
 const F(OpDef) F(op_decay) = {
     .name = "decay", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
     .sizes = decay_sizes, .forward = decay_forward, .backward = decay_backward,
-    .params = decay_params, .init_param = decay_init, .check = decay_check, .aux = decay_aux,
+    .params = decay_params, .init_param = mamba_decay_init, .check = decay_check, .aux = decay_aux,
     .options = decay_options, .mixer = 1,
     .help = "data-dependent scalar-decay linear attention (the Mamba-2 SSD core, mixers.md 9)",
     .flops = decay_flops, .reference = decay_reference,

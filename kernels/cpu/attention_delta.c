@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mamba_init.h"
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
@@ -321,24 +322,9 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
     free(part);
 }
 
-// A = exp(A_log) ~ U[1, 16] and dt = softplus(dt_bias) ~ log-U[1e-3, 1e-1], Mamba-2's
-// initialisation as attention_decay.c draws it (fla's gated_deltanet.py draws A the same way);
-// neither is weight-decayed.
+// Mamba-2's A and dt initialisation (kernels/mamba_init.h).
 static int gdelta_params(const OpShape *s, OpParam *out) {
-    out[0] = (OpParam){.name = "A_log", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
-    out[1] = (OpParam){.name = "dt_bias", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
-    return 2;
-}
-static void gdelta_init(const OpShape *s, int index, uint64_t key, real *w) {
-    for (int h = 0; h < s->H; h++) {
-        double u = rng_uniform(key, (uint64_t)h);
-        if (index == 0) {
-            w[h] = (real)log(1 + 15 * u);
-        } else {
-            double dt = exp(log(1e-3) + u * (log(1e-1) - log(1e-3)));
-            w[h] = (real)(dt + log(-expm1(-dt)));  // softplus^-1(dt)
-        }
-    }
+    return mamba_decay_params(s, "A_log", out);
 }
 
 static void delta_sizes_any(const OpShape *s, int gated, size_t *in, size_t *out, size_t *saved) {
@@ -498,7 +484,7 @@ const F(OpDef) F(op_deltanet) = {
 const F(OpDef) F(op_gated_deltanet) = {
     .name = "gated_deltanet", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
     .sizes = gdelta_sizes, .forward = gdelta_fwd, .backward = gdelta_bwd,
-    .params = gdelta_params, .init_param = gdelta_init,
+    .params = gdelta_params, .init_param = mamba_decay_init,
     .check = delta_check, .aux = gdelta_aux, .options = delta_options, .mixer = 1,
     .help = "Gated DeltaNet: DeltaNet with a Mamba-2 style per-token decay (mixers.md 12)",
     .flops = gdelta_flops, .reference = gdelta_reference,

@@ -1,0 +1,28 @@
+// The per-head decay parameters of the Mamba-2 family (decay, gated_deltanet): A = exp(A_log)
+// ~ U[1, 16] and dt = softplus(dt_bias) ~ log-U[1e-3, 1e-1], as mamba2_simple.py draws them, so
+// at initialisation (W_x = 0) head h forgets at its own rate exp(-dt A) between 0.98 and 0.2.
+// Neither is weight-decayed (Mamba-2's _no_weight_decay). For the CPU files, which are compiled
+// once per precision (real.h).
+#pragma once
+#include "ops.h"
+#include "real.h"
+#include "rng.h"
+
+// Parameter 0 is the log rate (named a_log_name: each row keeps its checkpoint name), 1 dt_bias.
+static inline int mamba_decay_params(const OpShape *s, const char *a_log_name, OpParam *out) {
+    out[0] = (OpParam){.name = a_log_name, .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
+    out[1] = (OpParam){.name = "dt_bias", .rows = s->H, .init = INIT_CUSTOM, .trainable = 1};
+    return 2;
+}
+
+static inline void mamba_decay_init(const OpShape *s, int index, uint64_t key, real *w) {
+    for (int h = 0; h < s->H; h++) {
+        double u = rng_uniform(key, (uint64_t)h);
+        if (index == 0) {
+            w[h] = (real)log(1 + 15 * u);
+        } else {
+            double dt = exp(log(1e-3) + u * (log(1e-1) - log(1e-3)));
+            w[h] = (real)(dt + log(-expm1(-dt)));  // softplus^-1(dt)
+        }
+    }
+}
