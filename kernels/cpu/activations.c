@@ -2,6 +2,7 @@
 // SwiGLU, and the sigmoid output gate.
 #include "../ops.h"
 #include "../real.h"
+#include "vexp.h"
 
 #define GELU_K 0.7978845608028654  // sqrt(2/pi)
 
@@ -9,7 +10,9 @@ void F(gelu_forward)(real *out, const real *inp, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
-        out[i] = (real)0.5 * x * (1 + tanh((real)GELU_K * (x + (real)0.044715 * x * x * x)));
+        // 0.5 (1 + tanh u) = sigmoid(2u): the same function, with one vectorised exp.
+        real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
+        out[i] = x * vsigmoid(2 * u);
     }
 }
 
@@ -18,9 +21,11 @@ void F(gelu_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
         real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
-        real th = tanh(u);
+        // s = sigmoid(2u) = 0.5 (1 + tanh u) and 0.5 (1 - tanh^2 u) = 2 s (1 - s), with
+        // 1 - s = e s for e = exp(-2u): no cancellation where s rounds to 1.
+        real e = vexp(-2 * u), s = 1 / (1 + e);
         real du = (real)GELU_K * (1 + 3 * (real)0.044715 * x * x);
-        dinp[i] += dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * x * (1 - th * th) * du);
+        dinp[i] += dout[i] * (s + 2 * x * (e * s) * s * du);
     }
 }
 
@@ -29,7 +34,7 @@ void F(gelu_erf_forward)(real *out, const real *inp, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
-        out[i] = (real)0.5 * x * (1 + erf(x * (real)M_SQRT1_2));
+        out[i] = x * vnormal_cdf(x);
     }
 }
 
@@ -37,14 +42,10 @@ void F(gelu_erf_backward)(real *dinp, const real *dout, const real *inp, size_t 
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         real x = inp[i];
-        real cdf = (real)0.5 * (1 + erf(x * (real)M_SQRT1_2));
-        real pdf = exp((real)-0.5 * x * x) * (real)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+        real cdf = vnormal_cdf(x);
+        real pdf = vexp((real)-0.5 * x * x) * (real)(0.5 * M_2_SQRTPI * M_SQRT1_2);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
-}
-
-static inline real sigmoid(real x) {
-    return 1 / (1 + exp(-x));
 }
 
 void F(swiglu_forward)(real *out, const real *inp, int N, int Fh) {
@@ -52,7 +53,7 @@ void F(swiglu_forward)(real *out, const real *inp, int N, int Fh) {
     for (int n = 0; n < N; n++) {
         const real *a = inp + (size_t)n * 2 * Fh, *b = a + Fh;
         real *y = out + (size_t)n * Fh;
-        for (int i = 0; i < Fh; i++) y[i] = a[i] * sigmoid(a[i]) * b[i];
+        for (int i = 0; i < Fh; i++) y[i] = a[i] * vsigmoid(a[i]) * b[i];
     }
 }
 
@@ -62,7 +63,7 @@ void F(swiglu_backward)(real *dinp, const real *dout, const real *inp, int N, in
         const real *a = inp + (size_t)n * 2 * Fh, *b = a + Fh, *dy = dout + (size_t)n * Fh;
         real *da = dinp + (size_t)n * 2 * Fh, *db = da + Fh;
         for (int i = 0; i < Fh; i++) {
-            real s = sigmoid(a[i]);
+            real s = vsigmoid(a[i]);
             da[i] += dy[i] * b[i] * s * (1 + a[i] * (1 - s));
             db[i] += dy[i] * a[i] * s;
         }
@@ -71,14 +72,14 @@ void F(swiglu_backward)(real *dinp, const real *dout, const real *inp, int N, in
 
 void F(gate_forward)(real *out, const real *gate_pre, const real *x, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = sigmoid(gate_pre[i]) * x[i];
+    for (size_t i = 0; i < n; i++) out[i] = vsigmoid(gate_pre[i]) * x[i];
 }
 
 void F(gate_backward)(real *dgate_pre, real *dx, const real *dout, const real *gate_pre,
                       const real *x, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
-        real g = sigmoid(gate_pre[i]);
+        real g = vsigmoid(gate_pre[i]);
         dx[i] += dout[i] * g;
         dgate_pre[i] += dout[i] * x[i] * g * (1 - g);
     }

@@ -8,6 +8,7 @@
 
 #include "../ops.h"
 #include "../real.h"
+#include "vexp.h"
 
 void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv_btc3, int B, int T,
                                   int C, int H) {
@@ -26,11 +27,9 @@ void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv
             real *row = att + (size_t)t * T;
             real mx = row[0];
             for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j <= t; j++) row[j] = vexp(row[j] - mx);  // vectorised
             real sum = 0;
-            for (int j = 0; j <= t; j++) {
-                row[j] = exp(row[j] - mx);
-                sum += row[j];
-            }
+            for (int j = 0; j <= t; j++) sum += row[j];  // in order: bitwise reproducible
             real inv = 1 / sum;
             for (int j = 0; j <= t; j++) row[j] *= inv;
             for (int j = t + 1; j < T; j++) row[j] = 0;  // the zeros make PV a plain GEMM

@@ -8,6 +8,7 @@
 
 #include "../rng.h"
 #include "linear_core.h"
+#include "vexp.h"
 
 // x / max(|x|, eps) as torch.nn.functional.normalize: an all-zero row stays finite.
 #define QK_NORM_EPS 1e-6
@@ -206,7 +207,7 @@ void F(fmap_forward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, re
             const real *xr = x + (size_t)t * ldx;
             real *o = phi + (size_t)t * m;
             if (fm->kind == FEATURE_ELU1) {
-                for (int i = 0; i < D; i++) o[i] = xr[i] > 0 ? xr[i] + 1 : exp(xr[i]);
+                for (int i = 0; i < D; i++) o[i] = xr[i] > 0 ? xr[i] + 1 : vexp(xr[i]);
             } else if (fm->kind == FEATURE_RELU) {
                 for (int i = 0; i < D; i++) o[i] = xr[i] > 0 ? xr[i] : 0;
             } else {  // cos(a_t - a_s) = cos a_t cos a_s + sin a_t sin a_s: 2D features
@@ -234,7 +235,7 @@ void F(fmap_forward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, re
     real inv_sqrt_m = 1 / sqrt((real)m);
     for (int t = 0; t < T; t++)
         for (int i = 0; i < m; i++)
-            phi[(size_t)t * m + i] = exp(phi[(size_t)t * m + i] - half_sq[t]) * inv_sqrt_m;
+            phi[(size_t)t * m + i] = vexp(phi[(size_t)t * m + i] - half_sq[t]) * inv_sqrt_m;
     free(xt);
     free(half_sq);
 }
