@@ -15,10 +15,21 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+
+# The shapes of the users' CPU experiments (issue #14): E008 (d 32, T 128), E029 (d 64, T 64),
+# the quick start (d 64, T 64, no MLP) and the d 256 shape where both sides are BLAS-bound.
+SHAPES = {
+    "d256": dict(d_model=256, layers=4, heads=4, seq_len=256, batch=16, vocab=8192, mlp="gelu"),
+    "e008": dict(d_model=32, layers=2, heads=2, seq_len=128, batch=64, vocab=64, mlp="gelu"),
+    "e029": dict(d_model=64, layers=2, heads=4, seq_len=64, batch=64, vocab=64, mlp="gelu"),
+    "quickstart": dict(d_model=64, layers=2, heads=4, seq_len=64, batch=64, vocab=64, mlp="none"),
+}
 
 
 # Debian's torch calls GEMMs in the pthread build of OpenBLAS, whose pool
@@ -31,14 +42,20 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     ap.add_argument("--mixers", default="softmax,linear")
-    ap.add_argument("--d-model", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="d256",
+                    help="model/batch preset; the flags below override its fields")
+    for flag in ("d-model", "layers", "heads", "seq-len", "batch", "vocab"):
+        ap.add_argument("--" + flag, type=int, default=None)
+    ap.add_argument("--mlp", choices=("gelu", "none"), default=None)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate madtrain and PyTorch this many times per mixer; medians reported")
     ap.add_argument("--json", metavar="OUT", help="also write the results here as JSON")
     a = ap.parse_args()
+    for k, v in SHAPES[a.shape].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.repeat < 1:
+        ap.error("--repeat must be >= 1")
     if a.steps < 1 or a.warmup < 1:
         ap.error("--steps and --warmup must be >= 1 (madtrain's rate starts at the warm-up line)")
     if a.d_model % a.heads or (a.d_model // a.heads) % 2:
@@ -54,6 +71,9 @@ ARGS = parse_args() if __name__ == "__main__" else None
 MADTRAIN_ENV = dict(os.environ)  # madtrain gets the caller's environment untouched
 if ARGS:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(ARGS.threads))
+    # PyTorch's OpenMP threads spin between ops by default; passive waiting is what the issue
+    # measured with, and what a shared 2-core machine needs (madtrain's env stays untouched).
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -118,23 +138,28 @@ class Mixer(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, kind, c, n_heads, seq_len):
+    def __init__(self, kind, c, n_heads, seq_len, mlp):
         super().__init__()
-        self.n1, self.n2 = RMSNorm(c), RMSNorm(c)
+        self.n1 = RMSNorm(c)
         self.mix = Mixer(kind, c, n_heads, seq_len)
-        self.fc = nn.Linear(c, 4 * c, bias=False)
-        self.proj = nn.Linear(4 * c, c, bias=False)
+        self.mlp = mlp == "gelu"
+        if self.mlp:
+            self.n2 = RMSNorm(c)
+            self.fc = nn.Linear(c, 4 * c, bias=False)
+            self.proj = nn.Linear(4 * c, c, bias=False)
 
     def forward(self, x):
         h = x + self.mix(self.n1(x))
+        if not self.mlp:
+            return h
         return h + self.proj(F.gelu(self.fc(self.n2(h)), approximate="tanh"))
 
 
 class LM(nn.Module):
-    def __init__(self, kind, vocab, c, n_layers, n_heads, seq_len):
+    def __init__(self, kind, vocab, c, n_layers, n_heads, seq_len, mlp):
         super().__init__()
         self.wte = nn.Embedding(vocab, c)
-        self.blocks = nn.ModuleList(Block(kind, c, n_heads, seq_len) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(kind, c, n_heads, seq_len, mlp) for _ in range(n_layers))
         self.norm = RMSNorm(c)
         for p in self.parameters():
             if p.dim() == 2:
@@ -150,7 +175,7 @@ class LM(nn.Module):
 
 def bench_pytorch(a, kind):
     torch.manual_seed(0)
-    model = LM(kind, a.vocab, a.d_model, a.layers, a.heads, a.seq_len)
+    model = LM(kind, a.vocab, a.d_model, a.layers, a.heads, a.seq_len, a.mlp)
     # Decay matrices only, as madtrain does; norm gains stay undecayed.
     params = list(model.parameters())
     opt = torch.optim.AdamW(
@@ -184,7 +209,7 @@ def bench_madtrain(a, kind):
     with tempfile.TemporaryDirectory(prefix="bench_cpu_") as run_dir:
         cmd = [a.madtrain, "train",
                f"model.d_model={a.d_model}", f"model.n_layers={a.layers}", f"model.n_heads={a.heads}",
-               f"model.mixer={kind}", "model.mlp=gelu", "model.tie_embeddings=true",
+               f"model.mixer={kind}", f"model.mlp={a.mlp}", "model.tie_embeddings=true",
                "data.task=mqar", f"data.seq_len={a.seq_len}", f"data.vocab_size={a.vocab}",
                # MQAR needs room for its key-value pairs; shrink them at small test shapes.
                f"data.num_kv_pairs={min(16, max(1, a.seq_len // 8))}",
@@ -233,7 +258,7 @@ def main():
     load = os.getloadavg()[0]
     torch.set_num_threads(a.threads)
 
-    cfg = {"d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": 4 * a.d_model,
+    cfg = {"shape": a.shape, "mlp": a.mlp, "repeat": a.repeat, "d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": 4 * a.d_model,
            "seq_len": a.seq_len, "batch": a.batch, "vocab": a.vocab, "threads": a.threads,
            "warmup": a.warmup, "steps": a.steps, "torch": torch.__version__, "cpu": cpu_model(),
            "cpus": os.cpu_count(), "load_avg_1m": load, "env": {k: MADTRAIN_ENV.get(k) for k in THREAD_ENV},
@@ -242,7 +267,9 @@ def main():
            "optim": {"lr": LR, "weight_decay": WEIGHT_DECAY, "betas": BETAS, "grad_clip": GRAD_CLIP}}
     print("# madtrain vs PyTorch: CPU training throughput (tokens/s, higher is better)")
     print(f"#   model    : d_model {a.d_model}, {a.layers} layers, {a.heads} heads (head dim "
-          f"{a.d_model // a.heads}), d_ff {4 * a.d_model}, vocab {a.vocab}, tied LM head, RMSNorm, gelu")
+          f"{a.d_model // a.heads}), d_ff {4 * a.d_model if a.mlp != 'none' else 0}, vocab {a.vocab}, tied LM head, RMSNorm, "
+          f"MLP {a.mlp} (shape preset {a.shape})")
+    print(f"#   repeat   : {a.repeat} alternating runs per side and mixer; tok/s are medians")
     print(f"#   batch    : {a.batch} x {a.seq_len} = {a.batch * a.seq_len} tokens/step")
     print(f"#   steps    : {a.warmup} warm-up + {a.steps} timed")
     print(f"#   optim    : AdamW lr {LR} wd {WEIGHT_DECAY} betas {BETAS}, grad clip {GRAD_CLIP}")
@@ -262,14 +289,24 @@ def main():
           f"{'first loss (mt / pt)':>20}")
     rows = []
     for m in mixers:
-        mt_rate, mt_loss = bench_madtrain(a, m) if run_mt else (None, None)
-        pt_rate, pt_loss = bench_pytorch(a, m)
+        # Alternate the two sides so that a slow spell of a shared machine hits both; the
+        # medians and the spread of the per-pair ratios say how steady the machine was.
+        mt_runs, pt_runs = [], []
+        for _ in range(a.repeat):
+            if run_mt:
+                mt_runs.append(bench_madtrain(a, m))
+            pt_runs.append(bench_pytorch(a, m))
+        mt_rate = statistics.median(r for r, _ in mt_runs) if run_mt else None
+        pt_rate = statistics.median(r for r, _ in pt_runs)
+        mt_loss, pt_loss = (mt_runs[0][1] if run_mt else None), pt_runs[0][1]
         ratio = mt_rate / pt_rate if mt_rate else None
+        pair = [x[0] / y[0] for x, y in zip(mt_runs, pt_runs)]
         rows.append({"mixer": m, "madtrain_tok_s": mt_rate, "pytorch_tok_s": pt_rate, "ratio": ratio,
-                     "madtrain_first_loss": mt_loss, "pytorch_first_loss": pt_loss})
+                     "pair_ratios": pair, "madtrain_first_loss": mt_loss, "pytorch_first_loss": pt_loss})
         f = lambda x, w, d: "-".rjust(w) if x is None else f"{x:{w}.{d}f}"
+        spread = f"  (pairs {min(pair):.2f}-{max(pair):.2f})" if len(pair) > 1 else ""
         print(f"  {m:>8} {f(mt_rate, 15, 1)} {f(pt_rate, 15, 1)} {f(ratio, 7, 2)}   "
-              f"{f(mt_loss, 9, 3)} / {f(pt_loss, 0, 3)}", flush=True)
+              f"{f(mt_loss, 9, 3)} / {f(pt_loss, 0, 3)}{spread}", flush=True)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"config": cfg, "results": rows}, fh, indent=2)
