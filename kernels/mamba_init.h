@@ -1,8 +1,9 @@
 // The per-head decay parameters of the Mamba-2 family (decay, gated_deltanet): A = exp(A_log)
 // ~ U[1, 16] and dt = softplus(dt_bias) ~ log-U[1e-3, 1e-1], as mamba2_simple.py draws them, so
 // at initialisation (W_x = 0) head h forgets at its own rate exp(-dt A) between 0.98 and 0.2.
-// Neither is weight-decayed (Mamba-2's _no_weight_decay). For the CPU files, which are compiled
-// once per precision (real.h).
+// Neither is weight-decayed (Mamba-2's _no_weight_decay). Also the softplus that turns the
+// per-token pre-activation into dt. For the CPU files, which are compiled once per precision
+// (real.h).
 #pragma once
 #include "ops.h"
 #include "real.h"
@@ -25,4 +26,9 @@ static inline void mamba_decay_init(const OpShape *s, int index, uint64_t key, r
             w[h] = (real)(dt + log(-expm1(-dt)));  // softplus^-1(dt)
         }
     }
+}
+
+// dt = softplus(z), z = x W_x + dt_bias; above 20 softplus(z) = z to float and double precision.
+static inline real mamba_softplus(real z) {
+    return z > 20 ? z : log1p(exp(z));
 }

@@ -23,10 +23,6 @@ typedef struct {
 } DecayOpts;
 OP_OPTIONS_STRUCT(DecayOpts)
 
-static real decay_softplus(real x) {
-    return x > 20 ? x : log1p(exp(x));
-}
-
 static int n_chunks(const OpShape *s) {
     int L = OPT_OF(DecayOpts, s).chunk;
     return (s->T + L - 1) / L;
@@ -48,7 +44,7 @@ static void decay_forward(const OpShape *s, const real *const *in, real *const *
         for (int t = 0; t < T; t++) {
             if (t % L == 0) memcpy(S + (size_t)(t / L) * D * D, cur, sizeof(real) * D * D);
             const real *q = qkv + ((size_t)b * T + t) * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
-            real delta = decay_softplus(xp[((size_t)b * T + t) * H + h] + dt_bias[h]);
+            real delta = mamba_softplus(xp[((size_t)b * T + t) * H + h] + dt_bias[h]);
             real a = exp(-delta * A);
             for (int i = 0; i < D; i++)
                 for (int j = 0; j < D; j++)
@@ -92,7 +88,7 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
                 int t = t0 + r;
                 const real *k = qkv + ((size_t)b * T + t) * 3 * C + C + h * D, *v = k + C;
                 z[r] = xp[((size_t)b * T + t) * H + h] + dt_bias[h];
-                delta[r] = decay_softplus(z[r]), a[r] = exp(-delta[r] * A);
+                delta[r] = mamba_softplus(z[r]), a[r] = exp(-delta[r] * A);
                 const real *prev = states + (size_t)r * D * D;
                 real *next = states + (size_t)(r + 1) * D * D;
                 for (int i = 0; i < D; i++)
@@ -180,7 +176,7 @@ static int decay_aux(const OpShape *s, const real *const *in, OpAux *out) {
     size_t n = (size_t)s->B * s->T * s->H;
     for (size_t i = 0; i < n; i++) {
         int h = (int)(i % s->H);
-        real delta = decay_softplus(in[CORE_IN_XPROJ][i] + in[CORE_IN_PARAMS + 1][h]);
+        real delta = mamba_softplus(in[CORE_IN_XPROJ][i] + in[CORE_IN_PARAMS + 1][h]);
         sum += exp(-delta * exp(in[CORE_IN_PARAMS][h]));
     }
     out[0] = (OpAux){.name = "decay_mean", .value = sum / (double)n};

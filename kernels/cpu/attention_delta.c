@@ -19,6 +19,7 @@
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
+#include "vexp.h"
 
 // The option block of both rows; kernels/cuda/attention_delta.cu mirrors it.
 typedef struct {
@@ -29,13 +30,6 @@ OP_OPTIONS_STRUCT(DeltaOpts)
 
 enum { DELTA_MAX_D = 128 };  // the CUDA kernel's limit (one thread per value column)
 #define DELTA_NORM_EPS 1e-6
-
-static real delta_softplus(real x) {
-    return x > 20 ? x : log1p(exp(x));
-}
-static real delta_sigmoid(real x) {
-    return 1 / (1 + exp(-x));
-}
 
 // The chunk length in use: mixer.chunk, or T when the sequence is shorter (the buffers are
 // sized by it, and chunk may be up to 2^20).
@@ -54,11 +48,11 @@ static void delta_gates(const OpShape *s, int gated, const real *const *in, int 
                         real *beta, real *g) {
     int H = s->H, E = gated ? 2 * H : H;
     const real *x = in[CORE_IN_XPROJ] + ((size_t)b * s->T + t) * E;
-    real sg = delta_sigmoid(x[h]);
+    real sg = vsigmoid(x[h]);
     *beta = OPT_OF(DeltaOpts, s).neg_eigval ? 2 * sg : sg;
     *g = 0;
     if (gated)
-        *g = -exp(in[CORE_IN_PARAMS][h]) * delta_softplus(x[H + h] + in[CORE_IN_PARAMS + 1][h]);
+        *g = -exp(in[CORE_IN_PARAMS][h]) * mamba_softplus(x[H + h] + in[CORE_IN_PARAMS + 1][h]);
 }
 
 // y = scale x / sqrt(|x|^2 + eps); returns the norm.
@@ -300,12 +294,12 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                 delta_l2n_back(Q + r * D, dQ + r * D, D, qscale, qn[r], dqkv + row);
                 delta_l2n_back(K + r * D, dK + r * D, D, 1, kn[r], dqkv + row + C);
                 const real *x = xp + ((size_t)b * T + t) * E;
-                real sg = delta_sigmoid(x[h]);
+                real sg = vsigmoid(x[h]);
                 dxp[((size_t)b * T + t) * E + h] += dbeta[r] * (neg ? 2 : 1) * sg * (1 - sg);
                 dgsum += dGc[r];  // dg_r = sum_{r' >= r} dGc_r'
                 if (gated) {
                     real A = exp(in[CORE_IN_PARAMS][h]), z = x[H + h] + in[CORE_IN_PARAMS + 1][h];
-                    real dz = -dgsum * A * delta_sigmoid(z);  // g = -A softplus(z)
+                    real dz = -dgsum * A * vsigmoid(z);  // g = -A softplus(z)
                     dxp[((size_t)b * T + t) * E + H + h] += dz;
                     part[2 * bh] += dgsum * g[r];  // dg/dA_log = g
                     part[2 * bh + 1] += dz;
@@ -463,9 +457,16 @@ static const OpOption delta_options[] = {
      "deltanet, gated_deltanet: beta = 2 sigmoid in (0, 2), so I - beta k k^T may flip signs"},
     {NULL}};
 
-// T = 7 with chunk 3: a partial last chunk; T < chunk: a single one; T = 129 with chunk 64:
-// two full chunks and one token; odd head dims (3, 5).
+// Both rows' test shapes. T = 7 with chunk 3: a partial last chunk; T < chunk: a single one;
+// T = 129 with chunk 64: two full chunks and one token; odd head dims (3, 5).
 // clang-format off
+#define DELTA_TESTS                                         \
+    {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},          \
+     {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},         \
+     {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},          \
+     {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},       \
+     {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},      \
+     {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 neg_eigval=true"}}
 const F(OpDef) F(op_deltanet) = {
     .name = "deltanet", .n_in = CORE_IN_PARAMS, .n_out = 1,
     .sizes = delta_sizes, .forward = delta_fwd, .backward = delta_bwd,
@@ -473,13 +474,7 @@ const F(OpDef) F(op_deltanet) = {
     .help = "DeltaNet: linear attention with a delta-rule state update (mixers.md 11)",
     .flops = delta_flops, .reference = delta_reference,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4}},
-    .n_tests = 6,
-    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
-              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
-              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
-              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
-              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
-              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 neg_eigval=true"}}};
+    .n_tests = 6, .tests = DELTA_TESTS};
 
 const F(OpDef) F(op_gated_deltanet) = {
     .name = "gated_deltanet", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
@@ -490,11 +485,5 @@ const F(OpDef) F(op_gated_deltanet) = {
     .flops = gdelta_flops, .reference = gdelta_reference,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
                  {"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
-    .n_tests = 6,
-    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
-              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
-              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
-              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
-              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
-              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 neg_eigval=true"}}};
+    .n_tests = 6, .tests = DELTA_TESTS};
 // clang-format on

@@ -116,17 +116,8 @@ __global__ void decay_backward_kernel(float *dqkv, float *dxp, float *part, cons
             }
         }
     }
-    if (j == 0) part[2 * bh] = pa, part[2 * bh + 1] = pb;
-}
-
-// d a_log, d dt_bias: the per-(batch, head) partials summed over the batch in order.
-__global__ void decay_param_grad_kernel(float *da_log, float *ddt_bias, const float *part, int B,
-                                        int H) {
-    int h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= H) return;
-    float sa = 0.f, sb = 0.f;
-    for (int b = 0; b < B; b++) sa += part[2 * (b * H + h)], sb += part[2 * (b * H + h) + 1];
-    da_log[h] += sa, ddt_bias[h] += sb;
+    // part [B, 2, H]: the log-rate partials of batch row b, then dt_bias's.
+    if (j == 0) part[(size_t)b * 2 * H + h] = pa, part[(size_t)b * 2 * H + H + h] = pb;
 }
 
 static void decay_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
@@ -155,9 +146,8 @@ static void decay_bwd(const OpShape *s, const float *const *in, const float *con
         din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout[0], in[CORE_IN_QKV], in[CORE_IN_XPROJ],
         in[CORE_IN_PARAMS], in[CORE_IN_PARAMS + 1], sv, s->T, s->C, H, L, nc, states, dS);
     CUDA_CHECK(cudaGetLastError());
-    decay_param_grad_kernel<<<(H + 63) / 64, 64>>>(din[CORE_IN_PARAMS], din[CORE_IN_PARAMS + 1],
-                                                   part, B, H);
-    CUDA_CHECK(cudaGetLastError());
+    sum_batch_partials(din[CORE_IN_PARAMS], part, B, H, (size_t)2 * H);
+    sum_batch_partials(din[CORE_IN_PARAMS + 1], part + H, B, H, (size_t)2 * H);
 }
 
 extern "C" const CudaKernels cuda_op_decay = {decay_fwd, decay_bwd, NULL};

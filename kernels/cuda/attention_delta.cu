@@ -186,17 +186,8 @@ __global__ void delta_backward_kernel(float *dqkv, float *dxp, float *part, cons
             __syncthreads();
         }
     }
-    if (j == 0) part[2 * bh] = pa, part[2 * bh + 1] = pb;
-}
-
-// d A_log, d dt_bias: the per-(batch, head) partials summed over the batch in order.
-__global__ void delta_param_grad_kernel(float *dA_log, float *ddt_bias, const float *part, int B,
-                                        int H) {
-    int h = blockIdx.x * blockDim.x + threadIdx.x;
-    if (h >= H) return;
-    float sa = 0.f, sb = 0.f;
-    for (int b = 0; b < B; b++) sa += part[2 * (b * H + h)], sb += part[2 * (b * H + h) + 1];
-    dA_log[h] += sa, ddt_bias[h] += sb;
+    // part [B, 2, H]: the log-rate partials of batch row b, then dt_bias's.
+    if (j == 0) part[(size_t)b * 2 * H + h] = pa, part[(size_t)b * 2 * H + H + h] = pb;
 }
 
 static void delta_fwd_any(const OpShape *s, int gated, const float *const *in, float *const *out,
@@ -234,9 +225,8 @@ static void delta_bwd_any(const OpShape *s, int gated, const float *const *in, c
         A_log, dt_bias, sv, gated, o.neg_eigval, s->T, s->C, H, L, nc, states, dS, ur);
     CUDA_CHECK(cudaGetLastError());
     if (gated) {
-        delta_param_grad_kernel<<<(H + 63) / 64, 64>>>(din[CORE_IN_PARAMS], din[CORE_IN_PARAMS + 1],
-                                                       part, B, H);
-        CUDA_CHECK(cudaGetLastError());
+        sum_batch_partials(din[CORE_IN_PARAMS], part, B, H, (size_t)2 * H);
+        sum_batch_partials(din[CORE_IN_PARAMS + 1], part + H, B, H, (size_t)2 * H);
     }
 }
 

@@ -115,15 +115,6 @@ __global__ void gla_backward_kernel(float *dqkv, float *dxp, float *part, const 
     part[(size_t)bh * D + x] = pb;  // = part[b C + h D + x]
 }
 
-// d gate_bias: the per-(batch, channel) partials summed over the batch in order.
-__global__ void gla_bias_grad_kernel(float *dbias, const float *part, int B, int C) {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= C) return;
-    float s = 0.f;
-    for (int b = 0; b < B; b++) s += part[(size_t)b * C + ch];
-    dbias[ch] += s;
-}
-
 static void gla_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     static float *cur;
     static size_t have;
@@ -152,8 +143,7 @@ static void gla_bwd(const OpShape *s, const float *const *in, const float *const
         din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout[0], in[CORE_IN_QKV], in[CORE_IN_XPROJ],
         in[CORE_IN_PARAMS], inv, sv, s->T, C, H, L, nc, states, dS);
     CUDA_CHECK(cudaGetLastError());
-    gla_bias_grad_kernel<<<(C + 63) / 64, 64>>>(din[CORE_IN_PARAMS], part, B, C);
-    CUDA_CHECK(cudaGetLastError());
+    sum_batch_partials(din[CORE_IN_PARAMS], part, B, C, (size_t)C);
 }
 
 extern "C" const CudaKernels cuda_op_gla = {gla_fwd, gla_bwd, NULL};

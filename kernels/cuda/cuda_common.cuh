@@ -73,3 +73,21 @@ __device__ inline float block_max(float v) {
     for (int w = 0; w < (int)(blockDim.x / 32); w++) m = fmaxf(m, warp_max[w]);
     return m;
 }
+
+// A parameter's gradient from per-(batch, entry) partials: dst[i] += sum_b part[b stride + i]
+// over b in order, one thread per entry, so the sum is bitwise reproducible (atomics would
+// not be). The mixers whose backward leaves one partial per batch row and parameter entry
+// (decay, gated_deltanet, gla) end with it.
+static __global__ void sum_batch_partials_kernel(float *dst, const float *part, int B, int n,
+                                                 size_t stride) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float sum = 0.f;
+    for (int b = 0; b < B; b++) sum += part[(size_t)b * stride + i];
+    dst[i] += sum;
+}
+
+static inline void sum_batch_partials(float *dst, const float *part, int B, int n, size_t stride) {
+    sum_batch_partials_kernel<<<ceil_div(n, 64), 64>>>(dst, part, B, n, stride);
+    CUDA_CHECK(cudaGetLastError());
+}
