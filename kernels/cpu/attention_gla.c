@@ -7,7 +7,8 @@
 // [C, C] (zero at initialisation) plus this op's gate_bias [C] (init 0, not weight-decayed), so
 // every gate starts at alpha = sigmoid(0)^(1 / gate_norm) = 2^(-1/16) ~ 0.958 per channel
 // (a memory of ~24 tokens). The paper's swish output gate is the layer's model.gate (a sigmoid
-// gate); its per-head RMSNorm of o has no counterpart here.
+// gate); its per-head RMSNorm of o is mixer.head_norm (default true), applied to out[0] after
+// the recurrence and undone first in backward.
 // Forward runs the chunkwise form (mixers.md 10) with the cumulative log gates Gc of a chunk
 // kept in log space and only exponentiated as exp(Gc_r - Gc_p), r >= p, or exp(Gc_last - Gc_p):
 //   O  = (Q (.) e^Gc) S + [sum_i Q_ri K_pi e^(Gc_ri - Gc_pi)]_(r >= p) V
@@ -28,10 +29,12 @@
 typedef struct {
     int chunk;         // tokens per chunk of the training form (and between saved states)
     double gate_norm;  // the paper's gate_logit_normalizer
+    int head_norm;     // RMSNorm of each head's readout with a learned [D] gain (the paper's)
 } GlaOpts;
 OP_OPTIONS_STRUCT(GlaOpts)
 
 enum { GLA_MAX_D = 128 };  // the CUDA kernel's limit (a D x (D + 1) reduction in shared memory)
+#define GLA_HEAD_NORM_EPS 1e-5  // fla's GLA norm_eps
 
 // log sigmoid(z) without overflow for either sign.
 static real gla_logsigmoid(real z) {
@@ -59,6 +62,44 @@ static void gla_gates(const OpShape *s, const real *const *in, int b, int t, int
         z[i] = x[i] + bias[i];
         la[i] = gla_logsigmoid(z[i]) * inv;
     }
+}
+
+// The saved buffer: each chunk's entering state [B, H, nc, D, D]; with mixer.head_norm also
+// the normalised readout o / rms [B, T, C] and 1 / rms [B, T, H].
+static size_t gla_states_size(const OpShape *s) {
+    return (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
+}
+
+// y = (o / rms(o)) (.) w per (token, head), in place over o; saves o / rms and 1 / rms.
+static void head_norm_forward(const OpShape *s, real *o, const real *w, real *onorm, real *rinv) {
+    int D = s->C / s->H;
+    size_t rows = (size_t)s->B * s->T * s->H;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        real *x = o + r * D, *xn = onorm + r * D, ss = 0;
+        for (int j = 0; j < D; j++) ss += x[j] * x[j];
+        real ri = 1 / sqrt(ss / D + (real)GLA_HEAD_NORM_EPS);
+        rinv[r] = ri;
+        for (int j = 0; j < D; j++) xn[j] = x[j] * ri, x[j] = xn[j] * w[j];
+    }
+}
+
+// do = (g - xn mean(g (.) xn)) / rms with g = dy (.) w; dw += sum over rows of dy (.) xn (rows
+// in order, so bitwise reproducible).
+static void head_norm_backward(const OpShape *s, real *dout_raw, real *dw, const real *dy,
+                               const real *w, const real *onorm, const real *rinv) {
+    int D = s->C / s->H;
+    size_t rows = (size_t)s->B * s->T * s->H;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const real *g = dy + r * D, *xn = onorm + r * D;
+        real dot = 0;
+        for (int j = 0; j < D; j++) dot += g[j] * w[j] * xn[j];
+        dot /= D;
+        for (int j = 0; j < D; j++) dout_raw[r * D + j] = (g[j] * w[j] - xn[j] * dot) * rinv[r];
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < D; j++) dw[j] += dy[r * D + j] * onorm[r * D + j];
 }
 
 static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
@@ -111,6 +152,10 @@ static void gla_forward(const OpShape *s, const real *const *in, real *const *ou
         }
         free(S), free(buf);
     }
+    if (OPT_OF(GlaOpts, s).head_norm) {
+        real *onorm = sv + gla_states_size(s);
+        head_norm_forward(s, out[0], in[CORE_IN_PARAMS + 1], onorm, onorm + (size_t)B * T * C);
+    }
 }
 
 // The chunkwise backward: per chunk, in reverse, from its saved entering state S and dS' (the
@@ -129,6 +174,16 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
     (void)out;
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
     int nc = n_chunks(s);
+    // The recurrence's output gradient: dout itself, or through the head norm.
+    const real *dout_raw = dout[0];
+    real *dnorm = NULL;
+    if (OPT_OF(GlaOpts, s).head_norm) {
+        const real *onorm = sv + gla_states_size(s);
+        dnorm = malloc(sizeof(real) * (size_t)B * T * C);
+        head_norm_backward(s, dnorm, din[CORE_IN_PARAMS + 1], dout[0], in[CORE_IN_PARAMS + 1],
+                           onorm, onorm + (size_t)B * T * C);
+        dout_raw = dnorm;
+    }
     const real *qkv = in[CORE_IN_QKV];
     real *dqkv = din[CORE_IN_QKV], *dxp = din[CORE_IN_XPROJ];
     real qscale = 1 / sqrt((real)D), inv = (real)(1 / OPT_OF(GlaOpts, s).gate_norm);
@@ -146,7 +201,7 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
         for (int c = nc - 1; c >= 0; c--) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
             const real *S = sv + ((size_t)bh * nc + c) * DD;
-            const real *dO = dout[0] + ((size_t)b * T + t0) * C + h * D;  // row r at r C
+            const real *dO = dout_raw + ((size_t)b * T + t0) * C + h * D;  // row r at r C
             for (int r = 0; r < n; r++) {
                 const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
                 for (int i = 0; i < D; i++)
@@ -221,22 +276,31 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
     }
     for (int ch = 0; ch < C; ch++)
         for (int b = 0; b < B; b++) din[CORE_IN_PARAMS][ch] += part[(size_t)b * C + ch];
-    free(part);
+    free(part), free(dnorm);
 }
 
 // gate_bias [C]: zero at initialisation (every gate starts at 2^(-1/gate_norm), W_x being zero
 // too), trainable, not weight-decayed (decay would pull the gates back to that value).
+// head_norm_weight [D]: the head norm's gain, shared by the heads (fla's g_norm), ones at
+// initialisation, not decayed (as madtrain's other norm gains).
 static int gla_params(const OpShape *s, OpParam *out) {
     out[0] = (OpParam){
         .name = "gate_bias", .rows = s->C, .init = INIT_ZEROS, .trainable = 1, .decay = 0};
-    return 1;
+    if (!OPT_OF(GlaOpts, s).head_norm) return 1;
+    out[1] = (OpParam){.name = "head_norm_weight",
+                       .rows = s->C / s->H,
+                       .init = INIT_ONES,
+                       .trainable = 1,
+                       .decay = 0};
+    return 2;
 }
 
 static void gla_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     OpParam p[OP_MAX_PARAMS];
     int np = gla_params(s, p);
     op_core_sizes(s, in, out, (size_t)s->C, p, np);
-    *saved = (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
+    *saved = gla_states_size(s);
+    if (OPT_OF(GlaOpts, s).head_norm) *saved += (size_t)s->B * s->T * (s->C + s->H);
 }
 
 // The CUDA kernels keep a head's D x D state in one block (forward a thread per value column,
@@ -292,11 +356,15 @@ static int gla_reference(const OpShape *s, const double *const *in, double *out)
                     double alpha = pow(1 / (1 + exp(-(xe[i] + bias[i]))), 1 / gn);
                     for (int j = 0; j < D; j++) S[i * D + j] = alpha * S[i * D + j] + k[i] * v[j];
                 }
-                double *o = out + ((size_t)b * T + t) * C + h * D;
+                double *o = out + ((size_t)b * T + t) * C + h * D, ss = 0;
                 for (int j = 0; j < D; j++) {
                     o[j] = 0;
                     for (int i = 0; i < D; i++) o[j] += S[i * D + j] * q[i] / sqrt((double)D);
+                    ss += o[j] * o[j];
                 }
+                if (OPT_OF(GlaOpts, s).head_norm)  // o / sqrt(mean o^2 + eps) (.) w
+                    for (int j = 0; j < D; j++)
+                        o[j] *= in[CORE_IN_PARAMS + 1][j] / sqrt(ss / D + GLA_HEAD_NORM_EPS);
             }
         }
     free(S);
@@ -313,21 +381,25 @@ static const OpOption gla_options[] = {
      "chunk length of the chunkwise training form"},
     {"gate_norm", OPT_FLOAT, "16", NULL, 1e-6, 1e6, offsetof(GlaOpts, gate_norm), 0,
      "gla: log alpha = logsigmoid(logits) / gate_norm (the paper's gate_logit_normalizer)"},
+    {"head_norm", OPT_BOOL, "true", NULL, 0, 0, offsetof(GlaOpts, head_norm), 0,
+     "gla: RMSNorm of each head's readout with a learned gain (the paper's); false: raw readout"},
     {NULL}};
 
 // T = 7 with chunk 3: a partial last chunk; T < chunk: a single one; T = 129 with chunk 64:
-// two full chunks and one token; odd head dims (3, 5); gate_norm = 1: fast decays.
+// two full chunks and one token; odd head dims (3, 5); gate_norm = 1: fast decays; one shape
+// without the head norm.
 // clang-format off
 const F(OpDef) F(op_gla) = {
-    .name = "gla", .n_in = CORE_IN_PARAMS + 1, .n_out = 1,
+    .name = "gla", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
     .sizes = gla_sizes, .forward = gla_forward, .backward = gla_backward,
     .params = gla_params,
     .check = gla_check, .aux = gla_aux, .options = gla_options, .mixer = 1,
     .help = "GLA: gated linear attention, a per-key-channel data-dependent decay (mixers.md 10)",
     .flops = gla_flops, .reference = gla_reference,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
-    .n_tests = 7,
+    .n_tests = 8,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 head_norm=false"},
               {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
               {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
               {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},

@@ -7,13 +7,17 @@
 // recomputes a chunk's per-token states from the saved one into a value-major buffer (coalesced
 // for a thread per row) and sweeps them in reverse; dv sums over rows through shared memory in
 // a fixed order, so a run is bitwise repeatable. Not yet the CPU row's chunkwise backward.
+// mixer.head_norm (on by default) normalises each head's readout after the recurrence and is
+// undone first in backward, as in the CPU row.
 #include "cuda_common.cuh"
 
 // The option block (kernels/cpu/attention_gla.c).
 typedef struct {
     int chunk;
     double gate_norm;
+    int head_norm;
 } GlaOpts;
+#define GLA_HEAD_NORM_EPS 1e-5f
 OP_OPTIONS_STRUCT(GlaOpts)
 
 // mixer.chunk, or T when the sequence is shorter (as the CPU row's gla_chunk).
@@ -115,6 +119,36 @@ __global__ void gla_backward_kernel(float *dqkv, float *dxp, float *part, const 
     part[(size_t)bh * D + x] = pb;  // = part[b C + h D + x]
 }
 
+// mixer.head_norm, one thread per (token, head) row of D: y = (o / rms(o)) (.) w in place,
+// saving o / rms and 1 / rms where the CPU row does (after the chunk states).
+__global__ void head_norm_forward_kernel(float *o, float *onorm, float *rinv, const float *w,
+                                         size_t rows, int D) {
+    size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    float *x = o + r * D, *xn = onorm + r * D, ss = 0.f;
+    for (int j = 0; j < D; j++) ss += x[j] * x[j];
+    float ri = rsqrtf(ss / D + GLA_HEAD_NORM_EPS);
+    rinv[r] = ri;
+    for (int j = 0; j < D; j++) xn[j] = x[j] * ri, x[j] = xn[j] * w[j];
+}
+
+// do = (g - xn mean(g (.) xn)) / rms with g = dy (.) w; prod = dy (.) xn, summed over the rows
+// for dw by sum_batch_partials (in order).
+__global__ void head_norm_backward_kernel(float *dout_raw, float *prod, const float *dy,
+                                          const float *w, const float *onorm, const float *rinv,
+                                          size_t rows, int D) {
+    size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    const float *g = dy + r * D, *xn = onorm + r * D;
+    float dot = 0.f;
+    for (int j = 0; j < D; j++) dot += g[j] * w[j] * xn[j];
+    dot /= D;
+    for (int j = 0; j < D; j++) {
+        dout_raw[r * D + j] = (g[j] * w[j] - xn[j] * dot) * rinv[r];
+        prod[r * D + j] = g[j] * xn[j];
+    }
+}
+
 static void gla_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     static float *cur;
     static size_t have;
@@ -125,14 +159,34 @@ static void gla_fwd(const OpShape *s, const float *const *in, float *const *out,
         out[0], sv, in[CORE_IN_QKV], in[CORE_IN_XPROJ], in[CORE_IN_PARAMS], inv, s->T, s->C, s->H,
         L, nc, c);
     CUDA_CHECK(cudaGetLastError());
+    if (OPT_OF(GlaOpts, s).head_norm) {
+        size_t rows = (size_t)s->B * s->T * s->H;
+        float *onorm = sv + (size_t)s->B * s->H * nc * D * D;
+        head_norm_forward_kernel<<<ceil_div((long long)rows, 128), 128>>>(
+            out[0], onorm, onorm + (size_t)s->B * s->T * s->C, in[CORE_IN_PARAMS + 1], rows, D);
+        CUDA_CHECK(cudaGetLastError());
+    }
 }
 
 static void gla_bwd(const OpShape *s, const float *const *in, const float *const *, const float *sv,
                     const float *const *dout, float *const *din) {
-    static float *bufs[3];
-    static size_t have[3];
+    static float *bufs[5];
+    static size_t have[5];
     int B = s->B, H = s->H, C = s->C, D = C / H, L = gla_chunk(s), nc = (s->T + L - 1) / L;
     float inv = (float)(1.0 / OPT_OF(GlaOpts, s).gate_norm);
+    // The recurrence's output gradient: dout itself, or through the head norm.
+    const float *dout_raw = dout[0];
+    if (OPT_OF(GlaOpts, s).head_norm) {
+        size_t rows = (size_t)B * s->T * H, n = (size_t)B * s->T * C;
+        const float *onorm = sv + (size_t)B * H * nc * D * D;
+        float *draw = mt_cuda_grow(&bufs[3], &have[3], n);
+        float *prod = mt_cuda_grow(&bufs[4], &have[4], n);
+        head_norm_backward_kernel<<<ceil_div((long long)rows, 128), 128>>>(
+            draw, prod, dout[0], in[CORE_IN_PARAMS + 1], onorm, onorm + n, rows, D);
+        CUDA_CHECK(cudaGetLastError());
+        sum_batch_partials(din[CORE_IN_PARAMS + 1], prod, (int)rows, D, (size_t)D);
+        dout_raw = draw;
+    }
     float *states = mt_cuda_grow(&bufs[0], &have[0], (size_t)B * H * (L + 1) * D * D);
     float *dS = mt_cuda_grow(&bufs[1], &have[1], (size_t)B * H * D * D);
     float *part = mt_cuda_grow(&bufs[2], &have[2], (size_t)B * C);
@@ -140,7 +194,7 @@ static void gla_bwd(const OpShape *s, const float *const *in, const float *const
     CUDA_CHECK(cudaFuncSetAttribute(gla_backward_kernel,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
     gla_backward_kernel<<<B * H, D, shared>>>(
-        din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout[0], in[CORE_IN_QKV], in[CORE_IN_XPROJ],
+        din[CORE_IN_QKV], din[CORE_IN_XPROJ], part, dout_raw, in[CORE_IN_QKV], in[CORE_IN_XPROJ],
         in[CORE_IN_PARAMS], inv, sv, s->T, C, H, L, nc, states, dS);
     CUDA_CHECK(cudaGetLastError());
     sum_batch_partials(din[CORE_IN_PARAMS], part, B, C, (size_t)C);
