@@ -41,7 +41,7 @@ static double flops_per_token(const ModelConfig *mc, int T) {
     double C = mc->d_model, V = mc->vocab_size, mm = 0, core = 0;
     for (int l = 0; l < mc->n_layers; l++) {
         MixerSlots slot = mixer_slots(mc, l);
-        mm += 4 * C * C + (mc->gate ? C * C : 0) + (double)slot.E * C;
+        mm += C * (slot.in_w + slot.out_w) + (mc->gate ? C * slot.out_w : 0) + (double)slot.E * C;
         if (mc->mlp != MLP_NONE) mm += (mc->mlp == MLP_SWIGLU ? 3 : 2) * C * mc->d_ff;
         OpShape s = mixer_core_shape(mc, l, 1, T);
         core += OPS_f32[mc->mixer[l]]->flops(&s);

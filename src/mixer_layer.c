@@ -1,6 +1,8 @@
 // The layer around every mixer's core op:
 //   qkv = x W_qkv^T [+ b_qkv] -> [short causal conv] -> [rotary] -> core(qkv, x W_x^T, op params)
 //   -> [gate] -> W_o [+ b_o]   (biases: model.proj_bias).
+// "qkv" is W_in = 3C wide per token (q|k|v) unless the core's sizes() declare another input
+// width, and the core's output W_out = C unless declared otherwise (slot.in_w, slot.out_w).
 // Compiled twice (float and double) like the kernels.
 #include <string.h>
 
@@ -31,24 +33,25 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     l.rope = cfg->rope[layer];
     l.gate = cfg->gate;
     l.K = cfg->conv_kernel;
-    size_t E = (size_t)l.slot.E, off = 0;
-    l.qkv = off, off += N * 3 * C;
-    l.qkv_conv = off, off += l.K ? N * 3 * C : 0;
-    l.qkv_rot = off, off += l.rope ? N * 3 * C : 0;
+    size_t E = (size_t)l.slot.E, W = (size_t)l.slot.in_w, O = (size_t)l.slot.out_w, off = 0;
+    (void)C;
+    l.qkv = off, off += N * W;
+    l.qkv_conv = off, off += l.K ? N * W : 0;
+    l.qkv_rot = off, off += l.rope ? N * W : 0;
     l.xproj = off, off += N * E;
     l.core_saved = off, off += saved;
-    l.core_out = off, off += N * C;
-    l.gate_pre = off, off += l.gate ? N * C : 0;
-    l.gated = off, off += l.gate ? N * C : 0;
+    l.core_out = off, off += N * O;
+    l.gate_pre = off, off += l.gate ? N * O : 0;
+    l.gated = off, off += l.gate ? N * O : 0;
     l.total = off;
     off = 0;
-    l.s_dcore = off, off += N * C;
-    l.s_dcore_in = off, off += N * 3 * C;
+    l.s_dcore = off, off += N * O;
+    l.s_dcore_in = off, off += N * W;
     l.s_dxproj = off, off += N * E;
-    l.s_drot = off, off += l.rope ? N * 3 * C : 0;
-    l.s_dconv = off, off += l.K ? N * 3 * C : 0;
-    l.s_dgated = off, off += l.gate ? N * C : 0;
-    l.s_dgate_pre = off, off += l.gate ? N * C : 0;
+    l.s_drot = off, off += l.rope ? N * W : 0;
+    l.s_dconv = off, off += l.K ? N * W : 0;
+    l.s_dgated = off, off += l.gate ? N * O : 0;
+    l.s_dgate_pre = off, off += l.gate ? N * O : 0;
     l.s_total = off;
     return l;
 }
@@ -71,6 +74,13 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
         return -1;
     }
     OpShape s = mixer_core_shape(cfg, layer, 1, cfg->seq_len > 0 ? cfg->seq_len : 1);
+    MixerSlots slot = mixer_slots(cfg, layer);
+    if (cfg->rope[layer] && slot.in_w != 3 * cfg->d_model) {
+        snprintf(err, errlen,
+                 "model.rope=on needs q|k|v inputs; mixer %s reads none; set model.rope=off",
+                 F(OPS)[cfg->mixer[layer]]->name);
+        return -1;
+    }
     return core->check ? core->check(&s, err, errlen) : 0;
 }
 
@@ -78,7 +88,7 @@ void F(mixer_init_param)(const ModelConfig *cfg, int layer, int index, uint64_t 
     MixerSlots slot = mixer_slots(cfg, layer);
     if (index == slot.wconv) {
         int K = cfg->conv_kernel;
-        for (int c = 0; c < 3 * cfg->d_model; c++)
+        for (int c = 0; c < slot.in_w; c++)
             for (int j = 0; j < K; j++) w[c * K + j] = j == K - 1;
         return;
     }
@@ -99,10 +109,10 @@ int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
                  real *const *w, const real *acts, OpAux *out) {
     MixerLayout l = layout(cfg, layer, k, B, T);
     const Op *cpu_core = F(OPS)[cfg->mixer[layer]];  // the figures are host code
-    size_t N = (size_t)B * T, C = cfg->d_model, bad = 0;
+    size_t N = (size_t)B * T, bad = 0;
     const real *core_in = acts + (l.rope ? l.qkv_rot : l.K ? l.qkv_conv : l.qkv);
-    for (size_t i = 0; i < N * 3 * C; i++) bad += !isfinite(core_in[i]);
-    for (size_t i = 0; i < N * C; i++) bad += !isfinite(acts[l.core_out + i]);
+    for (size_t i = 0; i < N * l.slot.in_w; i++) bad += !isfinite(core_in[i]);
+    for (size_t i = 0; i < N * l.slot.out_w; i++) bad += !isfinite(acts[l.core_out + i]);
     out[0] = (OpAux){.name = "nonfinite", .value = (double)bad};
     if (!cpu_core->aux) return 1;
     const real *inputs[OP_MAX_IO];
@@ -113,12 +123,12 @@ int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
 void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                       real *y, const real *x, real *const *w, real *acts) {
     MixerLayout l = layout(cfg, layer, k, B, T);
-    int N = B * T, C = cfg->d_model, E = l.slot.E;
+    int N = B * T, C = cfg->d_model, E = l.slot.E, W = l.slot.in_w, O = l.slot.out_w;
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
-    k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, 3 * C);
-    if (l.slot.bqkv >= 0) k->bias_forward(qkv, w[l.slot.bqkv], N, 3 * C);
+    k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, W);
+    if (l.slot.bqkv >= 0) k->bias_forward(qkv, w[l.slot.bqkv], N, W);
     if (l.K) {
-        k->conv_causal_forward(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, 3 * C, l.K);
+        k->conv_causal_forward(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, W, l.K);
         core_in = acts + l.qkv_conv;
     }
     if (l.rope) {
@@ -131,12 +141,12 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
     real *outputs[1] = {core_out};
     l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
     if (l.gate) {
-        k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, C);
-        if (l.slot.bg >= 0) k->bias_forward(acts + l.gate_pre, w[l.slot.bg], N, C);
+        k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, O);
+        if (l.slot.bg >= 0) k->bias_forward(acts + l.gate_pre, w[l.slot.bg], N, O);
         readout = acts + l.gated;
-        k->gate_forward(readout, acts + l.gate_pre, core_out, (size_t)N * C);
+        k->gate_forward(readout, acts + l.gate_pre, core_out, (size_t)N * O);
     }
-    k->matmul_forward(y, readout, w[l.slot.wo], N, C, C);
+    k->matmul_forward(y, readout, w[l.slot.wo], N, O, C);
     if (l.slot.bo >= 0) k->bias_forward(y, w[l.slot.bo], N, C);
 }
 
@@ -144,7 +154,7 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
                        real *dx, real *const *dw, const real *dy, const real *x, real *const *w,
                        const real *acts, real *scratch) {
     MixerLayout l = layout(cfg, layer, k, B, T);
-    int N = B * T, C = cfg->d_model, E = l.slot.E;
+    int N = B * T, C = cfg->d_model, E = l.slot.E, W = l.slot.in_w, O = l.slot.out_w;
     const real *qkv = acts + l.qkv, *core_in = qkv;
     if (l.K) core_in = acts + l.qkv_conv;
     if (l.rope) core_in = acts + l.qkv_rot;
@@ -154,12 +164,12 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
     if (l.slot.bo >= 0) k->bias_backward(dw[l.slot.bo], dy, N, C);
     if (l.gate) {
         real *dgated = scratch + l.s_dgated, *dgate_pre = scratch + l.s_dgate_pre;
-        k->matmul_backward(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, C, C);
-        k->gate_backward(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * C);
-        if (l.slot.bg >= 0) k->bias_backward(dw[l.slot.bg], dgate_pre, N, C);
-        k->matmul_backward(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, C);
+        k->matmul_backward(dgated, dw[l.slot.wo], dy, acts + l.gated, w[l.slot.wo], N, O, C);
+        k->gate_backward(dgate_pre, dcore, dgated, acts + l.gate_pre, core_out, (size_t)N * O);
+        if (l.slot.bg >= 0) k->bias_backward(dw[l.slot.bg], dgate_pre, N, O);
+        k->matmul_backward(dx, dw[l.slot.wg], dgate_pre, x, w[l.slot.wg], N, C, O);
     } else {
-        k->matmul_backward(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, C, C);
+        k->matmul_backward(dcore, dw[l.slot.wo], dy, core_out, w[l.slot.wo], N, O, C);
     }
     real *dcore_in = scratch + l.s_dcore_in, *dxproj = scratch + l.s_dxproj;
     const real *inputs[OP_MAX_IO];
@@ -177,9 +187,9 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
     }
     if (l.K) {
         k->conv_causal_backward(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv, w[l.slot.wconv],
-                                B, T, 3 * C, l.K);
+                                B, T, W, l.K);
         dqkv = scratch + l.s_dconv;
     }
-    if (l.slot.bqkv >= 0) k->bias_backward(dw[l.slot.bqkv], dqkv, N, 3 * C);
-    k->matmul_backward(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, 3 * C);
+    if (l.slot.bqkv >= 0) k->bias_backward(dw[l.slot.bqkv], dqkv, N, W);
+    k->matmul_backward(dx, dw[l.slot.wqkv], dqkv, x, w[l.slot.wqkv], N, C, W);
 }

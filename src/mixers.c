@@ -73,7 +73,8 @@ OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
 // Every mixer projects x to q|k|v with one matrix and back with W_o (+ the optional gate W_g,
 // o = W_o(sigmoid(x W_g) * y), mixers.md section 15), optionally convolves q|k|v over time,
 // and adds what its core op declares: a per-token projection W_x (width E from the op's
-// input 1) and the op's own parameters.
+// input 1) and the op's own parameters. A core whose input 0 or output is not 3C or C wide per
+// token (sizes() says so) gets projections of those widths instead.
 MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
     MixerSlots s = {
         .wqkv = 0, .wo = 1, .wg = -1, .wconv = -1, .wx = -1, .bqkv = -1, .bo = -1, .bg = -1};
@@ -82,11 +83,10 @@ MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
     if (cfg->conv_kernel > 0) s.wconv = n++;
     const OpDef_f32 *op = OPS_f32[cfg->mixer[layer]];
     OpShape one = mixer_core_shape(cfg, layer, 1, 1);
-    if (op->n_in > CORE_IN_XPROJ) {
-        size_t in[OP_MAX_IO] = {0}, out[OP_MAX_IO], saved;
-        op->sizes(&one, in, out, &saved);
-        s.E = (int)in[CORE_IN_XPROJ];
-    }
+    size_t in[OP_MAX_IO] = {0}, out[OP_MAX_IO] = {0}, saved;
+    op->sizes(&one, in, out, &saved);  // B = T = 1: the widths per token
+    if (op->n_in > CORE_IN_XPROJ) s.E = (int)in[CORE_IN_XPROJ];
+    s.in_w = (int)in[CORE_IN_QKV], s.out_w = (int)out[0];
     if (s.E) s.wx = n++;
     OpParam p[OP_MAX_PARAMS];
     s.core = n;
@@ -105,20 +105,27 @@ MixerSlots mixer_slots(const ModelConfig *cfg, int layer) {
 int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out) {
     int C = cfg->d_model;
     MixerSlots s = mixer_slots(cfg, layer);
-    param_linear(&out[s.wqkv], cfg, "wqkv", 3 * C, C, INIT_NORMAL);
-    param_linear(&out[s.wo], cfg, "wo", C, C, INIT_NORMAL_RESIDUAL);
-    if (s.wg >= 0) param_linear(&out[s.wg], cfg, "wg", C, C, INIT_NORMAL);
-    if (s.bqkv >= 0) param_bias(&out[s.bqkv], cfg, "bqkv", 3 * C, C);
-    if (s.bo >= 0) param_bias(&out[s.bo], cfg, "bo", C, C);
-    if (s.bg >= 0) param_bias(&out[s.bg], cfg, "bg", C, C);
+    const OpDef_f32 *op = OPS_f32[cfg->mixer[layer]];
+    param_linear(&out[s.wqkv], cfg, "wqkv", s.in_w, C, INIT_NORMAL);
+    param_linear(&out[s.wo], cfg, "wo", C, s.out_w, INIT_NORMAL_RESIDUAL);
+    if (s.wg >= 0) param_linear(&out[s.wg], cfg, "wg", s.out_w, C, INIT_NORMAL);
+    if (s.bqkv >= 0) param_bias(&out[s.bqkv], cfg, "bqkv", s.in_w, C);
+    if (s.bo >= 0) param_bias(&out[s.bo], cfg, "bo", C, s.out_w);
+    if (s.bg >= 0) param_bias(&out[s.bg], cfg, "bg", s.out_w, C);
     // The convolution starts as the identity (all weight on the current token), so a layer
     // with it computes at initialisation exactly what it computes without it.
-    if (s.wconv >= 0) param_spec(&out[s.wconv], "wconv", 3 * C, cfg->conv_kernel, INIT_CUSTOM);
-    // Zero: the core op's own bias alone sets what the projection feeds at initialisation.
-    if (s.wx >= 0) param_spec(&out[s.wx], "wx", s.E, C, INIT_ZEROS);
+    if (s.wconv >= 0) param_spec(&out[s.wconv], "wconv", s.in_w, cfg->conv_kernel, INIT_CUSTOM);
+    // Zero by default: the core op's own bias alone sets what the projection feeds at
+    // initialisation. A core that reads W_x as an ordinary projection (xproj_linear) gets the
+    // initialisation of one.
+    if (s.wx >= 0) {
+        if (op->xproj_linear)
+            param_linear(&out[s.wx], cfg, "wx", s.E, C, INIT_NORMAL);
+        else
+            param_spec(&out[s.wx], "wx", s.E, C, INIT_ZEROS);
+    }
     OpParam p[OP_MAX_PARAMS];
     OpShape one = mixer_core_shape(cfg, layer, 1, 1);
-    const OpDef_f32 *op = OPS_f32[cfg->mixer[layer]];
     if (s.n_core) op->params(&one, p);
     for (int i = 0; i < s.n_core; i++) {
         ParamInfo *q = &out[s.core + i];

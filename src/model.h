@@ -70,9 +70,11 @@ void mixer_options_from(const Config *c, ModelConfig *mc);
 
 // Where each tensor of a layer's mixer sits in mixer_param_specs order (-1: absent).
 typedef struct {
-    // q|k|v [3C, C], out [C, C], gate [C, C], conv [3C, K], per-token projection W_x [E, C]
+    // input projection [W_in, C] (q|k|v: W_in = 3C unless the core reads another width), out
+    // [C, W_out], gate [W_out, C], conv [W_in, K], per-token projection W_x [E, C]
     int wqkv, wo, wg, wconv, wx;
-    int bqkv, bo, bg;  // model.proj_bias: the projections' biases [3C], [C], [C] (after the core's)
+    int bqkv, bo, bg;  // model.proj_bias: the projections' biases [W_in], [C], [W_out]
+    int in_w, out_w;   // W_in, W_out: the core's input 0 and output widths (sizes() per token)
     int core, n_core;  // the core op's own parameters: [core, core + n_core)
     int n;             // all tensors
     int E;             // width of the per-token projection x W_x^T the core reads

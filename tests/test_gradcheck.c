@@ -196,6 +196,16 @@ static void check_mixer(int row, int gate, int rope, int conv) {
         return;
     }
     cfg.rope[0] = rope;
+    // Rotary positions act on q|k|v: a core that reads another input has them refused.
+    if (rope && mixer_slots(&cfg, 0).in_w != 3 * cfg.d_model) {
+        if (!mixer_check_f64(&cfg, 0, &BACKEND_CPU_f64, err, sizeof(err))) {
+            printf("FAIL mixer %s: rope=on over a non-q|k|v input is not refused\n", name);
+            failures++;
+        } else {
+            printf("ok   mixer %s gate=%d rope=1 refused: %s\n", name, gate, err);
+        }
+        return;
+    }
     MixerCase c = {.cfg = &cfg, .B = 2, .T = 7};
     size_t N = (size_t)c.B * c.T, C = cfg.d_model;
     ParamInfo specs[MAX_PARAMS_PER_LAYER];

@@ -1,0 +1,504 @@
+// Mamba-2 (SSD, Dao & Gu 2024; mixers.md section 9): the whole Mamba-2 mixer between the
+// layer's input and output projections. Per token the layer's input projection gives
+// x|B|C [d_in + 2 G N] (through the layer's short convolution, model.conv_kernel, Mamba-2's 4)
+// and its per-token projection W_x gives z|dt [d_in + H]; then, per head h of P = d_in / H
+// channels and its group g (G groups share B and C, mixer.n_groups):
+//   x, B, C  <- silu(x), silu(B), silu(C)           (the activation after Mamba-2's conv)
+//   Delta_t  = softplus(dt_t + dt_bias_h),   log a_t = -Delta_t exp(a_log_h)
+//   S_t      = a_t S_{t-1} + B_t (Delta_t x_t)^T     (S [N, P])
+//   y_t      = S_t^T C_t + D_h x_t
+//   out_t    = RMSNorm_g(y_t (.) silu(z_t)) (.) norm_weight   (per group of d_in / G channels:
+//              mamba_ssm's RMSNormGated, norm_before_gate = False, eps 1e-5)
+// and the layer's W_o maps out [d_in] back to d_model. d_in = mixer.expand d_model,
+// N = mixer.d_state.
+// Training runs the chunked SSD algorithm (mixers.md 9: intra-chunk masked products with the
+// decays exp(cum_r - cum_s) of the chunk's cumulative log decays, the chunk's state decayed to
+// its end, and the state carried across chunks), saving each chunk's entering state; backward
+// runs the chunks in reverse from those states with the same products transposed, and the
+// decays' gradient as the gradient of the cumulative sums. The oracle is the per-token
+// recurrence in double.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../mamba_init.h"
+#include "../ops.h"
+#include "../real.h"
+
+// The option block; kernels/cuda/ssm_mamba2.cu mirrors it.
+typedef struct {
+    int chunk;     // tokens per chunk of the training form (and between saved states)
+    int d_state;   // N
+    int expand;    // d_in = expand d_model
+    int n_groups;  // G: heads share B and C in G groups
+} Mamba2Opts;
+OP_OPTIONS_STRUCT(Mamba2Opts)
+
+#define MAMBA2_NORM_EPS 1e-5
+
+typedef struct {
+    int B, T, H, P, N, G, d_in, W, E, L, nc;  // W: input 0 width, E: input 1 width
+} M2Dims;
+
+static M2Dims m2_dims(const OpShape *s) {
+    Mamba2Opts o = OPT_OF(Mamba2Opts, s);
+    M2Dims d;
+    d.B = s->B, d.T = s->T, d.H = s->H, d.N = o.d_state, d.G = o.n_groups;
+    d.d_in = o.expand * s->C, d.P = d.d_in / s->H;
+    d.W = d.d_in + 2 * d.G * d.N, d.E = d.d_in + d.H;
+    d.L = s->T > 0 && s->T < o.chunk ? s->T : o.chunk;
+    d.nc = (s->T + d.L - 1) / d.L;
+    return d;
+}
+
+static real m2_silu(real x) {
+    return x / (1 + exp(-x));
+}
+static real m2_dsilu(real x) {  // d silu / dx
+    real sg = 1 / (1 + exp(-x));
+    return sg * (1 + x * (1 - sg));
+}
+
+// Saved: each chunk's entering state [B, H, nc, N, P], then y (before the gate) [B, T, d_in]
+// and the gated norm's 1 / rms [B, T, G].
+static size_t m2_states_size(const M2Dims *d) {
+    return (size_t)d->B * d->H * d->nc * d->N * d->P;
+}
+
+// One (batch, group)'s activated inputs: B and C [T, N] of the group, and per head of the group
+// x [T, P], Delta [T], log a [T].
+typedef struct {
+    real *Bm, *Cm, *xs, *delta, *la;
+} M2Acts;
+
+static void m2_acts(const M2Dims *d, const real *const *in, int b, int g, M2Acts *a) {
+    const real *xbc = in[CORE_IN_QKV], *zdt = in[CORE_IN_XPROJ];
+    const real *a_log = in[CORE_IN_PARAMS], *dt_bias = in[CORE_IN_PARAMS + 1];
+    int hpg = d->H / d->G;
+    for (int t = 0; t < d->T; t++) {
+        const real *row = xbc + ((size_t)b * d->T + t) * d->W;
+        for (int n = 0; n < d->N; n++) {
+            a->Bm[(size_t)t * d->N + n] = m2_silu(row[d->d_in + g * d->N + n]);
+            a->Cm[(size_t)t * d->N + n] = m2_silu(row[d->d_in + (d->G + g) * d->N + n]);
+        }
+        for (int j = 0; j < hpg; j++) {
+            int h = g * hpg + j;
+            for (int p = 0; p < d->P; p++)
+                a->xs[((size_t)j * d->T + t) * d->P + p] = m2_silu(row[h * d->P + p]);
+            real dt = zdt[((size_t)b * d->T + t) * d->E + d->d_in + h] + dt_bias[h];
+            real delta = mamba_softplus(dt);
+            a->delta[(size_t)j * d->T + t] = delta;
+            a->la[(size_t)j * d->T + t] = -delta * exp(a_log[h]);
+        }
+    }
+}
+
+static void m2_acts_alloc(const M2Dims *d, M2Acts *a) {
+    int hpg = d->H / d->G;
+    a->Bm = malloc(sizeof(real) * d->T * d->N), a->Cm = malloc(sizeof(real) * d->T * d->N);
+    a->xs = malloc(sizeof(real) * hpg * d->T * d->P);
+    a->delta = malloc(sizeof(real) * hpg * d->T), a->la = malloc(sizeof(real) * hpg * d->T);
+}
+static void m2_acts_free(M2Acts *a) {
+    free(a->Bm), free(a->Cm), free(a->xs), free(a->delta), free(a->la);
+}
+
+// y [B, T, d_in] += the SSD output of every head (D skip included); saves the chunk states.
+static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real *states) {
+    const real *d_skip = in[CORE_IN_PARAMS + 2];
+    int hpg = d->H / d->G, N = d->N, P = d->P, L = d->L;
+#pragma omp parallel for schedule(static)
+    for (int bg = 0; bg < d->B * d->G; bg++) {
+        int b = bg / d->G, g = bg % d->G;
+        M2Acts a;
+        m2_acts_alloc(d, &a);
+        m2_acts(d, in, b, g, &a);
+        real *S = malloc(sizeof(real) * N * P), *cum = malloc(sizeof(real) * L);
+        real *ux = malloc(sizeof(real) * L * P), *cb = malloc(sizeof(real) * L * L);
+        for (int j = 0; j < hpg; j++) {
+            int h = g * hpg + j;
+            const real *xs = a.xs + (size_t)j * d->T * P, *la = a.la + (size_t)j * d->T;
+            memset(S, 0, sizeof(real) * N * P);
+            for (int c = 0; c < d->nc; c++) {
+                int t0 = c * L, len = d->T - t0 < L ? d->T - t0 : L;
+                memcpy(states + (((size_t)b * d->H + h) * d->nc + c) * N * P, S,
+                       sizeof(real) * N * P);
+                real run = 0;
+                for (int r = 0; r < len; r++) {
+                    run += la[t0 + r], cum[r] = run;
+                    real dl = a.delta[(size_t)j * d->T + t0 + r];
+                    for (int p = 0; p < P; p++) ux[r * P + p] = dl * xs[(size_t)(t0 + r) * P + p];
+                }
+                // Intra-chunk: cb[r, s] = exp(cum_r - cum_s) (C_r . B_s), s <= r.
+                for (int r = 0; r < len; r++)
+                    for (int s2 = 0; s2 <= r; s2++) {
+                        const real *Cr = a.Cm + (size_t)(t0 + r) * N,
+                                   *Bs = a.Bm + (size_t)(t0 + s2) * N;
+                        real dot = 0;
+                        for (int n = 0; n < N; n++) dot += Cr[n] * Bs[n];
+                        cb[r * L + s2] = exp(cum[r] - cum[s2]) * dot;
+                    }
+                for (int r = 0; r < len; r++) {
+                    int t = t0 + r;
+                    real *yr = y + ((size_t)b * d->T + t) * d->d_in + h * P;
+                    const real *Cr = a.Cm + (size_t)t * N;
+                    real e = exp(cum[r]);
+                    for (int p = 0; p < P; p++) yr[p] = d_skip[h] * xs[(size_t)t * P + p];
+                    for (int n = 0; n < N; n++) {  // inter-chunk: exp(cum_r) S^T C_r
+                        real w = e * Cr[n];
+                        for (int p = 0; p < P; p++) yr[p] += w * S[n * P + p];
+                    }
+                    for (int s2 = 0; s2 <= r; s2++)
+                        for (int p = 0; p < P; p++) yr[p] += cb[r * L + s2] * ux[s2 * P + p];
+                }
+                // S <- exp(cum_last) S + sum_s exp(cum_last - cum_s) B_s ux_s^T
+                real el = exp(cum[len - 1]);
+                for (int i = 0; i < N * P; i++) S[i] *= el;
+                for (int s2 = 0; s2 < len; s2++) {
+                    real w = exp(cum[len - 1] - cum[s2]);
+                    const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
+                    for (int n = 0; n < N; n++)
+                        for (int p = 0; p < P; p++) S[n * P + p] += w * Bs[n] * ux[s2 * P + p];
+                }
+            }
+        }
+        free(S), free(cum), free(ux), free(cb);
+        m2_acts_free(&a);
+    }
+}
+
+static void mamba2_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    M2Dims d = m2_dims(s);
+    real *y = sv + m2_states_size(&d), *rstd = y + (size_t)d.B * d.T * d.d_in;
+    m2_ssd_forward(&d, in, y, sv);
+    const real *w = in[CORE_IN_PARAMS + 3];
+    int gs = d.d_in / d.G;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < (size_t)d.B * d.T * d.G; i++) {
+        size_t tok = i / d.G;
+        int g = (int)(i % d.G);
+        const real *yr = y + tok * d.d_in + g * gs, *z = in[CORE_IN_XPROJ] + tok * d.E + g * gs;
+        real *o = out[0] + tok * d.d_in + g * gs, ss = 0;
+        for (int j = 0; j < gs; j++) {
+            o[j] = yr[j] * m2_silu(z[j]);
+            ss += o[j] * o[j];
+        }
+        real r = 1 / sqrt(ss / gs + MAMBA2_NORM_EPS);
+        rstd[i] = r;
+        for (int j = 0; j < gs; j++) o[j] *= r * w[g * gs + j];
+    }
+}
+
+static void mamba2_backward(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din) {
+    (void)out;
+    M2Dims d = m2_dims(s);
+    int hpg = d.H / d.G, N = d.N, P = d.P, L = d.L, gs = d.d_in / d.G;
+    const real *y = sv + m2_states_size(&d), *rstd = y + (size_t)d.B * d.T * d.d_in;
+    const real *zdt = in[CORE_IN_XPROJ], *w = in[CORE_IN_PARAMS + 3];
+    const real *a_log = in[CORE_IN_PARAMS], *dt_bias = in[CORE_IN_PARAMS + 1];
+    const real *d_skip = in[CORE_IN_PARAMS + 2];
+    real *dxbc = din[CORE_IN_QKV], *dzdt = din[CORE_IN_XPROJ];
+    size_t NT = (size_t)d.B * d.T;
+    // The gated norm: dy (into a buffer), dz, and the norm weight's gradient.
+    real *dy = malloc(sizeof(real) * NT * d.d_in);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < NT * d.G; i++) {
+        size_t tok = i / d.G;
+        int g = (int)(i % d.G);
+        const real *yr = y + tok * d.d_in + g * gs, *z = zdt + tok * d.E + g * gs;
+        const real *go = dout[0] + tok * d.d_in + g * gs;
+        real r = rstd[i], dot = 0;
+        for (int j = 0; j < gs; j++) dot += go[j] * w[g * gs + j] * yr[j] * m2_silu(z[j]);
+        real m = dot * r * r / gs;  // mean(dghat (.) ghat) / rms, with ghat = g r
+        real *dyr = dy + tok * d.d_in + g * gs, *dz = dzdt + tok * d.E + g * gs;
+        for (int j = 0; j < gs; j++) {
+            real sz = m2_silu(z[j]), gj = yr[j] * sz;
+            real dg = r * (go[j] * w[g * gs + j] - gj * m);
+            dyr[j] = dg * sz;
+            dz[j] += dg * yr[j] * m2_dsilu(z[j]);
+        }
+    }
+    // d norm_weight: per channel, the tokens in a fixed order (any thread count, same bits).
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < d.d_in; c++) {
+        real acc = 0;
+        int g = c / gs;
+        for (size_t tok = 0; tok < NT; tok++) {
+            real gj = y[tok * d.d_in + c] * m2_silu(zdt[tok * d.E + c]);
+            acc += dout[0][tok * d.d_in + c] * gj * rstd[tok * d.G + g];
+        }
+        din[CORE_IN_PARAMS + 3][c] += acc;
+    }
+    // The SSD, chunk by chunk in reverse. Per (batch, head) partials of d a_log, d dt_bias, d D.
+    real *part = calloc((size_t)3 * d.B * d.H, sizeof(real));
+#pragma omp parallel for schedule(static)
+    for (int bg = 0; bg < d.B * d.G; bg++) {
+        int b = bg / d.G, g = bg % d.G;
+        M2Acts a;
+        m2_acts_alloc(&d, &a);
+        m2_acts(&d, in, b, g, &a);
+        real *dBm = calloc((size_t)d.T * N, sizeof(real)),
+             *dCm = calloc((size_t)d.T * N, sizeof(real));
+        real *dS = malloc(sizeof(real) * N * P), *cum = malloc(sizeof(real) * L);
+        real *ux = malloc(sizeof(real) * L * P), *dux = malloc(sizeof(real) * L * P);
+        real *dcum = malloc(sizeof(real) * L);
+        for (int j = 0; j < hpg; j++) {
+            int h = g * hpg + j;
+            const real *xs = a.xs + (size_t)j * d.T * P, *la = a.la + (size_t)j * d.T;
+            const real *delta = a.delta + (size_t)j * d.T;
+            real A = exp(a_log[h]);
+            memset(dS, 0, sizeof(real) * N * P);
+            for (int c = d.nc - 1; c >= 0; c--) {
+                int t0 = c * L, len = d.T - t0 < L ? d.T - t0 : L;
+                const real *S = sv + (((size_t)b * d.H + h) * d.nc + c) * N * P;
+                real run = 0;
+                for (int r = 0; r < len; r++) {
+                    run += la[t0 + r], cum[r] = run, dcum[r] = 0;
+                    for (int p = 0; p < P; p++)
+                        ux[r * P + p] = delta[t0 + r] * xs[(size_t)(t0 + r) * P + p];
+                }
+                real cl = cum[len - 1], el = exp(cl);
+                // Through S_out = exp(cum_last) S + sum_s exp(cum_last - cum_s) B_s ux_s^T:
+                real sd = 0;
+                for (int i = 0; i < N * P; i++) sd += S[i] * dS[i];
+                dcum[len - 1] += el * sd;
+                for (int s2 = 0; s2 < len; s2++) {
+                    real e = exp(cl - cum[s2]);
+                    const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
+                    real *dBs = dBm + (size_t)(t0 + s2) * N, *du = dux + s2 * P;
+                    for (int p = 0; p < P; p++) du[p] = 0;
+                    real wsum = 0;
+                    for (int n = 0; n < N; n++) {
+                        real acc = 0;  // (dS ux_s)_n
+                        for (int p = 0; p < P; p++) {
+                            acc += dS[n * P + p] * ux[s2 * P + p];
+                            du[p] += e * dS[n * P + p] * Bs[n];
+                        }
+                        dBs[n] += e * acc;
+                        wsum += Bs[n] * acc;
+                    }
+                    dcum[len - 1] += e * wsum, dcum[s2] -= e * wsum;
+                }
+                // Through y_r: the inter-chunk term exp(cum_r) S^T C_r and the intra-chunk sum.
+                for (int r = 0; r < len; r++) {
+                    int t = t0 + r;
+                    const real *dyr = dy + ((size_t)b * d.T + t) * d.d_in + h * P;
+                    const real *Cr = a.Cm + (size_t)t * N;
+                    real *dCr = dCm + (size_t)t * N, e = exp(cum[r]);
+                    for (int n = 0; n < N; n++) {
+                        real acc = 0;  // (S dy_r)_n
+                        for (int p = 0; p < P; p++) acc += S[n * P + p] * dyr[p];
+                        dCr[n] += e * acc;
+                        dcum[r] += e * Cr[n] * acc;
+                    }
+                    for (int s2 = 0; s2 <= r; s2++) {
+                        const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
+                        real cbd = 0, gd = 0;
+                        for (int n = 0; n < N; n++) cbd += Cr[n] * Bs[n];
+                        for (int p = 0; p < P; p++) gd += dyr[p] * ux[s2 * P + p];
+                        real e2 = exp(cum[r] - cum[s2]);
+                        for (int p = 0; p < P; p++) dux[s2 * P + p] += e2 * cbd * dyr[p];
+                        real *dBs = dBm + (size_t)(t0 + s2) * N;
+                        for (int n = 0; n < N; n++)
+                            dCr[n] += e2 * gd * Bs[n], dBs[n] += e2 * gd * Cr[n];
+                        real m = e2 * cbd * gd;
+                        dcum[r] += m, dcum[s2] -= m;
+                    }
+                }
+                // dS for the previous chunk: exp(cum_last) dS + sum_r exp(cum_r) C_r dy_r^T.
+                for (int i = 0; i < N * P; i++) dS[i] *= el;
+                for (int r = 0; r < len; r++) {
+                    const real *dyr = dy + ((size_t)b * d.T + t0 + r) * d.d_in + h * P;
+                    const real *Cr = a.Cm + (size_t)(t0 + r) * N;
+                    real e = exp(cum[r]);
+                    for (int n = 0; n < N; n++)
+                        for (int p = 0; p < P; p++) dS[n * P + p] += e * Cr[n] * dyr[p];
+                }
+                // Per token: d log a = reverse cumsum of dcum; then Delta, dt and x.
+                real rc = 0;
+                for (int r = len - 1; r >= 0; r--) {
+                    int t = t0 + r;
+                    rc += dcum[r];
+                    const real *dyr = dy + ((size_t)b * d.T + t) * d.d_in + h * P;
+                    const real *xr = xs + (size_t)t * P;
+                    const real *xpre = in[CORE_IN_QKV] + ((size_t)b * d.T + t) * d.W + h * P;
+                    real *dx = dxbc + ((size_t)b * d.T + t) * d.W + h * P;
+                    real ddelta = -A * rc, dD = 0;
+                    part[3 * (b * d.H + h)] += -delta[t] * A * rc;
+                    for (int p = 0; p < P; p++) {
+                        real du = dux[r * P + p];
+                        ddelta += du * xr[p];
+                        dD += dyr[p] * xr[p];
+                        dx[p] += (delta[t] * du + d_skip[h] * dyr[p]) * m2_dsilu(xpre[p]);
+                    }
+                    part[3 * (b * d.H + h) + 2] += dD;
+                    real dtpre = zdt[((size_t)b * d.T + t) * d.E + d.d_in + h] + dt_bias[h];
+                    real ddt = ddelta / (1 + exp(-dtpre));  // softplus' = sigmoid
+                    dzdt[((size_t)b * d.T + t) * d.E + d.d_in + h] += ddt;
+                    part[3 * (b * d.H + h) + 1] += ddt;
+                }
+            }
+        }
+        for (int t = 0; t < d.T; t++) {
+            const real *row = in[CORE_IN_QKV] + ((size_t)b * d.T + t) * d.W + d.d_in;
+            real *drow = dxbc + ((size_t)b * d.T + t) * d.W + d.d_in;
+            for (int n = 0; n < N; n++) {
+                drow[g * N + n] += dBm[(size_t)t * N + n] * m2_dsilu(row[g * N + n]);
+                drow[(d.G + g) * N + n] +=
+                    dCm[(size_t)t * N + n] * m2_dsilu(row[(d.G + g) * N + n]);
+            }
+        }
+        free(dBm), free(dCm), free(dS), free(cum), free(ux), free(dux), free(dcum);
+        m2_acts_free(&a);
+    }
+    for (int h = 0; h < d.H; h++)
+        for (int b = 0; b < d.B; b++)
+            for (int k = 0; k < 3; k++) din[CORE_IN_PARAMS + k][h] += part[3 * (b * d.H + h) + k];
+    free(part), free(dy);
+}
+
+// a_log and dt_bias as Mamba-2 draws them (kernels/mamba_init.h), the skip D (ones) and the
+// gated norm's weight (ones); none weight-decayed (Mamba-2's _no_weight_decay).
+static int mamba2_params(const OpShape *s, OpParam *out) {
+    M2Dims d = m2_dims(s);
+    mamba_decay_params(s, "a_log", out);
+    out[2] = (OpParam){.name = "d_skip", .rows = s->H, .init = INIT_ONES, .trainable = 1};
+    out[3] = (OpParam){.name = "norm_weight", .rows = d.d_in, .init = INIT_ONES, .trainable = 1};
+    return 4;
+}
+
+static void mamba2_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
+    M2Dims d = m2_dims(s);
+    OpParam p[OP_MAX_PARAMS];
+    int n = mamba2_params(s, p);
+    size_t NT = (size_t)s->B * s->T;
+    in[CORE_IN_QKV] = NT * d.W, in[CORE_IN_XPROJ] = NT * d.E;
+    for (int i = 0; i < n; i++) in[CORE_IN_PARAMS + i] = (size_t)p[i].rows;
+    out[0] = NT * d.d_in;
+    *saved = m2_states_size(&d) + NT * d.d_in + NT * d.G;
+}
+
+static int mamba2_check(const OpShape *s, char *err, size_t errlen) {
+    Mamba2Opts o = OPT_OF(Mamba2Opts, s);
+    if (s->H % o.n_groups) {
+        snprintf(err, errlen, "mixer.n_groups (%d) must divide model.n_heads (%d)", o.n_groups,
+                 s->H);
+        return -1;
+    }
+    if ((o.expand * s->C) % s->H) {
+        snprintf(err, errlen,
+                 "mixer.expand x model.d_model (%d) must be a multiple of model.n_heads (%d)",
+                 o.expand * s->C, s->H);
+        return -1;
+    }
+    M2Dims d = m2_dims(s);
+    // The CUDA kernels run a thread per head channel and reduce an N x P tile in shared memory.
+    if (d.N * d.P > 128 * 128 || d.P > 1024) {
+        snprintf(err, errlen,
+                 "mamba2 needs mixer.d_state x head dim (%d x %d) <= 16384 and a head dim <= "
+                 "1024 (head dim = mixer.expand x model.d_model / model.n_heads)",
+                 d.N, d.P);
+        return -1;
+    }
+    return 0;
+}
+
+// Per token (all heads): the chunked SSD, 4 N P + 2 L (N + P) per head (mixers.md 18), the skip,
+// the gate and the norm.
+static double mamba2_flops(const OpShape *s) {
+    M2Dims d = m2_dims(s);
+    double N = d.N, P = d.P, L = d.L;
+    return d.H * (4 * N * P + 2 * L * (N + P) + 2 * P) + 8.0 * d.d_in;
+}
+
+// The mean decay factor a_t over tokens and heads on these inputs (as the decay mixer's).
+static int mamba2_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    M2Dims d = m2_dims(s);
+    double sum = 0;
+    for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
+        for (int h = 0; h < d.H; h++) {
+            real delta = mamba_softplus(in[CORE_IN_XPROJ][tok * d.E + d.d_in + h] +
+                                        in[CORE_IN_PARAMS + 1][h]);
+            sum += exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+        }
+    out[0] = (OpAux){.name = "decay_mean", .value = sum / ((double)d.B * d.T * d.H)};
+    return 1;
+}
+
+#ifdef MT_DOUBLE
+// The per-token recurrence S_t = a_t S_{t-1} + B_t (Delta_t x_t)^T, y_t = S_t^T C_t + D x_t,
+// then the gated norm: independent of the chunking.
+static int mamba2_reference(const OpShape *s, const double *const *in, double *out) {
+    M2Dims d = m2_dims(s);
+    int hpg = d.H / d.G, N = d.N, P = d.P, gs = d.d_in / d.G;
+    double *S = malloc(sizeof(double) * N * P);
+    for (int b = 0; b < d.B; b++)
+        for (int h = 0; h < d.H; h++) {
+            int g = h / hpg;
+            memset(S, 0, sizeof(double) * N * P);
+            for (int t = 0; t < d.T; t++) {
+                const double *row = in[CORE_IN_QKV] + ((size_t)b * d.T + t) * d.W;
+                double dt = in[CORE_IN_XPROJ][((size_t)b * d.T + t) * d.E + d.d_in + h] +
+                            in[CORE_IN_PARAMS + 1][h];
+                double delta = log1p(exp(dt)), a = exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+                double *o = out + ((size_t)b * d.T + t) * d.d_in + h * P;
+                for (int n = 0; n < N; n++) {
+                    double Bn = m2_silu(row[d.d_in + g * N + n]);
+                    for (int p = 0; p < P; p++)
+                        S[n * P + p] = a * S[n * P + p] + Bn * delta * m2_silu(row[h * P + p]);
+                }
+                for (int p = 0; p < P; p++) {
+                    double acc = in[CORE_IN_PARAMS + 2][h] * m2_silu(row[h * P + p]);
+                    for (int n = 0; n < N; n++)
+                        acc += S[n * P + p] * m2_silu(row[d.d_in + (d.G + g) * N + n]);
+                    o[p] = acc;  // y, gated and normalised below once every head is done
+                }
+            }
+        }
+    for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
+        for (int g = 0; g < d.G; g++) {
+            double *o = out + tok * d.d_in + g * gs, ss = 0;
+            for (int j = 0; j < gs; j++) {
+                o[j] *= m2_silu(in[CORE_IN_XPROJ][tok * d.E + g * gs + j]);
+                ss += o[j] * o[j];
+            }
+            double r = 1 / sqrt(ss / gs + MAMBA2_NORM_EPS);
+            for (int j = 0; j < gs; j++) o[j] *= r * in[CORE_IN_PARAMS + 3][g * gs + j];
+        }
+    free(S);
+    return 0;
+}
+#else
+#define mamba2_reference NULL
+#endif
+
+static const OpOption mamba2_options[] = {
+    {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, offsetof(Mamba2Opts, chunk), 0,
+     "chunk length of the chunked SSD training form"},
+    {"d_state", OPT_INT, "64", NULL, 1, 4096, offsetof(Mamba2Opts, d_state), 0,
+     "state size N per head (Mamba-2's d_state)"},
+    {"expand", OPT_INT, "2", NULL, 1, 16, offsetof(Mamba2Opts, expand), 0,
+     "inner width d_in = expand x d_model (head dim d_in / n_heads)"},
+    {"n_groups", OPT_INT, "1", NULL, 1, 1024, offsetof(Mamba2Opts, n_groups), 0,
+     "groups of heads sharing B and C (Mamba-2's ngroups)"},
+    {NULL}};
+
+// Shapes: T = 7 with chunk 3 (a partial last chunk), T = 1, T < chunk, two groups, N != P, and
+// T = 65 over chunks of 16.
+// clang-format off
+const F(OpDef) F(op_mamba2) = {
+    .name = "mamba2", .n_in = CORE_IN_PARAMS + 4, .n_out = 1,
+    .sizes = mamba2_sizes, .forward = mamba2_forward, .backward = mamba2_backward,
+    .params = mamba2_params, .init_param = mamba_decay_init, .check = mamba2_check,
+    .aux = mamba2_aux, .options = mamba2_options, .mixer = 1, .xproj_linear = 1,
+    .help = "Mamba-2: the SSD layer (silu, scalar decay, skip D, gated RMSNorm; mixers.md 9)",
+    .flops = mamba2_flops, .reference = mamba2_reference,
+    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .n_tests = 5,
+    .tests = {{{.B = 2, .T = 7, .C = 4, .H = 2}, "chunk=3 d_state=3"},
+              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1 d_state=2"},
+              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64 d_state=4 n_groups=2 expand=1"},
+              {{.B = 1, .T = 9, .C = 4, .H = 4}, "chunk=4 d_state=5 n_groups=2"},
+              {{.B = 2, .T = 65, .C = 8, .H = 2}, "chunk=16 d_state=4"}}};
+// clang-format on
