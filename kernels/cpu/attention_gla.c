@@ -3,10 +3,13 @@
 //   log alpha_t = logsigmoid(x_t W_x[h D .. h D + D) + gate_bias[h D ..]) / mixer.gate_norm
 //   S_t         = diag(alpha_t) S_{t-1} + k_t v_t^T          (S [D, D], key-major)
 //   o_t         = S_t^T (q_t / sqrt(D))
-// The paper's gate is low rank (x W_a1 W_a2 + b, rank 16); here it is the layer's full-rank W_x
-// [C, C] (zero at initialisation) plus this op's gate_bias [C] (init 0, not weight-decayed), so
-// every gate starts at alpha = sigmoid(0)^(1 / gate_norm) = 2^(-1/16) ~ 0.958 per channel
-// (a memory of ~24 tokens). The paper's swish output gate is the layer's model.gate (a sigmoid
+// The gate logits are low rank as the paper's (x W_a1 W_a2 + b, mixer.gate_rank R = 16): W_a1
+// is the layer's W_x [R, C] (zero at initialisation), W_a2 this op's gate_up [C, R] (N(0,
+// init_std)), plus gate_bias [C] (init 0, not weight-decayed); mixer.gate_rank=0 makes W_x the
+// full-rank [C, C] map instead. Every gate starts at alpha = sigmoid(0)^(1 / gate_norm) =
+// 2^(-1/16) ~ 0.958 per channel (a memory of ~24 tokens). The rank-R form runs as the full-rank
+// one on the expanded logits x W_a1 W_a2 (recomputed in backward, whose gradient of them is
+// then taken back through W_a2). The paper's swish output gate is the layer's model.gate (a sigmoid
 // gate); its per-head RMSNorm of o is mixer.head_norm (default true), applied to out[0] after
 // the recurrence and undone first in backward.
 // Forward runs the chunkwise form (mixers.md 10) with the cumulative log gates Gc of a chunk
@@ -30,6 +33,7 @@ typedef struct {
     int chunk;         // tokens per chunk of the training form (and between saved states)
     double gate_norm;  // the paper's gate_logit_normalizer
     int head_norm;     // RMSNorm of each head's readout with a learned [D] gain (the paper's)
+    int gate_rank;     // R: logits x W_a1 W_a2 through rank R; 0: a full-rank W_x [C, C]
 } GlaOpts;
 OP_OPTIONS_STRUCT(GlaOpts)
 
@@ -102,7 +106,7 @@ static void head_norm_backward(const OpShape *s, real *dout_raw, real *dw, const
         for (int j = 0; j < D; j++) dw[j] += dy[r * D + j] * onorm[r * D + j];
 }
 
-static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+static void gla_forward_full(const OpShape *s, const real *const *in, real *const *out, real *sv) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV];
@@ -169,8 +173,8 @@ static void gla_forward(const OpShape *s, const real *const *in, real *const *ou
 // k_t (.) dk_t) (q the scaled query), a reverse cumulative sum carried across the chunks;
 // dz = d log alpha sigmoid(-z) / gate_norm. gate_bias's gradient is summed per (batch, head),
 // then over the batch in a fixed order (bitwise reproducible for any thread count).
-static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
-                         const real *sv, const real *const *dout, real *const *din) {
+static void gla_backward_full(const OpShape *s, const real *const *in, const real *const *out,
+                              const real *sv, const real *const *dout, real *const *din) {
     (void)out;
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
     int nc = n_chunks(s);
@@ -279,26 +283,82 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
     free(part), free(dnorm);
 }
 
+static int gla_params(const OpShape *s, OpParam *out);
+
+// The index of gate_up among the inputs (after gate_bias and the optional head norm gain).
+static int gla_up_index(const OpShape *s) {
+    return CORE_IN_PARAMS + 1 + (OPT_OF(GlaOpts, s).head_norm ? 1 : 0);
+}
+
+// With a low-rank gate: the inputs with input 1 replaced by the expanded logits
+// x W_a1 W_a2 [B, T, C] (a new buffer, the caller frees it); otherwise NULL and `in` as it is.
+static real *gla_expand(const OpShape *s, const real *const *in, const real **in2) {
+    int R = OPT_OF(GlaOpts, s).gate_rank;
+    OpParam p[OP_MAX_PARAMS];
+    int n_in = CORE_IN_PARAMS + gla_params(s, p);
+    for (int i = 0; i < OP_MAX_IO; i++) in2[i] = i < n_in ? in[i] : NULL;
+    if (!R) return NULL;
+    int N = s->B * s->T;
+    real *logits = malloc(sizeof(real) * (size_t)N * s->C);
+    F(matmul_forward)(logits, in[CORE_IN_XPROJ], in[gla_up_index(s)], N, R, s->C);
+    in2[CORE_IN_XPROJ] = logits;
+    return logits;
+}
+
+static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    const real *in2[OP_MAX_IO];
+    real *logits = gla_expand(s, in, in2);
+    gla_forward_full(s, in2, out, sv);
+    free(logits);
+}
+
+static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
+                         const real *sv, const real *const *dout, real *const *din) {
+    int R = OPT_OF(GlaOpts, s).gate_rank, N = s->B * s->T;
+    if (!R) {
+        gla_backward_full(s, in, out, sv, dout, din);
+        return;
+    }
+    const real *in2[OP_MAX_IO];
+    real *logits = gla_expand(s, in, in2), *din2[OP_MAX_IO];
+    real *dlogits = calloc((size_t)N * s->C, sizeof(real));
+    for (int i = 0; i < OP_MAX_IO; i++) din2[i] = in2[i] ? din[i] : NULL;
+    din2[CORE_IN_XPROJ] = dlogits;
+    gla_backward_full(s, in2, out, sv, dout, din2);
+    int up = gla_up_index(s);
+    F(matmul_backward)(din[CORE_IN_XPROJ], din[up], dlogits, in[CORE_IN_XPROJ], in[up], N, R, s->C);
+    free(logits), free(dlogits);
+}
+
 // gate_bias [C]: zero at initialisation (every gate starts at 2^(-1/gate_norm), W_x being zero
 // too), trainable, not weight-decayed (decay would pull the gates back to that value).
 // head_norm_weight [D]: the head norm's gain, shared by the heads (fla's g_norm), ones at
 // initialisation, not decayed (as madtrain's other norm gains).
 static int gla_params(const OpShape *s, OpParam *out) {
-    out[0] = (OpParam){
+    int n = 0, R = OPT_OF(GlaOpts, s).gate_rank;
+    out[n++] = (OpParam){
         .name = "gate_bias", .rows = s->C, .init = INIT_ZEROS, .trainable = 1, .decay = 0};
-    if (!OPT_OF(GlaOpts, s).head_norm) return 1;
-    out[1] = (OpParam){.name = "head_norm_weight",
-                       .rows = s->C / s->H,
-                       .init = INIT_ONES,
-                       .trainable = 1,
-                       .decay = 0};
-    return 2;
+    if (OPT_OF(GlaOpts, s).head_norm)
+        out[n++] = (OpParam){.name = "head_norm_weight",
+                             .rows = s->C / s->H,
+                             .init = INIT_ONES,
+                             .trainable = 1,
+                             .decay = 0};
+    if (R)  // W_a2, a matrix like the layer's projections (weight-decayed as they are)
+        out[n++] = (OpParam){.name = "gate_up",
+                             .rows = s->C,
+                             .cols = R,
+                             .init = INIT_NORMAL,
+                             .trainable = 1,
+                             .decay = 1};
+    return n;
 }
 
 static void gla_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     OpParam p[OP_MAX_PARAMS];
     int np = gla_params(s, p);
-    op_core_sizes(s, in, out, (size_t)s->C, p, np);
+    int R = OPT_OF(GlaOpts, s).gate_rank;
+    op_core_sizes(s, in, out, (size_t)(R ? R : s->C), p, np);
     *saved = gla_states_size(s);
     if (OPT_OF(GlaOpts, s).head_norm) *saved += (size_t)s->B * s->T * (s->C + s->H);
 }
@@ -315,16 +375,19 @@ static int gla_check(const OpShape *s, char *err, size_t errlen) {
 }
 
 // Per token and head (mixers.md 18, recurrent form): 5 D^2 (the decay, the rank-one update, the
-// readout) and the gates' log sigmoid and exp, counted as 10 per channel.
+// readout) and the gates' log sigmoid and exp, counted as 10 per channel; plus the low-rank
+// gate's W_a2 (W_a1 is the layer's W_x, counted by bench).
 static double gla_flops(const OpShape *s) {
     double D = (double)s->C / s->H;
-    return s->H * (5 * D * D + 10 * D);
+    return s->H * (5 * D * D + 10 * D) + 2.0 * OPT_OF(GlaOpts, s).gate_rank * s->C;
 }
 
 // The mean decay alpha over tokens, heads and key channels.
-static int gla_aux(const OpShape *s, const real *const *in, OpAux *out) {
+static int gla_aux(const OpShape *s, const real *const *in0, OpAux *out) {
     int D = s->C / s->H;
     double sa = 0;
+    const real *in[OP_MAX_IO];
+    real *logits = gla_expand(s, in0, in);
     real *z = malloc(sizeof(real) * 2 * D), *la = z + D;
     for (int b = 0; b < s->B; b++)
         for (int t = 0; t < s->T; t++)
@@ -332,7 +395,7 @@ static int gla_aux(const OpShape *s, const real *const *in, OpAux *out) {
                 gla_gates(s, in, b, t, h, z, la);
                 for (int i = 0; i < D; i++) sa += exp(la[i]);
             }
-    free(z);
+    free(z), free(logits);
     out[0] = (OpAux){.name = "decay_mean", .value = sa / ((double)s->B * s->T * s->C)};
     return 1;
 }
@@ -341,17 +404,27 @@ static int gla_aux(const OpShape *s, const real *const *in, OpAux *out) {
 // The definition token by token: alpha = sigmoid(z)^(1 / gate_norm),
 // S <- diag(alpha) S + k v^T, o = S^T q / sqrt(D).
 static int gla_reference(const OpShape *s, const double *const *in, double *out) {
-    int T = s->T, C = s->C, H = s->H, D = C / H;
+    int T = s->T, C = s->C, H = s->H, D = C / H, R = OPT_OF(GlaOpts, s).gate_rank;
     double gn = OPT_OF(GlaOpts, s).gate_norm;
-    double *S = malloc(sizeof(double) * D * D);
+    double *S = malloc(sizeof(double) * D * D), *xe = malloc(sizeof(double) * C);
     for (int b = 0; b < s->B; b++)
         for (int h = 0; h < H; h++) {
             memset(S, 0, sizeof(double) * D * D);
             for (int t = 0; t < T; t++) {
                 const double *q = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
                 const double *k = q + C, *v = q + 2 * C;
-                const double *xe = in[CORE_IN_XPROJ] + ((size_t)b * T + t) * C + h * D;
                 const double *bias = in[CORE_IN_PARAMS] + h * D;
+                for (int i = 0; i < D; i++) {  // the logit x W_a1 W_a2 (or x W_x) of channel hD+i
+                    int c = h * D + i;
+                    if (!R) {
+                        xe[i] = in[CORE_IN_XPROJ][((size_t)b * T + t) * C + c];
+                        continue;
+                    }
+                    xe[i] = 0;
+                    for (int r = 0; r < R; r++)
+                        xe[i] += in[CORE_IN_XPROJ][((size_t)b * T + t) * R + r] *
+                                 in[gla_up_index(s)][(size_t)c * R + r];
+                }
                 for (int i = 0; i < D; i++) {
                     double alpha = pow(1 / (1 + exp(-(xe[i] + bias[i]))), 1 / gn);
                     for (int j = 0; j < D; j++) S[i * D + j] = alpha * S[i * D + j] + k[i] * v[j];
@@ -367,7 +440,7 @@ static int gla_reference(const OpShape *s, const double *const *in, double *out)
                         o[j] *= in[CORE_IN_PARAMS + 1][j] / sqrt(ss / D + GLA_HEAD_NORM_EPS);
             }
         }
-    free(S);
+    free(S), free(xe);
     return 0;
 }
 #else
@@ -383,6 +456,8 @@ static const OpOption gla_options[] = {
      "gla: log alpha = logsigmoid(logits) / gate_norm (the paper's gate_logit_normalizer)"},
     {"head_norm", OPT_BOOL, "true", NULL, 0, 0, offsetof(GlaOpts, head_norm), 0,
      "gla: RMSNorm of each head's readout with a learned gain (the paper's); false: raw readout"},
+    {"gate_rank", OPT_INT, "16", NULL, 0, 4096, offsetof(GlaOpts, gate_rank), 0,
+     "gla: rank of the gate logits x W_a1 W_a2 (the paper's 16); 0: a full-rank W_x [C, C]"},
     {NULL}};
 
 // T = 7 with chunk 3: a partial last chunk; T < chunk: a single one; T = 129 with chunk 64:
@@ -390,20 +465,21 @@ static const OpOption gla_options[] = {
 // without the head norm.
 // clang-format off
 const F(OpDef) F(op_gla) = {
-    .name = "gla", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
+    .name = "gla", .n_in = CORE_IN_PARAMS + 3, .n_out = 1,
     .sizes = gla_sizes, .forward = gla_forward, .backward = gla_backward,
     .params = gla_params,
     .check = gla_check, .aux = gla_aux, .options = gla_options, .mixer = 1,
     .help = "GLA: gated linear attention, a per-key-channel data-dependent decay (mixers.md 10)",
     .flops = gla_flops, .reference = gla_reference,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
-    .n_tests = 8,
-    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
-              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 head_norm=false"},
-              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64"},
-              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1"},
-              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16"},
-              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64"},
-              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 gate_norm=1"},
-              {{.B = 1, .T = 9, .C = 15, .H = 3}, "chunk=4 gate_norm=1"}}};
+    .n_tests = 9,
+    .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 gate_rank=3"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 head_norm=false gate_rank=2"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 gate_rank=0"},
+              {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64 gate_rank=0"},
+              {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1 gate_rank=2"},
+              {{.B = 2, .T = 65, .C = 12, .H = 3}, "chunk=16 gate_rank=4"},
+              {{.B = 1, .T = 129, .C = 10, .H = 2}, "chunk=64 gate_rank=0"},
+              {{.B = 2, .T = 7, .C = 9, .H = 3}, "chunk=3 gate_norm=1 gate_rank=0"},
+              {{.B = 1, .T = 9, .C = 15, .H = 3}, "chunk=4 gate_norm=1 gate_rank=5"}}};
 // clang-format on

@@ -16,6 +16,7 @@ typedef struct {
     int chunk;
     double gate_norm;
     int head_norm;
+    int gate_rank;
 } GlaOpts;
 #define GLA_HEAD_NORM_EPS 1e-5f
 OP_OPTIONS_STRUCT(GlaOpts)
@@ -149,7 +150,7 @@ __global__ void head_norm_backward_kernel(float *dout_raw, float *prod, const fl
     }
 }
 
-static void gla_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+static void gla_fwd_full(const OpShape *s, const float *const *in, float *const *out, float *sv) {
     static float *cur;
     static size_t have;
     int D = s->C / s->H, L = gla_chunk(s), nc = (s->T + L - 1) / L;
@@ -168,8 +169,8 @@ static void gla_fwd(const OpShape *s, const float *const *in, float *const *out,
     }
 }
 
-static void gla_bwd(const OpShape *s, const float *const *in, const float *const *, const float *sv,
-                    const float *const *dout, float *const *din) {
+static void gla_bwd_full(const OpShape *s, const float *const *in, const float *const *,
+                         const float *sv, const float *const *dout, float *const *din) {
     static float *bufs[5];
     static size_t have[5];
     int B = s->B, H = s->H, C = s->C, D = C / H, L = gla_chunk(s), nc = (s->T + L - 1) / L;
@@ -198,6 +199,51 @@ static void gla_bwd(const OpShape *s, const float *const *in, const float *const
         in[CORE_IN_PARAMS], inv, sv, s->T, C, H, L, nc, states, dS);
     CUDA_CHECK(cudaGetLastError());
     sum_batch_partials(din[CORE_IN_PARAMS], part, B, C, (size_t)C);
+}
+
+// The low-rank gate (mixer.gate_rank R > 0): the full-rank kernels on the expanded logits
+// x W_a1 W_a2 [B, T, C], recomputed in backward, whose gradient of them goes back through
+// W_a2 (gate_up, after gate_bias and the optional head norm gain), as the CPU file does.
+static int gla_up_index(const OpShape *s) {
+    return CORE_IN_PARAMS + 1 + (OPT_OF(GlaOpts, s).head_norm ? 1 : 0);
+}
+
+static void gla_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
+    static float *buf;
+    static size_t have;
+    int R = OPT_OF(GlaOpts, s).gate_rank, N = s->B * s->T;
+    if (!R) {
+        gla_fwd_full(s, in, out, sv);
+        return;
+    }
+    float *logits = mt_cuda_grow(&buf, &have, (size_t)N * s->C);
+    matmul_forward_cuda(logits, in[CORE_IN_XPROJ], in[gla_up_index(s)], N, R, s->C);
+    const float *in2[OP_MAX_IO] = {NULL};
+    for (int i = 0; i <= gla_up_index(s); i++) in2[i] = in[i];
+    in2[CORE_IN_XPROJ] = logits;
+    gla_fwd_full(s, in2, out, sv);
+}
+
+static void gla_bwd(const OpShape *s, const float *const *in, const float *const *out,
+                    const float *sv, const float *const *dout, float *const *din) {
+    static float *bufs[2];
+    static size_t have[2];
+    int R = OPT_OF(GlaOpts, s).gate_rank, N = s->B * s->T, up = gla_up_index(s);
+    if (!R) {
+        gla_bwd_full(s, in, out, sv, dout, din);
+        return;
+    }
+    float *logits = mt_cuda_grow(&bufs[0], &have[0], (size_t)N * s->C);
+    float *dlogits = mt_cuda_grow(&bufs[1], &have[1], (size_t)N * s->C);
+    matmul_forward_cuda(logits, in[CORE_IN_XPROJ], in[up], N, R, s->C);
+    CUDA_CHECK(cudaMemset(dlogits, 0, sizeof(float) * (size_t)N * s->C));
+    const float *in2[OP_MAX_IO] = {NULL};
+    float *din2[OP_MAX_IO] = {NULL};
+    for (int i = 0; i <= up; i++) in2[i] = in[i], din2[i] = din[i];
+    in2[CORE_IN_XPROJ] = logits, din2[CORE_IN_XPROJ] = dlogits;
+    gla_bwd_full(s, in2, out, sv, dout, din2);
+    matmul_backward_cuda(din[CORE_IN_XPROJ], din[up], dlogits, in[CORE_IN_XPROJ], in[up], N, R,
+                         s->C);
 }
 
 extern "C" const CudaKernels cuda_op_gla = {gla_fwd, gla_bwd, NULL};
