@@ -104,12 +104,13 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
             }
             for (int r = 0; r < n; r++) {
                 const real *v = qkv + ((size_t)b * T + t0 + r) * 3 * C + 2 * C + h * D;
-                real ar = exp(Gc[r]);
-                for (int j = 0; j < D; j++) {
-                    real acc = 0;
-                    for (int i = 0; i < D; i++) acc += K[r * D + i] * S[i * D + j];
-                    U[r * D + j] = beta[r] * (v[j] - ar * acc);
+                real ar = exp(Gc[r]), *u = U + r * D;
+                for (int j = 0; j < D; j++) u[j] = 0;  // k_r^T S, rows of S in order (vectorises)
+                for (int i = 0; i < D; i++) {
+                    real kr = K[r * D + i];
+                    for (int j = 0; j < D; j++) u[j] += kr * S[i * D + j];
                 }
+                for (int j = 0; j < D; j++) u[j] = beta[r] * (v[j] - ar * u[j]);
                 for (int p = 0; p < r; p++) {
                     real kk = 0;
                     for (int i = 0; i < D; i++) kk += K[r * D + i] * K[p * D + i];
@@ -119,10 +120,10 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
             }
             for (int r = 0; r < n; r++) {
                 real *o = out[0] + ((size_t)b * T + t0 + r) * C + h * D, ar = exp(Gc[r]);
-                for (int j = 0; j < D; j++) {
-                    real acc = 0;
-                    for (int i = 0; i < D; i++) acc += Q[r * D + i] * S[i * D + j];
-                    o[j] = ar * acc;
+                for (int j = 0; j < D; j++) o[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    real qa = ar * Q[r * D + i];
+                    for (int j = 0; j < D; j++) o[j] += qa * S[i * D + j];
                 }
                 for (int p = 0; p <= r; p++) {
                     real qk = 0;
@@ -173,6 +174,7 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
         size_t LD = (size_t)L * D, LL = (size_t)L * L;
         real *dSn = calloc((size_t)D * D, sizeof(real));  // dS' of the chunk being swept
         real *dSp = malloc(sizeof(real) * D * D);         // dS of its entering state
+        real *qs = malloc(sizeof(real) * D);              // q_r^T S
         real *buf = malloc(sizeof(real) * (10 * LD + 2 * LL + 7 * (size_t)L));
         real *Q = buf, *K = Q + LD, *U = K + LD, *KS = U + LD, *KdS = KS + LD, *dU = KdS + LD;
         real *dX = dU + LD, *dQ = dX + LD, *dK = dQ + LD, *Vb = dK + LD;
@@ -195,13 +197,14 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
             real glast = Gc[n - 1], alast = exp(glast);
             // the forward's U, and K S, K dS', K K^T, Q K^T
             for (int r = 0; r < n; r++) {
-                for (int j = 0; j < D; j++) {
-                    real ks = 0, kd = 0;
-                    for (int i = 0; i < D; i++)
-                        ks += K[r * D + i] * S[i * D + j], kd += K[r * D + i] * dSn[i * D + j];
-                    KS[r * D + j] = ks, KdS[r * D + j] = kd;
-                    U[r * D + j] = beta[r] * (Vb[r * D + j] - exp(Gc[r]) * ks);
+                real *ks = KS + r * D, *kd = KdS + r * D, ar = exp(Gc[r]);
+                for (int j = 0; j < D; j++) ks[j] = 0, kd[j] = 0;
+                for (int i = 0; i < D; i++) {  // rows of S and dS' in order (vectorises)
+                    real kr = K[r * D + i];
+                    for (int j = 0; j < D; j++)
+                        ks[j] += kr * S[i * D + j], kd[j] += kr * dSn[i * D + j];
                 }
+                for (int j = 0; j < D; j++) U[r * D + j] = beta[r] * (Vb[r * D + j] - ar * ks[j]);
                 for (int p = 0; p < n; p++) {
                     real kk = 0, qk = 0;
                     for (int i = 0; i < D; i++)
@@ -241,10 +244,13 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                     }
                     dQ[r * D + i] = ar * dq, dK[r * D + i] = dk;
                 }
+                for (int j = 0; j < D; j++) qs[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    real qr = Q[r * D + i];
+                    for (int j = 0; j < D; j++) qs[j] += qr * S[i * D + j];
+                }
                 for (int j = 0; j < D; j++) {
-                    real qs = 0;
-                    for (int i = 0; i < D; i++) qs += Q[r * D + i] * S[i * D + j];
-                    da += dO[(size_t)r * C + j] * qs - beta[r] * dX[r * D + j] * KS[r * D + j];
+                    da += dO[(size_t)r * C + j] * qs[j] - beta[r] * dX[r * D + j] * KS[r * D + j];
                     dbeta[r] += dX[r * D + j] * (Vb[r * D + j] - ar * KS[r * D + j]);
                     dw += KdS[r * D + j] * U[r * D + j];
                 }
@@ -273,14 +279,15 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                     dGc[r] += dgam * gam, dGc[p] -= dgam * gam;
                 }
             // dS of the entering state
-            for (int i = 0; i < D; i++)
-                for (int j = 0; j < D; j++) {
-                    real acc = alast * dSn[i * D + j];
-                    for (int r = 0; r < n; r++)
-                        acc += exp(Gc[r]) * (Q[r * D + i] * dO[(size_t)r * C + j] -
-                                             beta[r] * K[r * D + i] * dX[r * D + j]);
-                    dSp[i * D + j] = acc;
+            for (int i = 0; i < D; i++) {  // token by token over rows (vectorises)
+                real *ds = dSp + i * D;
+                for (int j = 0; j < D; j++) ds[j] = alast * dSn[i * D + j];
+                for (int r = 0; r < n; r++) {
+                    real ar = exp(Gc[r]), qa = ar * Q[r * D + i], kb = ar * beta[r] * K[r * D + i];
+                    const real *g = dO + (size_t)r * C, *dx = dX + r * D;
+                    for (int j = 0; j < D; j++) ds[j] += qa * g[j] - kb * dx[j];
                 }
+            }
             real dacc = 0;
             for (int i = 0; i < D * D; i++) dacc += dSn[i] * S[i];
             dGc[n - 1] += alast * dacc;
@@ -306,7 +313,7 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                 }
             }
         }
-        free(dSn), free(dSp), free(buf);
+        free(dSn), free(dSp), free(qs), free(buf);
     }
     if (gated)
         for (int h = 0; h < H; h++)

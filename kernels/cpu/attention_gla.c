@@ -27,6 +27,7 @@
 
 #include "../ops.h"
 #include "../real.h"
+#include "vexp.h"
 
 // The option block; kernels/cuda/attention_gla.cu mirrors it.
 typedef struct {
@@ -140,7 +141,7 @@ static void gla_forward_full(const OpShape *s, const real *const *in, real *cons
                 for (int p = 0; p <= r; p++) {
                     real coef = 0;
                     for (int i = 0; i < D; i++)
-                        coef += Q[r * D + i] * K[p * D + i] * exp(Gc[r * D + i] - Gc[p * D + i]);
+                        coef += Q[r * D + i] * K[p * D + i] * vexp(Gc[r * D + i] - Gc[p * D + i]);
                     for (int j = 0; j < D; j++) o[j] += coef * V[p * D + j];
                 }
             }
@@ -197,10 +198,10 @@ static void gla_backward_full(const OpShape *s, const real *const *in, const rea
         int b = bh / H, h = bh % H;
         size_t LD = (size_t)L * D, DD = (size_t)D * D;
         real *dSn = calloc(DD, sizeof(real));  // dS' of the chunk being swept
-        real *buf = malloc(sizeof(real) * (8 * LD + (size_t)L * L + 2 * (size_t)D));
+        real *buf = malloc(sizeof(real) * (10 * LD + (size_t)L * L + 2 * (size_t)D));
         real *Q = buf, *K = Q + LD, *V = K + LD, *Gc = V + LD, *z = Gc + LD, *dQ = z + LD;
         real *dK = dQ + LD, *dV = dK + LD, *dA = dV + LD, *carry = dA + (size_t)L * L;
-        real *el = carry + D;
+        real *el = carry + D, *Kw = el + D, *Qe = Kw + LD;
         for (int i = 0; i < D; i++) carry[i] = 0;
         for (int c = nc - 1; c >= 0; c--) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
@@ -232,19 +233,26 @@ static void gla_backward_full(const OpShape *s, const real *const *in, const rea
                             vd += V[r * D + j] * dSn[i * D + j];
                     dQ[r * D + i] = exp(Gc[r * D + i]) * ds, dK[r * D + i] = w * vd;
                 }
-            for (int p = 0; p < n; p++)
-                for (int j = 0; j < D; j++) {
-                    real acc = 0;
-                    for (int i = 0; i < D; i++)
-                        acc += K[p * D + i] * exp(Gl[i] - Gc[p * D + i]) * dSn[i * D + j];
-                    dV[p * D + j] = acc;
+            // Kw = K (.) exp(Gl - Gc) and Qe = Q (.) exp(Gc), once per chunk (the products below
+            // would otherwise take an exp per term).
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < D; i++)
+                    Kw[r * D + i] = K[r * D + i] * vexp(Gl[i] - Gc[r * D + i]),
+                               Qe[r * D + i] = Q[r * D + i] * vexp(Gc[r * D + i]);
+            for (int p = 0; p < n; p++) {
+                real *dv = dV + p * D;
+                for (int j = 0; j < D; j++) dv[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    real kw = Kw[p * D + i];
+                    for (int j = 0; j < D; j++) dv[j] += kw * dSn[i * D + j];
                 }
+            }
             // the intra-chunk pairs: A_rp recomputed, dQ, dK through dA
             for (int r = 0; r < n; r++)
                 for (int p = 0; p <= r; p++) {
                     real a = 0, d = dA[r * L + p];
                     for (int i = 0; i < D; i++) {
-                        real gam = exp(Gc[r * D + i] - Gc[p * D + i]);
+                        real gam = vexp(Gc[r * D + i] - Gc[p * D + i]);
                         a += Q[r * D + i] * K[p * D + i] * gam;
                         dQ[r * D + i] += d * K[p * D + i] * gam;
                         dK[p * D + i] += d * Q[r * D + i] * gam;
@@ -252,13 +260,15 @@ static void gla_backward_full(const OpShape *s, const real *const *in, const rea
                     for (int j = 0; j < D; j++) dV[p * D + j] += a * dO[(size_t)r * C + j];
                 }
             // dS of the entering state
-            for (int i = 0; i < D; i++)
-                for (int j = 0; j < D; j++) {
-                    real acc = el[i] * dSn[i * D + j];
-                    for (int r = 0; r < n; r++)
-                        acc += Q[r * D + i] * exp(Gc[r * D + i]) * dO[(size_t)r * C + j];
-                    dSn[i * D + j] = acc;
+            for (int i = 0; i < D; i++) {
+                real *ds = dSn + i * D;
+                for (int j = 0; j < D; j++) ds[j] *= el[i];
+                for (int r = 0; r < n; r++) {
+                    real qe = Qe[r * D + i];
+                    const real *g = dO + (size_t)r * C;
+                    for (int j = 0; j < D; j++) ds[j] += qe * g[j];
                 }
+            }
             // to the inputs, the gates by the identity (reverse cumulative sum)
             for (int r = n - 1; r >= 0; r--) {
                 int t = t0 + r;

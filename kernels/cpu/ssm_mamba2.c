@@ -24,6 +24,7 @@
 #include "../mamba_init.h"
 #include "../ops.h"
 #include "../real.h"
+#include "vexp.h"
 
 // The option block; kernels/cuda/ssm_mamba2.cu mirrors it.
 typedef struct {
@@ -52,10 +53,10 @@ static M2Dims m2_dims(const OpShape *s) {
 }
 
 static real m2_silu(real x) {
-    return x / (1 + exp(-x));
+    return x * vsigmoid(x);
 }
 static real m2_dsilu(real x) {  // d silu / dx
-    real sg = 1 / (1 + exp(-x));
+    real sg = vsigmoid(x);
     return sg * (1 + x * (1 - sg));
 }
 
@@ -115,53 +116,49 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
         m2_acts(d, in, b, g, &a);
         real *S = malloc(sizeof(real) * N * P), *cum = malloc(sizeof(real) * L);
         real *ux = malloc(sizeof(real) * L * P), *cb = malloc(sizeof(real) * L * L);
+        real *Ce = malloc(sizeof(real) * L * N);
         for (int j = 0; j < hpg; j++) {
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d->T * P, *la = a.la + (size_t)j * d->T;
             memset(S, 0, sizeof(real) * N * P);
             for (int c = 0; c < d->nc; c++) {
                 int t0 = c * L, len = d->T - t0 < L ? d->T - t0 : L;
+                const real *Cc = a.Cm + (size_t)t0 * N, *Bc = a.Bm + (size_t)t0 * N;
+                real *yc = y + ((size_t)b * d->T + t0) * d->d_in + h * P;  // row stride d_in
                 memcpy(states + (((size_t)b * d->H + h) * d->nc + c) * N * P, S,
                        sizeof(real) * N * P);
                 real run = 0;
                 for (int r = 0; r < len; r++) {
                     run += la[t0 + r], cum[r] = run;
-                    real dl = a.delta[(size_t)j * d->T + t0 + r];
-                    for (int p = 0; p < P; p++) ux[r * P + p] = dl * xs[(size_t)(t0 + r) * P + p];
+                    real dl = a.delta[(size_t)j * d->T + t0 + r], e = exp(run);
+                    for (int p = 0; p < P; p++) {
+                        ux[r * P + p] = dl * xs[(size_t)(t0 + r) * P + p];
+                        yc[(size_t)r * d->d_in + p] = d_skip[h] * xs[(size_t)(t0 + r) * P + p];
+                    }
+                    for (int n = 0; n < N; n++) Ce[r * N + n] = e * Cc[(size_t)r * N + n];
                 }
-                // Intra-chunk: cb[r, s] = exp(cum_r - cum_s) (C_r . B_s), s <= r.
+                // Intra-chunk: cb = (C B^T) (.) exp(cum_r - cum_s), s <= r; y += cb (Delta x).
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, N, 1, Cc, N, Bc, N, 0,
+                           cb, L);
                 for (int r = 0; r < len; r++)
-                    for (int s2 = 0; s2 <= r; s2++) {
-                        const real *Cr = a.Cm + (size_t)(t0 + r) * N,
-                                   *Bs = a.Bm + (size_t)(t0 + s2) * N;
-                        real dot = 0;
-                        for (int n = 0; n < N; n++) dot += Cr[n] * Bs[n];
-                        cb[r * L + s2] = exp(cum[r] - cum[s2]) * dot;
-                    }
+                    for (int s2 = 0; s2 < len; s2++)
+                        cb[r * L + s2] = s2 <= r ? cb[r * L + s2] * vexp(cum[r] - cum[s2]) : 0;
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, len, 1, cb, L, ux, P,
+                           1, yc, d->d_in);
+                // Inter-chunk: y_r += exp(cum_r) S^T C_r.
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, N, 1, Ce, N, S, P, 1,
+                           yc, d->d_in);
+                // S <- exp(cum_last) S + B^T (exp(cum_last - cum) (.) Delta x)
+                real cl = cum[len - 1];
                 for (int r = 0; r < len; r++) {
-                    int t = t0 + r;
-                    real *yr = y + ((size_t)b * d->T + t) * d->d_in + h * P;
-                    const real *Cr = a.Cm + (size_t)t * N;
-                    real e = exp(cum[r]);
-                    for (int p = 0; p < P; p++) yr[p] = d_skip[h] * xs[(size_t)t * P + p];
-                    for (int n = 0; n < N; n++) {  // inter-chunk: exp(cum_r) S^T C_r
-                        real w = e * Cr[n];
-                        for (int p = 0; p < P; p++) yr[p] += w * S[n * P + p];
-                    }
-                    for (int s2 = 0; s2 <= r; s2++)
-                        for (int p = 0; p < P; p++) yr[p] += cb[r * L + s2] * ux[s2 * P + p];
+                    real w = exp(cl - cum[r]);
+                    for (int p = 0; p < P; p++) ux[r * P + p] *= w;
                 }
-                // S <- exp(cum_last) S + sum_s exp(cum_last - cum_s) B_s ux_s^T
-                real el = exp(cum[len - 1]);
-                for (int i = 0; i < N * P; i++) S[i] *= el;
-                for (int s2 = 0; s2 < len; s2++) {
-                    real w = exp(cum[len - 1] - cum[s2]);
-                    const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
-                    for (int n = 0; n < N; n++)
-                        for (int p = 0; p < P; p++) S[n * P + p] += w * Bs[n] * ux[s2 * P + p];
-                }
+                cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, P, len, 1, Bc, N, ux, P,
+                           exp(cl), S, P);
             }
         }
+        free(Ce);
         free(S), free(cum), free(ux), free(cb);
         m2_acts_free(&a);
     }
@@ -242,7 +239,9 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
              *dCm = calloc((size_t)d.T * N, sizeof(real));
         real *dS = malloc(sizeof(real) * N * P), *cum = malloc(sizeof(real) * L);
         real *ux = malloc(sizeof(real) * L * P), *dux = malloc(sizeof(real) * L * P);
-        real *dcum = malloc(sizeof(real) * L);
+        real *dcum = malloc(sizeof(real) * L), *wl = malloc(sizeof(real) * L);
+        real *M1 = malloc(sizeof(real) * L * L), *M2 = malloc(sizeof(real) * L * L);
+        real *tB = malloc(sizeof(real) * L * N), *Ce = malloc(sizeof(real) * L * N);
         for (int j = 0; j < hpg; j++) {
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d.T * P, *la = a.la + (size_t)j * d.T;
@@ -252,6 +251,9 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
             for (int c = d.nc - 1; c >= 0; c--) {
                 int t0 = c * L, len = d.T - t0 < L ? d.T - t0 : L;
                 const real *S = sv + (((size_t)b * d.H + h) * d.nc + c) * N * P;
+                const real *Cc = a.Cm + (size_t)t0 * N, *Bc = a.Bm + (size_t)t0 * N;
+                const real *dyc = dy + ((size_t)b * d.T + t0) * d.d_in + h * P;  // stride d_in
+                real *dBc = dBm + (size_t)t0 * N, *dCc = dCm + (size_t)t0 * N;
                 real run = 0;
                 for (int r = 0; r < len; r++) {
                     run += la[t0 + r], cum[r] = run, dcum[r] = 0;
@@ -259,62 +261,60 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                         ux[r * P + p] = delta[t0 + r] * xs[(size_t)(t0 + r) * P + p];
                 }
                 real cl = cum[len - 1], el = exp(cl);
-                // Through S_out = exp(cum_last) S + sum_s exp(cum_last - cum_s) B_s ux_s^T:
+                for (int r = 0; r < len; r++) wl[r] = exp(cl - cum[r]);
+                // Through S_out = exp(cum_last) S + B^T (w (.) ux), w_s = exp(cum_last - cum_s):
+                // dux = w (.) (B dS), dB += w (.) (ux dS^T), and the decays through <., dS>.
                 real sd = 0;
                 for (int i = 0; i < N * P; i++) sd += S[i] * dS[i];
                 dcum[len - 1] += el * sd;
-                for (int s2 = 0; s2 < len; s2++) {
-                    real e = exp(cl - cum[s2]);
-                    const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
-                    real *dBs = dBm + (size_t)(t0 + s2) * N, *du = dux + s2 * P;
-                    for (int p = 0; p < P; p++) du[p] = 0;
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, N, 1, Bc, N, dS, P, 0,
+                           dux, P);
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, N, P, 1, ux, P, dS, P, 0,
+                           tB, N);
+                for (int r = 0; r < len; r++) {
                     real wsum = 0;
+                    for (int p = 0; p < P; p++) dux[r * P + p] *= wl[r];
                     for (int n = 0; n < N; n++) {
-                        real acc = 0;  // (dS ux_s)_n
-                        for (int p = 0; p < P; p++) {
-                            acc += dS[n * P + p] * ux[s2 * P + p];
-                            du[p] += e * dS[n * P + p] * Bs[n];
-                        }
-                        dBs[n] += e * acc;
-                        wsum += Bs[n] * acc;
+                        wsum += Bc[(size_t)r * N + n] * tB[r * N + n];
+                        dBc[(size_t)r * N + n] += wl[r] * tB[r * N + n];
                     }
-                    dcum[len - 1] += e * wsum, dcum[s2] -= e * wsum;
+                    dcum[len - 1] += wl[r] * wsum, dcum[r] -= wl[r] * wsum;
                 }
-                // Through y_r: the inter-chunk term exp(cum_r) S^T C_r and the intra-chunk sum.
+                // The inter-chunk readout y_r += exp(cum_r) S^T C_r: dC_r += exp(cum_r) S dy_r.
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, N, P, 1, dyc, d.d_in, S, P,
+                           0, tB, N);
                 for (int r = 0; r < len; r++) {
-                    int t = t0 + r;
-                    const real *dyr = dy + ((size_t)b * d.T + t) * d.d_in + h * P;
-                    const real *Cr = a.Cm + (size_t)t * N;
-                    real *dCr = dCm + (size_t)t * N, e = exp(cum[r]);
+                    real e = exp(cum[r]), acc = 0;
                     for (int n = 0; n < N; n++) {
-                        real acc = 0;  // (S dy_r)_n
-                        for (int p = 0; p < P; p++) acc += S[n * P + p] * dyr[p];
-                        dCr[n] += e * acc;
-                        dcum[r] += e * Cr[n] * acc;
+                        dCc[(size_t)r * N + n] += e * tB[r * N + n];
+                        acc += Cc[(size_t)r * N + n] * tB[r * N + n];
+                        Ce[r * N + n] = e * Cc[(size_t)r * N + n];
                     }
-                    for (int s2 = 0; s2 <= r; s2++) {
-                        const real *Bs = a.Bm + (size_t)(t0 + s2) * N;
-                        real cbd = 0, gd = 0;
-                        for (int n = 0; n < N; n++) cbd += Cr[n] * Bs[n];
-                        for (int p = 0; p < P; p++) gd += dyr[p] * ux[s2 * P + p];
-                        real e2 = exp(cum[r] - cum[s2]);
-                        for (int p = 0; p < P; p++) dux[s2 * P + p] += e2 * cbd * dyr[p];
-                        real *dBs = dBm + (size_t)(t0 + s2) * N;
-                        for (int n = 0; n < N; n++)
-                            dCr[n] += e2 * gd * Bs[n], dBs[n] += e2 * gd * Cr[n];
-                        real m = e2 * cbd * gd;
-                        dcum[r] += m, dcum[s2] -= m;
+                    dcum[r] += e * acc;
+                }
+                // The intra-chunk sum y_r += sum_{s <= r} e2_rs (C_r . B_s) ux_s, e2 =
+                // exp(cum_r - cum_s): M1 = e2 (.) C B^T, M2 = e2 (.) dy ux^T (masked, s <= r);
+                // dux += M1^T dy, dC += M2 B, dB += M2^T C, and the decays through M1 (.) M2.
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, N, 1, Cc, N, Bc, N, 0,
+                           M1, L);
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, P, 1, dyc, d.d_in, ux,
+                           P, 0, M2, L);
+                for (int r = 0; r < len; r++)
+                    for (int s2 = 0; s2 < len; s2++) {
+                        real e2 = s2 <= r ? vexp(cum[r] - cum[s2]) : 0;
+                        real m1 = e2 * M1[r * L + s2], m = m1 * M2[r * L + s2];
+                        M2[r * L + s2] *= e2, M1[r * L + s2] = m1;
+                        if (s2 < r) dcum[r] += m, dcum[s2] -= m;
                     }
-                }
-                // dS for the previous chunk: exp(cum_last) dS + sum_r exp(cum_r) C_r dy_r^T.
-                for (int i = 0; i < N * P; i++) dS[i] *= el;
-                for (int r = 0; r < len; r++) {
-                    const real *dyr = dy + ((size_t)b * d.T + t0 + r) * d.d_in + h * P;
-                    const real *Cr = a.Cm + (size_t)(t0 + r) * N;
-                    real e = exp(cum[r]);
-                    for (int n = 0; n < N; n++)
-                        for (int p = 0; p < P; p++) dS[n * P + p] += e * Cr[n] * dyr[p];
-                }
+                cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, P, len, 1, M1, L, dyc,
+                           d.d_in, 1, dux, P);
+                cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, N, len, 1, M2, L, Bc, N,
+                           1, dCc, N);
+                cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, N, len, 1, M2, L, Cc, N, 1,
+                           dBc, N);
+                // dS for the previous chunk: exp(cum_last) dS + (exp(cum) (.) C)^T dy.
+                cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, P, len, 1, Ce, N, dyc,
+                           d.d_in, el, dS, P);
                 // Per token: d log a = reverse cumsum of dcum; then Delta, dt and x.
                 real rc = 0;
                 for (int r = len - 1; r >= 0; r--) {
@@ -349,7 +349,8 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                     dCm[(size_t)t * N + n] * m2_dsilu(row[(d.G + g) * N + n]);
             }
         }
-        free(dBm), free(dCm), free(dS), free(cum), free(ux), free(dux), free(dcum);
+        free(dBm), free(dCm), free(dS), free(cum), free(ux), free(dux), free(dcum), free(wl);
+        free(M1), free(M2), free(tB), free(Ce);
         m2_acts_free(&a);
     }
     for (int h = 0; h < d.H; h++)
