@@ -107,6 +107,7 @@ typedef struct {
     char dir[1024], label[sizeof(((Config *)0)->mixer)];
     double col[N_COLS];
     int has_valid;  // the run evaluated a validation split (else its held-out split is test)
+    double T, kv, d_model, lr;  // the grid coordinates (report --sweep)
 } Run;
 
 static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
@@ -119,6 +120,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     snprintf(path, sizeof(path), "%s/config.yaml", dir);
     if (config_load_file(&cfg, path, err, errlen)) return -1;
     snprintf(r->label, sizeof(r->label), "%s", cfg.run_name[0] ? cfg.run_name : cfg.mixer);
+    r->T = (double)cfg.seq_len, r->kv = (double)cfg.num_kv_pairs, r->d_model = cfg.d_model;
+    r->lr = cfg.lr;
     snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -320,18 +323,158 @@ static void plots(Run *runs, int n_runs, const char *dir) {
                 dir);
 }
 
+// --sweep: a grid of runs (launch/sweep.sh). Runs with the same label, T, kv pairs, d_model
+// and learning rate are seeds of one point (mean); per (label, T, kv, d_model) the learning
+// rate with the best mean held-out accuracy during training (the validation split where
+// there is one) is kept, and its test accuracy reported, as the Zoology figure keeps the best
+// rate. The plot: test accuracy against d_model, one panel per T, one line per label.
+typedef struct {
+    char label[sizeof(((Config *)0)->mixer)];
+    double T, kv, d_model, lr, test, val;
+    int n, n_lr;
+} SweepRow;
+
+static int cmp_sweep(const void *a, const void *b) {
+    const SweepRow *x = a, *y = b;
+    int c = strcmp(x->label, y->label);
+    if (c) return c;
+    if (x->T != y->T) return x->T < y->T ? -1 : 1;
+    if (x->kv != y->kv) return x->kv < y->kv ? -1 : 1;
+    return x->d_model < y->d_model ? -1 : x->d_model > y->d_model;
+}
+
+static int sweep_report(Run *runs, int n, const char *csv, const char *dir) {
+    SweepRow *rows = xcalloc((size_t)n, sizeof(SweepRow));
+    int *used = xcalloc((size_t)n, sizeof(int)), n_rows = 0;
+    for (int i = 0; i < n; i++) {
+        if (used[i]) continue;
+        SweepRow best = {0};
+        best.val = -1;
+        int n_lr = 0;
+        // every learning rate of this (label, T, kv, d_model): the mean over its seeds
+        for (int j = i; j < n; j++) {
+            Run *a = &runs[i], *b = &runs[j];
+            if (used[j] || strcmp(a->label, b->label) || a->T != b->T || a->kv != b->kv ||
+                a->d_model != b->d_model)
+                continue;
+            double val = 0, test = 0;
+            int k = 0;
+            for (int m = j; m < n; m++) {
+                Run *c = &runs[m];
+                if (used[m] || strcmp(b->label, c->label) || b->T != c->T || b->kv != c->kv ||
+                    b->d_model != c->d_model || b->lr != c->lr)
+                    continue;
+                val += c->col[COL_BEST_VAL], test += c->col[COL_TEST_ACC], k++, used[m] = 1;
+            }
+            n_lr++;
+            val /= k, test /= k;
+            if (val > best.val || (val == best.val && b->lr < best.lr)) {
+                snprintf(best.label, sizeof(best.label), "%s", b->label);
+                best.T = b->T, best.kv = b->kv, best.d_model = b->d_model, best.lr = b->lr;
+                best.val = val, best.test = test, best.n = k;
+            }
+        }
+        best.n_lr = n_lr;
+        rows[n_rows++] = best;
+    }
+    qsort(rows, (size_t)n_rows, sizeof(SweepRow), cmp_sweep);
+    printf(
+        "| mixer | T | kv pairs | d_model | best lr | lrs tried | seeds | test acc | best val acc "
+        "|\n"
+        "|---|---|---|---|---|---|---|---|---|\n");
+    for (int r = 0; r < n_rows; r++)
+        printf("| %s | %g | %g | %g | %g | %d | %d | %.4f | %.4f |\n", rows[r].label, rows[r].T,
+               rows[r].kv, rows[r].d_model, rows[r].lr, rows[r].n_lr, rows[r].n, rows[r].test,
+               rows[r].val);
+    printf(
+        "\nper mixer, task cell and width, the learning rate with the best mean held-out\n"
+        "accuracy during training (validation split where the task has one) is kept; test\n"
+        "acc and best val acc are that rate's means over its seeds.\n");
+    if (csv) {
+        FILE *f = fopen(csv, "w");
+        if (!f) {
+            fprintf(stderr, "madtrain: error: report: cannot write '%s': %s\n", csv,
+                    strerror(errno));
+            free(rows), free(used);
+            return MT_EXIT_FAIL;
+        }
+        fprintf(f, "mixer,T,kv_pairs,d_model,best_lr,lrs_tried,seeds,test_acc,best_val_acc\n");
+        for (int r = 0; r < n_rows; r++)
+            fprintf(f, "%s,%g,%g,%g,%g,%d,%d,%.6g,%.6g\n", rows[r].label, rows[r].T, rows[r].kv,
+                    rows[r].d_model, rows[r].lr, rows[r].n_lr, rows[r].n, rows[r].test,
+                    rows[r].val);
+        fclose(f);
+    }
+    if (dir && !mkdir_p(dir)) {
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/sweep.dat", dir);
+        FILE *dat = fopen(path, "w");
+        snprintf(path, sizeof(path), "%s/sweep.gp", dir);
+        FILE *gp = fopen(path, "w");
+        if (dat && gp) {
+            double Ts[64];
+            int nT = 0, block = 0;
+            for (int r = 0; r < n_rows; r++) {
+                int seen = 0;
+                for (int t = 0; t < nT; t++) seen |= Ts[t] == rows[r].T;
+                if (!seen && nT < 64) Ts[nT++] = rows[r].T;
+            }
+            fprintf(gp,
+                    "set terminal pngcairo size %d,420 noenhanced\nset output '%s/sweep.png'\n"
+                    "set multiplot layout 1,%d\nset logscale x 2\nset yrange [0:1.05]\n"
+                    "set grid\nset xlabel 'd_model'\nset ylabel 'test accuracy'\n"
+                    "set key bottom right\n",
+                    360 * nT + 40, dir, nT);
+            for (int t = 0; t < nT; t++) {
+                fprintf(gp, "set title 'T = %g'\nplot ", Ts[t]);
+                int first = 1;
+                for (int r = 0; r < n_rows; r++) {
+                    if (rows[r].T != Ts[t] ||
+                        (r && rows[r - 1].T == Ts[t] && !strcmp(rows[r - 1].label, rows[r].label)))
+                        continue;
+                    for (int q = r; q < n_rows && !strcmp(rows[q].label, rows[r].label); q++)
+                        if (rows[q].T == Ts[t])
+                            fprintf(dat, "%g %g\n", rows[q].d_model, rows[q].test);
+                    fprintf(dat, "\n\n");
+                    fprintf(gp, "%s'%s/sweep.dat' index %d using 1:2 with linespoints title '%s'",
+                            first ? "" : ", ", dir, block++, rows[r].label);
+                    first = 0;
+                }
+                fprintf(gp, "\n");
+            }
+            fprintf(gp, "unset multiplot\n");
+        }
+        if (dat) fclose(dat);
+        if (gp) fclose(gp);
+        char cmd[1400];
+        snprintf(cmd, sizeof(cmd), "gnuplot '%s/sweep.gp' 2>/dev/null", dir);
+        if (system("command -v gnuplot > /dev/null 2>&1") == 0 && system(cmd) == 0)
+            printf("\nplot: %s/sweep.png\n", dir);
+        else
+            fprintf(stderr, "madtrain: warning: gnuplot not available; data and script in %s\n",
+                    dir);
+    }
+    free(rows), free(used);
+    return 0;
+}
+
 int report_main(int argc, char **argv) {
     build_columns();
     const char *csv = NULL, *plot_dir = NULL;
     char *dirs[4096];
-    int n = 0;
+    int n = 0, sweep = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf(
-                "usage: madtrain report [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                "usage: madtrain report [--sweep] [--csv FILE] [--plots DIR] RUN_DIR...\n"
                 "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
-                "  run.name (or their mixer list); columns are mean ± std over each group.\n");
+                "  run.name (or their mixer list); columns are mean ± std over each group.\n"
+                "  --sweep: a grid (launch/sweep.sh): per run.name, T, kv pairs and d_model the\n"
+                "  learning rate with the best held-out accuracy, and a plot of test accuracy\n"
+                "  against d_model per T.\n");
             return 0;
+        } else if (!strcmp(argv[i], "--sweep")) {
+            sweep = 1;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv = argv[++i];
         } else if (!strcmp(argv[i], "--plots") && i + 1 < argc) {
@@ -381,6 +524,11 @@ int report_main(int argc, char **argv) {
     if (!n) {
         fprintf(stderr, "madtrain: error: report: no finished run to tabulate\n");
         return MT_EXIT_FAIL;
+    }
+    if (sweep) {
+        int rc = sweep_report(runs, n, csv, plot_dir);
+        free(runs);
+        return rc;
     }
     Group *groups = xcalloc((size_t)n, sizeof(Group));
     int n_groups;
