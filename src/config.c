@@ -468,7 +468,51 @@ int config_override(Config *c, const char *arg, char *err, size_t errlen) {
     return config_set(c, key, eq + 1, "command line", err, errlen);
 }
 
+// Whether name is one of the comma-separated list's entries.
+static int in_list(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && !strncmp(p, name, n)) return 1;
+        p += k + (p[k] == ',');
+    }
+    return 0;
+}
+
+// A mixer option set away from its default that no layer's mixer reads (a negative-eigenvalue
+// flag on a mixer without one, mamba2's d_state on linear attention) is refused: it would
+// otherwise be silently ignored.
+static int check_mixer_options(const Config *c, char *err, size_t errlen) {
+    int n;
+    const ConfigKey *keys = config_keys(&n);
+    for (int i = 0; i < n; i++) {
+        const ConfigKey *k = &keys[i];
+        if (k->type != KEY_OPTION) continue;
+        unsigned char block[OP_OPT_BYTES];
+        char def[CONFIG_OPTION_LEN], e[128];
+        if (op_option_parse(k->opt, k->opt->def, block, e, sizeof(e))) continue;
+        op_option_format(k->opt, block, def, sizeof(def));
+        const char *value = (const char *)c + k->offset;
+        if (!strcmp(value, def)) continue;
+        int read = 0;
+        for (const char *p = c->mixer; *p && !read;) {
+            size_t len = strcspn(p, ",");
+            char name[64];
+            snprintf(name, sizeof(name), "%.*s", (int)(len < 63 ? len : 63), p);
+            read = in_list(k->used_by, name);
+            p += len + (p[len] == ',');
+        }
+        if (!read) {
+            snprintf(err, errlen, "%s = %s: model.mixer %s does not read it (an option of %s)",
+                     k->name, value, c->mixer, k->used_by);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int config_validate(const Config *c, int world, char *err, size_t errlen) {
+    if (check_mixer_options(c, err, errlen)) return -1;
     if (c->min_lr > c->lr) {
         snprintf(err, errlen,
                  "optim.min_lr (%g) is above optim.lr (%g): the schedule would climb, not decay",

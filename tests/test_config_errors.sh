@@ -47,6 +47,14 @@ expect "madtrain: error: command line: key 'optim.lr' is given twice ('optim.lr=
 expect "madtrain: error: optim.min_lr (0.1) is above optim.lr (0.01): the schedule would climb, not decay" optim.lr=0.01 optim.min_lr=0.1
 expect "madtrain: error: cosformer features need mixer.max_len (32) >= the sequence length (64): cos(pi/2 (t-s)/M) turns negative past M" model.mixer=cosformer mixer.max_len=32
 expect "madtrain: error: command line: key 'mixer.chunk' = 0 is out of range [1, 1048576]" mixer.chunk=0
+# The recurrent baselines' options (mamba2, gla): out of range, inconsistent with the model,
+# or set for a mixer that does not read them.
+expect "madtrain: error: command line: key 'mixer.d_state' = 0 is out of range [1, 4096]" model.mixer=mamba2 mixer.d_state=0
+expect "madtrain: error: command line: key 'mixer.gate_rank' = -1 is out of range [0, 4096]" model.mixer=gla mixer.gate_rank=-1
+expect "madtrain: error: mixer.n_groups (3) must divide model.n_heads (4)" model.mixer=mamba2 model.n_heads=4 mixer.n_groups=3
+expect "madtrain: error: model.rope=on needs q|k|v inputs; mixer mamba2 reads none; set model.rope=off" model.mixer=mamba2 model.rope=on
+expect "madtrain: error: mixer.neg_eigval = true: model.mixer mamba2 does not read it (an option of deltanet,gated_deltanet)" model.mixer=mamba2 mixer.neg_eigval=true
+expect "madtrain: error: mixer.d_state = 8: model.mixer softmax,linear does not read it (an option of mamba2)" model.n_layers=2 model.mixer=softmax,linear mixer.d_state=8
 expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
 # what is available and the keys that reduce it (the numbers depend on the machine).

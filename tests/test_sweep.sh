@@ -17,7 +17,7 @@ SEEDS=(1)
 G
 args=(zoology-mqar --grid "$work/tiny.grid" --out "$work/sweep" --
       train.epochs=0 train.steps=12 train.eval_every=4 train.log_every=4 data.train_examples=0
-      data.valid_examples=64 data.test_examples=64 model.n_heads=2 mixer.d_state=4)
+      data.valid_examples=64 data.test_examples=64 model.n_heads=2)
 n_cfg=$(ls "$root/launch/configs/experiments/zoology-mqar"/*.yaml | wc -l)
 n=$(bash "$root/launch/sweep.sh" zoology-mqar --grid "$work/tiny.grid" --list | wc -l)
 check "[[ $n -eq $((n_cfg * 4)) ]]" "--list gives $n cells, expected $((n_cfg * 4))"
