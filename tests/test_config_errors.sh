@@ -53,6 +53,7 @@ expect "madtrain: error: command line: key 'mixer.d_state' = 0 is out of range [
 expect "madtrain: error: command line: key 'mixer.gate_rank' = -1 is out of range [0, 4096]" model.mixer=gla mixer.gate_rank=-1
 expect "madtrain: error: mixer.n_groups (3) must divide model.n_heads (4)" model.mixer=mamba2 model.n_heads=4 mixer.n_groups=3
 expect "madtrain: error: model.rope=on needs q|k|v inputs; mixer mamba2 reads none; set model.rope=off" model.mixer=mamba2 model.rope=on
+expect "madtrain: error: mixer.dt_min (0.5) must not exceed mixer.dt_max (0.1)" model.mixer=mamba2 mixer.dt_min=0.5 mixer.dt_max=0.1
 expect "madtrain: error: mixer.neg_eigval = true: model.mixer mamba2 does not read it (an option of deltanet,gated_deltanet)" model.mixer=mamba2 mixer.neg_eigval=true
 expect "madtrain: error: mixer.d_state = 8: model.mixer softmax,linear does not read it (an option of mamba2)" model.n_layers=2 model.mixer=softmax,linear mixer.d_state=8
 expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum

@@ -385,16 +385,74 @@ static void check_favor(void) {
 // ---- Hydra, the short convolution -------------------------------------------------------------
 
 // A mixer layer with the identity-initialised convolution computes what it computes without.
+// The Mamba-2 family's initialisation ranges (mixer.a_min/a_max, dt_min/dt_max): with the
+// defaults every head's A = exp(a_log) lies in [1, 16] and dt = softplus(dt_bias) in
+// [1e-3, 1e-1]; with a range of one point every head gets exactly that point.
+static void check_mamba_init(void) {
+    for (int r = 0; r < N_OPS_f64; r++) {
+        const OpDef_f64 *op = OPS_f64[r];
+        if (!op->mixer || !op_option_find(op->options, "a_min")) continue;
+        for (int pinned = 0; pinned <= 1; pinned++) {
+            OpShape s = {.B = 1, .T = 1, .C = 32, .H = 8};
+            char err[256];
+            const char *ov = pinned ? "a_min=2 a_max=2 dt_min=0.01 dt_max=0.01" : "";
+            if (op_options_apply(op->options, op->fixed, ov, 1, &s, err, sizeof(err))) {
+                printf("FAIL %s init options: %s\n", op->name, err);
+                failures++;
+                continue;
+            }
+            OpParam p[OP_MAX_PARAMS];
+            int np = op->params(&s, p), ia = -1, idt = -1;
+            for (int i = 0; i < np; i++) {
+                if (p[i].init == INIT_CUSTOM && !strcmp(p[i].name, "dt_bias")) idt = i;
+                if (p[i].init == INIT_CUSTOM && strstr(p[i].name, "_log")) ia = i;
+            }
+            if (ia < 0 || idt < 0) {
+                printf("FAIL %s: no a_log / dt_bias parameters\n", op->name);
+                failures++;
+                continue;
+            }
+            double a_log[8], dt_bias[8], worst = 0;
+            op->init_param(&s, ia, rng_key(4, 5, 6, 0), a_log);
+            op->init_param(&s, idt, rng_key(4, 5, 7, 0), dt_bias);
+            for (int h = 0; h < 8; h++) {
+                double A = exp(a_log[h]), dt = log1p(exp(dt_bias[h]));
+                if (pinned)
+                    worst = fmax(worst, fmax(fabs(A - 2) / 2, fabs(dt - 0.01) / 0.01));
+                else
+                    worst = fmax(worst, (A < 1 - 1e-12 || A > 16 + 1e-12 ||
+                                         dt < 1e-3 * (1 - 1e-9) || dt > 0.1 * (1 + 1e-9))
+                                            ? 1
+                                            : 0);
+            }
+            char what[96];
+            snprintf(what, sizeof(what), "%s init: %s", op->name,
+                     pinned ? "A = 2, dt = 0.01 exactly (relative error)"
+                            : "A in [1, 16], dt in [1e-3, 0.1]");
+            report(what, worst, 1e-12);
+        }
+    }
+}
+
 static void check_conv_identity(void) {
     for (int mx = 0; mx < N_OPS_f64; mx++) {
         if (!OPS_f64[mx]->mixer) continue;
         ModelConfig cfg;
         char ov[256], cerr[256];
-        snprintf(ov, sizeof(ov),
-                 "model.d_model=8 model.n_heads=2 model.gate=true mixer.conv_kernel=4 "
-                 "mixer.chunk=4 mixer.features=6 mixer.max_len=16 mixer.hss_rank=1 "
-                 "mixer.hss_leaf=2 model.mixer=%s",
-                 OPS_f64[mx]->name);
+        int n = snprintf(ov, sizeof(ov),
+                         "model.d_model=8 model.n_heads=2 model.gate=true mixer.conv_kernel=4 "
+                         "model.mixer=%s",
+                         OPS_f64[mx]->name);
+        // Small sizes for the options this row reads (the config refuses the others).
+        static const char *small[][2] = {{"chunk", "4"},
+                                         {"features", "6"},
+                                         {"max_len", "16"},
+                                         {"hss_rank", "1"},
+                                         {"hss_leaf", "2"}};
+        for (size_t k = 0; k < sizeof(small) / sizeof(small[0]); k++)
+            if (op_option_find(OPS_f64[mx]->options, small[k][0]))
+                n += snprintf(ov + n, sizeof(ov) - (size_t)n, " mixer.%s=%s", small[k][0],
+                              small[k][1]);
         if (build_config(&cfg, ov, cerr, sizeof(cerr))) {
             printf("FAIL conv identity config of %s: %s\n", OPS_f64[mx]->name, cerr);
             failures++;
@@ -564,6 +622,7 @@ int main(void) {
     check_circulant();
     check_favor();
     check_conv_identity();
+    check_mamba_init();
     check_aux();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;

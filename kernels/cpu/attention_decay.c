@@ -19,7 +19,8 @@
 
 // The option block; kernels/cuda/attention_decay.cu mirrors it.
 typedef struct {
-    int chunk;  // tokens between saved states
+    int chunk;           // tokens between saved states
+    MambaInitOpts init;  // the ranges of a_log's and dt_bias's initialisation
 } DecayOpts;
 OP_OPTIONS_STRUCT(DecayOpts)
 
@@ -145,6 +146,10 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
 static int decay_params(const OpShape *s, OpParam *out) {
     return mamba_decay_params(s, "a_log", out);
 }
+static void decay_init(const OpShape *s, int index, uint64_t key, real *w) {
+    DecayOpts o = OPT_OF(DecayOpts, s);
+    mamba_decay_init(s, &o.init, index, key, w);
+}
 
 static void decay_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     OpParam p[OP_MAX_PARAMS];
@@ -154,6 +159,8 @@ static void decay_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved
 
 // The CUDA kernel keeps a head's D x D state and its reductions in one block's shared memory.
 static int decay_check(const OpShape *s, char *err, size_t errlen) {
+    DecayOpts o = OPT_OF(DecayOpts, s);
+    if (mamba_init_check(&o.init, err, errlen)) return -1;
     if (s->C / s->H > 128) {
         snprintf(err, errlen,
                  "decay needs a head dim (model.d_model / model.n_heads) <= 128, got %d",
@@ -220,6 +227,7 @@ static int decay_reference(const OpShape *s, const double *const *in, double *ou
 static const OpOption decay_options[] = {
     {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, offsetof(DecayOpts, chunk), 0,
      "chunk length of the chunkwise training form"},
+    MAMBA_INIT_OPTIONS(DecayOpts),
     {NULL}};
 
 // T = 7 with chunk 3 recomputes a partial last chunk; T < chunk a single one.
@@ -227,7 +235,7 @@ static const OpOption decay_options[] = {
 const F(OpDef) F(op_decay) = {
     .name = "decay", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
     .sizes = decay_sizes, .forward = decay_forward, .backward = decay_backward,
-    .params = decay_params, .init_param = mamba_decay_init, .check = decay_check, .aux = decay_aux,
+    .params = decay_params, .init_param = decay_init, .check = decay_check, .aux = decay_aux,
     .options = decay_options, .mixer = 1,
     .help = "data-dependent scalar-decay linear attention (the Mamba-2 SSD core, mixers.md 9)",
     .flops = decay_flops, .reference = decay_reference,

@@ -23,8 +23,9 @@
 
 // The option block of both rows; kernels/cuda/attention_delta.cu mirrors it.
 typedef struct {
-    int chunk;       // tokens per chunk of the training form (and between saved states)
-    int neg_eigval;  // beta = 2 sigmoid: the transition I - beta k k^T may have eigenvalue < 0
+    int chunk;           // tokens per chunk of the training form (and between saved states)
+    int neg_eigval;      // beta = 2 sigmoid: the transition I - beta k k^T may have eigenvalue < 0
+    MambaInitOpts init;  // gated_deltanet: the ranges of A_log's and dt_bias's initialisation
 } DeltaOpts;
 OP_OPTIONS_STRUCT(DeltaOpts)
 
@@ -463,6 +464,22 @@ static const OpOption delta_options[] = {
     {"neg_eigval", OPT_BOOL, "false", NULL, 0, 0, offsetof(DeltaOpts, neg_eigval), 0,
      "deltanet, gated_deltanet: beta = 2 sigmoid in (0, 2), so I - beta k k^T may flip signs"},
     {NULL}};
+static const OpOption gdelta_options[] = {
+    {"chunk", OPT_INT, "64", NULL, 1, 1 << 20, offsetof(DeltaOpts, chunk), 0,
+     "chunk length of the chunkwise training form"},
+    {"neg_eigval", OPT_BOOL, "false", NULL, 0, 0, offsetof(DeltaOpts, neg_eigval), 0,
+     "deltanet, gated_deltanet: beta = 2 sigmoid in (0, 2), so I - beta k k^T may flip signs"},
+    MAMBA_INIT_OPTIONS(DeltaOpts),
+    {NULL}};
+static void gdelta_init(const OpShape *s, int index, uint64_t key, real *w) {
+    DeltaOpts o = OPT_OF(DeltaOpts, s);
+    mamba_decay_init(s, &o.init, index, key, w);
+}
+static int gdelta_check(const OpShape *s, char *err, size_t errlen) {
+    DeltaOpts o = OPT_OF(DeltaOpts, s);
+    if (mamba_init_check(&o.init, err, errlen)) return -1;
+    return delta_check(s, err, errlen);
+}
 
 // Both rows' test shapes. T = 7 with chunk 3: a partial last chunk; T < chunk: a single one;
 // T = 129 with chunk 64: two full chunks and one token; odd head dims (3, 5).
@@ -486,8 +503,8 @@ const F(OpDef) F(op_deltanet) = {
 const F(OpDef) F(op_gated_deltanet) = {
     .name = "gated_deltanet", .n_in = CORE_IN_PARAMS + 2, .n_out = 1,
     .sizes = gdelta_sizes, .forward = gdelta_fwd, .backward = gdelta_bwd,
-    .params = gdelta_params, .init_param = mamba_decay_init,
-    .check = delta_check, .aux = gdelta_aux, .options = delta_options, .mixer = 1,
+    .params = gdelta_params, .init_param = gdelta_init,
+    .check = gdelta_check, .aux = gdelta_aux, .options = gdelta_options, .mixer = 1,
     .help = "Gated DeltaNet: DeltaNet with a Mamba-2 style per-token decay (mixers.md 12)",
     .flops = gdelta_flops, .reference = gdelta_reference,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},

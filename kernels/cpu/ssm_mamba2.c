@@ -28,10 +28,11 @@
 
 // The option block; kernels/cuda/ssm_mamba2.cu mirrors it.
 typedef struct {
-    int chunk;     // tokens per chunk of the training form (and between saved states)
-    int d_state;   // N
-    int expand;    // d_in = expand d_model
-    int n_groups;  // G: heads share B and C in G groups
+    int chunk;           // tokens per chunk of the training form (and between saved states)
+    int d_state;         // N
+    int expand;          // d_in = expand d_model
+    int n_groups;        // G: heads share B and C in G groups
+    MambaInitOpts init;  // the ranges of a_log's and dt_bias's initialisation
 } Mamba2Opts;
 OP_OPTIONS_STRUCT(Mamba2Opts)
 
@@ -380,8 +381,14 @@ static void mamba2_sizes(const OpShape *s, size_t *in, size_t *out, size_t *save
     *saved = m2_states_size(&d) + NT * d.d_in + NT * d.G;
 }
 
+static void mamba2_init(const OpShape *s, int index, uint64_t key, real *w) {
+    Mamba2Opts o = OPT_OF(Mamba2Opts, s);
+    mamba_decay_init(s, &o.init, index, key, w);
+}
+
 static int mamba2_check(const OpShape *s, char *err, size_t errlen) {
     Mamba2Opts o = OPT_OF(Mamba2Opts, s);
+    if (mamba_init_check(&o.init, err, errlen)) return -1;
     if (s->H % o.n_groups) {
         snprintf(err, errlen, "mixer.n_groups (%d) must divide model.n_heads (%d)", o.n_groups,
                  s->H);
@@ -483,6 +490,7 @@ static const OpOption mamba2_options[] = {
      "inner width d_in = expand x d_model (head dim d_in / n_heads)"},
     {"n_groups", OPT_INT, "1", NULL, 1, 1024, offsetof(Mamba2Opts, n_groups), 0,
      "groups of heads sharing B and C (Mamba-2's ngroups)"},
+    MAMBA_INIT_OPTIONS(Mamba2Opts),
     {NULL}};
 
 // Shapes: T = 7 with chunk 3 (a partial last chunk), T = 1, T < chunk, two groups, N != P, and
@@ -491,7 +499,7 @@ static const OpOption mamba2_options[] = {
 const F(OpDef) F(op_mamba2) = {
     .name = "mamba2", .n_in = CORE_IN_PARAMS + 4, .n_out = 1,
     .sizes = mamba2_sizes, .forward = mamba2_forward, .backward = mamba2_backward,
-    .params = mamba2_params, .init_param = mamba_decay_init, .check = mamba2_check,
+    .params = mamba2_params, .init_param = mamba2_init, .check = mamba2_check,
     .aux = mamba2_aux, .options = mamba2_options, .mixer = 1, .xproj_linear = 1,
     .help = "Mamba-2: the SSD layer (silu, scalar decay, skip D, gated RMSNorm; mixers.md 9)",
     .flops = mamba2_flops, .reference = mamba2_reference,
