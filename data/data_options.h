@@ -5,6 +5,13 @@
 
 // data.task: the in-process synthetic tasks (data/synthetic.h).
 enum { DATA_TASK_MQAR = 0, DATA_TASK_AR = 1, DATA_TASK_HCOPY = 2 };
+// ar's token layouts, in data.ar_layout's order: where the values and the filler lie.
+enum {
+    AR_LAYOUT_DISJOINT = 0,           // keys [0,S), values [S,2S), filler 2S
+    AR_LAYOUT_SHARED = 1,             // keys and values [0,S), filler 0 (the users' MVE)
+    AR_LAYOUT_SHARED_OWN_FILLER = 2,  // keys and values [0,S), filler S
+    AR_LAYOUT_DISJOINT_FILLER0 = 3,   // keys [0,S), values [S,2S), filler 0
+};
 
 typedef struct {
     uint64_t seed;       // every example and the training order follow from it
@@ -14,7 +21,7 @@ typedef struct {
     int task;       // DATA_TASK_*
     int64_t vocab;  // mqar: the vocabulary (data.vocab_size)
     int64_t num_kv_pairs, ar_symbols;
-    int ar_shared;  // ar: keys and values from one symbol set, filler 0 (data.ar_layout: shared)
+    int ar_layout;  // ar: AR_LAYOUT_* (data.ar_layout), where values and the filler lie
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;                                              // mqar query spacing
     int64_t train_examples, valid_examples, test_examples;       // 0 train: an endless stream

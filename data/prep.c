@@ -167,7 +167,10 @@ int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int
         add_attr(&sw, "task.power_a", 1, 0, t.power_a);
     } else {
         add_attr(&sw, "task.ar_symbols", 0, t.ar_symbols, 0);
-        if (t.task == DATA_TASK_AR) add_attr(&sw, "task.ar_shared", 0, t.ar_shared, 0);
+        if (t.task == DATA_TASK_AR) {
+            add_attr(&sw, "task.ar_value0", 0, t.ar_value0, 0);
+            add_attr(&sw, "task.ar_filler", 0, t.ar_filler, 0);
+        }
     }
     printf("prep synthetic: %s, T %d, vocab %d, seed %llu: %lld train + %lld valid examples\n",
            task_name(t.task), t.T, t.vocab, (unsigned long long)t.seed, (long long)t.n_train,

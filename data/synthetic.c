@@ -11,7 +11,6 @@ Task task_from_options(const DataOptions *o) {
               .T = (int)o->seq_len,
               .num_kv_pairs = (int)o->num_kv_pairs,
               .ar_symbols = (int)o->ar_symbols,
-              .ar_shared = o->ar_shared,
               .power_a = o->power_a,
               .seed = o->seed,
               .n_train = o->train_examples,
@@ -25,8 +24,14 @@ Task task_from_options(const DataOptions *o) {
         t.vocab = (int)o->vocab;
     else if (o->task == DATA_TASK_HCOPY)
         t.vocab = t.copy_levels * t.copy_symbols + 2;
-    else
-        t.vocab = o->ar_shared ? (int)o->ar_symbols : 2 * (int)o->ar_symbols + 1;
+    else {  // ar: values after the keys unless shared; the filler 0 or a token of its own
+        int S = (int)o->ar_symbols, L = o->ar_layout;
+        int shared = L == AR_LAYOUT_SHARED || L == AR_LAYOUT_SHARED_OWN_FILLER;
+        int filler0 = L == AR_LAYOUT_SHARED || L == AR_LAYOUT_DISJOINT_FILLER0;
+        t.ar_value0 = shared ? 0 : S;
+        t.ar_filler = filler0 ? 0 : t.ar_value0 + S;
+        t.vocab = t.ar_value0 + S + !filler0;
+    }
     return t;
 }
 
@@ -86,10 +91,12 @@ static void mqar_example(const Task *t, Rng *r, int *ids, int *targets) {
 // filler token 2S up to the last position, which holds one of the keys; the label there is its
 // value. Chance accuracy is 1/S. The shared layout is the users' PyTorch MVE's: values from
 // the keys' own S symbols and filler 0, which is also a symbol (a filler reads as key or
-// value 0; the model learns from positions that it is neither). The draws are the same.
+// value 0; the model learns from positions that it is neither). The two crossings (shared
+// symbols with a filler of its own; disjoint symbols with filler 0) tell which of the two
+// differences matters. Every layout makes the same draws.
 static void ar_example(const Task *t, Rng *r, int *ids, int *targets) {
     int T = t->T, kv = t->num_kv_pairs, S = t->ar_symbols;
-    int value0 = t->ar_shared ? 0 : S, filler = t->ar_shared ? 0 : 2 * S;
+    int value0 = t->ar_value0, filler = t->ar_filler;
     int *keys = xmalloc(sizeof(int) * kv), *work = xmalloc(sizeof(int) * S);
     sample_distinct(r, 0, S, kv, keys, work);
     for (int i = 0; i < T; i++) ids[i] = filler, targets[i] = -1;

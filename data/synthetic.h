@@ -13,8 +13,9 @@ typedef struct {
     int task;  // DATA_TASK_*
     int T, num_kv_pairs;
     int vocab;       // tokens the task uses (the model's vocab must be at least this)
-    int ar_symbols;  // ar: key tokens [0, S), value tokens [S, 2S), filler token 2S
-    int ar_shared;   // ar: keys and values both from [0, S), filler token 0 (vocabulary S)
+    int ar_symbols;  // ar: key tokens [0, S)
+    int ar_value0;   // ar: value tokens [ar_value0, ar_value0 + S)
+    int ar_filler;   // ar: the token every position outside the pairs and the query holds
     int copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;
     uint64_t seed;

@@ -72,10 +72,13 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("data.num_kv_pairs", "4", 1, 1 << 20, num_kv_pairs, "key-value pairs per sequence"),
     INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols,
         "ar: number of key tokens (and of value tokens)"),
-    ENUM("data.ar_layout", "disjoint", "disjoint|shared", ar_layout,
-         "ar: disjoint (keys from [0,S), values from [S,2S), filler 2S: vocabulary 2S+1) or "
+    ENUM("data.ar_layout", "disjoint", "disjoint|shared|shared_own_filler|disjoint_filler0",
+         ar_layout,
+         "ar: disjoint (keys from [0,S), values from [S,2S), filler 2S: vocabulary 2S+1), "
          "shared (keys and values from one set [0,S), filler 0, as the users' PyTorch MVE: "
-         "vocabulary S)"),
+         "vocabulary S); the two crossings, to tell which of the two differences matters: "
+         "shared_own_filler (shared symbols, filler S: vocabulary S+1) and disjoint_filler0 "
+         "(disjoint symbols, filler 0: vocabulary 2S)"),
     FLT("data.power_a", "0.01", 1e-6, 1, power_a, "mqar: power-law exponent of query spacing"),
     INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
     INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),

@@ -13,7 +13,7 @@ DataOptions data_options_from_config(const Config *c) {
         .vocab = c->data_vocab,
         .num_kv_pairs = c->num_kv_pairs,
         .ar_symbols = c->ar_symbols,
-        .ar_shared = c->ar_layout == 1,
+        .ar_layout = (int)c->ar_layout,
         .copy_tokens = c->copy_tokens,
         .copy_levels = c->copy_levels,
         .copy_delay = c->copy_delay,

@@ -106,6 +106,26 @@ int main(void) {
         }
         CHECK(same, "ar shared example %d is not the disjoint one with values shifted", e);
     }
+    // The crossings: shared symbols with filler S (vocabulary 17), disjoint symbols with
+    // filler 0 (vocabulary 32); again the disjoint example with only values or filler moved.
+    for (int layout = 2; layout <= 3; layout++) {
+        c.ar_layout = layout;
+        Task x = task_of(&c);
+        int shift = layout == 2 ? 16 : 0, filler = layout == 2 ? 16 : 0;
+        CHECK(x.vocab == (layout == 2 ? 17 : 32), "ar layout %d vocab %d", layout, x.vocab);
+        for (int e = 0; e < 100; e++) {
+            int ids2[64], tg2[64];
+            task_example(&t, SPLIT_TRAIN, e, ids, tg);
+            task_example(&x, SPLIT_TRAIN, e, ids2, tg2);
+            int same = tg2[63] == tg[63] - shift;
+            for (int p = 0; p < 64; p++) {
+                int want = p < 16 ? (p % 2 ? ids[p] - shift : ids[p]) : p == 63 ? ids[p] : filler;
+                same &= ids2[p] == want && (p == 63 || tg2[p] < 0);
+                same &= ids2[p] >= 0 && ids2[p] < x.vocab;
+            }
+            CHECK(same, "ar layout %d example %d is not the disjoint one remapped", layout, e);
+        }
+    }
     c.ar_layout = 0;
 
     // Hierarchical copying (E005): every token is scored exactly once, at n + 1 + i +
