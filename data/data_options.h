@@ -4,7 +4,18 @@
 #include <stdint.h>
 
 // data.task: the in-process synthetic tasks (data/synthetic.h).
-enum { DATA_TASK_MQAR = 0, DATA_TASK_AR = 1, DATA_TASK_HCOPY = 2 };
+// In data.task's order; the last six are the MAD suite (data/tasks_mad.c).
+enum {
+    DATA_TASK_MQAR = 0,
+    DATA_TASK_AR = 1,
+    DATA_TASK_HCOPY = 2,
+    DATA_TASK_IN_CONTEXT_RECALL = 3,
+    DATA_TASK_FUZZY_RECALL = 4,
+    DATA_TASK_NOISY_RECALL = 5,
+    DATA_TASK_SELECTIVE_COPY = 6,
+    DATA_TASK_MEMORIZATION = 7,
+    DATA_TASK_COMPRESSION = 8,
+};
 // ar's token layouts, in data.ar_layout's order: where the values and the filler lie.
 enum {
     AR_LAYOUT_DISJOINT = 0,           // keys [0,S), values [S,2S), filler 2S
@@ -19,12 +30,17 @@ typedef struct {
     int64_t seq_len;     // T (shards of sequences fix their own, which must agree)
     // The in-process task (data.path empty).
     int task;       // DATA_TASK_*
-    int64_t vocab;  // mqar: the vocabulary (data.vocab_size)
+    int64_t vocab;  // mqar and the MAD tasks: the vocabulary (data.vocab_size)
     int64_t num_kv_pairs, ar_symbols;
     int ar_layout;  // ar: AR_LAYOUT_* (data.ar_layout), where values and the filler lie
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a;                                              // mqar query spacing
-    int64_t train_examples, valid_examples, test_examples;       // 0 train: an endless stream
+    // MAD tasks, under MAD's own names: noise tokens (the last noise_vocab_size symbols before
+    // any special token) and the chance of a noise pair/token, fuzzy_recall's longest key and
+    // value motifs, selective_copy's tokens to copy.
+    double frac_noise;
+    int64_t noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;
+    int64_t train_examples, valid_examples, test_examples;  // 0 train: an endless stream
     // Shards (data.path set; data/reader.h).
     char path[512], eval_split[64];
     int64_t eval_stride;  // LM evaluation stride (0: T)

@@ -165,6 +165,13 @@ int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int
     if (t.task == DATA_TASK_MQAR) {
         add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
         add_attr(&sw, "task.power_a", 1, 0, t.power_a);
+    } else if (t.task >= DATA_TASK_IN_CONTEXT_RECALL) {  // MAD's parameters under MAD's names
+        add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
+        add_attr(&sw, "task.noise_vocab_size", 0, t.noise_vocab_size, 0);
+        add_attr(&sw, "task.frac_noise", 1, 0, t.frac_noise);
+        add_attr(&sw, "task.k_motif_size", 0, t.k_motif_size, 0);
+        add_attr(&sw, "task.v_motif_size", 0, t.v_motif_size, 0);
+        add_attr(&sw, "task.num_tokens_to_copy", 0, t.num_tokens_to_copy, 0);
     } else {
         add_attr(&sw, "task.ar_symbols", 0, t.ar_symbols, 0);
         if (t.task == DATA_TASK_AR) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../kernels/rng.h"
+#include "tasks_mad.h"
 #include "util.h"
 
 Task task_from_options(const DataOptions *o) {
@@ -19,8 +20,13 @@ Task task_from_options(const DataOptions *o) {
               .copy_tokens = (int)o->copy_tokens,
               .copy_levels = (int)o->copy_levels,
               .copy_delay = (int)o->copy_delay,
-              .copy_symbols = (int)o->copy_symbols};
-    if (o->task == DATA_TASK_MQAR)
+              .copy_symbols = (int)o->copy_symbols,
+              .noise_vocab_size = (int)o->noise_vocab_size,
+              .k_motif_size = (int)o->k_motif_size,
+              .v_motif_size = (int)o->v_motif_size,
+              .num_tokens_to_copy = (int)o->num_tokens_to_copy,
+              .frac_noise = o->frac_noise};
+    if (o->task == DATA_TASK_MQAR || o->task >= DATA_TASK_IN_CONTEXT_RECALL)
         t.vocab = (int)o->vocab;
     else if (o->task == DATA_TASK_HCOPY)
         t.vocab = t.copy_levels * t.copy_symbols + 2;
@@ -36,7 +42,11 @@ Task task_from_options(const DataOptions *o) {
 }
 
 const char *task_name(int task) {
-    return task == DATA_TASK_AR ? "ar" : task == DATA_TASK_HCOPY ? "hcopy" : "mqar";
+    static const char *names[] = {
+        "mqar",         "ar",           "hcopy",          "in_context_recall",
+        "fuzzy_recall", "noisy_recall", "selective_copy", "memorization",
+        "compression"};
+    return task >= 0 && task <= DATA_TASK_COMPRESSION ? names[task] : "?";
 }
 
 // k distinct values from [lo, hi) by a partial Fisher-Yates over the range.
@@ -142,7 +152,9 @@ void task_example_levels(const Task *t, int split, int64_t index, int *ids, int 
         hcopy_example(t, &r, ids, targets, levels);
         return;
     }
-    if (t->task == DATA_TASK_MQAR)
+    if (t->task >= DATA_TASK_IN_CONTEXT_RECALL)
+        mad_example(t, &r, split, ids, targets);
+    else if (t->task == DATA_TASK_MQAR)
         mqar_example(t, &r, ids, targets);
     else
         ar_example(t, &r, ids, targets);

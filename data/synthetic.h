@@ -16,14 +16,16 @@ typedef struct {
     int ar_symbols;  // ar: key tokens [0, S)
     int ar_value0;   // ar: value tokens [ar_value0, ar_value0 + S)
     int ar_filler;   // ar: the token every position outside the pairs and the query holds
-    int copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
+    int copy_tokens, copy_levels, copy_delay, copy_symbols;                // hcopy
+    int noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;  // MAD tasks
+    double frac_noise;
     double power_a;
     uint64_t seed;
     int64_t n_train, n_test, n_valid;
 } Task;
 
 Task task_from_options(const DataOptions *o);
-const char *task_name(int task);  // "mqar", "ar", "hcopy": data.task's values
+const char *task_name(int task);  // data.task's values: "mqar", "ar", "hcopy", MAD's six
 // Writes ids[T] and targets[T] (targets < 0 are not scored).
 void task_example(const Task *t, int split, int64_t index, int *ids, int *targets);
 // The same example, plus levels[T]: the hierarchy level (1..copy_levels) of the token each

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "../data/tasks_mad.h"
+#include "data_config.h"
+
 #define OFF(field) offsetof(Config, field)
 #define SZ(field) sizeof(((Config *)0)->field)
 #define KEY(name_, type_, def_, choices_, lo_, hi_, off_, size_, doc_)                        \
@@ -63,12 +66,15 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("mixer.conv_kernel", "0", 0, 1024, conv_kernel,
         "causal depthwise convolution on q, k, v: taps (0 = none)"),
 
-    ENUM("data.task", "mqar", "mqar|ar|hcopy", task,
-         "synthetic task: mqar (Zoology multi-query recall), ar (E029 associative recall) or "
-         "hcopy (E005 hierarchical copying)"),
+    ENUM("data.task", "mqar",
+         "mqar|ar|hcopy|in_context_recall|fuzzy_recall|noisy_recall|selective_copy|"
+         "memorization|compression",
+         task,
+         "synthetic task: mqar (Zoology multi-query recall), ar (E029 associative recall), "
+         "hcopy (E005 hierarchical copying) or one of the six MAD tasks (docs/tasks.md)"),
     INT("data.seq_len", "64", 2, 1 << 24, seq_len, "sequence length T"),
     INT("data.vocab_size", "64", 4, 1 << 30, data_vocab,
-        "mqar: vocabulary (keys lower half, values upper)"),
+        "mqar and the MAD tasks: vocabulary (special tokens included, as MAD counts)"),
     INT("data.num_kv_pairs", "4", 1, 1 << 20, num_kv_pairs, "key-value pairs per sequence"),
     INT("data.ar_symbols", "16", 2, 1 << 20, ar_symbols,
         "ar: number of key tokens (and of value tokens)"),
@@ -80,6 +86,14 @@ static const ConfigKey CONFIG_KEYS[] = {
          "shared_own_filler (shared symbols, filler S: vocabulary S+1) and disjoint_filler0 "
          "(disjoint symbols, filler 0: vocabulary 2S)"),
     FLT("data.power_a", "0.01", 1e-6, 1, power_a, "mqar: power-law exponent of query spacing"),
+    FLT("data.frac_noise", "0", 0, 0.999, frac_noise,
+        "MAD noisy_recall / fuzzy_recall / compression: chance of a noise pair or token"),
+    INT("data.noise_vocab_size", "0", 0, 1 << 20, noise_vocab_size,
+        "MAD tasks: noise symbols, counted in data.vocab_size"),
+    INT("data.k_motif_size", "1", 1, 8, k_motif_size, "MAD fuzzy_recall: longest key motif"),
+    INT("data.v_motif_size", "1", 1, 8, v_motif_size, "MAD fuzzy_recall: longest value motif"),
+    INT("data.num_tokens_to_copy", "16", 1, 1 << 20, num_tokens_to_copy,
+        "MAD selective_copy: tokens to copy"),
     INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
     INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),
     INT("data.copy_delay", "4", 0, 1 << 20, copy_delay,
@@ -557,6 +571,9 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                      (long long)c->num_kv_pairs, (long long)c->data_vocab / 2);
             return -1;
         }
+    } else if (c->task >= TASK_MAD_FIRST) {
+        DataOptions o = data_options_from_config(c);
+        if (mad_task_check(&o, task_name(o.task), err, errlen)) return -1;
     } else if (c->task == TASK_HCOPY) {
         int64_t need = 2 * c->copy_tokens + 1 + (c->copy_levels - 1) * c->copy_delay;
         if (c->seq_len < need) {

@@ -7,9 +7,7 @@ DataOptions data_options_from_config(const Config *c) {
         .seed = (uint64_t)c->seed,
         .batch_size = c->batch_size,
         .seq_len = c->seq_len,
-        .task = c->task == TASK_AR      ? DATA_TASK_AR
-                : c->task == TASK_HCOPY ? DATA_TASK_HCOPY
-                                        : DATA_TASK_MQAR,
+        .task = (int)c->task,  // data.task's choices are in DATA_TASK_* order
         .vocab = c->data_vocab,
         .num_kv_pairs = c->num_kv_pairs,
         .ar_symbols = c->ar_symbols,
@@ -19,6 +17,11 @@ DataOptions data_options_from_config(const Config *c) {
         .copy_delay = c->copy_delay,
         .copy_symbols = c->copy_symbols,
         .power_a = c->power_a,
+        .frac_noise = c->frac_noise,
+        .noise_vocab_size = c->noise_vocab_size,
+        .k_motif_size = c->k_motif_size,
+        .v_motif_size = c->v_motif_size,
+        .num_tokens_to_copy = c->num_tokens_to_copy,
         .train_examples = c->train_examples,
         .valid_examples = c->valid_examples,
         .test_examples = c->test_examples,

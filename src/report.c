@@ -44,6 +44,8 @@ static int json_str(const char *line, const char *key, char *out, size_t n) {
 // in a run without that mixer) are left out of the table.
 enum {
     COL_TEST_ACC,
+    COL_MICRO,
+    COL_MACRO,
     COL_LEVEL1,
     COL_LEVEL2,
     COL_LEVEL3,
@@ -60,11 +62,11 @@ enum {
     N_FIXED_COLS,
     N_COLS = N_FIXED_COLS + 32
 };
-static const char *COL_NAMES[N_COLS] = {"test acc",    "test acc L1",  "test acc L2", "test acc L3",
-                                        "test acc L4", "best val acc", "train acc",   "test loss",
-                                        "params",      "NaN/Inf",      "tokens/s",    "wall s",
-                                        "steps",       "epochs"};
-static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1};
+static const char *COL_NAMES[N_COLS] = {"test acc",    "test micro",  "test macro",  "test acc L1",
+                                        "test acc L2", "test acc L3", "test acc L4", "best val acc",
+                                        "train acc",   "test loss",   "params",      "NaN/Inf",
+                                        "tokens/s",    "wall s",      "steps",       "epochs"};
+static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1};
 static const OpAuxCol *AUX_COLS[N_COLS];  // by column index (NULL: a fixed column)
 static int ORDER[N_COLS], n_cols;         // display order
 
@@ -140,7 +142,11 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             int valid = json_str(line, "split", split, sizeof(split)) && !strcmp(split, "valid");
             if (valid && !(v <= best_val)) best_val = v;
             if (!(v <= best_any)) best_any = v;
-            if (!valid)  // the last test evaluation's per-level accuracy
+            if (!valid) {  // the last test evaluation's micro, macro and per-level accuracy
+                r->col[COL_MICRO] = json_num(line, "acc_micro", &v) ? v : NAN;
+                r->col[COL_MACRO] = json_num(line, "acc_macro", &v) ? v : NAN;
+            }
+            if (!valid)
                 for (int l = 0; l < 4; l++) {
                     char key[32];
                     snprintf(key, sizeof(key), "acc_level_%d", l + 1);

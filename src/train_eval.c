@@ -1,6 +1,7 @@
 // Evaluation on the held-out splits. Every rank takes a contiguous block of the examples and
 // one all-reduce sums the figures, so all ranks hold the same result.
 #include <math.h>
+#include <stdlib.h>
 
 #include "train_internal.h"
 #include "util.h"
@@ -17,17 +18,20 @@ static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, in
 }
 
 // Mean loss per scored position and mean per-example accuracy over a held-out split (or its
-// first eval_examples); for tasks with hierarchy levels, also the accuracy over the scored
-// positions of each level.
+// first eval_examples), micro and macro accuracy over the scored positions; for tasks with
+// hierarchy levels, also the accuracy over the scored positions of each level.
 static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Config *cfg,
                            Comm *comm, Batch *b) {
     int64_t n = loader_eval_size(data, split);
     if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
     int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
-    int B = m->B, T = m->T;
+    int B = m->B, T = m->T, V = m->cfg.vocab_size;
     char err[512];
-    // loss, scored, acc, examples, then (scored, correct) per level 1..MAX_EVAL_LEVELS
-    double sums[4 + 2 * MAX_EVAL_LEVELS] = {0};
+    // loss, scored, acc, examples, then (scored, correct) per level 1..MAX_EVAL_LEVELS, then
+    // per class: target count, correct, predicted count
+    enum { N_SUMS = 4 + 2 * MAX_EVAL_LEVELS };
+    size_t n_all = N_SUMS + 3 * (size_t)V;
+    double *sums = xcalloc(n_all, sizeof(double)), *cls = sums + N_SUMS;
     for (int64_t start = lo; start < hi; start += B) {
         int64_t count = hi - start < B ? hi - start : B;
         if (load_eval_batch(m, data, split, start, count, b, err, sizeof(err)))
@@ -36,24 +40,36 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
         for (size_t i = 0; i < (size_t)B * T; i++) {
-            int l = b->levels[i];
-            if (b->targets[i] < 0 || l < 1 || l > MAX_EVAL_LEVELS) continue;
+            int y = b->targets[i], l = b->levels[i], pred = m->predictions[i];
+            if (y < 0) continue;
+            cls[3 * y] += 1, cls[3 * y + 1] += pred == y;
+            if (pred >= 0 && pred < V) cls[3 * pred + 2] += 1;
+            if (l < 1 || l > MAX_EVAL_LEVELS) continue;
             sums[4 + 2 * (l - 1)] += 1;
-            sums[5 + 2 * (l - 1)] += m->predictions[i] == b->targets[i];
+            sums[5 + 2 * (l - 1)] += pred == y;
         }
     }
-    comm_allreduce_sum_f64(comm, sums, 4 + 2 * MAX_EVAL_LEVELS);
-    EvalResult r = {sums[1] > 0 ? sums[0] / sums[1] : 0,
-                    sums[3] > 0 ? sums[2] / sums[3] : 0,
-                    (int64_t)sums[1],
-                    (int64_t)sums[3],
-                    0,
-                    {0}};
+    comm_allreduce_sum_f64(comm, sums, n_all);
+    EvalResult r = {.loss = sums[1] > 0 ? sums[0] / sums[1] : 0,
+                    .acc = sums[3] > 0 ? sums[2] / sums[3] : 0,
+                    .scored = (int64_t)sums[1],
+                    .examples = (int64_t)sums[3]};
+    double right = 0, macro = 0;
+    int classes = 0;
+    for (int c = 0; c < V; c++) {
+        right += cls[3 * c + 1];
+        if (cls[3 * c] + cls[3 * c + 2] == 0) continue;
+        classes++;
+        macro += cls[3 * c] > 0 ? cls[3 * c + 1] / cls[3 * c] : 0;
+    }
+    r.acc_micro = sums[1] > 0 ? right / sums[1] : 0;
+    r.acc_macro = classes ? macro / classes : 0;
     for (int l = 0; l < MAX_EVAL_LEVELS; l++)
         if (sums[4 + 2 * l] > 0) {
             r.n_levels = l + 1;
             r.level_acc[l] = sums[5 + 2 * l] / sums[4 + 2 * l];
         }
+    free(sums);
     return r;
 }
 

@@ -20,6 +20,10 @@
 enum { MAX_EVAL_LEVELS = 8 };
 typedef struct {
     double loss, acc;
+    // Over the scored positions: the fraction right (micro) and the mean over classes of each
+    // target class's fraction right (macro, as MAD reports it: torchmetrics' MulticlassAccuracy,
+    // where a class never a target but predicted counts as 0 and one neither is left out).
+    double acc_micro, acc_macro;
     int64_t scored, examples;
     int n_levels;  // hcopy: accuracy per hierarchy level 1..n_levels (0: the task has none)
     double level_acc[MAX_EVAL_LEVELS];

@@ -139,13 +139,16 @@ void log_eval(Logger *lg, int64_t step, const char *name, int is_lm, const EvalR
               json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, ppl, bits, e->acc,
               (long long)e->scored, (long long)e->examples);
     } else {
-        printf("eval  %6lld | %s loss %.4f | %s acc %.4f%s | %lld examples\n", (long long)step,
-               name, e->loss, name, e->acc, levels, (long long)e->examples);
+        printf(
+            "eval  %6lld | %s loss %.4f | %s acc %.4f | micro %.4f | macro %.4f%s | %lld "
+            "examples\n",
+            (long long)step, name, e->loss, name, e->acc, e->acc_micro, e->acc_macro, levels,
+            (long long)e->examples);
         jsonl(lg,
               "{\"event\":\"eval\",\"split\":\"%s\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,"
-              "\"examples\":%lld%s}",
-              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, e->acc,
-              (long long)e->examples, levels_json);
+              "\"acc_micro\":%.6g,\"acc_macro\":%.6g,\"examples\":%lld%s}",
+              json_escape(name, esc, sizeof(esc)), (long long)step, e->loss, e->acc, e->acc_micro,
+              e->acc_macro, (long long)e->examples, levels_json);
     }
     fflush(stdout);
 }
