@@ -55,6 +55,10 @@ static const ConfigKey CONFIG_KEYS[] = {
     BOOL("model.mlp_bias", "false", mlp_bias, "biases on both MLP linears (nn.Linear's default)"),
     BOOL("model.proj_bias", "false", proj_bias,
          "biases on the mixer's q|k|v, output and (with model.gate) gate projections"),
+    ENUM("model.head", "lm", "lm|autoencoder", head,
+         "lm: next-token head at every position; autoencoder: MAD's encoder-pool-decoder (the "
+         "last position's state plus sin-cos positions through a 2-layer GELU MLP, then the head "
+         "with a bias) for data.task compression"),
     ENUM("model.init", "madtrain", "madtrain|pytorch", init_scheme,
          "madtrain: N(0, init_std), residual outputs / sqrt(2L), biases 0; pytorch: each layer's "
          "PyTorch default (embeddings N(0,1), Linear weights and biases U(+-1/sqrt(fan_in)))"),
@@ -574,6 +578,12 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
     } else if (c->task >= TASK_MAD_FIRST) {
         DataOptions o = data_options_from_config(c);
         if (mad_task_check(&o, task_name(o.task), err, errlen)) return -1;
+        if (o.task == DATA_TASK_COMPRESSION && c->head != HEAD_AUTOENCODER) {
+            snprintf(err, errlen,
+                     "data.task compression needs model.head: autoencoder (read at every "
+                     "position, the task is the identity)");
+            return -1;
+        }
     } else if (c->task == TASK_HCOPY) {
         int64_t need = 2 * c->copy_tokens + 1 + (c->copy_levels - 1) * c->copy_delay;
         if (c->seq_len < need) {

@@ -2,6 +2,7 @@
 // whole-model gradient check).
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,10 +78,25 @@ static int lay_out_params(Model *m, ParamInfo *info) {
             }
         }
     }
+    m->dec_offset = off;
+    if (c->head == HEAD_AUTOENCODER) {  // MAD's decoder; its positions are a fixed buffer
+        add_param(info, &n, &off, "dec.pos", c->seq_len, C, INIT_CUSTOM);
+        info[n - 1].trainable = 0, info[n - 1].decay = 0;
+        for (int i = 1; i <= 2; i++) {
+            snprintf(name, sizeof(name), "dec.ln%d", i);
+            add_norm(c, info, &n, &off, name);
+            snprintf(name, sizeof(name), "dec.w%d", i);
+            param_linear(&info[n], c, name, C, C, INIT_NORMAL), place(info, &n, &off);
+            snprintf(name, sizeof(name), "dec.b%d", i);
+            param_bias(&info[n], c, name, C, C), place(info, &n, &off);
+        }
+    }
     m->lnf_offset = off;
     add_norm(c, info, &n, &off, "lnf");
     if (!c->tie_embeddings)
         param_linear(&info[n], c, "lm_head", V, C, INIT_NORMAL), place(info, &n, &off);
+    if (c->head == HEAD_AUTOENCODER)
+        param_bias(&info[n], c, "lm_head_bias", V, C), place(info, &n, &off);
     m->n_params = off;
     if (c->decay_all)
         for (int t = 0; t < n; t++) info[t].decay = info[t].trainable;
@@ -89,7 +105,7 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
 static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lnf_b,
-                 real **lm_head, F(LayerWeights) * layers) {
+                 real **lm_head, F(LayerWeights) * layers, F(DecoderWeights) * dec) {
     const ModelConfig *c = &m->cfg;
     int i = 0, ln = c->norm == NORM_LAYERNORM;
     *wte = base + m->info[i++].offset;
@@ -109,9 +125,22 @@ static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real 
             if (c->mlp_bias) w->b_proj = base + m->info[i++].offset;
         }
     }
+    memset(dec, 0, sizeof(*dec));
+    if (c->head == HEAD_AUTOENCODER) {
+        dec->pos = base + m->info[i++].offset;
+        dec->ln1 = base + m->info[i++].offset;
+        if (ln) dec->ln1_b = base + m->info[i++].offset;
+        dec->w1 = base + m->info[i++].offset;
+        dec->b1 = base + m->info[i++].offset;
+        dec->ln2 = base + m->info[i++].offset;
+        if (ln) dec->ln2_b = base + m->info[i++].offset;
+        dec->w2 = base + m->info[i++].offset;
+        dec->b2 = base + m->info[i++].offset;
+    }
     *lnf = base + m->info[i++].offset;
     *lnf_b = ln ? base + m->info[i++].offset : NULL;
     *lm_head = c->tie_embeddings ? *wte : base + m->info[i++].offset;
+    if (c->head == HEAD_AUTOENCODER) dec->head_b = base + m->info[i++].offset;
 }
 
 int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char *err,
@@ -140,7 +169,7 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char 
         }
     // Per layer: the mixer's, two norms with biases and two linears with biases; then wte, wpe,
     // the final norm with its bias and the head.
-    m->info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 5, sizeof(ParamInfo));
+    m->info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 20, sizeof(ParamInfo));
     m->n_tensors = lay_out_params(m, m->info);
     m->params = k->alloc(m->n_params * sizeof(real));
     m->grads = k->alloc(m->n_params * sizeof(real));
@@ -148,8 +177,9 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char 
         snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
         return -1;
     }
-    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lnf_b, &m->lm_head, m->layer);
-    bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lnf_b, &m->g_lm_head, m->g_layer);
+    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lnf_b, &m->lm_head, m->layer, &m->dec);
+    bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lnf_b, &m->g_lm_head, m->g_layer,
+         &m->g_dec);
     return 0;
 }
 
@@ -190,6 +220,15 @@ void F(model_init)(Model *m, uint64_t seed) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
         real *w = host + p->offset;
+        if (p->init == INIT_CUSTOM && p->layer < 0) {  // dec.pos: MAD's posemb_sincos_1d
+            int C = m->cfg.d_model, half = C / 2;
+            for (size_t i = 0; i < p->size; i++) {
+                int t = (int)(i / C), j = (int)(i % C), f = j < half ? j : j - half;
+                double freq = exp(-f * log(10000.0) / (half > 1 ? half - 1 : 1));
+                w[i] = j >= 2 * half ? 0 : (real)(j < half ? sin(t * freq) : cos(t * freq));
+            }
+            continue;
+        }
         if (p->init == INIT_CUSTOM) {
             F(mixer_init_param)(&m->cfg, p->layer, p->index, custom_key(seed, p, 0), w);
             continue;
@@ -238,8 +277,10 @@ typedef struct {
 typedef struct {
     size_t emb, lnf, lnf_stats, logits, losses, total;
     LayerActs layer[MAX_LAYERS];
+    // autoencoder head: pooled + positions, norm, linear, GELU, norm, linear, GELU ([N, C] each)
+    size_t d_in, d_ln1, d_ln1_stats, d_fc1, d_act1, d_ln2, d_ln2_stats, d_fc2, d_act2;
     // backward scratch offsets into m->scratch
-    size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_total;
+    size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_dec, s_total;
 } ActsLayout;
 
 static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B, int T) {
@@ -269,6 +310,17 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
         size_t s = F(mixer_scratch_size)(c, l, k, B, T);
         mix_scratch = s > mix_scratch ? s : mix_scratch;
     }
+    if (c->head == HEAD_AUTOENCODER) {
+        a.d_in = off, off += N * C;
+        a.d_ln1 = off, off += N * C;
+        a.d_ln1_stats = off, off += NS;
+        a.d_fc1 = off, off += N * C;
+        a.d_act1 = off, off += N * C;
+        a.d_ln2 = off, off += N * C;
+        a.d_ln2_stats = off, off += NS;
+        a.d_fc2 = off, off += N * C;
+        a.d_act2 = off, off += N * C;
+    }
     a.lnf = off, off += N * C;
     a.lnf_stats = off, off += NS;
     a.logits = off, off += N * V;
@@ -282,6 +334,7 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
     a.s_dlogits = off, off += N * V;
     a.s_dlosses = off, off += N;
     a.s_mixer = off, off += mix_scratch;
+    a.s_dec = off, off += c->head == HEAD_AUTOENCODER ? 3 * N * C : 0;
     a.s_total = off;
     return a;
 }
@@ -291,7 +344,7 @@ size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, in
     Model tmp;
     memset(&tmp, 0, sizeof(tmp));
     tmp.cfg = *cfg, tmp.k = k;
-    tmp.info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 5, sizeof(ParamInfo));
+    tmp.info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 20, sizeof(ParamInfo));
     lay_out_params(&tmp, tmp.info);
     free(tmp.info);
     ActsLayout a = acts_layout(cfg, k, B, T);
@@ -303,6 +356,7 @@ size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, in
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
     if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;
+    if (m->cfg.head == HEAD_AUTOENCODER && T > m->cfg.seq_len) return -1;  // dec.pos rows
     ActsLayout a = acts_layout(&m->cfg, m->k, B, T);
     const F(Backend) *k = m->k;
     size_t N = (size_t)B * T;
@@ -344,6 +398,61 @@ static void grads_final(Model *m, size_t from) {
     if (m->on_grads_final) m->on_grads_final(m->grads_final_ctx, from);
 }
 
+// model.head autoencoder: every position t of row b reads the row's last residual state plus
+// position t's sin-cos vector, then the decoder MLP. The broadcast is a copy per position and
+// its gradient a sum of adds (row counts are small: MAD's compression rows are 32-256 long).
+static const real *decoder_forward(Model *m, const ActsLayout *a, const real *x) {
+    const F(Backend) *k = m->k;
+    const F(DecoderWeights) *d = &m->dec;
+    int B = m->B, T = m->T, N = B * T, C = m->cfg.d_model;
+    real *acts = m->acts, *in = acts + a->d_in;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            k->copy(in + ((size_t)b * T + t) * C, x + ((size_t)b * T + T - 1) * C,
+                    sizeof(real) * C);
+    k->positions_forward(in, d->pos, N, T, C);
+    norm_forward(m, acts + a->d_ln1, acts + a->d_ln1_stats, in, d->ln1, d->ln1_b, N);
+    k->matmul_forward(acts + a->d_fc1, acts + a->d_ln1, d->w1, N, C, C);
+    k->bias_forward(acts + a->d_fc1, d->b1, N, C);
+    k->gelu_erf_forward(acts + a->d_act1, acts + a->d_fc1, (size_t)N * C);
+    norm_forward(m, acts + a->d_ln2, acts + a->d_ln2_stats, acts + a->d_act1, d->ln2, d->ln2_b, N);
+    k->matmul_forward(acts + a->d_fc2, acts + a->d_ln2, d->w2, N, C, C);
+    k->bias_forward(acts + a->d_fc2, d->b2, N, C);
+    k->gelu_erf_forward(acts + a->d_act2, acts + a->d_fc2, (size_t)N * C);
+    return acts + a->d_act2;
+}
+
+// dx_res: the gradient of the decoder's output [N, C] in; on return, the gradient of the
+// blocks' residual output (nonzero only at each row's last position).
+static void decoder_backward(Model *m, const ActsLayout *a, real *dres) {
+    const F(Backend) *k = m->k;
+    const F(DecoderWeights) *d = &m->dec, *g = &m->g_dec;
+    int B = m->B, T = m->T, N = B * T, C = m->cfg.d_model;
+    size_t NC = (size_t)N * C;
+    real *acts = m->acts, *s0 = m->scratch + a->s_dec, *s1 = s0 + NC, *s2 = s1 + NC;
+    k->zero(s0, NC);
+    k->gelu_erf_backward(s0, dres, acts + a->d_fc2, NC);  // dfc2
+    k->bias_backward(g->b2, s0, N, C);
+    k->zero(s1, NC);
+    k->matmul_backward(s1, g->w2, s0, acts + a->d_ln2, d->w2, N, C, C);  // dln2
+    k->zero(s2, NC);
+    norm_backward(m, s2, g->ln2, g->ln2_b, s1, acts + a->d_act1, d->ln2, acts + a->d_ln2_stats,
+                  N);  // dact1
+    k->zero(s0, NC);
+    k->gelu_erf_backward(s0, s2, acts + a->d_fc1, NC);  // dfc1
+    k->bias_backward(g->b1, s0, N, C);
+    k->zero(s1, NC);
+    k->matmul_backward(s1, g->w1, s0, acts + a->d_ln1, d->w1, N, C, C);  // dln1
+    k->zero(s2, NC);
+    norm_backward(m, s2, g->ln1, g->ln1_b, s1, acts + a->d_in, d->ln1, acts + a->d_ln1_stats,
+                  N);  // din
+    k->zero(dres, NC);
+    for (int b = 0; b < B; b++) {
+        real *last = dres + ((size_t)b * T + T - 1) * C;
+        for (int t = 0; t < T; t++) k->add(last, last, s2 + ((size_t)b * T + t) * C, C);
+    }
+}
+
 ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real loss_scale) {
     const ModelConfig *c = &m->cfg;
     const F(Backend) *k = m->k;
@@ -382,8 +491,10 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
         }
         x = acts + la->res2;
     }
+    if (c->head == HEAD_AUTOENCODER) x = decoder_forward(m, &a, x);
     norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
     k->matmul_forward(acts + a.logits, acts + a.lnf, m->lm_head, N, C, V);
+    if (m->dec.head_b) k->bias_forward(acts + a.logits, m->dec.head_b, N, V);
     k->crossentropy_forward(acts + a.losses, acts + a.logits, m->targets_dev, N, V);
     k->argmax(m->predictions_dev, acts + a.logits, m->targets_dev, N, V);
     // The host sees only the per-position losses and predictions (B*T values each).
@@ -446,10 +557,18 @@ void F(model_backward)(Model *m) {
     k->crossentropy_backward(dlogits, dlosses, acts + a.logits, m->targets_dev, N, V);
     k->zero(dln, NC);
     k->matmul_backward(dln, m->g_lm_head, dlogits, acts + a.lnf, m->lm_head, N, C, V);
-    const real *x_last = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
+    if (m->g_dec.head_b) k->bias_backward(m->g_dec.head_b, dlogits, N, V);
+    int ae = c->head == HEAD_AUTOENCODER;
+    const real *x_last = acts + (ae            ? a.d_act2
+                                 : c->n_layers ? a.layer[c->n_layers - 1].res2
+                                               : a.emb);
     k->zero(dres, NC);
     norm_backward(m, dres, m->g_lnf, m->g_lnf_b, dln, x_last, m->lnf, acts + a.lnf_stats, N);
     grads_final(m, m->lnf_offset);
+    if (ae) {
+        decoder_backward(m, &a, dres);
+        grads_final(m, m->dec_offset);
+    }
 
     // dres is the gradient of the residual stream; each branch adds its input's gradient.
     for (int l = c->n_layers - 1; l >= 0; l--) {

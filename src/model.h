@@ -1,4 +1,6 @@
-// The model: token embedding -> L blocks -> final norm -> LM head. Block: norm -> mixer
+// The model: token embedding -> L blocks -> final norm -> LM head (model.head autoencoder puts
+// MAD's pool-decoder between the blocks and the final norm, and gives the head a bias). Block: norm
+// -> mixer
 // -> residual; norm -> MLP -> residual. Norms are RMSNorm or LayerNorm (model.norm); the
 // linears optionally carry biases (model.mlp_bias, model.proj_bias). All parameters live in one
 // flat buffer described by a name/shape/offset table; gradients use the same layout, so the
@@ -27,6 +29,7 @@ typedef struct {
     int norm;                 // NORM_RMSNORM | NORM_LAYERNORM (config.h)
     int mlp_bias, proj_bias;  // biases on the MLP's linears; on the mixer's projections
     int init_scheme;          // INIT_SCHEME_MADTRAIN | INIT_SCHEME_PYTORCH: the table's InitKinds
+    int head;                 // HEAD_LM | HEAD_AUTOENCODER (config.h)
     // Every trainable tensor decays (optim.decay all), not only matrices: an optimiser option,
     // but the parameter table is what marks which tensors decay, so it travels with the model.
     int decay_all;

@@ -35,6 +35,7 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
     mc->rope_base = c->rope_base, mc->norm_eps = c->norm_eps, mc->init_std = c->init_std;
     mc->norm = c->norm, mc->mlp_bias = c->mlp_bias, mc->proj_bias = c->proj_bias;
     mc->init_scheme = c->init_scheme, mc->decay_all = c->decay == DECAY_ALL;
+    mc->head = c->head;
     char buf[sizeof(c->mixer)];
     snprintf(buf, sizeof(buf), "%s", c->mixer);
     int k = 0;

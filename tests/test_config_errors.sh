@@ -95,6 +95,13 @@ else
 fi
 expect "madtrain: error: model.mixer lists 3 mixers but model.n_layers is 2" model.mixer=softmax,linear,softmax
 expect "madtrain: error: train.batch_size (10) must be a multiple of ranks x train.grad_accum (1 x 4)" train.batch_size=10 train.grad_accum=4
+# The MAD tasks' parameters.
+expect "madtrain: error: data.task compression needs model.head: autoencoder (read at every position, the task is the identity)" data.task=compression data.vocab_size=16 data.seq_len=32
+expect "madtrain: error: in_context_recall needs an even data.seq_len (127) and data.vocab_size - data.noise_vocab_size >= 4 (64): keys and values are halves of the rest" data.task=in_context_recall data.seq_len=127
+expect "madtrain: error: fuzzy_recall: data.vocab_size 6 leaves 2 key and 3 value symbols, fewer than data.k_motif_size (3) / data.v_motif_size (1)" data.task=fuzzy_recall data.vocab_size=6 data.k_motif_size=3
+expect "madtrain: error: data.frac_noise (0.2) needs data.noise_vocab_size >= 1" data.task=noisy_recall data.frac_noise=0.2
+expect "madtrain: error: selective_copy: data.seq_len (32) must exceed 2 x data.num_tokens_to_copy + 1 = 33, and data.vocab_size at least 3" data.task=selective_copy data.seq_len=32
+expect "madtrain: error: command line: key 'model.head' expects one of lm|autoencoder, got 'cls'" model.head=cls
 
 # Under mpirun: every rank stops with exit code 2 before any work; the message is printed once.
 if command -v mpirun > /dev/null; then

@@ -22,6 +22,7 @@ static Config base(int task, int64_t V, int64_t T) {
     Config c;
     config_defaults(&c);
     c.task = task, c.data_vocab = V, c.seq_len = T;
+    c.head = task == TASK_MAD_FIRST + 5 ? HEAD_AUTOENCODER : HEAD_LM;  // compression's head
     return c;
 }
 
