@@ -11,7 +11,8 @@
 #   bash launch/sweep.sh zoology-mqar --grid my.grid -- train.epochs=4   # another grid, overrides
 #
 # The grid file (bash; <experiment>/grid unless --grid) sets CELLS (each "name key=value ..."),
-# D_MODELS, LRS and SEEDS. --only CONFIG keeps one config; --ranks N runs each cell on N MPI
+# D_MODELS, LRS and SEEDS; optionally WDS (weight decays, each cell then also -wd<wd>) and
+# REPORT (the report's mode: --sweep, the default, or --mad). --only CONFIG keeps one config; --ranks N runs each cell on N MPI
 # ranks; --out DIR (default runs/<name>). --slurm submits
 # `sbatch --array=0-(cells-1) $SWEEP_SBATCH_ARGS` running `--task $SLURM_ARRAY_TASK_ID`
 # (with --dry-run it prints that command instead). A finished cell is skipped and an
@@ -43,7 +44,7 @@ dir="$root/launch/configs/experiments/$exp"
 grid="${grid:-$dir/grid}"
 [[ -r "$grid" || ! -r "$dir/$grid" ]] || grid="$dir/$grid"  # a name in the experiment's folder
 [[ -r "$grid" ]] || { echo "sweep: error: cannot read the grid file '$grid'" >&2; exit 2; }
-CELLS=() D_MODELS=() LRS=() SEEDS=(1)
+CELLS=() D_MODELS=() LRS=() SEEDS=(1) WDS=() REPORT=--sweep
 # shellcheck source=/dev/null
 source "$grid"
 for v in CELLS D_MODELS LRS SEEDS; do
@@ -61,9 +62,11 @@ for cfg in "$dir"/*.yaml; do
     read -r cname ckeys <<< "$cell"
     for d in "${D_MODELS[@]}"; do
       for lr in "${LRS[@]}"; do
-        for seed in "${SEEDS[@]}"; do
-          names+=("$c-$cname-d$d-lr$lr-s$seed")
-          args+=("$cfg|$ckeys model.d_model=$d optim.lr=$lr seed=$seed run.name=$c")
+        for wd in "${WDS[@]:-}"; do  # no WDS: one pass, the config's decay
+          for seed in "${SEEDS[@]}"; do
+            names+=("$c-$cname-d$d-lr$lr${wd:+-wd$wd}-s$seed")
+            args+=("$cfg|$ckeys model.d_model=$d optim.lr=$lr${wd:+ optim.weight_decay=$wd} seed=$seed run.name=$c")
+          done
         done
       done
     done
@@ -113,4 +116,4 @@ for i in "${!names[@]}"; do
   grep -E '^done:' "$run.log" || true
 done
 [[ -n "$task" ]] && exit 0
-"$bin" report --sweep --csv "$out/table.csv" --plots "$out/plots" "$out" | tee "$out/table.md"
+"$bin" report "$REPORT" --csv "$out/table.csv" --plots "$out/plots" "$out" | tee "$out/table.md"

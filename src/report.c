@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../data/synthetic.h"
 #include "config.h"
 #include "util.h"
 
@@ -110,6 +111,10 @@ typedef struct {
     double col[N_COLS];
     int has_valid;  // the run evaluated a validation split (else its held-out split is test)
     double T, kv, d_model, lr;  // the grid coordinates (report --sweep)
+    // report --mad: the task, its setting (every task parameter, as text) and the decay
+    int task;
+    char setting[256];
+    double wd;
 } Run;
 
 static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
@@ -123,7 +128,13 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     if (config_load_file(&cfg, path, err, errlen)) return -1;
     snprintf(r->label, sizeof(r->label), "%s", cfg.run_name[0] ? cfg.run_name : cfg.mixer);
     r->T = (double)cfg.seq_len, r->kv = (double)cfg.num_kv_pairs, r->d_model = cfg.d_model;
-    r->lr = cfg.lr;
+    r->lr = cfg.lr, r->wd = cfg.weight_decay, r->task = cfg.task;
+    snprintf(r->setting, sizeof(r->setting),
+             "vocab %lld, T %lld, train %lld, noise %lld/%g, motifs %lld/%lld, copy %lld, d %lld",
+             (long long)cfg.data_vocab, (long long)cfg.seq_len, (long long)cfg.train_examples,
+             (long long)cfg.noise_vocab_size, cfg.frac_noise, (long long)cfg.k_motif_size,
+             (long long)cfg.v_motif_size, (long long)cfg.num_tokens_to_copy,
+             (long long)cfg.d_model);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -464,23 +475,119 @@ static int sweep_report(Run *runs, int n, const char *csv, const char *dir) {
     return 0;
 }
 
+// --mad: the MAD suite (launch/sweep.sh mad). A task's score in MAD is the mean over its
+// settings of the best test accuracy over the learning rates and weight decays tried; the
+// suite's score the mean of the six tasks'. Both are given for macro accuracy (MAD's) and
+// micro accuracy; seeds of one (setting, lr, wd) are averaged first.
+static int mad_report(Run *runs, int n, const char *csv) {
+    enum { N_TASKS = 6 };
+    char labels[64][sizeof(runs[0].label)];
+    int n_labels = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int l = 0; l < n_labels; l++) seen |= !strcmp(labels[l], runs[i].label);
+        if (!seen && n_labels < 64)
+            snprintf(labels[n_labels++], sizeof(labels[0]), "%s", runs[i].label);
+    }
+    // score[label][task][0 macro, 1 micro]: sum over settings of the best; count of settings
+    double score[64][N_TASKS][2] = {{{0}}};
+    int settings[64][N_TASKS] = {{0}};
+    int *used = xcalloc((size_t)n, sizeof(int));
+    FILE *f = csv ? fopen(csv, "w") : NULL;
+    if (csv && !f) {
+        fprintf(stderr, "madtrain: error: report: cannot write '%s': %s\n", csv, strerror(errno));
+        free(used);
+        return MT_EXIT_FAIL;
+    }
+    if (f) fprintf(f, "mixer,task,setting,best_lr,best_wd,runs,test_macro,test_micro\n");
+    printf(
+        "| mixer | task | setting | best lr | best wd | runs | test macro | test micro |\n"
+        "|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        Run *a = &runs[i];
+        if (used[i] || a->task < TASK_MAD_FIRST) continue;
+        double best[2] = {-1, -1}, best_lr = 0, best_wd = 0;
+        int k_all = 0;
+        for (int j = i; j < n; j++) {  // every (lr, wd) of this (label, task, setting)
+            Run *b = &runs[j];
+            if (used[j] || strcmp(a->label, b->label) || a->task != b->task ||
+                strcmp(a->setting, b->setting))
+                continue;
+            double sum[2] = {0, 0};
+            int k = 0;
+            for (int m = j; m < n; m++) {
+                Run *c = &runs[m];
+                if (used[m] || strcmp(a->label, c->label) || a->task != c->task ||
+                    strcmp(a->setting, c->setting) || c->lr != b->lr || c->wd != b->wd)
+                    continue;
+                sum[0] += c->col[COL_MACRO], sum[1] += c->col[COL_MICRO], k++, used[m] = 1;
+            }
+            k_all += k;
+            if (sum[0] / k > best[0]) best_lr = b->lr, best_wd = b->wd;
+            for (int q = 0; q < 2; q++)
+                if (sum[q] / k > best[q]) best[q] = sum[q] / k;
+        }
+        int l = 0, t = a->task - TASK_MAD_FIRST;
+        while (strcmp(labels[l], a->label)) l++;
+        for (int q = 0; q < 2; q++) score[l][t][q] += best[q];
+        settings[l][t]++;
+        printf("| %s | %s | %s | %g | %g | %d | %.4f | %.4f |\n", a->label, task_name(a->task),
+               a->setting, best_lr, best_wd, k_all, best[0], best[1]);
+        if (f)
+            fprintf(f, "%s,%s,\"%s\",%g,%g,%d,%.6g,%.6g\n", a->label, task_name(a->task),
+                    a->setting, best_lr, best_wd, k_all, best[0], best[1]);
+    }
+    if (f) fclose(f);
+    for (int q = 0; q < 2; q++) {
+        printf(
+            "\n%s accuracy: per task the mean over its settings of the best over lr x wd; "
+            "the MAD score the mean over the tasks run\n\n| mixer |",
+            q ? "micro" : "macro (MAD's score)");
+        for (int t = 0; t < N_TASKS; t++) printf(" %s |", task_name(TASK_MAD_FIRST + t));
+        printf(" MAD score |\n|---|---|---|---|---|---|---|---|\n");
+        for (int l = 0; l < n_labels; l++) {
+            double total = 0;
+            int tasks = 0;
+            printf("| %s |", labels[l]);
+            for (int t = 0; t < N_TASKS; t++) {
+                if (!settings[l][t]) {
+                    printf(" - |");
+                    continue;
+                }
+                double s = score[l][t][q] / settings[l][t];
+                total += s, tasks++;
+                printf(" %.4f |", s);
+            }
+            printf(tasks ? " %.4f%s |\n" : " - |\n", tasks ? total / tasks : 0,
+                   tasks < N_TASKS ? " (of the tasks run)" : "");
+        }
+    }
+    free(used);
+    return 0;
+}
+
 int report_main(int argc, char **argv) {
     build_columns();
     const char *csv = NULL, *plot_dir = NULL;
     char *dirs[4096];
-    int n = 0, sweep = 0;
+    int n = 0, sweep = 0, mad = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf(
-                "usage: madtrain report [--sweep] [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                "usage: madtrain report [--sweep | --mad] [--csv FILE] [--plots DIR] RUN_DIR...\n"
                 "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
                 "  run.name (or their mixer list); columns are mean ± std over each group.\n"
                 "  --sweep: a grid (launch/sweep.sh): per run.name, T, kv pairs and d_model the\n"
                 "  learning rate with the best held-out accuracy, and a plot of test accuracy\n"
-                "  against d_model per T.\n");
+                "  against d_model per T.\n"
+                "  --mad: the MAD suite (launch/sweep.sh mad): per mixer, task and setting the\n"
+                "  best test accuracy over lr x weight decay (macro and micro), and the task and\n"
+                "  MAD scores (means over settings, then over tasks).\n");
             return 0;
         } else if (!strcmp(argv[i], "--sweep")) {
             sweep = 1;
+        } else if (!strcmp(argv[i], "--mad")) {
+            mad = 1;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv = argv[++i];
         } else if (!strcmp(argv[i], "--plots") && i + 1 < argc) {
@@ -530,6 +637,11 @@ int report_main(int argc, char **argv) {
     if (!n) {
         fprintf(stderr, "madtrain: error: report: no finished run to tabulate\n");
         return MT_EXIT_FAIL;
+    }
+    if (mad) {
+        int rc = mad_report(runs, n, csv);
+        free(runs);
+        return rc;
     }
     if (sweep) {
         int rc = sweep_report(runs, n, csv, plot_dir);

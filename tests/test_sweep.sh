@@ -49,5 +49,32 @@ out=$(bash "$root/launch/sweep.sh" zoology-mqar --grid "$work/tiny.grid" --task 
 check "[[ $rc -eq 2 && \"$out\" == *'--task 999 is not a cell'* ]]" "--task 999: exit $rc, '$out'"
 out=$(bash "$root/launch/sweep.sh" zoology-mqar --grid "$work/none.grid" 2>&1); rc=$?
 check "[[ $rc -eq 2 && \"$out\" == *'cannot read the grid file'* ]]" "missing grid: exit $rc, '$out'"
+# The MAD suite's report: per task setting, the (lr, wd) whose run had the best test macro
+# accuracy (checked against the runs' last test evaluations), and its score in the task table.
+cat > "$work/mad.grid" <<'G'
+REPORT=--mad
+CELLS=(
+  "icr data.task=in_context_recall data.vocab_size=16 data.seq_len=32 data.train_examples=64 train.epochs=1 train.batch_size=16 data.test_examples=32"
+  "memo data.task=memorization data.vocab_size=32 data.seq_len=16 data.train_examples=64 train.epochs=2 train.batch_size=16 data.test_examples=32"
+)
+D_MODELS=(16)
+LRS=(1e-3 1e-2)
+WDS=(0 0.1)
+G
+MADTRAIN="$bin" bash "$root/launch/sweep.sh" mad --grid "$work/mad.grid" --only linear \
+  --out "$work/mad" -- model.n_heads=2 cpu.threads=1 > "$work/mad.out" 2>&1
+rc=$?
+check "[[ $rc -eq 0 ]]" "sweep.sh mad exit $rc ($(tail -3 "$work/mad.out"))"
+for task in icr memo; do
+  name=$([[ $task == icr ]] && echo in_context_recall || echo memorization)
+  want=$(for lr in 1e-3 1e-2; do for wd in 0 0.1; do
+      grep '"split":"test"' "$work/mad/linear-$task-d16-lr$lr-wd$wd-s1/metrics.jsonl" | tail -1 \
+        | sed 's/.*"acc_macro":\([0-9.e+-]*\).*/\1/'
+    done; done | sort -g | tail -1)
+  got=$(awk -F' \\| ' -v t="$name" '$2 == t && NF > 7 { print $7; exit }' "$work/mad/table.md")
+  check "awk 'BEGIN { exit !($got - $want < 1e-4 && $want - $got < 1e-4) }'" "mad $task: report's best macro $got, the runs' best $want"
+  score=$(awk -F' \\| ' '/MAD.s score/ { f = 1 } f && $1 == "| linear" { print; exit }' "$work/mad/table.md")
+  check "[[ \"$score\" == *\"$got\"* ]]" "mad $task: the task table does not carry $got ($score)"
+done
 [[ $fail -eq 0 ]] && echo ok
 exit $fail
