@@ -4,7 +4,7 @@
 #include <stdint.h>
 
 // data.task: the in-process synthetic tasks (data/synthetic.h).
-// In data.task's order; the last six are the MAD suite (data/tasks_mad.c).
+// In data.task's order: then the six MAD tasks (data/tasks_mad.c), then state tracking.
 enum {
     DATA_TASK_MQAR = 0,
     DATA_TASK_AR = 1,
@@ -15,6 +15,11 @@ enum {
     DATA_TASK_SELECTIVE_COPY = 6,
     DATA_TASK_MEMORIZATION = 7,
     DATA_TASK_COMPRESSION = 8,
+    DATA_TASK_PARITY = 9,  // the state-tracking tasks and index copy (data/tasks_state.c)
+    DATA_TASK_CUMULATIVE_PARITY = 10,
+    DATA_TASK_MODULAR_ARITHMETIC = 11,
+    DATA_TASK_WORD_PROBLEM = 12,
+    DATA_TASK_INDEX_COPY = 13,
 };
 // ar's token layouts, in data.ar_layout's order: where the values and the filler lie.
 enum {
@@ -40,6 +45,11 @@ typedef struct {
     // value motifs, selective_copy's tokens to copy.
     double frac_noise;
     int64_t noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;
+    // State tracking (data/tasks_state.c): lengths of training/validation and of test
+    // examples, the modulus, the group by name and its two-generator form.
+    int64_t min_len, max_len, test_min_len, test_max_len, modulus;
+    char group[32];
+    int generators;
     int64_t train_examples, valid_examples, test_examples;  // 0 train: an endless stream
     // Shards (data.path set; data/reader.h).
     char path[512], eval_split[64];

@@ -165,6 +165,14 @@ int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int
     if (t.task == DATA_TASK_MQAR) {
         add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
         add_attr(&sw, "task.power_a", 1, 0, t.power_a);
+    } else if (t.task >= DATA_TASK_PARITY) {
+        add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
+        add_attr(&sw, "task.min_len", 0, t.min_len, 0);
+        add_attr(&sw, "task.max_len", 0, t.max_len, 0);
+        add_attr(&sw, "task.test_min_len", 0, t.test_min_len, 0);
+        add_attr(&sw, "task.test_max_len", 0, t.test_max_len, 0);
+        add_attr(&sw, "task.modulus", 0, t.modulus, 0);
+        add_attr(&sw, "task.generators", 0, t.generators, 0);
     } else if (t.task >= DATA_TASK_IN_CONTEXT_RECALL) {  // MAD's parameters under MAD's names
         add_attr(&sw, "task.vocab_size", 0, t.vocab, 0);
         add_attr(&sw, "task.noise_vocab_size", 0, t.noise_vocab_size, 0);

@@ -5,6 +5,7 @@
 
 #include "../kernels/rng.h"
 #include "tasks_mad.h"
+#include "tasks_state.h"
 #include "util.h"
 
 Task task_from_options(const DataOptions *o) {
@@ -25,8 +26,20 @@ Task task_from_options(const DataOptions *o) {
               .k_motif_size = (int)o->k_motif_size,
               .v_motif_size = (int)o->v_motif_size,
               .num_tokens_to_copy = (int)o->num_tokens_to_copy,
-              .frac_noise = o->frac_noise};
-    if (o->task == DATA_TASK_MQAR || o->task >= DATA_TASK_IN_CONTEXT_RECALL)
+              .frac_noise = o->frac_noise,
+              .min_len = (int)o->min_len,
+              .max_len = (int)o->max_len,
+              .test_min_len = (int)o->test_min_len,
+              .test_max_len = (int)o->test_max_len,
+              .modulus = (int)o->modulus,
+              .generators = o->generators};
+    if (o->task == DATA_TASK_WORD_PROBLEM) {  // validated with the config; empty if not
+        char err[256];
+        if (group_parse(o->group, &t.group, err, sizeof(err))) memset(&t.group, 0, sizeof(t.group));
+    }
+    if (o->task >= DATA_TASK_PARITY)
+        t.vocab = state_task_vocab(&t);
+    else if (o->task == DATA_TASK_MQAR || o->task >= DATA_TASK_IN_CONTEXT_RECALL)
         t.vocab = (int)o->vocab;
     else if (o->task == DATA_TASK_HCOPY)
         t.vocab = t.copy_levels * t.copy_symbols + 2;
@@ -42,11 +55,21 @@ Task task_from_options(const DataOptions *o) {
 }
 
 const char *task_name(int task) {
-    static const char *names[] = {
-        "mqar",         "ar",           "hcopy",          "in_context_recall",
-        "fuzzy_recall", "noisy_recall", "selective_copy", "memorization",
-        "compression"};
-    return task >= 0 && task <= DATA_TASK_COMPRESSION ? names[task] : "?";
+    static const char *names[] = {"mqar",
+                                  "ar",
+                                  "hcopy",
+                                  "in_context_recall",
+                                  "fuzzy_recall",
+                                  "noisy_recall",
+                                  "selective_copy",
+                                  "memorization",
+                                  "compression",
+                                  "parity",
+                                  "cumulative_parity",
+                                  "modular_arithmetic",
+                                  "word_problem",
+                                  "index_copy"};
+    return task >= 0 && task <= DATA_TASK_INDEX_COPY ? names[task] : "?";
 }
 
 // k distinct values from [lo, hi) by a partial Fisher-Yates over the range.
@@ -152,7 +175,11 @@ void task_example_levels(const Task *t, int split, int64_t index, int *ids, int 
         hcopy_example(t, &r, ids, targets, levels);
         return;
     }
-    if (t->task >= DATA_TASK_IN_CONTEXT_RECALL)
+    if (t->task >= DATA_TASK_PARITY) {
+        state_example(t, &r, split, ids, targets, levels);
+        return;
+    }
+    if (t->task >= DATA_TASK_IN_CONTEXT_RECALL)  // below DATA_TASK_PARITY: MAD's
         mad_example(t, &r, split, ids, targets);
     else if (t->task == DATA_TASK_MQAR)
         mqar_example(t, &r, ids, targets);

@@ -9,6 +9,20 @@
 // Each split draws its examples from its own stream, so train, test and valid never overlap.
 enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1, SPLIT_VALID = 2 };
 
+// word_problem's group (data.group, e.g. "A4xZ5"; data/tasks_state.c): up to 3 factors.
+enum { GROUP_MAX_FACTORS = 3, GROUP_MAX_PERM = 7 };
+typedef struct {
+    char kind;      // 'Z', 'S' or 'A'
+    int n;          // Z_n, S_n, A_n
+    int64_t codes;  // codes of its elements: n (Z) or n! (S, A: a permutation's rank)
+    int64_t order;  // its number of elements
+} TaskGroupFactor;
+typedef struct {
+    int n_factors;
+    TaskGroupFactor f[GROUP_MAX_FACTORS];
+    int64_t vocab;  // 1 + the product of the codes (token 0: padding)
+} TaskGroup;
+
 typedef struct {
     int task;  // DATA_TASK_*
     int T, num_kv_pairs;
@@ -19,6 +33,9 @@ typedef struct {
     int copy_tokens, copy_levels, copy_delay, copy_symbols;                // hcopy
     int noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;  // MAD tasks
     double frac_noise;
+    // state tracking: example lengths (training/validation, test), modulus, group
+    int min_len, max_len, test_min_len, test_max_len, modulus, generators;
+    TaskGroup group;
     double power_a;
     uint64_t seed;
     int64_t n_train, n_test, n_valid;

@@ -235,8 +235,10 @@ void mad_example(const Task *t, Rng *r, int split, int *ids, int *targets) {
         case DATA_TASK_MEMORIZATION:
             memorization_example(t, r, ids, targets);
             break;
-        default:
+        case DATA_TASK_COMPRESSION:
             compression_example(t, r, ids, targets);
+            break;
+        default:
             break;
     }
 }

@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "../data/tasks_mad.h"
+#include "../data/tasks_state.h"
 #include "data_config.h"
 
 #define OFF(field) offsetof(Config, field)
@@ -72,10 +73,12 @@ static const ConfigKey CONFIG_KEYS[] = {
 
     ENUM("data.task", "mqar",
          "mqar|ar|hcopy|in_context_recall|fuzzy_recall|noisy_recall|selective_copy|"
-         "memorization|compression",
+         "memorization|compression|parity|cumulative_parity|modular_arithmetic|word_problem|"
+         "index_copy",
          task,
          "synthetic task: mqar (Zoology multi-query recall), ar (E029 associative recall), "
-         "hcopy (E005 hierarchical copying) or one of the six MAD tasks (docs/tasks.md)"),
+         "hcopy (E005 hierarchical copying), one of the six MAD tasks, a state-tracking task "
+         "or index_copy (docs/tasks.md)"),
     INT("data.seq_len", "64", 2, 1 << 24, seq_len, "sequence length T"),
     INT("data.vocab_size", "64", 4, 1 << 30, data_vocab,
         "mqar and the MAD tasks: vocabulary (special tokens included, as MAD counts)"),
@@ -98,6 +101,19 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("data.v_motif_size", "1", 1, 8, v_motif_size, "MAD fuzzy_recall: longest value motif"),
     INT("data.num_tokens_to_copy", "16", 1, 1 << 20, num_tokens_to_copy,
         "MAD selective_copy: tokens to copy"),
+    INT("data.min_len", "3", 1, 1 << 24, min_len,
+        "state tracking: shortest training/validation example"),
+    INT("data.max_len", "40", 1, 1 << 24, max_len,
+        "state tracking: longest training/validation example"),
+    INT("data.test_min_len", "40", 1, 1 << 24, test_min_len,
+        "state tracking: shortest test example (length generalisation)"),
+    INT("data.test_max_len", "256", 1, 1 << 24, test_max_len,
+        "state tracking: longest test example"),
+    INT("data.modulus", "5", 2, 1000, modulus, "modular_arithmetic: the modulus"),
+    STR("data.group", "S5", group,
+        "word_problem: the group, factors Z<n>, S<n>, A<n> joined by x (S5, A5, Z60, A4xZ5)"),
+    BOOL("data.generators", "false", generators,
+         "word_problem: inputs are two generators only (the two-generator form)"),
     INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
     INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),
     INT("data.copy_delay", "4", 0, 1 << 20, copy_delay,
@@ -575,6 +591,9 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                      (long long)c->num_kv_pairs, (long long)c->data_vocab / 2);
             return -1;
         }
+    } else if (c->task >= TASK_STATE_FIRST) {
+        DataOptions o = data_options_from_config(c);
+        if (state_task_check(&o, task_name(o.task), err, errlen)) return -1;
     } else if (c->task >= TASK_MAD_FIRST) {
         DataOptions o = data_options_from_config(c);
         if (mad_task_check(&o, task_name(o.task), err, errlen)) return -1;

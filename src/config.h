@@ -34,6 +34,9 @@ typedef struct {
     int64_t copy_tokens, copy_levels, copy_delay, copy_symbols;  // hcopy
     double power_a, frac_noise;
     int64_t noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;  // MAD tasks
+    int64_t min_len, max_len, test_min_len, test_max_len, modulus;             // state tracking
+    char group[32];
+    int generators;
     char data_path[512], eval_split[64];  // shards (empty path: the in-process task)
     int64_t eval_stride, prefetch;
     int verify_data;
@@ -76,7 +79,8 @@ typedef struct {
 const ConfigKey *config_keys(int *n);
 const ConfigKey *config_find_key(const char *name);
 
-enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2, TASK_MAD_FIRST = 3 };  // DATA_TASK_* order
+// DATA_TASK_* order: MAD's six from TASK_MAD_FIRST, state tracking from TASK_STATE_FIRST
+enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2, TASK_MAD_FIRST = 3, TASK_STATE_FIRST = 9 };
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
 enum { NORM_RMSNORM = 0, NORM_LAYERNORM = 1 };

@@ -22,6 +22,12 @@ DataOptions data_options_from_config(const Config *c) {
         .k_motif_size = c->k_motif_size,
         .v_motif_size = c->v_motif_size,
         .num_tokens_to_copy = c->num_tokens_to_copy,
+        .min_len = c->min_len,
+        .max_len = c->max_len,
+        .test_min_len = c->test_min_len,
+        .test_max_len = c->test_max_len,
+        .modulus = c->modulus,
+        .generators = c->generators,
         .train_examples = c->train_examples,
         .valid_examples = c->valid_examples,
         .test_examples = c->test_examples,
@@ -32,5 +38,6 @@ DataOptions data_options_from_config(const Config *c) {
     };
     snprintf(o.path, sizeof(o.path), "%s", c->data_path);
     snprintf(o.eval_split, sizeof(o.eval_split), "%s", c->eval_split);
+    snprintf(o.group, sizeof(o.group), "%s", c->group);
     return o;
 }

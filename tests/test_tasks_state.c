@@ -1,0 +1,193 @@
+// The state-tracking tasks and index copy hold their definitions (docs/tasks.md): every label
+// is recomputed here by an independent route (unranked permutations composed by hand, the
+// expression evaluated products-first from its token list), lengths follow the train/test
+// ranges, and padding is never scored.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../data/synthetic.h"
+#include "../data/tasks_state.h"
+#include "../src/data_config.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                \
+    do {                                                \
+        if (!(cond)) {                                  \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            printf(__VA_ARGS__);                        \
+            printf("\n");                               \
+            failures++;                                 \
+        }                                               \
+    } while (0)
+
+enum { T = 260 };
+
+static Task make(int task, const char *group, int generators) {
+    Config c;
+    config_defaults(&c);
+    c.task = task, c.seq_len = T, c.generators = generators;
+    snprintf(c.group, sizeof(c.group), "%s", group);
+    char err[256];
+    CHECK(config_validate(&c, 1, err, sizeof(err)) == 0, "config rejected: %s", err);
+    DataOptions o = data_options_from_config(&c);
+    return task_from_options(&o);
+}
+
+// The example's length: the first padding position.
+static int length_of(const int *ids) {
+    int n = 0;
+    while (n < T && ids[n] != 0) n++;
+    return n;
+}
+
+static void check_lengths(const char *what, int split, int len, const int *ids, const int *tg,
+                          const int *lv, int extra) {
+    int lo = split == SPLIT_TEST ? 40 : 3, hi = split == SPLIT_TEST ? 256 : 40;
+    CHECK(len - extra >= lo && len - extra <= hi, "%s: length %d outside [%d, %d]", what, len, lo,
+          hi);
+    for (int p = len; p < T; p++) CHECK(ids[p] == 0 && tg[p] < 0, "%s: padding scored", what);
+    for (int p = 0; p < T; p++) {
+        int want = split == SPLIT_TEST && tg[p] >= 0 ? 1 + (len - extra - 40) * 4 / 217 : 0;
+        CHECK(lv[p] == want, "%s: position %d bucket %d, want %d", what, p, lv[p], want);
+    }
+}
+
+// token -> permutation of n (inverse of the Lehmer rank), for a one-factor S_n / A_n group
+static void unrank_perm(int64_t rank, int n, int *p) {
+    int used[8] = {0}, digits[8];
+    for (int i = n - 1; i >= 0; i--) digits[i] = (int)(rank % (n - i)), rank /= n - i;
+    for (int i = 0; i < n; i++) {
+        int k = digits[i], v = -1;
+        while (k >= 0) {
+            v++;
+            if (!used[v]) k--;
+        }
+        used[v] = 1, p[i] = v;
+    }
+}
+
+static int odd_perm(const int *p, int n) {
+    int odd = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) odd ^= p[i] > p[j];
+    return odd;
+}
+
+static void check_word_problem(const char *group, int n, int even_only, int generators) {
+    Task t = make(DATA_TASK_WORD_PROBLEM, group, generators);
+    int ids[T], tg[T], lv[T], seen[5041] = {0}, distinct = 0, inputs_seen[5041] = {0};
+    int n_inputs = 0;
+    for (int e = 0; e < 600; e++) {
+        int split = e % 2 ? SPLIT_TEST : SPLIT_TRAIN;
+        task_example_levels(&t, split, e, ids, tg, lv);
+        int len = length_of(ids), acc[8], x[8], ok = 1;
+        check_lengths(group, split, len, ids, tg, lv, 0);
+        for (int i = 0; i < n; i++) acc[i] = i;
+        for (int p = 0; p < len && ok; p++) {
+            unrank_perm(ids[p] - 1, n, x);
+            if (even_only) ok &= !odd_perm(x, n);
+            int r[8];
+            for (int i = 0; i < n; i++) r[i] = acc[x[i]];
+            memcpy(acc, r, sizeof(acc));
+            int want[8];
+            unrank_perm(tg[p] - 1, n, want);
+            ok &= !memcmp(want, acc, sizeof(int) * n);
+            if (!inputs_seen[ids[p]]++) n_inputs++;
+            if (p == 0 && !seen[ids[p]]++) distinct++;
+        }
+        CHECK(ok, "word_problem %s example %d: a label is not the running product", group, e);
+        if (!ok) break;
+    }
+    if (generators)
+        CHECK(n_inputs == 2, "%s two-generator form: %d distinct inputs", group, n_inputs);
+    else
+        CHECK(distinct == (even_only ? 60 : 120) || n != 5, "%s: %d distinct first elements", group,
+              distinct);
+}
+
+int main(void) {
+    int ids[T], tg[T], lv[T];
+    // parity and cumulative parity: labels 1 + parity of the 2s so far
+    for (int cum = 0; cum <= 1; cum++) {
+        Task t = make(cum ? DATA_TASK_CUMULATIVE_PARITY : DATA_TASK_PARITY, "S5", 0);
+        CHECK(t.vocab == 3, "parity vocab %d", t.vocab);
+        int ones = 0, bits = 0;
+        for (int e = 0; e < 400; e++) {
+            int split = e % 2 ? SPLIT_TEST : SPLIT_TRAIN;
+            task_example_levels(&t, split, e, ids, tg, lv);
+            int len = length_of(ids), parity = 0, ok = 1;
+            check_lengths("parity", split, len, ids, tg, lv, 0);
+            for (int p = 0; p < len; p++) {
+                ok &= ids[p] == 1 || ids[p] == 2;
+                parity ^= ids[p] == 2, ones += ids[p] == 2, bits++;
+                int want = cum || p == len - 1 ? 1 + parity : -1;
+                ok &= tg[p] == want;
+            }
+            CHECK(ok, "%s example %d", cum ? "cumulative_parity" : "parity", e);
+        }
+        CHECK(ones > bits * 0.45 && ones < bits * 0.55, "bits not balanced: %d of %d", ones, bits);
+    }
+    // modular arithmetic mod 5: evaluate the token list products-first
+    Task t = make(DATA_TASK_MODULAR_ARITHMETIC, "S5", 0);
+    CHECK(t.vocab == 10, "modular vocab %d", t.vocab);
+    for (int e = 0; e < 400; e++) {
+        int split = e % 2 ? SPLIT_TEST : SPLIT_TRAIN;
+        task_example_levels(&t, split, e, ids, tg, lv);
+        int len = length_of(ids), ok = ids[len - 1] == 4 && len % 2 == 0;
+        // the drawn length rounded down to odd tokens, then =; the bucket is the drawn length's
+        int lo = split == SPLIT_TEST ? 40 : 3, hi = split == SPLIT_TEST ? 256 : 40;
+        ok &= len - 1 >= lo - 1 && len - 1 <= hi;
+        for (int p = len; p < T; p++) ok &= ids[p] == 0 && tg[p] < 0;
+        ok &= split == SPLIT_TEST ? lv[len - 1] >= 1 && lv[len - 1] <= 4 : lv[len - 1] == 0;
+        long terms[300], n_terms = 0, signs[300];
+        long cur = ids[0] - 5;
+        int sign = 1;
+        for (int p = 1; p + 1 < len; p += 2) {
+            int op = ids[p], v = ids[p + 1] - 5;
+            ok &= op >= 1 && op <= 3 && v >= 0 && v < 5;
+            if (op == 3) {
+                cur = cur * v;
+            } else {
+                terms[n_terms] = cur % 5, signs[n_terms++] = sign;
+                cur = v, sign = op == 1 ? 1 : -1;
+            }
+        }
+        terms[n_terms] = cur % 5, signs[n_terms++] = sign;
+        long total = 0;
+        for (int i = 0; i < n_terms; i++) total += signs[i] * terms[i];
+        total = (total % 5 + 5) % 5;
+        for (int p = 0; p < len - 1; p++) ok &= tg[p] < 0;
+        ok &= tg[len - 1] == 5 + total;
+        CHECK(ok, "modular_arithmetic example %d: label %d, evaluated %ld", e, tg[len - 1], total);
+    }
+    // word problems: S5, A5 (even permutations only), the two-generator S5
+    check_word_problem("S5", 5, 0, 0);
+    check_word_problem("A5", 5, 1, 0);
+    check_word_problem("S5", 5, 0, 1);
+    check_word_problem("A4", 4, 1, 1);
+    // a product group's vocabulary: 1 + 24 x 5 codes for A4 x Z5
+    t = make(DATA_TASK_WORD_PROBLEM, "A4xZ5", 0);
+    CHECK(t.vocab == 121, "A4xZ5 vocab %d", t.vocab);
+    TaskGroup g;
+    char err[256];
+    CHECK(group_parse("S9", &g, err, sizeof(err)) < 0, "S9 accepted");
+    CHECK(group_parse("A4x", &g, err, sizeof(err)) < 0, "A4x accepted");
+    CHECK(group_parse("Z60", &g, err, sizeof(err)) == 0 && g.vocab == 61, "Z60 refused");
+    // index copy: 8 contents, separator 16, queries 17 + idx scored c_idx
+    Config c;
+    config_defaults(&c);
+    c.task = DATA_TASK_INDEX_COPY, c.seq_len = 32;
+    DataOptions o = data_options_from_config(&c);
+    t = task_from_options(&o);
+    CHECK(t.vocab == 25, "index_copy vocab %d", t.vocab);
+    for (int e = 0; e < 100; e++) {
+        task_example(&t, SPLIT_TEST, e, ids, tg);
+        int ok = ids[8] == 16;
+        for (int p = 0; p < 8; p++) ok &= ids[p] < 16 && tg[p] < 0;
+        for (int p = 9; p < 32; p++) ok &= ids[p] >= 17 && ids[p] < 25 && tg[p] == ids[ids[p] - 17];
+        CHECK(ok, "index_copy example %d", e);
+    }
+    printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
+    return failures != 0;
+}
