@@ -4,7 +4,9 @@
 // and its per-token projection W_x gives z|dt [d_in + H]; then, per head h of P = d_in / H
 // channels and its group g (G groups share B and C, mixer.n_groups):
 //   x, B, C  <- silu(x), silu(B), silu(C)           (the activation after Mamba-2's conv)
-//   Delta_t  = softplus(dt_t + dt_bias_h),   log a_t = -Delta_t exp(a_log_h)
+//   Delta_t  = softplus(dt_t + dt_bias_h),   a_t = exp(-Delta_t exp(a_log_h)) in (0, 1)
+//              (mixer.neg_eigval: a_t = 2 exp(-Delta_t exp(a_log_h)) - 1 in (-1, 1), so the
+//              transition can flip signs: what parity needs, tasks.md section 4)
 //   S_t      = a_t S_{t-1} + B_t (Delta_t x_t)^T     (S [N, P])
 //   y_t      = S_t^T C_t + D_h x_t
 //   out_t    = RMSNorm_g(y_t (.) silu(z_t)) (.) norm_weight   (per group of d_in / G channels:
@@ -15,8 +17,10 @@
 // decays exp(cum_r - cum_s) of the chunk's cumulative log decays, the chunk's state decayed to
 // its end, and the state carried across chunks), saving each chunk's entering state; backward
 // runs the chunks in reverse from those states with the same products transposed, and the
-// decays' gradient as the gradient of the cumulative sums. The oracle is the per-token
-// recurrence in double.
+// decays' gradient as the gradient of the cumulative sums. Under neg_eigval the chunk works on
+// log |a_t| and carries the sign of the product apart: every decay between positions s <= r is
+// (sign_r sign_s) exp(cum_r - cum_s), with sign_r the product of the chunk's signs up to r. The
+// oracle is the per-token recurrence in double.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +36,7 @@ typedef struct {
     int d_state;         // N
     int expand;          // d_in = expand d_model
     int n_groups;        // G: heads share B and C in G groups
+    int neg_eigval;      // a_t = 2 exp(-Delta A) - 1 in (-1, 1) instead of exp(-Delta A)
     MambaInitOpts init;  // the ranges of a_log's and dt_bias's initialisation
 } Mamba2Opts;
 OP_OPTIONS_STRUCT(Mamba2Opts)
@@ -40,6 +45,7 @@ OP_OPTIONS_STRUCT(Mamba2Opts)
 
 typedef struct {
     int B, T, H, P, N, G, d_in, W, E, L, nc;  // W: input 0 width, E: input 1 width
+    int neg;                                  // mixer.neg_eigval
 } M2Dims;
 
 static M2Dims m2_dims(const OpShape *s) {
@@ -50,6 +56,7 @@ static M2Dims m2_dims(const OpShape *s) {
     d.W = d.d_in + 2 * d.G * d.N, d.E = d.d_in + d.H;
     d.L = s->T > 0 && s->T < o.chunk ? s->T : o.chunk;
     d.nc = (s->T + d.L - 1) / d.L;
+    d.neg = o.neg_eigval;
     return d;
 }
 
@@ -68,10 +75,21 @@ static size_t m2_states_size(const M2Dims *d) {
 }
 
 // One (batch, group)'s activated inputs: B and C [T, N] of the group, and per head of the group
-// x [T, P], Delta [T], log a [T].
+// x [T, P], Delta [T], log |a| [T] and the sign of a [T] (+1 without neg_eigval).
 typedef struct {
-    real *Bm, *Cm, *xs, *delta, *la;
+    real *Bm, *Cm, *xs, *delta, *la, *sg;
 } M2Acts;
+
+// log |a_t| and sign(a_t) from u = -Delta A; |a| is kept >= 1e-30 so that log |a| stays finite
+// where 2 e^u - 1 crosses zero (the decay there is below any float's resolution anyway).
+static void m2_decay(const M2Dims *d, real u, real *la, real *sg) {
+    if (!d->neg) {
+        *la = u, *sg = 1;
+        return;
+    }
+    real a = 2 * exp(u) - 1, m = fabs(a);
+    *la = log(m > 1e-30 ? m : 1e-30), *sg = a < 0 ? -1 : 1;
+}
 
 static void m2_acts(const M2Dims *d, const real *const *in, int b, int g, M2Acts *a) {
     const real *xbc = in[CORE_IN_QKV], *zdt = in[CORE_IN_XPROJ];
@@ -90,7 +108,8 @@ static void m2_acts(const M2Dims *d, const real *const *in, int b, int g, M2Acts
             real dt = zdt[((size_t)b * d->T + t) * d->E + d->d_in + h] + dt_bias[h];
             real delta = mamba_softplus(dt);
             a->delta[(size_t)j * d->T + t] = delta;
-            a->la[(size_t)j * d->T + t] = -delta * exp(a_log[h]);
+            m2_decay(d, -delta * exp(a_log[h]), &a->la[(size_t)j * d->T + t],
+                     &a->sg[(size_t)j * d->T + t]);
         }
     }
 }
@@ -100,9 +119,10 @@ static void m2_acts_alloc(const M2Dims *d, M2Acts *a) {
     a->Bm = malloc(sizeof(real) * d->T * d->N), a->Cm = malloc(sizeof(real) * d->T * d->N);
     a->xs = malloc(sizeof(real) * hpg * d->T * d->P);
     a->delta = malloc(sizeof(real) * hpg * d->T), a->la = malloc(sizeof(real) * hpg * d->T);
+    a->sg = malloc(sizeof(real) * hpg * d->T);
 }
 static void m2_acts_free(M2Acts *a) {
-    free(a->Bm), free(a->Cm), free(a->xs), free(a->delta), free(a->la);
+    free(a->Bm), free(a->Cm), free(a->xs), free(a->delta), free(a->la), free(a->sg);
 }
 
 // y [B, T, d_in] += the SSD output of every head (D skip included); saves the chunk states.
@@ -117,10 +137,11 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
         m2_acts(d, in, b, g, &a);
         real *S = malloc(sizeof(real) * N * P), *cum = malloc(sizeof(real) * L);
         real *ux = malloc(sizeof(real) * L * P), *cb = malloc(sizeof(real) * L * L);
-        real *Ce = malloc(sizeof(real) * L * N);
+        real *Ce = malloc(sizeof(real) * L * N), *csg = malloc(sizeof(real) * L);
         for (int j = 0; j < hpg; j++) {
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d->T * P, *la = a.la + (size_t)j * d->T;
+            const real *sg = a.sg + (size_t)j * d->T;
             memset(S, 0, sizeof(real) * N * P);
             for (int c = 0; c < d->nc; c++) {
                 int t0 = c * L, len = d->T - t0 < L ? d->T - t0 : L;
@@ -128,10 +149,10 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
                 real *yc = y + ((size_t)b * d->T + t0) * d->d_in + h * P;  // row stride d_in
                 memcpy(states + (((size_t)b * d->H + h) * d->nc + c) * N * P, S,
                        sizeof(real) * N * P);
-                real run = 0;
+                real run = 0, sign = 1;
                 for (int r = 0; r < len; r++) {
-                    run += la[t0 + r], cum[r] = run;
-                    real dl = a.delta[(size_t)j * d->T + t0 + r], e = exp(run);
+                    run += la[t0 + r], cum[r] = run, sign *= sg[t0 + r], csg[r] = sign;
+                    real dl = a.delta[(size_t)j * d->T + t0 + r], e = sign * exp(run);
                     for (int p = 0; p < P; p++) {
                         ux[r * P + p] = dl * xs[(size_t)(t0 + r) * P + p];
                         yc[(size_t)r * d->d_in + p] = d_skip[h] * xs[(size_t)(t0 + r) * P + p];
@@ -143,23 +164,25 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
                            cb, L);
                 for (int r = 0; r < len; r++)
                     for (int s2 = 0; s2 < len; s2++)
-                        cb[r * L + s2] = s2 <= r ? cb[r * L + s2] * vexp(cum[r] - cum[s2]) : 0;
+                        cb[r * L + s2] =
+                            s2 <= r ? cb[r * L + s2] * csg[r] * csg[s2] * vexp(cum[r] - cum[s2])
+                                    : 0;
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, len, 1, cb, L, ux, P,
                            1, yc, d->d_in);
                 // Inter-chunk: y_r += exp(cum_r) S^T C_r.
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, N, 1, Ce, N, S, P, 1,
                            yc, d->d_in);
                 // S <- exp(cum_last) S + B^T (exp(cum_last - cum) (.) Delta x)
-                real cl = cum[len - 1];
+                real cl = cum[len - 1], sl = csg[len - 1];
                 for (int r = 0; r < len; r++) {
-                    real w = exp(cl - cum[r]);
+                    real w = sl * csg[r] * exp(cl - cum[r]);
                     for (int p = 0; p < P; p++) ux[r * P + p] *= w;
                 }
                 cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, P, len, 1, Bc, N, ux, P,
-                           exp(cl), S, P);
+                           sl * exp(cl), S, P);
             }
         }
-        free(Ce);
+        free(Ce), free(csg);
         free(S), free(cum), free(ux), free(cb);
         m2_acts_free(&a);
     }
@@ -243,9 +266,11 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
         real *dcum = malloc(sizeof(real) * L), *wl = malloc(sizeof(real) * L);
         real *M1 = malloc(sizeof(real) * L * L), *M2 = malloc(sizeof(real) * L * L);
         real *tB = malloc(sizeof(real) * L * N), *Ce = malloc(sizeof(real) * L * N);
+        real *csg = malloc(sizeof(real) * L);
         for (int j = 0; j < hpg; j++) {
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d.T * P, *la = a.la + (size_t)j * d.T;
+            const real *sg = a.sg + (size_t)j * d.T;
             const real *delta = a.delta + (size_t)j * d.T;
             real A = exp(a_log[h]);
             memset(dS, 0, sizeof(real) * N * P);
@@ -255,14 +280,17 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                 const real *Cc = a.Cm + (size_t)t0 * N, *Bc = a.Bm + (size_t)t0 * N;
                 const real *dyc = dy + ((size_t)b * d.T + t0) * d.d_in + h * P;  // stride d_in
                 real *dBc = dBm + (size_t)t0 * N, *dCc = dCm + (size_t)t0 * N;
-                real run = 0;
+                real run = 0, sign = 1;
                 for (int r = 0; r < len; r++) {
                     run += la[t0 + r], cum[r] = run, dcum[r] = 0;
+                    sign *= sg[t0 + r], csg[r] = sign;
                     for (int p = 0; p < P; p++)
                         ux[r * P + p] = delta[t0 + r] * xs[(size_t)(t0 + r) * P + p];
                 }
-                real cl = cum[len - 1], el = exp(cl);
-                for (int r = 0; r < len; r++) wl[r] = exp(cl - cum[r]);
+                // the decays as the forward used them, signs included (they are constants to
+                // the cumulative sums' gradient)
+                real cl = cum[len - 1], sl = csg[len - 1], el = sl * exp(cl);
+                for (int r = 0; r < len; r++) wl[r] = sl * csg[r] * exp(cl - cum[r]);
                 // Through S_out = exp(cum_last) S + B^T (w (.) ux), w_s = exp(cum_last - cum_s):
                 // dux = w (.) (B dS), dB += w (.) (ux dS^T), and the decays through <., dS>.
                 real sd = 0;
@@ -285,7 +313,7 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, N, P, 1, dyc, d.d_in, S, P,
                            0, tB, N);
                 for (int r = 0; r < len; r++) {
-                    real e = exp(cum[r]), acc = 0;
+                    real e = csg[r] * exp(cum[r]), acc = 0;
                     for (int n = 0; n < N; n++) {
                         dCc[(size_t)r * N + n] += e * tB[r * N + n];
                         acc += Cc[(size_t)r * N + n] * tB[r * N + n];
@@ -302,7 +330,7 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                            P, 0, M2, L);
                 for (int r = 0; r < len; r++)
                     for (int s2 = 0; s2 < len; s2++) {
-                        real e2 = s2 <= r ? vexp(cum[r] - cum[s2]) : 0;
+                        real e2 = s2 <= r ? csg[r] * csg[s2] * vexp(cum[r] - cum[s2]) : 0;
                         real m1 = e2 * M1[r * L + s2], m = m1 * M2[r * L + s2];
                         M2[r * L + s2] *= e2, M1[r * L + s2] = m1;
                         if (s2 < r) dcum[r] += m, dcum[s2] -= m;
@@ -321,12 +349,19 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                 for (int r = len - 1; r >= 0; r--) {
                     int t = t0 + r;
                     rc += dcum[r];
+                    // d/du of log |a| with u = -Delta A: 1, or 2 e^u / a under neg_eigval
+                    real du_la = 1;
+                    if (d.neg) {
+                        real eu = exp(-delta[t] * A), av = 2 * eu - 1;
+                        du_la = fabs(av) > 1e-30 ? 2 * eu / av : 0;
+                    }
+                    real rcu = rc * du_la;
                     const real *dyr = dy + ((size_t)b * d.T + t) * d.d_in + h * P;
                     const real *xr = xs + (size_t)t * P;
                     const real *xpre = in[CORE_IN_QKV] + ((size_t)b * d.T + t) * d.W + h * P;
                     real *dx = dxbc + ((size_t)b * d.T + t) * d.W + h * P;
-                    real ddelta = -A * rc, dD = 0;
-                    part[3 * (b * d.H + h)] += -delta[t] * A * rc;
+                    real ddelta = -A * rcu, dD = 0;
+                    part[3 * (b * d.H + h)] += -delta[t] * A * rcu;
                     for (int p = 0; p < P; p++) {
                         real du = dux[r * P + p];
                         ddelta += du * xr[p];
@@ -351,7 +386,7 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
             }
         }
         free(dBm), free(dCm), free(dS), free(cum), free(ux), free(dux), free(dcum), free(wl);
-        free(M1), free(M2), free(tB), free(Ce);
+        free(M1), free(M2), free(tB), free(Ce), free(csg);
         m2_acts_free(&a);
     }
     for (int h = 0; h < d.H; h++)
@@ -428,7 +463,8 @@ static int mamba2_aux(const OpShape *s, const real *const *in, OpAux *out) {
         for (int h = 0; h < d.H; h++) {
             real delta = mamba_softplus(in[CORE_IN_XPROJ][tok * d.E + d.d_in + h] +
                                         in[CORE_IN_PARAMS + 1][h]);
-            sum += exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+            real e = exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+            sum += d.neg ? 2 * e - 1 : e;
         }
     out[0] = (OpAux){.name = "decay_mean", .value = sum / ((double)d.B * d.T * d.H)};
     return 1;
@@ -450,6 +486,7 @@ static int mamba2_reference(const OpShape *s, const double *const *in, double *o
                 double dt = in[CORE_IN_XPROJ][((size_t)b * d.T + t) * d.E + d.d_in + h] +
                             in[CORE_IN_PARAMS + 1][h];
                 double delta = log1p(exp(dt)), a = exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+                if (d.neg) a = 2 * a - 1;
                 double *o = out + ((size_t)b * d.T + t) * d.d_in + h * P;
                 for (int n = 0; n < N; n++) {
                     double Bn = m2_silu(row[d.d_in + g * N + n]);
@@ -490,6 +527,9 @@ static const OpOption mamba2_options[] = {
      "inner width d_in = expand x d_model (head dim d_in / n_heads)"},
     {"n_groups", OPT_INT, "1", NULL, 1, 1024, offsetof(Mamba2Opts, n_groups), 0,
      "groups of heads sharing B and C (Mamba-2's ngroups)"},
+    {"neg_eigval", OPT_BOOL, "false", NULL, 0, 0, offsetof(Mamba2Opts, neg_eigval), 0,
+     "transition a_t = 2 exp(-Delta A) - 1 in (-1, 1) (negative eigenvalues) instead of "
+     "exp(-Delta A) in (0, 1)"},
     MAMBA_INIT_OPTIONS(Mamba2Opts),
     {NULL}};
 
@@ -504,8 +544,10 @@ const F(OpDef) F(op_mamba2) = {
     .help = "Mamba-2: the SSD layer (silu, scalar decay, skip D, gated RMSNorm; mixers.md 9)",
     .flops = mamba2_flops, .reference = mamba2_reference,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
-    .n_tests = 5,
+    .n_tests = 7,
     .tests = {{{.B = 2, .T = 7, .C = 4, .H = 2}, "chunk=3 d_state=3"},
+              {{.B = 2, .T = 9, .C = 4, .H = 2}, "chunk=4 d_state=3 neg_eigval=true"},
+              {{.B = 1, .T = 65, .C = 8, .H = 2}, "chunk=16 d_state=4 neg_eigval=true n_groups=2"},
               {{.B = 1, .T = 1, .C = 4, .H = 2}, "chunk=1 d_state=2"},
               {{.B = 1, .T = 5, .C = 6, .H = 2}, "chunk=64 d_state=4 n_groups=2 expand=1"},
               {{.B = 1, .T = 9, .C = 4, .H = 4}, "chunk=4 d_state=5 n_groups=2"},

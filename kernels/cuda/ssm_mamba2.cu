@@ -14,6 +14,7 @@ typedef struct {
     int d_state;
     int expand;
     int n_groups;
+    int neg_eigval;  // a = 2 exp(-Delta A) - 1 (the CPU row's fields that follow are not read)
 } Mamba2Opts;
 OP_OPTIONS_STRUCT(Mamba2Opts)
 
@@ -21,6 +22,7 @@ OP_OPTIONS_STRUCT(Mamba2Opts)
 
 struct M2Dims {
     int B, T, H, P, N, G, d_in, W, E, L, nc;
+    int neg;  // mixer.neg_eigval
 };
 
 static M2Dims m2_dims(const OpShape *s) {
@@ -31,6 +33,7 @@ static M2Dims m2_dims(const OpShape *s) {
     d.W = d.d_in + 2 * d.G * d.N, d.E = d.d_in + d.H;
     d.L = s->T > 0 && s->T < o.chunk ? s->T : o.chunk;
     d.nc = (s->T + d.L - 1) / d.L;
+    d.neg = o.neg_eigval;
     return d;
 }
 
@@ -43,6 +46,11 @@ __device__ inline float m2_dsilu(float x) {
 }
 __device__ inline float m2_softplus(float x) {
     return x > 20.f ? x : log1pf(expf(x));
+}
+// The transition from dA = Delta A: exp(-dA) in (0, 1), or 2 exp(-dA) - 1 in (-1, 1).
+__device__ inline float m2_decay(const M2Dims &d, float dA) {
+    float e = expf(-dA);
+    return d.neg ? 2.f * e - 1.f : e;
 }
 
 // Shared: B_t and C_t of the head's group after silu [2 N].
@@ -65,7 +73,7 @@ __global__ void m2_forward_kernel(float *y, float *states, const float *xbc, con
         }
         __syncthreads();
         float delta = m2_softplus(zdt[((size_t)b * d.T + t) * d.E + d.d_in + h] + dt_bias[h]);
-        float a = expf(-delta * A), x = m2_silu(row[h * d.P + p]), u = delta * x;
+        float a = m2_decay(d, delta * A), x = m2_silu(row[h * d.P + p]), u = delta * x;
         float acc = d_skip[h] * x;
         for (int n = 0; n < d.N; n++) {
             float s = a * S[n * d.P + p] + Bs[n] * u;
@@ -150,7 +158,7 @@ __global__ void m2_backward_kernel(float *dxbc, float *dzdt, float *dbc_head, fl
             int t = t0 + r;
             const float *row = xbc + ((size_t)b * d.T + t) * d.W;
             float delta = m2_softplus(zdt[((size_t)b * d.T + t) * d.E + d.d_in + h] + dt_bias[h]);
-            float a = expf(-delta * A), u = delta * m2_silu(row[h * P + p]);
+            float a = m2_decay(d, delta * A), u = delta * m2_silu(row[h * P + p]);
             const float *prev = states + (size_t)r * N * P;
             float *next = states + (size_t)(r + 1) * N * P;
             for (int n = 0; n < N; n++)
@@ -166,7 +174,7 @@ __global__ void m2_backward_kernel(float *dxbc, float *dzdt, float *dbc_head, fl
             }
             __syncthreads();
             float dtpre = zdt[((size_t)b * d.T + t) * d.E + d.d_in + h] + dt_bias[h];
-            float delta = m2_softplus(dtpre), a = expf(-delta * A);
+            float delta = m2_softplus(dtpre), a = m2_decay(d, delta * A);
             float xpre = row[h * P + p], x = m2_silu(xpre), u = delta * x;
             float gy = dy[((size_t)b * d.T + t) * d.d_in + h * P + p];
             const float *St = states + (size_t)(r + 1) * N * P, *Sp = states + (size_t)r * N * P;
@@ -204,7 +212,9 @@ __global__ void m2_backward_kernel(float *dxbc, float *dzdt, float *dbc_head, fl
             for (int q = 0; q < P; q++) da_all += pr[q], dd += pr[P + q], dD += pr[2 * P + q];
             dxbc[((size_t)b * d.T + t) * d.W + h * P + p] +=
                 (delta * du + d_skip[h] * gy) * m2_dsilu(xpre);
-            float dlog_a = da_all * a, ddt = (dd - A * dlog_a) / (1.f + expf(-dtpre));
+            // d/du of a with u = -Delta A: a, or 2 e^u = a + 1 under neg_eigval
+            float dlog_a = da_all * (d.neg ? a + 1.f : a),
+                  ddt = (dd - A * dlog_a) / (1.f + expf(-dtpre));
             if (p == 0) {
                 dzdt[((size_t)b * d.T + t) * d.E + d.d_in + h] += ddt;
                 pa += -delta * A * dlog_a, pb += ddt, pd += dD;
