@@ -129,12 +129,22 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     snprintf(r->label, sizeof(r->label), "%s", cfg.run_name[0] ? cfg.run_name : cfg.mixer);
     r->T = (double)cfg.seq_len, r->kv = (double)cfg.num_kv_pairs, r->d_model = cfg.d_model;
     r->lr = cfg.lr, r->wd = cfg.weight_decay, r->task = cfg.task;
-    snprintf(r->setting, sizeof(r->setting),
-             "vocab %lld, T %lld, train %lld, noise %lld/%g, motifs %lld/%lld, copy %lld, d %lld",
-             (long long)cfg.data_vocab, (long long)cfg.seq_len, (long long)cfg.train_examples,
-             (long long)cfg.noise_vocab_size, cfg.frac_noise, (long long)cfg.k_motif_size,
-             (long long)cfg.v_motif_size, (long long)cfg.num_tokens_to_copy,
-             (long long)cfg.d_model);
+    if (cfg.task >= TASK_STATE_FIRST)
+        snprintf(r->setting, sizeof(r->setting),
+                 "%s%s, mod %lld, lengths %lld-%lld / test %lld-%lld, train %lld, d %lld",
+                 cfg.task == DATA_TASK_WORD_PROBLEM ? cfg.group : "-",
+                 cfg.generators ? " (2 generators)" : "", (long long)cfg.modulus,
+                 (long long)cfg.min_len, (long long)cfg.max_len, (long long)cfg.test_min_len,
+                 (long long)cfg.test_max_len, (long long)cfg.train_examples,
+                 (long long)cfg.d_model);
+    else
+        snprintf(r->setting, sizeof(r->setting),
+                 "vocab %lld, T %lld, train %lld, noise %lld/%g, motifs %lld/%lld, copy %lld, d "
+                 "%lld",
+                 (long long)cfg.data_vocab, (long long)cfg.seq_len, (long long)cfg.train_examples,
+                 (long long)cfg.noise_vocab_size, cfg.frac_noise, (long long)cfg.k_motif_size,
+                 (long long)cfg.v_motif_size, (long long)cfg.num_tokens_to_copy,
+                 (long long)cfg.d_model);
     snprintf(path, sizeof(path), "%s/metrics.jsonl", dir);
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -475,23 +485,26 @@ static int sweep_report(Run *runs, int n, const char *csv, const char *dir) {
     return 0;
 }
 
-// --mad: the MAD suite (launch/sweep.sh mad). A task's score in MAD is the mean over its
-// settings of the best test accuracy over the learning rates and weight decays tried; the
-// suite's score the mean of the six tasks'. Both are given for macro accuracy (MAD's) and
-// micro accuracy; seeds of one (setting, lr, wd) are averaged first.
-static int mad_report(Run *runs, int n, const char *csv) {
-    enum { N_TASKS = 6 };
+// --tasks (and --mad): a grid over tasks (launch/sweep.sh mad, state-tracking). Per mixer,
+// task and setting, the (lr, wd) with the best mean test accuracy over its seeds (macro for
+// the MAD tasks, MAD's score; micro, i.e. per position, for the others), with its micro,
+// macro and per-level (length bucket) accuracy. MAD's score for a task is the mean over its
+// settings of that best macro accuracy, the suite's the mean of the six tasks': both tables
+// (macro and micro) follow when MAD tasks were run.
+static int task_report(Run *runs, int n, const char *csv) {
+    enum { N_MAD = 6, N_V = 6 };  // values: macro, micro, L1..L4
     char labels[64][sizeof(runs[0].label)];
-    int n_labels = 0;
+    int n_labels = 0, any_mad = 0;
     for (int i = 0; i < n; i++) {
         int seen = 0;
         for (int l = 0; l < n_labels; l++) seen |= !strcmp(labels[l], runs[i].label);
         if (!seen && n_labels < 64)
             snprintf(labels[n_labels++], sizeof(labels[0]), "%s", runs[i].label);
+        any_mad |= runs[i].task >= TASK_MAD_FIRST && runs[i].task < TASK_STATE_FIRST;
     }
-    // score[label][task][0 macro, 1 micro]: sum over settings of the best; count of settings
-    double score[64][N_TASKS][2] = {{{0}}};
-    int settings[64][N_TASKS] = {{0}};
+    // score[label][MAD task][0 macro, 1 micro]: sum over settings of the best; settings
+    double score[64][N_MAD][2] = {{{0}}};
+    int settings[64][N_MAD] = {{0}};
     int *used = xcalloc((size_t)n, sizeof(int));
     FILE *f = csv ? fopen(csv, "w") : NULL;
     if (csv && !f) {
@@ -499,67 +512,88 @@ static int mad_report(Run *runs, int n, const char *csv) {
         free(used);
         return MT_EXIT_FAIL;
     }
-    if (f) fprintf(f, "mixer,task,setting,best_lr,best_wd,runs,test_macro,test_micro\n");
+    static const int cols[N_V] = {COL_MACRO,  COL_MICRO,  COL_LEVEL1,
+                                  COL_LEVEL2, COL_LEVEL3, COL_LEVEL4};
+    if (f)
+        fprintf(f,
+                "mixer,task,setting,best_lr,best_wd,runs,test_macro,test_micro,test_L1,"
+                "test_L2,test_L3,test_L4\n");
     printf(
-        "| mixer | task | setting | best lr | best wd | runs | test macro | test micro |\n"
-        "|---|---|---|---|---|---|---|---|\n");
+        "| mixer | task | setting | best lr | best wd | runs | test macro | test micro | "
+        "L1 | L2 | L3 | L4 |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         Run *a = &runs[i];
         if (used[i] || a->task < TASK_MAD_FIRST) continue;
-        double best[2] = {-1, -1}, best_lr = 0, best_wd = 0;
+        int mad = a->task < TASK_STATE_FIRST, key = mad ? 0 : 1;
+        double best[N_V], best_lr = 0, best_wd = 0, best_any[2] = {-1, -1};
+        for (int v = 0; v < N_V; v++) best[v] = -1;
         int k_all = 0;
         for (int j = i; j < n; j++) {  // every (lr, wd) of this (label, task, setting)
             Run *b = &runs[j];
             if (used[j] || strcmp(a->label, b->label) || a->task != b->task ||
                 strcmp(a->setting, b->setting))
                 continue;
-            double sum[2] = {0, 0};
+            double sum[N_V] = {0};
             int k = 0;
             for (int m = j; m < n; m++) {
                 Run *c = &runs[m];
                 if (used[m] || strcmp(a->label, c->label) || a->task != c->task ||
                     strcmp(a->setting, c->setting) || c->lr != b->lr || c->wd != b->wd)
                     continue;
-                sum[0] += c->col[COL_MACRO], sum[1] += c->col[COL_MICRO], k++, used[m] = 1;
+                for (int v = 0; v < N_V; v++) sum[v] += c->col[cols[v]];
+                k++, used[m] = 1;
             }
             k_all += k;
-            if (sum[0] / k > best[0]) best_lr = b->lr, best_wd = b->wd;
-            for (int q = 0; q < 2; q++)
-                if (sum[q] / k > best[q]) best[q] = sum[q] / k;
+            for (int v = 0; v < N_V; v++) sum[v] /= k;
+            if (sum[key] > best[key]) {
+                memcpy(best, sum, sizeof(best));
+                best_lr = b->lr, best_wd = b->wd;
+            }
+            for (int q = 0; q < 2; q++)  // the MAD tables: each figure's own best
+                if (sum[q] > best_any[q]) best_any[q] = sum[q];
         }
-        int l = 0, t = a->task - TASK_MAD_FIRST;
-        while (strcmp(labels[l], a->label)) l++;
-        for (int q = 0; q < 2; q++) score[l][t][q] += best[q];
-        settings[l][t]++;
-        printf("| %s | %s | %s | %g | %g | %d | %.4f | %.4f |\n", a->label, task_name(a->task),
-               a->setting, best_lr, best_wd, k_all, best[0], best[1]);
-        if (f)
-            fprintf(f, "%s,%s,\"%s\",%g,%g,%d,%.6g,%.6g\n", a->label, task_name(a->task),
-                    a->setting, best_lr, best_wd, k_all, best[0], best[1]);
+        if (mad) {
+            int l = 0, t = a->task - TASK_MAD_FIRST;
+            while (strcmp(labels[l], a->label)) l++;
+            for (int q = 0; q < 2; q++) score[l][t][q] += best_any[q];
+            settings[l][t]++;
+        }
+        printf("| %s | %s | %s | %g | %g | %d |", a->label, task_name(a->task), a->setting, best_lr,
+               best_wd, k_all);
+        for (int v = 0; v < N_V; v++)
+            printf(isnan(best[v]) || best[v] < 0 ? " - |" : " %.4f |", best[v]);
+        printf("\n");
+        if (f) {
+            fprintf(f, "%s,%s,\"%s\",%g,%g,%d", a->label, task_name(a->task), a->setting, best_lr,
+                    best_wd, k_all);
+            for (int v = 0; v < N_V; v++) fprintf(f, ",%.6g", best[v]);
+            fprintf(f, "\n");
+        }
     }
     if (f) fclose(f);
-    for (int q = 0; q < 2; q++) {
+    for (int q = 0; q < 2 && any_mad; q++) {
         printf(
             "\n%s accuracy: per task the mean over its settings of the best over lr x wd; "
             "the MAD score the mean over the tasks run\n\n| mixer |",
             q ? "micro" : "macro (MAD's score)");
-        for (int t = 0; t < N_TASKS; t++) printf(" %s |", task_name(TASK_MAD_FIRST + t));
+        for (int t = 0; t < N_MAD; t++) printf(" %s |", task_name(TASK_MAD_FIRST + t));
         printf(" MAD score |\n|---|---|---|---|---|---|---|---|\n");
         for (int l = 0; l < n_labels; l++) {
             double total = 0;
             int tasks = 0;
+            for (int t = 0; t < N_MAD; t++) tasks += settings[l][t] > 0;
+            if (!tasks) continue;
             printf("| %s |", labels[l]);
-            for (int t = 0; t < N_TASKS; t++) {
+            for (int t = 0; t < N_MAD; t++) {
                 if (!settings[l][t]) {
                     printf(" - |");
                     continue;
                 }
-                double s = score[l][t][q] / settings[l][t];
-                total += s, tasks++;
-                printf(" %.4f |", s);
+                double sc = score[l][t][q] / settings[l][t];
+                total += sc;
+                printf(" %.4f |", sc);
             }
-            printf(tasks ? " %.4f%s |\n" : " - |\n", tasks ? total / tasks : 0,
-                   tasks < N_TASKS ? " (of the tasks run)" : "");
+            printf(" %.4f%s |\n", total / tasks, tasks < N_MAD ? " (of the tasks run)" : "");
         }
     }
     free(used);
@@ -570,24 +604,25 @@ int report_main(int argc, char **argv) {
     build_columns();
     const char *csv = NULL, *plot_dir = NULL;
     char *dirs[4096];
-    int n = 0, sweep = 0, mad = 0;
+    int n = 0, sweep = 0, tasks = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf(
-                "usage: madtrain report [--sweep | --mad] [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                "usage: madtrain report [--sweep | --tasks] [--csv FILE] [--plots DIR] RUN_DIR...\n"
                 "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
                 "  run.name (or their mixer list); columns are mean ± std over each group.\n"
                 "  --sweep: a grid (launch/sweep.sh): per run.name, T, kv pairs and d_model the\n"
                 "  learning rate with the best held-out accuracy, and a plot of test accuracy\n"
                 "  against d_model per T.\n"
-                "  --mad: the MAD suite (launch/sweep.sh mad): per mixer, task and setting the\n"
-                "  best test accuracy over lr x weight decay (macro and micro), and the task and\n"
-                "  MAD scores (means over settings, then over tasks).\n");
+                "  --tasks (or --mad): a grid over tasks (launch/sweep.sh mad, state-tracking):\n"
+                "  per mixer, task and setting the best test accuracy over lr x weight decay\n"
+                "  (macro for MAD's tasks, micro for the others; per-length buckets too), and\n"
+                "  for MAD's tasks the task and MAD scores (means over settings, then tasks).\n");
             return 0;
         } else if (!strcmp(argv[i], "--sweep")) {
             sweep = 1;
-        } else if (!strcmp(argv[i], "--mad")) {
-            mad = 1;
+        } else if (!strcmp(argv[i], "--mad") || !strcmp(argv[i], "--tasks")) {
+            tasks = 1;
         } else if (!strcmp(argv[i], "--csv") && i + 1 < argc) {
             csv = argv[++i];
         } else if (!strcmp(argv[i], "--plots") && i + 1 < argc) {
@@ -638,8 +673,8 @@ int report_main(int argc, char **argv) {
         fprintf(stderr, "madtrain: error: report: no finished run to tabulate\n");
         return MT_EXIT_FAIL;
     }
-    if (mad) {
-        int rc = mad_report(runs, n, csv);
+    if (tasks) {
+        int rc = task_report(runs, n, csv);
         free(runs);
         return rc;
     }

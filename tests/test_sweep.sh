@@ -76,5 +76,18 @@ for task in icr memo; do
   score=$(awk -F' \\| ' '/MAD.s score/ { f = 1 } f && $1 == "| linear" { print; exit }' "$work/mad/table.md")
   check "[[ \"$score\" == *\"$got\"* ]]" "mad $task: the task table does not carry $got ($score)"
 done
+# The state-tracking configs train a few steps each on a word problem with length buckets.
+cat > "$work/st.grid" <<'G'
+REPORT=--tasks
+CELLS=("A5 data.task=word_problem data.group=A5 data.seq_len=24 data.max_len=8 data.test_min_len=8 data.test_max_len=24 data.train_examples=64 train.epochs=1 train.batch_size=16 data.valid_examples=16 data.test_examples=32")
+D_MODELS=(16)
+LRS=(1e-3)
+G
+MADTRAIN="$bin" bash "$root/launch/sweep.sh" state-tracking --grid "$work/st.grid" \
+  --out "$work/st" -- model.n_heads=2 cpu.threads=1 > "$work/st.out" 2>&1
+rc=$?
+n_st=$(ls "$root/launch/configs/experiments/state-tracking"/*.yaml | wc -l)
+rows=$(grep -c '^| [a-z_0-9]* | word_problem | A5, .* | [0-9.]* | [0-9.]* |\( [0-9.]* |\)\{6\}$' "$work/st/table.md")
+check "[[ $rc -eq 0 && ${rows:-0} -eq $n_st ]]" "state-tracking: exit $rc, $rows rows with 4 length buckets, expected $n_st ($(tail -3 "$work/st.out"))"
 [[ $fail -eq 0 ]] && echo ok
 exit $fail
