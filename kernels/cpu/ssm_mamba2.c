@@ -21,6 +21,8 @@
 // log |a_t| and carries the sign of the product apart: every decay between positions s <= r is
 // (sign_r sign_s) exp(cum_r - cum_s), with sign_r the product of the chunk's signs up to r. The
 // oracle is the per-token recurrence in double.
+#include "../ssm_mamba2.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,36 +31,6 @@
 #include "../ops.h"
 #include "../real.h"
 #include "vexp.h"
-
-// The option block; kernels/cuda/ssm_mamba2.cu mirrors it.
-typedef struct {
-    int chunk;           // tokens per chunk of the training form (and between saved states)
-    int d_state;         // N
-    int expand;          // d_in = expand d_model
-    int n_groups;        // G: heads share B and C in G groups
-    int neg_eigval;      // a_t = 2 exp(-Delta A) - 1 in (-1, 1) instead of exp(-Delta A)
-    MambaInitOpts init;  // the ranges of a_log's and dt_bias's initialisation
-} Mamba2Opts;
-OP_OPTIONS_STRUCT(Mamba2Opts)
-
-#define MAMBA2_NORM_EPS 1e-5
-
-typedef struct {
-    int B, T, H, P, N, G, d_in, W, E, L, nc;  // W: input 0 width, E: input 1 width
-    int neg;                                  // mixer.neg_eigval
-} M2Dims;
-
-static M2Dims m2_dims(const OpShape *s) {
-    Mamba2Opts o = OPT_OF(Mamba2Opts, s);
-    M2Dims d;
-    d.B = s->B, d.T = s->T, d.H = s->H, d.N = o.d_state, d.G = o.n_groups;
-    d.d_in = o.expand * s->C, d.P = d.d_in / s->H;
-    d.W = d.d_in + 2 * d.G * d.N, d.E = d.d_in + d.H;
-    d.L = s->T > 0 && s->T < o.chunk ? s->T : o.chunk;
-    d.nc = (s->T + d.L - 1) / d.L;
-    d.neg = o.neg_eigval;
-    return d;
-}
 
 static real m2_silu(real x) {
     return x * vsigmoid(x);

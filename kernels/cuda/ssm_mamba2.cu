@@ -6,36 +6,10 @@
 // column p need no other thread. Sums over p (dB, dC, d log a, d D) go through shared memory
 // in a fixed order; B and C are shared by the heads of a group, so each head writes its dB, dC
 // and a second kernel sums the heads in order: a run is bitwise repeatable.
+#include "../ssm_mamba2.h"
 #include "cuda_common.cuh"
 
-// The option block of the row (kernels/cpu/ssm_mamba2.c).
-typedef struct {
-    int chunk;
-    int d_state;
-    int expand;
-    int n_groups;
-    int neg_eigval;  // a = 2 exp(-Delta A) - 1 (the CPU row's fields that follow are not read)
-} Mamba2Opts;
-OP_OPTIONS_STRUCT(Mamba2Opts)
-
-#define MAMBA2_NORM_EPS 1e-5f
-
-struct M2Dims {
-    int B, T, H, P, N, G, d_in, W, E, L, nc;
-    int neg;  // mixer.neg_eigval
-};
-
-static M2Dims m2_dims(const OpShape *s) {
-    Mamba2Opts o = OPT_OF(Mamba2Opts, s);
-    M2Dims d;
-    d.B = s->B, d.T = s->T, d.H = s->H, d.N = o.d_state, d.G = o.n_groups;
-    d.d_in = o.expand * s->C, d.P = d.d_in / s->H;
-    d.W = d.d_in + 2 * d.G * d.N, d.E = d.d_in + d.H;
-    d.L = s->T > 0 && s->T < o.chunk ? s->T : o.chunk;
-    d.nc = (s->T + d.L - 1) / d.L;
-    d.neg = o.neg_eigval;
-    return d;
-}
+#define MAMBA2_NORM_EPS_F ((float)MAMBA2_NORM_EPS)
 
 __device__ inline float m2_silu(float x) {
     return x / (1.f + expf(-x));
@@ -97,7 +71,7 @@ __global__ void m2_norm_forward_kernel(float *out, float *rstd, const float *y, 
         o[j] = yr[j] * m2_silu(z[j]);
         ss += o[j] * o[j];
     }
-    float r = rsqrtf(ss / gs + MAMBA2_NORM_EPS);
+    float r = rsqrtf(ss / gs + MAMBA2_NORM_EPS_F);
     rstd[i] = r;
     for (int j = 0; j < gs; j++) o[j] *= r * w[g * gs + j];
 }
