@@ -38,6 +38,9 @@ typedef struct {
     char group[32];
     int generators;
     char data_path[512], eval_split[64];  // shards (empty path: the in-process task)
+    // `madtrain eval --dump FILE.h5`: per-position results of the evaluated splits (a command
+    // line option, not a config key: it is not written to config.yaml)
+    char eval_dump[1024];
     int64_t eval_stride, prefetch;
     int verify_data;
     // training

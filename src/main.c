@@ -17,7 +17,7 @@ static void usage(FILE *f) {
         f,
         "madtrain %s: data-parallel trainer for sequence mixers\n\n"
         "usage: madtrain [train] [--config FILE] [--resume RUN_DIR|FILE] [key=value ...]\n"
-        "       madtrain eval --config FILE --resume CHECKPOINT [key=value ...]\n"
+        "       madtrain eval --config FILE --resume CHECKPOINT [--dump FILE.h5] [key=value ...]\n"
         "       madtrain train --help | madtrain --help | madtrain --version\n\n"
         "  train      train a model (the default command); under mpirun, one rank per process\n"
         "  eval       evaluate a checkpoint on the held-out split\n"
@@ -27,7 +27,9 @@ static void usage(FILE *f) {
         "  mixers     the mixers, one per line, with the options of their first test shape\n"
         "  --config   YAML file of config keys; key=value arguments override it\n"
         "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n"
-        "  --print-config  print the resolved config (every key, YAML) and exit\n\n"
+        "  --print-config  print the resolved config (every key, YAML) and exit\n"
+        "  --dump     (eval) write every evaluated position's id, target, prediction, loss and\n"
+        "             level to FILE.h5, one group per split (h5py-readable; docs/tasks.md)\n\n"
         "Exit codes: 0 finished, or stopped by SIGTERM/SIGINT/SIGUSR1 after writing a checkpoint\n"
         "(run_dir/status then says 'preempted': requeue it); 1 runtime failure; 2 bad config or\n"
         "command line; 130 a second SIGINT (no checkpoint).\n\n"
@@ -125,6 +127,15 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--config")) {
             i++;
+            continue;
+        }
+        if (!strcmp(argv[i], "--dump")) {
+            if (!eval_only) return usage_error(&comm, "--dump is an option of madtrain eval");
+            if (i + 1 >= argc || !argv[i + 1][0])
+                return usage_error(&comm, "--dump needs a file name (FILE.h5)");
+            if (strlen(argv[i + 1]) >= sizeof(cfg.eval_dump))
+                return usage_error(&comm, "--dump: the file name is too long");
+            snprintf(cfg.eval_dump, sizeof(cfg.eval_dump), "%s", argv[++i]);
             continue;
         }
         if (!strcmp(argv[i], "--resume")) {

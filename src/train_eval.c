@@ -1,8 +1,13 @@
 // Evaluation on the held-out splits. Every rank takes a contiguous block of the examples and
 // one all-reduce sums the figures, so all ranks hold the same result.
+#include <hdf5.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "../data/h5util.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -20,8 +25,15 @@ static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, in
 // Mean loss per scored position and mean per-example accuracy over a held-out split (or its
 // first eval_examples), micro and macro accuracy over the scored positions; for tasks with
 // hierarchy levels, also the accuracy over the scored positions of each level.
+// Per-position results of one split for `eval --dump`: [n, T] each, rank blocks summed (every
+// rank writes only its own examples' rows, the rest stay 0).
+typedef struct {
+    int64_t n;
+    double *ids, *targets, *predictions, *losses, *levels;
+} EvalDump;
+
 static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Config *cfg,
-                           Comm *comm, Batch *b) {
+                           Comm *comm, Batch *b, EvalDump *dump) {
     int64_t n = loader_eval_size(data, split);
     if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
     int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
@@ -37,6 +49,14 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
         if (load_eval_batch(m, data, split, start, count, b, err, sizeof(err)))
             comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
         ForwardStats st = model_forward_f32(m, b->ids, b->targets, 0);
+        if (dump)
+            for (size_t i = 0; i < (size_t)count * T; i++) {
+                size_t at = (size_t)start * T + i;
+                dump->ids[at] = b->ids[i], dump->targets[at] = b->targets[i];
+                dump->predictions[at] = b->targets[i] >= 0 ? m->predictions[i] : -1;
+                dump->losses[at] = b->targets[i] >= 0 ? m->losses[i] : 0;
+                dump->levels[at] = b->levels[i];
+            }
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
         for (size_t i = 0; i < (size_t)B * T; i++) {
@@ -73,17 +93,111 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
     return r;
 }
 
+// Whether any rank's flag is set (a collective: every rank calls it).
+static int any_rank(Comm *comm, int flag) {
+    double v = flag;
+    comm_allreduce_sum_f64(comm, &v, 1);
+    return v > 0;
+}
+
+static int write_i32(hid_t g, const char *name, const double *v, int64_t n, int T) {
+    int32_t *buf = xmalloc(sizeof(int32_t) * ((size_t)n * T + 1));
+    for (int64_t i = 0; i < n * T; i++) buf[i] = (int32_t)v[i];
+    hsize_t dims[2] = {(hsize_t)n, (hsize_t)T};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = H5Dcreate2(g, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+static int write_f32(hid_t g, const char *name, const double *v, int64_t n, int T) {
+    float *buf = xmalloc(sizeof(float) * ((size_t)n * T + 1));
+    for (int64_t i = 0; i < n * T; i++) buf[i] = (float)v[i];
+    hsize_t dims[2] = {(hsize_t)n, (hsize_t)T};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+// One group per split: ids, targets (-1: not scored), predictions (-1 where not scored),
+// losses (nats; 0 where not scored), levels (hierarchy level or length bucket; 0: none),
+// [examples, T] each, plus the step and the split's figures as attributes.
+static int dump_split(hid_t f, const char *split, const EvalDump *d, int T, int64_t step,
+                      const EvalResult *e) {
+    hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    int rc = write_i32(g, "ids", d->ids, d->n, T) || write_i32(g, "targets", d->targets, d->n, T) ||
+             write_i32(g, "predictions", d->predictions, d->n, T) ||
+             write_f32(g, "losses", d->losses, d->n, T) ||
+             write_i32(g, "levels", d->levels, d->n, T) || h5_attr_write_i64(g, "step", step) ||
+             h5_attr_write(g, "loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->loss) ||
+             h5_attr_write(g, "acc_micro", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_micro) ||
+             h5_attr_write(g, "acc_macro", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_macro);
+    H5Gclose(g);
+    return rc ? -1 : 0;
+}
+
 void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger *lg, int64_t step,
                int final, EvalResult *test, Batch *b) {
-    int has_valid = loader_eval_size(data, EVAL_VALID) > 0;
+    int has_valid = loader_eval_size(data, EVAL_VALID) > 0, dumping = final && cfg->eval_dump[0];
+    // eval --dump: written to FILE.tmp.<pid> and renamed when complete (never a half file)
+    char tmp[1100];
+    hid_t f = -1;
+    if (dumping && !comm->rank) {
+        snprintf(tmp, sizeof(tmp), "%s.tmp.%d", cfg->eval_dump, (int)getpid());
+        h5_lock();
+        f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        h5_unlock();
+    }
+    if (dumping && any_rank(comm, !comm->rank && f < 0))
+        comm_fatal(comm, MT_EXIT_FAIL, "eval --dump: cannot create '%s'", cfg->eval_dump);
+    int dump_failed = 0;
     for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
         if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
         if (sp == EVAL_TEST && has_valid && !final) continue;
-        EvalResult e = evaluate(m, data, (EvalSplit)sp, cfg, comm, b);
+        EvalDump d = {0};
+        if (dumping) {
+            int64_t n = loader_eval_size(data, (EvalSplit)sp);
+            if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
+            size_t cells = (size_t)n * m->T;
+            d.n = n;
+            d.ids = xcalloc(5 * cells + 1, sizeof(double));
+            d.targets = d.ids + cells, d.predictions = d.targets + cells;
+            d.losses = d.predictions + cells, d.levels = d.losses + cells;
+        }
+        EvalResult e = evaluate(m, data, (EvalSplit)sp, cfg, comm, b, dumping ? &d : NULL);
         if (sp == EVAL_TEST) *test = e;
         if (!comm->rank)
             log_eval(lg, step, loader_eval_name(data, (EvalSplit)sp), loader_is_lm(data), &e);
+        if (dumping) {
+            comm_allreduce_sum_f64(comm, d.ids, 5 * (size_t)d.n * m->T);
+            if (!comm->rank) {
+                h5_lock();
+                dump_failed |=
+                    dump_split(f, loader_eval_name(data, (EvalSplit)sp), &d, m->T, step, &e) != 0;
+                h5_unlock();
+            }
+            free(d.ids);
+        }
     }
+    if (dumping && !comm->rank) {
+        h5_lock();
+        dump_failed |= H5Fclose(f) < 0;
+        h5_unlock();
+        if (dump_failed || rename(tmp, cfg->eval_dump))
+            unlink(tmp), dump_failed = 1;
+        else
+            printf("eval: per-position results in %s\n", cfg->eval_dump);
+    }
+    if (dumping && any_rank(comm, dump_failed))
+        comm_fatal(comm, MT_EXIT_FAIL, "eval --dump: writing '%s' failed", cfg->eval_dump);
 }
 
 void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
