@@ -9,6 +9,8 @@
 // The CPU form is the recurrence (4 D^2 per token and head, the same as the chunked products at
 // these sizes); forward saves the state every mixer.chunk tokens, and backward recomputes each
 // chunk's states from there before its reverse sweep, so memory is O(T D^2 / chunk).
+#include "../attention_decay.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +18,6 @@
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
-
-// The option block; kernels/cuda/attention_decay.cu mirrors it.
-typedef struct {
-    int chunk;           // tokens between saved states
-    MambaInitOpts init;  // the ranges of a_log's and dt_bias's initialisation
-} DecayOpts;
-OP_OPTIONS_STRUCT(DecayOpts)
 
 static int n_chunks(const OpShape *s) {
     int L = OPT_OF(DecayOpts, s).chunk;

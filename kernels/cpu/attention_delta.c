@@ -11,6 +11,8 @@
 // entering state; backward sweeps the chunks in reverse from those states, recomputing a
 // chunk's U by forward substitution and its gradients with one back substitution, so memory is
 // O(T D^2 / chunk) plus O(chunk^2) per head. The oracle is the per-token recurrence.
+#include "../attention_delta.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,23 +23,8 @@
 #include "../rng.h"
 #include "vexp.h"
 
-// The option block of both rows; kernels/cuda/attention_delta.cu mirrors it.
-typedef struct {
-    int chunk;           // tokens per chunk of the training form (and between saved states)
-    int neg_eigval;      // beta = 2 sigmoid: the transition I - beta k k^T may have eigenvalue < 0
-    MambaInitOpts init;  // gated_deltanet: the ranges of A_log's and dt_bias's initialisation
-} DeltaOpts;
-OP_OPTIONS_STRUCT(DeltaOpts)
-
-enum { DELTA_MAX_D = 128 };  // the CUDA kernel's limit (one thread per value column)
 #define DELTA_NORM_EPS 1e-6
 
-// The chunk length in use: mixer.chunk, or T when the sequence is shorter (the buffers are
-// sized by it, and chunk may be up to 2^20).
-static int delta_chunk(const OpShape *s) {
-    int L = OPT_OF(DeltaOpts, s).chunk;
-    return s->T > 0 && s->T < L ? s->T : L;
-}
 static int n_chunks(const OpShape *s) {
     int L = delta_chunk(s);
     return (s->T + L - 1) / L;

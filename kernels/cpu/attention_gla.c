@@ -21,6 +21,8 @@
 // identity (a reverse cumulative sum of q (.) dq - k (.) dk carried across chunks), so memory is
 // O(T D^2 / chunk) + O(chunk (D + chunk)) per head. The oracle is the per-token recurrence in
 // double.
+#include "../attention_gla.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,16 +31,6 @@
 #include "../real.h"
 #include "vexp.h"
 
-// The option block; kernels/cuda/attention_gla.cu mirrors it.
-typedef struct {
-    int chunk;         // tokens per chunk of the training form (and between saved states)
-    double gate_norm;  // the paper's gate_logit_normalizer
-    int head_norm;     // RMSNorm of each head's readout with a learned [D] gain (the paper's)
-    int gate_rank;     // R: logits x W_a1 W_a2 through rank R; 0: a full-rank W_x [C, C]
-} GlaOpts;
-OP_OPTIONS_STRUCT(GlaOpts)
-
-enum { GLA_MAX_D = 128 };  // the CUDA kernel's limit (a D x (D + 1) reduction in shared memory)
 #define GLA_HEAD_NORM_EPS 1e-5  // fla's GLA norm_eps
 
 // log sigmoid(z) without overflow for either sign.

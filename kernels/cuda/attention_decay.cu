@@ -3,13 +3,8 @@
 // (batch, head), one thread per value column j of the D x D state: the state update and the
 // readout of column j need no other thread; the sums over columns (dq, dk) and over the whole
 // state (d log a) go through shared memory in a fixed order, so a run is bitwise repeatable.
+#include "../attention_decay.h"
 #include "cuda_common.cuh"
-
-// The option block of the row (kernels/cpu/attention_decay.c).
-typedef struct {
-    int chunk;
-} DecayOpts;
-OP_OPTIONS_STRUCT(DecayOpts)
 
 __device__ inline float decay_softplus(float x) {
     return x > 20.f ? x : log1pf(expf(x));

@@ -6,22 +6,10 @@
 // the CPU row's layout. Backward recomputes a chunk's per-token states from there and sweeps
 // them in reverse (not yet the CPU's chunkwise backward); sums over columns (dq, dk, dbeta,
 // dalpha) go through shared memory in a fixed order, so a run is bitwise repeatable.
+#include "../attention_delta.h"
 #include "cuda_common.cuh"
 
-// The option block of both rows (kernels/cpu/attention_delta.c).
-typedef struct {
-    int chunk;
-    int neg_eigval;
-} DeltaOpts;
-OP_OPTIONS_STRUCT(DeltaOpts)
-
 #define DELTA_NORM_EPS 1e-6f
-
-// mixer.chunk, or T when the sequence is shorter (as the CPU row's delta_chunk).
-static int delta_chunk(const OpShape *s) {
-    int L = OPT_OF(DeltaOpts, s).chunk;
-    return s->T > 0 && s->T < L ? s->T : L;
-}
 
 __device__ inline float delta_softplus(float x) {
     return x > 20.f ? x : log1pf(expf(x));

@@ -9,17 +9,10 @@
 // a fixed order, so a run is bitwise repeatable. Not yet the CPU row's chunkwise backward.
 // mixer.head_norm (on by default) normalises each head's readout after the recurrence and is
 // undone first in backward, as in the CPU row.
+#include "../attention_gla.h"
 #include "cuda_common.cuh"
 
-// The option block (kernels/cpu/attention_gla.c).
-typedef struct {
-    int chunk;
-    double gate_norm;
-    int head_norm;
-    int gate_rank;
-} GlaOpts;
 #define GLA_HEAD_NORM_EPS 1e-5f
-OP_OPTIONS_STRUCT(GlaOpts)
 
 // mixer.chunk, or T when the sequence is shorter (as the CPU row's gla_chunk).
 static int gla_chunk(const OpShape *s) {
