@@ -72,7 +72,7 @@ static void recall_example(const Task *t, Rng *r, int split, int *ids, int *targ
 static void draw_motif(Rng *r, int lo, int n, int s, int *out) {
     for (int i = 0; i < s; i++) {
         int v, dup;
-        do {  // rejection keeps it uniform over permutations; s <= 3 of n >= 3 symbols
+        do {  // rejection keeps it uniform over permutations; s <= n (mad_task_check)
             v = lo + (int)rng_next_below(r, (uint64_t)n), dup = 0;
             for (int j = 0; j < i; j++) dup |= out[j] == v;
         } while (dup);
@@ -246,6 +246,13 @@ void mad_example(const Task *t, Rng *r, int split, int *ids, int *targets) {
 int mad_task_check(const DataOptions *p, const char *name, char *err, size_t errlen) {
     int64_t V = p->vocab, T = p->seq_len, noise = p->noise_vocab_size;
     int recall = p->task == DATA_TASK_IN_CONTEXT_RECALL || p->task == DATA_TASK_NOISY_RECALL;
+    // MAD's memorization and selective copy take noise too; madtrain's do not (yet): refused
+    // rather than ignored
+    if ((p->task == DATA_TASK_MEMORIZATION || p->task == DATA_TASK_SELECTIVE_COPY) &&
+        (noise > 0 || p->frac_noise > 0)) {
+        snprintf(err, errlen, "%s does not read data.noise_vocab_size or data.frac_noise", name);
+        return -1;
+    }
     if (p->frac_noise > 0 && noise < 1 &&
         (recall || p->task == DATA_TASK_FUZZY_RECALL || p->task == DATA_TASK_COMPRESSION)) {
         snprintf(err, errlen, "data.frac_noise (%g) needs data.noise_vocab_size >= 1",
@@ -253,9 +260,9 @@ int mad_task_check(const DataOptions *p, const char *name, char *err, size_t err
         return -1;
     }
     if (recall) {
-        if (T % 2 || V - noise < 4) {
+        if (T % 2 || T < 4 || V - noise < 4) {
             snprintf(err, errlen,
-                     "%s needs an even data.seq_len (%lld) and data.vocab_size - "
+                     "%s needs an even data.seq_len >= 4 (%lld) and data.vocab_size - "
                      "data.noise_vocab_size >= 4 (%lld): keys and values are halves of the rest",
                      name, (long long)T, (long long)(V - noise));
             return -1;

@@ -127,13 +127,14 @@ static void element_random(const TaskGroup *g, Rng *r, Element *e) {
     }
 }
 
-// The two-generator form: every factor's generator g_0 or g_1, the same choice in every
-// factor: Z_n by 1 (both), S_n by the n-cycle and the transposition (0 1), A_n by the
-// 3-cycle (0 1 2) and the (n or n-1)-cycle that is even.
-static void element_generator(const TaskGroup *g, int which, Element *e) {
+// The generator form: generator `which` of 2 per factor (factor which / 2, identity in the
+// others, so the inputs generate the whole product): Z_n by 1 (both), S_n by the n-cycle and
+// the transposition (0 1), A_n by the 3-cycle (0 1 2) and the (n or n-1)-cycle that is even.
+static void element_generator(const TaskGroup *g, int which_all, Element *e) {
     element_identity(g, e);
-    for (int i = 0; i < g->n_factors; i++) {
+    for (int i = which_all / 2; i == which_all / 2; i++) {
         const TaskGroupFactor *f = &g->f[i];
+        int which = which_all % 2;
         int n = f->n;
         if (f->kind == 'Z') {
             e->z[i] = 1 % n;
@@ -236,7 +237,7 @@ void state_example(const Task *t, Rng *r, int split, int *ids, int *targets, int
     element_identity(g, &acc);
     for (int p = 0; p < len; p++) {
         if (t->generators)
-            element_generator(g, (int)rng_next_below(r, 2), &x);
+            element_generator(g, (int)rng_next_below(r, 2 * (uint64_t)g->n_factors), &x);
         else
             element_random(g, r, &x);
         ids[p] = element_token(g, &x);

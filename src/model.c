@@ -422,7 +422,7 @@ static const real *decoder_forward(Model *m, const ActsLayout *a, const real *x)
     return acts + a->d_act2;
 }
 
-// dx_res: the gradient of the decoder's output [N, C] in; on return, the gradient of the
+// dres: the gradient of the decoder's output [N, C] in; on return, the gradient of the
 // blocks' residual output (nonzero only at each row's last position).
 static void decoder_backward(Model *m, const ActsLayout *a, real *dres) {
     const F(Backend) *k = m->k;

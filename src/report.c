@@ -131,12 +131,12 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     r->lr = cfg.lr, r->wd = cfg.weight_decay, r->task = cfg.task;
     if (cfg.task >= TASK_STATE_FIRST)
         snprintf(r->setting, sizeof(r->setting),
-                 "%s%s, mod %lld, lengths %lld-%lld / test %lld-%lld, train %lld, d %lld",
+                 "%s%s, T %lld, mod %lld, lengths %lld-%lld / test %lld-%lld, train %lld, d %lld",
                  cfg.task == DATA_TASK_WORD_PROBLEM ? cfg.group : "-",
-                 cfg.generators ? " (2 generators)" : "", (long long)cfg.modulus,
-                 (long long)cfg.min_len, (long long)cfg.max_len, (long long)cfg.test_min_len,
-                 (long long)cfg.test_max_len, (long long)cfg.train_examples,
-                 (long long)cfg.d_model);
+                 cfg.generators ? " (generators)" : "", (long long)cfg.seq_len,
+                 (long long)cfg.modulus, (long long)cfg.min_len, (long long)cfg.max_len,
+                 (long long)cfg.test_min_len, (long long)cfg.test_max_len,
+                 (long long)cfg.train_examples, (long long)cfg.d_model);
     else
         snprintf(r->setting, sizeof(r->setting),
                  "vocab %lld, T %lld, train %lld, noise %lld/%g, motifs %lld/%lld, copy %lld, d "
@@ -554,9 +554,11 @@ static int task_report(Run *runs, int n, const char *csv) {
         }
         if (mad) {
             int l = 0, t = a->task - TASK_MAD_FIRST;
-            while (strcmp(labels[l], a->label)) l++;
-            for (int q = 0; q < 2; q++) score[l][t][q] += best_any[q];
-            settings[l][t]++;
+            while (l < n_labels && strcmp(labels[l], a->label)) l++;
+            if (l < n_labels && best_any[0] >= 0 && best_any[1] >= 0) {     // runs without the
+                for (int q = 0; q < 2; q++) score[l][t][q] += best_any[q];  // figures: left out
+                settings[l][t]++;
+            }
         }
         printf("| %s | %s | %s | %g | %g | %d |", a->label, task_name(a->task), a->setting, best_lr,
                best_wd, k_all);

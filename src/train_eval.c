@@ -84,11 +84,13 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
     }
     r.acc_micro = sums[1] > 0 ? right / sums[1] : 0;
     r.acc_macro = classes ? macro / classes : 0;
-    for (int l = 0; l < MAX_EVAL_LEVELS; l++)
+    for (int l = 0; l < MAX_EVAL_LEVELS; l++) {  // NaN: no scored position of that level
+        r.level_acc[l] = NAN;
         if (sums[4 + 2 * l] > 0) {
             r.n_levels = l + 1;
             r.level_acc[l] = sums[5 + 2 * l] / sums[4 + 2 * l];
         }
+    }
     free(sums);
     return r;
 }

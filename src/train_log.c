@@ -124,6 +124,7 @@ void log_eval(Logger *lg, int64_t step, const char *name, int is_lm, const EvalR
     char esc[256];
     char levels[64 * MAX_EVAL_LEVELS] = "", levels_json[64 * MAX_EVAL_LEVELS] = "";
     for (int l = 0; l < e->n_levels; l++) {
+        if (isnan(e->level_acc[l])) continue;  // a level (length bucket) with no position
         size_t k = strlen(levels), kj = strlen(levels_json);
         snprintf(levels + k, sizeof(levels) - k, " | L%d %.4f", l + 1, e->level_acc[l]);
         snprintf(levels_json + kj, sizeof(levels_json) - kj, ",\"acc_level_%d\":%.6g", l + 1,

@@ -54,7 +54,7 @@ expect "madtrain: error: command line: key 'mixer.gate_rank' = -1 is out of rang
 expect "madtrain: error: mixer.n_groups (3) must divide model.n_heads (4)" model.mixer=mamba2 model.n_heads=4 mixer.n_groups=3
 expect "madtrain: error: model.rope=on needs q|k|v inputs; mixer mamba2 reads none; set model.rope=off" model.mixer=mamba2 model.rope=on
 expect "madtrain: error: mixer.dt_min (0.5) must not exceed mixer.dt_max (0.1)" model.mixer=mamba2 mixer.dt_min=0.5 mixer.dt_max=0.1
-expect "madtrain: error: mixer.neg_eigval = true: model.mixer mamba2 does not read it (an option of deltanet,gated_deltanet)" model.mixer=mamba2 mixer.neg_eigval=true
+expect "madtrain: error: mixer.neg_eigval = true: model.mixer gla does not read it (an option of deltanet,gated_deltanet,mamba2)" model.mixer=gla mixer.neg_eigval=true
 expect "madtrain: error: mixer.d_state = 8: model.mixer softmax,linear does not read it (an option of mamba2)" model.n_layers=2 model.mixer=softmax,linear mixer.d_state=8
 expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
@@ -97,9 +97,10 @@ expect "madtrain: error: model.mixer lists 3 mixers but model.n_layers is 2" mod
 expect "madtrain: error: train.batch_size (10) must be a multiple of ranks x train.grad_accum (1 x 4)" train.batch_size=10 train.grad_accum=4
 # The MAD tasks' parameters.
 expect "madtrain: error: data.task compression needs model.head: autoencoder (read at every position, the task is the identity)" data.task=compression data.vocab_size=16 data.seq_len=32
-expect "madtrain: error: in_context_recall needs an even data.seq_len (127) and data.vocab_size - data.noise_vocab_size >= 4 (64): keys and values are halves of the rest" data.task=in_context_recall data.seq_len=127
+expect "madtrain: error: in_context_recall needs an even data.seq_len >= 4 (127) and data.vocab_size - data.noise_vocab_size >= 4 (64): keys and values are halves of the rest" data.task=in_context_recall data.seq_len=127
 expect "madtrain: error: fuzzy_recall: data.vocab_size 6 leaves 2 key and 3 value symbols, fewer than data.k_motif_size (3) / data.v_motif_size (1)" data.task=fuzzy_recall data.vocab_size=6 data.k_motif_size=3
 expect "madtrain: error: data.frac_noise (0.2) needs data.noise_vocab_size >= 1" data.task=noisy_recall data.frac_noise=0.2
+expect "madtrain: error: memorization does not read data.noise_vocab_size or data.frac_noise" data.task=memorization data.vocab_size=256 data.seq_len=32 data.noise_vocab_size=16
 expect "madtrain: error: selective_copy: data.seq_len (32) must exceed 2 x data.num_tokens_to_copy + 1 = 33, and data.vocab_size at least 3" data.task=selective_copy data.seq_len=32
 expect "madtrain: error: command line: key 'model.head' expects one of lm|autoencoder, got 'cls'" model.head=cls
 # The state-tracking tasks' parameters.

@@ -166,9 +166,27 @@ int main(void) {
     check_word_problem("A5", 5, 1, 0);
     check_word_problem("S5", 5, 0, 1);
     check_word_problem("A4", 4, 1, 1);
-    // a product group's vocabulary: 1 + 24 x 5 codes for A4 x Z5
+    // a product group's vocabulary: 1 + 24 x 5 codes for A4 x Z5; its generator form draws
+    // each factor's two generators (identity in the other factor), so the running products
+    // reach the whole product group, even for Z2 x Z2, whose factors' generators coincide
     t = make(DATA_TASK_WORD_PROBLEM, "A4xZ5", 0);
     CHECK(t.vocab == 121, "A4xZ5 vocab %d", t.vocab);
+    for (int gen = 0; gen <= 1; gen++) {
+        const char *name = gen ? "Z2xZ2" : "A4xZ5";
+        t = make(DATA_TASK_WORD_PROBLEM, name, 1);
+        int reached[122] = {0}, n_reached = 0, inputs[122] = {0}, n_inputs = 0;
+        for (int e = 0; e < 300; e++) {
+            task_example_levels(&t, SPLIT_TRAIN, e, ids, tg, lv);
+            for (int p = 0; p < length_of(ids); p++) {
+                if (!reached[tg[p]]++) n_reached++;
+                if (!inputs[ids[p]]++) n_inputs++;
+            }
+        }
+        int order = gen ? 4 : 60, n_gen = gen ? 2 : 3;  // Z_n's two generators are one token
+        CHECK(n_reached == order, "%s by generators reaches %d of %d elements", name, n_reached,
+              order);
+        CHECK(n_inputs == n_gen, "%s generator form: %d distinct inputs", name, n_inputs);
+    }
     TaskGroup g;
     char err[256];
     CHECK(group_parse("S9", &g, err, sizeof(err)) < 0, "S9 accepted");
