@@ -102,29 +102,15 @@ static int any_rank(Comm *comm, int flag) {
     return v > 0;
 }
 
-static int write_i32(hid_t g, const char *name, const double *v, int64_t n, int T) {
-    int32_t *buf = xmalloc(sizeof(int32_t) * ((size_t)n * T + 1));
-    for (int64_t i = 0; i < n * T; i++) buf[i] = (int32_t)v[i];
+// A [n, T] dataset of file type `type` from doubles (HDF5 converts; ids and targets are exact
+// integers, so nothing is lost).
+static int write_2d(hid_t g, const char *name, hid_t type, const double *v, int64_t n, int T) {
     hsize_t dims[2] = {(hsize_t)n, (hsize_t)T};
     hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t ds = H5Dcreate2(g, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
+    hid_t ds = H5Dcreate2(g, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
     if (ds >= 0) H5Dclose(ds);
     H5Sclose(sp);
-    free(buf);
-    return ok ? 0 : -1;
-}
-
-static int write_f32(hid_t g, const char *name, const double *v, int64_t n, int T) {
-    float *buf = xmalloc(sizeof(float) * ((size_t)n * T + 1));
-    for (int64_t i = 0; i < n * T; i++) buf[i] = (float)v[i];
-    hsize_t dims[2] = {(hsize_t)n, (hsize_t)T};
-    hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0;
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(sp);
-    free(buf);
     return ok ? 0 : -1;
 }
 
@@ -135,10 +121,12 @@ static int dump_split(hid_t f, const char *split, const EvalDump *d, int T, int6
                       const EvalResult *e) {
     hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return -1;
-    int rc = write_i32(g, "ids", d->ids, d->n, T) || write_i32(g, "targets", d->targets, d->n, T) ||
-             write_i32(g, "predictions", d->predictions, d->n, T) ||
-             write_f32(g, "losses", d->losses, d->n, T) ||
-             write_i32(g, "levels", d->levels, d->n, T) || h5_attr_write_i64(g, "step", step) ||
+    hid_t i32 = H5T_STD_I32LE;
+    int rc = write_2d(g, "ids", i32, d->ids, d->n, T) ||
+             write_2d(g, "targets", i32, d->targets, d->n, T) ||
+             write_2d(g, "predictions", i32, d->predictions, d->n, T) ||
+             write_2d(g, "losses", H5T_IEEE_F32LE, d->losses, d->n, T) ||
+             write_2d(g, "levels", i32, d->levels, d->n, T) || h5_attr_write_i64(g, "step", step) ||
              h5_attr_write(g, "loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->loss) ||
              h5_attr_write(g, "acc_micro", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_micro) ||
              h5_attr_write(g, "acc_macro", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_macro);
