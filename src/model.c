@@ -187,8 +187,10 @@ static void free_batch(Model *m) {
     const F(Backend) *k = m->k;
     k->release(m->acts), k->release(m->scratch);
     k->release(m->ids_dev), k->release(m->targets_dev), k->release(m->predictions_dev);
-    free(m->predictions), free(m->losses);
+    k->release(m->head_dev);
+    free(m->predictions), free(m->losses), free(m->head_idx);
     m->acts = m->scratch = NULL, m->ids_dev = m->targets_dev = m->predictions_dev = NULL;
+    m->head_dev = NULL, m->head_idx = NULL;
     m->predictions = NULL, m->losses = NULL;
 }
 
@@ -275,7 +277,7 @@ typedef struct {
     size_t ln1, ln1_stats, mix, mix_out, res1, ln2, ln2_stats, fc, act, mlp_out, res2;
 } LayerActs;
 typedef struct {
-    size_t emb, lnf, lnf_stats, logits, losses, total;
+    size_t emb, lnf, lnf_stats, head_in, logits, losses, total;
     LayerActs layer[MAX_LAYERS];
     // autoencoder head: pooled + positions, norm, linear, GELU, norm, linear, GELU ([N, C] each)
     size_t d_in, d_ln1, d_ln1_stats, d_fc1, d_act1, d_ln2, d_ln2_stats, d_fc2, d_act2;
@@ -323,6 +325,7 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
     }
     a.lnf = off, off += N * C;
     a.lnf_stats = off, off += NS;
+    a.head_in = off, off += N * C;  // the scored positions' rows of lnf, gathered
     a.logits = off, off += N * V;
     a.losses = off, off += N;
     a.total = off;
@@ -366,12 +369,14 @@ int F(model_set_batch)(Model *m, int B, int T) {
     m->ids_dev = k->alloc(sizeof(int) * N);
     m->targets_dev = k->alloc(sizeof(int) * N);
     m->predictions_dev = k->alloc(sizeof(int) * N);
+    m->head_dev = k->alloc(sizeof(int) * N);
+    m->head_idx = malloc(sizeof(int) * N);
     m->predictions = malloc(sizeof(int) * N);
     m->losses = malloc(sizeof(real) * N);
     m->acts_size = a.total, m->scratch_size = a.s_total;
     m->B = B, m->T = T;
     return m->acts && m->scratch && m->ids_dev && m->targets_dev && m->predictions_dev &&
-                   m->predictions && m->losses
+                   m->head_dev && m->head_idx && m->predictions && m->losses
                ? 0
                : -1;
 }
@@ -460,7 +465,18 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     ActsLayout a = acts_layout(c, k, B, T);
     real *acts = m->acts;
     k->upload(m->ids_dev, ids, sizeof(int) * N);
-    k->upload(m->targets_dev, targets, sizeof(int) * N);
+    // The head's rows: the scored positions, in order (their targets go up compacted).
+    int n_head = 0, *head_targets = m->predictions;  // host scratch until the download below
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= 0) m->head_idx[n_head] = n, head_targets[n_head++] = targets[n];
+    int gather = n_head < N;
+    m->n_head = n_head;
+    if (gather) {
+        k->upload(m->head_dev, m->head_idx, sizeof(int) * (size_t)n_head);
+        k->upload(m->targets_dev, head_targets, sizeof(int) * (size_t)n_head);
+    } else {
+        k->upload(m->targets_dev, targets, sizeof(int) * N);
+    }
     m->targets = targets, m->loss_scale = loss_scale;
 
     k->embedding_forward(acts + a.emb, m->ids_dev, m->wte, N, C);
@@ -493,13 +509,36 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     }
     if (c->head == HEAD_AUTOENCODER) x = decoder_forward(m, &a, x);
     norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
-    k->matmul_forward(acts + a.logits, acts + a.lnf, m->lm_head, N, C, V);
-    if (m->dec.head_b) k->bias_forward(acts + a.logits, m->dec.head_b, N, V);
-    k->crossentropy_forward(acts + a.losses, acts + a.logits, m->targets_dev, N, V);
-    k->argmax(m->predictions_dev, acts + a.logits, m->targets_dev, N, V);
-    // The host sees only the per-position losses and predictions (B*T values each).
-    k->download(m->losses, acts + a.losses, sizeof(real) * N);
-    k->download(m->predictions, m->predictions_dev, sizeof(int) * N);
+    const real *head_in = acts + a.lnf;
+    if (gather) {  // a gather of rows is an embedding lookup with lnf as the table
+        k->embedding_forward(acts + a.head_in, m->head_dev, acts + a.lnf, n_head, C);
+        head_in = acts + a.head_in;
+    }
+    if (n_head) {
+        k->matmul_forward(acts + a.logits, head_in, m->lm_head, n_head, C, V);
+        if (m->dec.head_b) k->bias_forward(acts + a.logits, m->dec.head_b, n_head, V);
+        k->crossentropy_forward(acts + a.losses, acts + a.logits, m->targets_dev, n_head, V);
+        k->argmax(m->predictions_dev, acts + a.logits, m->targets_dev, n_head, V);
+    }
+    // The host sees only the per-position losses and predictions (n_head values each),
+    // spread back to [B*T]: -1 and 0 at the positions that score nothing.
+    if (gather) {
+        k->download(m->losses, acts + a.losses, sizeof(real) * (size_t)n_head);
+        k->download(m->predictions, m->predictions_dev, sizeof(int) * (size_t)n_head);
+        for (int i = n_head - 1; i >= 0; i--) {  // back to front: index n >= i never overtakes
+            int n = m->head_idx[i];
+            real loss = m->losses[i];
+            int pred = m->predictions[i];
+            for (int z = i ? m->head_idx[i - 1] + 1 : 0; z <= n; z++)
+                m->losses[z] = 0, m->predictions[z] = -1;
+            m->losses[n] = loss, m->predictions[n] = pred;
+        }
+        for (int z = n_head ? m->head_idx[n_head - 1] + 1 : 0; z < N; z++)
+            m->losses[z] = 0, m->predictions[z] = -1;
+    } else {
+        k->download(m->losses, acts + a.losses, sizeof(real) * N);
+        k->download(m->predictions, m->predictions_dev, sizeof(int) * N);
+    }
 
     ForwardStats st = {0};
     for (int b = 0; b < B; b++) {
@@ -552,12 +591,20 @@ void F(model_backward)(Model *m) {
     real *dres = s + a.s_dres, *dln = s + a.s_dln, *dlogits = s + a.s_dlogits;
     real *dlosses = s + a.s_dlosses;
 
-    k->loss_seed(dlosses, m->targets_dev, m->loss_scale, N);
-    k->zero(dlogits, (size_t)N * V);
-    k->crossentropy_backward(dlogits, dlosses, acts + a.logits, m->targets_dev, N, V);
+    int n_head = m->n_head, gather = n_head < N;
     k->zero(dln, NC);
-    k->matmul_backward(dln, m->g_lm_head, dlogits, acts + a.lnf, m->lm_head, N, C, V);
-    if (m->g_dec.head_b) k->bias_backward(m->g_dec.head_b, dlogits, N, V);
+    if (n_head) {
+        k->loss_seed(dlosses, m->targets_dev, m->loss_scale, n_head);
+        k->zero(dlogits, (size_t)n_head * V);
+        k->crossentropy_backward(dlogits, dlosses, acts + a.logits, m->targets_dev, n_head, V);
+        // gathered: the head's input gradient [n_head, C] in dres, then scattered into dln
+        real *dhead = gather ? dres : dln;
+        if (gather) k->zero(dres, (size_t)n_head * C);
+        k->matmul_backward(dhead, m->g_lm_head, dlogits, acts + (gather ? a.head_in : a.lnf),
+                           m->lm_head, n_head, C, V);
+        if (gather) k->embedding_backward(dln, dres, m->head_dev, n_head, C);
+        if (m->g_dec.head_b) k->bias_backward(m->g_dec.head_b, dlogits, n_head, V);
+    }
     int ae = c->head == HEAD_AUTOENCODER;
     const real *x_last = acts + (ae            ? a.d_act2
                                  : c->n_layers ? a.layer[c->n_layers - 1].res2

@@ -288,9 +288,12 @@ static void check_model_config(const char *label, ModelConfig cfg) {
     int B = 2, T = 6, N = B * T, ids[12], targets[12];
     for (int i = 0; i < N; i++) {
         ids[i] = (int)rng_below(rng_key(9, 1, 0, 0), (uint64_t)i, (uint64_t)cfg.vocab_size);
-        targets[i] =
-            i % 4 == 0 ? -1
-                       : (int)rng_below(rng_key(9, 2, 0, 0), (uint64_t)i, (uint64_t)cfg.vocab_size);
+        // Most models leave every 4th position unscored (the head gathers the scored rows);
+        // the "-lm" ones score every position (the head reads the final norm in place).
+        int lm = strstr(label, "-lm") != NULL;
+        targets[i] = i % 4 == 0 && !lm ? -1
+                                       : (int)rng_below(rng_key(9, 2, 0, 0), (uint64_t)i,
+                                                        (uint64_t)cfg.vocab_size);
     }
     model_set_batch_f64(&m, B, T);
     ModelCase c = {&m, ids, targets};
@@ -370,6 +373,7 @@ int main(void) {
     // More position rows (data.seq_len 8) than the checked T: the unused ones get no gradient.
     check_model("linear-positions", "model.mixer=linear model.pos_embedding=true mixer.chunk=3");
     check_model("softmax-nomlp", "model.mixer=softmax model.mlp=none");
+    check_model("softmax-nomlp-lm", "model.mixer=softmax model.mlp=none");
     // The PyTorch-matching options (docs/pytorch-port.md): LayerNorm with biases, biased
     // linears, PyTorch's initialisation and decay on every tensor, alone and together.
     check_model("layernorm", "model.mixer=linear model.norm=layernorm mixer.chunk=3");
