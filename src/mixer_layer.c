@@ -21,14 +21,32 @@ typedef struct {
     int rope, gate, K;
 } MixerLayout;
 
+// The core's saved activations of segment i (B = 1, T = len) sit at the sum of the earlier
+// segments' sizes: an op's saved size need not be linear in T (per-chunk states).
+static size_t segment_saved(const ModelConfig *cfg, int layer, const Op *core, int len) {
+    size_t in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
+    OpShape s = mixer_core_shape(cfg, layer, 1, len);
+    core->sizes(&s, in, out, &saved);
+    return saved;
+}
+
+static int packed(const Segments *seg) {
+    return seg && seg->n > 0;
+}
+
 // k: the backend whose core op runs (its saved activations may differ from the CPU one's).
-static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T) {
+static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
+                          const Segments *seg) {
     MixerLayout l;
     memset(&l, 0, sizeof(l));
     size_t N = (size_t)B * T, C = cfg->d_model, in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
     l.core = k->op_row(cfg->mixer[layer]);
     l.shape = mixer_core_shape(cfg, layer, B, T);
     l.core->sizes(&l.shape, in, out, &saved);
+    if (packed(seg)) {
+        saved = 0;
+        for (int i = 0; i < seg->n; i++) saved += segment_saved(cfg, layer, l.core, seg->len[i]);
+    }
     l.slot = mixer_slots(cfg, layer);
     l.rope = cfg->rope[layer];
     l.gate = cfg->gate;
@@ -56,13 +74,14 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     return l;
 }
 
-size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T) {
-    return layout(cfg, layer, k, B, T).total;
+size_t F(mixer_acts_size)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
+                          const Segments *seg) {
+    return layout(cfg, layer, k, B, T, seg).total;
 }
 
 size_t F(mixer_scratch_size)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
                              int T) {
-    return layout(cfg, layer, k, B, T).s_total;
+    return layout(cfg, layer, k, B, T, NULL).s_total;
 }
 
 int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char *err,
@@ -106,8 +125,8 @@ static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj
 }
 
 int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
-                 real *const *w, const real *acts, OpAux *out) {
-    MixerLayout l = layout(cfg, layer, k, B, T);
+                 const Segments *seg, real *const *w, const real *acts, OpAux *out) {
+    MixerLayout l = layout(cfg, layer, k, B, T, seg);
     const Op *cpu_core = F(OPS)[cfg->mixer[layer]];  // the figures are host code
     size_t N = (size_t)B * T, bad = 0;
     const real *core_in = acts + (l.rope ? l.qkv_rot : l.K ? l.qkv_conv : l.qkv);
@@ -115,31 +134,65 @@ int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
     for (size_t i = 0; i < N * l.slot.out_w; i++) bad += !isfinite(acts[l.core_out + i]);
     out[0] = (OpAux){.name = "nonfinite", .value = (double)bad};
     if (!cpu_core->aux) return 1;
+    // Packed: the core's figures of the first row's first example (they describe the
+    // parameters on typical inputs; a figure over rows that mix examples would not).
+    OpShape shape = l.shape;
+    if (packed(seg)) shape = mixer_core_shape(cfg, layer, 1, seg->len[0]);
     const real *inputs[OP_MAX_IO];
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
-    return 1 + cpu_core->aux(&l.shape, inputs, out + 1);
+    return 1 + cpu_core->aux(&shape, inputs, out + 1);
+}
+
+// Where segment i starts in [B*T] token rows.
+static size_t seg_token(const Segments *seg, int T, int i) {
+    return (size_t)seg->row[i] * T + seg->start[i];
 }
 
 void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
-                      real *y, const real *x, real *const *w, real *acts) {
-    MixerLayout l = layout(cfg, layer, k, B, T);
+                      const Segments *seg, real *y, const real *x, real *const *w, real *acts) {
+    MixerLayout l = layout(cfg, layer, k, B, T, seg);
     int N = B * T, C = cfg->d_model, E = l.slot.E, W = l.slot.in_w, O = l.slot.out_w;
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
     k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, W);
     if (l.slot.bqkv >= 0) k->bias_forward(qkv, w[l.slot.bqkv], N, W);
+    // One call over [B, T], or per segment (B = 1, T = len) on its rows of the same buffers.
+    int n_calls = packed(seg) ? seg->n : 1;
     if (l.K) {
-        k->conv_causal_forward(acts + l.qkv_conv, core_in, w[l.slot.wconv], B, T, W, l.K);
+        for (int i = 0; i < n_calls; i++) {
+            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
+            k->conv_causal_forward(acts + l.qkv_conv + t0, core_in + t0, w[l.slot.wconv],
+                                   packed(seg) ? 1 : B, packed(seg) ? seg->len[i] : T, W, l.K);
+        }
         core_in = acts + l.qkv_conv;
     }
     if (l.rope) {
-        k->rope_forward(acts + l.qkv_rot, core_in, B, T, C, cfg->n_heads, cfg->rope_base);
+        for (int i = 0; i < n_calls; i++) {
+            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
+            k->rope_forward(acts + l.qkv_rot + t0, core_in + t0, packed(seg) ? 1 : B,
+                            packed(seg) ? seg->len[i] : T, C, cfg->n_heads, cfg->rope_base);
+        }
         core_in = acts + l.qkv_rot;
     }
     if (E) k->matmul_forward(acts + l.xproj, x, w[l.slot.wx], N, C, E);
     const real *inputs[OP_MAX_IO];
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
-    real *outputs[1] = {core_out};
-    l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
+    if (!packed(seg)) {
+        real *outputs[1] = {core_out};
+        l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
+    } else {
+        size_t saved_at = l.core_saved;
+        for (int i = 0; i < seg->n; i++) {
+            OpShape s = mixer_core_shape(cfg, layer, 1, seg->len[i]);
+            size_t t0 = seg_token(seg, T, i);
+            const real *seg_inputs[OP_MAX_IO];
+            memcpy(seg_inputs, inputs, sizeof(inputs));
+            seg_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + t0 * W;
+            if (E) seg_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + t0 * E;
+            real *outputs[1] = {core_out + t0 * O};
+            l.core->forward(&s, seg_inputs, outputs, acts + saved_at);
+            saved_at += segment_saved(cfg, layer, l.core, seg->len[i]);
+        }
+    }
     if (l.gate) {
         k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, O);
         if (l.slot.bg >= 0) k->bias_forward(acts + l.gate_pre, w[l.slot.bg], N, O);
@@ -151,9 +204,9 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
 }
 
 void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
-                       real *dx, real *const *dw, const real *dy, const real *x, real *const *w,
-                       const real *acts, real *scratch) {
-    MixerLayout l = layout(cfg, layer, k, B, T);
+                       const Segments *seg, real *dx, real *const *dw, const real *dy,
+                       const real *x, real *const *w, const real *acts, real *scratch) {
+    MixerLayout l = layout(cfg, layer, k, B, T, seg);
     int N = B * T, C = cfg->d_model, E = l.slot.E, W = l.slot.in_w, O = l.slot.out_w;
     const real *qkv = acts + l.qkv, *core_in = qkv;
     if (l.K) core_in = acts + l.qkv_conv;
@@ -176,18 +229,50 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
     real *dinputs[OP_MAX_IO] = {dcore_in, E ? dxproj : NULL};
     for (int i = 0; i < l.slot.n_core; i++) dinputs[CORE_IN_PARAMS + i] = dw[l.slot.core + i];
-    const real *core_outputs[1] = {core_out};
-    const real *core_douts[1] = {dcore};
-    l.core->backward(&l.shape, inputs, core_outputs, acts + l.core_saved, core_douts, dinputs);
+    if (!packed(seg)) {
+        const real *core_outputs[1] = {core_out};
+        const real *core_douts[1] = {dcore};
+        l.core->backward(&l.shape, inputs, core_outputs, acts + l.core_saved, core_douts, dinputs);
+    } else {  // the parameter gradients accumulate over the segments' calls
+        size_t saved_at = l.core_saved;
+        for (int i = 0; i < seg->n; i++) {
+            OpShape s = mixer_core_shape(cfg, layer, 1, seg->len[i]);
+            size_t t0 = seg_token(seg, T, i);
+            const real *seg_inputs[OP_MAX_IO];
+            real *seg_dinputs[OP_MAX_IO];
+            memcpy(seg_inputs, inputs, sizeof(inputs));
+            memcpy(seg_dinputs, dinputs, sizeof(dinputs));
+            seg_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + t0 * W;
+            seg_dinputs[CORE_IN_QKV] = dcore_in + t0 * W;
+            if (E) {
+                seg_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + t0 * E;
+                seg_dinputs[CORE_IN_XPROJ] = dxproj + t0 * E;
+            }
+            const real *core_outputs[1] = {core_out + t0 * O};
+            const real *core_douts[1] = {dcore + t0 * O};
+            l.core->backward(&s, seg_inputs, core_outputs, acts + saved_at, core_douts,
+                             seg_dinputs);
+            saved_at += segment_saved(cfg, layer, l.core, seg->len[i]);
+        }
+    }
     if (E) k->matmul_backward(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
     real *dqkv = dcore_in;
+    int n_calls = packed(seg) ? seg->n : 1;
     if (l.rope) {
-        k->rope_backward(scratch + l.s_drot, dqkv, B, T, C, cfg->n_heads, cfg->rope_base);
+        for (int i = 0; i < n_calls; i++) {
+            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
+            k->rope_backward(scratch + l.s_drot + t0, dqkv + t0, packed(seg) ? 1 : B,
+                             packed(seg) ? seg->len[i] : T, C, cfg->n_heads, cfg->rope_base);
+        }
         dqkv = scratch + l.s_drot;
     }
     if (l.K) {
-        k->conv_causal_backward(scratch + l.s_dconv, dw[l.slot.wconv], dqkv, qkv, w[l.slot.wconv],
-                                B, T, W, l.K);
+        for (int i = 0; i < n_calls; i++) {
+            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
+            k->conv_causal_backward(scratch + l.s_dconv + t0, dw[l.slot.wconv], dqkv + t0, qkv + t0,
+                                    w[l.slot.wconv], packed(seg) ? 1 : B,
+                                    packed(seg) ? seg->len[i] : T, W, l.K);
+        }
         dqkv = scratch + l.s_dconv;
     }
     if (l.slot.bqkv >= 0) k->bias_backward(dw[l.slot.bqkv], dqkv, N, W);

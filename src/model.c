@@ -188,7 +188,8 @@ static void free_batch(Model *m) {
     k->release(m->acts), k->release(m->scratch);
     k->release(m->ids_dev), k->release(m->targets_dev), k->release(m->predictions_dev);
     k->release(m->head_dev);
-    free(m->predictions), free(m->losses), free(m->head_idx);
+    free(m->predictions), free(m->losses), free(m->head_idx), free(m->seg.row);
+    memset(&m->seg, 0, sizeof(m->seg));
     m->acts = m->scratch = NULL, m->ids_dev = m->targets_dev = m->predictions_dev = NULL;
     m->head_dev = NULL, m->head_idx = NULL;
     m->predictions = NULL, m->losses = NULL;
@@ -285,7 +286,8 @@ typedef struct {
     size_t s_dres, s_dln, s_dact, s_dfc, s_dlogits, s_dlosses, s_mixer, s_dec, s_total;
 } ActsLayout;
 
-static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B, int T) {
+static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B, int T,
+                              const Segments *seg) {
     ActsLayout a;
     memset(&a, 0, sizeof(a));
     size_t N = (size_t)B * T, C = c->d_model, V = c->vocab_size, off = 0, mix_scratch = 0;
@@ -296,7 +298,7 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
         LayerActs *la = &a.layer[l];
         la->ln1 = off, off += N * C;
         la->ln1_stats = off, off += NS;
-        la->mix = off, off += F(mixer_acts_size)(c, l, k, B, T);
+        la->mix = off, off += F(mixer_acts_size)(c, l, k, B, T, seg);
         la->mix_out = off, off += N * C;
         la->res1 = off, off += N * C;
         if (c->mlp != MLP_NONE) {
@@ -350,7 +352,7 @@ size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, in
     tmp.info = calloc((size_t)cfg->n_layers * (MAX_PARAMS_PER_LAYER + 8) + 20, sizeof(ParamInfo));
     lay_out_params(&tmp, tmp.info);
     free(tmp.info);
-    ActsLayout a = acts_layout(cfg, k, B, T);
+    ActsLayout a = acts_layout(cfg, k, B, T, NULL);
     *n_params = tmp.n_params;
     *acts_bytes = sizeof(real) * (a.total + a.s_total);
     return 4 * sizeof(real) * tmp.n_params + *acts_bytes;
@@ -360,7 +362,7 @@ int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
     if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;
     if (m->cfg.head == HEAD_AUTOENCODER && T > m->cfg.seq_len) return -1;  // dec.pos rows
-    ActsLayout a = acts_layout(&m->cfg, m->k, B, T);
+    ActsLayout a = acts_layout(&m->cfg, m->k, B, T, NULL);
     const F(Backend) *k = m->k;
     size_t N = (size_t)B * T;
     free_batch(m);
@@ -371,12 +373,14 @@ int F(model_set_batch)(Model *m, int B, int T) {
     m->predictions_dev = k->alloc(sizeof(int) * N);
     m->head_dev = k->alloc(sizeof(int) * N);
     m->head_idx = malloc(sizeof(int) * N);
+    m->seg.row = malloc(sizeof(int) * 3 * N);
+    if (m->seg.row) m->seg.start = m->seg.row + N, m->seg.len = m->seg.row + 2 * N;
     m->predictions = malloc(sizeof(int) * N);
     m->losses = malloc(sizeof(real) * N);
     m->acts_size = a.total, m->scratch_size = a.s_total;
     m->B = B, m->T = T;
     return m->acts && m->scratch && m->ids_dev && m->targets_dev && m->predictions_dev &&
-                   m->head_dev && m->head_idx && m->predictions && m->losses
+                   m->head_dev && m->head_idx && m->seg.row && m->predictions && m->losses
                ? 0
                : -1;
 }
@@ -459,10 +463,41 @@ static void decoder_backward(Model *m, const ActsLayout *a, real *dres) {
 }
 
 ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real loss_scale) {
+    return F(model_forward_packed)(m, ids, targets, NULL, loss_scale);
+}
+
+// Cuts the rows into examples at pos == 0 (a row's first token always opens one).
+static void find_segments(Model *m, const int *pos) {
+    Segments *s = &m->seg;
+    s->n = 0;
+    if (!pos) return;
+    for (int b = 0; b < m->B; b++)
+        for (int t = 0; t < m->T; t++) {
+            if (t == 0 || pos[(size_t)b * m->T + t] == 0)
+                s->row[s->n] = b, s->start[s->n] = t, s->len[s->n++] = 0;
+            s->len[s->n - 1]++;
+        }
+}
+
+ForwardStats F(model_forward_packed)(Model *m, const int *ids, const int *targets, const int *pos,
+                                     real loss_scale) {
     const ModelConfig *c = &m->cfg;
     const F(Backend) *k = m->k;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size;
-    ActsLayout a = acts_layout(c, k, B, T);
+    find_segments(m, pos);
+    const Segments *seg = m->seg.n ? &m->seg : NULL;
+    ActsLayout a = acts_layout(c, k, B, T, seg);
+    // The cores' saved activations of many short examples can outgrow one row's (per-chunk
+    // states): the activations grow to this batch's need and stay.
+    if (a.total > m->acts_size) {
+        k->release(m->acts);
+        m->acts = k->alloc(sizeof(real) * a.total);
+        if (!m->acts) {
+            fprintf(stderr, "madtrain: error: out of memory for the packed batch's activations\n");
+            exit(1);
+        }
+        m->acts_size = a.total;
+    }
     real *acts = m->acts;
     k->upload(m->ids_dev, ids, sizeof(int) * N);
     // The head's rows: the scored positions, in order (their targets go up compacted).
@@ -480,14 +515,20 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     m->targets = targets, m->loss_scale = loss_scale;
 
     k->embedding_forward(acts + a.emb, m->ids_dev, m->wte, N, C);
-    if (m->wpe) k->positions_forward(acts + a.emb, m->wpe, N, T, C);
+    if (m->wpe && seg) {  // positions count from each example's start
+        for (int i = 0; i < seg->n; i++)
+            k->positions_forward(acts + a.emb + ((size_t)seg->row[i] * T + seg->start[i]) * C,
+                                 m->wpe, seg->len[i], seg->len[i], C);
+    } else if (m->wpe) {
+        k->positions_forward(acts + a.emb, m->wpe, N, T, C);
+    }
     const real *x = acts + a.emb;
     for (int l = 0; l < c->n_layers; l++) {
         const LayerActs *la = &a.layer[l];
         F(LayerWeights) *w = &m->layer[l];
         norm_forward(m, acts + la->ln1, acts + la->ln1_stats, x, w->ln1, w->ln1_b, N);
         F(mixer_forward)
-        (c, l, k, B, T, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
+        (c, l, k, B, T, seg, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
         real *res1 = acts + la->res1;
         k->add(res1, x, acts + la->mix_out, (size_t)N * C);
         if (c->mlp != MLP_NONE) {
@@ -541,10 +582,12 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     }
 
     ForwardStats st = {0};
-    for (int b = 0; b < B; b++) {
-        int scored = 0, correct = 0;
-        for (int t = 0; t < T; t++) {
-            int n = b * T + t;
+    int n_examples = seg ? seg->n : B;
+    for (int e = 0; e < n_examples; e++) {
+        int scored = 0, correct = 0, len = seg ? seg->len[e] : T;
+        size_t n0 = seg ? (size_t)seg->row[e] * T + seg->start[e] : (size_t)e * T;
+        for (int t = 0; t < len; t++) {
+            size_t n = n0 + t;
             if (targets[n] < 0) continue;
             scored++;
             correct += m->predictions[n] == targets[n];
@@ -563,8 +606,9 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
 // weights are copied down first (once, after training).
 int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
     const F(Backend) *k = m->k;
-    ActsLayout a = acts_layout(&m->cfg, k, m->B, m->T);
-    size_t n_acts = F(mixer_acts_size)(&m->cfg, layer, k, m->B, m->T);
+    const Segments *seg = m->seg.n ? &m->seg : NULL;
+    ActsLayout a = acts_layout(&m->cfg, k, m->B, m->T, seg);
+    size_t n_acts = F(mixer_acts_size)(&m->cfg, layer, k, m->B, m->T, seg);
     real *acts = malloc(sizeof(real) * (n_acts ? n_acts : 1)), *w[MAX_PARAMS_PER_LAYER] = {0};
     k->download(acts, m->acts + a.layer[layer].mix, sizeof(real) * n_acts);
     const ParamInfo *info = m->info;
@@ -575,7 +619,7 @@ int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
         w[i] = malloc(sizeof(real) * p->size);
         k->download(w[i], m->params + p->offset, sizeof(real) * p->size);
     }
-    int n = F(mixer_aux)(&m->cfg, layer, k, m->B, m->T, w, acts, out);
+    int n = F(mixer_aux)(&m->cfg, layer, k, m->B, m->T, seg, w, acts, out);
     for (int i = 0; i < m->n_mixer_params[layer]; i++) free(w[i]);
     free(acts);
     return n;
@@ -586,7 +630,8 @@ void F(model_backward)(Model *m) {
     const F(Backend) *k = m->k;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size;
     size_t NC = (size_t)N * C;
-    ActsLayout a = acts_layout(c, k, B, T);
+    const Segments *seg = m->seg.n ? &m->seg : NULL;
+    ActsLayout a = acts_layout(c, k, B, T, seg);
     real *acts = m->acts, *s = m->scratch;
     real *dres = s + a.s_dres, *dln = s + a.s_dln, *dlogits = s + a.s_dlogits;
     real *dlosses = s + a.s_dlosses;
@@ -643,12 +688,18 @@ void F(model_backward)(Model *m) {
         }
         k->zero(dln, NC);
         F(mixer_backward)
-        (c, l, k, B, T, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix,
+        (c, l, k, B, T, seg, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix,
          s + a.s_mixer);
         norm_backward(m, dres, g->ln1, g->ln1_b, dln, x, w->ln1, acts + la->ln1_stats, N);
         grads_final(m, m->layer_offset[l]);
     }
     k->embedding_backward(m->g_wte, dres, m->ids_dev, N, C);
-    if (m->g_wpe) k->positions_backward(m->g_wpe, dres, N, T, C);
+    if (m->g_wpe && seg) {
+        for (int i = 0; i < seg->n; i++)
+            k->positions_backward(m->g_wpe, dres + ((size_t)seg->row[i] * T + seg->start[i]) * C,
+                                  seg->len[i], seg->len[i], C);
+    } else if (m->g_wpe) {
+        k->positions_backward(m->g_wpe, dres, N, T, C);
+    }
     grads_final(m, 0);
 }

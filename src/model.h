@@ -87,6 +87,17 @@ MixerSlots mixer_slots(const ModelConfig *cfg, int layer);
 int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out);
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T);
 
+// Packed rows (data.pack): example i of a [B, T] batch is tokens [start[i], start[i] + len[i])
+// of row row[i], and the segments tile every row. A mixer layer runs its short convolution,
+// rotary positions and core op on each segment as a sequence of its own (B = 1, T = len), so
+// no state, attention mask or convolution window crosses an example boundary: the reset is
+// exact for every mixer by construction, and the packed==separate test checks it per row of
+// the op table. NULL (or n = 0) everywhere below: one sequence per row.
+typedef struct {
+    int n;
+    int *row, *start, *len;  // [n] each (capacity B * T)
+} Segments;
+
 typedef struct {
     double loss_sum;         // sum of per-position losses over scored positions
     int64_t n_scored;        // scored positions

@@ -171,11 +171,12 @@ static int mixer_config(int row, int gate, int conv, ModelConfig *mc, char *err,
 typedef struct {
     const ModelConfig *cfg;
     int B, T;
+    const Segments *seg;  // packed rows, or NULL
     double *x, *y, *wy, *acts, *w[MAX_PARAMS_PER_LAYER];
 } MixerCase;
 
 static double mixer_loss(MixerCase *c) {
-    mixer_forward_f64(c->cfg, 0, &BACKEND_CPU_f64, c->B, c->T, c->y, c->x, c->w, c->acts);
+    mixer_forward_f64(c->cfg, 0, &BACKEND_CPU_f64, c->B, c->T, c->seg, c->y, c->x, c->w, c->acts);
     return dot(c->y, c->wy, (size_t)c->B * c->T * c->cfg->d_model);
 }
 
@@ -191,7 +192,49 @@ static double mixer_loss_v(void *c) {
     return mixer_loss(c);
 }
 
-static void check_mixer(int row, int gate, int rope, int conv) {
+// Packed rows (data.pack) of the packed checks: B 2, T 11, examples of 4, 1 and 6 tokens in
+// row 0 and of 7 and 4 in row 1 (a 1-token example, and lengths off every chunk size).
+static int seg_row[] = {0, 0, 0, 1, 1}, seg_start[] = {0, 4, 5, 0, 7}, seg_len[] = {4, 1, 6, 7, 4};
+static const Segments PACKED = {5, seg_row, seg_start, seg_len};
+
+// The packed layer against each example run alone (B = 1, T = len, nothing packed): outputs,
+// input gradients and the parameter gradients (the examples' sum) agree to rounding. With the
+// finite-difference check of the packed layer itself, this is the reset's contract.
+static void check_packed_equals_separate(MixerCase *c, const char *what, const double *dx,
+                                         double *const *dw, const ParamInfo *specs, int k) {
+    const ModelConfig *cfg = c->cfg;
+    size_t C = cfg->d_model;
+    double worst = 0, scale = 0;
+    double *sum_dw[MAX_PARAMS_PER_LAYER];
+    for (int i = 0; i < k; i++) sum_dw[i] = calloc(specs[i].size, sizeof(double));
+    for (int e = 0; e < PACKED.n; e++) {
+        int len = PACKED.len[e];
+        size_t t0 = (size_t)PACKED.row[e] * c->T + PACKED.start[e], n = (size_t)len * C;
+        double *y = malloc(sizeof(double) * n), *ex_dx = calloc(n, sizeof(double));
+        double *acts =
+            malloc(sizeof(double) * mixer_acts_size_f64(cfg, 0, &BACKEND_CPU_f64, 1, len, NULL));
+        double *scratch =
+            malloc(sizeof(double) * mixer_scratch_size_f64(cfg, 0, &BACKEND_CPU_f64, 1, len));
+        mixer_forward_f64(cfg, 0, &BACKEND_CPU_f64, 1, len, NULL, y, c->x + t0 * C, c->w, acts);
+        mixer_backward_f64(cfg, 0, &BACKEND_CPU_f64, 1, len, NULL, ex_dx, sum_dw, c->wy + t0 * C,
+                           c->x + t0 * C, c->w, acts, scratch);
+        for (size_t j = 0; j < n; j++) {
+            double d = fmax(fabs(y[j] - c->y[t0 * C + j]), fabs(ex_dx[j] - dx[t0 * C + j]));
+            worst = fmax(worst, d), scale = fmax(scale, fabs(y[j]));
+        }
+        free(y), free(ex_dx), free(acts), free(scratch);
+    }
+    for (int i = 0; i < k; i++) {
+        for (size_t j = 0; j < specs[i].size; j++)
+            worst = fmax(worst, fabs(sum_dw[i][j] - dw[i][j]));
+        free(sum_dw[i]);
+    }
+    int ok = worst <= 1e-10 * fmax(1.0, scale);
+    printf("%s %s packed == separate: worst |diff| %.2e\n", ok ? "ok  " : "FAIL", what, worst);
+    failures += !ok;
+}
+
+static void check_mixer(int row, int gate, int rope, int conv, int pack) {
     ModelConfig cfg;
     char err[256];
     const char *name = OPS_f64[row]->name;
@@ -211,14 +254,15 @@ static void check_mixer(int row, int gate, int rope, int conv) {
         }
         return;
     }
-    MixerCase c = {.cfg = &cfg, .B = 2, .T = 7};
+    MixerCase c = {.cfg = &cfg, .B = 2, .T = pack ? 11 : 7, .seg = pack ? &PACKED : NULL};
     size_t N = (size_t)c.B * c.T, C = cfg.d_model;
     ParamInfo specs[MAX_PARAMS_PER_LAYER];
     int k = mixer_param_specs(&cfg, 0, specs);
     c.x = malloc(sizeof(double) * N * C);
     c.y = malloc(sizeof(double) * N * C);
     c.wy = malloc(sizeof(double) * N * C);
-    c.acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
+    c.acts =
+        malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, c.seg));
     fill_normal(c.x, N * C, rng_key(3, 1, 0, 0), 1.0);
     fill_normal(c.wy, N * C, rng_key(3, 2, 0, 0), 1.0);
     double *dw[MAX_PARAMS_PER_LAYER];
@@ -231,15 +275,21 @@ static void check_mixer(int row, int gate, int rope, int conv) {
     double *scratch =
         malloc(sizeof(double) * mixer_scratch_size_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T));
     mixer_loss(&c);
-    mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, dx, dw, c.wy, c.x, c.w, c.acts,
+    mixer_backward_f64(&cfg, 0, &BACKEND_CPU_f64, c.B, c.T, c.seg, dx, dw, c.wy, c.x, c.w, c.acts,
                        scratch);
     char what[96];
-    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d dx", name, gate, rope, conv);
+    const char *packed = pack ? " packed" : "";
+    if (pack) {
+        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d", name, gate, rope, conv);
+        check_packed_equals_separate(&c, what, dx, dw, specs, k);
+    }
+    snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d%s dx", name, gate, rope, conv,
+             packed);
     fd_buffer(what, c.x, N * C, dx, mixer_loss_v, &c);
     for (int i = 0; i < k; i++) {
         if (!specs[i].trainable) continue;
-        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d d%.40s", name, gate, rope,
-                 conv, specs[i].name);
+        snprintf(what, sizeof(what), "mixer %s gate=%d rope=%d conv=%d%s d%.40s", name, gate, rope,
+                 conv, packed, specs[i].name);
         fd_buffer(what, c.w[i], specs[i].size, dw[i], mixer_loss_v, &c);
     }
     for (int i = 0; i < k; i++) free(c.w[i]), free(dw[i]);
@@ -356,8 +406,10 @@ int main(void) {
     for (int i = 0; i < N_OPS_f64; i++) {
         if (!OPS_f64[i]->mixer) continue;
         for (int gate = 0; gate <= 1; gate++)
-            for (int rope = 0; rope <= 1; rope++) check_mixer(i, gate, rope, 0);
-        check_mixer(i, 1, OPS_f64[i]->rope_default, 3);
+            for (int rope = 0; rope <= 1; rope++) check_mixer(i, gate, rope, 0, 0);
+        check_mixer(i, 1, OPS_f64[i]->rope_default, 3, 0);
+        // packed rows: every state, mask, convolution window and rotary angle restarts
+        for (int rope = 0; rope <= 1; rope++) check_mixer(i, 1, rope, 3, 1);
     }
 
     check_model("hybrid-gelu-tied-gate",

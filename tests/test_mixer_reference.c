@@ -479,11 +479,11 @@ static void check_conv_identity(void) {
         double *y2 = malloc(sizeof(double) * N * C);
         for (int i = 0; i < N * C; i++) x[i] = rng_normal(rng_key(8, 99, 0, 0), (uint64_t)i);
         double *acts =
-            malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, B, T));
+            malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, B, T, NULL));
         double *acts2 =
-            malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, &BACKEND_CPU_f64, B, T));
-        mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, B, T, y, x, w, acts);
-        mixer_forward_f64(&plain, 0, &BACKEND_CPU_f64, B, T, y2, x, w2, acts2);
+            malloc(sizeof(double) * mixer_acts_size_f64(&plain, 0, &BACKEND_CPU_f64, B, T, NULL));
+        mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, B, T, NULL, y, x, w, acts);
+        mixer_forward_f64(&plain, 0, &BACKEND_CPU_f64, B, T, NULL, y2, x, w2, acts2);
         char what[128];
         snprintf(what, sizeof(what), "%s: identity-initialised conv == no conv (%d vs %d tensors)",
                  OPS_f64[mx]->name, kw, k2);
@@ -603,13 +603,14 @@ static void check_aux(void) {
             w[i][j] = 0.3 * rng_normal(rng_key(4, 4, (uint64_t)i, 0), j);
     }
     for (int i = 0; i < 128; i++) x[i] = rng_normal(rng_key(4, 5, 0, 0), (uint64_t)i);
-    double *acts = malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8));
-    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, y, x, w, acts);
-    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, w, acts, a);
+    double *acts =
+        malloc(sizeof(double) * mixer_acts_size_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, NULL));
+    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, NULL, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, NULL, w, acts, a);
     report("mixer_aux: no nonfinite values on finite input", aux_value(a, n, "nonfinite"), 0);
     x[3 * 8 + 1] = NAN;  // token 3 of sequence 0: its q|k|v, and every later output of it
-    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, y, x, w, acts);
-    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, w, acts, a);
+    mixer_forward_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, NULL, y, x, w, acts);
+    n = mixer_aux_f64(&cfg, 0, &BACKEND_CPU_f64, 2, 8, NULL, w, acts, a);
     report("mixer_aux: counts NaN (1 / count)", 1 / aux_value(a, n, "nonfinite"), 1.0 / 24);
     for (int i = 0; i < k; i++) free(w[i]);
     free(acts);

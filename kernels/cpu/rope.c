@@ -1,5 +1,6 @@
 // Rotary position embedding (half-split layout, as GPT-NeoX/Llama): dimension j of a head is
-// rotated together with j + D/2 by the angle t * base^(-2j/D).
+// rotated together with j + D/2 by the angle t * base^(-2j/D); an odd head dim's last
+// dimension passes through.
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ static void rope_apply(real *out, const real *in, int B, int T, int C, int H, do
                         y[j + half] = y2;
                     }
                 }
+                if (D % 2) y[D - 1] = accumulate ? y[D - 1] + x[D - 1] : x[D - 1];  // unrotated
             }
         for (int i = 0; i < C; i++)
             dst[2 * C + i] = accumulate ? dst[2 * C + i] + src[2 * C + i] : src[2 * C + i];

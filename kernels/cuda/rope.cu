@@ -24,6 +24,8 @@ __global__ void rope_kernel(float *out, const float *in, int B, int T, int C, in
         y[j] = y1;
         y[j + half] = y2;
     }
+    if (D % 2 && j == half - 1)  // an odd head dim's last dimension passes through
+        y[D - 1] = accumulate ? y[D - 1] + x[D - 1] : x[D - 1];
     // v: the first 2*H*half threads of the row cover its C values when D is even.
     for (int i = rem; i < C; i += (int)per_row) {
         float v = in[bt * 3 * C + 2 * C + i];
