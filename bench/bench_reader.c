@@ -99,7 +99,7 @@ static Result run(const char *dir, int T, int batch, double seconds, int64_t voc
     t0 = now_seconds();
     double elapsed = 0;
     for (int64_t step = 0; elapsed < seconds || step < SAMPLES; step++) {
-        if (loader_train(l, step * batch, batch, ids, targets, err, sizeof(err))) die(err);
+        if (loader_train(l, step * batch, batch, ids, targets, NULL, err, sizeof(err))) die(err);
         if (step < SAMPLES) sample_hash[step] = hash_ints(ids, n);
         r.batches++;
         elapsed = now_seconds() - t0;
@@ -111,7 +111,7 @@ static Result run(const char *dir, int T, int batch, double seconds, int64_t voc
     l = loader_open(&o, 0, 1, err, sizeof(err));
     if (!l) die(err);
     for (int64_t step = 0; step < r.batches && step < 4096; step++) {
-        if (loader_train(l, step * batch, batch, ids, targets, err, sizeof(err))) die(err);
+        if (loader_train(l, step * batch, batch, ids, targets, NULL, err, sizeof(err))) die(err);
         if (step < SAMPLES) r.correct &= hash_ints(ids, n) == sample_hash[step];
         for (size_t i = 0; i < n; i++) {  // token i of the file is i mod vocab
             int next = (int)((ids[i] + 1) % vocab);

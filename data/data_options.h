@@ -50,6 +50,9 @@ typedef struct {
     int64_t min_len, max_len, test_min_len, test_max_len, modulus;
     char group[32];
     int generators;
+    // Packed rows: each row holds as many whole examples as fit, in stream order (the loader
+    // also hands out each token's position in its example; data/loader.h).
+    int pack;
     int64_t train_examples, valid_examples, test_examples;  // 0 train: an endless stream
     // Shards (data.path set; data/reader.h).
     char path[512], eval_split[64];

@@ -30,11 +30,21 @@ const char *loader_eval_name(const Loader *l, EvalSplit split);
 // 1 when the data is language modelling (every position scored: report perplexity).
 int loader_is_lm(const Loader *l);
 const char *loader_describe(const Loader *l);  // e.g. "mqar (in-process)", for the log
-// Examples [first, first + count) of the training stream into ids/targets [count, T]
-// (targets < 0 are not scored). 0, or -1 with err (a read or format error).
-int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, char *err,
-                 size_t errlen);
-// Held-out examples [first, first + count) of a split. levels (may be NULL): [count, T], the
-// hierarchy level each scored position copies (hcopy), 0 where there is none.
+// data.pack: the streams' positions are packed rows instead of examples. Row r holds whole
+// examples, as many as fit in T tokens in stream order, then padding (targets -1), so a row
+// is again a pure function of (seed, r) and everything above (global batches, ranks,
+// checkpoints, evaluation blocks) is unchanged. The sizes above count rows: an epoch is the
+// rows that hold one pass over data.train_examples, counted once at open. pos [count, T] gets
+// each token's position in its example (0 opens one; the padding is a segment of its own):
+// the model's segments (model_forward_packed).
+int loader_packed(const Loader *l);
+// Examples (rows, packed) [first, first + count) of the training stream into ids/targets
+// [count, T] (targets < 0 are not scored); pos (may be NULL) is filled when packed. 0, or -1
+// with err (a read or format error).
+int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, int *pos,
+                 char *err, size_t errlen);
+// Held-out examples (rows, packed) [first, first + count) of a split. levels (may be NULL):
+// [count, T], the hierarchy level or length bucket of each scored position, 0 where there is
+// none; pos as for loader_train.
 int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
-                int *levels, char *err, size_t errlen);
+                int *levels, int *pos, char *err, size_t errlen);

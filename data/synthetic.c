@@ -188,6 +188,12 @@ void task_example_levels(const Task *t, int split, int64_t index, int *ids, int 
     for (int p = 0; p < t->T; p++) levels[p] = 0;
 }
 
+int task_example_length(const Task *t, int split, int64_t index) {
+    if (t->task < DATA_TASK_PARITY) return t->T;
+    Rng r = {rng_key(t->seed, 0xDA7A + (uint64_t)split, (uint64_t)index, 0), 0};
+    return state_example_tokens(t, &r, split);
+}
+
 void task_example(const Task *t, int split, int64_t index, int *ids, int *targets) {
     int *levels = xmalloc(sizeof(int) * t->T);
     task_example_levels(t, split, index, ids, targets, levels);

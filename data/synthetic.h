@@ -51,6 +51,9 @@ void task_example(const Task *t, int split, int64_t index, int *ids, int *target
 void task_example_levels(const Task *t, int split, int64_t index, int *ids, int *targets,
                          int *levels);
 
+// Tokens example `index` of a split fills before its padding (T for the fixed-length tasks).
+int task_example_length(const Task *t, int split, int64_t index);
+
 // Which training example fills position p of the global stream: epochs are deterministic
 // shuffles of [0, n_train) keyed by (seed, epoch); n_train = 0 is an endless stream.
 typedef struct {

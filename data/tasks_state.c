@@ -181,6 +181,13 @@ static int length_bucket(const Task *t, int split, int len) {
     return 1 + (int)((int64_t)(len - t->test_min_len) * STATE_LENGTH_BUCKETS / span);
 }
 
+int state_example_tokens(const Task *t, Rng *r, int split) {
+    if (t->task == DATA_TASK_INDEX_COPY) return t->T;
+    int len = example_length(t, r, split);
+    if (t->task == DATA_TASK_MODULAR_ARITHMETIC) return (len % 2 ? len : len - 1) + 1;  // and =
+    return len;
+}
+
 void state_example(const Task *t, Rng *r, int split, int *ids, int *targets, int *levels) {
     int T = t->T;
     for (int p = 0; p < T; p++) ids[p] = 0, targets[p] = -1, levels[p] = 0;

@@ -15,5 +15,8 @@ int group_parse(const char *name, TaskGroup *g, char *err, size_t errlen);
 // ids, targets and levels (the length bucket 1..4 of a scored test position, else 0) [T].
 void state_example(const Task *t, Rng *r, int split, int *ids, int *targets, int *levels);
 int state_task_vocab(const Task *t);
+// The tokens state_example fills before its padding (r seeded as for state_example): its
+// first draw is the example's length, so this costs one draw.
+int state_example_tokens(const Task *t, Rng *r, int split);
 // Whether the data.* keys make a valid instance of o->task (named name): 0, or -1 and err.
 int state_task_check(const DataOptions *o, const char *name, char *err, size_t errlen);

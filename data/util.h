@@ -10,6 +10,7 @@
 
 double now_seconds(void);
 void *xmalloc(size_t n);
+void *xrealloc(void *p, size_t n);
 void *xcalloc(size_t n, size_t size);
 int mkdir_p(const char *path);  // 0, or -1 with errno
 // Writes a file through a temporary name + fsync + rename, so a crash never leaves a half

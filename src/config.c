@@ -114,6 +114,9 @@ static const ConfigKey CONFIG_KEYS[] = {
         "word_problem: the group, factors Z<n>, S<n>, A<n> joined by x (S5, A5, Z60, A4xZ5)"),
     BOOL("data.generators", "false", generators,
          "word_problem: inputs are two generators only (the two-generator form)"),
+    BOOL("data.pack", "false", pack,
+         "packed rows: as many whole examples per row as fit, every mixer reset at each example "
+         "(parity, cumulative_parity, modular_arithmetic, word_problem)"),
     INT("data.copy_tokens", "8", 1, 1 << 20, copy_tokens, "hcopy: tokens to copy"),
     INT("data.copy_levels", "3", 1, 64, copy_levels, "hcopy: hierarchy levels"),
     INT("data.copy_delay", "4", 0, 1 << 20, copy_delay,
@@ -621,6 +624,24 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
         if (c->seq_len < 2 * c->num_kv_pairs + 1) {
             snprintf(err, errlen, "data.seq_len (%lld) must be at least 2 x data.num_kv_pairs + 1",
                      (long long)c->seq_len);
+            return -1;
+        }
+    }
+    if (c->pack) {
+        // Packing pays where examples are shorter than the row: the variable-length tasks.
+        // Shards carry no example boundaries, and MAD's decoder reads one example per row.
+        int variable =
+            !c->data_path[0] && c->task >= TASK_STATE_FIRST && c->task != DATA_TASK_INDEX_COPY;
+        if (!variable) {
+            snprintf(err, errlen,
+                     "data.pack needs an in-process task with variable-length examples (parity, "
+                     "cumulative_parity, modular_arithmetic, word_problem)%s",
+                     c->data_path[0] ? "; data.path shards carry no example boundaries" : "");
+            return -1;
+        }
+        if (c->head == HEAD_AUTOENCODER) {
+            snprintf(err, errlen,
+                     "data.pack is for model.head lm (the autoencoder pools one example per row)");
             return -1;
         }
     }

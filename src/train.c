@@ -107,7 +107,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
     int64_t base = run->st.data_position + comm->rank * (t->GB / t->W);
     int *ids = t->batch.ids, *targets = t->batch.targets;
-    if (loader_train(t->data, base, accum * mb, ids, targets, err, sizeof(err)))
+    int *pos = loader_packed(t->data) ? t->batch.pos : NULL;
+    if (loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
         comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     fault_fail_at_step(cfg, comm, step);
     // One small all-reduce carries the global count of scored positions and any stop
@@ -125,7 +126,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     double stats[4] = {0};
     grad_reducer_begin(t->reducer);
     for (int64_t a = 0; a < accum; a++) {
-        ForwardStats st = model_forward_f32(model, ids + a * mb * T, targets + a * mb * T, scale);
+        ForwardStats st = model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
+                                                   pos ? pos + a * mb * T : NULL, scale);
         // the last micro-step's backward finishes the gradients: reduce while it runs
         model->on_grads_final = a == accum - 1 ? grad_reducer_hook : NULL;
         model->grads_final_ctx = t->reducer;
@@ -372,7 +374,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .lg = &lg,
         .data = data,
         .batch = {xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step),
-                  xmalloc(sizeof(int) * per_step)},
+                  xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step)},
         .GB = GB,
         .W = W,
         .accum = accum,
@@ -390,7 +392,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         exit_code = run_training(&t, &dev, &last_eval);
     log_close(&lg);
     loader_close(data);
-    free(t.batch.ids), free(t.batch.targets), free(t.batch.levels);
+    free(t.batch.ids), free(t.batch.targets), free(t.batch.levels), free(t.batch.pos);
     grad_reducer_free(t.reducer);
     run_free(&run);
     device_close(&dev);

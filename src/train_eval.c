@@ -15,11 +15,16 @@
 // rows past count are padding that scores nothing.
 static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, int64_t first,
                            int64_t count, Batch *b, char *err, size_t errlen) {
-    if (loader_eval(data, split, first, count, b->ids, b->targets, b->levels, err, errlen))
+    if (loader_eval(data, split, first, count, b->ids, b->targets, b->levels, b->pos, err, errlen))
         return -1;
     for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++)
-        b->ids[i] = 0, b->targets[i] = -1, b->levels[i] = 0;
+        b->ids[i] = 0, b->targets[i] = -1, b->levels[i] = 0, b->pos[i] = (int)(i % m->T);
     return 0;
+}
+
+// The model's forward on an evaluation batch (packed rows: with their examples).
+static ForwardStats eval_forward(Model_f32 *m, Loader *data, const Batch *b) {
+    return model_forward_packed_f32(m, b->ids, b->targets, loader_packed(data) ? b->pos : NULL, 0);
 }
 
 // Mean loss per scored position and mean per-example accuracy over a held-out split (or its
@@ -48,7 +53,7 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
         int64_t count = hi - start < B ? hi - start : B;
         if (load_eval_batch(m, data, split, start, count, b, err, sizeof(err)))
             comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
-        ForwardStats st = model_forward_f32(m, b->ids, b->targets, 0);
+        ForwardStats st = eval_forward(m, data, b);
         if (dump)
             for (size_t i = 0; i < (size_t)count * T; i++) {
                 size_t at = (size_t)start * T + i;
@@ -195,7 +200,7 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
     int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
     char err[512];
     if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
-    model_forward_f32(m, b->ids, b->targets, 0);
+    eval_forward(m, data, b);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
         int k = model_layer_aux_f32(m, l, aux);

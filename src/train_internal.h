@@ -29,9 +29,10 @@ typedef struct {
     double level_acc[MAX_EVAL_LEVELS];
 } EvalResult;
 
-// Batch buffers of one step: ids, targets and hierarchy levels of grad_accum micro-batches.
+// Batch buffers of one step: ids, targets, hierarchy levels (or length buckets) and, packed
+// (data.pack), each token's position in its example, of grad_accum micro-batches.
 typedef struct {
-    int *ids, *targets, *levels;
+    int *ids, *targets, *levels, *pos;
 } Batch;
 
 // ---- train_log.c --------------------------------------------------------------------------

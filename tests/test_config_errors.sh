@@ -104,6 +104,10 @@ expect "madtrain: error: memorization does not read data.noise_vocab_size or dat
 expect "madtrain: error: selective_copy: data.seq_len (32) must exceed 2 x data.num_tokens_to_copy + 1 = 33, and data.vocab_size at least 3" data.task=selective_copy data.seq_len=32
 expect "madtrain: error: command line: key 'model.head' expects one of lm|autoencoder, got 'cls'" model.head=cls
 # The state-tracking tasks' parameters.
+expect "madtrain: error: data.pack needs an in-process task with variable-length examples (parity, cumulative_parity, modular_arithmetic, word_problem)" data.pack=true
+expect "madtrain: error: data.pack needs an in-process task with variable-length examples (parity, cumulative_parity, modular_arithmetic, word_problem)" data.pack=true data.task=index_copy
+expect "madtrain: error: data.pack is for model.head lm (the autoencoder pools one example per row)" data.pack=true data.task=parity data.seq_len=300 model.head=autoencoder
+expect "madtrain: error: data.pack needs an in-process task with variable-length examples (parity, cumulative_parity, modular_arithmetic, word_problem); data.path shards carry no example boundaries" data.pack=true data.task=parity data.seq_len=300 data.path=/nonexistent
 expect "madtrain: error: data.group 'S9': expected factors Z<n> (n >= 2), S<n> (2..7) or A<n> (3..7) joined by x, e.g. S5, A4xZ5" data.task=word_problem data.group=S9 data.seq_len=256
 expect "madtrain: error: parity: data.seq_len (100) must hold the longest example: max(data.max_len, data.test_max_len) = 256" data.task=parity data.seq_len=100
 expect "madtrain: error: parity: data.min_len <= data.max_len and data.test_min_len <= data.test_max_len, all >= 1 (got 50..40 and 40..256)" data.task=parity data.seq_len=300 data.min_len=50

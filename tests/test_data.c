@@ -160,7 +160,7 @@ static void test_lm_train(const char *dir, const Layout *lay, int vocab) {
     int ids[GB * 16], targets[GB * 16];
     char err[1400];
     for (int64_t b = 0; b < batches; b++) {
-        if (loader_train(l, b * GB, GB, ids, targets, err, sizeof(err))) {
+        if (loader_train(l, b * GB, GB, ids, targets, NULL, err, sizeof(err))) {
             CHECK(0, "loader_train: %s", err);
             break;
         }
@@ -210,7 +210,7 @@ static void test_lm_eval(const char *dir, const Layout *lay, int vocab, int S) {
     int64_t i = 1, scored = 0;  // cursor: shard k, token i is the next target expected
     int ids[16], targets[16];
     for (int64_t e = 0; e < n; e++) {
-        if (loader_eval(l, EVAL_TEST, e, 1, ids, targets, NULL, err, sizeof(err))) {
+        if (loader_eval(l, EVAL_TEST, e, 1, ids, targets, NULL, NULL, err, sizeof(err))) {
             CHECK(0, "loader_eval: %s", err);
             break;
         }
@@ -252,7 +252,7 @@ static void test_world_and_resume(const char *dir, const char *extra) {
             for (int s = 0; s < STEPS; s++)
                 if (loader_train(l, (int64_t)s * GB + r * slice, slice,
                                  global[wi][s] + r * slice * T, global_t[wi][s] + r * slice * T,
-                                 err, sizeof(err)))
+                                 NULL, err, sizeof(err)))
                     CHECK(0, "loader_train: %s", err);
             loader_close(l);
         }
@@ -270,7 +270,8 @@ static void test_world_and_resume(const char *dir, const char *extra) {
         l = open_or_die(&c, r, W);
         int ids[GB * MAXT], targets[GB * MAXT];
         for (int s = 23; s < STEPS; s++) {
-            loader_train(l, (int64_t)s * GB + r * slice, slice, ids, targets, err, sizeof(err));
+            loader_train(l, (int64_t)s * GB + r * slice, slice, ids, targets, NULL, err,
+                         sizeof(err));
             CHECK(!memcmp(ids, global[0][s] + r * slice * T, sizeof(int) * (size_t)(slice * T)) &&
                       !memcmp(targets, global_t[0][s] + r * slice * T,
                               sizeof(int) * (size_t)(slice * T)),
@@ -315,14 +316,14 @@ static void test_synthetic_shards(const char *task_keys) {
     int *u = xmalloc(sizeof(int) * 8 * (size_t)T), *v = xmalloc(sizeof(int) * 8 * (size_t)T);
     int diff = 0;
     for (int64_t p = 0; p < 600; p += 8) {  // three epochs
-        loader_train(a, p, 8, x, y, err, sizeof(err));
-        if (loader_train(b, p, 8, u, v, err, sizeof(err))) CHECK(0, "%s", err);
+        loader_train(a, p, 8, x, y, NULL, err, sizeof(err));
+        if (loader_train(b, p, 8, u, v, NULL, err, sizeof(err))) CHECK(0, "%s", err);
         diff +=
             memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
     }
     for (int64_t e = 0; e < 40; e += 8) {
-        loader_eval(a, EVAL_TEST, e, 8, x, y, NULL, err, sizeof(err));
-        loader_eval(b, EVAL_TEST, e, 8, u, v, NULL, err, sizeof(err));
+        loader_eval(a, EVAL_TEST, e, 8, x, y, NULL, NULL, err, sizeof(err));
+        loader_eval(b, EVAL_TEST, e, 8, u, v, NULL, NULL, err, sizeof(err));
         diff +=
             memcmp(x, u, sizeof(int) * 8 * (size_t)T) || memcmp(y, v, sizeof(int) * 8 * (size_t)T);
     }
@@ -554,7 +555,7 @@ static void test_huge_shard(void) {
         int64_t w = (int64_t)shuffle_index((uint64_t)p, (uint64_t)N, key);
         if (w * T < n - tail) continue;
         found++;
-        if (loader_train(l, p, 1, ids, targets, err, sizeof(err))) {
+        if (loader_train(l, p, 1, ids, targets, NULL, err, sizeof(err))) {
             CHECK(0, "huge shard: %s", err);
             break;
         }

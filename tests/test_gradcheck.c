@@ -299,12 +299,12 @@ static void check_mixer(int row, int gate, int rope, int conv, int pack) {
 // ---- whole model -----------------------------------------------------------------------
 typedef struct {
     Model_f64 *m;
-    const int *ids, *targets;
+    const int *ids, *targets, *pos;  // pos: packed rows, or NULL
 } ModelCase;
 
 static double model_loss_v(void *p) {
     ModelCase *c = p;
-    ForwardStats st = model_forward_f64(c->m, c->ids, c->targets, 1.0);
+    ForwardStats st = model_forward_packed_f64(c->m, c->ids, c->targets, c->pos, 1.0);
     return st.loss_sum;
 }
 
@@ -346,7 +346,9 @@ static void check_model_config(const char *label, ModelConfig cfg) {
                                                         (uint64_t)cfg.vocab_size);
     }
     model_set_batch_f64(&m, B, T);
-    ModelCase c = {&m, ids, targets};
+    // "-packed" models: rows of 3+2+1 and 4+2 examples (positions restart at each)
+    static const int pos[12] = {0, 1, 2, 0, 1, 0, 0, 1, 2, 3, 0, 1};
+    ModelCase c = {&m, ids, targets, strstr(label, "-packed") ? pos : NULL};
     model_loss_v(&c);
     model_zero_grad_f64(&m);
     FinalHook hook = {&m, malloc(sizeof(double) * m.n_params), m.n_params, 0, 0};
@@ -371,6 +373,22 @@ static void check_model_config(const char *label, ModelConfig cfg) {
                   model_loss_v, &c);
     }
     free(analytic);
+    if (c.pos) {  // each example alone (B = 1, T = its length) scores what it scores packed
+        model_forward_packed_f64(&m, ids, targets, pos, 1.0);
+        double packed_losses[12], worst = 0;
+        memcpy(packed_losses, m.losses, sizeof(packed_losses));
+        for (int start = 0, end; start < N; start = end) {
+            for (end = start + 1; end < N && end % T && pos[end]; end++) continue;
+            model_set_batch_f64(&m, 1, end - start);
+            model_forward_f64(&m, ids + start, targets + start, 1.0);
+            for (int i = start; i < end; i++)
+                worst = fmax(worst, fabs(m.losses[i - start] - packed_losses[i]));
+        }
+        int ok = worst <= 1e-12;
+        printf("%-4s model %s packed == separate: worst |loss diff| %.2e\n", ok ? "ok" : "FAIL",
+               label, worst);
+        failures += !ok;
+    }
     model_free_f64(&m);
 }
 
@@ -426,6 +444,11 @@ int main(void) {
     check_model("linear-positions", "model.mixer=linear model.pos_embedding=true mixer.chunk=3");
     check_model("softmax-nomlp", "model.mixer=softmax model.mlp=none");
     check_model("softmax-nomlp-lm", "model.mixer=softmax model.mlp=none");
+    check_model("softmax-positions-conv-packed",
+                "model.mixer=softmax model.pos_embedding=true mixer.conv_kernel=3");
+    check_model("hybrid-gdn-mamba2-packed",
+                "model.n_layers=2 model.mixer=gated_deltanet,mamba2 model.d_model=8 "
+                "model.rope=off mixer.chunk=2");
     // The PyTorch-matching options (docs/pytorch-port.md): LayerNorm with biases, biased
     // linears, PyTorch's initialisation and decay on every tensor, alone and together.
     check_model("layernorm", "model.mixer=linear model.norm=layernorm mixer.chunk=3");

@@ -1,11 +1,13 @@
 // The state-tracking tasks and index copy hold their definitions (docs/tasks.md): every label
 // is recomputed here by an independent route (unranked permutations composed by hand, the
 // expression evaluated products-first from its token list), lengths follow the train/test
-// ranges, and padding is never scored.
+// ranges, and padding is never scored. Packed rows (data.pack) hold whole examples in stream
+// order, as many as fit, whatever the slicing of the rows.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../data/loader.h"
 #include "../data/synthetic.h"
 #include "../data/tasks_state.h"
 #include "../src/data_config.h"
@@ -104,6 +106,89 @@ static void check_word_problem(const char *group, int n, int even_only, int gene
     else
         CHECK(distinct == (even_only ? 60 : 120) || n != 5, "%s: %d distinct first elements", group,
               distinct);
+}
+
+// data.pack on task_keys: each row is the next stream examples, whole and in order, as many as
+// fit (the next one would not), then padding as its own segment; an epoch's rows are the fewest
+// that hold its examples; rows read one at a time, backwards, from a fresh loader, on another
+// rank, are the same rows; the held-out rows hold every example once with its length bucket.
+static void test_packed(const char *task_keys) {
+    enum { PT = 48, NTRAIN = 300, NTEST = 101 };
+    Config c;
+    config_defaults(&c);
+    char buf[512], err[512];
+    snprintf(buf, sizeof(buf),
+             "%s data.pack=true data.seq_len=48 data.min_len=1 data.max_len=20 "
+             "data.test_min_len=21 data.test_max_len=40 data.train_examples=300 "
+             "data.test_examples=101 seed=3",
+             task_keys);
+    for (char *save = NULL, *kv = strtok_r(buf, " ", &save); kv; kv = strtok_r(NULL, " ", &save))
+        CHECK(config_override(&c, kv, err, sizeof(err)) == 0, "%s", err);
+    CHECK(config_validate(&c, 1, err, sizeof(err)) == 0, "packed config rejected: %s", err);
+    DataOptions o = data_options_from_config(&c);
+    Loader *l = loader_open(&o, 0, 1, err, sizeof(err)), *fresh = loader_open(&o, 1, 2, err, 64);
+    Task task = task_from_options(&o);
+    Sampler smp;
+    sampler_init(&smp, &task);
+    CHECK(loader_packed(l), "%s: not packed", task_keys);
+    for (int split = 0; split <= 1; split++) {
+        int64_t rows = split ? loader_eval_size(l, EVAL_TEST) : loader_train_size(l);
+        int64_t R = split ? rows : 3 * rows + 5, n = split ? NTEST : NTRAIN;
+        int *ids = malloc(sizeof(int) * 4 * R * PT), *tg = ids + R * PT, *lv = tg + R * PT;
+        int *pos = lv + R * PT, e_ids[PT], e_tg[PT], e_lv[PT], row[4][PT];
+        if (split)
+            loader_eval(l, EVAL_TEST, 0, R, ids, tg, lv, pos, err, sizeof(err));
+        else
+            loader_train(l, 0, R, ids, tg, pos, err, sizeof(err));
+        int64_t p = 0, bad = 0, at_epoch = -1;
+        for (int64_t r = 0; r < R; r++) {
+            if (r == rows) at_epoch = p;
+            const int *I = ids + r * PT, *Y = tg + r * PT, *L = lv + r * PT, *P = pos + r * PT;
+            int at = 0;
+            for (;; p++) {
+                if (split && p == n) break;
+                int64_t e = split ? p : sampler_example(&smp, p);
+                int s = split ? SPLIT_TEST : SPLIT_TRAIN, len = task_example_length(&task, s, e);
+                task_example_levels(&task, s, e, e_ids, e_tg, e_lv);
+                int padded = 0;  // the length is where the generated example's padding starts
+                for (int t = len; t < PT; t++) padded |= e_ids[t] != 0 || e_tg[t] >= 0;
+                bad += padded || len < 1 || (len < PT && e_ids[len - 1] == 0);
+                if (at + len > PT) break;  // does not fit: the row ends here
+                for (int t = 0; t < len; t++)
+                    bad += I[at + t] != e_ids[t] || Y[at + t] != e_tg[t] || P[at + t] != t ||
+                           (split && L[at + t] != e_lv[t]);
+                at += len;
+            }
+            for (int t = at; t < PT; t++)  // padding: unscored, its own segment
+                bad += I[t] != 0 || Y[t] >= 0 || P[t] != t - at || (split && L[t] != 0);
+            bad += at == 0 && !(split && p == n);  // every row holds an example
+        }
+        CHECK(!bad, "%s split %d: %lld token(s) off the stream's examples", task_keys, split,
+              (long long)bad);
+        if (split) {
+            CHECK(p == n, "%s: the test rows hold %lld of %d examples", task_keys, (long long)p,
+                  NTEST);
+        } else {
+            // the epoch's rows hold its examples; one row fewer would not
+            CHECK(at_epoch >= n, "%s: an epoch's %lld rows hold %lld of %d examples", task_keys,
+                  (long long)rows, (long long)at_epoch, NTRAIN);
+            CHECK(rows > 1 && rows < NTRAIN, "%s: %lld rows for %d examples", task_keys,
+                  (long long)rows, NTRAIN);
+            int64_t diffs = 0;  // single rows, backwards, from another loader (rank 1 of 2)
+            for (int64_t r = R - 1; r >= 0; r -= 7) {
+                loader_train(fresh, r, 1, row[0], row[1], row[2], err, sizeof(err));
+                for (int t = 0; t < PT; t++)
+                    diffs += row[0][t] != ids[r * PT + t] || row[1][t] != tg[r * PT + t] ||
+                             row[2][t] != pos[r * PT + t];
+            }
+            CHECK(!diffs, "%s: rows read singly differ in %lld token(s)", task_keys,
+                  (long long)diffs);
+        }
+        free(ids);
+    }
+    sampler_free(&smp);
+    loader_close(l), loader_close(fresh);
+    printf("ok   packed rows: %s\n", task_keys);
 }
 
 int main(void) {
@@ -206,6 +291,9 @@ int main(void) {
         for (int p = 9; p < 32; p++) ok &= ids[p] >= 17 && ids[p] < 25 && tg[p] == ids[ids[p] - 17];
         CHECK(ok, "index_copy example %d", e);
     }
+    test_packed("data.task=parity");
+    test_packed("data.task=modular_arithmetic");
+    test_packed("data.task=word_problem data.group=S5");
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
 }
