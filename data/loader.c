@@ -72,11 +72,8 @@ static int64_t pack_row_first(Loader *l, Packer *pk, int64_t row) {
 static void packer_init(Loader *l, Packer *pk, int split, int64_t n) {
     memset(pk, 0, sizeof(*pk));
     pk->split = split, pk->n = n;
-    if (n <= 0) return;
     // Rows that hold positions [0, n): walked once (a draw per example).
-    Packer walk = *pk;
-    if (split == SPLIT_TRAIN) walk.n = n;  // the first epoch's positions
-    for (int64_t p = 0; p < n; pk->rows++) p = pack_row_end(l, &walk, p);
+    for (int64_t p = 0; p < n; pk->rows++) p = pack_row_end(l, pk, p);
     if (split == SPLIT_TRAIN) pk->n = 0;  // training positions run on across epochs
 }
 

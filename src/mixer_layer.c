@@ -21,17 +21,33 @@ typedef struct {
     int rope, gate, K;
 } MixerLayout;
 
-// The core's saved activations of segment i (B = 1, T = len) sit at the sum of the earlier
-// segments' sizes: an op's saved size need not be linear in T (per-chunk states).
-static size_t segment_saved(const ModelConfig *cfg, int layer, const Op *core, int len) {
-    size_t in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
-    OpShape s = mixer_core_shape(cfg, layer, 1, len);
-    core->sizes(&s, in, out, &saved);
-    return saved;
-}
-
 static int packed(const Segments *seg) {
     return seg && seg->n > 0;
+}
+
+// Call i of the layer's per-sequence ops (convolution, rotary, core): the whole [B, T] in one
+// call, or packed segment i (B = 1, T = its length), starting at token row t0 of [B*T].
+typedef struct {
+    size_t t0;
+    int B, T;
+} Span;
+
+static int n_spans(const Segments *seg) {
+    return packed(seg) ? seg->n : 1;
+}
+
+static Span span(const Segments *seg, int B, int T, int i) {
+    if (!packed(seg)) return (Span){0, B, T};
+    return (Span){(size_t)seg->row[i] * T + seg->start[i], 1, seg->len[i]};
+}
+
+// The core's saved activations of a span; the spans' blocks sit one after another (an op's
+// saved size need not be linear in T: per-chunk states).
+static size_t span_saved(const ModelConfig *cfg, int layer, const Op *core, Span sp) {
+    size_t in[OP_MAX_IO], out[OP_MAX_IO], saved = 0;
+    OpShape s = mixer_core_shape(cfg, layer, sp.B, sp.T);
+    core->sizes(&s, in, out, &saved);
+    return saved;
 }
 
 // k: the backend whose core op runs (its saved activations may differ from the CPU one's).
@@ -45,7 +61,8 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     l.core->sizes(&l.shape, in, out, &saved);
     if (packed(seg)) {
         saved = 0;
-        for (int i = 0; i < seg->n; i++) saved += segment_saved(cfg, layer, l.core, seg->len[i]);
+        for (int i = 0; i < seg->n; i++)
+            saved += span_saved(cfg, layer, l.core, span(seg, B, T, i));
     }
     l.slot = mixer_slots(cfg, layer);
     l.rope = cfg->rope[layer];
@@ -143,11 +160,6 @@ int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B,
     return 1 + cpu_core->aux(&shape, inputs, out + 1);
 }
 
-// Where segment i starts in [B*T] token rows.
-static size_t seg_token(const Segments *seg, int T, int i) {
-    return (size_t)seg->row[i] * T + seg->start[i];
-}
-
 void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                       const Segments *seg, real *y, const real *x, real *const *w, real *acts) {
     MixerLayout l = layout(cfg, layer, k, B, T, seg);
@@ -155,43 +167,37 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
     real *qkv = acts + l.qkv, *core_in = qkv, *core_out = acts + l.core_out, *readout = core_out;
     k->matmul_forward(qkv, x, w[l.slot.wqkv], N, C, W);
     if (l.slot.bqkv >= 0) k->bias_forward(qkv, w[l.slot.bqkv], N, W);
-    // One call over [B, T], or per segment (B = 1, T = len) on its rows of the same buffers.
-    int n_calls = packed(seg) ? seg->n : 1;
+    // Per span (one over [B, T], or one per packed example), on its rows of the same buffers.
     if (l.K) {
-        for (int i = 0; i < n_calls; i++) {
-            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
-            k->conv_causal_forward(acts + l.qkv_conv + t0, core_in + t0, w[l.slot.wconv],
-                                   packed(seg) ? 1 : B, packed(seg) ? seg->len[i] : T, W, l.K);
+        for (int i = 0; i < n_spans(seg); i++) {
+            Span sp = span(seg, B, T, i);
+            k->conv_causal_forward(acts + l.qkv_conv + sp.t0 * W, core_in + sp.t0 * W,
+                                   w[l.slot.wconv], sp.B, sp.T, W, l.K);
         }
         core_in = acts + l.qkv_conv;
     }
     if (l.rope) {
-        for (int i = 0; i < n_calls; i++) {
-            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
-            k->rope_forward(acts + l.qkv_rot + t0, core_in + t0, packed(seg) ? 1 : B,
-                            packed(seg) ? seg->len[i] : T, C, cfg->n_heads, cfg->rope_base);
+        for (int i = 0; i < n_spans(seg); i++) {
+            Span sp = span(seg, B, T, i);
+            k->rope_forward(acts + l.qkv_rot + sp.t0 * W, core_in + sp.t0 * W, sp.B, sp.T, C,
+                            cfg->n_heads, cfg->rope_base);
         }
         core_in = acts + l.qkv_rot;
     }
     if (E) k->matmul_forward(acts + l.xproj, x, w[l.slot.wx], N, C, E);
     const real *inputs[OP_MAX_IO];
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
-    if (!packed(seg)) {
-        real *outputs[1] = {core_out};
-        l.core->forward(&l.shape, inputs, outputs, acts + l.core_saved);
-    } else {
-        size_t saved_at = l.core_saved;
-        for (int i = 0; i < seg->n; i++) {
-            OpShape s = mixer_core_shape(cfg, layer, 1, seg->len[i]);
-            size_t t0 = seg_token(seg, T, i);
-            const real *seg_inputs[OP_MAX_IO];
-            memcpy(seg_inputs, inputs, sizeof(inputs));
-            seg_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + t0 * W;
-            if (E) seg_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + t0 * E;
-            real *outputs[1] = {core_out + t0 * O};
-            l.core->forward(&s, seg_inputs, outputs, acts + saved_at);
-            saved_at += segment_saved(cfg, layer, l.core, seg->len[i]);
-        }
+    size_t saved_at = l.core_saved;
+    for (int i = 0; i < n_spans(seg); i++) {
+        Span sp = span(seg, B, T, i);
+        OpShape s = mixer_core_shape(cfg, layer, sp.B, sp.T);
+        const real *span_inputs[OP_MAX_IO];
+        memcpy(span_inputs, inputs, sizeof(inputs));
+        span_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + sp.t0 * W;
+        if (E) span_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + sp.t0 * E;
+        real *outputs[1] = {core_out + sp.t0 * O};
+        l.core->forward(&s, span_inputs, outputs, acts + saved_at);
+        saved_at += span_saved(cfg, layer, l.core, sp);
     }
     if (l.gate) {
         k->matmul_forward(acts + l.gate_pre, x, w[l.slot.wg], N, C, O);
@@ -229,49 +235,41 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
     core_inputs(&l, core_in, acts + l.xproj, w, inputs);
     real *dinputs[OP_MAX_IO] = {dcore_in, E ? dxproj : NULL};
     for (int i = 0; i < l.slot.n_core; i++) dinputs[CORE_IN_PARAMS + i] = dw[l.slot.core + i];
-    if (!packed(seg)) {
-        const real *core_outputs[1] = {core_out};
-        const real *core_douts[1] = {dcore};
-        l.core->backward(&l.shape, inputs, core_outputs, acts + l.core_saved, core_douts, dinputs);
-    } else {  // the parameter gradients accumulate over the segments' calls
-        size_t saved_at = l.core_saved;
-        for (int i = 0; i < seg->n; i++) {
-            OpShape s = mixer_core_shape(cfg, layer, 1, seg->len[i]);
-            size_t t0 = seg_token(seg, T, i);
-            const real *seg_inputs[OP_MAX_IO];
-            real *seg_dinputs[OP_MAX_IO];
-            memcpy(seg_inputs, inputs, sizeof(inputs));
-            memcpy(seg_dinputs, dinputs, sizeof(dinputs));
-            seg_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + t0 * W;
-            seg_dinputs[CORE_IN_QKV] = dcore_in + t0 * W;
-            if (E) {
-                seg_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + t0 * E;
-                seg_dinputs[CORE_IN_XPROJ] = dxproj + t0 * E;
-            }
-            const real *core_outputs[1] = {core_out + t0 * O};
-            const real *core_douts[1] = {dcore + t0 * O};
-            l.core->backward(&s, seg_inputs, core_outputs, acts + saved_at, core_douts,
-                             seg_dinputs);
-            saved_at += segment_saved(cfg, layer, l.core, seg->len[i]);
+    size_t saved_at = l.core_saved;  // the parameter gradients accumulate over the spans
+    for (int i = 0; i < n_spans(seg); i++) {
+        Span sp = span(seg, B, T, i);
+        OpShape s = mixer_core_shape(cfg, layer, sp.B, sp.T);
+        const real *span_inputs[OP_MAX_IO];
+        real *span_dinputs[OP_MAX_IO];
+        memcpy(span_inputs, inputs, sizeof(inputs));
+        memcpy(span_dinputs, dinputs, sizeof(dinputs));
+        span_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + sp.t0 * W;
+        span_dinputs[CORE_IN_QKV] = dcore_in + sp.t0 * W;
+        if (E) {
+            span_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + sp.t0 * E;
+            span_dinputs[CORE_IN_XPROJ] = dxproj + sp.t0 * E;
         }
+        const real *core_outputs[1] = {core_out + sp.t0 * O};
+        const real *core_douts[1] = {dcore + sp.t0 * O};
+        l.core->backward(&s, span_inputs, core_outputs, acts + saved_at, core_douts, span_dinputs);
+        saved_at += span_saved(cfg, layer, l.core, sp);
     }
     if (E) k->matmul_backward(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
     real *dqkv = dcore_in;
-    int n_calls = packed(seg) ? seg->n : 1;
     if (l.rope) {
-        for (int i = 0; i < n_calls; i++) {
-            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
-            k->rope_backward(scratch + l.s_drot + t0, dqkv + t0, packed(seg) ? 1 : B,
-                             packed(seg) ? seg->len[i] : T, C, cfg->n_heads, cfg->rope_base);
+        for (int i = 0; i < n_spans(seg); i++) {
+            Span sp = span(seg, B, T, i);
+            k->rope_backward(scratch + l.s_drot + sp.t0 * W, dqkv + sp.t0 * W, sp.B, sp.T, C,
+                             cfg->n_heads, cfg->rope_base);
         }
         dqkv = scratch + l.s_drot;
     }
     if (l.K) {
-        for (int i = 0; i < n_calls; i++) {
-            size_t t0 = packed(seg) ? seg_token(seg, T, i) * W : 0;
-            k->conv_causal_backward(scratch + l.s_dconv + t0, dw[l.slot.wconv], dqkv + t0, qkv + t0,
-                                    w[l.slot.wconv], packed(seg) ? 1 : B,
-                                    packed(seg) ? seg->len[i] : T, W, l.K);
+        for (int i = 0; i < n_spans(seg); i++) {
+            Span sp = span(seg, B, T, i);
+            k->conv_causal_backward(scratch + l.s_dconv + sp.t0 * W, dw[l.slot.wconv],
+                                    dqkv + sp.t0 * W, qkv + sp.t0 * W, w[l.slot.wconv], sp.B, sp.T,
+                                    W, l.K);
         }
         dqkv = scratch + l.s_dconv;
     }
