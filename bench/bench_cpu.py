@@ -74,12 +74,21 @@ if ARGS:
     # PyTorch's OpenMP threads spin between ops by default; passive waiting is what the issue
     # measured with, and what a shared 2-core machine needs (madtrain's env stays untouched).
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    # Debian's OpenBLAS 0.3.21 does not recognise recent CPUs and falls back to its SSE3 kernels;
+    # madtrain re-executes itself with the kernels the CPU supports (src/util.c). PyTorch here
+    # calls GEMMs through the same OpenBLAS, so it gets the kernels madtrain chose: a difference
+    # in BLAS build must not pass for a difference in the trainers.
+    if ARGS.madtrain != "none" and "OPENBLAS_CORETYPE" not in os.environ:
+        out = subprocess.run([ARGS.madtrain, "--version"], capture_output=True, text=True).stdout
+        core = out.split("OpenBLAS kernels ")[1].split(")")[0] if "OpenBLAS kernels " in out else ""
+        if core and " " not in core:
+            os.environ["OPENBLAS_CORETYPE"] = core
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY")  # shown in the header
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")  # shown in the header
 
 # madtrain's defaults that affect the work per step; PyTorch mirrors them so that both
 # sides do the same arithmetic (clipping costs a pass over all gradients).
@@ -277,7 +286,7 @@ def main():
     print(f"#   torch    : {torch.__version__}")
     print(f"#   machine  : {cfg['cpu']}, {os.cpu_count()} CPUs")
     print("#   env      : " + " ".join(f"{k}={MADTRAIN_ENV.get(k, '(unset)')}" for k in THREAD_ENV)
-          + f" (PyTorch: OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})")
+          + " (PyTorch: " + " ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in THREAD_ENV) + ")")
     print(f"#   madtrain : {a.madtrain if run_mt else '(skipped)'}")
     # Spinning OpenMP/OpenBLAS threads collapse when other work shares the cores, so a
     # busy machine can make either side many times slower; say so next to the numbers.

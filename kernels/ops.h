@@ -81,7 +81,7 @@ typedef struct {
 // How `madtrain report` turns a figure into a column: every figure whose name is `key`, or
 // starts with `key` followed by '_' (families such as offdiag_energy_depth_1..J), over all
 // layers of a run, reduced by `reduce`.
-typedef enum { AUX_SUM, AUX_MEAN, AUX_LAST } AuxReduce;
+typedef enum { AUX_SUM, AUX_MEAN, AUX_LAST, AUX_MAX } AuxReduce;
 typedef struct {
     const char *key;  // NULL ends the list
     AuxReduce reduce;

@@ -50,6 +50,7 @@ static int usage_error(Comm *comm, const char *msg) {
 }
 
 int main(int argc, char **argv) {
+    blas_pick_kernels(argv);
     h5_process_init();
     Comm comm;
     comm_init(&comm, &argc, &argv);
@@ -108,7 +109,8 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(argv[i], "--version")) {
-            if (!comm.rank) printf("madtrain %s\n", MADTRAIN_VERSION);
+            if (!comm.rank)
+                printf("madtrain %s (OpenBLAS kernels %s)\n", MADTRAIN_VERSION, blas_kernels());
             comm_finalize(&comm);
             return 0;
         }

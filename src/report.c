@@ -89,8 +89,8 @@ static void build_columns(void) {
 
 // Every numeric "name":value field of a flat JSON line whose name is col->key or starts with
 // col->key and '_' (an indexed family), into the column's running sum, count and last value.
-static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *count,
-                       double *last) {
+static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *count, double *last,
+                       double *max) {
     size_t kn = strlen(col->key);
     for (const char *p = strchr(line, '"'); p; p = strchr(p + 1, '"')) {
         const char *name = p + 1, *q = strchr(name, '"');
@@ -100,7 +100,7 @@ static void aux_fields(const char *line, const OpAuxCol *col, double *sum, int *
             (n == kn || name[kn] == '_')) {
             char *end;
             double v = strtod(q + 2, &end);
-            if (end != q + 2) *sum += v, (*count)++, *last = v;
+            if (end != q + 2) *sum += v, (*count)++, *last = v, *max = v > *max ? v : *max;
         }
         p = q;
     }
@@ -153,7 +153,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     }
     char line[8192], event[32], split[32];
     double v, best_val = NAN, best_any = NAN, nonfinite = 0;
-    double aux_sum[N_COLS] = {0}, aux_last[N_COLS];
+    double aux_sum[N_COLS] = {0}, aux_last[N_COLS], aux_max[N_COLS];
+    for (int c = 0; c < N_COLS; c++) aux_max[c] = -INFINITY;
     int aux_count[N_COLS] = {0};
     while (fgets(line, sizeof(line), f)) {
         if (!json_str(line, "event", event, sizeof(event))) continue;
@@ -177,7 +178,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             if (json_num(line, "nonfinite", &v)) nonfinite += v;
             for (int c = N_FIXED_COLS; c < N_COLS; c++)
                 if (AUX_COLS[c])
-                    aux_fields(line, AUX_COLS[c], &aux_sum[c], &aux_count[c], &aux_last[c]);
+                    aux_fields(line, AUX_COLS[c], &aux_sum[c], &aux_count[c], &aux_last[c],
+                               &aux_max[c]);
         } else if (!strcmp(event, "summary")) {
             if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
             if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
@@ -196,6 +198,7 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
         if (AUX_COLS[c] && aux_count[c])
             r->col[c] = AUX_COLS[c]->reduce == AUX_SUM    ? aux_sum[c]
                         : AUX_COLS[c]->reduce == AUX_MEAN ? aux_sum[c] / aux_count[c]
+                        : AUX_COLS[c]->reduce == AUX_MAX  ? aux_max[c]
                                                           : aux_last[c];
     if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
         r->col[COL_EPOCHS] =

@@ -91,6 +91,30 @@ typedef struct {
 
 typedef enum { STEP_DONE, STEP_STOP, STEP_FAILED } StepOutcome;
 
+// Where a non-finite step came from, when the forward made it: the first layer whose mixer
+// input or output holds NaN/Inf on any rank (an oscillator whose state overflowed, a decay
+// that underflowed to 0/0), as " (first in layer L's mixer, NAME: N non-finite values)", or ""
+// when every mixer's values were finite (the loss or the backward then made it). Called on
+// every rank alike (the gradient norm that sends us here is the same on all ranks).
+static void nonfinite_layer(Model_f32 *m, Comm *comm, char *where, size_t n) {
+    int L = m->cfg.n_layers;
+    double *bad = calloc((size_t)L, sizeof(double));
+    for (int l = 0; l < L; l++) {
+        OpAux aux[OP_MAX_AUX + 1];
+        model_layer_aux_f32(m, l, aux);  // aux[0]: the layer's non-finite count
+        bad[l] = aux[0].value;
+    }
+    comm_allreduce_sum_f64(comm, bad, (size_t)L);
+    where[0] = '\0';
+    for (int l = 0; l < L; l++)
+        if (bad[l] > 0) {
+            snprintf(where, n, " (first in layer %d's mixer, %s: %.0f non-finite values)", l,
+                     OPS_f32[m->cfg.mixer[l]]->name, bad[l]);
+            break;
+        }
+    free(bad);
+}
+
 // Optimizer step `step` (0-based) on this rank's slice of global batch `step`.
 static StepOutcome train_step(Trainer *t, int64_t step) {
     Run *run = t->run;
@@ -148,9 +172,11 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
                      cfg->schedule == SCHEDULE_COSINE);
     if (!isfinite(norm)) {
         run->st.skipped_steps++;
+        char where[160];
+        nonfinite_layer(model, comm, where, sizeof(where));
         if (!comm->rank) {
-            printf("step %lld: non-finite gradient, step skipped (%lld in a row)\n",
-                   (long long)step + 1, (long long)t->bad_in_row + 1);
+            printf("step %lld: non-finite gradient, step skipped (%lld in a row)%s\n",
+                   (long long)step + 1, (long long)t->bad_in_row + 1, where);
             jsonl(t->lg, "{\"event\":\"skipped\",\"step\":%lld}", (long long)step + 1);
         }
         if (++t->bad_in_row >= cfg->max_bad_steps) {
@@ -161,8 +187,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
                 if (!comm->rank)
                     fprintf(stderr,
                             "madtrain: error: %lld non-finite steps in a row (train.max_bad_steps)"
-                            " at step %lld; stopping\n",
-                            (long long)t->bad_in_row, (long long)step + 1);
+                            " at step %lld%s; stopping\n",
+                            (long long)t->bad_in_row, (long long)step + 1, where);
                 run->st.step = step + 1;
                 return STEP_FAILED;
             }

@@ -31,7 +31,7 @@ int select_backend(const Config *cfg, Comm *comm, const Backend_f32 **k, int *gp
             snprintf(err, errlen, "precision: bf16 needs device: cuda (the cpu backend is fp32)");
             return -1;
         }
-        snprintf(describe, dn, "device cpu");
+        snprintf(describe, dn, "device cpu (OpenBLAS kernels %s)", blas_kernels());
         return 0;
     }
 #ifndef MT_WITH_CUDA

@@ -5,3 +5,9 @@
 #include "../data/util.h"
 
 void format_duration(double seconds, char *out, size_t n);
+
+// The kernel set OpenBLAS runs ("Cooperlake", "Haswell", ...), for logs and benchmarks.
+const char *blas_kernels(void);
+// Re-executes the program once with OPENBLAS_CORETYPE set when OpenBLAS did not recognise the
+// CPU and fell back to its SSE3 kernels (see util.c); call first thing in main.
+void blas_pick_kernels(char **argv);

@@ -11,6 +11,18 @@ rm -rf "$work"; mkdir -p "$work"
 "$madtrain" bench --shapes e008 --mixers softmax,linear --steps 2 --warmup 1 device=cpu \
   --out "$work/bench.jsonl" | tee "$work/bench.txt"
 grep -q "measured GEMM peak" "$work/bench.txt"
+# OpenBLAS's kernels (src/util.c): on a CPU with AVX2 madtrain must not run the SSE3 fallback
+# that OpenBLAS 0.3.21 picks for CPUs it does not know; a user's OPENBLAS_CORETYPE is kept.
+kernels=$("$MADTRAIN_BIN" --version | sed -n 's/.*(OpenBLAS kernels \(.*\))$/\1/p')
+[[ -n $kernels ]] || { echo "FAIL: madtrain --version names no OpenBLAS kernels"; exit 1; }
+if grep -qw avx2 /proc/cpuinfo && [[ $kernels == Prescott ]]; then
+  echo "FAIL: the CPU has AVX2 but OpenBLAS runs its Prescott (SSE3) kernels"; exit 1
+fi
+[[ $(OPENBLAS_CORETYPE=Prescott "$MADTRAIN_BIN" --version) == *"kernels Prescott)" ]] \
+  || { echo "FAIL: OPENBLAS_CORETYPE=Prescott was not kept"; exit 1; }
+grep -q "kernels $kernels" "$work/bench.txt" \
+  || { echo "FAIL: the bench header does not name the kernels ($kernels)"; exit 1; }
+echo "ok: OpenBLAS kernels $kernels (the bench header names them; OPENBLAS_CORETYPE is kept)"
 python3 - "$work/bench.jsonl" "$work/bench.txt" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

@@ -66,22 +66,28 @@ static void m2_decay(const M2Dims *d, real u, real *la, real *sg) {
 static void m2_acts(const M2Dims *d, const real *const *in, int b, int g, M2Acts *a) {
     const real *xbc = in[CORE_IN_QKV], *zdt = in[CORE_IN_XPROJ];
     const real *a_log = in[CORE_IN_PARAMS], *dt_bias = in[CORE_IN_PARAMS + 1];
-    int hpg = d->H / d->G;
+    int hpg = d->H / d->G, N = d->N, P = d->P;
+    // The activations in contiguous runs (vectorised silu), then the per-token scalars.
     for (int t = 0; t < d->T; t++) {
         const real *row = xbc + ((size_t)b * d->T + t) * d->W;
-        for (int n = 0; n < d->N; n++) {
-            a->Bm[(size_t)t * d->N + n] = m2_silu(row[d->d_in + g * d->N + n]);
-            a->Cm[(size_t)t * d->N + n] = m2_silu(row[d->d_in + (d->G + g) * d->N + n]);
-        }
+        const real *rb = row + d->d_in + g * N, *rc = row + d->d_in + (d->G + g) * N;
+        real *Bt = a->Bm + (size_t)t * N, *Ct = a->Cm + (size_t)t * N;
+        for (int n = 0; n < N; n++) Bt[n] = m2_silu(rb[n]);
+        for (int n = 0; n < N; n++) Ct[n] = m2_silu(rc[n]);
         for (int j = 0; j < hpg; j++) {
-            int h = g * hpg + j;
-            for (int p = 0; p < d->P; p++)
-                a->xs[((size_t)j * d->T + t) * d->P + p] = m2_silu(row[h * d->P + p]);
+            const real *rx = row + (g * hpg + j) * P;
+            real *xt = a->xs + ((size_t)j * d->T + t) * P;
+            for (int p = 0; p < P; p++) xt[p] = m2_silu(rx[p]);
+        }
+    }
+    for (int j = 0; j < hpg; j++) {
+        int h = g * hpg + j;
+        real A = exp(a_log[h]);
+        for (int t = 0; t < d->T; t++) {
             real dt = zdt[((size_t)b * d->T + t) * d->E + d->d_in + h] + dt_bias[h];
             real delta = mamba_softplus(dt);
             a->delta[(size_t)j * d->T + t] = delta;
-            m2_decay(d, -delta * exp(a_log[h]), &a->la[(size_t)j * d->T + t],
-                     &a->sg[(size_t)j * d->T + t]);
+            m2_decay(d, -delta * A, &a->la[(size_t)j * d->T + t], &a->sg[(size_t)j * d->T + t]);
         }
     }
 }
@@ -134,11 +140,12 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
                 // Intra-chunk: cb = (C B^T) (.) exp(cum_r - cum_s), s <= r; y += cb (Delta x).
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, N, 1, Cc, N, Bc, N, 0,
                            cb, L);
-                for (int r = 0; r < len; r++)
-                    for (int s2 = 0; s2 < len; s2++)
-                        cb[r * L + s2] =
-                            s2 <= r ? cb[r * L + s2] * csg[r] * csg[s2] * vexp(cum[r] - cum[s2])
-                                    : 0;
+                for (int r = 0; r < len; r++) {  // split at the diagonal so both halves vectorise
+                    real *row = cb + (size_t)r * L, cr = cum[r], sr = csg[r];
+                    for (int s2 = 0; s2 <= r; s2++)
+                        row[s2] = row[s2] * sr * csg[s2] * vexp(cr - cum[s2]);
+                    for (int s2 = r + 1; s2 < len; s2++) row[s2] = 0;
+                }
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, P, len, 1, cb, L, ux, P,
                            1, yc, d->d_in);
                 // Inter-chunk: y_r += exp(cum_r) S^T C_r.
@@ -212,16 +219,20 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
             dz[j] += dg * yr[j] * m2_dsilu(z[j]);
         }
     }
-    // d norm_weight: per channel, the tokens in a fixed order (any thread count, same bits).
+    // d norm_weight: per channel, the tokens in a fixed order (any thread count, same bits),
+    // walked token by token over a block of channels so that the reads are rows, not columns.
+    enum { NW_BLOCK = 16 };
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < d.d_in; c++) {
-        real acc = 0;
-        int g = c / gs;
+    for (int c0 = 0; c0 < d.d_in; c0 += NW_BLOCK) {
+        int nc = d.d_in - c0 < NW_BLOCK ? d.d_in - c0 : NW_BLOCK;
+        real acc[NW_BLOCK] = {0};
         for (size_t tok = 0; tok < NT; tok++) {
-            real gj = y[tok * d.d_in + c] * m2_silu(zdt[tok * d.E + c]);
-            acc += dout[0][tok * d.d_in + c] * gj * rstd[tok * d.G + g];
+            const real *yr = y + tok * d.d_in + c0, *z = zdt + tok * d.E + c0;
+            const real *go = dout[0] + tok * d.d_in + c0;
+            for (int k = 0; k < nc; k++)
+                acc[k] += go[k] * (yr[k] * m2_silu(z[k])) * rstd[tok * d.G + (c0 + k) / gs];
         }
-        din[CORE_IN_PARAMS + 3][c] += acc;
+        for (int k = 0; k < nc; k++) din[CORE_IN_PARAMS + 3][c0 + k] += acc[k];
     }
     // The SSD, chunk by chunk in reverse. Per (batch, head) partials of d a_log, d dt_bias, d D.
     real *part = calloc((size_t)3 * d.B * d.H, sizeof(real));
@@ -238,7 +249,7 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
         real *dcum = malloc(sizeof(real) * L), *wl = malloc(sizeof(real) * L);
         real *M1 = malloc(sizeof(real) * L * L), *M2 = malloc(sizeof(real) * L * L);
         real *tB = malloc(sizeof(real) * L * N), *Ce = malloc(sizeof(real) * L * N);
-        real *csg = malloc(sizeof(real) * L);
+        real *csg = malloc(sizeof(real) * L), *mrow = malloc(sizeof(real) * L);
         for (int j = 0; j < hpg; j++) {
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d.T * P, *la = a.la + (size_t)j * d.T;
@@ -300,13 +311,21 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                            M1, L);
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, len, len, P, 1, dyc, d.d_in, ux,
                            P, 0, M2, L);
-                for (int r = 0; r < len; r++)
-                    for (int s2 = 0; s2 < len; s2++) {
-                        real e2 = s2 <= r ? csg[r] * csg[s2] * vexp(cum[r] - cum[s2]) : 0;
-                        real m1 = e2 * M1[r * L + s2], m = m1 * M2[r * L + s2];
-                        M2[r * L + s2] *= e2, M1[r * L + s2] = m1;
-                        if (s2 < r) dcum[r] += m, dcum[s2] -= m;
+                // Row by row: below the diagonal the products in a vector loop (m kept in mrow),
+                // the decays' sums in a scalar one; the diagonal's e2 is exactly 1, above it 0.
+                for (int r = 0; r < len; r++) {
+                    real *m1r = M1 + (size_t)r * L, *m2r = M2 + (size_t)r * L;
+                    real cr = cum[r], sr = csg[r], acc = 0;
+                    for (int s2 = 0; s2 < r; s2++) {
+                        real e2 = sr * csg[s2] * vexp(cr - cum[s2]);
+                        real m1 = e2 * m1r[s2];
+                        mrow[s2] = m1 * m2r[s2];
+                        m2r[s2] *= e2, m1r[s2] = m1;
                     }
+                    for (int s2 = 0; s2 < r; s2++) acc += mrow[s2], dcum[s2] -= mrow[s2];
+                    dcum[r] += acc;
+                    for (int s2 = r + 1; s2 < len; s2++) m1r[s2] = 0, m2r[s2] = 0;
+                }
                 cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, len, P, len, 1, M1, L, dyc,
                            d.d_in, 1, dux, P);
                 cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, len, N, len, 1, M2, L, Bc, N,
@@ -358,7 +377,7 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
             }
         }
         free(dBm), free(dCm), free(dS), free(cum), free(ux), free(dux), free(dcum), free(wl);
-        free(M1), free(M2), free(tB), free(Ce), free(csg);
+        free(M1), free(M2), free(tB), free(Ce), free(csg), free(mrow);
         m2_acts_free(&a);
     }
     for (int h = 0; h < d.H; h++)
