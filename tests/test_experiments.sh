@@ -2,14 +2,14 @@
 # Every shipped experiment config (launch/configs/experiments/*/) trains for a few steps
 # through launch/run_experiment.sh, and `madtrain report` turns the runs into a table with the
 # figures the experiment asks for (per-level accuracy for E005, HSS energy and memory ratio,
-# feature-map time, NaN/Inf, best validation accuracy). The full runs are benchmarks
+# feature-map time, NaN/Inf, best validation accuracy, E007's oscillator state growth). The full runs are benchmarks
 # (docs/results.md).
 set -uo pipefail
 bin="$1" root="$2" work="$3"
 rm -rf "$work" && mkdir -p "$work"
 fail=0
 check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; fi; }
-for exp in e029 e008 e005; do
+for exp in e029 e008 e005 e007; do
   MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" "$exp" --seeds "1 2" --out "$work/$exp" \
     -- train.epochs=0 train.steps=6 train.eval_every=3 train.log_every=3 data.valid_examples=64 \
     data.test_examples=64 > "$work/$exp.out" 2>&1
@@ -28,6 +28,7 @@ done
 head -1 "$work/e005/table.md" | grep -q 'test acc L3' || { echo "FAIL: e005 table lacks per-level accuracy"; fail=1; }
 head -1 "$work/e005/table.md" | grep -q 'off-diag top-r energy' || { echo "FAIL: e005 table lacks the off-diagonal energy"; fail=1; }
 grep -q '^| hss_r8 | 2 |.* | 0\.3438 | ' "$work/e005/table.md" || { echo "FAIL: e005 HSS memory ratio is not (4*16*16 + 2*64 + 4*64)/4096 = 0.3438"; fail=1; }
+head -1 "$work/e007/table.md" | grep -q 'max |state|' || { echo "FAIL: e007 table lacks the oscillators' state growth"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'feature map ms' || { echo "FAIL: e029 table lacks the feature-map time"; fail=1; }
 head -1 "$work/e029/table.md" | grep -q 'NaN/Inf' || { echo "FAIL: e029 table lacks NaN/Inf"; fail=1; }
 # No NaN is injected here: the count must be exactly 0 in every row of every table that has it.

@@ -68,6 +68,9 @@ typedef struct {
     const real *b_in, *pre, *b_om, *b_ze;  // input 0 [B,T,W], input 1 [B,T,2m], biases [m]
     real *out, *din, *dpre;
     const real *dout;
+    // Each step's M [B, T, m, 4] and, for backward, dM/d(om_pre) and dM/d(ze_pre) [B, T, m, 8],
+    // computed once per call (the scan reads a step two or three times).
+    real *mt, *dmt;
 } OgCtx;
 
 static void og_pre(const OgCtx *x, int b, int j, int t, real *om, real *ze) {
@@ -75,13 +78,29 @@ static void og_pre(const OgCtx *x, int b, int j, int t, real *om, real *ze) {
     *om = p[j] + x->b_om[j], *ze = p[x->d.m + j] + x->b_ze[j];
 }
 
+// Fills x->mt (and x->dmt when it is not NULL) for every (batch, token, oscillator).
+static void og_precompute(OgCtx *x) {
+    size_t NT = (size_t)x->d.B * x->d.T;
+    int m = x->d.m;
+#pragma omp parallel for schedule(static)
+    for (size_t tok = 0; tok < NT; tok++)
+        for (int j = 0; j < m; j++) {
+            real om, ze, d1[4], d2[4];
+            og_pre(x, (int)(tok / x->d.T), j, (int)(tok % x->d.T), &om, &ze);
+            og_step(x->mve, (real)x->d.dt, om, ze, x->mt + (tok * m + j) * 4, d1, d2);
+            if (x->dmt) {
+                memcpy(x->dmt + (tok * m + j) * 8, d1, sizeof(d1));
+                memcpy(x->dmt + (tok * m + j) * 8 + 4, d2, sizeof(d2));
+            }
+        }
+}
+
 static void og_fill(const void *vc, int b, int j, int t0, int len, OscStep *st) {
     const OgCtx *x = vc;
     for (int r = 0; r < len; r++) {
-        real om, ze, d1[4], d2[4];
-        og_pre(x, b, j, t0 + r, &om, &ze);
-        og_step(x->mve, (real)x->d.dt, om, ze, st[r].m, d1, d2);
-        const real *u = x->b_in + ((size_t)b * x->d.T + t0 + r) * x->d.W;
+        size_t tok = (size_t)b * x->d.T + t0 + r;
+        memcpy(st[r].m, x->mt + (tok * x->d.m + j) * 4, sizeof(real) * 4);
+        const real *u = x->b_in + tok * x->d.W;
         st[r].f[0] = u[j], st[r].f[1] = u[x->d.m + j];
     }
 }
@@ -110,9 +129,7 @@ static void og_chain(const void *vc, int b, int j, int t0, int len, const OscSte
     const OgCtx *x = vc;
     for (int r = 0; r < len; r++) {
         int t = t0 + r;
-        real om, ze, m[4], d1[4], d2[4];
-        og_pre(x, b, j, t, &om, &ze);
-        og_step(x->mve, (real)x->d.dt, om, ze, m, d1, d2);
+        const real *d1 = x->dmt + (((size_t)b * x->d.T + t) * x->d.m + j) * 8, *d2 = d1 + 4;
         real g0 = g[2 * r], g1 = g[2 * r + 1], s0 = sp[2 * r], s1 = sp[2 * r + 1];
         real G[4] = {g0 * s0, g0 * s1, g1 * s0, g1 * s1}, dom = 0, dze = 0;
         for (int i = 0; i < 4; i++) dom += G[i] * d1[i], dze += G[i] * d2[i];
@@ -151,8 +168,11 @@ static void og_forward(const OpShape *s, int mve, const real *const *in, real *c
                        real *sv) {
     OgCtx x = og_ctx(s, mve, in);
     x.out = out[0];
+    x.mt = malloc(sizeof(real) * (size_t)x.d.B * x.d.T * x.d.m * 4 + 1);
+    og_precompute(&x);
     OscScan o = og_scan(&x);
     osc_forward(&o, sv);
+    free(x.mt);
     for (size_t tok = 0; tok < (size_t)x.d.B * x.d.T; tok++)  // u through to W_o's skip D
         memcpy(out[0] + tok * x.d.W + 2 * x.d.m, in[CORE_IN_QKV] + tok * x.d.W + 2 * x.d.m,
                sizeof(real) * x.d.C);
@@ -162,10 +182,14 @@ static void og_backward(const OpShape *s, int mve, const real *const *in, const 
                         const real *const *dout, real *const *din) {
     OgCtx x = og_ctx(s, mve, in);
     x.din = din[CORE_IN_QKV], x.dpre = din[CORE_IN_XPROJ], x.dout = dout[0];
-    OscScan o = og_scan(&x);
     OscDims d = x.d;
-    real *part = malloc(sizeof(real) * (size_t)d.B * d.m * d.nc * 2);
+    x.mt = malloc(sizeof(real) * (size_t)d.B * d.T * d.m * 4 + 1);
+    x.dmt = malloc(sizeof(real) * (size_t)d.B * d.T * d.m * 8 + 1);
+    og_precompute(&x);
+    OscScan o = og_scan(&x);
+    real *part = malloc(sizeof(real) * (size_t)d.B * d.m * d.nc * 2 + 1);
     osc_backward(&o, sv, part);
+    free(x.mt), free(x.dmt);
     for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
         for (int c = 0; c < d.C; c++)
             din[CORE_IN_QKV][tok * d.W + 2 * d.m + c] += dout[0][tok * d.W + 2 * d.m + c];
