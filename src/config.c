@@ -185,6 +185,9 @@ static const ConfigKey CONFIG_KEYS[] = {
         "testing: poison the gradient at this step"),
     INT("debug.nan_count", "1", 1, 9.2e18, debug_nan_count,
         "testing: poison this many steps in a row"),
+    STR("debug.inf_param", "", debug_inf_param,
+        "testing: from step debug.nan_at_step on, set this parameter tensor's first element to "
+        "+Inf instead of poisoning the gradient (the forward then overflows in its layer)"),
     INT("debug.stop_at_step", "0", 0, 9.2e18, debug_stop_at_step,
         "testing: act as if SIGUSR1 arrived after this many steps"),
     INT("debug.file_size_limit", "0", 0, 9.2e18, debug_file_size_limit,

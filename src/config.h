@@ -59,6 +59,7 @@ typedef struct {
     int64_t debug_nan_at_step, debug_nan_count, debug_fail_at_step, debug_fail_rank;
     int64_t debug_diverge_at_step, debug_stop_at_step, debug_file_size_limit;
     int debug_host_mirrors;
+    char debug_inf_param[128];
     // cpu
     int64_t threads;
     // device and communication

@@ -2,6 +2,7 @@
 // request at a given step and a file-size limit, so tests can drive every recovery path
 // (tests/test_checkpoint.sh, docs/checkpoints.md "Faults") without real hardware faults.
 #include <math.h>
+#include <string.h>
 #include <sys/resource.h>
 
 #include "train_internal.h"
@@ -25,6 +26,22 @@ int fault_stop_at_step(const Config *cfg, int64_t step) {
 }
 
 void fault_nan_gradient(const Config *cfg, Comm *comm, Run *r, int64_t step) {
+    if (cfg->debug_inf_param[0]) {
+        // An overflowing layer, not a poisoned gradient: the named tensor's first element goes to
+        // +Inf on every rank from debug.nan_at_step on, so every later forward is non-finite
+        // from that layer's mixer onwards (the step-skip message must name it).
+        if (cfg->debug_nan_at_step > 0 && step + 1 == cfg->debug_nan_at_step) {
+            const ParamInfo *p = NULL;
+            for (int i = 0; i < r->model.n_tensors && !p; i++)
+                if (!strcmp(r->model.info[i].name, cfg->debug_inf_param)) p = &r->model.info[i];
+            if (!p)
+                comm_fatal(comm, MT_EXIT_USAGE, "debug.inf_param: no parameter '%s'",
+                           cfg->debug_inf_param);
+            float inf = INFINITY;
+            r->k->upload(r->model.params + p->offset, &inf, sizeof(inf));
+        }
+        return;
+    }
     if (cfg->debug_nan_at_step > 0 && step + 1 >= cfg->debug_nan_at_step &&
         step + 1 < cfg->debug_nan_at_step + cfg->debug_nan_count && comm->rank == 0) {
         float nan = NAN;  // backward adds into it: the reduced gradient is NaN everywhere

@@ -301,6 +301,17 @@ ok "one non-finite step (5) is skipped and counted: 1 skipped"
 skipped_are "$work/nan2" "$work/nan2.log" "5:1 6:2 7:3" "max_bad_steps"
 ran "$work/nan2" 7 1 7 failed "max_bad_steps"
 ok "3 non-finite steps in a row (5, 6, 7) stop the run at 7: 3 skipped, exit 1"
+# An overflowing layer (its input projection set to +Inf from step 5 on): the skip lines and the
+# stop name the first layer whose mixer values are non-finite; a poisoned gradient alone (nan2
+# above) names none.
+"$madtrain" "${common[@]}" model.mixer=oscgate_mve model.n_layers=2 mixer.oscillators=4 \
+  debug.nan_at_step=5 debug.inf_param=layers.1.mixer.wqkv train.max_bad_steps=3 run.dir="$work/inf1" \
+  > "$work/inf1.log" 2> "$work/inf1.err"; rc=$?
+where="(first in layer 1's mixer, oscgate_mve: "
+[[ $rc -eq 1 ]] && grep -qF "step 5: non-finite gradient, step skipped (1 in a row) $where" "$work/inf1.log" \
+  && [[ $(cat "$work/inf1.err") == "madtrain: error: 3 non-finite steps in a row (train.max_bad_steps) at step 7 $where"*"); stopping" ]] \
+  || { cat "$work/inf1.log" "$work/inf1.err"; fail "overflowing layer: exit $rc, or the layer is not named"; }
+ok "an overflowing layer stops the run naming it: $(cat "$work/inf1.err")"
 # 3 NaN steps from 25 with rollback: 25, 26, 27 skipped, one rollback to step 20, finished.
 "$madtrain" "${common[@]}" debug.nan_at_step=25 debug.nan_count=3 train.max_bad_steps=3 train.rollback_on_nan=true \
   checkpoint.every_steps=10 run.dir="$work/nan3" > "$work/nan3.log" 2>&1 || { cat "$work/nan3.log"; fail "rollback run"; }
