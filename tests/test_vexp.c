@@ -70,6 +70,21 @@ int main(void) {
         e_fwd_erf = fmax(e_fwd_erf, fabs(y[i] - v * cdf) / (1 + fabs(v)));
         e_bwd_erf = fmax(e_bwd_erf, fabs(dy[i] - (cdf + v * pdf)));
     }
+    // Saturated units: finite, and 0 / 1 to float precision, far past the exp's range (an
+    // uncapped exp(-2u) gave NaN below x = -9.4 and stopped training runs).
+    static const float far[] = {-9.5f, -12, -50, -1e4f, -1e20f, 12, 50, 1e4f, 1e20f};
+    enum { NF = sizeof(far) / sizeof(far[0]) };
+    float yf[NF], dyf[NF] = {0}, onesf[NF];
+    for (int i = 0; i < NF; i++) onesf[i] = 1;
+    gelu_forward_f32(yf, far, NF);
+    gelu_backward_f32(dyf, onesf, far, NF);
+    for (int i = 0; i < NF; i++) {
+        double want_y = far[i] < 0 ? 0 : far[i], want_d = far[i] < 0 ? 0 : 1;
+        double err = fmax(fabs(yf[i] - want_y) / (1 + fabs(far[i])), fabs(dyf[i] - want_d));
+        char what[64];
+        snprintf(what, sizeof(what), "gelu (tanh) at x = %g: value and derivative", far[i]);
+        expect(isfinite(yf[i]) && isfinite(dyf[i]) && err <= 1e-6, what, err, 1e-6);
+    }
     printf("gelu tanh: forward %.3g, derivative %.3g; gelu erf: forward %.3g, derivative %.3g\n",
            e_fwd, e_bwd, e_fwd_erf, e_bwd_erf);
     expect(e_fwd <= 1e-6 && e_bwd <= 1e-6, "gelu (tanh) float error", fmax(e_fwd, e_bwd), 1e-6);

@@ -22,10 +22,16 @@ void F(gelu_backward)(real *dinp, const real *dout, const real *inp, size_t n) {
         real x = inp[i];
         real u = (real)GELU_K * (x + (real)0.044715 * x * x * x);
         // s = sigmoid(2u) = 0.5 (1 + tanh u) and 0.5 (1 - tanh^2 u) = 2 s (1 - s), with
-        // 1 - s = e s for e = exp(-2u): no cancellation where s rounds to 1.
-        real e = vexp(-2 * u), s = 1 / (1 + e);
+        // 1 - s = e s for e = exp(-2u): no cancellation where s rounds to 1. The exponent is
+        // capped at 80 (e^80 = 5.5e34): uncapped, x below about -9.4 made e = Inf, s = 0 and
+        // e s = NaN, a NaN gradient for any unit that saturated that far (seen in training).
+        real a = -2 * u;
+        real e = vexp(a < 80 ? a : 80), s = 1 / (1 + e);
         real du = (real)GELU_K * (1 + 3 * (real)0.044715 * x * x);
-        dinp[i] += dout[i] * (s + 2 * x * (e * s) * s * du);
+        real d = s + 2 * x * (e * s) * s * du;
+        // past |x| = 20 the derivative is 0 or 1 to any precision; there x^2 could overflow du
+        d = x < -20 ? 0 : x > 20 ? 1 : d;
+        dinp[i] += dout[i] * d;
     }
 }
 
