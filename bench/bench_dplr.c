@@ -19,8 +19,9 @@
 // Initialisation: HiPPO-LegS in its normal-plus-low-rank form, as S4 / S4D do:
 //     A_LegS[n,k] = -sqrt(2n+1) sqrt(2k+1) (n > k),  -(n+1) (n = k),  0 (n < k)
 //     P_n = sqrt(n + 1/2) (rank r = 1),  B_n = sqrt(2n+1)
-// S = A_LegS + P P^T = -I/2 + (skew-symmetric), so S is normal. LAPACK's zheev diagonalises the
-// Hermitian matrix i (S + I/2) = V diag(mu) V^*, hence S = V Lambda V^* with Lambda = -1/2 - i mu
+// S = A_LegS + P P^T = -I/2 + (skew-symmetric), so S is normal. The real Schur form of the skew
+// part (LAPACK's dgees) gives S = V Lambda V^* with Lambda = -1/2 - i mu, mu the eigenvalues of
+// the Hermitian i (S + I/2)
 // (the real part is exactly -1/2, as in S4), and in the eigenbasis A = Lambda - P~ Q~^* with
 // P~ = Q~ = V^* P, B~ = V^* B. C~ (the learned output row, in the eigenbasis as S4 keeps it) is
 // complex Gaussian from a fixed splitmix64 seed; the original-basis row is C = C~ V^*.
@@ -80,9 +81,11 @@
 // madtrain's (src/util.c): re-exec with the OpenBLAS kernels the CPU supports
 void blas_pick_kernels(char **argv);
 
-// LAPACK from OpenBLAS, Fortran ABI (column-major, arguments by reference).
-extern void zheev_(char *jobz, char *uplo, int *n, double complex *a, int *lda, double *w,
-                   double complex *work, int *lwork, double *rwork, int *info);
+// LAPACK from OpenBLAS, Fortran ABI (column-major, arguments by reference; gfortran passes each
+// character argument's length as a hidden trailing size_t).
+extern void dgees_(char *jobvs, char *sort, void *select, int *n, double *a, int *lda, int *sdim,
+                   double *wr, double *wi, double *vs, int *ldvs, double *work, int *lwork,
+                   int *bwork, int *info, size_t jobvs_len, size_t sort_len);
 extern void zgesv_(int *n, int *nrhs, double complex *a, int *lda, int *ipiv, double complex *b,
                    int *ldb, int *info);
 
@@ -240,26 +243,53 @@ static void make_problem(Problem *p, int N, long L, double delta, double lowrank
                 lowrank_scale == 1 ? a : a + (1 - lowrank_scale * lowrank_scale) * pp;
             S_cm[n + (size_t)N * k] = a + pp;
         }
-    // i (S + I/2) is Hermitian because S + I/2 is real skew-symmetric. Its diagonal is exactly 0
-    // (-(n+1) + (n+1/2) + 1/2); off the diagonal we use the exact skew form -(S[k,n]) for the
-    // upper triangle, which zheev reads ('U').
+    // K = S + I/2 is real skew-symmetric (its diagonal is exactly -(n+1) + (n+1/2) + 1/2 = 0; the
+    // upper triangle is written as the exact negative of the lower). A real normal matrix has a
+    // block-diagonal real Schur form K = Z T Z^T with 2x2 blocks [[0, b], [-b, 0]], and
+    // K (z1 + i z2) = i b (z1 + i z2) for the block's Schur vectors z1, z2; so the complex
+    // eigenvectors are (z1 +- i z2) / sqrt 2 with eigenvalues +-i b, and those of S are -1/2 +- i
+    // b. Real LAPACK (dgees) rather than zheev on i K: OpenBLAS 0.3.21's AVX2 / AVX-512 zgemv_n
+    // kernels read past their operands inside zheev's zlatrd (valgrind shows it; it crashed about
+    // one run in eight at N >= 64), and madtrain itself uses no complex BLAS.
+    double *K_cm = xmalloc(sizeof(double) * NN), *Z_cm = xmalloc(sizeof(double) * NN);
     for (int k = 0; k < N; k++)
-        for (int n = 0; n < N; n++) {
-            double skew = n == k ? 0 : n < k ? -S_cm[k + (size_t)N * n] : S_cm[n + (size_t)N * k];
-            V_cm[n + (size_t)N * k] = I * skew;
-        }
+        for (int n = 0; n < N; n++)
+            K_cm[n + (size_t)N * k] = n == k  ? 0
+                                      : n < k ? -S_cm[k + (size_t)N * n]
+                                              : S_cm[n + (size_t)N * k];
     {
-        char jobz = 'V', uplo = 'U';
-        int n = N, lda = N, lwork = -1, info = 0;
-        double complex query;
-        double *rwork = xmalloc(sizeof(double) * (size_t)(3 * N > 2 ? 3 * N - 2 : 1));
-        zheev_(&jobz, &uplo, &n, V_cm, &lda, mu, &query, &lwork, rwork, &info);
-        lwork = info == 0 && creal(query) >= 1 ? (int)creal(query) : 2 * N;
-        double complex *work = xmalloc(sizeof(double complex) * (size_t)lwork);
-        zheev_(&jobz, &uplo, &n, V_cm, &lda, mu, work, &lwork, rwork, &info);
-        free(work), free(rwork);
-        if (info != 0) die_runtime("zheev failed to diagonalise i (S + I/2)");
+        char jobvs = 'V', sort = 'N';
+        int n = N, lda = N, sdim = 0, lwork = -1, info = 0;
+        double query = 0, *wr = xmalloc(sizeof(double) * N), *wi = xmalloc(sizeof(double) * N);
+        dgees_(&jobvs, &sort, NULL, &n, K_cm, &lda, &sdim, wr, wi, Z_cm, &lda, &query, &lwork, NULL,
+               &info, 1, 1);
+        lwork = info == 0 && query >= 1 ? (int)query : 3 * N;
+        double *work = xmalloc(sizeof(double) * (size_t)lwork);
+        dgees_(&jobvs, &sort, NULL, &n, K_cm, &lda, &sdim, wr, wi, Z_cm, &lda, work, &lwork, NULL,
+               &info, 1, 1);
+        free(work), free(wr);
+        if (info != 0) die_runtime("dgees failed to find the real Schur form of S + I/2");
+        for (int m = 0; m < N;) {
+            const double *z1 = Z_cm + (size_t)N * m;
+            if (m + 1 == N || wi[m] == 0) {  // a real eigenvalue: 0 for a skew matrix
+                for (int r = 0; r < N; r++) V_cm[r + (size_t)N * m] = z1[r];
+                mu[m] = 0;
+                m += 1;
+                continue;
+            }
+            const double *z2 = z1 + N;
+            double b_blk = 0.5 * (K_cm[m + (size_t)N * (m + 1)] - K_cm[m + 1 + (size_t)N * m]);
+            for (int r = 0; r < N; r++) {
+                V_cm[r + (size_t)N * m] = CMPLX(z1[r], z2[r]) * M_SQRT1_2;
+                V_cm[r + (size_t)N * (m + 1)] = CMPLX(z1[r], -z2[r]) * M_SQRT1_2;
+            }
+            // mu: eigenvalues of i K, the convention below (Lambda = -1/2 - i mu)
+            mu[m] = -b_blk, mu[m + 1] = b_blk;
+            m += 2;
+        }
+        free(wi);
     }
+    free(K_cm), free(Z_cm);
     for (int m = 0; m < N; m++) {
         p->lambda_re[m] = -0.5;
         p->lambda_im[m] = -mu[m];

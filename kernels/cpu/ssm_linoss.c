@@ -90,7 +90,9 @@ static void lo_chain(const void *vc, int b, int lane, int t0, int len, const Osc
     const LinossCtx *x = vc;
     const LinossCoef *k = &x->coef[lane % x->d.m];
     size_t at = ((size_t)b * x->d.T + t0) * x->d.W + lane;
-    for (int r = 0; r < len; r++) {
+    // Last step first, as the CUDA twin walks the chunk: the same summation order for the
+    // parameter partials on both backends.
+    for (int r = len - 1; r >= 0; r--) {
         real g0 = g[2 * r], g1 = g[2 * r + 1], s0 = sp[2 * r], s1 = sp[2 * r + 1];
         real ur = x->u[at + (size_t)r * x->d.W];
         part[0] += g0 * s0, part[1] += g0 * s1, part[2] += g1 * s0, part[3] += g1 * s1;

@@ -127,7 +127,9 @@ static void og_chain(const void *vc, int b, int j, int t0, int len, const OscSte
                      const real *sp, const real *g, real *part) {
     (void)st;
     const OgCtx *x = vc;
-    for (int r = 0; r < len; r++) {
+    // Last step first, as the CUDA twin walks the chunk: the same summation order for the
+    // parameter partials on both backends.
+    for (int r = len - 1; r >= 0; r--) {
         int t = t0 + r;
         const real *d1 = x->dmt + (((size_t)b * x->d.T + t) * x->d.m + j) * 8, *d2 = d1 + 4;
         real g0 = g[2 * r], g1 = g[2 * r + 1], s0 = sp[2 * r], s1 = sp[2 * r + 1];
