@@ -3,7 +3,8 @@
 
 Trains one model shape for a fixed number of steps in madtrain and in PyTorch on the
 same cores, one after the other, and prints tokens/s of each and their ratio, one row
-per mixer (softmax, linear).
+per mixer (softmax, linear, cosformer, loglinear) and shape preset, then a summary of
+the ratios.
 
     /usr/bin/python3 bench/bench_cpu.py [--madtrain build/madtrain] [--steps 20] ...
 
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +34,15 @@ SHAPES = {
 }
 
 
+MIXERS = ("softmax", "linear", "cosformer", "loglinear")
+
+
+def apply_shape(a, name):
+    a.shape = name
+    for k, v in SHAPES[name].items():
+        setattr(a, k, a.overrides.get(k, v))
+
+
 # Debian's torch calls GEMMs in the pthread build of OpenBLAS, whose pool
 # torch.set_num_threads does not reach; it must be sized through the environment before
 # torch loads, or PyTorch would run on more threads than --threads says. Hence args first.
@@ -42,28 +53,42 @@ def parse_args():
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
     ap.add_argument("--mixers", default="softmax,linear")
-    ap.add_argument("--shape", choices=sorted(SHAPES), default="d256",
-                    help="model/batch preset; the flags below override its fields")
+    ap.add_argument("--shape", default="d256",
+                    help="model/batch preset(s): " + ", ".join(sorted(SHAPES)) + ", a comma list, or all; "
+                         "the flags below override their fields")
     for flag in ("d-model", "layers", "heads", "seq-len", "batch", "vocab"):
         ap.add_argument("--" + flag, type=int, default=None)
     ap.add_argument("--mlp", choices=("gelu", "none"), default=None)
+    ap.add_argument("--ranks", type=int, default=None,
+                    help="madtrain's MPI ranks, each with threads / ranks threads (default: one rank per "
+                         "thread when mpirun is on PATH, madtrain's fastest CPU layout, docs/performance.md; "
+                         "1 runs it without mpirun)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="alternate madtrain and PyTorch this many times per mixer; medians reported")
     ap.add_argument("--json", metavar="OUT", help="also write the results here as JSON")
     a = ap.parse_args()
-    for k, v in SHAPES[a.shape].items():
-        if getattr(a, k) is None:
-            setattr(a, k, v)
+    a.shapes = list(SHAPES) if a.shape == "all" else [x for x in a.shape.split(",") if x]
+    for name in a.shapes:
+        if name not in SHAPES:
+            ap.error(f"unknown shape {name!r} (one of {', '.join(sorted(SHAPES))}, or all)")
+    a.overrides = {k: getattr(a, k) for k in SHAPES["d256"] if getattr(a, k) is not None}
+    apply_shape(a, a.shapes[0])
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
+    if a.ranks is None:
+        a.ranks = a.threads if shutil.which("mpirun") else 1
+    if a.ranks < 1 or a.threads % a.ranks:
+        ap.error(f"--ranks {a.ranks} must be >= 1 and divide --threads {a.threads}")
     if a.steps < 1 or a.warmup < 1:
         ap.error("--steps and --warmup must be >= 1 (madtrain's rate starts at the warm-up line)")
-    if a.d_model % a.heads or (a.d_model // a.heads) % 2:
-        ap.error("d_model / heads must be an even integer (rotary pairs dims)")
+    for name in a.shapes:
+        apply_shape(a, name)
+        if a.d_model % a.heads or (a.d_model // a.heads) % 2:
+            ap.error(f"shape {name}: d_model / heads must be an even integer (rotary pairs dims)")
     a.mixers = [m for m in a.mixers.split(",") if m]
     for m in a.mixers:
-        if m not in ("softmax", "linear"):
-            ap.error(f"unknown mixer {m!r}")
+        if m not in MIXERS:
+            ap.error(f"unknown mixer {m!r} (one of {', '.join(MIXERS)})")
     return a
 
 
@@ -129,6 +154,23 @@ class Mixer(nn.Module):
         ang = t[:, None] * freq[None, :]
         self.register_buffer("cos", ang.cos())
         self.register_buffer("sin", ang.sin())
+        # cosFormer: relu features re-weighted by cos(pi/2 (t - s) / M), M = max_len = T.
+        self.register_buffer("cos_decay", torch.cos(math.pi / 2 * (t[:, None] - t[None, :]) / seq_len)
+                             * torch.tril(torch.ones(seq_len, seq_len)))
+        if kind == "loglinear":
+            # Log-linear attention (Guo et al.): source s <= t sits in Fenwick level
+            # bit_length(t XOR s) and is weighted by lambda_t^(level) = softplus(x_t W + b),
+            # per head; W starts at 0 and b at log(e - 1), so every lambda starts at 1 (madtrain's
+            # initialisation).
+            self.levels = max(1, math.ceil(math.log2(seq_len))) + 1
+            ti = torch.arange(seq_len)
+            xor = ti[:, None] ^ ti[None, :]
+            level = torch.zeros_like(xor)
+            for bit in range(self.levels):
+                level = torch.where(xor >= (1 << bit), bit + 1, level)
+            self.register_buffer("level", level.clamp(max=self.levels - 1))
+            self.lam = nn.Linear(c, n_heads * self.levels, bias=False)
+            self.lam_bias = nn.Parameter(torch.full((n_heads, self.levels), math.log(math.e - 1)))
 
     def forward(self, x):
         B, T, C = x.shape
@@ -140,8 +182,16 @@ class Mixer(nn.Module):
             att = att.masked_fill(self.future[:T, :T], float("-inf")).softmax(dim=-1)
             o = att @ v
         else:
-            q, k = F.elu(q) + 1, F.elu(k) + 1
-            a = (q @ k.transpose(-2, -1)) * self.causal[:T, :T]
+            if self.kind == "cosformer":
+                q, k = F.relu(q), F.relu(k)
+                a = (q @ k.transpose(-2, -1)) * self.cos_decay[:T, :T]
+            else:
+                q, k = F.elu(q) + 1, F.elu(k) + 1
+                a = (q @ k.transpose(-2, -1)) * self.causal[:T, :T]
+            if self.kind == "loglinear":
+                lam = F.softplus(self.lam(x).view(B, T, self.h, self.levels) + self.lam_bias)
+                lam = lam.permute(0, 2, 1, 3)  # [B, H, T, levels]
+                a = a * lam.gather(3, self.level[:T, :T].expand(B, self.h, T, T))
             o = (a @ v) / (a.sum(-1, keepdim=True) + ATTN_EPS)
         return self.wo(o.transpose(1, 2).reshape(B, T, C))
 
@@ -173,13 +223,24 @@ class LM(nn.Module):
         for p in self.parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=INIT_STD)
+        for b in self.blocks:  # log-linear's lambda projection and bias keep their own init
+            if hasattr(b.mix, "lam"):
+                nn.init.zeros_(b.mix.lam.weight)
+                nn.init.constant_(b.mix.lam_bias, math.log(math.e - 1))
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets, scored):
         x = self.wte(idx)
         for b in self.blocks:
             x = b(x)
-        logits = self.norm(x) @ self.wte.weight.t()  # tied LM head
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        # Tied LM head on the scored positions only, as madtrain runs it on MQAR (its queries):
+        # the two sides do the same head work, which at d 256 and vocab 8192 is most of a step.
+        logits = self.norm(x)[scored] @ self.wte.weight.t()
+        return F.cross_entropy(logits, targets[scored])
+
+
+def num_queries(a):
+    # MQAR needs room for its key-value pairs; fewer of them at small test shapes.
+    return min(16, max(1, a.seq_len // 8))
 
 
 def bench_pytorch(a, kind):
@@ -187,20 +248,27 @@ def bench_pytorch(a, kind):
     model = LM(kind, a.vocab, a.d_model, a.layers, a.heads, a.seq_len, a.mlp)
     # Decay matrices only, as madtrain does; norm gains stay undecayed.
     params = list(model.parameters())
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("lam_bias")]
     opt = torch.optim.AdamW(
-        [{"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
-         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+        [{"params": [p for p in params if all(p is not q for q in no_decay)], "weight_decay": WEIGHT_DECAY},
+         {"params": no_decay, "weight_decay": 0.0}],
         lr=LR, betas=BETAS)
     n = a.warmup + a.steps
     # Batches made up front so the timed loop measures training, not the RNG.
     idx = torch.randint(a.vocab, (n, a.batch, a.seq_len))
     tgt = torch.randint(a.vocab, (n, a.batch, a.seq_len))
+    # As many scored positions per sequence as madtrain's MQAR has queries, in the second half.
+    scored = torch.zeros(n, a.batch, a.seq_len, dtype=torch.bool)
+    half = a.seq_len // 2
+    for i in range(n):
+        for b in range(a.batch):
+            scored[i, b, half + torch.randperm(a.seq_len - half)[:num_queries(a)]] = True
     first_loss, t0 = None, None
     for i in range(n):
         if i == a.warmup:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(idx[i], tgt[i])
+        loss = model(idx[i], tgt[i], scored[i])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
         opt.step()
@@ -220,14 +288,16 @@ def bench_madtrain(a, kind):
                f"model.d_model={a.d_model}", f"model.n_layers={a.layers}", f"model.n_heads={a.heads}",
                f"model.mixer={kind}", f"model.mlp={a.mlp}", "model.tie_embeddings=true",
                "data.task=mqar", f"data.seq_len={a.seq_len}", f"data.vocab_size={a.vocab}",
-               # MQAR needs room for its key-value pairs; shrink them at small test shapes.
-               f"data.num_kv_pairs={min(16, max(1, a.seq_len // 8))}",
+               f"data.num_kv_pairs={num_queries(a)}",
                # Just the examples the run uses, and a one-batch final eval: neither is timed,
                # but the defaults (100k train, 1k test) would make each run minutes longer.
                f"data.train_examples={(a.warmup + a.steps) * a.batch}", f"data.test_examples={a.batch}",
                f"train.batch_size={a.batch}", f"train.steps={a.warmup + a.steps}",
                "train.eval_every=0", "train.log_every=1", f"optim.lr={LR}",
-               f"run.dir={run_dir}", f"cpu.threads={a.threads}"]
+               f"run.dir={run_dir}", f"cpu.threads={a.threads // a.ranks}"]
+        if a.ranks > 1:  # train.batch_size is the global batch: the same work per step
+            cmd = ["mpirun", "--oversubscribe", "-n", str(a.ranks)] + (
+                ["--allow-run-as-root"] if os.geteuid() == 0 else []) + cmd
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=MADTRAIN_ENV)
         if p.returncode != 0:
             sys.stderr.write(f"madtrain failed (exit {p.returncode}): {' '.join(cmd)}\n{p.stderr}{p.stdout[-2000:]}")
@@ -259,7 +329,25 @@ def cpu_model():
 
 
 def main():
-    a = ARGS
+    a, results = ARGS, []
+    for name in a.shapes:
+        apply_shape(a, name)
+        results.append(run_shape(a))
+        print(flush=True)
+    if len(results) > 1:
+        print("# summary: madtrain / PyTorch tokens/s (median of the alternating pairs)")
+        print("# " + f"{'shape':>10} " + " ".join(f"{m:>10}" for m in a.mixers))
+        for r in results:
+            ratios = {x["mixer"]: x["ratio"] for x in r["results"]}
+            print("  " + f"{r['config']['shape']:>10} " + " ".join(
+                "-".rjust(10) if ratios[m] is None else f"{ratios[m]:10.2f}" for m in a.mixers))
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump(results if len(results) > 1 else results[0], fh, indent=2)
+            fh.write("\n")
+
+
+def run_shape(a):
     mixers = a.mixers
     run_mt = a.madtrain.lower() != "none"
     if run_mt and not os.access(a.madtrain, os.X_OK):
@@ -268,7 +356,7 @@ def main():
     torch.set_num_threads(a.threads)
 
     cfg = {"shape": a.shape, "mlp": a.mlp, "repeat": a.repeat, "d_model": a.d_model, "layers": a.layers, "heads": a.heads, "d_ff": 4 * a.d_model,
-           "seq_len": a.seq_len, "batch": a.batch, "vocab": a.vocab, "threads": a.threads,
+           "seq_len": a.seq_len, "batch": a.batch, "vocab": a.vocab, "threads": a.threads, "madtrain_ranks": a.ranks,
            "warmup": a.warmup, "steps": a.steps, "torch": torch.__version__, "cpu": cpu_model(),
            "cpus": os.cpu_count(), "load_avg_1m": load, "env": {k: MADTRAIN_ENV.get(k) for k in THREAD_ENV},
            "pytorch_openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
@@ -282,7 +370,8 @@ def main():
     print(f"#   batch    : {a.batch} x {a.seq_len} = {a.batch * a.seq_len} tokens/step")
     print(f"#   steps    : {a.warmup} warm-up + {a.steps} timed")
     print(f"#   optim    : AdamW lr {LR} wd {WEIGHT_DECAY} betas {BETAS}, grad clip {GRAD_CLIP}")
-    print(f"#   threads  : {a.threads} (madtrain cpu.threads; torch.set_num_threads)")
+    print(f"#   threads  : {a.threads}: madtrain {a.ranks} rank(s) x {a.threads // a.ranks} thread(s) "
+          f"(mpirun -n, cpu.threads), PyTorch torch.set_num_threads({a.threads})")
     print(f"#   torch    : {torch.__version__}")
     print(f"#   machine  : {cfg['cpu']}, {os.cpu_count()} CPUs")
     print("#   env      : " + " ".join(f"{k}={MADTRAIN_ENV.get(k, '(unset)')}" for k in THREAD_ENV)
@@ -316,10 +405,7 @@ def main():
         spread = f"  (pairs {min(pair):.2f}-{max(pair):.2f})" if len(pair) > 1 else ""
         print(f"  {m:>8} {f(mt_rate, 15, 1)} {f(pt_rate, 15, 1)} {f(ratio, 7, 2)}   "
               f"{f(mt_loss, 9, 3)} / {f(pt_loss, 0, 3)}{spread}", flush=True)
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"config": cfg, "results": rows}, fh, indent=2)
-            fh.write("\n")
+    return {"config": cfg, "results": rows}
 
 
 if __name__ == "__main__":

@@ -207,7 +207,12 @@ void F(fmap_forward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, re
             const real *xr = x + (size_t)t * ldx;
             real *o = phi + (size_t)t * m;
             if (fm->kind == FEATURE_ELU1) {
-                for (int i = 0; i < D; i++) o[i] = xr[i] > 0 ? xr[i] + 1 : vexp(xr[i]);
+                // exp of min(x, 0) on every lane, so the loop has no call in a branch and
+                // vectorises (it was 7% of an E029 linear step as a scalar loop).
+                for (int i = 0; i < D; i++) {
+                    real xi = xr[i], e = vexp(xi < 0 ? xi : 0);
+                    o[i] = xi > 0 ? xi + 1 : e;
+                }
             } else if (fm->kind == FEATURE_RELU) {
                 for (int i = 0; i < D; i++) o[i] = xr[i] > 0 ? xr[i] : 0;
             } else {  // cos(a_t - a_s) = cos a_t cos a_s + sin a_t sin a_s: 2D features
