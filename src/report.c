@@ -129,15 +129,18 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     snprintf(r->label, sizeof(r->label), "%s", cfg.run_name[0] ? cfg.run_name : cfg.mixer);
     r->T = (double)cfg.seq_len, r->kv = (double)cfg.num_kv_pairs, r->d_model = cfg.d_model;
     r->lr = cfg.lr, r->wd = cfg.weight_decay, r->task = cfg.task;
-    if (cfg.task >= TASK_STATE_FIRST)
+    if (cfg.task >= TASK_STATE_FIRST) {
+        char mod[32] = "";  // the modulus means something to modular arithmetic only
+        if (cfg.task == DATA_TASK_MODULAR_ARITHMETIC)
+            snprintf(mod, sizeof(mod), ", mod %lld", (long long)cfg.modulus);
         snprintf(r->setting, sizeof(r->setting),
-                 "%s%s, T %lld, mod %lld, lengths %lld-%lld / test %lld-%lld, train %lld, d %lld",
+                 "%s%s, T %lld%s, lengths %lld-%lld / test %lld-%lld, train %lld, d %lld",
                  cfg.task == DATA_TASK_WORD_PROBLEM ? cfg.group : "-",
-                 cfg.generators ? " (generators)" : "", (long long)cfg.seq_len,
-                 (long long)cfg.modulus, (long long)cfg.min_len, (long long)cfg.max_len,
-                 (long long)cfg.test_min_len, (long long)cfg.test_max_len,
-                 (long long)cfg.train_examples, (long long)cfg.d_model);
-    else
+                 cfg.generators ? " (generators)" : "", (long long)cfg.seq_len, mod,
+                 (long long)cfg.min_len, (long long)cfg.max_len, (long long)cfg.test_min_len,
+                 (long long)cfg.test_max_len, (long long)cfg.train_examples,
+                 (long long)cfg.d_model);
+    } else
         snprintf(r->setting, sizeof(r->setting),
                  "vocab %lld, T %lld, train %lld, noise %lld/%g, motifs %lld/%lld, copy %lld, d "
                  "%lld",
