@@ -9,10 +9,11 @@
 #include "ops.h"
 
 typedef struct {
-    int chunk;        // steps per chunk of the scan (and between saved states)
-    int oscillators;  // m (LinOSS's P)
-    int form;         // linoss: 0 = IM (implicit), 1 = IMEX (symplectic)
-    double dt;        // oscgate, oscgate_mve: the fixed step
+    int chunk;         // steps per chunk of the scan (and between saved states)
+    int oscillators;   // m (LinOSS's P)
+    int form;          // linoss: 0 = IM (implicit), 1 = IMEX (symplectic)
+    double dt;         // oscgate, oscgate_mve: the fixed step
+    double zeta_bias;  // oscgate, oscgate_mve: b_ze at initialisation
 } OscOpts;
 OP_OPTIONS_STRUCT(OscOpts)
 

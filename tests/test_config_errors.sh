@@ -57,6 +57,12 @@ expect "madtrain: error: mixer.dt_min (0.5) must not exceed mixer.dt_max (0.1)" 
 expect "madtrain: error: mixer.neg_eigval = true: model.mixer gla does not read it (an option of deltanet,gated_deltanet,mamba2)" model.mixer=gla mixer.neg_eigval=true
 expect "madtrain: error: mixer.d_state = 8: model.mixer softmax,linear does not read it (an option of mamba2)" model.n_layers=2 model.mixer=softmax,linear mixer.d_state=8
 expect "madtrain: error: command line: key 'mixer.hydra_norm' expects one of count|none, got 'sum'" mixer.hydra_norm=sum
+# The oscillators' options (linoss, oscgate, oscgate_mve).
+expect "madtrain: error: command line: key 'mixer.oscillators' = 0 is out of range [1, 65536]" model.mixer=oscgate mixer.oscillators=0
+expect "madtrain: error: command line: key 'mixer.osc_dt' = 0 is out of range [1e-06, 10]" model.mixer=oscgate mixer.osc_dt=0
+expect "madtrain: error: command line: key 'mixer.osc_zeta_bias' = 50 is out of range [-30, 30]" model.mixer=oscgate mixer.osc_zeta_bias=50
+expect "madtrain: error: command line: key 'mixer.linoss_form' expects one of im|imex, got 'foo'" model.mixer=linoss mixer.linoss_form=foo
+expect "madtrain: error: mixer.osc_zeta_bias = -2: model.mixer linoss does not read it (an option of oscgate,oscgate_mve)" model.mixer=linoss mixer.osc_zeta_bias=-2
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
 # what is available and the keys that reduce it (the numbers depend on the machine).
 out=$(timeout 120 "$madtrain" run.dir="$work/run" model.d_model=4096 model.n_layers=48 model.n_heads=32 2>&1 >/dev/null); rc=$?

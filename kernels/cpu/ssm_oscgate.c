@@ -224,13 +224,19 @@ static void oscgate_mve_backward(const OpShape *s, const real *const *in, const 
     og_backward(s, 1, in, sv, dout, din);
 }
 
-// b_om = 1 (omega = softplus(1) = 1.31) and b_ze = 0 (zeta = 0.5) at initialisation, with the
-// layer's W_x at zero: the experiment's start. Not weight-decayed.
+// b_om = 1 (omega = softplus(1) = 1.31) and b_ze = mixer.osc_zeta_bias at initialisation, with
+// the layer's W_x at zero. The default b_ze = 0 is the experiment's start: zeta = 0.5, so every
+// step multiplies the state by (1 - zeta) = 0.5 until training lowers zeta; a negative bias
+// starts with a long memory instead (E007 in docs/results.md). Not weight-decayed.
 static int oscgate_params(const OpShape *s, OpParam *out) {
     OscDims d = osc_dims(s);
     out[0] = (OpParam){
         .name = "omega_bias", .rows = d.m, .init = INIT_CONST, .init_value = 1, .trainable = 1};
-    out[1] = (OpParam){.name = "zeta_bias", .rows = d.m, .init = INIT_ZEROS, .trainable = 1};
+    out[1] = (OpParam){.name = "zeta_bias",
+                       .rows = d.m,
+                       .init = INIT_CONST,
+                       .init_value = OPT_OF(OscOpts, s).zeta_bias,
+                       .trainable = 1};
     return 2;
 }
 
@@ -376,6 +382,9 @@ static const OpOption oscgate_options[] = {
      "linoss, oscgate, oscgate_mve: oscillators per layer (LinOSS's P)"},
     {"osc_dt", OPT_FLOAT, "0.01", NULL, 1e-6, 10, offsetof(OscOpts, dt), 0,
      "oscgate, oscgate_mve: the fixed step dt (the experiment's 0.01)"},
+    {"osc_zeta_bias", OPT_FLOAT, "0", NULL, -30, 30, offsetof(OscOpts, zeta_bias), 0,
+     "oscgate, oscgate_mve: zeta's bias at initialisation (the experiment's 0: zeta = 0.5, the "
+     "state halves each step until trained)"},
     {NULL}};
 
 // Shapes: a partial last chunk, T = 1, one chunk, T = 65 over chunks of 16; dt large enough
