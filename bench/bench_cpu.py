@@ -154,9 +154,9 @@ class Mixer(nn.Module):
         ang = t[:, None] * freq[None, :]
         self.register_buffer("cos", ang.cos())
         self.register_buffer("sin", ang.sin())
-        # cosFormer: relu features re-weighted by cos(pi/2 (t - s) / M), M = max_len = T.
-        self.register_buffer("cos_decay", torch.cos(math.pi / 2 * (t[:, None] - t[None, :]) / seq_len)
-                             * torch.tril(torch.ones(seq_len, seq_len)))
+        if kind == "cosformer":  # relu features re-weighted by cos(pi/2 (t - s) / M), M = T
+            self.register_buffer("cos_decay", torch.cos(math.pi / 2 * (t[:, None] - t[None, :]) / seq_len)
+                                 * self.causal)
         if kind == "loglinear":
             # Log-linear attention (Guo et al.): source s <= t sits in Fenwick level
             # bit_length(t XOR s) and is weighted by lambda_t^(level) = softplus(x_t W + b),
@@ -248,10 +248,10 @@ def bench_pytorch(a, kind):
     model = LM(kind, a.vocab, a.d_model, a.layers, a.heads, a.seq_len, a.mlp)
     # Decay matrices only, as madtrain does; norm gains stay undecayed.
     params = list(model.parameters())
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or n.endswith("lam_bias")]
+    decayed = {n: p.dim() >= 2 and not n.endswith("lam_bias") for n, p in model.named_parameters()}
     opt = torch.optim.AdamW(
-        [{"params": [p for p in params if all(p is not q for q in no_decay)], "weight_decay": WEIGHT_DECAY},
-         {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": [p for n, p in model.named_parameters() if decayed[n]], "weight_decay": WEIGHT_DECAY},
+         {"params": [p for n, p in model.named_parameters() if not decayed[n]], "weight_decay": 0.0}],
         lr=LR, betas=BETAS)
     n = a.warmup + a.steps
     # Batches made up front so the timed loop measures training, not the RNG.
