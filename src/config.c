@@ -39,6 +39,10 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("model.d_ff", "0", 0, 1 << 20, d_ff, "MLP hidden width; 0 = 4 * d_model"),
     KEY("model.mixer", KEY_MIXERS, "softmax", NULL, 0, 0, OFF(mixer), SZ(mixer),
         "sequence mixer: one name for all layers, or a list with one per layer (hybrids)"),
+    STR("model.recompute", "none", recompute,
+        "activation checkpointing: none, all, or a list of blocks (\"0,2\") whose activations "
+        "are recomputed in backward instead of kept (less memory, one more forward of those "
+        "blocks; the gradients are bitwise the same)"),
     ENUM("model.mlp", "gelu", "gelu|swiglu|none|gelu_erf", mlp,
          "MLP of each block: gelu (tanh form, GPT-2's), swiglu, none, or gelu_erf (the erf "
          "form, nn.GELU()'s default)"),
@@ -659,6 +663,30 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                  (long long)c->n_layers);
         return -1;
     }
+    int flags[MAX_LAYERS];
+    return config_recompute_layers(c->recompute, (int)c->n_layers, flags, err, errlen);
+}
+
+int config_recompute_layers(const char *value, int n_layers, int *flags, char *err,
+                            size_t errlen) {
+    int all = !strcmp(value, "all") || !strcmp(value, "true");
+    for (int l = 0; l < n_layers; l++) flags[l] = all;
+    if (all || !strcmp(value, "none") || !strcmp(value, "false") || !value[0]) return 0;
+    for (const char *p = value; *p;) {
+        p += strspn(p, ", ");
+        if (!*p) break;
+        char *end;
+        long l = strtol(p, &end, 10);
+        if (end == p || (*end && !strchr(", ", *end)) || l < 0 || l >= n_layers) {
+            snprintf(err, errlen,
+                     "model.recompute '%s': expected none, all or block indices 0..%d separated "
+                     "by commas",
+                     value, n_layers - 1);
+            return -1;
+        }
+        flags[l] = 1;
+        p = end;
+    }
     return 0;
 }
 
@@ -690,6 +718,8 @@ static void format_value(const Config *c, const ConfigKey *k, char *out, size_t 
 }
 
 int config_fixed_on_resume(const char *key) {
+    // Memory, not math: a run that no longer fits may resume with more blocks recomputed.
+    if (!strcmp(key, "model.recompute")) return 0;
     static const char *fixed[] = {"model.", "mixer.", "data.", "seed", "train.batch_size"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (!strncmp(key, fixed[i], strlen(fixed[i]))) return 1;

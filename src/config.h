@@ -20,6 +20,7 @@ typedef struct {
     // model
     int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
     char mixer[MAX_LAYERS * 24];  // one mixer name, or a comma list with one entry per layer
+    char recompute[MAX_LAYERS * 4];  // none, all, or the blocks recomputed in backward: "0,2"
     int mlp, tie_embeddings, rope, gate, pos_embedding;
     int norm, mlp_bias, proj_bias, init_scheme;  // the PyTorch-matching options
     int head;                                    // HEAD_*
@@ -113,3 +114,7 @@ int config_diff(const Config *stored, const Config *now, char *refused, size_t r
                 size_t cn);
 void config_print_help(FILE *f);
 const char *config_enum_name(const char *key, int value);
+
+// model.recompute as per-layer flags (flags[l] = 1: block l is recomputed in backward):
+// "none" (or false), "all" (or true), or a comma list of block indices. 0, or -1 with one line.
+int config_recompute_layers(const char *value, int n_layers, int *flags, char *err, size_t errlen);

@@ -279,6 +279,7 @@ typedef struct {
 } LayerActs;
 typedef struct {
     size_t emb, lnf, lnf_stats, head_in, logits, losses, total;
+    size_t arena;  // the intermediates of the layers under model.recompute (one layer's worth)
     LayerActs layer[MAX_LAYERS];
     // autoencoder head: pooled + positions, norm, linear, GELU, norm, linear, GELU ([N, C] each)
     size_t d_in, d_ln1, d_ln1_stats, d_fc1, d_act1, d_ln2, d_ln2_stats, d_fc2, d_act2;
@@ -294,25 +295,41 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
     size_t fc_w = c->mlp == MLP_SWIGLU ? 2 * (size_t)c->d_ff : (size_t)c->d_ff;
     size_t NS = c->norm == NORM_LAYERNORM ? 2 * N : N;
     a.emb = off, off += N * C;
+    // A layer under model.recompute keeps only its output (the next layer's input) in its own
+    // place; its intermediates go to one arena that every such layer shares (offsets counted
+    // from 0 there, moved behind the kept activations below), and backward recomputes them.
+    size_t arena_size = 0;
     for (int l = 0; l < c->n_layers; l++) {
         LayerActs *la = &a.layer[l];
-        la->ln1 = off, off += N * C;
-        la->ln1_stats = off, off += NS;
-        la->mix = off, off += F(mixer_acts_size)(c, l, k, B, T, seg);
-        la->mix_out = off, off += N * C;
-        la->res1 = off, off += N * C;
+        size_t arena = 0, *o = c->recompute[l] ? &arena : &off;
+        la->ln1 = *o, *o += N * C;
+        la->ln1_stats = *o, *o += NS;
+        la->mix = *o, *o += F(mixer_acts_size)(c, l, k, B, T, seg);
+        la->mix_out = *o, *o += N * C;
         if (c->mlp != MLP_NONE) {
-            la->ln2 = off, off += N * C;
-            la->ln2_stats = off, off += NS;
-            la->fc = off, off += N * fc_w;
-            la->act = off, off += N * c->d_ff;
-            la->mlp_out = off, off += N * C;
+            la->res1 = *o, *o += N * C;
+            la->ln2 = *o, *o += N * C;
+            la->ln2_stats = *o, *o += NS;
+            la->fc = *o, *o += N * fc_w;
+            la->act = *o, *o += N * c->d_ff;
+            la->mlp_out = *o, *o += N * C;
             la->res2 = off, off += N * C;
         } else {
-            la->res2 = la->res1;
+            la->res1 = la->res2 = off, off += N * C;
         }
+        if (c->recompute[l]) arena_size = arena > arena_size ? arena : arena_size;
         size_t s = F(mixer_scratch_size)(c, l, k, B, T);
         mix_scratch = s > mix_scratch ? s : mix_scratch;
+    }
+    a.arena = off, off += arena_size;
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerActs *la = &a.layer[l];
+        if (!c->recompute[l]) continue;
+        la->ln1 += a.arena, la->ln1_stats += a.arena, la->mix += a.arena, la->mix_out += a.arena;
+        if (c->mlp != MLP_NONE) {
+            la->res1 += a.arena, la->ln2 += a.arena, la->ln2_stats += a.arena;
+            la->fc += a.arena, la->act += a.arena, la->mlp_out += a.arena;
+        }
     }
     if (c->head == HEAD_AUTOENCODER) {
         a.d_in = off, off += N * C;
@@ -467,6 +484,39 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
 }
 
 // Cuts the rows into examples at pos == 0 (a row's first token always opens one).
+// Block l's forward from its input (the embedding, or block l-1's output) into its activations.
+// Backward calls it again for a block under model.recompute: the same kernels on the same
+// input give the same bits, so the gradients equal the stored form's exactly.
+static void layer_forward(Model *m, const ActsLayout *a, int l, const Segments *seg) {
+    const ModelConfig *c = &m->cfg;
+    const F(Backend) *k = m->k;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model;
+    real *acts = m->acts;
+    const real *x = acts + (l ? a->layer[l - 1].res2 : a->emb);
+    const LayerActs *la = &a->layer[l];
+    F(LayerWeights) *w = &m->layer[l];
+    norm_forward(m, acts + la->ln1, acts + la->ln1_stats, x, w->ln1, w->ln1_b, N);
+    F(mixer_forward)
+    (c, l, k, B, T, seg, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
+    real *res1 = acts + la->res1;
+    k->add(res1, x, acts + la->mix_out, (size_t)N * C);
+    if (c->mlp != MLP_NONE) {
+        int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
+        norm_forward(m, acts + la->ln2, acts + la->ln2_stats, res1, w->ln2, w->ln2_b, N);
+        k->matmul_forward(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
+        if (w->b_fc) k->bias_forward(acts + la->fc, w->b_fc, N, fc_w);
+        if (c->mlp == MLP_SWIGLU)
+            k->swiglu_forward(acts + la->act, acts + la->fc, N, c->d_ff);
+        else if (c->mlp == MLP_GELU_ERF)
+            k->gelu_erf_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
+        else
+            k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
+        k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
+        if (w->b_proj) k->bias_forward(acts + la->mlp_out, w->b_proj, N, C);
+        k->add(acts + la->res2, res1, acts + la->mlp_out, (size_t)N * C);
+    }
+}
+
 static void find_segments(Model *m, const int *pos) {
     Segments *s = &m->seg;
     s->n = 0;
@@ -522,32 +572,8 @@ ForwardStats F(model_forward_packed)(Model *m, const int *ids, const int *target
     } else if (m->wpe) {
         k->positions_forward(acts + a.emb, m->wpe, N, T, C);
     }
-    const real *x = acts + a.emb;
-    for (int l = 0; l < c->n_layers; l++) {
-        const LayerActs *la = &a.layer[l];
-        F(LayerWeights) *w = &m->layer[l];
-        norm_forward(m, acts + la->ln1, acts + la->ln1_stats, x, w->ln1, w->ln1_b, N);
-        F(mixer_forward)
-        (c, l, k, B, T, seg, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
-        real *res1 = acts + la->res1;
-        k->add(res1, x, acts + la->mix_out, (size_t)N * C);
-        if (c->mlp != MLP_NONE) {
-            int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            norm_forward(m, acts + la->ln2, acts + la->ln2_stats, res1, w->ln2, w->ln2_b, N);
-            k->matmul_forward(acts + la->fc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            if (w->b_fc) k->bias_forward(acts + la->fc, w->b_fc, N, fc_w);
-            if (c->mlp == MLP_SWIGLU)
-                k->swiglu_forward(acts + la->act, acts + la->fc, N, c->d_ff);
-            else if (c->mlp == MLP_GELU_ERF)
-                k->gelu_erf_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
-            else
-                k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
-            k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
-            if (w->b_proj) k->bias_forward(acts + la->mlp_out, w->b_proj, N, C);
-            k->add(acts + la->res2, res1, acts + la->mlp_out, (size_t)N * C);
-        }
-        x = acts + la->res2;
-    }
+    for (int l = 0; l < c->n_layers; l++) layer_forward(m, &a, l, seg);
+    const real *x = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
     if (c->head == HEAD_AUTOENCODER) x = decoder_forward(m, &a, x);
     norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
     const real *head_in = acts + a.lnf;
@@ -609,6 +635,7 @@ int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
     const Segments *seg = m->seg.n ? &m->seg : NULL;
     ActsLayout a = acts_layout(&m->cfg, k, m->B, m->T, seg);
     size_t n_acts = F(mixer_acts_size)(&m->cfg, layer, k, m->B, m->T, seg);
+    if (m->cfg.recompute[layer]) layer_forward(m, &a, layer, seg);  // the arena holds another's
     real *acts = malloc(sizeof(real) * (n_acts ? n_acts : 1)), *w[MAX_PARAMS_PER_LAYER] = {0};
     k->download(acts, m->acts + a.layer[layer].mix, sizeof(real) * n_acts);
     const ParamInfo *info = m->info;
@@ -667,6 +694,7 @@ void F(model_backward)(Model *m) {
         const LayerActs *la = &a.layer[l];
         F(LayerWeights) *w = &m->layer[l], *g = &m->g_layer[l];
         const real *x = l ? acts + a.layer[l - 1].res2 : acts + a.emb;
+        if (c->recompute[l]) layer_forward(m, &a, l, seg);
         if (c->mlp != MLP_NONE) {
             int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
             real *dact = s + a.s_dact, *dfc = s + a.s_dfc;

@@ -23,6 +23,7 @@ typedef struct {
     int gate;               // post-readout sigmoid output gate on every mixer
     int mixer[MAX_LAYERS];  // the layer's mixer: its row's index in the op table (OPS_f32)
     int rope[MAX_LAYERS];   // rotary embedding on q, k, per layer
+    int recompute[MAX_LAYERS];  // model.recompute: the block's activations rebuilt in backward
     double rope_base, norm_eps, init_std;
     int conv_kernel;          // short causal convolution on q, k, v (0 = none)
     int seq_len;              // the run's sequence length: mixers check their options against it

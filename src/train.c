@@ -48,7 +48,7 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
             c->rope == ROPE_AUTO ? OPS_f32[mc->mixer[l]]->rope_default : c->rope == ROPE_ON;
     }
     mixer_options_from(c, mc);
-    return 0;
+    return config_recompute_layers(c->recompute, mc->n_layers, mc->recompute, err, n);
 }
 
 // ---- signals ---------------------------------------------------------------------------

@@ -100,6 +100,8 @@ else
   echo "ok: $want"
 fi
 expect "madtrain: error: model.mixer lists 3 mixers but model.n_layers is 2" model.mixer=softmax,linear,softmax
+expect "madtrain: error: model.recompute '0,2': expected none, all or block indices 0..1 separated by commas" model.recompute=0,2
+expect "madtrain: error: model.recompute 'x': expected none, all or block indices 0..1 separated by commas" model.recompute=x
 expect "madtrain: error: train.batch_size (10) must be a multiple of ranks x train.grad_accum (1 x 4)" train.batch_size=10 train.grad_accum=4
 # The MAD tasks' parameters.
 expect "madtrain: error: data.task compression needs model.head: autoencoder (read at every position, the task is the identity)" data.task=compression data.vocab_size=16 data.seq_len=32

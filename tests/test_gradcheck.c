@@ -403,6 +403,56 @@ static void check_model(const char *label, const char *overrides) {
     check_model_config(label, cfg);
 }
 
+// ---- activation checkpointing ------------------------------------------------------------
+// model.recompute: the same model with some or all blocks recomputed in backward gives
+// bitwise the same losses and gradients as the stored form (packed rows too, so a mixer's
+// per-example calls are redone as well), and the activations shrink (every case recomputes
+// at least two blocks: one block alone saves nothing, its arena is its own size).
+static void check_recompute(const char *label, const char *overrides, const char *recompute) {
+    ModelConfig cfg[2];
+    char err[256], ov[1024];
+    snprintf(ov, sizeof(ov), "%s model.recompute=%s", overrides, recompute);
+    if (build_config(&cfg[0], overrides, err, sizeof(err)) ||
+        build_config(&cfg[1], ov, err, sizeof(err))) {
+        printf("FAIL recompute %s: %s\n", label, err);
+        failures++;
+        return;
+    }
+    int B = 2, T = 6, N = B * T, ids[12], targets[12];
+    static const int pos[12] = {0, 1, 2, 0, 1, 0, 0, 1, 2, 3, 0, 1};
+    const int *packed = strstr(label, "-packed") ? pos : NULL;
+    for (int i = 0; i < N; i++) {
+        ids[i] = (int)rng_below(rng_key(9, 3, 0, 0), (uint64_t)i, (uint64_t)cfg[0].vocab_size);
+        targets[i] = i % 5 == 0 ? -1
+                                : (int)rng_below(rng_key(9, 4, 0, 0), (uint64_t)i,
+                                                 (uint64_t)cfg[0].vocab_size);
+    }
+    Model_f64 m[2];
+    double loss[2], *grads[2];
+    size_t acts[2];
+    for (int r = 0; r < 2; r++) {
+        if (model_build_f64(&m[r], &cfg[r], &BACKEND_CPU_f64, err, sizeof(err))) {
+            printf("FAIL recompute %s: %s\n", label, err);
+            failures++;
+            return;
+        }
+        model_init_f64(&m[r], 5);
+        model_set_batch_f64(&m[r], B, T);
+        loss[r] = model_forward_packed_f64(&m[r], ids, targets, packed, 1.0).loss_sum;
+        model_zero_grad_f64(&m[r]);
+        model_backward_f64(&m[r]);
+        grads[r] = m[r].grads, acts[r] = m[r].acts_size;
+    }
+    int same = m[0].n_params == m[1].n_params && loss[0] == loss[1] &&
+               !memcmp(grads[0], grads[1], sizeof(double) * m[0].n_params);
+    int smaller = acts[1] < acts[0];
+    failures += !same || !smaller;
+    printf("%-4s recompute %s (%s): loss and %zu gradients %s, activations %zu -> %zu values\n",
+           same && smaller ? "ok" : "FAIL", label, recompute, m[0].n_params,
+           same ? "bitwise equal" : "DIFFER", acts[0], acts[1]);
+    model_free_f64(&m[0]), model_free_f64(&m[1]);
+}
+
 int main(void) {
     // The shapes are tiny: extra threads only add barrier waits (minutes instead of a second on
     // a loaded machine). Thread-count independence is the reference and ranks tests' job.
@@ -473,6 +523,17 @@ int main(void) {
     check_model("autoencoder-layernorm-untied",
                 "model.mixer=softmax model.head=autoencoder model.norm=layernorm "
                 "model.tie_embeddings=false model.init=pytorch");
+
+    check_recompute("hybrid-swiglu-gate",
+                    "model.n_layers=3 model.mixer=softmax,gla,linear model.mlp=swiglu "
+                    "model.gate=true mixer.conv_kernel=2 mixer.chunk=3",
+                    "all");
+    check_recompute("gdn-mamba2-packed",
+                    "model.n_layers=3 model.mixer=gated_deltanet,mamba2,softmax model.d_model=8 "
+                    "model.rope=off mixer.chunk=2",
+                    "0,2");
+    check_recompute("nomlp-layernorm", "model.n_layers=2 model.mixer=linear model.mlp=none "
+                    "model.norm=layernorm mixer.chunk=3", "all");
 
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures ? 1 : 0;

@@ -61,6 +61,14 @@ ran "$work/packed-1rank" 1 "batch 8 (8 per rank x 1 micro-steps)"
 ran "$work/packed-2rank" 2 "batch 8 (2 per rank x 2 micro-steps)"
 echo "[packed] 1 rank vs 2 ranks x accumulation 2:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-2rank/final_state.bin" 1e-5
 echo "[packed] stop at 10 + resume vs straight:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-split/final_state.bin" --bitwise
+# Activation checkpointing (model.recompute) is memory, not math: every block recomputed
+# trains bitwise as the stored form, and a run may resume with it switched on.
+"$madtrain" "${common[@]}" "${packed[@]}" model.recompute=all run.dir="$work/packed-recompute" > "$work/packed-recompute.log"
+"$madtrain" "${common[@]}" "${packed[@]}" run.dir="$work/packed-split-rc" debug.stop_at_step=10 > /dev/null
+"$madtrain" "${common[@]}" "${packed[@]}" model.recompute=0 run.dir="$work/packed-split-rc" --resume auto > "$work/packed-split-rc.log"
+grep -q "^resume: .*ckpt-00000010.h5 at step 10" "$work/packed-split-rc.log" || { echo "FAIL: the run did not resume at step 10 with model.recompute changed"; exit 1; }
+echo "[packed] model.recompute=all vs stored:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-recompute/final_state.bin" --bitwise
+echo "[packed] stop at 10 + resume with block 0 recomputed vs straight:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-split-rc/final_state.bin" --bitwise
 
 # The training must have moved the parameters, or the comparisons above prove nothing.
 "$madtrain" "${common[@]}" train.steps=1 optim.lr=0 optim.warmup_steps=0 run.dir="$work/untrained" > /dev/null
