@@ -667,8 +667,7 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
     return config_recompute_layers(c->recompute, (int)c->n_layers, flags, err, errlen);
 }
 
-int config_recompute_layers(const char *value, int n_layers, int *flags, char *err,
-                            size_t errlen) {
+int config_recompute_layers(const char *value, int n_layers, int *flags, char *err, size_t errlen) {
     int all = !strcmp(value, "all") || !strcmp(value, "true");
     for (int l = 0; l < n_layers; l++) flags[l] = all;
     if (all || !strcmp(value, "none") || !strcmp(value, "false") || !value[0]) return 0;

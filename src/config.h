@@ -19,7 +19,7 @@ typedef struct {
     int64_t seed;
     // model
     int64_t vocab_size, d_model, n_layers, n_heads, d_ff;
-    char mixer[MAX_LAYERS * 24];  // one mixer name, or a comma list with one entry per layer
+    char mixer[MAX_LAYERS * 24];     // one mixer name, or a comma list with one entry per layer
     char recompute[MAX_LAYERS * 4];  // none, all, or the blocks recomputed in backward: "0,2"
     int mlp, tie_embeddings, rope, gate, pos_embedding;
     int norm, mlp_bias, proj_bias, init_scheme;  // the PyTorch-matching options

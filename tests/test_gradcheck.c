@@ -532,8 +532,10 @@ int main(void) {
                     "model.n_layers=3 model.mixer=gated_deltanet,mamba2,softmax model.d_model=8 "
                     "model.rope=off mixer.chunk=2",
                     "0,2");
-    check_recompute("nomlp-layernorm", "model.n_layers=2 model.mixer=linear model.mlp=none "
-                    "model.norm=layernorm mixer.chunk=3", "all");
+    check_recompute("nomlp-layernorm",
+                    "model.n_layers=2 model.mixer=linear model.mlp=none "
+                    "model.norm=layernorm mixer.chunk=3",
+                    "all");
 
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures ? 1 : 0;
