@@ -60,6 +60,18 @@ MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" e005 --seeds 1 --out "$wor
   -- train.epochs=0 train.steps=6 > "$work/rerun.out" 2>&1
 check "grep -q 'finished, skipped' $work/rerun.out" "a finished run was not skipped"
 check "[[ '$before' == '$(cat "$work/e005"/*-s1/metrics.jsonl | md5sum)' ]]" "a finished run was trained again"
+# The long-context MQAR (T 4096, 256 pairs): every mixer trains 2 steps of one sequence at
+# the experiment's own T, with every block recomputed, and the report tabulates them.
+MADTRAIN="$bin" bash "$root/launch/run_experiment.sh" mqar-4096 --seeds 1 --out "$work/mqar-4096" \
+  -- train.epochs=0 train.steps=2 train.batch_size=1 train.eval_every=0 data.train_examples=16 \
+  data.valid_examples=2 data.test_examples=2 > "$work/mqar-4096.out" 2>&1
+rc=$?
+check "[[ $rc -eq 0 ]]" "mqar-4096: run_experiment.sh exit $rc ($(tail -3 "$work/mqar-4096.out"))"
+n_cfg=$(ls "$root/launch/configs/experiments/mqar-4096"/*.yaml | wc -l)
+rows=$(grep -c '^| [a-z_0-9]* | 1 |' "$work/mqar-4096/table.md")
+check "[[ $rows -eq $n_cfg ]]" "mqar-4096: $rows table rows, expected $n_cfg"
+check "grep -q 'recompute: \"all\"' $work/mqar-4096/softmax-s1/config.yaml && grep -q 'seq_len: 4096' $work/mqar-4096/softmax-s1/config.yaml" \
+  "mqar-4096: the run did not use T 4096 with every block recomputed"
 bash "$root/launch/run_experiment.sh" nope > "$work/bad.out" 2>&1
 check "[[ $? -eq 2 ]] && grep -q \"no experiment 'nope'\" $work/bad.out" "unknown experiment not refused"
 [[ $fail -eq 0 ]] && echo "PASSED" || echo "FAILED"
