@@ -255,6 +255,29 @@ int prep_check(int argc, char **argv) {
             bad++;
             continue;
         }
+        // A subword tokenizer is named with its model file's CRC-32: the model beside the
+        // shards must be that one, or text encoded with it would not match them.
+        unsigned want, have;
+        char model[1100];
+        if ((sscanf(in.tokenizer, "bpe-%8x", &want) == 1 ||
+             sscanf(in.tokenizer, "unigram-%8x", &want) == 1)) {
+            snprintf(model, sizeof(model), "%s/tokenizer.model", dir);
+            const char *why = NULL;
+            char msg[64];
+            if (file_crc32(model, &have))
+                why = "is missing";
+            else if (have != want)
+                snprintf(msg, sizeof(msg), "has crc32 %08x", have), why = msg;
+            if (why) {
+                fprintf(stderr,
+                        "madtrain: error: %s: written by tokenizer %s, but %s %s: not the model "
+                        "that wrote the shards\n",
+                        path, in.tokenizer, model, why);
+                bad++;
+                shard_close(s);
+                continue;
+            }
+        }
         printf("ok  %-6s %-18s %12lld tokens  %s  uint%d  vocab %lld  %s/%s  crc32 %08x\n",
                e->split, e->file, (long long)e->tokens,
                in.kind == SHARD_LM ? "tokens   " : "sequences", 8 * in.token_bytes,

@@ -3,6 +3,11 @@
 // ASCII-whitespace-separated words plus <eos> (Python: line.split() + [b"<eos>"] on bytes),
 // the vocabulary is the training split's words by decreasing count (ties: first occurrence),
 // and words of other splits outside it become <unk>. Byte level: a token per byte, vocab 256.
+// Subword (bpe, unigram): a SentencePiece model trained on the training split first
+// (data/tokenizer.h), saved as tokenizer.model beside the shards; a line's tokens are its
+// pieces plus <eos>. The shards name the tokenizer with the model file's CRC-32
+// ("bpe-1a2b3c4d"), so `prep check` tells when the model beside them is not the one that wrote
+// them.
 //
 // Two streaming passes per file (count, then tokenise and write), so memory holds the
 // vocabulary and a 1M-token buffer, never the corpus.
@@ -15,6 +20,7 @@
 #include "../kernels/rng.h"
 #include "h5util.h"
 #include "prep.h"
+#include "tokenizer.h"
 #include "util.h"
 
 enum { N_SPLITS = 3, BUFFER_TOKENS = 1 << 20 };
@@ -126,6 +132,13 @@ static int write_vocab_lines(FILE *f, void *ctx) {
     return 0;
 }
 
+static int write_pieces(FILE *f, void *ctx) {
+    SubwordTokenizer *t = ctx;
+    for (int id = 0; id < subword_size(t); id++)
+        if (fprintf(f, "%s\n", subword_piece(t, id)) < 0) return -1;
+    return 0;
+}
+
 // ---- text -----------------------------------------------------------------------------------
 static int is_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -165,8 +178,14 @@ static void count_word(void *ctx, char *w, size_t n) {
 }
 
 // Pass 1: tokens of the split (and, for the training split, the vocabulary counts).
-static int count_split(TextSplit *sp, const char *name, int byte_level, Vocab *vocab, char *err,
-                       size_t errlen) {
+// A line without its line end (the tokenizer sees the text only).
+static size_t line_text(const char *line, size_t n) {
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+    return n;
+}
+
+static int count_split(TextSplit *sp, const char *name, int byte_level, Vocab *vocab,
+                       SubwordTokenizer *sub, int *ids, char *err, size_t errlen) {
     FILE *f = fopen(sp->path, "rb");
     struct stat st;
     if (!f || fstat(fileno(f), &st)) {
@@ -184,13 +203,23 @@ static int count_split(TextSplit *sp, const char *name, int byte_level, Vocab *v
     size_t cap = 0;
     ssize_t n;
     snprintf(what, sizeof(what), "%s pass 1/2", name);
-    while ((n = getline(&line, &cap, f)) > 0) {
-        sp->tokens += for_each_word(line, (size_t)n, vocab ? count_word : NULL, vocab) + 1;
-        if (vocab) count_word(vocab, "<eos>", 5);
+    int rc = 0;
+    while (!rc && (n = getline(&line, &cap, f)) > 0) {
+        if (sub) {
+            int64_t k = subword_encode(sub, line, line_text(line, (size_t)n), ids, BUFFER_TOKENS,
+                                       err, errlen);
+            if (k < 0) rc = -1;
+            sp->tokens += k + 1;
+        } else {
+            sp->tokens += for_each_word(line, (size_t)n, vocab ? count_word : NULL, vocab) + 1;
+            if (vocab) count_word(vocab, "<eos>", 5);
+        }
         prep_progress(what, ftello(f), sp->bytes, sp->tokens);
     }
-    int rc = ferror(f) ? -1 : 0;
-    if (rc) snprintf(err, errlen, "cannot read %s: %s", sp->path, strerror(errno));
+    if (!rc && ferror(f)) {
+        rc = -1;
+        snprintf(err, errlen, "cannot read %s: %s", sp->path, strerror(errno));
+    }
     free(line);
     fclose(f);
     return rc;
@@ -211,7 +240,8 @@ static void emit_word(void *ctx, char *w, size_t n) {
 }
 
 // Pass 2: tokens into the split's shards, documents at article titles.
-static int write_split(TextSplit *sp, SplitWriter *sw, Vocab *vocab, char *err, size_t errlen) {
+static int write_split(TextSplit *sp, SplitWriter *sw, Vocab *vocab, SubwordTokenizer *sub,
+                       char *err, size_t errlen) {
     FILE *f = fopen(sp->path, "rb");
     if (!f) {
         snprintf(err, errlen, "cannot read %s: %s", sp->path, strerror(errno));
@@ -223,6 +253,7 @@ static int write_split(TextSplit *sp, SplitWriter *sw, Vocab *vocab, char *err, 
         sink.unk = vocab->id_of[vocab_index(vocab, "<unk>", 5, 0)];
         eos = vocab->id_of[vocab_index(vocab, "<eos>", 5, 0)];
     }
+    if (sub) eos = subword_eos(sub);
     char *line = NULL, what[96];
     size_t cap = 0;
     ssize_t n;
@@ -236,19 +267,31 @@ static int write_split(TextSplit *sp, SplitWriter *sw, Vocab *vocab, char *err, 
             split_doc_start(sw);
         }
         if (rc) break;
-        // Flush first when a long line might not fit (at most one token per byte + <eos>).
-        if (sink.n + n + 1 > BUFFER_TOKENS) {
+        // Flush first when a long line might not fit (at most one token per byte, a subword
+        // tokenizer's leading word marker, and <eos>).
+        if (sink.n + n + 2 > BUFFER_TOKENS) {
             rc = split_put(sw, sink.buf, NULL, sink.n, err, errlen);
             sink.n = 0;
         }
-        if (n + 1 > BUFFER_TOKENS) {
+        if (n + 2 > BUFFER_TOKENS) {
             snprintf(err, errlen, "%s: a line of %zd bytes is longer than prep handles (%d)",
                      sp->path, n, BUFFER_TOKENS - 1);
             rc = -1;
         }
         if (rc) break;
         int64_t before = sink.n;
-        if (vocab) {
+        if (sub) {
+            int64_t k = subword_encode(sub, line, line_text(line, (size_t)n), sink.buf + sink.n,
+                                       BUFFER_TOKENS - 1 - sink.n, err, errlen);
+            if (k < 0) {
+                rc = -1;
+                break;
+            }
+            for (int64_t i = 0; i < k; i++) sink.unknown += sink.buf[sink.n + i] == 0;
+            sink.n += k;
+            sink.buf[sink.n++] = eos;
+            doc_has_text |= k > 0;
+        } else if (vocab) {
             for_each_word(line, (size_t)n, emit_word, &sink);
             sink.buf[sink.n++] = eos;
             doc_has_text |= sink.n - before > 1;
@@ -281,7 +324,7 @@ int prep_wikitext(int argc, char **argv) {
     TextSplit splits[N_SPLITS];
     memset(splits, 0, sizeof(splits));
     const char *in = NULL, *out = NULL, *tokenizer = "word", *dtype = "auto";
-    int64_t per_shard = (int64_t)1 << 28;
+    int64_t per_shard = (int64_t)1 << 28, subword_vocab = 32000;
     int gzip = 0;
     char err[4200];
     err[0] = 0;
@@ -304,6 +347,8 @@ int prep_wikitext(int argc, char **argv) {
             tokenizer = v;
         else if (!strcmp(a, "--dtype"))
             dtype = v;
+        else if (!strcmp(a, "--vocab-size"))
+            subword_vocab = atoll(v);
         else if (!strcmp(a, "--shard-tokens"))
             per_shard = atoll(v);
         else if (!strcmp(a, "--gzip"))
@@ -318,9 +363,19 @@ int prep_wikitext(int argc, char **argv) {
             snprintf(err, sizeof(err), "unknown option '%s'", a);
     }
     int byte_level = !strcmp(tokenizer, "byte");
+    int subword = !strcmp(tokenizer, "bpe") || !strcmp(tokenizer, "unigram");
     if (!err[0] && !out) snprintf(err, sizeof(err), "--out DIR is required");
-    if (!err[0] && !byte_level && strcmp(tokenizer, "word"))
-        snprintf(err, sizeof(err), "--tokenizer must be word or byte, not '%s'", tokenizer);
+    if (!err[0] && !byte_level && !subword && strcmp(tokenizer, "word"))
+        snprintf(err, sizeof(err), "--tokenizer must be word, byte, bpe or unigram, not '%s'",
+                 tokenizer);
+    if (!err[0] && subword && (subword_vocab < 16 || subword_vocab > 1 << 20))
+        snprintf(err, sizeof(err), "--vocab-size must be from 16 to %d, not %lld", 1 << 20,
+                 (long long)subword_vocab);
+    if (!err[0] && subword && !subword_available())
+        snprintf(err, sizeof(err),
+                 "--tokenizer %s needs SentencePiece, and this madtrain was built without it: "
+                 "install libsentencepiece-dev and rebuild (bash launch/setup.sh)",
+                 tokenizer);
     if (!err[0] && strcmp(dtype, "auto") && strcmp(dtype, "uint16") && strcmp(dtype, "uint32"))
         snprintf(err, sizeof(err), "--dtype must be auto, uint16 or uint32, not '%s'", dtype);
     if (!err[0] && (per_shard < 1 || gzip < 0 || gzip > 9))
@@ -357,13 +412,42 @@ int prep_wikitext(int argc, char **argv) {
     vocab.n_slots = 1 << 17;
     vocab.slots = xcalloc(vocab.n_slots, sizeof(int64_t));
     int rc = 0;
+    SubwordTokenizer *sub = NULL;
+    int *ids = subword ? xmalloc(sizeof(int) * BUFFER_TOKENS) : NULL;
+    char shard_tokenizer[32];
+    snprintf(shard_tokenizer, sizeof(shard_tokenizer), "%s", tokenizer);
+    if (subword) {
+        char path[1100];
+        snprintf(path, sizeof(path), "%s/tokenizer.model", out);
+        unsigned crc = 0;
+        rc =
+            subword_train(splits[0].path, path, tokenizer, (int)subword_vocab, 1, err, sizeof(err));
+        if (!rc && !(sub = subword_open(path, err, sizeof(err)))) rc = -1;
+        if (!rc && file_crc32(path, &crc)) {
+            snprintf(err, sizeof(err), "cannot read %s: %s", path, strerror(errno));
+            rc = -1;
+        }
+        snprintf(shard_tokenizer, sizeof(shard_tokenizer), "%s-%08x", tokenizer, crc);
+        if (!rc)
+            printf("prep: %s tokenizer of %d pieces trained on %s -> %s (%.1fs)\n", tokenizer,
+                   subword_size(sub), splits[0].path, path, prep_elapsed());
+    }
     for (int s = 0; s < N_SPLITS && !rc; s++)
         if (splits[s].path[0])
             rc = count_split(&splits[s], SPLIT_NAMES[s], byte_level,
-                             !byte_level && s == 0 ? &vocab : NULL, err, sizeof(err));
+                             !byte_level && !subword && s == 0 ? &vocab : NULL, sub, ids, err,
+                             sizeof(err));
     int64_t vocab_size = 256;
     Ranked *order = NULL;
-    if (!rc && !byte_level) {
+    if (!rc && subword) {
+        vocab_size = subword_size(sub);
+        char path[1100];
+        snprintf(path, sizeof(path), "%s/vocab.txt", out);
+        if (write_file_atomic(path, write_pieces, sub)) {
+            snprintf(err, sizeof(err), "cannot write %s: %s", path, strerror(errno));
+            rc = -1;
+        }
+    } else if (!rc && !byte_level) {
         vocab_index(&vocab, "<unk>", 5, 1);  // count 0 if the training text has none
         order = vocab_order(&vocab);
         vocab_size = vocab.n;
@@ -382,7 +466,7 @@ int prep_wikitext(int argc, char **argv) {
                  (long long)vocab_size);
         rc = -1;
     }
-    if (!rc && !byte_level)
+    if (!rc && !byte_level && !subword)
         printf("prep: vocabulary: %lld words from the training split (%lld tokens), %s ids\n",
                (long long)vocab_size, (long long)splits[0].tokens,
                token_bytes == 2 ? "uint16" : "uint32");
@@ -396,16 +480,20 @@ int prep_wikitext(int argc, char **argv) {
                           .manifest = &m};
         sw.info.kind = SHARD_LM, sw.info.vocab_size = vocab_size, sw.info.row_len = 1;
         sw.info.token_bytes = token_bytes;
-        snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "%s", tokenizer);
+        snprintf(sw.info.tokenizer, sizeof(sw.info.tokenizer), "%s", shard_tokenizer);
         snprintf(sw.info.task, sizeof(sw.info.task), "lm");
         snprintf(sw.info.split, sizeof(sw.info.split), "%s", SPLIT_NAMES[s]);
-        rc = write_split(&splits[s], &sw, byte_level ? NULL : &vocab, err, sizeof(err));
+        rc = write_split(&splits[s], &sw, byte_level || subword ? NULL : &vocab, sub, err,
+                         sizeof(err));
         if (rc) break;
         printf("prep: %-5s %lld tokens in %d shard(s)", SPLIT_NAMES[s], (long long)splits[s].tokens,
                sw.shards);
-        if (s > 0 && !byte_level)
+        if (s > 0 && !byte_level && !subword)
             printf(", %.2f%% outside the training vocabulary (<unk>)",
                    100.0 * splits[s].unknown / splits[s].tokens);
+        if (subword && splits[s].unknown)
+            printf(", %lld characters the tokenizer has no piece for",
+                   (long long)splits[s].unknown);
         printf("\n");
     }
     if (!rc) rc = manifest_write(out, &m, err, sizeof(err));
@@ -418,7 +506,8 @@ int prep_wikitext(int argc, char **argv) {
                prep_elapsed(), (long long)total, (long long)vocab_size, m.n, out);
     }
     manifest_free(&m);
-    free(order);
+    free(order), free(ids);
+    if (sub) subword_close(sub);
     vocab_free(&vocab);
     return rc ? MT_EXIT_FAIL : 0;
 }

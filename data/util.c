@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 double now_seconds(void) {
     struct timespec ts;
@@ -70,4 +71,17 @@ int write_file_atomic(const char *path, int (*writer)(FILE *f, void *ctx), void 
         return -1;
     }
     return 0;
+}
+
+int file_crc32(const char *path, unsigned *crc) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char buf[1 << 16];
+    uLong c = crc32_z(0, Z_NULL, 0);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0) c = crc32_z(c, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    *crc = (unsigned)c;
+    return bad ? -1 : 0;
 }

@@ -16,3 +16,5 @@ int mkdir_p(const char *path);  // 0, or -1 with errno
 // Writes a file through a temporary name + fsync + rename, so a crash never leaves a half
 // file under the real name. writer returns 0 on success. Returns 0, or -1 with errno.
 int write_file_atomic(const char *path, int (*writer)(FILE *f, void *ctx), void *ctx);
+// CRC-32 (zlib's) of a whole file: 0, or -1 with errno.
+int file_crc32(const char *path, unsigned *crc);

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libopenblas-openmp-dev
-      libfftw3-dev libhdf5-dev libyaml-dev gnuplot-nox zlib1g-dev python3-h5py python3-yaml hdf5-tools)
+      libfftw3-dev libhdf5-dev libyaml-dev libsentencepiece-dev gnuplot-nox zlib1g-dev python3-h5py python3-yaml hdf5-tools)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
 if (( ${#missing[@]} )); then
