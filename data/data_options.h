@@ -50,6 +50,7 @@ typedef struct {
     int64_t min_len, max_len, test_min_len, test_max_len, modulus;
     char group[32];
     int generators;
+    int brackets;  // modular_arithmetic: bracketed expressions
     // Packed rows: each row holds as many whole examples as fit, in stream order (the loader
     // also hands out each token's position in its example; data/loader.h).
     int pack;

@@ -32,7 +32,8 @@ Task task_from_options(const DataOptions *o) {
               .test_min_len = (int)o->test_min_len,
               .test_max_len = (int)o->test_max_len,
               .modulus = (int)o->modulus,
-              .generators = o->generators};
+              .generators = o->generators,
+              .brackets = o->brackets};
     if (o->task == DATA_TASK_WORD_PROBLEM) {  // validated with the config; empty if not
         char err[256];
         if (group_parse(o->group, &t.group, err, sizeof(err))) memset(&t.group, 0, sizeof(t.group));

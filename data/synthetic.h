@@ -34,7 +34,7 @@ typedef struct {
     int noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;  // MAD tasks
     double frac_noise;
     // state tracking: example lengths (training/validation, test), modulus, group
-    int min_len, max_len, test_min_len, test_max_len, modulus, generators;
+    int min_len, max_len, test_min_len, test_max_len, modulus, generators, brackets;
     TaskGroup group;
     double power_a;
     uint64_t seed;

@@ -188,6 +188,41 @@ int state_example_tokens(const Task *t, Rng *r, int split) {
     return len;
 }
 
+// The bracketed modular arithmetic (tasks.md 4): an expression of exactly n tokens (n odd),
+// written from ids[*at], its value mod `modulus` returned. It is terms joined by + - * (* binds
+// tighter, then left to right); a term is a number (one token) or, with chance 1/4 when at
+// least 3 tokens remain, ( expression ) of an odd length drawn uniformly from what remains,
+// recursively. Tokens: numbers 5 + v, + 1, - 2, * 3, ( 5 + mod, ) 6 + mod.
+static int64_t bracketed(const Task *t, Rng *r, int n, int *ids, int *at) {
+    int mod = t->modulus;
+    int64_t total = 0, term = 0;
+    int sign = 1, first = 1, times = 0;
+    for (int left = n; left > 0;) {
+        int64_t v;
+        if (left >= 3 && rng_next_below(r, 4) == 0) {
+            int len = 3 + 2 * (int)rng_next_below(r, (uint64_t)(left - 1) / 2);  // odd, <= left
+            ids[(*at)++] = 5 + mod;
+            v = bracketed(t, r, len - 2, ids, at);
+            ids[(*at)++] = 6 + mod;
+            left -= len;
+        } else {
+            v = (int64_t)rng_next_below(r, (uint64_t)mod);
+            ids[(*at)++] = 5 + (int)v;
+            left -= 1;
+        }
+        term = first || !times ? v : term * v % mod;
+        first = 0;
+        if (left > 0) {  // an operator, and at least one more token for the next term
+            int op = 1 + (int)rng_next_below(r, 3);
+            ids[(*at)++] = op;
+            left -= 1;
+            times = op == 3;
+            if (!times) total = (total + sign * term) % mod, sign = op == 1 ? 1 : -1;
+        }
+    }
+    return ((total + sign * term) % mod + mod) % mod;
+}
+
 void state_example(const Task *t, Rng *r, int split, int *ids, int *targets, int *levels) {
     int T = t->T;
     for (int p = 0; p < T; p++) ids[p] = 0, targets[p] = -1, levels[p] = 0;
@@ -214,6 +249,12 @@ void state_example(const Task *t, Rng *r, int split, int *ids, int *targets, int
             if (t->task == DATA_TASK_CUMULATIVE_PARITY || p == len - 1)
                 targets[p] = 1 + parity, levels[p] = bucket;
         }
+        return;
+    }
+    if (t->task == DATA_TASK_MODULAR_ARITHMETIC && t->brackets) {
+        int n_tok = len % 2 ? len : len - 1, at = 0;
+        int64_t v = bracketed(t, r, n_tok, ids, &at);
+        ids[n_tok] = 4, targets[n_tok] = 5 + (int)v, levels[n_tok] = bucket;
         return;
     }
     if (t->task == DATA_TASK_MODULAR_ARITHMETIC) {
@@ -259,7 +300,7 @@ int state_task_vocab(const Task *t) {
         case DATA_TASK_CUMULATIVE_PARITY:
             return 3;
         case DATA_TASK_MODULAR_ARITHMETIC:
-            return 5 + t->modulus;
+            return 5 + t->modulus + (t->brackets ? 2 : 0);  // ( and ) after the numbers
         case DATA_TASK_INDEX_COPY:
             return 17 + STATE_INDEX_COPY_N;
         default:

@@ -118,6 +118,8 @@ static const ConfigKey CONFIG_KEYS[] = {
         "word_problem: the group, factors Z<n>, S<n>, A<n> joined by x (S5, A5, Z60, A4xZ5)"),
     BOOL("data.generators", "false", generators,
          "word_problem: inputs are two generators only (the two-generator form)"),
+    BOOL("data.brackets", "false", brackets,
+         "modular_arithmetic: recursively bracketed expressions, ( and ) as two more tokens"),
     BOOL("data.pack", "false", pack,
          "packed rows: as many whole examples per row as fit, every mixer reset at each example "
          "(parity, cumulative_parity, modular_arithmetic, word_problem)"),

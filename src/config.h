@@ -37,7 +37,7 @@ typedef struct {
     int64_t noise_vocab_size, k_motif_size, v_motif_size, num_tokens_to_copy;  // MAD tasks
     int64_t min_len, max_len, test_min_len, test_max_len, modulus;             // state tracking
     char group[32];
-    int generators;
+    int generators, brackets;
     int pack;  // data.pack: several examples per row (variable-length tasks)
     char data_path[512], eval_split[64];  // shards (empty path: the in-process task)
     // `madtrain eval --dump FILE.h5`: per-position results of the evaluated splits (a command

@@ -28,6 +28,7 @@ DataOptions data_options_from_config(const Config *c) {
         .test_max_len = c->test_max_len,
         .modulus = c->modulus,
         .generators = c->generators,
+        .brackets = c->brackets,
         .pack = c->pack,
         .train_examples = c->train_examples,
         .valid_examples = c->valid_examples,

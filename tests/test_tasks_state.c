@@ -36,6 +36,41 @@ static Task make(int task, const char *group, int generators) {
     return task_from_options(&o);
 }
 
+// A recursive-descent evaluator of a bracketed token list (numbers 5 + v, + 1, - 2, * 3,
+// ( 10, ) 11 for mod 5), written from the grammar, not from the generator: expr = term
+// (('+' | '-') term)*, term = factor ('*' factor)*, factor = number | '(' expr ')'. Sets *bad
+// on a malformed list.
+typedef struct {
+    const int *ids;
+    int at, n, bad, depth, max_depth;
+} Parser;
+static long parse_expr(Parser *p);
+static long parse_factor(Parser *p) {
+    if (p->at >= p->n) return p->bad = 1, 0;
+    int tok = p->ids[p->at++];
+    if (tok >= 5 && tok <= 9) return tok - 5;
+    if (tok != 10) return p->bad = 1, 0;
+    if (++p->depth > p->max_depth) p->max_depth = p->depth;
+    long v = parse_expr(p);
+    if (p->at >= p->n || p->ids[p->at++] != 11) p->bad = 1;
+    p->depth--;
+    return v;
+}
+static long parse_term(Parser *p) {
+    long v = parse_factor(p);
+    while (p->at < p->n && p->ids[p->at] == 3) p->at++, v = v * parse_factor(p) % 5;
+    return v;
+}
+static long parse_expr(Parser *p) {
+    long v = parse_term(p);
+    while (p->at < p->n && (p->ids[p->at] == 1 || p->ids[p->at] == 2)) {
+        int op = p->ids[p->at++];
+        long w = parse_term(p);
+        v = op == 1 ? v + w : v - w;
+    }
+    return ((v % 5) + 5) % 5;
+}
+
 // The example's length: the first padding position.
 static int length_of(const int *ids) {
     int n = 0;
@@ -246,6 +281,39 @@ int main(void) {
         ok &= tg[len - 1] == 5 + total;
         CHECK(ok, "modular_arithmetic example %d: label %d, evaluated %ld", e, tg[len - 1], total);
     }
+    // the bracketed variant: vocabulary 12 ( ( 10, ) 11 ), the same length protocol, every
+    // example a well-formed expression whose value the parser above agrees with; brackets
+    // appear, nested
+    {
+        Config c;
+        config_defaults(&c);
+        c.task = DATA_TASK_MODULAR_ARITHMETIC, c.seq_len = T, c.brackets = 1;
+        char err[256];
+        CHECK(config_validate(&c, 1, err, sizeof(err)) == 0, "config rejected: %s", err);
+        DataOptions o = data_options_from_config(&c);
+        t = task_from_options(&o);
+        CHECK(t.vocab == 12, "bracketed modular vocab %d", t.vocab);
+        int with_brackets = 0, deepest = 0;
+        for (int e = 0; e < 400; e++) {
+            int split = e % 2 ? SPLIT_TEST : SPLIT_TRAIN;
+            task_example_levels(&t, split, e, ids, tg, lv);
+            int len = length_of(ids), lo = split == SPLIT_TEST ? 40 : 3;
+            int hi = split == SPLIT_TEST ? 256 : 40;
+            Parser p = {ids, 0, len - 1, 0, 0, 0};
+            long v = parse_expr(&p);
+            int ok = !p.bad && p.at == len - 1 && ids[len - 1] == 4 && tg[len - 1] == 5 + v;
+            ok &= len - 1 >= lo - 1 && len - 1 <= hi && (len - 1) % 2 == 1;
+            for (int q = 0; q < len - 1; q++) ok &= tg[q] < 0 && ids[q] >= 1 && ids[q] <= 11;
+            ok &= split == SPLIT_TEST ? lv[len - 1] >= 1 && lv[len - 1] <= 4 : lv[len - 1] == 0;
+            with_brackets += p.max_depth > 0;
+            deepest = p.max_depth > deepest ? p.max_depth : deepest;
+            CHECK(ok, "bracketed example %d (length %d): label %d, parsed %ld%s", e, len,
+                  tg[len - 1], v, p.bad ? ", malformed" : "");
+        }
+        CHECK(with_brackets > 200 && deepest >= 3,
+              "bracketed: %d of 400 examples have brackets, deepest nesting %d", with_brackets,
+              deepest);
+    }
     // word problems: S5, A5 (even permutations only), the two-generator S5
     check_word_problem("S5", 5, 0, 0);
     check_word_problem("A5", 5, 1, 0);
@@ -293,6 +361,7 @@ int main(void) {
     }
     test_packed("data.task=parity");
     test_packed("data.task=modular_arithmetic");
+    test_packed("data.task=modular_arithmetic data.brackets=true");
     test_packed("data.task=word_problem data.group=S5");
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
