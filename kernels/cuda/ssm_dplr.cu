@@ -340,14 +340,24 @@ static void *tmp_alloc(size_t bytes) {
     return mt_cuda_temp_alloc(bytes);
 }
 
+// The length-T complex transforms of C rows (Z2Z, unscaled); length 1 is a copy (cuFFT plans
+// start at 2 points).
+static void dplr_dft(Cx *src, Cx *dst, int T, int C, int direction) {
+    if (T == 1) {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(Cx) * C, cudaMemcpyDeviceToDevice, 0));
+        return;
+    }
+    CUFFT_CHECK(cufftExecZ2Z(dplr_plan(T, C, CUFFT_Z2Z), (cufftDoubleComplex *)src,
+                             (cufftDoubleComplex *)dst, direction));
+}
+
 // The kernel K [C, T] of every channel (the saved buffer).
 static void dplr_make_kernel(const DplrDims &d, const DplrParams &P, float *K) {
     size_t CT = (size_t)d.C * d.T;
     Cx *khat = (Cx *)tmp_alloc(sizeof(Cx) * 2 * CT), *kappa = khat + CT;
     dplr_khat_kernel<<<ceil_div((long long)CT, 64), 64>>>(khat, P, d);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecZ2Z(dplr_plan(d.T, d.C, CUFFT_Z2Z), (cufftDoubleComplex *)khat,
-                             (cufftDoubleComplex *)kappa, CUFFT_INVERSE));
+    dplr_dft(khat, kappa, d.T, d.C, CUFFT_INVERSE);
     dplr_kernel_real_kernel<<<ceil_div((long long)CT, 128), 128>>>(K, kappa, d.C, d.T);
     CUDA_LAUNCH_CHECK();
     mt_cuda_temp_free(khat, sizeof(Cx) * 2 * CT);
@@ -502,8 +512,7 @@ static void dplr_bwd(const OpShape *s, const float *const *in, const float *cons
     double *part = (double *)(F + CT * SS);
     dplr_gk_kernel<<<ceil_div((long long)CT, 128), 128>>>(gk, gpad, C, T, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecZ2Z(dplr_plan(T, C, CUFFT_Z2Z), (cufftDoubleComplex *)gk,
-                             (cufftDoubleComplex *)G, CUFFT_FORWARD));
+    dplr_dft(gk, G, T, C, CUFFT_FORWARD);
     dplr_f_kernel<<<ceil_div((long long)CT, 64), 64>>>(F, G, P, d);
     CUDA_LAUNCH_CHECK();
     dplr_mode_grad_kernel<<<ceil_div((long long)C * d.N, 64), 64>>>(
