@@ -15,6 +15,7 @@
 //   - OscGate stays bounded under an adversarial omega schedule that grows the experiment's
 //     form (oscgate_mve) by orders of magnitude; with zeta = 0 and constant omega it is
 //     LinOSS-IM.
+#include <complex.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,6 +704,146 @@ static void check_oscgate_is_linoss(void) {
     run_free(&o), run_free(&l);
 }
 
+// ---- DPLR (mixers.md 21) -------------------------------------------------------------------
+
+// Channel c's kernel K[0..T) through the row's forward: y for a unit impulse at t = 0 (B = 1).
+static void dplr_kernel(Run *r, int c, double *K) {
+    int T = r->s.T, C = r->s.C;
+    memset(r->in[CORE_IN_QKV], 0, sizeof(double) * r->in_n[CORE_IN_QKV]);
+    r->in[CORE_IN_QKV][c] = 1;
+    r->op->forward(&r->s, (const double *const *)r->in, r->out, r->saved);
+    for (int t = 0; t < T; t++) K[t] = r->out[0][(size_t)t * 2 * C + c];
+}
+
+// ||a - b|| / ||b|| over n values.
+static double rel_norm_err(const double *a, const double *b, size_t n) {
+    double e = 0, ref = 0;
+    for (size_t i = 0; i < n; i++) e += (a[i] - b[i]) * (a[i] - b[i]), ref += b[i] * b[i];
+    return sqrt(e / ref);
+}
+
+// - the oracle on every test shape with random parameters (the test shapes' own run uses the
+//   HiPPO initialisation, where qbar's extra columns are 0 and the step is small);
+// - HiPPO-LegS at initialisation: A = Lambda - P Q^* has LegS's spectrum -1..-N (the power sums
+//   tr A^k, k = 1..N, fix it), and Q^* Lambda^-1 P = -1 (Q^* D(0) P = 1: bench_dplr's identity);
+// - the Neumann series against Woodbury as the order grows. At HiPPO-LegS itself the spectral
+//   radius of D b P Q^* is >= 1 (exactly 1 at s = 0, more elsewhere), so the series does not
+//   converge there: the check is that the aux figures say so and that neumann_error is the
+//   measured error (order 1). With P and qbar scaled by 0.05 (rho < 1) the error falls with every
+//   order and order 8 is within 1e-6 of Woodbury.
+static void check_dplr(void) {
+    const OpDef_f64 *op = op_find_f64("dplr");
+    for (int t = 0; t < op->n_tests; t++) {
+        const OpTest *ts = &op->tests[t];
+        OpShape s = shape("dplr", ts->s.B, ts->s.T, ts->s.C, 1, ts->opts);
+        Run r = run_new("dplr", s, 900 + (uint64_t)t);
+        for (int i = CORE_IN_PARAMS; i < op->n_in; i++) {
+            uint64_t key = rng_key(9, (uint64_t)t, (uint64_t)i, 0);
+            for (size_t j = 0; j < r.in_n[i]; j++) {
+                double g = rng_normal(key, j);
+                if (i == CORE_IN_PARAMS)  // Lambda: decaying modes of various speeds
+                    r.in[i][j] = j % 2 ? 2 * g : -0.2 - 0.5 * fabs(g);
+                else if (i == op->n_in - 1)  // log_dt
+                    r.in[i][j] = log(0.3) + 0.5 * g;
+                else
+                    r.in[i][j] = 0.6 * g;
+            }
+        }
+        r.op->forward(&r.s, (const double *const *)r.in, r.out, r.saved);
+        double *ref = malloc(sizeof(double) * r.out_n[0]), scale = 0;
+        op->reference(&r.s, (const double *const *)r.in, ref);
+        for (size_t i = 0; i < r.out_n[0]; i++) scale = fmax(scale, fabs(ref[i]));
+        double worst = 0;
+        for (size_t i = 0; i < r.out_n[0]; i++)
+            worst = fmax(worst, fabs(r.out[0][i] - ref[i]) / scale);
+        char what[160];
+        snprintf(what, sizeof(what), "dplr T=%d %s, random parameters == oracle", s.T, ts->opts);
+        report(what, worst, 1e-10);
+        free(ref);
+        run_free(&r);
+    }
+
+    for (int N = 5; N <= 6; N++) {
+        char opts[64];
+        snprintf(opts, sizeof(opts), "dplr_state=%d", N);
+        Run r = run_new("dplr", shape("dplr", 1, 1, 1, 1, opts), 950);
+        const double *lam = r.in[CORE_IN_PARAMS], *P = r.in[CORE_IN_PARAMS + 1],
+                     *qb = r.in[CORE_IN_PARAMS + 2];
+        double complex *A = malloc(sizeof(double complex) * N * N * 3), *Ak = A + N * N,
+                       *tmp = Ak + N * N, qlp = 0;
+        for (int n = 0; n < N; n++) {
+            for (int m = 0; m < N; m++)
+                A[n * N + m] = (n == m ? lam[2 * n] + I * lam[2 * n + 1] : 0) -
+                               (P[2 * n] + I * P[2 * n + 1]) * (qb[2 * m] + I * qb[2 * m + 1]);
+            qlp += (qb[2 * n] + I * qb[2 * n + 1]) * (P[2 * n] + I * P[2 * n + 1]) /
+                   (lam[2 * n] + I * lam[2 * n + 1]);
+        }
+        memcpy(Ak, A, sizeof(double complex) * N * N);
+        double worst = 0;
+        for (int k = 1; k <= N; k++) {
+            double complex tr = 0;
+            double want = 0;
+            for (int n = 0; n < N; n++) tr += Ak[n * N + n], want += pow(-(n + 1.0), k);
+            worst = fmax(worst, cabs(tr - want) / fabs(want));
+            for (int n = 0; n < N; n++)
+                for (int m = 0; m < N; m++) {
+                    double complex acc = 0;
+                    for (int l = 0; l < N; l++) acc += Ak[n * N + l] * A[l * N + m];
+                    tmp[n * N + m] = acc;
+                }
+            memcpy(Ak, tmp, sizeof(double complex) * N * N);
+        }
+        snprintf(opts, sizeof(opts), "dplr init N=%d: tr A^k == sum (-n)^k, k = 1..N", N);
+        report(opts, worst, 1e-10);
+        snprintf(opts, sizeof(opts), "dplr init N=%d: Q^* Lambda^-1 P == -1", N);
+        report(opts, cabs(qlp + 1), 1e-12);
+        free(A);
+        run_free(&r);
+    }
+
+    enum { T = 64, ORDERS = 8 };
+    for (int shrunk = 0; shrunk < 2; shrunk++) {
+        double Kw[2 * T], Kn[2 * T], err[ORDERS + 1];
+        int monotone = 1;
+        OpAux a[OP_MAX_AUX];
+        int na = 0;
+        for (int k = 0; k <= ORDERS; k++) {
+            char opts[64];
+            snprintf(opts, sizeof(opts), "dplr_state=4 neumann_order=%d", k);
+            Run r = run_new("dplr", shape("dplr", 1, T, 2, 1, opts), 960);
+            for (int i = 1; i <= 2 && shrunk; i++)  // P and qbar
+                for (size_t j = 0; j < r.in_n[CORE_IN_PARAMS + i]; j++)
+                    r.in[CORE_IN_PARAMS + i][j] *= 0.05;
+            for (int c = 0; c < 2; c++) dplr_kernel(&r, c, (k ? Kn : Kw) + c * T);
+            if (k) err[k] = rel_norm_err(Kn, Kw, 2 * T);
+            if (k > 1 && !(err[k] < err[k - 1] || err[k] < 1e-13)) monotone = 0;
+            if (k == 1) na = r.op->aux(&r.s, (const double *const *)r.in, a);
+            run_free(&r);
+        }
+        printf("     dplr %s: neumann vs woodbury, orders 1..%d:",
+               shrunk ? "P, qbar x 0.05" : "HiPPO", ORDERS);
+        for (int k = 1; k <= ORDERS; k++) printf(" %.2e", err[k]);
+        printf("  (max rho %.3g)\n", aux_value(a, na, "neumann_radius_max"));
+        double rho = aux_value(a, na, "neumann_radius_max");
+        double aux_err = aux_value(a, na, "neumann_error");
+        report(shrunk ? "dplr neumann_error (aux) == measured, P, qbar x 0.05"
+                      : "dplr neumann_error (aux) == measured, HiPPO",
+               fabs(aux_err - err[1]) / err[1], 1e-9);
+        if (shrunk) {
+            report("dplr P, qbar x 0.05: max rho < 1, none diverging",
+                   !(rho < 1 && aux_value(a, na, "neumann_diverging") == 0), 0);
+            report("dplr P, qbar x 0.05: neumann error falls with every order", !monotone, 0);
+            report("dplr P, qbar x 0.05: neumann order 8 vs woodbury", err[ORDERS], 1e-6);
+        } else {
+            // rho = 1 at s = 0 up to rounding (Q^* D(0) P = 1); the series cannot converge.
+            report("dplr HiPPO: aux reports max rho >= 1 (diverging pairs > 0)",
+                   !(rho >= 1 - 1e-9 && aux_value(a, na, "neumann_diverging") > 0), 0);
+            report("dplr HiPPO: neumann order 8 does not reach woodbury (error > 1e-3)",
+                   !(err[ORDERS] > 1e-3), 0);
+        }
+    }
+}
+
 int main(void) {
     check_references();
     check_loglinear();
@@ -714,6 +855,7 @@ int main(void) {
     check_aux();
     check_oscillator_stability();
     check_oscgate_is_linoss();
+    check_dplr();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
 }
