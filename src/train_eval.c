@@ -217,6 +217,16 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
         }
         printf("\n");
         jsonl(lg, "%s}", line);
+        // A figure named *_diverging counts where the mixer's own approximation does not hold
+        // (dplr's Neumann series where rho >= 1): said once per evaluation, with the layer.
+        for (int i = 0; i < k; i++) {
+            size_t nl = strlen(aux[i].name), sl = strlen("_diverging");
+            if (nl > sl && !strcmp(aux[i].name + nl - sl, "_diverging") && aux[i].value > 0)
+                printf(
+                    "warning: layer %d (%s): %s = %.0f: the layer's approximation diverges "
+                    "there (docs/mixers.md)\n",
+                    l, OPS_f32[m->cfg.mixer[l]]->name, aux[i].name, aux[i].value);
+        }
     }
     fflush(stdout);
 }

@@ -647,7 +647,8 @@ static double dplr_spectral_radius(int r, const cplx *Km) {
 // neumann_radius_max: max over channels and frequencies of rho(D b P Q^*); neumann_diverging:
 // the (channel, frequency) pairs where it reaches 1 (>= 1 - 1e-6: HiPPO-LegS has rho = 1 exactly
 // at s = 0, which rounding puts on either side of 1; there the truncated series does not converge:
-// with neumann_order > 0 the kernel is then wrong there, and a one-line warning says so);
+// counted with neumann_order > 0 only, whose kernel is then wrong there, and the trainer's aux
+// report prints a warning naming the layer);
 // neumann_error: ||K_neumann - K_woodbury|| / ||K_woodbury|| over all channels on the current
 // parameters (0 when neumann_order = 0); dt_mean: the mean step Delta.
 #define DPLR_RHO_ONE (1 - 1e-6)
@@ -658,19 +659,14 @@ static int dplr_aux(const OpShape *s, const real *const *in, OpAux *out) {
     double *Kw = malloc(sizeof(double) * CT * 3), *Kn = Kw + CT, *rho = Kn + CT;
     dplr_kernels(&d, in, 0, Kw, rho);
     double rmax = 0, diverging = 0, err = 0, dt = 0;
-    for (size_t i = 0; i < CT; i++) rmax = fmax(rmax, rho[i]), diverging += rho[i] >= DPLR_RHO_ONE;
+    // Diverging pairs matter only to a Neumann kernel: Woodbury (order 0) is exact at any rho.
+    for (size_t i = 0; i < CT; i++)
+        rmax = fmax(rmax, rho[i]), diverging += d.order > 0 && rho[i] >= DPLR_RHO_ONE;
     if (d.order > 0) {
         dplr_kernels(&d, in, d.order, Kn, NULL);
         double e2 = 0, r2 = 0;
         for (size_t i = 0; i < CT; i++) e2 += pow(Kn[i] - Kw[i], 2), r2 += Kw[i] * Kw[i];
         err = r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
-        if (diverging > 0)
-            fprintf(
-                stderr,
-                "dplr: warning: neumann_order %d but rho(D b P Q^*) reaches 1 (max %.6g) at %.0f "
-                "of %zu (channel, frequency) pairs: the series does not converge there "
-                "(kernel error %.3g against Woodbury)\n",
-                d.order, rmax, diverging, CT, err);
     }
     for (int c = 0; c < d.C; c++) dt += exp((double)in[CORE_IN_PARAMS + DPLR_LOG_DT][c]) / d.C;
     free(Kw);
