@@ -243,7 +243,7 @@ static void cd_cyclic_reduction(const CdDims &d, const float *comp, int adjoint,
 
 struct CdBufs {
     CdWork w, wc;  // the per-vector work of a set: one vector per unit, and the composites
-    float *H, *Hc, *X, *part, *G2;
+    float *H, *Hc, *X, *part;
 };
 
 // Grown on demand and kept across calls. nvec: the most single vectors of a set; ncols: the
@@ -265,7 +265,6 @@ static CdBufs cd_bufs(const CdDims &d, size_t nvec, size_t ncols) {
     b.Hc = mt_cuda_grow(&bufs[8], &have[8], ncols * n + 1);
     b.X = mt_cuda_grow(&bufs[9], &have[9], (size_t)d.B * d.nc * n);
     b.part = mt_cuda_grow(&bufs[10], &have[10], (size_t)d.B * d.nc * (2 * n + 2 * K));
-    b.G2 = NULL;
     return b;
 }
 
