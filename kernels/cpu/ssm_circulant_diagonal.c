@@ -626,7 +626,7 @@ const F(OpDef) F(op_circulant_diagonal) = {
     .help = "circulant-diagonal SSM: h_t = diag(d1) Circ(c) diag(d2) h_{t-1} + B x_t, "
             "||A_t|| < 1 for any input (mixers.md 17)",
     .flops = circulant_diagonal_flops, .reference = circulant_diagonal_reference,
-    .aux_cols = {{"norm_bound_max", AUX_MAX, "max ||A_t|| bound", 4}},
+    .aux_cols = {{"norm_bound_max", AUX_MAX, "A_t norm bound", 4}},
     .n_tests = 8, .tests = {
         {{.B = 2, .T = 7, .C = 4, .H = 1}, "chunk=3 circulant_n=6"},
         {{.B = 1, .T = 1, .C = 3, .H = 1}, "chunk=4 circulant_n=5"},
