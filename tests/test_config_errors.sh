@@ -66,6 +66,9 @@ expect "madtrain: error: mixer.osc_zeta_bias = -2: model.mixer linoss does not r
 # The DPLR SSM's options.
 expect "madtrain: error: command line: key 'mixer.neumann_order' = 17 is out of range [0, 16]" model.mixer=dplr mixer.neumann_order=17
 expect "madtrain: error: command line: key 'mixer.dplr_rank' = 5 is out of range [1, 4]" model.mixer=dplr mixer.dplr_rank=5
+# The circulant-diagonal SSM's state size (mixers.md 17).
+expect "madtrain: error: command line: key 'mixer.circulant_n' = 1 is out of range [2, 4096]" model.mixer=circulant_diagonal mixer.circulant_n=1
+expect "madtrain: error: mixer.circulant_n = 16: model.mixer oscgate does not read it (an option of circulant_diagonal)" model.mixer=oscgate mixer.circulant_n=16
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
 # what is available and the keys that reduce it (the numbers depend on the machine).
 out=$(timeout 120 "$madtrain" run.dir="$work/run" model.d_model=4096 model.n_layers=48 model.n_heads=32 2>&1 >/dev/null); rc=$?

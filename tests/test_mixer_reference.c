@@ -14,7 +14,11 @@
 //     energies against explicit bucket states, NaN counting of the layer;
 //   - OscGate stays bounded under an adversarial omega schedule that grows the experiment's
 //     form (oscgate_mve) by orders of magnitude; with zeta = 0 and constant omega it is
-//     LinOSS-IM.
+//     LinOSS-IM;
+//   - the circulant-diagonal SSM keeps ||A_t||_2 < 1 and its state bounded under adversarial
+//     inputs of magnitude 10..50;
+//   - dplr: random parameters against its oracle, the HiPPO-LegS spectrum, Neumann against
+//     Woodbury.
 #include <complex.h>
 #include <math.h>
 #include <stdio.h>
@@ -841,6 +845,157 @@ static void check_dplr(void) {
             report("dplr HiPPO: neumann order 8 does not reach woodbury (error > 1e-3)",
                    !(err[ORDERS] > 1e-3), 0);
         }
+// ---- circulant-diagonal SSM: ||A_t||_2 < 1 under adversarial inputs (mixers.md 17) -----------
+
+// ||A||_2 of a dense n x n (row-major): the square root of the largest eigenvalue of A^T A by
+// cyclic Jacobi rotations (exact to rounding even when the top singular values nearly tie, as
+// they do here: power iteration would converge too slowly to bound a step).
+static double circdiag_norm2(const double *A, int n) {
+    double *M = calloc((size_t)n * n, sizeof(double));
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            for (int k = 0; k < n; k++) M[i * n + j] += A[k * n + i] * A[k * n + j];
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, diag = 0;
+        for (int p = 0; p < n; p++) {
+            diag += M[p * n + p] * M[p * n + p];
+            for (int q = p + 1; q < n; q++) off += M[p * n + q] * M[p * n + q];
+        }
+        if (off <= 1e-32 * diag) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                double apq = M[p * n + q];
+                if (apq == 0) continue;
+                double th = (M[q * n + q] - M[p * n + p]) / (2 * apq);
+                double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+                double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < n; k++) {  // M <- M J, then J^T M
+                    double kp = M[k * n + p], kq = M[k * n + q];
+                    M[k * n + p] = c * kp - s * kq, M[k * n + q] = s * kp + c * kq;
+                }
+                for (int k = 0; k < n; k++) {
+                    double pk = M[p * n + k], qk = M[q * n + k];
+                    M[p * n + k] = c * pk - s * qk, M[q * n + k] = s * pk + c * qk;
+                }
+            }
+    }
+    double best = 0;
+    for (int i = 0; i < n; i++) best = fmax(best, M[i * n + i]);
+    free(M);
+    return sqrt(best);
+}
+
+// The layer driven by raw projections of magnitude 10..50 (the d1, d2, rho and theta inputs;
+// the biases 0), chosen each step among random candidates and one all-saturating one (every d
+// = +1, every rho at its cap) to make ||A_t h_{t-1}|| largest, with the forcing B x_t the unit
+// vector along h_{t-1} (the input that grows the state most). Each candidate's dense A_t is read
+// off the op itself (n batch rows with h_0 = e_j, then the candidate step: row j ends at A e_j).
+// Then the op runs the chosen sequence (chunks of 16: the cyclic reduction path) and must keep
+// every ||A_t||_2 < 1, every step within ||h_t|| <= ||A_t|| ||h_{t-1}|| + ||B x_t||, and the
+// state within sum_s (max ||A||)^s = 1 / (1 - max ||A||).
+static void check_circulant_diagonal_stability(void) {
+    enum { T = 300, CANDS = 9 };
+    for (int n = 7; n <= 8; n++) {
+        char opts[64];
+        snprintf(opts, sizeof(opts), "chunk=16 circulant_n=%d", n);
+        const OpDef_f64 *op = op_find_f64("circulant_diagonal");
+        int K = n / 2 + 1, W = 3 * n + 2 * K + 1, raw_w = 2 * n + 2 * K;  // C = 1
+        OpShape probe = shape("circulant_diagonal", n * CANDS, 2, 1, 1, opts);
+        OpShape run = shape("circulant_diagonal", 1, T, 1, 1, opts);
+        size_t in_n[OP_MAX_IO], out_n[2], saved_n;
+        op->sizes(&probe, in_n, out_n, &saved_n);
+        if (in_n[CORE_IN_QKV] != (size_t)n * CANDS * 2 * W) {
+            printf("FAIL circulant_diagonal stability: unexpected input width\n");
+            failures++;
+            return;
+        }
+        double *pin[OP_MAX_IO] = {0}, *pout = malloc(sizeof(double) * out_n[0]);
+        double *psaved = malloc(sizeof(double) * (saved_n + 1));
+        for (int i = 0; i < op->n_in; i++) pin[i] = calloc(in_n[i] + 1, sizeof(double));
+        double *seq_raw = calloc((size_t)T * raw_w, sizeof(double));
+        double *seq_bx = calloc((size_t)T * n, sizeof(double)), *rho_t = malloc(sizeof(double) * T);
+        double *h = calloc(n, sizeof(double)), *A = malloc(sizeof(double) * n * n);
+        double *best_A = malloc(sizeof(double) * n * n),
+               *cand = malloc(sizeof(double) * raw_w * CANDS);
+        uint64_t key = rng_key(17, (uint64_t)n, 0, 0), draw = 0;
+        for (int t = 0; t < T; t++) {
+            double hn = sqrt(dot(h, h, n));
+            for (int i = 0; i < n; i++)  // B x_0 = e_0 (h_{-1} = 0)
+                seq_bx[(size_t)t * n + i] = hn > 0 ? h[i] / hn : i == 0;
+            for (int c = 0; c < CANDS; c++)
+                for (int i = 0; i < raw_w; i++) {
+                    double mag = 10 + 40 * rng_uniform(key, draw++);
+                    double sign = rng_uniform(key, draw++) < 0.5 ? -1 : 1;
+                    // the last candidate saturates d1, d2 and rho at +50, phases random
+                    cand[c * raw_w + i] = c == CANDS - 1 && i < 2 * n + K ? 50 : sign * mag;
+                }
+            for (int c = 0; c < CANDS; c++)
+                for (int j = 0; j < n; j++) {
+                    double *row = pin[CORE_IN_QKV] + (size_t)(c * n + j) * 2 * W;
+                    memset(row, 0, sizeof(double) * 2 * W);
+                    row[raw_w + j] = 1;  // token 0: B x = e_j from h_{-1} = 0
+                    memcpy(row + W, cand + c * raw_w, sizeof(double) * raw_w);
+                }
+            op->forward(&probe, (const double *const *)pin, &pout, psaved);
+            double best = -1;
+            for (int c = 0; c < CANDS; c++) {
+                for (int j = 0; j < n; j++)  // column j of A = h_1 of row j
+                    for (int i = 0; i < n; i++)
+                        A[i * n + j] = pout[((size_t)(c * n + j) * 2 + 1) * (n + 1) + i];
+                double g = 0;
+                for (int i = 0; i < n; i++) g += pow(dot(A + i * n, h, n), 2);
+                if (g > best) {
+                    best = g;
+                    memcpy(best_A, A, sizeof(double) * n * n);
+                    memcpy(seq_raw + (size_t)t * raw_w, cand + c * raw_w, sizeof(double) * raw_w);
+                }
+            }
+            rho_t[t] = circdiag_norm2(best_A, n);
+            double nh[64];
+            for (int i = 0; i < n; i++)
+                nh[i] = dot(best_A + i * n, h, n) + seq_bx[(size_t)t * n + i];
+            memcpy(h, nh, sizeof(double) * n);
+        }
+        // The chosen sequence through the op.
+        op->sizes(&run, in_n, out_n, &saved_n);
+        double *in[OP_MAX_IO] = {0}, *out = malloc(sizeof(double) * out_n[0]);
+        double *saved = malloc(sizeof(double) * (saved_n + 1));
+        for (int i = 0; i < op->n_in; i++) in[i] = calloc(in_n[i] + 1, sizeof(double));
+        for (int t = 0; t < T; t++) {
+            memcpy(in[CORE_IN_QKV] + (size_t)t * W, seq_raw + (size_t)t * raw_w,
+                   sizeof(double) * raw_w);
+            memcpy(in[CORE_IN_QKV] + (size_t)t * W + raw_w, seq_bx + (size_t)t * n,
+                   sizeof(double) * n);
+        }
+        op->forward(&run, (const double *const *)in, &out, saved);
+        double rho_max = 0, step_excess = 0, peak = 0, prev = 0;
+        for (int t = 0; t < T; t++) {
+            double ht = sqrt(dot(out + (size_t)t * (n + 1), out + (size_t)t * (n + 1), n));
+            if (!isfinite(ht)) ht = INFINITY;
+            rho_max = fmax(rho_max, rho_t[t]);
+            step_excess = fmax(step_excess, ht - (rho_t[t] * prev + 1) * (1 + 1e-9));
+            peak = fmax(peak, ht), prev = ht;
+        }
+        char what[160];
+        snprintf(what, sizeof(what),
+                 "circulant_diagonal n=%d adversarial 10..50, %d steps: max ||A_t||_2 %.6f < 1", n,
+                 T, rho_max);
+        report(what, rho_max < 1 ? 0 : rho_max, 0);
+        snprintf(what, sizeof(what), "circulant_diagonal n=%d: ||h_t|| <= ||A_t|| ||h_t-1|| + 1",
+                 n);
+        report(what, fmax(step_excess, 0), 0);
+        snprintf(what, sizeof(what), "circulant_diagonal n=%d: max ||h_t|| %.4g <= 1/(1 - %.6f)", n,
+                 peak, rho_max);
+        report(what, rho_max < 1 && peak <= 1 / (1 - rho_max) ? 0 : peak, 0);
+        OpAux aux[OP_MAX_AUX];
+        int na = op->aux(&run, (const double *const *)in, aux);
+        double bound = aux_value(aux, na, "norm_bound_max");
+        snprintf(what, sizeof(what),
+                 "circulant_diagonal n=%d: ||A_t||_2 <= norm_bound_max %.6f < 1", n, bound);
+        report(what, bound < 1 && rho_max <= bound * (1 + 1e-9) ? 0 : fmax(bound, rho_max), 0);
+        for (int i = 0; i < op->n_in; i++) free(in[i]), free(pin[i]);
+        free(out), free(saved), free(pout), free(psaved), free(seq_raw), free(seq_bx), free(rho_t);
+        free(h), free(A), free(best_A), free(cand);
     }
 }
 
@@ -856,6 +1011,7 @@ int main(void) {
     check_oscillator_stability();
     check_oscgate_is_linoss();
     check_dplr();
+    check_circulant_diagonal_stability();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
 }
