@@ -63,6 +63,10 @@ expect "madtrain: error: command line: key 'mixer.osc_dt' = 0 is out of range [1
 expect "madtrain: error: command line: key 'mixer.osc_zeta_bias' = 50 is out of range [-30, 30]" model.mixer=oscgate mixer.osc_zeta_bias=50
 expect "madtrain: error: command line: key 'mixer.linoss_form' expects one of im|imex, got 'foo'" model.mixer=linoss mixer.linoss_form=foo
 expect "madtrain: error: mixer.osc_zeta_bias = -2: model.mixer linoss does not read it (an option of oscgate,oscgate_mve)" model.mixer=linoss mixer.osc_zeta_bias=-2
+# The monomial mixer's options.
+expect "madtrain: error: command line: key 'mixer.monomial_matrices' = 0 is out of range [1, 256]" model.mixer=monomial mixer.monomial_matrices=0
+expect "madtrain: error: mixer.monomial_blocks (3) must divide mixer.monomial_states (16)" model.mixer=monomial mixer.monomial_blocks=3
+expect "madtrain: error: command line: key 'mixer.monomial_select' expects one of ste|soft, got 'gumbel'" model.mixer=monomial mixer.monomial_select=gumbel
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
 # what is available and the keys that reduce it (the numbers depend on the machine).
 out=$(timeout 120 "$madtrain" run.dir="$work/run" model.d_model=4096 model.n_layers=48 model.n_heads=32 2>&1 >/dev/null); rc=$?
