@@ -18,7 +18,15 @@ typedef struct {
 OP_OPTIONS_STRUCT(MonomialOpts)
 
 enum { MONO_STE = 0, MONO_SOFT = 1 };
-enum { MONO_MAX_STATES = 1024 };  // option range; the kernels keep a row of r logits on stack
+// Option ranges: the CPU kernels keep a row of r logits and the K selection weights on the
+// stack, the CUDA twin the K weights in shared memory and the state in one block's threads.
+enum { MONO_MAX_STATES = 1024, MONO_MAX_MATRICES = 256 };
+
+#ifdef __CUDACC__
+#define MONO_HD __host__ __device__
+#else
+#define MONO_HD
+#endif
 
 typedef struct {
     int B, T, C, N, K, nb, r, select;
@@ -41,9 +49,9 @@ static inline MonoDims mono_dims(const OpShape *s) {
 // The fixed shuffle after the block step: the transpose of the (b, r) index grid (the perfect
 // shuffle). Output m = i b + beta reads block beta's offset i, index beta r + i; the identity
 // when b = 1 (and when r = 1).
-static inline int mono_shuffle(int m, int nb, int r) {
+static inline MONO_HD int mono_shuffle(int m, int nb, int r) {
     return (m % nb) * r + m / nb;
 }
-static inline int mono_unshuffle(int n, int nb, int r) {
+static inline MONO_HD int mono_unshuffle(int n, int nb, int r) {
     return (n % r) * nb + n / r;
 }

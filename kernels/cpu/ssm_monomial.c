@@ -34,7 +34,6 @@
 #include "../rng.h"
 
 #define MONO_TWO_PI 6.283185307179586
-enum { MONO_MAX_MATRICES = 256 };
 // mag_bias at initialisation: |D| = sigmoid(3) = 0.953 with the projection's columns near 0, so
 // the state starts with a memory of about 20 steps.
 #define MONO_MAG_BIAS 3.0
