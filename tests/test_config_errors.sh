@@ -69,6 +69,10 @@ expect "madtrain: error: command line: key 'mixer.dplr_rank' = 5 is out of range
 # The circulant-diagonal SSM's state size (mixers.md 17).
 expect "madtrain: error: command line: key 'mixer.circulant_n' = 1 is out of range [2, 4096]" model.mixer=circulant_diagonal mixer.circulant_n=1
 expect "madtrain: error: mixer.circulant_n = 16: model.mixer oscgate does not read it (an option of circulant_diagonal)" model.mixer=oscgate mixer.circulant_n=16
+# The monomial mixer's options.
+expect "madtrain: error: command line: key 'mixer.monomial_matrices' = 0 is out of range [1, 256]" model.mixer=monomial mixer.monomial_matrices=0
+expect "madtrain: error: mixer.monomial_blocks (3) must divide mixer.monomial_states (16)" model.mixer=monomial mixer.monomial_blocks=3
+expect "madtrain: error: command line: key 'mixer.monomial_select' expects one of ste|soft, got 'gumbel'" model.mixer=monomial mixer.monomial_select=gumbel
 # A model far beyond this machine's memory is refused before any allocation, with the estimate,
 # what is available and the keys that reduce it (the numbers depend on the machine).
 out=$(timeout 120 "$madtrain" run.dir="$work/run" model.d_model=4096 model.n_layers=48 model.n_heads=32 2>&1 >/dev/null); rc=$?

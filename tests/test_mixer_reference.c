@@ -18,7 +18,8 @@
 //   - the circulant-diagonal SSM keeps ||A_t||_2 < 1 and its state bounded under adversarial
 //     inputs of magnitude 10..50;
 //   - dplr: random parameters against its oracle, the HiPPO-LegS spectrum, Neumann against
-//     Woodbury.
+//     Woodbury;
+//   - monomial's straight-through backward against its definition (hard forward, T > 16).
 #include <complex.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 
 #include "../kernels/feature_maps.h"
 #include "../kernels/ops.h"
+#include "../kernels/ssm_monomial.h"
 #include "../src/model.h"
 #include "../src/rng.h"
 #include "../src/train.h"
@@ -997,6 +999,222 @@ static void check_circulant_diagonal_stability(void) {
         free(out), free(saved), free(pout), free(psaved), free(seq_raw), free(seq_bx), free(rho_t);
         free(h), free(A), free(best_A), free(cand);
     }
+// ---- monomial: the straight-through estimator against its definition (mixers.md 22) --------
+
+// The gradient checks see only the soft form (finite differences of the hard forward are 0 in
+// A and the selection logits, where the STE is not). Its definition: the gradient of the
+// surrogate L(P_t = onehot_t + softmax(M_t(theta)) - softmax(M_t(theta_0))) at theta_0, which
+// has the hard forward's value there. This is an independent dense implementation of it: per
+// token the N x N complex matrix diag(D_t) S Q_t (S the shuffle from the (b, r) grid, Q_t the
+// surrogate's P_t, block-diagonal) in double complex arithmetic.
+typedef struct {
+    OpShape s;
+    int N, K, nb, r, W, O;
+    double *x, *A;                 // the op's input 0 and logit matrices (the steps perturb them)
+    const double *x0, *A0;         // theta_0
+    const double *bmag, *bph, *w;  // the biases; the loss weights [B, T, O]
+    const int *arg0;               // [B T N]: each row's argmax source at theta_0
+} MonoDense;
+
+// Token tok's row softmax of M_t over each row's block, as a dense N x N matrix; argmax (when
+// not NULL) the first largest entry of each row.
+static void mono_dense_softmax(const MonoDense *c, const double *x, const double *A, size_t tok,
+                               double *Pm, int *argmax) {
+    int N = c->N, K = c->K, r = c->r;
+    const double *z = x + tok * c->W;
+    double sel[64], zs = 0;
+    for (int k = 0; k < K; k++) zs += sel[k] = exp(z[k]);
+    for (int n = 0; n < N; n++) {
+        int lo = n / r * r;
+        double sum = 0, best = -1;
+        for (int j = 0; j < N; j++) {
+            double v = 0;
+            if (j >= lo && j < lo + r)
+                for (int k = 0; k < K; k++) v += sel[k] / zs * A[((size_t)k * N + n) * r + j - lo];
+            Pm[(size_t)n * N + j] = j >= lo && j < lo + r ? exp(v) : 0;
+            sum += Pm[(size_t)n * N + j];
+        }
+        for (int j = 0; j < N; j++) {
+            Pm[(size_t)n * N + j] /= sum;
+            if (argmax && Pm[(size_t)n * N + j] > best) best = Pm[(size_t)n * N + j], argmax[n] = j;
+        }
+    }
+}
+
+// The surrogate's loss sum_t <w_t, [Re h_t, Im h_t, u_t]> at the current x and A; out (when not
+// NULL) gets the outputs.
+static double mono_dense_loss(const MonoDense *c, double *out) {
+    int N = c->N, nb = c->nb, r = c->r;
+    double *Pc = malloc(sizeof(double) * N * N), *P0 = malloc(sizeof(double) * N * N);
+    double complex *h = malloc(sizeof *h * N), *hn = malloc(sizeof *hn * N);
+    double loss = 0;
+    for (int b = 0; b < c->s.B; b++) {
+        for (int m = 0; m < N; m++) h[m] = m == 0;
+        for (int t = 0; t < c->s.T; t++) {
+            size_t tok = (size_t)b * c->s.T + t;
+            const double *z = c->x + tok * c->W, *w = c->w + tok * c->O;
+            mono_dense_softmax(c, c->x, c->A, tok, Pc, NULL);
+            mono_dense_softmax(c, c->x0, c->A0, tok, P0, NULL);
+            for (int i = 0; i < N; i++) {
+                // Row i of S Q_t is row l of Q_t, l the grid position (beta, k) that output
+                // position (k, beta) of the transposed grid reads.
+                int l = (i % nb) * r + i / nb;
+                double mag = 1 / (1 + exp(-(z[c->K + i] + c->bmag[i])));
+                double complex D =
+                    mag * cexp(I * 2 * acos(-1.0) / (1 + exp(-(z[c->K + N + i] + c->bph[i]))));
+                double complex v = z[c->K + 2 * N + i] + I * z[c->K + 3 * N + i];
+                for (int j = 0; j < N; j++) {
+                    double q =
+                        (j == c->arg0[tok * N + l]) + Pc[(size_t)l * N + j] - P0[(size_t)l * N + j];
+                    v += D * q * h[j];
+                }
+                hn[i] = v;
+            }
+            memcpy(h, hn, sizeof *h * N);
+            for (int i = 0; i < N; i++) loss += w[i] * creal(h[i]) + w[N + i] * cimag(h[i]);
+            for (int j = 0; j < c->s.C; j++) loss += w[2 * N + j] * z[c->K + 4 * N + j];
+            if (out) {
+                for (int i = 0; i < N; i++)
+                    out[tok * c->O + i] = creal(h[i]), out[tok * c->O + N + i] = cimag(h[i]);
+                for (int j = 0; j < c->s.C; j++) out[tok * c->O + 2 * N + j] = z[c->K + 4 * N + j];
+            }
+        }
+    }
+    free(Pc), free(P0), free(h), free(hn);
+    return loss;
+}
+
+// Richardson-extrapolated central difference of f at *v (as test_gradcheck's).
+static double mono_fd(double *v, double (*f)(void *), void *ctx) {
+    double keep = *v, d[2];
+    for (int k = 0; k < 2; k++) {
+        double hs = k ? 1e-5 : 2e-5;
+        *v = keep + hs;
+        double lp = f(ctx);
+        *v = keep - hs;
+        double lm = f(ctx);
+        d[k] = (lp - lm) / (2 * hs);
+    }
+    *v = keep;
+    return (4 * d[1] - d[0]) / 3;
+}
+
+typedef struct {
+    Run *run;
+    MonoDense *dense;
+    const double *w;
+} MonoFd;
+
+static double mono_op_loss(void *p) {  // the op's own (hard) forward
+    MonoFd *c = p;
+    c->run->op->forward(&c->run->s, (const double *const *)c->run->in, c->run->out, c->run->saved);
+    return dot(c->run->out[0], c->w, (int)c->run->out_n[0]);
+}
+static double mono_surrogate_loss(void *p) {
+    return mono_dense_loss(((MonoFd *)p)->dense, NULL);
+}
+
+// max over entries of |analytic - numeric| / (1e-8 + 1e-6 max(|analytic|, |numeric|)).
+static double mono_worst(double a, double n, double worst) {
+    return fmax(worst, fabs(a - n) / (1e-8 + 1e-6 * fmax(fabs(a), fabs(n))));
+}
+
+static void check_monomial_ste_case(int B, int T, int C, const char *opts) {
+    OpShape s = shape("monomial", B, T, C, 1, opts);
+    MonoDims d = mono_dims(&s);
+    Run r = run_new("monomial", s, 900);
+    // Random maps (A ~ N(0, 1), not the near-identity initialisation), biases ~ N(0, 0.5^2).
+    for (size_t j = 0; j < r.in_n[CORE_IN_PARAMS]; j++)
+        r.in[CORE_IN_PARAMS][j] = rng_normal(rng_key(901, 0, 0, 0), j);
+    for (int i = 1; i <= 2; i++)
+        for (int m = 0; m < d.N; m++)
+            r.in[CORE_IN_PARAMS + i][m] = 0.5 * rng_normal(rng_key(901, (uint64_t)i, 0, 0), m);
+    double *w = malloc(sizeof(double) * r.out_n[0]);
+    for (size_t j = 0; j < r.out_n[0]; j++) w[j] = rng_normal(rng_key(902, 0, 0, 0), j);
+    double *x0 = malloc(sizeof(double) * r.in_n[0]), *A0 = malloc(sizeof(double) * r.in_n[2]);
+    memcpy(x0, r.in[0], sizeof(double) * r.in_n[0]);
+    memcpy(A0, r.in[2], sizeof(double) * r.in_n[2]);
+    size_t NT = (size_t)B * T;
+    int *arg0 = malloc(sizeof(int) * NT * d.N), *arg = malloc(sizeof(int) * d.N);
+    MonoDense dense = {.s = s,
+                       .N = d.N,
+                       .K = d.K,
+                       .nb = d.nb,
+                       .r = d.r,
+                       .W = d.W,
+                       .O = d.O,
+                       .x = r.in[0],
+                       .A = r.in[2],
+                       .x0 = x0,
+                       .A0 = A0,
+                       .bmag = r.in[CORE_IN_PARAMS + 1],
+                       .bph = r.in[CORE_IN_PARAMS + 2],
+                       .w = w,
+                       .arg0 = arg0};
+    double *Pm = malloc(sizeof(double) * d.N * d.N);
+    int nonid = 0;  // rows whose source is not the row itself: the maps are not trivial
+    for (size_t tok = 0; tok < NT; tok++) {
+        mono_dense_softmax(&dense, x0, A0, tok, Pm, arg0 + tok * d.N);
+        for (int n = 0; n < d.N; n++) nonid += arg0[tok * d.N + n] != n;
+    }
+    MonoFd fc = {&r, &dense, w};
+    mono_op_loss(&fc);
+    double *din[OP_MAX_IO];
+    for (int i = 0; i < r.op->n_in; i++) din[i] = calloc(r.in_n[i] ? r.in_n[i] : 1, sizeof(double));
+    r.op->backward(&r.s, (const double *const *)r.in, (const double *const *)r.out, r.saved,
+                   (const double *const *)&w, din);
+    char what[200];
+    // The dense implementation at theta_0 is the hard forward.
+    double *dense_out = malloc(sizeof(double) * r.out_n[0]);
+    mono_dense_loss(&dense, dense_out);
+    snprintf(what, sizeof(what), "monomial %s T=%d: hard forward == dense (%d/%zu rows moved)",
+             opts, T, nonid, NT * d.N);
+    report(what, max_rel_err(r.out[0], dense_out, r.out_n[0]), 1e-12);
+    report("monomial: the maps are not all the identity", nonid > 0 ? 0 : 1, 0);
+    // (1) What does not flow through M_t: finite differences of the hard forward (the steps do
+    // not touch M_t's inputs; the maps are recomputed and must not change).
+    double worst = 0;
+    int flips = 0;
+    for (size_t j = 0; j < r.in_n[0]; j++) {
+        if ((int)(j % d.W) < d.K) continue;  // selection logits: part (2)
+        worst = mono_worst(din[0][j], mono_fd(&r.in[0][j], mono_op_loss, &fc), worst);
+        r.in[0][j] += 1e-5;
+        for (size_t tok = 0; tok < NT; tok++) {
+            mono_dense_softmax(&dense, r.in[0], r.in[2], tok, Pm, arg);
+            flips += memcmp(arg, arg0 + tok * d.N, sizeof(int) * d.N) != 0;
+        }
+        r.in[0][j] = x0[j];
+    }
+    for (int i = 1; i <= 2; i++)
+        for (int m = 0; m < d.N; m++)
+            worst = mono_worst(din[CORE_IN_PARAMS + i][m],
+                               mono_fd(&r.in[CORE_IN_PARAMS + i][m], mono_op_loss, &fc), worst);
+    snprintf(what, sizeof(what), "monomial %s: mag, phase, Bx, u, biases == FD of hard", opts);
+    report(what, worst, 1);
+    report("monomial: no argmax flips under those steps", flips, 0);
+    // (2) A and the selection logits: the surrogate's derivative at theta_0.
+    double worst_sel = 0, worst_A = 0, dA_max = 0;
+    for (size_t j = 0; j < r.in_n[0]; j++)
+        if ((int)(j % d.W) < d.K)
+            worst_sel =
+                mono_worst(din[0][j], mono_fd(&r.in[0][j], mono_surrogate_loss, &fc), worst_sel);
+    for (size_t j = 0; j < r.in_n[2]; j++) {
+        worst_A = mono_worst(din[2][j], mono_fd(&r.in[2][j], mono_surrogate_loss, &fc), worst_A);
+        dA_max = fmax(dA_max, fabs(din[2][j]));
+    }
+    snprintf(what, sizeof(what), "monomial %s: d selection logits == surrogate's", opts);
+    report(what, worst_sel, 1);
+    snprintf(what, sizeof(what), "monomial %s: d A_k == surrogate's (max |dA| %.3g)", opts, dA_max);
+    report(what, worst_A, 1);
+    report("monomial: the STE gradient of A is not zero", dA_max > 1e-3 ? 0 : 1, 0);
+    for (int i = 0; i < r.op->n_in; i++) free(din[i]);
+    free(w), free(x0), free(A0), free(arg0), free(arg), free(Pm), free(dense_out);
+    run_free(&r);
+}
+
+static void check_monomial_ste(void) {
+    check_monomial_ste_case(2, 20, 3, "monomial_states=5 monomial_matrices=3");
+    check_monomial_ste_case(2, 24, 2, "monomial_states=6 monomial_matrices=2 monomial_blocks=2");
 }
 
 int main(void) {
@@ -1012,6 +1230,7 @@ int main(void) {
     check_oscgate_is_linoss();
     check_dplr();
     check_circulant_diagonal_stability();
+    check_monomial_ste();
     printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
     return failures != 0;
 }
