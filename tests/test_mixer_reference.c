@@ -847,6 +847,9 @@ static void check_dplr(void) {
             report("dplr HiPPO: neumann order 8 does not reach woodbury (error > 1e-3)",
                    !(err[ORDERS] > 1e-3), 0);
         }
+    }
+}
+
 // ---- circulant-diagonal SSM: ||A_t||_2 < 1 under adversarial inputs (mixers.md 17) -----------
 
 // ||A||_2 of a dense n x n (row-major): the square root of the largest eigenvalue of A^T A by
@@ -999,6 +1002,8 @@ static void check_circulant_diagonal_stability(void) {
         free(out), free(saved), free(pout), free(psaved), free(seq_raw), free(seq_bx), free(rho_t);
         free(h), free(A), free(best_A), free(cand);
     }
+}
+
 // ---- monomial: the straight-through estimator against its definition (mixers.md 22) --------
 
 // The gradient checks see only the soft form (finite differences of the hard forward are 0 in
