@@ -19,6 +19,14 @@ void comm_iallreduce_sum_f32(Comm *c, float *buf, size_t n);
 void comm_progress(Comm *c);
 void comm_wait_pending(Comm *c);
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root);
+// ZeRO-1 (optim.zero): non-blocking in-place sum of buf onto rank `root` alone (the other
+// ranks' buffers are unchanged), completed by comm_wait_pending like the all-reduces.
+void comm_ireduce_sum_f32(Comm *c, float *buf, size_t n, int root);
+// The flat buffer all is cut into the ranks' slices [at[r], at[r + 1]); every rank holds its
+// own slice. allgather: every rank receives every slice (in place); gather: rank `root`
+// receives them in all, the others send `mine` (their slice, anywhere) and receive nothing.
+void comm_allgather_slices_f32(Comm *c, float *all, const size_t *at);
+void comm_gather_slices_f32(Comm *c, const float *mine, float *all, const size_t *at, int root);
 // Every rank of this node gets every node rank's `bytes` bytes, in local-rank order:
 // all[local_rank * bytes, ...) is that rank's `mine`.
 void comm_node_allgather(Comm *c, const void *mine, void *all, size_t bytes);

@@ -68,6 +68,48 @@ void comm_wait_pending(Comm *c) {
     n_pending = 0;
 }
 
+void comm_ireduce_sum_f32(Comm *c, float *buf, size_t n, int root) {
+    const size_t chunk = (size_t)1 << 30;
+    if (c->world == 1) return;
+    for (size_t off = 0; off < n; off += chunk) {
+        if (n_pending == MAX_PENDING) comm_wait_pending(c);
+        size_t k = n - off < chunk ? n - off : chunk;
+        MPI_Ireduce(c->rank == root ? MPI_IN_PLACE : buf + off, buf + off, (int)k, MPI_FLOAT,
+                    MPI_SUM, root, MPI_COMM_WORLD, &pending[n_pending++]);
+    }
+}
+
+// Slice counts and offsets as MPI's int arrays (a slice of 2^31 floats or more, 8 GiB of one
+// rank's share of one buffer, is refused rather than truncated).
+static void slices(Comm *c, const size_t *at, int *counts, int *displs) {
+    for (int r = 0; r < c->world; r++) {
+        if (at[r + 1] - at[r] > (size_t)1 << 30 || at[r] > (size_t)1 << 30)
+            comm_fatal(c, 1, "optim.zero: a parameter slice beyond 2^30 floats is not supported");
+        counts[r] = (int)(at[r + 1] - at[r]), displs[r] = (int)at[r];
+    }
+}
+
+void comm_allgather_slices_f32(Comm *c, float *all, const size_t *at) {
+    if (c->world == 1) return;
+    int *counts = malloc(sizeof(int) * 2 * (size_t)c->world), *displs = counts + c->world;
+    slices(c, at, counts, displs);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, all, counts, displs, MPI_FLOAT,
+                   MPI_COMM_WORLD);
+    free(counts);
+}
+
+void comm_gather_slices_f32(Comm *c, const float *mine, float *all, const size_t *at, int root) {
+    int *counts = malloc(sizeof(int) * 2 * (size_t)c->world), *displs = counts + c->world;
+    slices(c, at, counts, displs);
+    int n = counts[c->rank];
+    if (c->rank == root && mine == all + at[c->rank])
+        MPI_Gatherv(MPI_IN_PLACE, n, MPI_FLOAT, all, counts, displs, MPI_FLOAT, root,
+                    MPI_COMM_WORLD);
+    else
+        MPI_Gatherv(mine, n, MPI_FLOAT, all, counts, displs, MPI_FLOAT, root, MPI_COMM_WORLD);
+    free(counts);
+}
+
 void comm_bcast_bytes(Comm *c, void *buf, size_t n, int root) {
     (void)c;
     MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);

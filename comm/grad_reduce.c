@@ -13,8 +13,26 @@ struct GradReducer {
     void *nccl;
     float *grads, *staging;  // staging: host copy of the gradients (REDUCE_STAGED)
     size_t n, bucket;
-    int n_buckets, next;  // buckets are started from the last (backward's order) to the first
+    int n_buckets, next;   // buckets are started from the last (backward's order) to the first
+    const size_t *owners;  // ZeRO-1: rank r's slice [owners[r], owners[r + 1]), or NULL
 };
+
+void grad_reducer_owners(GradReducer *r, const size_t *owners) {
+    r->owners = owners;
+}
+
+// The bucket [lo, hi) of buf: all-reduced, or each owner's part summed onto its owner.
+static void reduce_range(GradReducer *r, float *buf, size_t lo, size_t hi) {
+    if (!r->owners) {
+        comm_iallreduce_sum_f32(r->comm, buf + lo, hi - lo);
+        return;
+    }
+    for (int q = 0; q < r->comm->world; q++) {
+        size_t a = r->owners[q] > lo ? r->owners[q] : lo;
+        size_t b = r->owners[q + 1] < hi ? r->owners[q + 1] : hi;
+        if (a < b) comm_ireduce_sum_f32(r->comm, buf + a, b - a, q);
+    }
+}
 
 GradReducer *grad_reducer_create(Comm *c, const Backend_f32 *k, ReduceMode mode, void *nccl,
                                  float *grads, size_t n, size_t bucket_elems) {
@@ -45,11 +63,11 @@ static void start_bucket(GradReducer *r, int b) {
     size_t lo = (size_t)b * r->bucket, hi = lo + r->bucket < r->n ? lo + r->bucket : r->n;
     switch (r->mode) {
         case REDUCE_HOST:
-            comm_iallreduce_sum_f32(r->comm, r->grads + lo, hi - lo);
+            reduce_range(r, r->grads, lo, hi);
             break;
         case REDUCE_STAGED:
             r->k->download(r->staging + lo, r->grads + lo, sizeof(float) * (hi - lo));
-            comm_iallreduce_sum_f32(r->comm, r->staging + lo, hi - lo);
+            reduce_range(r, r->staging, lo, hi);
             break;
         case REDUCE_NCCL:
 #ifdef MT_WITH_CUDA

@@ -25,7 +25,12 @@ void grad_reducer_free(GradReducer *r);
 void grad_reducer_begin(GradReducer *r);
 // The gradients [from, n) are final: start every bucket inside that range not yet started.
 void grad_reducer_ready(GradReducer *r, size_t from);
-// Starts what is left and waits until every bucket holds the sum over ranks.
+// ZeRO-1: each bucket is summed onto the owners of its parameters alone (owners [world + 1]:
+// rank r owns [owners[r], owners[r + 1])), a reduce-scatter in bucket pieces; NULL: all-reduce.
+// Host and staged modes (the NCCL mode all-reduces).
+void grad_reducer_owners(GradReducer *r, const size_t *owners);
+// Starts what is left and waits until every bucket holds the sum over ranks (with owners: each
+// rank's own slice does; the rest of its buffer is left as it was or partly summed).
 void grad_reducer_finish(GradReducer *r);
 int grad_reducer_buckets(const GradReducer *r);
 // The model hook: ctx is a GradReducer.

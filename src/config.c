@@ -167,6 +167,10 @@ static const ConfigKey CONFIG_KEYS[] = {
     FLT("optim.beta2", "0.95", 0, 0.99999999, beta2, "AdamW beta2"),
     FLT("optim.eps", "1e-8", 0, 1, adam_eps, "AdamW epsilon"),
     FLT("optim.grad_clip", "1.0", 0, 1e30, grad_clip, "clip the global gradient norm (0 = off)"),
+    INT("optim.zero", "0", 0, 1, zero,
+        "1: ZeRO-1, each rank keeps the AdamW moments of its slice of the parameters, gets that "
+        "slice's summed gradient and updates it, then the parameters are all-gathered (the "
+        "same result bitwise; checkpoints hold the whole state)"),
 
     INT("checkpoint.every_steps", "0", 0, 9.2e18, ckpt_every_steps,
         "checkpoint every N steps (0 = off)"),

@@ -12,6 +12,10 @@ static int host_aliased(const Run *r) {
     return r->host_params == r->model.params;
 }
 
+static int moments_aliased(const Run *r) {
+    return r->host_m == r->adam_m;
+}
+
 int run_build(Run *r, const ModelConfig *mc) {
     char err[1400];
     const Backend_f32 *k = r->k;
@@ -22,25 +26,32 @@ int run_build(Run *r, const ModelConfig *mc) {
     }
     model_init_f32(model, (uint64_t)r->cfg->seed);
     size_t state_bytes = sizeof(float) * model->n_params;
-    r->adam_m = k->alloc(state_bytes);
-    r->adam_v = k->alloc(state_bytes);
+    shards_init(&r->shards, model->n_params, r->comm->world, r->comm->rank, (int)r->cfg->zero);
+    size_t slice_bytes = sizeof(float) * (shard_hi(&r->shards) - shard_lo(&r->shards));
+    r->adam_m = k->alloc(slice_bytes ? slice_bytes : sizeof(float));
+    r->adam_v = k->alloc(slice_bytes ? slice_bytes : sizeof(float));
     if (!model->params || !model->grads || !r->adam_m || !r->adam_v)
         comm_fatal(r->comm, MT_EXIT_FAIL, "out of %s memory for %zu parameters", k->name,
                    model->n_params);
     // debug.host_mirrors: the CPU run keeps copies as a GPU run must, so the CPU tests cover
     // every crossing (checkpoints, resume, warm start, rollback, replica hashes, final state).
-    if (k == &BACKEND_CPU_f32 && !r->cfg->debug_host_mirrors) {
-        r->host_params = model->params, r->host_m = r->adam_m, r->host_v = r->adam_v;
+    int mirrors = k != &BACKEND_CPU_f32 || r->cfg->debug_host_mirrors;
+    r->host_params = mirrors ? xmalloc(state_bytes) : model->params;
+    if (r->shards.on) {  // whole moments on rank 0 only, for the checkpoints it writes
+        r->host_m = r->comm->rank ? NULL : xmalloc(state_bytes);
+        r->host_v = r->comm->rank ? NULL : xmalloc(state_bytes);
     } else {
-        r->host_params = xmalloc(state_bytes), r->host_m = xmalloc(state_bytes);
-        r->host_v = xmalloc(state_bytes);
+        r->host_m = mirrors ? xmalloc(state_bytes) : r->adam_m;
+        r->host_v = mirrors ? xmalloc(state_bytes) : r->adam_v;
     }
     return 0;
 }
 
 void run_free(Run *r) {
-    if (!host_aliased(r)) free(r->host_params), free(r->host_m), free(r->host_v);
+    if (!host_aliased(r)) free(r->host_params);
+    if (!moments_aliased(r)) free(r->host_m), free(r->host_v);
     r->k->release(r->adam_m), r->k->release(r->adam_v);
+    shards_free(&r->shards);
     model_free_f32(&r->model);
 }
 
@@ -49,20 +60,61 @@ void params_to_host(Run *r) {
         r->k->download(r->host_params, r->model.params, sizeof(float) * r->model.n_params);
 }
 
+// ZeRO: this rank's slice of a moment buffer gathered into rank 0's whole host copy (the slice
+// is host memory on the CPU backend; downloaded first on a device).
+static void gather_moment(Run *r, const float *slice_dev, float *host_all) {
+    size_t lo = shard_lo(&r->shards), n = shard_hi(&r->shards) - lo;
+    const float *mine = slice_dev;
+    float *staged = NULL;
+    if (r->k != &BACKEND_CPU_f32) {
+        staged = xmalloc(sizeof(float) * (n ? n : 1));
+        r->k->download(staged, slice_dev, sizeof(float) * n);
+        mine = staged;
+    }
+    comm_gather_slices_f32(r->comm, mine, host_all, r->shards.at, 0);
+    free(staged);
+}
+
 void state_to_host(Run *r) {
-    if (host_aliased(r)) return;
-    size_t bytes = sizeof(float) * r->model.n_params;
     params_to_host(r);
+    if (r->shards.on) {
+        gather_moment(r, r->adam_m, r->host_m);
+        gather_moment(r, r->adam_v, r->host_v);
+        return;
+    }
+    if (moments_aliased(r)) return;
+    size_t bytes = sizeof(float) * r->model.n_params;
     r->k->download(r->host_m, r->adam_m, bytes);
     r->k->download(r->host_v, r->adam_v, bytes);
 }
 
+// The parameters and this rank's slice of whole moments m, v (host) to the device.
+static void load_state(Run *r, const float *m, const float *v) {
+    if (!host_aliased(r))
+        r->k->upload(r->model.params, r->host_params, sizeof(float) * r->model.n_params);
+    if (m == r->adam_m) return;
+    size_t lo = shard_lo(&r->shards), n = shard_hi(&r->shards) - lo;
+    r->k->upload(r->adam_m, m + lo, sizeof(float) * n);
+    r->k->upload(r->adam_v, v + lo, sizeof(float) * n);
+}
+
 void state_to_device(Run *r) {
-    if (host_aliased(r)) return;
-    size_t bytes = sizeof(float) * r->model.n_params;
-    r->k->upload(r->model.params, r->host_params, bytes);
-    r->k->upload(r->adam_m, r->host_m, bytes);
-    r->k->upload(r->adam_v, r->host_v, bytes);
+    load_state(r, r->host_m, r->host_v);
+}
+
+// Whole-moment host buffers to read a checkpoint into: the host views where they are whole,
+// else (ZeRO, ranks other than 0) temporaries that release_read_buffers frees.
+static void read_buffers(Run *r, float **m, float **v) {
+    if (r->host_m) {
+        *m = r->host_m, *v = r->host_v;
+        return;
+    }
+    *m = xmalloc(sizeof(float) * r->model.n_params);
+    *v = xmalloc(sizeof(float) * r->model.n_params);
+}
+
+static void release_read_buffers(Run *r, float *m, float *v) {
+    if (m != r->host_m) free(m), free(v);
 }
 
 uint64_t replica_hash(Run *r) {
@@ -92,9 +144,10 @@ int agree_on_rank0(Comm *comm, int rc, char *msg, size_t n) {
 int save_checkpoint(Run *r, Logger *lg, const char *then) {
     char err[1400] = "", path[1100];
     int rc = 0;
+    double t0 = now_seconds();
+    if (r->shards.on) state_to_host(r);  // collective: every rank sends its slice
     if (!r->comm->rank) {
-        double t0 = now_seconds();
-        state_to_host(r);
+        if (!r->shards.on) state_to_host(r);
         rc = checkpoint_write(r->cfg->run_dir, &r->model, r->host_params, r->host_m, r->host_v,
                               &r->st, r->cfg, path, sizeof(path), err, sizeof(err))
                  ? -1
@@ -148,9 +201,14 @@ static int try_resume(Run *r, int *resumed) {
             for (int j = 0; j < n; j++) free(cands[j]);
             return MT_EXIT_USAGE;
         }
-        if (!rc)
-            rc = checkpoint_read(cands[i], &r->model, r->host_params, r->host_m, r->host_v, &r->st,
-                                 NULL, err, sizeof(err));
+        float *m = NULL, *v = NULL;
+        if (!rc) {
+            read_buffers(r, &m, &v);
+            rc = checkpoint_read(cands[i], &r->model, r->host_params, m, v, &r->st, NULL, err,
+                                 sizeof(err));
+            if (!rc) load_state(r, m, v);
+            release_read_buffers(r, m, v);
+        }
         if (rc) {
             if (!autom) comm_fatal(r->comm, MT_EXIT_FAIL, "%s", err);
             if (!r->comm->rank)
@@ -164,7 +222,6 @@ static int try_resume(Run *r, int *resumed) {
             if (changed[0]) printf("resume: changed settings: %s\n", changed);
         }
         *resumed = 1;
-        state_to_device(r);
     }
     for (int j = 0; j < n; j++) free(cands[j]);
     if (rc) comm_fatal(r->comm, MT_EXIT_FAIL, "no usable checkpoint in %s", cfg->run_dir);
@@ -198,11 +255,13 @@ void rollback(Run *r) {
     // replayed.
     char *last[1], err[1400] = "no checkpoint in the run directory";
     TrainState keep = r->st;
+    float *m, *v;
+    read_buffers(r, &m, &v);
     if (checkpoint_list(r->cfg->run_dir, last, 1) < 1 ||
-        checkpoint_read(last[0], &r->model, r->host_params, r->host_m, r->host_v, &r->st, NULL, err,
-                        sizeof(err)))
+        checkpoint_read(last[0], &r->model, r->host_params, m, v, &r->st, NULL, err, sizeof(err)))
         comm_fatal(r->comm, MT_EXIT_FAIL, "rollback failed: %s", err);
-    state_to_device(r);
+    load_state(r, m, v);
+    release_read_buffers(r, m, v);
     if (!r->comm->rank) printf("rollback: reloaded %s\n", last[0]);
     free(last[0]);
     r->st = keep;

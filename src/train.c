@@ -87,7 +87,24 @@ typedef struct {
     int64_t bad_in_row;   // non-finite steps in a row
     int have_checkpoint;  // one to roll back to
     double grad_norm;     // the last step's, before clipping
+    float *staging;       // ZeRO on a device: the parameters' host copy for the all-gather
 } Trainer;
+
+// ZeRO-1: every rank's updated slice of the parameters to every rank (through a host copy on a
+// device; the parameters are host memory on the CPU backend).
+static void allgather_params(Run *run, float *staging) {
+    const Backend_f32 *k = run->k;
+    const Shards *sh = &run->shards;
+    float *params = run->model.params;
+    if (k == &BACKEND_CPU_f32) {
+        comm_allgather_slices_f32(run->comm, params, sh->at);
+        return;
+    }
+    size_t lo = shard_lo(sh), hi = shard_hi(sh);
+    k->download(staging + lo, params + lo, sizeof(float) * (hi - lo));
+    comm_allgather_slices_f32(run->comm, staging, sh->at);
+    k->upload(params, staging, sizeof(float) * sh->n);
+}
 
 typedef enum { STEP_DONE, STEP_STOP, STEP_FAILED } StepOutcome;
 
@@ -164,9 +181,10 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     comm_allreduce_sum_f64(comm, stats, 4);
     for (int i = 0; i < 4; i++) t->interval.sums[i] += stats[i];
 
-    // Computed on the device; every rank holds the same reduced gradient, so NaN/Inf is
-    // seen, and the step skipped, on all ranks alike.
-    double norm = sqrt(k->norm_sq(model->grads, model->n_params));
+    // Computed on the device, in blocks (optim.h: Shards); every rank gets the same norm (its
+    // own slice's blocks with ZeRO), so NaN/Inf is seen, and the step skipped, on all ranks
+    // alike.
+    double norm = sqrt(grad_norm_sq(k, model->grads, &run->shards, comm));
     t->grad_norm = norm;
     t->ap.lr = lr_at(step, t->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr,
                      cfg->schedule == SCHEDULE_COSINE);
@@ -195,10 +213,15 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
         }
     } else {
         t->bad_in_row = 0;
+        // This rank's slice (all of it without ZeRO): the clip, AdamW, then with ZeRO every
+        // rank's updated slice to every rank.
+        const Shards *sh = &run->shards;
+        size_t lo = shard_lo(sh), hi = shard_hi(sh);
         if (cfg->grad_clip > 0 && norm > cfg->grad_clip)
-            k->scale(model->grads, (float)(cfg->grad_clip / norm), model->n_params);
-        adamw_update(k, model->params, model->grads, run->adam_m, run->adam_v, model->info,
-                     model->n_tensors, t->ap, step + 1 - run->st.skipped_steps);
+            k->scale(model->grads + lo, (float)(cfg->grad_clip / norm), hi - lo);
+        adamw_update_range(k, model->params, model->grads, run->adam_m, run->adam_v, model->info,
+                           model->n_tensors, t->ap, step + 1 - run->st.skipped_steps, lo, hi);
+        if (sh->on) allgather_params(run, t->staging);
     }
     run->st.step = step + 1;
     run->st.tokens += t->GB * T;
@@ -251,6 +274,21 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
     size_t bucket_elems = (size_t)(cfg->bucket_mb * 1e6 / sizeof(float));
     t->reducer = grad_reducer_create(comm, dev->k, dev->reduce, dev->nccl, model->grads,
                                      model->n_params, bucket_elems);
+    if (run->shards.on) {
+        if (dev->reduce == REDUCE_NCCL)
+            comm_fatal(comm, MT_EXIT_USAGE,
+                       "optim.zero: 1 runs its reduce-scatter and all-gather over MPI for now: "
+                       "set comm.backend: mpi (NCCL's are not wired yet)");
+        grad_reducer_owners(t->reducer, run->shards.at);
+        const Shards *sh = &run->shards;
+        if (!comm->rank)
+            printf(
+                "optim.zero: AdamW moments in %d slices of up to %zu parameters (rank 0: "
+                "[%zu, %zu) of %zu), gradients reduced to their slice's rank, parameters "
+                "all-gathered\n",
+                comm->world, sh->at[1] - sh->at[0], sh->at[0], sh->at[1], sh->n);
+        if (dev->k != &BACKEND_CPU_f32) t->staging = xmalloc(sizeof(float) * model->n_params);
+    }
     if (!comm->rank && comm->world > 1) {
         printf("all-reduce: %d bucket(s) of up to %.3g MB, started as backward finishes each\n",
                grad_reducer_buckets(t->reducer), cfg->bucket_mb);
@@ -420,6 +458,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     loader_close(data);
     free(t.batch.ids), free(t.batch.targets), free(t.batch.levels), free(t.batch.pos);
     grad_reducer_free(t.reducer);
+    free(t.staging);
     run_free(&run);
     device_close(&dev);
     return exit_code;

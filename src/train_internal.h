@@ -14,6 +14,7 @@
 #include "../data/loader.h"
 #include "checkpoint.h"
 #include "model.h"
+#include "optim.h"
 #include "train.h"
 
 // ---- evaluation results and batch buffers ------------------------------------------------
@@ -96,9 +97,11 @@ typedef struct {
     Comm *comm;
     const Backend_f32 *k;  // the device: model, gradients and optimizer state live there
     Model_f32 model;
-    float *adam_m, *adam_v;  // on the device
+    float *adam_m, *adam_v;  // on the device: this rank's slice of the moments (optim.zero)
+    Shards shards;           // the ranks' slices (all of it on every rank without ZeRO)
     // Host views of params and moments (checkpoints, final state, replica hashes): the device
-    // buffers themselves on the CPU backend, copies synchronised on demand on a GPU.
+    // buffers themselves on the CPU backend, copies synchronised on demand on a GPU. With ZeRO
+    // the moments are whole on rank 0 only (gathered there for checkpoints); NULL elsewhere.
     float *host_params, *host_m, *host_v;
     TrainState st;
 } Run;
@@ -107,6 +110,8 @@ typedef struct {
 int run_build(Run *r, const ModelConfig *mc);
 void run_free(Run *r);
 void params_to_host(Run *r);
+// Copies the state down to the host views. Collective with ZeRO (the moments are gathered to
+// rank 0): then every rank calls it.
 void state_to_host(Run *r);
 void state_to_device(Run *r);
 // checkpoint.resume (*resumed = 1 when a checkpoint was loaded), then checkpoint.init_from

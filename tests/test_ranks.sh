@@ -70,6 +70,28 @@ grep -q "^resume: .*ckpt-00000010.h5 at step 10" "$work/packed-split-rc.log" || 
 echo "[packed] model.recompute=all vs stored:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-recompute/final_state.bin" --bitwise
 echo "[packed] stop at 10 + resume with block 0 recomputed vs straight:"; "$params_diff" "$work/packed-1rank/final_state.bin" "$work/packed-split-rc/final_state.bin" --bitwise
 
+# ZeRO-1 (optim.zero): moments sharded, gradients reduced to their slice's owner, parameters
+# all-gathered: bitwise the unsharded run on 2 and 4 ranks (the gradient norm is summed in
+# fixed blocks, so it does not depend on the slicing), through host mirrors too; a sharded
+# run stopped at step 10 resumes sharded (bitwise) or onto 1 rank without ZeRO (its
+# checkpoint holds the whole state).
+for n in 2 4; do
+  "${mpirun[@]}" -n $n "$madtrain" "${common[@]}" model.mixer=linear run.dir="$work/plain-$n" > /dev/null
+  "${mpirun[@]}" -n $n "$madtrain" "${common[@]}" model.mixer=linear optim.zero=1 run.dir="$work/zero-$n" > "$work/zero-$n.log"
+  grep -q "^optim.zero: AdamW moments in $n slices" "$work/zero-$n.log" || { echo "FAIL: the $n-rank run did not shard"; exit 1; }
+  echo "[zero] $n ranks, ZeRO-1 vs all-reduce:"; "$params_diff" "$work/plain-$n/final_state.bin" "$work/zero-$n/final_state.bin" --bitwise
+done
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear optim.zero=1 debug.host_mirrors=true run.dir="$work/zero-mirrors" > /dev/null
+echo "[zero] 2 ranks through host mirrors:"; "$params_diff" "$work/plain-2/final_state.bin" "$work/zero-mirrors/final_state.bin" --bitwise
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear optim.zero=1 debug.stop_at_step=10 run.dir="$work/zero-split" > /dev/null
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear optim.zero=1 run.dir="$work/zero-split" --resume auto > /dev/null
+echo "[zero] 2 ranks, stop at 10 + resume vs straight:"; "$params_diff" "$work/plain-2/final_state.bin" "$work/zero-split/final_state.bin" --bitwise
+"$madtrain" "${common[@]}" model.mixer=linear run.dir="$work/plain-1" > /dev/null
+"${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear optim.zero=1 debug.stop_at_step=10 run.dir="$work/zero-to-1" > /dev/null
+"$madtrain" "${common[@]}" model.mixer=linear run.dir="$work/zero-to-1" --resume auto > "$work/zero-to-1.log"
+grep -q "^resume: .*ckpt-00000010.h5 at step 10 (written by 2 rank" "$work/zero-to-1.log" || { echo "FAIL: the sharded checkpoint did not resume on 1 rank"; exit 1; }
+echo "[zero] 2 sharded ranks to step 10, then 1 rank, vs 1 rank straight:"; "$params_diff" "$work/plain-1/final_state.bin" "$work/zero-to-1/final_state.bin" 1e-5
+
 # The training must have moved the parameters, or the comparisons above prove nothing.
 "$madtrain" "${common[@]}" train.steps=1 optim.lr=0 optim.warmup_steps=0 run.dir="$work/untrained" > /dev/null
 if "$params_diff" "$work/untrained/final_state.bin" "$work/softmax-1rank/final_state.bin" 1e-3 > /dev/null; then
