@@ -37,7 +37,7 @@ enum { N_SHAPES = sizeof(SHAPES) / sizeof(SHAPES[0]) };
 // Model FLOPs per trained token, llm.c's convention: 6 per matmul weight (forward 2, backward 4)
 // plus the mixer core at 3x its forward, as its row of the op table counts it (every mixer
 // row declares its FLOPs; the per-token projection W_x of a core that reads one is a matmul).
-static double flops_per_token(const ModelConfig *mc, int T) {
+double bench_flops_per_token(const ModelConfig *mc, int T) {
     double C = mc->d_model, V = mc->vocab_size, mm = 0, core = 0;
     for (int l = 0; l < mc->n_layers; l++) {
         MixerSlots slot = mixer_slots(mc, l);
@@ -108,7 +108,7 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
     double wall = 1e-3 * k->timer_stop_ms();
     r.step_ms = 1e3 * wall / steps;
     r.tokens_per_s = (double)steps * B * T / wall;
-    r.flops_per_token = flops_per_token(&mc, T);
+    r.flops_per_token = bench_flops_per_token(&mc, T);
     r.mfu = r.tokens_per_s * r.flops_per_token / peak;
     r.memory = k->memory_peak(0);
     r.params = m.n_params;

@@ -6,6 +6,7 @@
 #include "../data/h5util.h"
 #include "bench.h"
 #include "config.h"
+#include "ladder.h"
 #include "model.h"
 #include "prep_cli.h"
 #include "report.h"
@@ -24,6 +25,7 @@ static void usage(FILE *f) {
         "  prep       write data shards: prep wikitext|synthetic|check (madtrain prep --help)\n"
         "  report     results table (Markdown, CSV, plots) of run directories\n"
         "  bench      training-step throughput and MFU per mixer (madtrain bench --help)\n"
+        "  ladder     compute-matched scaling ladder against baselines (madtrain ladder --help)\n"
         "  mixers     the mixers, one per line, with the options of their first test shape\n"
         "  --config   YAML file of config keys; key=value arguments override it\n"
         "  --resume   continue from a checkpoint (= checkpoint.resume; 'auto': this run's latest)\n"
@@ -69,6 +71,10 @@ int main(int argc, char **argv) {
         int rc = bench_main(argc - 1, argv + 1, &comm);
         comm_finalize(&comm);
         return rc;
+    } else if (argc > 1 && !strcmp(argv[1], "ladder")) {
+        int rc = ladder_main(argc - 1, argv + 1, &comm);
+        comm_finalize(&comm);
+        return rc;
     } else if (argc > 1 && !strcmp(argv[1], "mixers")) {
         // One line per mixer row: its name and the options of its first test shape as
         // mixer.* keys (the GPU training test runs every mixer from this list).
@@ -94,7 +100,8 @@ int main(int argc, char **argv) {
     } else if (argc > 1 && argv[1][0] != '-' && !strchr(argv[1], '=')) {
         char msg[300];
         snprintf(msg, sizeof(msg),
-                 "unknown command '%.200s' (commands: train, eval, prep, report, bench, mixers)",
+                 "unknown command '%.200s' (commands: train, eval, prep, report, bench, ladder, "
+                 "mixers)",
                  argv[1]);
         return usage_error(&comm, msg);
     }

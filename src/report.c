@@ -618,6 +618,178 @@ static int task_report(Run *runs, int n, const char *csv) {
     return 0;
 }
 
+// --ladder DIR (madtrain ladder): per run of DIR/ladder.tsv its last held-out loss against its
+// training FLOPs; per mixer a power law loss = a C^b fitted by least squares in log-log (over
+// its finished rungs); per rung the candidate's perplexity over softmax's (when softmax is a
+// baseline) and, per baseline, the first rung where the candidate's loss is at or below it.
+// Markdown on stdout, DIR/ladder.csv, and DIR/ladder.png (gnuplot) with its data and script.
+enum { LADDER_MAX = 256 };
+typedef struct {
+    int task, rung;
+    char mixer[64], dir[1100];
+    double d_model, layers, params, flops, loss;
+} LadderRow;
+
+static int ladder_report(const char *dir) {
+    char path[1200], line[4096];
+    snprintf(path, sizeof(path), "%s/ladder.tsv", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "madtrain: error: report --ladder: cannot read '%s': %s\n", path,
+                strerror(errno));
+        return MT_EXIT_USAGE;
+    }
+    LadderRow *rows = xcalloc(LADDER_MAX, sizeof(LadderRow));
+    int n = 0, unfinished = 0;
+    char mixers[16][64];
+    int n_mixers = 0;
+    while (fgets(line, sizeof(line), f) && n < LADDER_MAX) {
+        LadderRow *r = &rows[n];
+        double fpt, steps;
+        if (sscanf(line, "%d\t%d\t%63s\t%lf\t%lf\t%lf\t%lf\t%lf\t%lf\t%1099s", &r->task, &r->rung,
+                   r->mixer, &r->d_model, &r->layers, &r->params, &fpt, &steps, &r->flops,
+                   r->dir) != 10)
+            continue;  // the header
+        int seen = 0;
+        for (int m = 0; m < n_mixers; m++) seen |= !strcmp(mixers[m], r->mixer);
+        if (!seen && n_mixers < 16) snprintf(mixers[n_mixers++], sizeof(mixers[0]), "%s", r->mixer);
+        // the last evaluation's loss (the held-out split), from a finished run only
+        r->loss = NAN;
+        char mpath[1200], status[32] = "";
+        snprintf(mpath, sizeof(mpath), "%s/status", r->dir);
+        FILE *st = fopen(mpath, "r");
+        if (st) {
+            if (!fgets(status, sizeof(status), st)) status[0] = 0;
+            fclose(st);
+        }
+        snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", r->dir);
+        FILE *mf = strncmp(status, "finished", 8) ? NULL : fopen(mpath, "r");
+        char ev[32], jl[8192];
+        double v;
+        while (mf && fgets(jl, sizeof(jl), mf))
+            if (json_str(jl, "event", ev, sizeof(ev)) && !strcmp(ev, "eval") &&
+                json_num(jl, "loss", &v))
+                r->loss = v;
+        if (mf) fclose(mf);
+        unfinished += isnan(r->loss);
+        n++;
+    }
+    fclose(f);
+    if (!n) {
+        fprintf(stderr, "madtrain: error: report --ladder: '%s' lists no runs\n", path);
+        free(rows);
+        return MT_EXIT_USAGE;
+    }
+    if (unfinished)
+        fprintf(stderr, "madtrain: warning: report --ladder: %d run(s) not finished, left blank\n",
+                unfinished);
+    const char *cand = mixers[0];
+    int has_softmax = 0;
+    for (int m = 1; m < n_mixers; m++) has_softmax |= !strcmp(mixers[m], "softmax");
+    printf(
+        "| rung | mixer | d_model | layers | params | training FLOPs | held-out loss | "
+        "ppl | ppl / softmax |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        const LadderRow *r = &rows[i];
+        double soft = NAN;
+        for (int j = 0; j < n; j++)
+            if (rows[j].rung == r->rung && !strcmp(rows[j].mixer, "softmax")) soft = rows[j].loss;
+        printf("| %d | %s | %.0f | %.0f | %.0f | %.3g |", r->rung, r->mixer, r->d_model, r->layers,
+               r->params, r->flops);
+        if (isnan(r->loss))
+            printf(" - | - | - |\n");
+        else if (has_softmax && !isnan(soft))
+            printf(" %.4f | %.2f | %.4f |\n", r->loss, exp(r->loss), exp(r->loss - soft));
+        else
+            printf(" %.4f | %.2f | - |\n", r->loss, exp(r->loss));
+    }
+    // loss = a C^b: least squares of log loss on log C
+    double fit_a[16], fit_b[16];
+    printf(
+        "\nPower law per mixer, held-out loss = a * C^b over its finished rungs (C: training "
+        "FLOPs):\n\n| mixer | a | b | rungs |\n|---|---|---|---|\n");
+    for (int m = 0; m < n_mixers; m++) {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(rows[i].mixer, mixers[m]) && !isnan(rows[i].loss) && rows[i].loss > 0) {
+                double x = log(rows[i].flops), y = log(rows[i].loss);
+                sx += x, sy += y, sxx += x * x, sxy += x * y, k++;
+            }
+        fit_a[m] = fit_b[m] = NAN;
+        if (k >= 2 && k * sxx - sx * sx > 0) {
+            fit_b[m] = (k * sxy - sx * sy) / (k * sxx - sx * sx);
+            fit_a[m] = exp((sy - fit_b[m] * sx) / k);
+            printf("| %s | %.4g | %.4f | %d |\n", mixers[m], fit_a[m], fit_b[m], k);
+        } else {
+            printf("| %s | - | - | %d |\n", mixers[m], k);
+        }
+    }
+    printf(
+        "\nWhere the candidate (%s) reaches each baseline (its held-out loss at or below the "
+        "baseline's at the same rung):\n\n",
+        cand);
+    for (int m = 1; m < n_mixers; m++) {
+        int cross = -1;
+        for (int i = 0; i < n && cross < 0; i++) {
+            if (strcmp(rows[i].mixer, cand) || isnan(rows[i].loss)) continue;
+            for (int j = 0; j < n; j++)
+                if (rows[j].rung == rows[i].rung && !strcmp(rows[j].mixer, mixers[m]) &&
+                    !isnan(rows[j].loss) && rows[i].loss <= rows[j].loss)
+                    cross = rows[i].rung;
+        }
+        if (cross >= 0)
+            printf("- %s: from rung %d\n", mixers[m], cross);
+        else
+            printf("- %s: at no finished rung\n", mixers[m]);
+    }
+    // CSV, plot data (one file per mixer) and the gnuplot script
+    snprintf(path, sizeof(path), "%s/ladder.csv", dir);
+    FILE *csv = fopen(path, "w");
+    if (csv) {
+        fprintf(csv, "rung,mixer,d_model,layers,params,flops,loss,ppl\n");
+        for (int i = 0; i < n; i++)
+            fprintf(csv, "%d,%s,%.0f,%.0f,%.0f,%.6g,%.6g,%.6g\n", rows[i].rung, rows[i].mixer,
+                    rows[i].d_model, rows[i].layers, rows[i].params, rows[i].flops, rows[i].loss,
+                    exp(rows[i].loss));
+        fclose(csv);
+    }
+    snprintf(path, sizeof(path), "%s/ladder.gp", dir);
+    FILE *gp = fopen(path, "w");
+    if (gp) {
+        fprintf(gp,
+                "set terminal pngcairo size 800,560\nset output '%s/ladder.png'\n"
+                "set logscale xy\nset xlabel 'training FLOPs'\nset ylabel 'held-out loss'\n"
+                "set key top right\nset title 'compute-matched ladder (fitted: a C^b)'\nplot ",
+                dir);
+        for (int m = 0; m < n_mixers; m++) {
+            char dpath[1200];
+            snprintf(dpath, sizeof(dpath), "%s/ladder-%s.dat", dir, mixers[m]);
+            FILE *d = fopen(dpath, "w");
+            for (int i = 0; d && i < n; i++)
+                if (!strcmp(rows[i].mixer, mixers[m]) && !isnan(rows[i].loss))
+                    fprintf(d, "%.6g %.6g\n", rows[i].flops, rows[i].loss);
+            if (d) fclose(d);
+            fprintf(gp, "%s'%s' using 1:2 with linespoints lt %d title '%s'", m ? ", " : "", dpath,
+                    m + 1, mixers[m]);
+            if (!isnan(fit_a[m]))
+                fprintf(gp, ", %.6g * x**(%.6g) with lines dt 2 lt %d notitle", fit_a[m], fit_b[m],
+                        m + 1);
+        }
+        fprintf(gp, "\n");
+        fclose(gp);
+        char cmd[1300];
+        snprintf(cmd, sizeof(cmd), "gnuplot '%s/ladder.gp' 2>/dev/null", dir);
+        if (system("command -v gnuplot > /dev/null 2>&1") == 0 && system(cmd) == 0)
+            printf("\nplot: %s/ladder.png; table: %s/ladder.csv\n", dir, dir);
+        else
+            fprintf(stderr, "madtrain: warning: gnuplot not available; data and script in %s\n",
+                    dir);
+    }
+    free(rows);
+    return 0;
+}
+
 int report_main(int argc, char **argv) {
     build_columns();
     const char *csv = NULL, *plot_dir = NULL;
@@ -627,6 +799,7 @@ int report_main(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf(
                 "usage: madtrain report [--sweep | --tasks] [--csv FILE] [--plots DIR] RUN_DIR...\n"
+                "       madtrain report --ladder DIR   (the folder of madtrain ladder --out)\n"
                 "  A RUN_DIR may also be a directory of run directories. Runs are grouped by\n"
                 "  run.name (or their mixer list); columns are mean ± std over each group.\n"
                 "  --sweep: a grid (launch/sweep.sh): per run.name, T, kv pairs and d_model the\n"
@@ -637,6 +810,12 @@ int report_main(int argc, char **argv) {
                 "  (macro for MAD's tasks, micro for the others; per-length buckets too), and\n"
                 "  for MAD's tasks the task and MAD scores (means over settings, then tasks).\n");
             return 0;
+        } else if (!strcmp(argv[i], "--ladder")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "madtrain: error: report: --ladder needs the ladder's folder\n");
+                return MT_EXIT_USAGE;
+            }
+            return ladder_report(argv[i + 1]);
         } else if (!strcmp(argv[i], "--sweep")) {
             sweep = 1;
         } else if (!strcmp(argv[i], "--mad") || !strcmp(argv[i], "--tasks")) {
