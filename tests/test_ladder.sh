@@ -43,7 +43,8 @@ check "[[ \"\$(cut -f3,4,5 $work/lad/ladder.tsv | tail -n +2 | tr '\t\n' ' ')\" 
 check "awk -F'\t' 'NR > 1 { f[\$2] = f[\$2] \" \" \$9; s[\$2] = \$7 > s[\$2] ? \$7 : s[\$2] }
   END { for (r in f) { split(f[r], a, \" \"); d = a[1] - a[2]; if (d < 0) d = -d; if (d > 1024 * s[r] * 1.0001) exit 1 } }' $work/lad/ladder.tsv" \
   "a rung's mixers do not get the same training FLOPs"
-check "grep -q 'gate_rank' $work/lad/r0-gla.yaml && grep -q 'gate_rank: 0' $work/lad/r0-softmax.yaml || ! grep -q gate_rank $work/lad/r0-softmax.yaml" \
+default_rank=$("$madtrain" --print-config | sed -n 's/^ *gate_rank: //p')
+check "grep -q 'gate_rank: 8' $work/lad/r0-gla.yaml && grep -q 'gate_rank: $default_rank' $work/lad/r0-softmax.yaml" \
   "the softmax baseline inherited the candidate's gla option"
 
 # run 1 (rung 0, softmax) stopped at step 5, then the whole ladder: it resumes there
