@@ -57,7 +57,8 @@ static void ladder_usage(FILE *f) {
         "rung the same training FLOPs (model FLOPs per token as bench counts them). Runs go\n"
         "to DIR/r<i>-<mixer> (default DIR: runs/ladder-<candidate>), listed in\n"
         "DIR/ladder.tsv; they train here one after another (under mpirun, on all ranks), or\n"
-        "as a SLURM job array with --slurm (sbatch options: $LADDER_SBATCH_ARGS). Finished\n"
+        "as a SLURM job array with --slurm (sbatch options: $LADDER_SBATCH_ARGS; tasks at\n"
+        "once: $LADDER_ARRAY_LIMIT). Finished\n"
         "runs are skipped and unfinished ones resume, so the same command continues.\n"
         "--budget refuses a ladder whose runs need more training FLOPs in all; --list\n"
         "prints the runs; --task K trains run K only. Then: madtrain report --ladder DIR.\n");
@@ -120,6 +121,24 @@ static int file_says(const char *dir, const char *name, const char *want) {
     int ok = fgets(got, sizeof(got), f) && !strncmp(got, want, strlen(want));
     fclose(f);
     return ok;
+}
+
+extern char **environ;
+
+static void scrub_mpi_environment(void) {
+    static const char *prefixes[] = {"OMPI_", "PMIX_", "PRTE_", "OPAL_", "HYDI_", "PMI_"};
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e && !again; e++)
+            for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++)
+                if (!strncmp(*e, prefixes[p], strlen(prefixes[p]))) {
+                    char name[256];
+                    snprintf(name, sizeof(name), "%.*s", (int)strcspn(*e, "="), *e);
+                    unsetenv(name);
+                    again = 1;  // environ changed: walk it again
+                    break;
+                }
+    }
 }
 
 int ladder_main(int argc, char **argv, Comm *comm) {
@@ -321,15 +340,21 @@ int ladder_main(int argc, char **argv, Comm *comm) {
             // `madtrain ladder <these arguments> --task $SLURM_ARRAY_TASK_ID` and requeues it.
             char cmd[8192];
             const char *extra = getenv("LADDER_SBATCH_ARGS");
-            int n =
-                snprintf(cmd, sizeof(cmd), "sbatch --array=0-%d %s launch/madtrain.sbatch ladder",
-                         n_runs - 1, extra ? extra : "");
+            const char *limit = getenv("LADDER_ARRAY_LIMIT");  // tasks at once, e.g. 4
+            int n = snprintf(cmd, sizeof(cmd),
+                             "sbatch --array=0-%d%s%s %s launch/madtrain.sbatch ladder", n_runs - 1,
+                             limit ? "%" : "", limit ? limit : "", extra ? extra : "");
             for (int i = 1; i < argc; i++)
                 if (strcmp(argv[i], "--slurm") && strcmp(argv[i], "--dry-run"))
                     n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", argv[i]);
             printf("%s\n", cmd);
             fflush(stdout);
-            if (!dry) rc = system(cmd) ? MT_EXIT_FAIL : 0;
+            // This process is an MPI singleton: its launcher variables must not reach the
+            // job, whose mpirun would take them for its own and fail without a word.
+            if (!dry) {
+                scrub_mpi_environment();
+                rc = system(cmd) ? MT_EXIT_FAIL : 0;
+            }
         }
         free(runs);
         return rc;

@@ -112,3 +112,23 @@ grep -qxF "resume: $work/run/$(printf 'ckpt-%08d.h5' "$stop") at step $stop (wri
 [[ $(cat "$work/run/status") == finished ]] || fail "final status is not finished"
 "$params_diff" "$work/straight/final_state.bin" "$work/run/final_state.bin" --bitwise || fail "final state differs"
 echo "ok: USR1 at step ~$step, stopped at $stop, requeued ($restarts restart), resumed from $stop, final state bitwise equal"
+
+# The ladder as a job array: `madtrain ladder --slurm` submits one array task per run through
+# launch/madtrain.sbatch; every run finishes in the run directory the ladder names, and the
+# report reads them.
+printf 'model: {mixer: linear, d_model: 16, n_layers: 1, n_heads: 2}\ndata: {task: mqar, seq_len: 32, vocab_size: 32, num_kv_pairs: 4, test_examples: 16}\ntrain: {batch_size: 8, eval_every: 0, log_every: 50}\ncpu: {threads: 1}\n' > "$work/ladder.yaml"
+LADDER_SBATCH_ARGS="--parsable --nodes=1 --ntasks=1 --ntasks-per-node=1 --gpus-per-node=0 --cpus-per-task=1 --output=$work/ladder-%a.out" \
+  MADTRAIN="$MADTRAIN_BIN" "$MADTRAIN_BIN" ladder --config "$work/ladder.yaml" --baselines softmax --rungs 2 \
+  --tokens-per-param 0.5 --out "$work/ladder" --slurm > "$work/ladder-submit.out" 2>&1 || fail "ladder --slurm: $(tail -2 "$work/ladder-submit.out")"
+array=$(tail -1 "$work/ladder-submit.out")
+[[ $array =~ ^[0-9]+$ ]] || fail "ladder --slurm did not submit an array: $(cat "$work/ladder-submit.out")"
+for _ in $(seq 1500); do
+  left=$(squeue -h -j "$array" 2>/dev/null | wc -l)
+  [[ $left -eq 0 ]] && break
+  sleep 0.2
+done
+[[ $(cat "$work"/ladder/r*/status 2>/dev/null | grep -c finished) -eq 4 ]] \
+  || fail "the ladder's 4 array tasks did not all finish: $(tail -3 "$work"/ladder-*.out)"
+"$MADTRAIN_BIN" report --ladder "$work/ladder" > "$work/ladder-report.md" 2>&1 || fail "report --ladder"
+[[ $(grep -c '^| [01] | \(linear\|softmax\) | ' "$work/ladder-report.md") -eq 4 ]] || fail "the ladder report lacks runs"
+echo "ok: ladder as a 4-task SLURM array, every run finished, report read them"
