@@ -144,6 +144,7 @@ static void scrub_mpi_environment(void) {
 int ladder_main(int argc, char **argv, Comm *comm) {
     const char *config_path = NULL, *baselines = "softmax", *out = NULL;
     int rungs = 3, task = -1, list = 0, slurm = 0, dry = 0, print_dir = 0;
+    LadderRun *runs = NULL;
     double ratio = 20, budget = 0;
     char err[1400] = "";
     Config base;
@@ -233,7 +234,7 @@ int ladder_main(int argc, char **argv, Comm *comm) {
     loader_close(data);
 
     int n_runs = rungs * n_mixers;
-    LadderRun *runs = xcalloc((size_t)n_runs, sizeof(LadderRun));
+    runs = xcalloc((size_t)n_runs, sizeof(LadderRun));
     double total = 0, tokens_per_step = (double)base.batch_size * T;
     int q = 8 * (int)base.n_heads;
     for (int i = 0; i < rungs; i++) {
@@ -386,5 +387,6 @@ int ladder_main(int argc, char **argv, Comm *comm) {
 
 usage_err:
     if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
+    free(runs);
     return MT_EXIT_USAGE;
 }
