@@ -67,6 +67,9 @@
 // build: the bench_dplr target (CMakeLists.txt); run as build/bench_dplr.
 #include <cblas.h>
 #include <complex.h>  // before fftw3.h, so fftw_complex is double complex
+#ifndef CMPLX         // glibc's needs __builtin_complex, which clang 14 lacks
+#define CMPLX(x, y) ((double complex)((double)(x) + I * (double)(y)))
+#endif
 #include <errno.h>
 #include <fftw3.h>
 #include <math.h>
