@@ -53,11 +53,12 @@ double bench_flops_per_token(const ModelConfig *mc, int T) {
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: madtrain bench [--shapes a,b] [--mixers softmax,linear] [--steps N] "
-            "[--warmup N] [--batch B] [--out FILE.jsonl] [key=value ...]\n\n"
+            "[--warmup N] [--batch B] [--ranks 1,2,4] [--out FILE.jsonl] [key=value ...]\n\n"
             "Times training steps (forward, backward, AdamW; no communication) of each mixer at\n"
             "each shape on the configured device (key=value: device=cpu|cuda, model.mlp=...,\n"
             "mixer.chunk=..., cpu.threads=...). Shapes (default: gpt2-small,gpt2-small-4k,e008\n"
-            "on cuda; tiny,e008 on cpu):\n");
+            "on cuda; tiny,e008 on cpu). --ranks 1,2,4 adds the peak memory of one rank at each\n"
+            "world size (its share of the batch; moments whole or its ZeRO-1 slice). Shapes:\n");
     for (int i = 0; i < N_SHAPES; i++)
         fprintf(f, "  %-14s %s (batch %d)\n", SHAPES[i].name, SHAPES[i].doc, SHAPES[i].batch);
 }
@@ -68,9 +69,11 @@ typedef struct {
     int ok;
 } BenchResult;
 
+// world > 1: what rank 0 of `world` data-parallel ranks allocates and runs (no communication):
+// its share of the batch, and with zero its ZeRO-1 slice of the AdamW moments (src/optim.h).
 static BenchResult bench_one(const Config *base, const BenchShape *sh, const char *mixer,
                              const Backend_f32 *k, int batch, int warmup, int steps, double peak,
-                             char *err, size_t errlen) {
+                             int world, int zero, char *err, size_t errlen) {
     BenchResult r = {0};
     k->memory_peak(1);
     Config cfg = *base;
@@ -83,7 +86,11 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
         model_build_f32(&m, &mc, k, err, errlen))
         return r;
     int B = batch > 0 ? batch : sh->batch, T = sh->seq_len;
-    size_t bytes = sizeof(float) * m.n_params;
+    B = (B + world - 1) / world;
+    Shards shards;
+    shards_init(&shards, m.n_params, world, 0, zero);
+    size_t lo = shard_lo(&shards), hi = shard_hi(&shards);
+    size_t bytes = sizeof(float) * (hi - lo ? hi - lo : 1);
     float *adam_m = k->alloc(bytes), *adam_v = k->alloc(bytes);
     if (!adam_m || !adam_v || model_set_batch_f32(&m, B, T)) {
         snprintf(err, errlen, "out of %s memory at batch %d x %d", k->name, B, T);
@@ -103,7 +110,8 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
         model_zero_grad_f32(&m);
         model_forward_f32(&m, ids, targets, 1.0f / (B * T));
         model_backward_f32(&m);
-        adamw_update(k, m.params, m.grads, adam_m, adam_v, m.info, m.n_tensors, ap, s + 1);
+        adamw_update_range(k, m.params, m.grads, adam_m, adam_v, m.info, m.n_tensors, ap, s + 1, lo,
+                           hi);
     }
     double wall = 1e-3 * k->timer_stop_ms();
     r.step_ms = 1e3 * wall / steps;
@@ -115,6 +123,7 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
     r.ok = 1;
     free(ids), free(targets);
     k->release(adam_m), k->release(adam_v);
+    shards_free(&shards);
     model_free_f32(&m);
     return r;
 }
@@ -155,6 +164,7 @@ int bench_main(int argc, char **argv, Comm *comm) {
             snprintf(mixers_arg + strlen(mixers_arg), sizeof(mixers_arg) - strlen(mixers_arg),
                      "%s%s", n++ ? "," : "", OPS_f32[i]->name);
     int steps = 10, warmup = 3, batch = 0;
+    char ranks_arg[64] = "";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -174,6 +184,8 @@ int bench_main(int argc, char **argv, Comm *comm) {
             warmup = parse_count(argv[++i]);
         else if (!strcmp(a, "--batch") && has_value)
             batch = parse_count(argv[++i]);
+        else if (!strcmp(a, "--ranks") && has_value)
+            snprintf(ranks_arg, sizeof(ranks_arg), "%s", argv[++i]);
         else if (a[0] != '-' && strchr(a, '=')) {
             if (config_override(&cfg, a, err, sizeof(err))) {
                 fprintf(stderr, "madtrain: error: %s\n", err);
@@ -186,6 +198,16 @@ int bench_main(int argc, char **argv, Comm *comm) {
                     a);
             return MT_EXIT_USAGE;
         }
+    }
+    for (const char *p = ranks_arg; *p;) {  // --ranks: a list of world sizes 1..4096
+        char *end;
+        long w = strtol(p, &end, 10);
+        if (end == p || w < 1 || w > 4096 || (*end && *end != ',')) {
+            fprintf(stderr,
+                    "madtrain: error: bench: --ranks takes world sizes 1..4096, e.g. 1,2,4\n");
+            return MT_EXIT_USAGE;
+        }
+        p = *end ? end + 1 : end;
     }
     if (steps < 1 || warmup < 0 || batch < 0) {
         fprintf(stderr,
@@ -248,7 +270,7 @@ int bench_main(int argc, char **argv, Comm *comm) {
         double first_ms = 0;
         for (int mi = 0; mi < n_mixers; mi++) {
             BenchResult r = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, warmup, steps,
-                                      peak, err, sizeof(err));
+                                      peak, 1, 0, err, sizeof(err));
             int B = batch > 0 ? batch : shapes[sh]->batch;
             if (!r.ok) {
                 printf("| %s | %s | %d x %d | - | - | - | - | - | - | - | %s |\n", shapes[sh]->name,
@@ -273,6 +295,33 @@ int bench_main(int argc, char **argv, Comm *comm) {
                     shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, where,
                     r.tokens_per_s, r.step_ms, r.flops_per_token, peak, r.mfu, r.memory);
         }
+    }
+    // --ranks: the memory one rank holds at each world size, the global batch split across
+    // the ranks, with the moments whole (all-reduce) and sliced (ZeRO-1, optim.zero).
+    if (ranks_arg[0]) {
+        char *rank_names[16];
+        int n_ranks = split_list(ranks_arg, rank_names, 16);
+        printf(
+            "\nPeak memory of one rank at W ranks (the global batch split; moments whole, or "
+            "its ZeRO-1 slice; one step):\n\n| shape | mixer | ranks | batch per rank | peak "
+            "memory, all-reduce | peak memory, ZeRO-1 |\n|---|---|---|---|---|---|\n");
+        for (int sh = 0; sh < n_shapes; sh++)
+            for (int mi = 0; mi < n_mixers; mi++)
+                for (int w = 0; w < n_ranks; w++) {
+                    int W = atoi(rank_names[w]), B = batch > 0 ? batch : shapes[sh]->batch;
+                    BenchResult a = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, 0, 1,
+                                              peak, W, 0, err, sizeof(err));
+                    BenchResult z = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, 0, 1,
+                                              peak, W, 1, err, sizeof(err));
+                    if (!a.ok || !z.ok) {
+                        failed++;
+                        continue;
+                    }
+                    printf("| %s | %s | %d | %d | %.1f MiB | %.1f MiB |\n", shapes[sh]->name,
+                           mixer_names[mi], W, (B + W - 1) / W, (double)a.memory / (1 << 20),
+                           (double)z.memory / (1 << 20));
+                    fflush(stdout);
+                }
     }
     if (out) fclose(out);
     return failed ? MT_EXIT_FAIL : 0;

@@ -40,6 +40,18 @@ for t, r in zip(table, rows):
     assert abs(float(t[5]) - r["step_ms"]) <= 0.06 and abs(float(t[9][:-1]) - 100 * r["mfu"]) <= 0.06, (t, r)
 print("ok: 2 rows, tokens/s, MFU in (0, 1), FLOPs and memory present; the table agrees")
 PY
+# --ranks: one rank's peak memory at 1 and 2 ranks, the batch split; at 2 ranks less than at
+# 1, and with ZeRO-1's moment slice no more than with whole moments.
+"$madtrain" bench --shapes e008 --mixers linear --steps 1 --warmup 0 --ranks 1,2 device=cpu > "$work/ranks.txt"
+python3 - "$work/ranks.txt" <<'PY'
+import sys
+rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in open(sys.argv[1])
+        if l.startswith("| e008 | linear | ") and l.count("|") == 7]
+assert [r[2] for r in rows] == ["1", "2"] and [r[3] for r in rows] == ["64", "32"], rows
+mib = [(float(r[4].split()[0]), float(r[5].split()[0])) for r in rows]
+assert mib[1][0] < mib[0][0] and mib[1][1] <= mib[1][0] and mib[0][1] == mib[0][0], mib
+print("ok: per-rank memory at 1 and 2 ranks", mib)
+PY
 # Each bad option: exit 2 and exactly its one error line (a crash after some line is no pass).
 steps_msg="madtrain: error: bench: --steps must be an integer >= 1, --warmup and --batch integers >= 0"
 while IFS='~' read -r bad want; do
@@ -53,5 +65,6 @@ done <<EOF
 --steps 0~$steps_msg
 --batch 8x~$steps_msg
 --bogus~madtrain: error: bench: unknown or incomplete option '--bogus' (madtrain bench --help)
+--ranks 0~madtrain: error: bench: --ranks takes world sizes 1..4096, e.g. 1,2,4
 model.nosuch=1~madtrain: error: command line: unknown key 'model.nosuch' (madtrain --help lists the keys)
 EOF
