@@ -259,6 +259,55 @@ void F(attention_hss_backward)(real *dqkv_btc3, real *const *dfmap_params, const
 void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w,
             double *work, const int *lwork, int *info, size_t jobz_len, size_t uplo_len);
 
+double F(state_effective_rank)(const double *S, int rows, int cols) {
+    // sigma^2 are the eigenvalues of the smaller Gram matrix
+    int n = rows < cols ? rows : cols, big = rows < cols ? cols : rows, info, lwork = 3 * n;
+    double *gram = malloc(sizeof(double) * ((size_t)n * n + 4 * (size_t)n)), *ev = gram + n * n;
+    double *work = ev + n;
+    for (int x = 0; x < n; x++)
+        for (int y = 0; y < n; y++) {
+            double g = 0;
+            for (int i = 0; i < big; i++)
+                g += rows < cols ? S[(size_t)x * cols + i] * S[(size_t)y * cols + i]
+                                 : S[(size_t)i * cols + x] * S[(size_t)i * cols + y];
+            gram[x * n + y] = g;
+        }
+    dsyev_("N", "U", &n, gram, &n, ev, work, &lwork, &info, 1, 1);
+    double r = NAN;
+    if (!info) {
+        double total = 0, h = 0;
+        for (int i = 0; i < n; i++) total += sqrt(fmax(ev[i], 0));
+        for (int i = 0; i < n && total > 0; i++) {
+            double p = sqrt(fmax(ev[i], 0)) / total;
+            if (p > 0) h -= p * log(p);
+        }
+        r = total > 0 ? exp(h) : 0;
+    }
+    free(gram);
+    return r;
+}
+
+double F(linear_state_erank)(const OpShape *s, const real *qkv_btc3,
+                             const real *const *fmap_params) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, m = F(fmap_width)(s);
+    F(FeatureMap) fm = F(fmap_open)(s, fmap_params);
+    real *f = malloc(sizeof(real) * (size_t)T * m);
+    double *S = malloc(sizeof(double) * (size_t)m * D), sum = 0;
+    for (int bh = 0; bh < B * H; bh++) {
+        const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
+        F(fmap_forward)(&fm, T, head + C, 3 * C, f);
+        memset(S, 0, sizeof(double) * (size_t)m * D);
+        for (int u = 0; u < T; u++)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < D; j++)
+                    S[i * D + j] += f[(size_t)u * m + i] * head[(size_t)u * 3 * C + 2 * C + j];
+        sum += F(state_effective_rank)(S, m, D);
+    }
+    free(f), free(S);
+    F(fmap_close)(&fm);
+    return sum / (B * H);
+}
+
 // On the dense final state S_T = sum_t phi(k_t) v_t^T of every (batch, head): for each depth,
 // the share of each off-diagonal block's energy its top-r singular values capture
 // (sum_{i<=r} sigma_i^2 / sum_i sigma_i^2), averaged over the blocks, sequences and heads.

@@ -119,12 +119,16 @@ static void linear_bwd(const OpShape *s, const real *const *in, const real *cons
 
 // The dense state is also the baseline of an HSS one: where mixer.hss_leaf / hss_rank fit this
 // shape, report how much of each off-diagonal block the rank would keep.
+// And the state's effective rank (exp of the entropy of its normalised singular values), per
+// (batch, head) averaged: how much of its m x D capacity the final state uses.
 static int linear_aux(const OpShape *s, const real *const *in, OpAux *out) {
     char err[256];
     out[0] = (OpAux){.name = "feature_map_ms",
                      .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS)};
-    if (F(attention_hss_check)(s, err, sizeof(err))) return 1;
-    return 1 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, out + 1);
+    out[1] = (OpAux){.name = "state_erank",
+                     .value = F(linear_state_erank)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS)};
+    if (F(attention_hss_check)(s, err, sizeof(err))) return 2;
+    return 2 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, out + 2);
 }
 
 // Per head and token: the map of q and k (a D x m projection each for FAVOR+; five D log2 D
@@ -155,26 +159,27 @@ static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
 // Test shapes: small, odd where possible (T = 7 with chunk 3 crosses chunk boundaries and
 // leaves a partial last chunk; T < chunk checks the single-chunk path). Random-feature shapes
 // use m > D with m not a multiple of D (a partial last block), and an odd D for the FFT.
-#define LINEAR_ROW(name_, help_, fixed_, ...)                                         \
-    const F(OpDef) F(op_##name_) = {                                                  \
-        .name = #name_,                                                               \
-        .n_in = CORE_IN_PARAMS + 2,                                                   \
-        .n_out = 1,                                                                   \
-        .sizes = linear_sizes,                                                        \
-        .forward = linear_fwd,                                                        \
-        .backward = linear_bwd,                                                       \
-        .params = F(fmap_params),                                                     \
-        .init_param = F(fmap_init_param),                                             \
-        .aux = linear_aux,                                                            \
-        .check = F(fmap_check),                                                       \
-        .options = linear_options,                                                    \
-        .fixed = fixed_,                                                              \
-        .mixer = 1,                                                                   \
-        .help = help_,                                                                \
-        .flops = linear_flops,                                                        \
-        .reference = LINEAR_REFERENCE,                                                \
-        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},                \
-                     {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}}, \
+#define LINEAR_ROW(name_, help_, fixed_, ...)                                        \
+    const F(OpDef) F(op_##name_) = {                                                 \
+        .name = #name_,                                                              \
+        .n_in = CORE_IN_PARAMS + 2,                                                  \
+        .n_out = 1,                                                                  \
+        .sizes = linear_sizes,                                                       \
+        .forward = linear_fwd,                                                       \
+        .backward = linear_bwd,                                                      \
+        .params = F(fmap_params),                                                    \
+        .init_param = F(fmap_init_param),                                            \
+        .aux = linear_aux,                                                           \
+        .check = F(fmap_check),                                                      \
+        .options = linear_options,                                                   \
+        .fixed = fixed_,                                                             \
+        .mixer = 1,                                                                  \
+        .help = help_,                                                               \
+        .flops = linear_flops,                                                       \
+        .reference = LINEAR_REFERENCE,                                               \
+        .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},               \
+                     {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}, \
+                     {"state_erank", AUX_MEAN, "state eff. rank", 2}},               \
         __VA_ARGS__}
 
 // clang-format off

@@ -303,7 +303,8 @@ void F(attention_loglinear_backward)(real *dqkv_btc3, real *dlam_pre_bthl, real 
 }
 
 // The Fenwick bucket states at the last position, S^(l) = sum over bucket l of f_s v_s^T
-// (unweighted, as the recurrent form stores them), and their energy |S^(l)|_F^2 averaged over
+// (unweighted, as the recurrent form stores them), their energy |S^(l)|_F^2 and their
+// effective rank (E008's question: how much of each level's state is used), averaged over
 // sequences and heads (mixers.md 6.8), after the feature-map time.
 int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, m = F(fmap_width)(s);
@@ -313,6 +314,7 @@ int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *o
     F(FeatureMap) fm = F(fmap_open)(s, in + CORE_IN_PARAMS + 1);
     real *f = malloc(sizeof(real) * (size_t)T * m);
     double *state = malloc(sizeof(double) * (size_t)L * m * D), *energy = calloc(L, sizeof(double));
+    double *erank = calloc(L, sizeof(double));
     for (int bh = 0; bh < B * H; bh++) {
         const real *head = in[CORE_IN_QKV] + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
         F(fmap_forward)(&fm, T, head + C, 3 * C, f);
@@ -323,17 +325,22 @@ int F(attention_loglinear_aux)(const OpShape *s, const real *const *in, OpAux *o
             for (int i = 0; i < m; i++)
                 for (int j = 0; j < D; j++) sl[i * D + j] += f[(size_t)u * m + i] * v[j];
         }
-        for (int l = 0; l < L; l++)
+        for (int l = 0; l < L; l++) {
             for (size_t i = 0; i < (size_t)m * D; i++)
                 energy[l] += pow(state[(size_t)l * m * D + i], 2) / (B * H);
+            erank[l] += F(state_effective_rank)(state + (size_t)l * m * D, m, D) / (B * H);
+        }
     }
     for (int l = 0; l < L; l++) {
         out[1 + l] = (OpAux){.value = energy[l]};
         snprintf(out[1 + l].name, sizeof(out[1 + l].name), "level_energy_%d", l);
+        if (1 + 2 * L > OP_MAX_AUX) continue;  // (more levels than the figures hold: energies only)
+        out[1 + L + l] = (OpAux){.value = erank[l]};
+        snprintf(out[1 + L + l].name, sizeof(out[1 + L + l].name), "state_erank_%d", l);
     }
-    free(f), free(state), free(energy);
+    free(f), free(state), free(energy), free(erank);
     F(fmap_close)(&fm);
-    return 1 + L;
+    return 1 + 2 * L > OP_MAX_AUX ? 1 + L : 1 + 2 * L;
 }
 
 // ---- the rows: log-linear attention, with any feature map or cosFormer's ---------------------
@@ -394,26 +401,27 @@ static int loglinear_reference(const OpShape *s, const double *const *in, double
 
 static const OpOption loglinear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
 
-#define LOGLINEAR_ROW(name_, help_, fixed_, ...)                                            \
-    const F(OpDef)                                                                          \
-        F(op_##name_) = {.name = #name_,                                                    \
-                         .n_in = CORE_IN_PARAMS + 3,                                        \
-                         .n_out = 1,                                                        \
-                         .sizes = loglinear_sizes,                                          \
-                         .forward = loglinear_fwd,                                          \
-                         .backward = loglinear_bwd,                                         \
-                         .params = loglinear_params,                                        \
-                         .init_param = loglinear_init,                                      \
-                         .aux = F(attention_loglinear_aux),                                 \
-                         .options = loglinear_options,                                      \
-                         .fixed = fixed_,                                                   \
-                         .check = F(fmap_check),                                            \
-                         .mixer = 1,                                                        \
-                         .help = help_,                                                     \
-                         .flops = loglinear_flops,                                          \
-                         .reference = LOGLINEAR_REFERENCE,                                  \
-                         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},     \
-                                      {"level_energy", AUX_MEAN, "level state energy", 4}}, \
+#define LOGLINEAR_ROW(name_, help_, fixed_, ...)                                           \
+    const F(OpDef)                                                                         \
+        F(op_##name_) = {.name = #name_,                                                   \
+                         .n_in = CORE_IN_PARAMS + 3,                                       \
+                         .n_out = 1,                                                       \
+                         .sizes = loglinear_sizes,                                         \
+                         .forward = loglinear_fwd,                                         \
+                         .backward = loglinear_bwd,                                        \
+                         .params = loglinear_params,                                       \
+                         .init_param = loglinear_init,                                     \
+                         .aux = F(attention_loglinear_aux),                                \
+                         .options = loglinear_options,                                     \
+                         .fixed = fixed_,                                                  \
+                         .check = F(fmap_check),                                           \
+                         .mixer = 1,                                                       \
+                         .help = help_,                                                    \
+                         .flops = loglinear_flops,                                         \
+                         .reference = LOGLINEAR_REFERENCE,                                 \
+                         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},    \
+                                      {"level_energy", AUX_MEAN, "level state energy", 4}, \
+                                      {"state_erank", AUX_MEAN, "state eff. rank", 2}},    \
                          __VA_ARGS__}
 
 // Chunks of 2 and 4 over T = 7..13 build Fenwick trees of height 1-2; max_len below T folds

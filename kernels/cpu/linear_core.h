@@ -73,6 +73,14 @@ void F(orthonormal_columns)(int n, int k, uint64_t key, real *w, int ldw);
 // The dense state is the baseline of an HSS one: the linear op reports, where the HSS options
 // fit its shape, how much of each off-diagonal block the rank would keep.
 int F(attention_hss_check)(const OpShape *s, char *err, size_t errlen);
+// The effective rank of a state S [rows, cols] (double, row-major): exp of the entropy of its
+// normalised singular values p_i = sigma_i / sum_j sigma_j (Roy & Vetterli 2007), between 1
+// (rank one) and min(rows, cols) (all singular values equal); 0 for S = 0, NAN when the
+// eigensolver fails.
+double F(state_effective_rank)(const double *S, int rows, int cols);
+// The same over every (batch, head) dense final state S_T = sum_t phi(k_t) v_t^T, averaged.
+double F(linear_state_erank)(const OpShape *s, const real *qkv_btc3,
+                             const real *const *fmap_params);
 int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *const *fmap_params,
                           OpAux *out);
 
