@@ -23,22 +23,40 @@
         if (r_ != CUFFT_SUCCESS) mt_cuda_fail(#call, "cuFFT error", __FILE__, __LINE__); \
     } while (0)
 
-// Plans by (length, batch, direction), made once: the trainer calls with few shapes.
+// Plans by (length, batch, direction), made once and kept: a call needs up to ~10 (the steps'
+// batches of one, n composite columns, chunk counts, both directions) and packed rows vary the
+// chunk count, so the cache is large and evicts the least recently used plan, after the device
+// has finished any transform queued on it.
+#define CD_PLANS 64
 static cufftHandle cd_plan(int n, int batch, cufftType type) {
     static struct {
         int n, batch;
         cufftType type;
         cufftHandle h;
-    } cache[16];
+        unsigned long long used;
+    } cache[CD_PLANS];
     static int count = 0;
+    static unsigned long long clock = 0;
     for (int i = 0; i < count; i++)
-        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) return cache[i].h;
-    if (count == 16) CD_CUFFT_CHECK(cufftDestroy(cache[--count].h));
+        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) {
+            cache[i].used = ++clock;
+            return cache[i].h;
+        }
+    int at = count;
+    if (count < CD_PLANS) {
+        count++;
+    } else {
+        at = 0;
+        for (int i = 1; i < CD_PLANS; i++)
+            if (cache[i].used < cache[at].used) at = i;
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CD_CUFFT_CHECK(cufftDestroy(cache[at].h));
+    }
     cufftHandle h;
     CD_CUFFT_CHECK(cufftPlan1d(&h, n, type, batch));
     CD_CUFFT_CHECK(cufftSetStream(h, 0));
-    cache[count].n = n, cache[count].batch = batch, cache[count].type = type, cache[count].h = h;
-    count++;
+    cache[at].n = n, cache[at].batch = batch, cache[at].type = type, cache[at].h = h;
+    cache[at].used = ++clock;
     return h;
 }
 

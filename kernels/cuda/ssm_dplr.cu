@@ -22,27 +22,39 @@
 // Plans by (length, batch, type), kept across calls; with packed rows every example length is a
 // shape, so the convolution's transforms use the next power of two >= 2T (few distinct lengths)
 // and only the kernel's length-T transform is per length. Beyond DPLR_PLANS the oldest goes.
+// Evicts the least recently used plan (packed rows make a plan per example length; the
+// convolution's few stay), after the device has finished any transform queued on it. A handle
+// is fetched where it is used, so an eviction never frees one a caller still holds.
 #define DPLR_PLANS 96
 static cufftHandle dplr_plan(int n, int batch, cufftType type) {
     static struct {
         int n, batch;
         cufftType type;
         cufftHandle h;
+        unsigned long long used;
     } cache[DPLR_PLANS];
-    static int count = 0, next = 0;
+    static int count = 0;
+    static unsigned long long clock = 0;
     for (int i = 0; i < count; i++)
-        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) return cache[i].h;
-    int at;
+        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) {
+            cache[i].used = ++clock;
+            return cache[i].h;
+        }
+    int at = count;
     if (count < DPLR_PLANS) {
-        at = count++;
+        count++;
     } else {
-        at = next, next = (next + 1) % DPLR_PLANS;
+        at = 0;
+        for (int i = 1; i < DPLR_PLANS; i++)
+            if (cache[i].used < cache[at].used) at = i;
+        CUDA_CHECK(cudaDeviceSynchronize());
         CUFFT_CHECK(cufftDestroy(cache[at].h));
     }
     cufftHandle h;
     CUFFT_CHECK(cufftPlan1d(&h, n, type, batch));
     CUFFT_CHECK(cufftSetStream(h, 0));
     cache[at].n = n, cache[at].batch = batch, cache[at].type = type, cache[at].h = h;
+    cache[at].used = ++clock;
     return h;
 }
 
@@ -482,17 +494,16 @@ static void dplr_bwd(const OpShape *s, const float *const *in, const float *cons
     float *kpad = (float *)tmp_alloc(f_bytes), *gpad = kpad + kpad_n, *upad = gpad + kpad_n;
     cufftComplex *kf = (cufftComplex *)tmp_alloc(c_bytes), *acc = kf + (size_t)C * bins;
     cufftComplex *uf = acc + (size_t)C * bins, *dyf = uf + spec_n, *tmp = dyf + spec_n;
-    cufftHandle r2c = dplr_plan(n, B * C, CUFFT_R2C);
     int grid_pad = ceil_div((long long)upad_n, 128), grid_tok = ceil_div((long long)B * T * C, 128);
     dplr_pad_kernel<<<ceil_div((long long)kpad_n, 128), 128>>>(kpad, sv, C, T, n);
     CUDA_LAUNCH_CHECK();
     CUFFT_CHECK(cufftExecR2C(dplr_plan(n, C, CUFFT_R2C), kpad, kf));
     dplr_gather_kernel<<<grid_pad, 128>>>(upad, in[CORE_IN_QKV], B, T, C, C, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(r2c, upad, uf));
+    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, B * C, CUFFT_R2C), upad, uf));
     dplr_gather_kernel<<<grid_pad, 128>>>(upad, dout[0], B, T, C, 2 * C, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(r2c, upad, dyf));
+    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, B * C, CUFFT_R2C), upad, dyf));
     // du[b, s] += sum_t dy[b, t] K[t - s]: conj(Kf) DY
     dplr_spec_mul_kernel<<<ceil_div((long long)spec_n, 128), 128>>>(tmp, kf, dyf, B, C, bins, 1);
     CUDA_LAUNCH_CHECK();
