@@ -637,6 +637,31 @@ static void check_aux(void) {
            1e-6);
     run_free(&lr);
 
+    // The decay family's state_erank: with one-hot keys k_t = e_t (T = D), beta = 1 and decays
+    // of 1 (a_log = -40), the final state's rows are the values v_t, so its effective rank is
+    // the values' (the test's own Jacobi SVD); decay's state is Delta sum k v^T, the same rank.
+    for (int r = 0; r < 3; r++) {
+        static const char *rows[] = {"decay", "deltanet", "gated_deltanet"};
+        OpShape ds = shape(rows[r], 1, 4, 4, 1, "chunk=2");
+        Run dr = run_new(rows[r], ds, 703);
+        double V[16];
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++) {
+                double *x = dr.in[CORE_IN_QKV] + (size_t)t * 12;
+                x[4 + j] = t == j;  // k_t = e_t
+                V[t * 4 + j] = x[8 + j];
+            }
+        for (size_t i = 0; i < dr.in_n[CORE_IN_XPROJ]; i++)
+            dr.in[CORE_IN_XPROJ][i] = r == 0 ? 0 : 40;                     // beta = sigmoid(40) = 1
+        if (dr.op->n_in > CORE_IN_PARAMS) dr.in[CORE_IN_PARAMS][0] = -40;  // a_log: decays 1
+        n = dr.op->aux(&dr.s, (const double *const *)dr.in, a);
+        char what[96];
+        snprintf(what, sizeof(what), "%s state_erank == the values' effective rank (one-hot keys)",
+                 rows[r]);
+        report(what, fabs(aux_value(a, n, "state_erank") - jacobi_effective_rank(V, 4)), 1e-6);
+        run_free(&dr);
+    }
+
     // The layer counts NaN/Inf in the core's input and output.
     ModelConfig cfg;
     char cerr[256];

@@ -18,6 +18,7 @@
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
+#include "linear_core.h"
 
 static int n_chunks(const OpShape *s) {
     int L = OPT_OF(DecayOpts, s).chunk;
@@ -172,17 +173,32 @@ static double decay_flops(const OpShape *s) {
 }
 
 // The mean decay factor a_t over tokens and heads on these inputs: how much of the state each
-// step keeps (near 1: long memory; near 0: the mixer looks at the current token only).
+// step keeps (near 1: long memory; near 0: the mixer looks at the current token only); and the
+// effective rank of the final state S_T = sum_s (a_{s+1} ... a_T) Delta_s k_s v_s^T per
+// (batch, head), averaged.
 static int decay_aux(const OpShape *s, const real *const *in, OpAux *out) {
-    double sum = 0;
-    size_t n = (size_t)s->B * s->T * s->H;
-    for (size_t i = 0; i < n; i++) {
-        int h = (int)(i % s->H);
-        real delta = mamba_softplus(in[CORE_IN_XPROJ][i] + in[CORE_IN_PARAMS + 1][h]);
-        sum += exp(-delta * exp(in[CORE_IN_PARAMS][h]));
-    }
-    out[0] = (OpAux){.name = "decay_mean", .value = sum / (double)n};
-    return 1;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    double sum = 0, erank = 0;
+    double *S = malloc(sizeof(double) * D * D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, sizeof(double) * D * D);
+            for (int t = 0; t < T; t++) {
+                size_t i = ((size_t)b * T + t) * H + h;
+                double delta = mamba_softplus(in[CORE_IN_XPROJ][i] + in[CORE_IN_PARAMS + 1][h]);
+                double a = exp(-delta * exp(in[CORE_IN_PARAMS][h]));
+                const real *k = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + C + h * D;
+                sum += a;
+                for (int r = 0; r < D; r++)
+                    for (int j = 0; j < D; j++)
+                        S[r * D + j] = a * S[r * D + j] + delta * k[r] * k[C + j];
+            }
+            erank += F(state_effective_rank)(S, D, D) / (B * H);
+        }
+    free(S);
+    out[0] = (OpAux){.name = "decay_mean", .value = sum / ((double)B * T * H)};
+    out[1] = (OpAux){.name = "state_erank", .value = erank};
+    return 2;
 }
 
 #ifdef MT_DOUBLE
@@ -234,7 +250,8 @@ const F(OpDef) F(op_decay) = {
     .options = decay_options, .mixer = 1,
     .help = "data-dependent scalar-decay linear attention (the Mamba-2 SSD core, mixers.md 9)",
     .flops = decay_flops, .reference = decay_reference,
-    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 4,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
               {{.B = 1, .T = 5, .C = 6, .H = 1}, "chunk=64"},

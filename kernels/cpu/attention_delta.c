@@ -21,6 +21,7 @@
 #include "../ops.h"
 #include "../real.h"
 #include "../rng.h"
+#include "linear_core.h"
 #include "vexp.h"
 
 #define DELTA_NORM_EPS 1e-6
@@ -343,20 +344,41 @@ static double delta_flops_any(const OpShape *s, int gated) {
 }
 
 // The mean write strength beta_t (and, gated, the mean decay alpha_t) over tokens and heads.
+// The mean beta (and decay), and the effective rank of the final state, the recurrence
+// S <- alpha (I - beta k k^T) S + beta k v^T (k L2-normalised) run per (batch, head) in double.
 static int delta_aux_any(const OpShape *s, int gated, const real *const *in, OpAux *out) {
-    double sb = 0, sa = 0;
-    size_t n = (size_t)s->B * s->T * s->H;
-    for (int b = 0; b < s->B; b++)
-        for (int t = 0; t < s->T; t++)
-            for (int h = 0; h < s->H; h++) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    double sb = 0, sa = 0, erank = 0;
+    size_t n = (size_t)B * T * H;
+    double *S = malloc(sizeof(double) * D * D), *kS = malloc(sizeof(double) * D);
+    real *k = malloc(sizeof(real) * D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, sizeof(double) * D * D);
+            for (int t = 0; t < T; t++) {
                 real beta, g;
                 delta_gates(s, gated, in, b, t, h, &beta, &g);
                 sb += beta, sa += exp(g);
+                const real *x = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
+                delta_l2n(x + C, D, 1, k);
+                double alpha = exp((double)g);
+                for (int j = 0; j < D; j++) {
+                    kS[j] = 0;
+                    for (int i = 0; i < D; i++) kS[j] += k[i] * S[i * D + j];
+                }
+                for (int i = 0; i < D; i++)
+                    for (int j = 0; j < D; j++)
+                        S[i * D + j] = alpha * (S[i * D + j] - beta * k[i] * kS[j]) +
+                                       beta * k[i] * x[2 * C + j];
             }
+            erank += F(state_effective_rank)(S, D, D) / (B * H);
+        }
+    free(S), free(kS), free(k);
     out[0] = (OpAux){.name = "beta_mean", .value = sb / (double)n};
-    if (!gated) return 1;
-    out[1] = (OpAux){.name = "decay_mean", .value = sa / (double)n};
-    return 2;
+    out[1] = (OpAux){.name = "state_erank", .value = erank};
+    if (!gated) return 2;
+    out[2] = (OpAux){.name = "decay_mean", .value = sa / (double)n};
+    return 3;
 }
 
 #ifdef MT_DOUBLE
@@ -484,7 +506,8 @@ const F(OpDef) F(op_deltanet) = {
     .check = delta_check, .aux = delta_aux, .options = delta_options, .mixer = 1,
     .help = "DeltaNet: linear attention with a delta-rule state update (mixers.md 11)",
     .flops = delta_flops, .reference = delta_reference,
-    .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4}},
+    .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 6, .tests = DELTA_TESTS};
 
 const F(OpDef) F(op_gated_deltanet) = {
@@ -495,6 +518,7 @@ const F(OpDef) F(op_gated_deltanet) = {
     .help = "Gated DeltaNet: DeltaNet with a Mamba-2 style per-token decay (mixers.md 12)",
     .flops = gdelta_flops, .reference = gdelta_reference,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
-                 {"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+                 {"decay_mean", AUX_MEAN, "mean decay a_t", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 6, .tests = DELTA_TESTS};
 // clang-format on
