@@ -638,10 +638,10 @@ static void check_aux(void) {
     run_free(&lr);
 
     // The decay family's state_erank: with one-hot keys k_t = e_t (T = D), beta = 1 and decays
-    // of 1 (a_log = -40), the final state's rows are the values v_t, so its effective rank is
-    // the values' (the test's own Jacobi SVD); decay's state is Delta sum k v^T, the same rank.
-    for (int r = 0; r < 3; r++) {
-        static const char *rows[] = {"decay", "deltanet", "gated_deltanet"};
+    // of 1, the final state's rows are the values v_t, so its effective rank is the values'
+    // (the test's own Jacobi SVD); decay's state is Delta sum k v^T, the same rank.
+    for (int r = 0; r < 4; r++) {
+        static const char *rows[] = {"decay", "deltanet", "gated_deltanet", "gla"};
         OpShape ds = shape(rows[r], 1, 4, 4, 1, "chunk=2");
         Run dr = run_new(rows[r], ds, 703);
         double V[16];
@@ -651,9 +651,14 @@ static void check_aux(void) {
                 x[4 + j] = t == j;  // k_t = e_t
                 V[t * 4 + j] = x[8 + j];
             }
+        // DeltaNet: beta = sigmoid(40) = 1; decay, Gated DeltaNet: a_log = -40, decays
+        // exp(-~1e-17) = 1; GLA: the gate bias (its first parameter) at 40 and the gate's input
+        // at 0, alpha = sigmoid(40)^(1/gate_norm) = 1
         for (size_t i = 0; i < dr.in_n[CORE_IN_XPROJ]; i++)
-            dr.in[CORE_IN_XPROJ][i] = r == 0 ? 0 : 40;                     // beta = sigmoid(40) = 1
-        if (dr.op->n_in > CORE_IN_PARAMS) dr.in[CORE_IN_PARAMS][0] = -40;  // a_log: decays 1
+            dr.in[CORE_IN_XPROJ][i] = r == 1 || r == 2 ? 40 : 0;
+        if (r == 0 || r == 2) dr.in[CORE_IN_PARAMS][0] = -40;
+        if (r == 3)
+            for (size_t i = 0; i < dr.in_n[CORE_IN_PARAMS]; i++) dr.in[CORE_IN_PARAMS][i] = 40;
         n = dr.op->aux(&dr.s, (const double *const *)dr.in, a);
         char what[96];
         snprintf(what, sizeof(what), "%s state_erank == the values' effective rank (one-hot keys)",

@@ -29,6 +29,7 @@
 
 #include "../ops.h"
 #include "../real.h"
+#include "linear_core.h"
 #include "vexp.h"
 
 #define GLA_HEAD_NORM_EPS 1e-5  // fla's GLA norm_eps
@@ -385,21 +386,34 @@ static double gla_flops(const OpShape *s) {
 }
 
 // The mean decay alpha over tokens, heads and key channels.
+// And the effective rank of the final state S <- diag(alpha_t) S + k_t v_t^T per (batch, head),
+// averaged.
 static int gla_aux(const OpShape *s, const real *const *in0, OpAux *out) {
-    int D = s->C / s->H;
-    double sa = 0;
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    double sa = 0, erank = 0;
     const real *in[OP_MAX_IO];
     real *logits = gla_expand(s, in0, in);
     real *z = malloc(sizeof(real) * 2 * D), *la = z + D;
-    for (int b = 0; b < s->B; b++)
-        for (int t = 0; t < s->T; t++)
-            for (int h = 0; h < s->H; h++) {
+    double *S = malloc(sizeof(double) * D * D);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            memset(S, 0, sizeof(double) * D * D);
+            for (int t = 0; t < T; t++) {
                 gla_gates(s, in, b, t, h, z, la);
-                for (int i = 0; i < D; i++) sa += exp(la[i]);
+                const real *k = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + C + h * D;
+                for (int i = 0; i < D; i++) {
+                    double alpha = exp((double)la[i]);
+                    sa += alpha;
+                    for (int j = 0; j < D; j++)
+                        S[i * D + j] = alpha * S[i * D + j] + k[i] * k[C + j];
+                }
             }
-    free(z), free(logits);
-    out[0] = (OpAux){.name = "decay_mean", .value = sa / ((double)s->B * s->T * s->C)};
-    return 1;
+            erank += F(state_effective_rank)(S, D, D) / (B * H);
+        }
+    free(z), free(logits), free(S);
+    out[0] = (OpAux){.name = "decay_mean", .value = sa / ((double)B * T * C)};
+    out[1] = (OpAux){.name = "state_erank", .value = erank};
+    return 2;
 }
 
 #ifdef MT_DOUBLE
@@ -473,7 +487,8 @@ const F(OpDef) F(op_gla) = {
     .check = gla_check, .aux = gla_aux, .options = gla_options, .mixer = 1,
     .help = "GLA: gated linear attention, a per-key-channel data-dependent decay (mixers.md 10)",
     .flops = gla_flops, .reference = gla_reference,
-    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 9,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 gate_rank=3"},
               {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 head_norm=false gate_rank=2"},
