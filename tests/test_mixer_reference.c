@@ -667,6 +667,27 @@ static void check_aux(void) {
         run_free(&dr);
     }
 
+    // Mamba-2 likewise: B_t = silu(40) e_t one-hot, decays 1, so the N x P state's rows are
+    // 40 Delta silu(x_t), and its effective rank is that of the silu(x_t).
+    {
+        OpShape ms = shape("mamba2", 1, 4, 4, 1, "chunk=2 d_state=4 expand=1");
+        Run mr = run_new("mamba2", ms, 704);
+        double V[16];
+        for (int t = 0; t < 4; t++)
+            for (int j = 0; j < 4; j++) {
+                double *row = mr.in[CORE_IN_QKV] + (size_t)t * 12, x = row[j];
+                row[4 + j] = t == j ? 40 : 0;  // B_t
+                V[t * 4 + j] = x / (1 + exp(-x));
+            }
+        mr.in[CORE_IN_PARAMS][0] = -40;  // a_log: decays exp(-~1e-17) = 1
+        for (size_t i = 0; i < mr.in_n[CORE_IN_XPROJ]; i++)
+            mr.in[CORE_IN_XPROJ][i] = 0;  // one Delta
+        n = mr.op->aux(&mr.s, (const double *const *)mr.in, a);
+        report("mamba2 state_erank == silu(x)'s effective rank (one-hot B)",
+               fabs(aux_value(a, n, "state_erank") - jacobi_effective_rank(V, 4)), 1e-6);
+        run_free(&mr);
+    }
+
     // The layer counts NaN/Inf in the core's input and output.
     ModelConfig cfg;
     char cerr[256];

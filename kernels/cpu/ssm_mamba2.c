@@ -30,6 +30,7 @@
 #include "../mamba_init.h"
 #include "../ops.h"
 #include "../real.h"
+#include "linear_core.h"
 #include "vexp.h"
 
 static real m2_silu(real x) {
@@ -447,18 +448,35 @@ static double mamba2_flops(const OpShape *s) {
 }
 
 // The mean decay factor a_t over tokens and heads on these inputs (as the decay mixer's).
+// The mean decay, and the effective rank of each head's final N x P state
+// S <- a_t S + Delta_t B_t x_t^T (the SSD recurrence, in double), averaged.
 static int mamba2_aux(const OpShape *s, const real *const *in, OpAux *out) {
     M2Dims d = m2_dims(s);
-    double sum = 0;
-    for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
+    int hpg = d.H / d.G, N = d.N, P = d.P;
+    double sum = 0, erank = 0, *S = malloc(sizeof(double) * N * P);
+    for (int b = 0; b < d.B; b++)
         for (int h = 0; h < d.H; h++) {
-            real delta = mamba_softplus(in[CORE_IN_XPROJ][tok * d.E + d.d_in + h] +
-                                        in[CORE_IN_PARAMS + 1][h]);
-            real e = exp(-delta * exp(in[CORE_IN_PARAMS][h]));
-            sum += d.neg ? 2 * e - 1 : e;
+            int g = h / hpg;
+            memset(S, 0, sizeof(double) * N * P);
+            for (int t = 0; t < d.T; t++) {
+                size_t tok = (size_t)b * d.T + t;
+                const real *row = in[CORE_IN_QKV] + tok * d.W;
+                real delta = mamba_softplus(in[CORE_IN_XPROJ][tok * d.E + d.d_in + h] +
+                                            in[CORE_IN_PARAMS + 1][h]);
+                double e = exp(-delta * exp(in[CORE_IN_PARAMS][h])), a = d.neg ? 2 * e - 1 : e;
+                sum += a;
+                for (int n = 0; n < N; n++) {
+                    double Bn = m2_silu(row[d.d_in + g * N + n]);
+                    for (int p = 0; p < P; p++)
+                        S[n * P + p] = a * S[n * P + p] + Bn * delta * m2_silu(row[h * P + p]);
+                }
+            }
+            erank += F(state_effective_rank)(S, N, P) / ((double)d.B * d.H);
         }
+    free(S);
     out[0] = (OpAux){.name = "decay_mean", .value = sum / ((double)d.B * d.T * d.H)};
-    return 1;
+    out[1] = (OpAux){.name = "state_erank", .value = erank};
+    return 2;
 }
 
 #ifdef MT_DOUBLE
@@ -534,7 +552,8 @@ const F(OpDef) F(op_mamba2) = {
     .aux = mamba2_aux, .options = mamba2_options, .mixer = 1, .xproj_linear = 1,
     .help = "Mamba-2: the SSD layer (silu, scalar decay, skip D, gated RMSNorm; mixers.md 9)",
     .flops = mamba2_flops, .reference = mamba2_reference,
-    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4}},
+    .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 7,
     .tests = {{{.B = 2, .T = 7, .C = 4, .H = 2}, "chunk=3 d_state=3"},
               {{.B = 2, .T = 9, .C = 4, .H = 2}, "chunk=4 d_state=3 neg_eigval=true"},
