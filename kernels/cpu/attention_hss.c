@@ -287,6 +287,20 @@ double F(state_effective_rank)(const double *S, int rows, int cols) {
     return r;
 }
 
+// The dense final state S_T = sum_t phi(k_t) v_t^T [m, D] of head bh % H of row bh / H
+// (f: scratch for the T x m features).
+static void dense_final_state(const OpShape *s, F(FeatureMap) * fm, const real *qkv_btc3, int bh,
+                              int m, real *f, double *S) {
+    int T = s->T, C = s->C, H = s->H, D = C / H;
+    const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
+    F(fmap_forward)(fm, T, head + C, 3 * C, f);
+    memset(S, 0, sizeof(double) * (size_t)m * D);
+    for (int u = 0; u < T; u++)
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < D; j++)
+                S[i * D + j] += f[(size_t)u * m + i] * head[(size_t)u * 3 * C + 2 * C + j];
+}
+
 double F(linear_state_erank)(const OpShape *s, const real *qkv_btc3,
                              const real *const *fmap_params) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, m = F(fmap_width)(s);
@@ -294,13 +308,7 @@ double F(linear_state_erank)(const OpShape *s, const real *qkv_btc3,
     real *f = malloc(sizeof(real) * (size_t)T * m);
     double *S = malloc(sizeof(double) * (size_t)m * D), sum = 0;
     for (int bh = 0; bh < B * H; bh++) {
-        const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
-        F(fmap_forward)(&fm, T, head + C, 3 * C, f);
-        memset(S, 0, sizeof(double) * (size_t)m * D);
-        for (int u = 0; u < T; u++)
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < D; j++)
-                    S[i * D + j] += f[(size_t)u * m + i] * head[(size_t)u * 3 * C + 2 * C + j];
+        dense_final_state(s, &fm, qkv_btc3, bh, m, f, S);
         sum += F(state_effective_rank)(S, m, D);
     }
     free(f), free(S);
@@ -322,13 +330,7 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
     double *ev = malloc(sizeof(double) * D), *energy = calloc(t.J + 1, sizeof(double));
     double *work = malloc(sizeof(double) * 3 * D);
     for (int bh = 0; bh < B * H; bh++) {
-        const real *head = qkv_btc3 + (size_t)(bh / H) * T * 3 * C + (bh % H) * D;
-        F(fmap_forward)(&fm, T, head + C, 3 * C, f);
-        memset(S, 0, sizeof(double) * (size_t)m * D);
-        for (int u = 0; u < T; u++)
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < D; j++)
-                    S[i * D + j] += f[(size_t)u * m + i] * head[(size_t)u * 3 * C + 2 * C + j];
+        dense_final_state(s, &fm, qkv_btc3, bh, m, f, S);
         for (int l = 1; l <= t.J; l++)
             for (int k = 0; k < (1 << l); k++) {
                 Block b = block_of(&t, NULL, NULL, l, k);
