@@ -4,35 +4,7 @@
 //   C(r) u = IFFT(conj(FFT(r)) (.) FFT(u)),   C(r)^T g = IFFT(FFT(r) (.) FFT(g)),
 //   d/dr <g, C(r) u> = IFFT(conj(FFT(g)) (.) FFT(u)).
 // Every row and block is one batched real-to-complex transform of length D.
-#include <cufft.h>
-
-#include "cuda_common.cuh"
-
-#define CUFFT_CHECK(call)                                                                \
-    do {                                                                                 \
-        cufftResult r_ = (call);                                                         \
-        if (r_ != CUFFT_SUCCESS) mt_cuda_fail(#call, "cuFFT error", __FILE__, __LINE__); \
-    } while (0)
-
-// Plans by (length, batch, direction), made once: the trainer calls with the same shapes.
-// (cuFFT allocates their work areas itself: not in the benchmark's peak-memory column.)
-static cufftHandle plan(int D, int batch, cufftType type) {
-    static struct {
-        int D, batch;
-        cufftType type;
-        cufftHandle h;
-    } cache[16];
-    static int n = 0;
-    for (int i = 0; i < n; i++)
-        if (cache[i].D == D && cache[i].batch == batch && cache[i].type == type) return cache[i].h;
-    if (n == 16) CUFFT_CHECK(cufftDestroy(cache[--n].h));
-    cufftHandle h;
-    CUFFT_CHECK(cufftPlan1d(&h, D, type, batch));
-    CUFFT_CHECK(cufftSetStream(h, 0));
-    cache[n].D = D, cache[n].batch = batch, cache[n].type = type, cache[n].h = h;
-    n++;
-    return h;
-}
+#include "cufft_plans.cuh"
 
 __device__ inline int first_row(int b, int nb, int D, int m) {
     return b == nb - 1 ? nb * D - m : 0;
@@ -139,7 +111,7 @@ static CircWork circ_work(int rows, int nb, int D) {
 // at any float offset: transform an aligned copy (which also leaves the parameters untouched).
 static void r_spectra(const CircWork &w, const float *r_bd, int nb, int D) {
     CUDA_CHECK(cudaMemcpyAsync(w.r, r_bd, sizeof(float) * nb * D, cudaMemcpyDeviceToDevice, 0));
-    CUFFT_CHECK(cufftExecR2C(plan(D, nb, CUFFT_R2C), w.r, w.r_spec));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(D, nb, CUFFT_R2C), w.r, w.r_spec));
 }
 
 extern "C" void circulant_project_cuda(float *z, const float *xt, const float *r_bd,
@@ -150,10 +122,10 @@ extern "C" void circulant_project_cuda(float *z, const float *xt, const float *r
     size_t n = (size_t)batch * D, nc = (size_t)batch * bins;
     circ_sign_kernel<<<ceil_div(n, 256), 256>>>(w.u, xt, s_bd, rows, nb, D);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(plan(D, batch, CUFFT_R2C), w.u, w.spec));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(D, batch, CUFFT_R2C), w.u, w.spec));
     circ_mul_kernel<<<ceil_div(nc, 256), 256>>>(w.spec, w.r_spec, rows, nb, bins, 1);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecC2R(plan(D, batch, CUFFT_C2R), w.spec, w.y));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(D, batch, CUFFT_C2R), w.spec, w.y));
     circ_gather_kernel<<<ceil_div(n, 256), 256>>>(z, w.y, rows, nb, D, m);
     CUDA_LAUNCH_CHECK();
 }
@@ -167,21 +139,22 @@ extern "C" void circulant_project_backward_cuda(float *dxt, float *dr, const flo
     size_t n = (size_t)batch * D, nc = (size_t)batch * bins;
     circ_scatter_kernel<<<ceil_div(n, 256), 256>>>(w.u, g, rows, nb, D, m);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(plan(D, batch, CUFFT_R2C), w.u, w.spec));  // G = FFT(g) / D
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(D, batch, CUFFT_R2C), w.u, w.spec));  // G = FFT(g) / D
     if (dr) {
         circ_sign_kernel<<<ceil_div(n, 256), 256>>>(w.u, xt, s_bd, rows, nb, D);
         CUDA_LAUNCH_CHECK();
-        CUFFT_CHECK(cufftExecR2C(plan(D, batch, CUFFT_R2C), w.u, w.spec2));  // X = FFT(s xt)
+        CUFFT_CHECK(
+            cufftExecR2C(mt_cufft_plan(D, batch, CUFFT_R2C), w.u, w.spec2));  // X = FFT(s xt)
         circ_dr_spectrum_kernel<<<nb * bins, 256>>>(w.acc, w.spec, w.spec2, rows, nb, bins);
         CUDA_LAUNCH_CHECK();
         // conj(G) X is the spectrum of a real signal: the half-spectrum inverse is exact
-        CUFFT_CHECK(cufftExecC2R(plan(D, nb, CUFFT_C2R), w.acc, w.dr));
+        CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(D, nb, CUFFT_C2R), w.acc, w.dr));
         add_kernel_<<<ceil_div((size_t)nb * D, 256), 256>>>(dr, w.dr, (size_t)nb * D);
         CUDA_LAUNCH_CHECK();
     }
     circ_mul_kernel<<<ceil_div(nc, 256), 256>>>(w.spec, w.r_spec, rows, nb, bins, 0);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecC2R(plan(D, batch, CUFFT_C2R), w.spec, w.y));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(D, batch, CUFFT_C2R), w.spec, w.y));
     circ_sum_blocks_kernel<<<ceil_div((size_t)rows * D, 256), 256>>>(dxt, w.y, s_bd, rows, nb, D);
     CUDA_LAUNCH_CHECK();
 }

@@ -12,53 +12,8 @@
 // it to backward), so no rerun. A step's vectors are length-n real transforms: FFTs of one
 // vector per (batch row, chunk), or n + 1 for the composites, batched across the sequence.
 // The composite products stay fp32 under precision: bf16 (they compound across chunks).
-#include <cufft.h>
-
 #include "../ssm_circulant_diagonal.h"
-#include "cuda_common.cuh"
-
-#define CD_CUFFT_CHECK(call)                                                             \
-    do {                                                                                 \
-        cufftResult r_ = (call);                                                         \
-        if (r_ != CUFFT_SUCCESS) mt_cuda_fail(#call, "cuFFT error", __FILE__, __LINE__); \
-    } while (0)
-
-// Plans by (length, batch, direction), made once and kept: a call needs up to ~10 (the steps'
-// batches of one, n composite columns, chunk counts, both directions) and packed rows vary the
-// chunk count, so the cache is large and evicts the least recently used plan, after the device
-// has finished any transform queued on it.
-#define CD_PLANS 64
-static cufftHandle cd_plan(int n, int batch, cufftType type) {
-    static struct {
-        int n, batch;
-        cufftType type;
-        cufftHandle h;
-        unsigned long long used;
-    } cache[CD_PLANS];
-    static int count = 0;
-    static unsigned long long clock = 0;
-    for (int i = 0; i < count; i++)
-        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) {
-            cache[i].used = ++clock;
-            return cache[i].h;
-        }
-    int at = count;
-    if (count < CD_PLANS) {
-        count++;
-    } else {
-        at = 0;
-        for (int i = 1; i < CD_PLANS; i++)
-            if (cache[i].used < cache[at].used) at = i;
-        CUDA_CHECK(cudaDeviceSynchronize());
-        CD_CUFFT_CHECK(cufftDestroy(cache[at].h));
-    }
-    cufftHandle h;
-    CD_CUFFT_CHECK(cufftPlan1d(&h, n, type, batch));
-    CD_CUFFT_CHECK(cufftSetStream(h, 0));
-    cache[at].n = n, cache[at].batch = batch, cache[at].type = type, cache[at].h = h;
-    cache[at].used = ++clock;
-    return h;
-}
+#include "cufft_plans.cuh"
 
 // Which (batch row, chunk) unit u of a vector set is: row u / upr, chunk c_first + c_step (u %
 // upr); per_unit vectors each (1, or n composite columns).
@@ -161,10 +116,10 @@ static void cd_step_set(const CdDims &d, const CdMap &m, int nvec, int r, float 
     size_t nr = (size_t)nvec * d.n, nc = (size_t)nvec * d.K;
     cd_pre_kernel<<<ceil_div(nr, 256), 256>>>(d, m, nvec, r, H, w.u, adjoint ? w.d1 : w.d2);
     CUDA_LAUNCH_CHECK();
-    CD_CUFFT_CHECK(cufftExecR2C(cd_plan(d.n, nvec, CUFFT_R2C), w.u, w.spec));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(d.n, nvec, CUFFT_R2C), w.u, w.spec));
     cd_spec_kernel<<<ceil_div(nc, 256), 256>>>(d, m, nvec, r, w.spec, w.lamn, adjoint);
     CUDA_LAUNCH_CHECK();
-    CD_CUFFT_CHECK(cufftExecC2R(cd_plan(d.n, nvec, CUFFT_C2R), w.spec, w.u));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(d.n, nvec, CUFFT_C2R), w.spec, w.u));
     cd_post_kernel<<<ceil_div(nr, 256), 256>>>(d, m, nvec, r, H, w.u, adjoint ? w.d2 : w.d1, add,
                                                ld, prev, emit);
     CUDA_LAUNCH_CHECK();
@@ -506,12 +461,12 @@ static void circulant_diagonal_bwd(const OpShape *s, const float *const *in,
         cd_grad_pre_kernel<<<ceil_div(nr, 256), 256>>>(d, ma, units, r, out[0], G, bf.w.d1, bf.w.d2,
                                                        A2);
         CUDA_LAUNCH_CHECK();
-        CD_CUFFT_CHECK(cufftExecR2C(cd_plan(n, 2 * units, CUFFT_R2C), A2, bf.w.spec));
+        CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, 2 * units, CUFFT_R2C), A2, bf.w.spec));
         cd_grad_spec_kernel<<<ceil_div(nk, 256), 256>>>(
             d, ma, units, r, in[CORE_IN_QKV], in[CORE_IN_PARAMS + 2], in[CORE_IN_PARAMS + 3],
             bf.w.lamn, bf.w.spec, din0, bf.part);
         CUDA_LAUNCH_CHECK();
-        CD_CUFFT_CHECK(cufftExecC2R(cd_plan(n, 2 * units, CUFFT_C2R), bf.w.spec, A2));
+        CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(n, 2 * units, CUFFT_C2R), bf.w.spec, A2));
         cd_grad_post_kernel<<<ceil_div(nr, 256), 256>>>(d, ma, units, r, out[0], dout[0], bf.w.d1,
                                                         bf.w.d2, A2, G, din0, bf.part);
         CUDA_LAUNCH_CHECK();

@@ -8,55 +8,8 @@
 // the sums' gradients F, one per (channel, mode) for Lambda, P, qbar, B, Ctilde (a sum over
 // frequencies) and one per (channel, frequency) for the step's part (a sum over modes), reduced per
 // channel in a fixed order: no atomics.
-#include <cufft.h>
-
 #include "../ssm_dplr.h"
-#include "cuda_common.cuh"
-
-#define CUFFT_CHECK(call)                                                                \
-    do {                                                                                 \
-        cufftResult r_ = (call);                                                         \
-        if (r_ != CUFFT_SUCCESS) mt_cuda_fail(#call, "cuFFT error", __FILE__, __LINE__); \
-    } while (0)
-
-// Plans by (length, batch, type), kept across calls; with packed rows every example length is a
-// shape, so the convolution's transforms use the next power of two >= 2T (few distinct lengths)
-// and only the kernel's length-T transform is per length. Beyond DPLR_PLANS the oldest goes.
-// Evicts the least recently used plan (packed rows make a plan per example length; the
-// convolution's few stay), after the device has finished any transform queued on it. A handle
-// is fetched where it is used, so an eviction never frees one a caller still holds.
-#define DPLR_PLANS 96
-static cufftHandle dplr_plan(int n, int batch, cufftType type) {
-    static struct {
-        int n, batch;
-        cufftType type;
-        cufftHandle h;
-        unsigned long long used;
-    } cache[DPLR_PLANS];
-    static int count = 0;
-    static unsigned long long clock = 0;
-    for (int i = 0; i < count; i++)
-        if (cache[i].n == n && cache[i].batch == batch && cache[i].type == type) {
-            cache[i].used = ++clock;
-            return cache[i].h;
-        }
-    int at = count;
-    if (count < DPLR_PLANS) {
-        count++;
-    } else {
-        at = 0;
-        for (int i = 1; i < DPLR_PLANS; i++)
-            if (cache[i].used < cache[at].used) at = i;
-        CUDA_CHECK(cudaDeviceSynchronize());
-        CUFFT_CHECK(cufftDestroy(cache[at].h));
-    }
-    cufftHandle h;
-    CUFFT_CHECK(cufftPlan1d(&h, n, type, batch));
-    CUFFT_CHECK(cufftSetStream(h, 0));
-    cache[at].n = n, cache[at].batch = batch, cache[at].type = type, cache[at].h = h;
-    cache[at].used = ++clock;
-    return h;
-}
+#include "cufft_plans.cuh"
 
 // ---- complex double arithmetic ----------------------------------------------------------------
 
@@ -359,7 +312,7 @@ static void dplr_dft(Cx *src, Cx *dst, int T, int C, int direction) {
         CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(Cx) * C, cudaMemcpyDeviceToDevice, 0));
         return;
     }
-    CUFFT_CHECK(cufftExecZ2Z(dplr_plan(T, C, CUFFT_Z2Z), (cufftDoubleComplex *)src,
+    CUFFT_CHECK(cufftExecZ2Z(mt_cufft_plan(T, C, CUFFT_Z2Z), (cufftDoubleComplex *)src,
                              (cufftDoubleComplex *)dst, direction));
 }
 
@@ -388,14 +341,14 @@ static void dplr_fwd(const OpShape *s, const float *const *in, float *const *out
     dplr_make_kernel(d, P, sv);
     dplr_pad_kernel<<<ceil_div((long long)kpad_n, 128), 128>>>(kpad, sv, C, T, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, C, CUFFT_R2C), kpad, kf));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, C, CUFFT_R2C), kpad, kf));
     dplr_gather_kernel<<<ceil_div((long long)upad_n, 128), 128>>>(upad, in[CORE_IN_QKV], B, T, C, C,
                                                                   n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, B * C, CUFFT_R2C), upad, uf));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, B * C, CUFFT_R2C), upad, uf));
     dplr_spec_mul_kernel<<<ceil_div((long long)spec_n, 128), 128>>>(uf, kf, uf, B, C, bins, 0);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecC2R(dplr_plan(n, B * C, CUFFT_C2R), uf, upad));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(n, B * C, CUFFT_C2R), uf, upad));
     dplr_scatter_kernel<<<grid_tok, 128>>>(out[0], upad, B, T, C, 2 * C, n, 0);
     CUDA_LAUNCH_CHECK();
     dplr_skip_kernel<<<grid_tok, 128>>>(out[0], in[CORE_IN_QKV], B * T, C, 1);
@@ -497,17 +450,17 @@ static void dplr_bwd(const OpShape *s, const float *const *in, const float *cons
     int grid_pad = ceil_div((long long)upad_n, 128), grid_tok = ceil_div((long long)B * T * C, 128);
     dplr_pad_kernel<<<ceil_div((long long)kpad_n, 128), 128>>>(kpad, sv, C, T, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, C, CUFFT_R2C), kpad, kf));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, C, CUFFT_R2C), kpad, kf));
     dplr_gather_kernel<<<grid_pad, 128>>>(upad, in[CORE_IN_QKV], B, T, C, C, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, B * C, CUFFT_R2C), upad, uf));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, B * C, CUFFT_R2C), upad, uf));
     dplr_gather_kernel<<<grid_pad, 128>>>(upad, dout[0], B, T, C, 2 * C, n);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecR2C(dplr_plan(n, B * C, CUFFT_R2C), upad, dyf));
+    CUFFT_CHECK(cufftExecR2C(mt_cufft_plan(n, B * C, CUFFT_R2C), upad, dyf));
     // du[b, s] += sum_t dy[b, t] K[t - s]: conj(Kf) DY
     dplr_spec_mul_kernel<<<ceil_div((long long)spec_n, 128), 128>>>(tmp, kf, dyf, B, C, bins, 1);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecC2R(dplr_plan(n, B * C, CUFFT_C2R), tmp, upad));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(n, B * C, CUFFT_C2R), tmp, upad));
     dplr_scatter_kernel<<<grid_tok, 128>>>(din[CORE_IN_QKV], upad, B, T, C, C, n, 1);
     CUDA_LAUNCH_CHECK();
     dplr_skip_kernel<<<grid_tok, 128>>>(din[CORE_IN_QKV], dout[0], B * T, C, 0);
@@ -515,7 +468,7 @@ static void dplr_bwd(const OpShape *s, const float *const *in, const float *cons
     // dK_k = sum_b sum_t dy[b, t] u[b, t - k]: sum_b conj(U) DY
     dplr_corr_kernel<<<ceil_div((long long)C * bins, 128), 128>>>(acc, uf, dyf, B, C, bins);
     CUDA_LAUNCH_CHECK();
-    CUFFT_CHECK(cufftExecC2R(dplr_plan(n, C, CUFFT_C2R), acc, gpad));
+    CUFFT_CHECK(cufftExecC2R(mt_cufft_plan(n, C, CUFFT_C2R), acc, gpad));
     // g_Khat = DFT(g_K) / T (the 1 / T in dplr_f_kernel)
     size_t CT = (size_t)C * T;
     size_t x_bytes = sizeof(Cx) * (2 * CT + CT * SS) + sizeof(double) * CT;
