@@ -107,6 +107,8 @@ int config_set(Config *c, const char *key, const char *value, const char *source
 int config_override(Config *c, const char *arg, char *err, size_t errlen);  // "key=value"
 int config_validate(const Config *c, int world, char *err, size_t errlen);
 void config_write_yaml(const Config *c, FILE *f);
+// config_write_yaml as a write_file_atomic writer (ctx: the Config): 0, or -1 on a write error.
+int config_yaml_writer(FILE *f, void *ctx);
 // Keys a resumed run must keep (model shape, mixer, data, seed, global batch).
 int config_fixed_on_resume(const char *key);
 // Compares a checkpoint's config with this run's: refused (fixed keys that differ) and

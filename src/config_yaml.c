@@ -301,3 +301,8 @@ void config_write_yaml(const Config *c, FILE *f) {
                 em.problem ? em.problem : "emitter error");
     yaml_emitter_delete(&em);
 }
+
+int config_yaml_writer(FILE *f, void *ctx) {
+    config_write_yaml(ctx, f);
+    return ferror(f) ? -1 : 0;
+}

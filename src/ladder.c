@@ -90,11 +90,6 @@ static int set_key(Config *c, const char *key, const char *fmt, ...) {
     return config_set(c, key, value, "ladder", err, sizeof(err));
 }
 
-static int write_cfg(FILE *f, void *ctx) {
-    config_write_yaml(ctx, f);
-    return ferror(f) ? -1 : 0;
-}
-
 typedef struct {
     const LadderRun *runs;
     int n;
@@ -111,16 +106,6 @@ static int write_listing(FILE *f, void *ctx) {
                 r->flops_per_token, (long long)r->steps, r->flops, r->cfg.run_dir);
     }
     return ferror(f) ? -1 : 0;
-}
-
-static int file_says(const char *dir, const char *name, const char *want) {
-    char path[1200], got[64] = "";
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int ok = fgets(got, sizeof(got), f) && !strncmp(got, want, strlen(want));
-    fclose(f);
-    return ok;
 }
 
 extern char **environ;
@@ -310,7 +295,7 @@ int ladder_main(int argc, char **argv, Comm *comm) {
         Listing l = {runs, n_runs};
         if (!wrc) wrc = write_file_atomic(path, write_listing, &l);
         for (int i = 0; i < n_runs && !wrc; i++)
-            wrc = write_file_atomic(runs[i].cfg_path, write_cfg, &runs[i].cfg);
+            wrc = write_file_atomic(runs[i].cfg_path, config_yaml_writer, &runs[i].cfg);
         if (wrc)
             snprintf(err, sizeof(err), "ladder: cannot write in '%s': %s", out_dir,
                      strerror(errno));
@@ -365,7 +350,7 @@ int ladder_main(int argc, char **argv, Comm *comm) {
     for (int i = 0; i < n_runs && !rc; i++) {
         if (task >= 0 && i != task) continue;
         LadderRun *r = &runs[i];
-        if (file_says(r->cfg.run_dir, "status", "finished")) {
+        if (run_status_is(r->cfg.run_dir, "finished")) {
             if (!comm->rank) printf("ladder: %s finished, skipped\n", r->cfg.run_dir);
             continue;
         }
@@ -380,7 +365,7 @@ int ladder_main(int argc, char **argv, Comm *comm) {
         }
         rc = train_run(&r->cfg, comm, 0);
         // A stopped run (preempted: status says so) ends the ladder here; rerunning resumes it.
-        if (!rc && file_says(r->cfg.run_dir, "status", "preempted")) break;
+        if (!rc && run_status_is(r->cfg.run_dir, "preempted")) break;
     }
     free(runs);
     return rc;

@@ -655,15 +655,9 @@ static int ladder_report(const char *dir) {
         if (!seen && n_mixers < 16) snprintf(mixers[n_mixers++], sizeof(mixers[0]), "%s", r->mixer);
         // the last evaluation's loss (the held-out split), from a finished run only
         r->loss = NAN;
-        char mpath[1200], status[32] = "";
-        snprintf(mpath, sizeof(mpath), "%s/status", r->dir);
-        FILE *st = fopen(mpath, "r");
-        if (st) {
-            if (!fgets(status, sizeof(status), st)) status[0] = 0;
-            fclose(st);
-        }
+        char mpath[1200];
         snprintf(mpath, sizeof(mpath), "%s/metrics.jsonl", r->dir);
-        FILE *mf = strncmp(status, "finished", 8) ? NULL : fopen(mpath, "r");
+        FILE *mf = run_status_is(r->dir, "finished") ? fopen(mpath, "r") : NULL;
         char ev[32], jl[8192];
         double v;
         while (mf && fgets(jl, sizeof(jl), mf))

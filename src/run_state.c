@@ -268,11 +268,6 @@ void rollback(Run *r) {
 }
 
 // ---- the run directory -----------------------------------------------------------------------
-static int write_config(FILE *f, void *ctx) {
-    config_write_yaml(ctx, f);
-    return ferror(f) ? -1 : 0;
-}
-
 static int write_text(FILE *f, void *ctx) {
     return fputs(ctx, f) < 0 ? -1 : 0;
 }
@@ -285,7 +280,7 @@ void run_dir_prepare(const Run *r, int eval_only) {
                    strerror(errno));
     checkpoint_remove_partial(cfg->run_dir);
     snprintf(path, sizeof(path), "%s/config.yaml", cfg->run_dir);
-    if (!eval_only && write_file_atomic(path, write_config, (void *)cfg))
+    if (!eval_only && write_file_atomic(path, config_yaml_writer, (void *)cfg))
         comm_fatal(r->comm, MT_EXIT_FAIL, "cannot write '%s': %s", path, strerror(errno));
 }
 

@@ -4,6 +4,9 @@
 
 #include "../data/util.h"
 
+// 1 when the run directory's status file (finished, preempted, failed) says `status`.
+int run_status_is(const char *run_dir, const char *status);
+
 void format_duration(double seconds, char *out, size_t n);
 
 // The kernel set OpenBLAS runs ("Cooperlake", "Haswell", ...), for logs and benchmarks.
