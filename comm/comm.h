@@ -30,6 +30,11 @@ void comm_gather_slices_f32(Comm *c, const float *mine, float *all, const size_t
 // Every rank of this node gets every node rank's `bytes` bytes, in local-rank order:
 // all[local_rank * bytes, ...) is that rank's `mine`.
 void comm_node_allgather(Comm *c, const void *mine, void *all, size_t bytes);
+// Context parallelism: sends send_bytes of `send` to world rank `to` while receiving
+// recv_bytes into `recv` from world rank `from` (either < 0: that half is skipped), blocking
+// until both are done. Chains of these pass states and halos along a context group.
+void comm_sendrecv_bytes(Comm *c, const void *send, size_t send_bytes, int to, void *recv,
+                         size_t recv_bytes, int from);
 // 1 when every rank passed the same value (replica checks), else 0; on every rank.
 int comm_all_equal_u64(Comm *c, unsigned long long v);
 // Ends every rank at once with this exit code (a failure on one rank must not hang the rest).

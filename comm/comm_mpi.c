@@ -120,6 +120,15 @@ void comm_node_allgather(Comm *c, const void *mine, void *all, size_t bytes) {
     MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, node_comm);
 }
 
+void comm_sendrecv_bytes(Comm *c, const void *send, size_t send_bytes, int to, void *recv,
+                         size_t recv_bytes, int from) {
+    (void)c;
+    enum { TAG_CONTEXT = 17 };  // apart from every collective's matching
+    MPI_Sendrecv(send, to >= 0 ? (int)send_bytes : 0, MPI_BYTE, to >= 0 ? to : MPI_PROC_NULL,
+                 TAG_CONTEXT, recv, from >= 0 ? (int)recv_bytes : 0, MPI_BYTE,
+                 from >= 0 ? from : MPI_PROC_NULL, TAG_CONTEXT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+}
+
 int comm_all_equal_u64(Comm *c, unsigned long long v) {
     if (c->world == 1) return 1;
     // max(v) and max(~v) = ~min(v) in one reduction: equal everywhere iff max == min.

@@ -21,6 +21,7 @@ typedef struct {
     double rope_base;  // rotary base frequency
     int kernel;        // conv_causal: taps per channel
     const int *ids;    // token ids (embedding) or targets (cross-entropy; -1 = ignored)
+    int pos0;          // position of the call's first token in its sequence (context parallelism)
     union {
         double align_;
         unsigned char bytes[OP_OPT_BYTES];

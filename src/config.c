@@ -219,6 +219,10 @@ static const ConfigKey CONFIG_KEYS[] = {
     ENUM("comm.backend", "auto", "auto|mpi|nccl", comm_backend,
          "gradient all-reduce: nccl (device buffers) or mpi (host-staged); auto: nccl on cuda "
          "when every rank has a GPU of its own, else mpi"),
+    INT("parallel.context", "1", 1, 4096, context,
+        "context parallelism: groups of N consecutive ranks split every sequence into N slices "
+        "of data.seq_len / N tokens, passing the mixers' states along the group (the linear "
+        "family; 1 = off); ranks / N groups share the batch"),
     FLT("comm.bucket_mb", "25", 0.001, 1e6, bucket_mb,
         "gradient all-reduce bucket size in MB, each launched as soon as backward finishes it"),
 };
@@ -577,12 +581,38 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
                  (long long)c->d_model, (long long)c->n_heads);
         return -1;
     }
-    int64_t per = world * c->grad_accum;
+    if (world % c->context) {
+        snprintf(err, errlen,
+                 "parallel.context (%lld) must divide the number of ranks (%d): each group of "
+                 "that many ranks splits its sequences",
+                 (long long)c->context, world);
+        return -1;
+    }
+    if (c->context > 1 && c->pack) {
+        snprintf(err, errlen,
+                 "parallel.context > 1 does not split packed rows (data.pack: true): their "
+                 "examples would cross slices; set data.pack: false");
+        return -1;
+    }
+    if (c->context > 1 && c->head == HEAD_AUTOENCODER) {
+        snprintf(err, errlen,
+                 "parallel.context > 1: model.head autoencoder pools over the whole sequence; "
+                 "use model.head: lm");
+        return -1;
+    }
+    int groups = world / (int)c->context;  // data-parallel replicas
+    int64_t per = groups * c->grad_accum;
     if (c->batch_size % per) {
-        snprintf(
-            err, errlen,
-            "train.batch_size (%lld) must be a multiple of ranks x train.grad_accum (%d x %lld)",
-            (long long)c->batch_size, world, (long long)c->grad_accum);
+        if (c->context > 1)
+            snprintf(err, errlen,
+                     "train.batch_size (%lld) must be a multiple of context groups x "
+                     "train.grad_accum (%d x %lld)",
+                     (long long)c->batch_size, groups, (long long)c->grad_accum);
+        else
+            snprintf(err, errlen,
+                     "train.batch_size (%lld) must be a multiple of ranks x train.grad_accum (%d "
+                     "x %lld)",
+                     (long long)c->batch_size, world, (long long)c->grad_accum);
         return -1;
     }
     if (c->data_path[0]) {

@@ -50,7 +50,8 @@ typedef struct {
     double epochs;
     // optimiser
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;
-    int64_t zero;  // optim.zero: 1 = ZeRO-1 (moments sharded across ranks)
+    int64_t zero;     // optim.zero: 1 = ZeRO-1 (moments sharded across ranks)
+    int64_t context;  // parallel.context: ranks per group splitting each sequence (1 = off)
     int64_t warmup_steps;
     int schedule, decay;
     // checkpoints and faults

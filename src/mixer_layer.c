@@ -4,6 +4,7 @@
 // "qkv" is W_in = 3C wide per token (q|k|v) unless the core's sizes() declare another input
 // width, and the core's output W_out = C unless declared otherwise (slot.in_w, slot.out_w).
 // Compiled twice (float and double) like the kernels.
+#include <stdlib.h>
 #include <string.h>
 
 #include "../kernels/real.h"
@@ -14,6 +15,8 @@
 // Activation layout of one mixer layer, as offsets from its acts pointer.
 typedef struct {
     size_t qkv, qkv_conv, qkv_rot, xproj, core_saved, core_out, gate_pre, gated, total;
+    size_t halo, carry_in;  // context parallelism: the previous slice's conv rows, entering state
+    size_t carry_n;         // the core's state elements (0: no context parallelism)
     size_t s_dcore, s_dcore_in, s_dxproj, s_drot, s_dconv, s_dgated, s_dgate_pre, s_total;
     const Op *core;
     OpShape shape;
@@ -78,6 +81,11 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     l.core_out = off, off += N * O;
     l.gate_pre = off, off += l.gate ? N * O : 0;
     l.gated = off, off += l.gate ? N * O : 0;
+    if (cfg->cp.size > 1) {
+        l.carry_n = l.core->carry_size(&l.shape);
+        l.halo = off, off += l.K ? (size_t)B * (l.K - 1) * W : 0;
+        l.carry_in = off, off += l.carry_n;
+    }
     l.total = off;
     off = 0;
     l.s_dcore = off, off += N * O;
@@ -110,7 +118,33 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
         return -1;
     }
     OpShape s = mixer_core_shape(cfg, layer, 1, cfg->seq_len > 0 ? cfg->seq_len : 1);
+    s.pos0 = 0;  // the whole sequence, also when a rank holds a slice of it
     MixerSlots slot = mixer_slots(cfg, layer);
+    if (cfg->cp.size > 1) {
+        const char *name = F(OPS)[cfg->mixer[layer]]->name;
+        if (!core->carry_size || !core->forward_carry || !core->backward_carry) {
+            snprintf(err, errlen,
+                     "parallel.context: model.mixer %s has no context-parallel form on %s (its "
+                     "state is not carried across a cut of the sequence); use parallel.context: 1",
+                     name, k->name);
+            return -1;
+        }
+        if (cfg->rope[layer]) {
+            snprintf(err, errlen,
+                     "parallel.context: rotary positions are not offset per slice yet; set "
+                     "model.rope: off (mixer %s)",
+                     name);
+            return -1;
+        }
+        int Tl = cfg->seq_len / cfg->cp.size;
+        if (cfg->conv_kernel > 1 && Tl < cfg->conv_kernel - 1) {
+            snprintf(err, errlen,
+                     "parallel.context: each rank's slice (%d tokens) is shorter than the short "
+                     "convolution's window (model.conv_kernel %d)",
+                     Tl, cfg->conv_kernel);
+            return -1;
+        }
+    }
     if (cfg->rope[layer] && slot.in_w != 3 * cfg->d_model) {
         snprintf(err, errlen,
                  "model.rope=on needs q|k|v inputs; mixer %s reads none; set model.rope=off",
@@ -139,6 +173,134 @@ static void core_inputs(const MixerLayout *l, const real *qkv, const real *xproj
     in[CORE_IN_QKV] = qkv;
     in[CORE_IN_XPROJ] = l->slot.E ? xproj : NULL;
     for (int i = 0; i < l->slot.n_core; i++) in[CORE_IN_PARAMS + i] = w[l->slot.core + i];
+}
+
+// ---- context parallelism (parallel.context) ---------------------------------------------------
+// The slices of a sequence sit on consecutive ranks of a group (ModelConfig.cp). Two things
+// cross a cut: the short convolution's window (the previous slice's last K - 1 rows of q|k|v,
+// the halo) and the core's state. The state entering slice r is
+//   S_in(r) = A(r-1) S_in(r-1) + L(r-1),   S_in(0) = 0,
+// where L is a slice's own contribution (its final state from zero) and A the product of its
+// transitions (carry_through): every rank computes L at once, then only the cheap
+// A S + L travels down the group (an exclusive scan of states over ranks, as in LASP), then
+// each slice runs from its S_in. Backward mirrors it: the gradient leaving slice r (what the
+// later slices' outputs send back through S_in(r + 1)) climbs the group as
+//   dS_in(r) = direct(r) + A(r)^T dS_in(r + 1),
+// direct(r) being the gradient slice r's own outputs send into S_in(r).
+static int cp_prev(const ContextGroup *g) {
+    return g->rank > 0 ? g->first + g->rank - 1 : -1;
+}
+static int cp_next(const ContextGroup *g) {
+    return g->rank < g->size - 1 ? g->first + g->rank + 1 : -1;
+}
+
+// halo [B, K-1, W] = the previous slice's last K - 1 rows of qkv [B, T, W] (zero on the first).
+static void cp_halo_forward(const ContextGroup *g, const real *qkv, real *halo, int B, int T, int W,
+                            int K) {
+    size_t rows = (size_t)K - 1, n = (size_t)B * rows * W;
+    real *tail = malloc(sizeof(real) * n);
+    for (int b = 0; b < B; b++)
+        memcpy(tail + b * rows * W, qkv + ((size_t)b * T + T - rows) * W, sizeof(real) * rows * W);
+    memset(halo, 0, sizeof(real) * n);
+    comm_sendrecv_bytes(g->comm, tail, sizeof(real) * n, cp_next(g), halo, sizeof(real) * n,
+                        cp_prev(g));
+    free(tail);
+}
+
+// The convolution's taps that reach before the slice: out[b, t] += w[c, j] x[b, t - K + 1 + j]
+// with x at negative positions read from the halo.
+static void cp_conv_halo_forward(real *out, const real *halo, const real *w, int B, int T, int W,
+                                 int K) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < K - 1 && t < T; t++)
+            for (int j = 0; j < K; j++) {
+                int idx = t - K + 1 + j;  // < 0: the previous slice's row K - 1 + idx
+                if (idx >= 0) continue;
+                const real *h = halo + ((size_t)b * (K - 1) + K - 1 + idx) * W;
+                real *o = out + ((size_t)b * T + t) * W;
+                for (int c = 0; c < W; c++) o[c] += w[c * K + j] * h[c];
+            }
+}
+
+// Their gradient: dw here, the halo's to the previous slice, and the next slice's gradient of
+// this slice's tail added to dqkv.
+static void cp_conv_halo_backward(const ContextGroup *g, real *dqkv, real *dw, const real *dout,
+                                  const real *halo, const real *w, int B, int T, int W, int K) {
+    size_t rows = (size_t)K - 1, n = (size_t)B * rows * W;
+    real *dhalo = calloc(n, sizeof(real)), *dtail = calloc(n, sizeof(real));
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < K - 1 && t < T; t++)
+            for (int j = 0; j < K; j++) {
+                int idx = t - K + 1 + j;
+                if (idx >= 0) continue;
+                size_t hr = ((size_t)b * (K - 1) + K - 1 + idx) * W;
+                const real *d = dout + ((size_t)b * T + t) * W;
+                for (int c = 0; c < W; c++)
+                    dhalo[hr + c] += d[c] * w[c * K + j], dw[c * K + j] += d[c] * halo[hr + c];
+            }
+    comm_sendrecv_bytes(g->comm, dhalo, sizeof(real) * n, cp_prev(g), dtail, sizeof(real) * n,
+                        cp_next(g));
+    if (cp_next(g) >= 0)
+        for (int b = 0; b < B; b++)
+            for (size_t i = 0; i < rows * W; i++)
+                dqkv[((size_t)b * T + T - rows) * W + i] += dtail[b * rows * W + i];
+    free(dhalo), free(dtail);
+}
+
+// The core on this rank's slice: state_in [carry_n] receives the entering state (kept in the
+// activations for backward). The group's first rank needs no entering state and its last sends
+// none on: each runs the core once; the ones between run it twice (their own contribution,
+// then from the entering state).
+static void cp_core_forward(const MixerLayout *l, const ContextGroup *g, const OpShape *s,
+                            const real *const *in, real *const *out, real *saved, real *state_in) {
+    size_t n = l->carry_n, bytes = sizeof(real) * n;
+    real *local = cp_next(g) >= 0 ? malloc(bytes) : NULL;
+    if (local) l->core->forward_carry(s, in, out, saved, NULL, local);
+    memset(state_in, 0, bytes);
+    comm_sendrecv_bytes(g->comm, NULL, 0, -1, state_in, bytes, cp_prev(g));
+    if (local) {
+        real *leaving = malloc(bytes);
+        memcpy(leaving, state_in, bytes);
+        if (l->core->carry_through) l->core->carry_through(s, in, leaving, 0);
+        for (size_t i = 0; i < n; i++) leaving[i] += local[i];
+        comm_sendrecv_bytes(g->comm, leaving, bytes, cp_next(g), NULL, 0, -1);
+        free(leaving);
+    }
+    if (!local || cp_prev(g) >= 0) l->core->forward_carry(s, in, out, saved, state_in, NULL);
+    free(local);
+}
+
+static void cp_core_backward(const MixerLayout *l, const ContextGroup *g, const OpShape *s,
+                             const real *const *in, const real *const *out, const real *saved,
+                             const real *const *dout, real *const *din, const real *state_in) {
+    size_t n = l->carry_n, bytes = sizeof(real) * n;
+    real *leaving = NULL;  // the gradient of the state leaving this slice (from the next rank)
+    real *entering = cp_prev(g) >= 0 ? calloc(n, sizeof(real)) : NULL;
+    if (cp_next(g) >= 0) {
+        if (entering) {  // direct(r): a backward into throwaway gradients
+            size_t sz[OP_MAX_IO] = {0}, osz[OP_MAX_IO], sv;
+            l->core->sizes(s, sz, osz, &sv);
+            real *scratch[OP_MAX_IO] = {0};
+            for (int i = 0; i < l->core->n_in; i++)
+                scratch[i] = sz[i] && din[i] ? calloc(sz[i], sizeof(real)) : NULL;
+            l->core->backward_carry(s, in, out, saved, dout, scratch, state_in, NULL, entering);
+            for (int i = 0; i < l->core->n_in; i++) free(scratch[i]);
+        }
+        leaving = calloc(n, sizeof(real));
+        comm_sendrecv_bytes(g->comm, NULL, 0, -1, leaving, bytes, cp_next(g));
+        if (entering) {
+            real *through = malloc(bytes);
+            memcpy(through, leaving, bytes);
+            if (l->core->carry_through) l->core->carry_through(s, in, through, 1);
+            for (size_t i = 0; i < n; i++) entering[i] += through[i];
+            free(through);
+        }
+        l->core->backward_carry(s, in, out, saved, dout, din, state_in, leaving, NULL);
+    } else {  // the last slice: its full backward gives direct(r) = dS_in(r)
+        l->core->backward_carry(s, in, out, saved, dout, din, state_in, NULL, entering);
+    }
+    if (entering) comm_sendrecv_bytes(g->comm, entering, bytes, cp_prev(g), NULL, 0, -1);
+    free(leaving), free(entering);
 }
 
 int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
@@ -174,6 +336,10 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
             k->conv_causal_forward(acts + l.qkv_conv + sp.t0 * W, core_in + sp.t0 * W,
                                    w[l.slot.wconv], sp.B, sp.T, W, l.K);
         }
+        if (l.carry_n && l.K > 1) {
+            cp_halo_forward(&cfg->cp, core_in, acts + l.halo, B, T, W, l.K);
+            cp_conv_halo_forward(acts + l.qkv_conv, acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
+        }
         core_in = acts + l.qkv_conv;
     }
     if (l.rope) {
@@ -196,7 +362,11 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
         span_inputs[CORE_IN_QKV] = inputs[CORE_IN_QKV] + sp.t0 * W;
         if (E) span_inputs[CORE_IN_XPROJ] = inputs[CORE_IN_XPROJ] + sp.t0 * E;
         real *outputs[1] = {core_out + sp.t0 * O};
-        l.core->forward(&s, span_inputs, outputs, acts + saved_at);
+        if (l.carry_n)
+            cp_core_forward(&l, &cfg->cp, &s, span_inputs, outputs, acts + saved_at,
+                            acts + l.carry_in);
+        else
+            l.core->forward(&s, span_inputs, outputs, acts + saved_at);
         saved_at += span_saved(cfg, layer, l.core, sp);
     }
     if (l.gate) {
@@ -251,7 +421,12 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
         }
         const real *core_outputs[1] = {core_out + sp.t0 * O};
         const real *core_douts[1] = {dcore + sp.t0 * O};
-        l.core->backward(&s, span_inputs, core_outputs, acts + saved_at, core_douts, span_dinputs);
+        if (l.carry_n)
+            cp_core_backward(&l, &cfg->cp, &s, span_inputs, core_outputs, acts + saved_at,
+                             core_douts, span_dinputs, acts + l.carry_in);
+        else
+            l.core->backward(&s, span_inputs, core_outputs, acts + saved_at, core_douts,
+                             span_dinputs);
         saved_at += span_saved(cfg, layer, l.core, sp);
     }
     if (E) k->matmul_backward(dx, dw[l.slot.wx], dxproj, x, w[l.slot.wx], N, C, E);
@@ -271,6 +446,9 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
                                     dqkv + sp.t0 * W, qkv + sp.t0 * W, w[l.slot.wconv], sp.B, sp.T,
                                     W, l.K);
         }
+        if (l.carry_n && l.K > 1)
+            cp_conv_halo_backward(&cfg->cp, scratch + l.s_dconv, dw[l.slot.wconv], dqkv,
+                                  acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
         dqkv = scratch + l.s_dconv;
     }
     if (l.slot.bqkv >= 0) k->bias_backward(dw[l.slot.bqkv], dqkv, N, W);

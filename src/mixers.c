@@ -67,6 +67,7 @@ void param_bias(ParamInfo *p, const ModelConfig *cfg, const char *name, int rows
 OpShape mixer_core_shape(const ModelConfig *cfg, int layer, int B, int T) {
     OpShape s = cfg->core_opts[layer];
     s.B = B, s.T = T, s.C = cfg->d_model, s.H = cfg->n_heads, s.rope_base = cfg->rope_base;
+    s.pos0 = cfg->cp.pos0;  // a context-parallel slice starts at pos0 of its sequences
     return s;
 }
 

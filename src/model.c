@@ -377,7 +377,7 @@ size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, in
 
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
-    if (m->cfg.max_positions > 0 && T > m->cfg.max_positions) return -1;
+    if (m->cfg.max_positions > 0 && m->cfg.cp.pos0 + T > m->cfg.max_positions) return -1;
     if (m->cfg.head == HEAD_AUTOENCODER && T > m->cfg.seq_len) return -1;  // dec.pos rows
     ActsLayout a = acts_layout(&m->cfg, m->k, B, T, NULL);
     const F(Backend) *k = m->k;
@@ -569,8 +569,8 @@ ForwardStats F(model_forward_packed)(Model *m, const int *ids, const int *target
         for (int i = 0; i < seg->n; i++)
             k->positions_forward(acts + a.emb + ((size_t)seg->row[i] * T + seg->start[i]) * C,
                                  m->wpe, seg->len[i], seg->len[i], C);
-    } else if (m->wpe) {
-        k->positions_forward(acts + a.emb, m->wpe, N, T, C);
+    } else if (m->wpe) {  // a context-parallel slice reads its own rows of the table
+        k->positions_forward(acts + a.emb, m->wpe + (size_t)c->cp.pos0 * C, N, T, C);
     }
     for (int l = 0; l < c->n_layers; l++) layer_forward(m, &a, l, seg);
     const real *x = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
@@ -727,7 +727,7 @@ void F(model_backward)(Model *m) {
             k->positions_backward(m->g_wpe, dres + ((size_t)seg->row[i] * T + seg->start[i]) * C,
                                   seg->len[i], seg->len[i], C);
     } else if (m->g_wpe) {
-        k->positions_backward(m->g_wpe, dres, N, T, C);
+        k->positions_backward(m->g_wpe + (size_t)m->cfg.cp.pos0 * C, dres, N, T, C);
     }
     grads_final(m, 0);
 }

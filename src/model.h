@@ -9,11 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../comm/comm.h"
 #include "../kernels/backend.h"
 #include "config.h"
 
 enum { MAX_PARAMS_PER_LAYER = 16 };
 typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1, MLP_NONE = 2, MLP_GELU_ERF = 3 } MlpKind;
+
+// Context parallelism (parallel.context, docs/performance.md): the `size` ranks of a group
+// hold consecutive slices of the same sequences, this one tokens [pos0, pos0 + T) of each;
+// world ranks first .. first + size - 1 in slice order. Mixer layers pass their states along
+// the group; every other op is per token. size 1: off.
+typedef struct {
+    int rank, size, pos0, first;
+    Comm *comm;
+} ContextGroup;
 
 typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;
@@ -37,6 +47,7 @@ typedef struct {
     // Per layer, the mixer's option block as its row reads it (OpShape.opt), resolved from the
     // mixer.* keys and the row's fixed values.
     OpShape core_opts[MAX_LAYERS];
+    ContextGroup cp;  // set by the trainer after model_config_from; zero = off
 } ModelConfig;
 
 typedef struct {

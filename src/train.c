@@ -82,6 +82,8 @@ typedef struct {
     Batch batch;
     int64_t GB, W, accum, steps;  // global batch, ranks, micro-steps, steps in all
     int mb, T;                    // sequences per micro-step and rank, their length
+    int T_full;                   // the data's sequence length (T = T_full / parallel.context)
+    int64_t groups;               // data-parallel replicas: ranks / parallel.context
     AdamWParams ap;               // ap.lr: the last step's
     Interval interval;
     int64_t bad_in_row;   // non-finite steps in a row
@@ -146,11 +148,16 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     if (cfg->redraw_interval > 0 && step > 0 && step % cfg->redraw_interval == 0)
         model_redraw_f32(model, (uint64_t)cfg->seed, step / cfg->redraw_interval);
     // This rank's slice of global batch `step`, as accum micro-batches of mb sequences.
-    int64_t base = run->st.data_position + comm->rank * (t->GB / t->W);
+    // Under parallel.context the ranks of a group read the same rows and keep their slices.
+    const ContextGroup *cp = &model->cfg.cp;
+    int64_t group = cp->size > 1 ? comm->rank / cp->size : comm->rank;
+    int64_t base = run->st.data_position + group * (t->GB / t->groups);
     int *ids = t->batch.ids, *targets = t->batch.targets;
     int *pos = loader_packed(t->data) ? t->batch.pos : NULL;
     if (loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
         comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
+    context_slice_rows(ids, accum * mb, t->T_full, cp);
+    context_slice_rows(targets, accum * mb, t->T_full, cp);
     fault_fail_at_step(cfg, comm, step);
     // One small all-reduce carries the global count of scored positions and any stop
     // request, so every rank learns both at the same step boundary.
@@ -165,6 +172,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     model_zero_grad_f32(model);
     fault_nan_gradient(cfg, comm, run, step);
     double stats[4] = {0};
+    // parallel.context: (correct, scored) per row of the global batch, whole after the sum
+    double *rows = cp->size > 1 ? xcalloc(2 * (size_t)t->GB, sizeof(double)) : NULL;
     grad_reducer_begin(t->reducer);
     for (int64_t a = 0; a < accum; a++) {
         ForwardStats st = model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
@@ -175,10 +184,18 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
         model_backward_f32(model);
         stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
         stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
+        if (rows)
+            context_row_counts(model, targets + a * mb * T, (int)mb,
+                               group * (t->GB / t->groups) + a * mb, rows);
     }
     model->on_grads_final = NULL;
     grad_reducer_finish(t->reducer);
     comm_allreduce_sum_f64(comm, stats, 4);
+    if (rows) {  // a slice's accuracy is not its example's: count whole examples
+        comm_allreduce_sum_f64(comm, rows, 2 * (size_t)t->GB);
+        context_example_acc(rows, t->GB, &stats[2], &stats[3]);
+        free(rows);
+    }
     for (int i = 0; i < 4; i++) t->interval.sums[i] += stats[i];
 
     // Computed on the device, in blocks (optim.h: Shards); every rank gets the same norm (its
@@ -224,7 +241,7 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
         if (sh->on) allgather_params(run, t->staging);
     }
     run->st.step = step + 1;
-    run->st.tokens += t->GB * T;
+    run->st.tokens += t->GB * t->T_full;  // every token of the global batch, slices or not
     run->st.data_position += t->GB;
     fault_diverge(cfg, comm, run, step);
     if (cfg->check_replicas_every > 0 && run->st.step % cfg->check_replicas_every == 0 &&
@@ -316,8 +333,9 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         if ((step + 1) % cfg->log_every == 0) memset(t->interval.sums, 0, sizeof(t->interval.sums));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
             run_evals(model, t->data, cfg, comm, lg, step + 1, last, last_eval, &t->batch);
-            if (last && !comm->rank && !loader_is_lm(t->data))
-                report_aux(lg, model, t->data, &t->batch);
+            // The figures come from a forward, which under parallel.context needs the group
+            if (last && !loader_is_lm(t->data) && comm->rank < model->cfg.cp.size + !comm->rank)
+                report_aux(comm->rank ? NULL : lg, model, t->data, &t->batch);
         }
         int due =
             !last && ((cfg->ckpt_every_steps > 0 && run->st.step % cfg->ckpt_every_steps == 0) ||
@@ -344,7 +362,7 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
     if (ckpt_failed && preempted) preempted = 0, exit_code = MT_EXIT_FAIL;
     write_final_state(run, preempted, exit_code);
     if (!comm->rank)
-        log_summary(lg, comm, &run->st, first_step, wall, t->GB * t->T, last_eval->acc,
+        log_summary(lg, comm, &run->st, first_step, wall, t->GB * t->T_full, last_eval->acc,
                     last_eval->loss, model->n_params,
                     exit_code   ? "failed"
                     : preempted ? "preempted"
@@ -385,25 +403,47 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (!ranks_joined(comm)) return MT_EXIT_USAGE;
 
     DataOptions data_opt = data_options_from_config(cfg);
-    Loader *data = loader_open(&data_opt, comm->rank, comm->world, err, sizeof(err));
+    // The ranks of a context group read the same rows: the reader serves the group's share.
+    int G = (int)cfg->context;
+    Loader *data = loader_open(&data_opt, comm->rank / G, comm->world / G, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
     if (model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err, sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
+    int T_full = loader_seq_len(data);
+    if (G > 1) {
+        if (T_full % G) {
+            if (!comm->rank)
+                fprintf(stderr,
+                        "madtrain: error: parallel.context (%d) must divide the sequence length "
+                        "(%d): every rank of a group holds an equal slice\n",
+                        G, T_full);
+            return MT_EXIT_USAGE;
+        }
+        mc.cp = context_group(comm, G, T_full);
+    }
     Device dev;
     int rc = device_open(cfg, comm, &dev);
     if (rc) return rc;
+    if (G > 1 && dev.k != &BACKEND_CPU_f32) {
+        if (!comm->rank)
+            fprintf(stderr,
+                    "madtrain: error: parallel.context > 1 runs on device: cpu for now (the "
+                    "mixers' CUDA kernels carry no state across a cut yet)\n");
+        device_close(&dev);
+        return MT_EXIT_USAGE;
+    }
     if ((rc = check_memory(comm, &mc, dev.k,
-                           (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
-                           loader_seq_len(data))))
+                           (int)(cfg->batch_size / (comm->world / G * cfg->grad_accum)),
+                           T_full / G)))
         return rc;
     Run run = {.cfg = cfg, .comm = comm, .k = dev.k};
     if ((rc = run_build(&run, &mc))) return rc;
     Model_f32 *model = &run.model;
-    int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world;
-    int mb = (int)(GB / (W * accum)), T = loader_seq_len(data);
+    int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world, groups = W / G;
+    int mb = (int)(GB / (groups * accum)), T = T_full / G;
     int64_t steps = cfg->steps;
     if (cfg->epochs > 0) {
         if (loader_train_size(data) <= 0) {
@@ -432,7 +472,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     log_open(&lg, cfg, comm, resumed || eval_only);
     log_header(cfg, comm, threads, dev.describe, &mc, model->n_params, loader_describe(data), T, mb,
                steps);
-    size_t per_step = (size_t)accum * mb * T;
+    size_t per_step = (size_t)accum * mb * T_full;  // whole rows are read, then sliced
     Trainer t = {
         .run = &run,
         .lg = &lg,
@@ -445,6 +485,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .steps = steps,
         .mb = mb,
         .T = T,
+        .T_full = T_full,
+        .groups = groups,
         .ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay},
         .have_checkpoint = resumed,
     };

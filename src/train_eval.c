@@ -13,10 +13,16 @@
 
 // Held-out examples [first, first + count) as one micro-batch of the model's B sequences; the
 // rows past count are padding that scores nothing.
+// Under parallel.context whole rows are read and each rank keeps its slice of them.
 static int load_eval_batch(const Model_f32 *m, Loader *data, EvalSplit split, int64_t first,
                            int64_t count, Batch *b, char *err, size_t errlen) {
     if (loader_eval(data, split, first, count, b->ids, b->targets, b->levels, b->pos, err, errlen))
         return -1;
+    const ContextGroup *cp = &m->cfg.cp;
+    int T = m->T * (cp->size > 1 ? cp->size : 1);
+    context_slice_rows(b->ids, count, T, cp);
+    context_slice_rows(b->targets, count, T, cp);
+    context_slice_rows(b->levels, count, T, cp);
     for (size_t i = (size_t)count * m->T; i < (size_t)m->B * m->T; i++)
         b->ids[i] = 0, b->targets[i] = -1, b->levels[i] = 0, b->pos[i] = (int)(i % m->T);
     return 0;
@@ -41,8 +47,12 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
                            Comm *comm, Batch *b, EvalDump *dump) {
     int64_t n = loader_eval_size(data, split);
     if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
-    int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
-    int B = m->B, T = m->T, V = m->cfg.vocab_size;
+    // A block per data-parallel replica: per rank, or per context group (its ranks alike).
+    const ContextGroup *cp = &m->cfg.cp;
+    int G = cp->size > 1 ? cp->size : 1, group = comm->rank / G, groups = comm->world / G;
+    int64_t lo = n * group / groups, hi = n * (group + 1) / groups;
+    int B = m->B, T = m->T, V = m->cfg.vocab_size, T_full = T * G;
+    double *rows = G > 1 ? xcalloc(2 * (size_t)n + 1, sizeof(double)) : NULL;
     char err[512];
     // loss, scored, acc, examples, then (scored, correct) per level 1..MAX_EVAL_LEVELS, then
     // per class: target count, correct, predicted count
@@ -56,7 +66,7 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
         ForwardStats st = eval_forward(m, data, b);
         if (dump)
             for (size_t i = 0; i < (size_t)count * T; i++) {
-                size_t at = (size_t)start * T + i;
+                size_t at = ((size_t)start + i / T) * T_full + cp->pos0 + i % T;
                 dump->ids[at] = b->ids[i], dump->targets[at] = b->targets[i];
                 dump->predictions[at] = b->targets[i] >= 0 ? m->predictions[i] : -1;
                 dump->losses[at] = b->targets[i] >= 0 ? m->losses[i] : 0;
@@ -64,6 +74,7 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
             }
         sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
         sums[2] += st.example_acc_sum, sums[3] += (double)st.n_examples;
+        if (rows) context_row_counts(m, b->targets, (int)count, start, rows);
         for (size_t i = 0; i < (size_t)B * T; i++) {
             int y = b->targets[i], l = b->levels[i], pred = m->predictions[i];
             if (y < 0) continue;
@@ -73,6 +84,13 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
             sums[4 + 2 * (l - 1)] += 1;
             sums[5 + 2 * (l - 1)] += pred == y;
         }
+    }
+    if (rows) {  // whole examples: every slice's (correct, scored) summed first
+        memset(sums + 2, 0, 2 * sizeof(double));
+        comm_allreduce_sum_f64(comm, rows, 2 * (size_t)n);
+        // every rank now holds every example's counts: one rank adds them to the sum below
+        if (!comm->rank) context_example_acc(rows, n, &sums[2], &sums[3]);
+        free(rows);
     }
     comm_allreduce_sum_f64(comm, sums, n_all);
     EvalResult r = {.loss = sums[1] > 0 ? sums[0] / sums[1] : 0,
@@ -161,7 +179,7 @@ void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger
         if (dumping) {
             int64_t n = loader_eval_size(data, (EvalSplit)sp);
             if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
-            size_t cells = (size_t)n * m->T;
+            size_t cells = (size_t)n * m->T * (m->cfg.cp.size > 1 ? m->cfg.cp.size : 1);
             d.n = n;
             d.ids = xcalloc(5 * cells + 1, sizeof(double));
             d.targets = d.ids + cells, d.predictions = d.targets + cells;
@@ -172,11 +190,12 @@ void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger
         if (!comm->rank)
             log_eval(lg, step, loader_eval_name(data, (EvalSplit)sp), loader_is_lm(data), &e);
         if (dumping) {
-            comm_allreduce_sum_f64(comm, d.ids, 5 * (size_t)d.n * m->T);
+            int T_full = m->T * (m->cfg.cp.size > 1 ? m->cfg.cp.size : 1);
+            comm_allreduce_sum_f64(comm, d.ids, 5 * (size_t)d.n * T_full);
             if (!comm->rank) {
                 h5_lock();
                 dump_failed |=
-                    dump_split(f, loader_eval_name(data, (EvalSplit)sp), &d, m->T, step, &e) != 0;
+                    dump_split(f, loader_eval_name(data, (EvalSplit)sp), &d, T_full, step, &e) != 0;
                 h5_unlock();
             }
             free(d.ids);
@@ -201,6 +220,7 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
     char err[512];
     if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
     eval_forward(m, data, b);
+    if (!lg) return;  // a context group's other ranks: the forward needed them, the figures not
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
         int k = model_layer_aux_f32(m, l, aux);

@@ -36,6 +36,18 @@ typedef struct {
     int *ids, *targets, *levels, *pos;
 } Batch;
 
+// ---- context.c: context parallelism in the trainer ------------------------------------------
+// The group of this rank for parallel.context = size over sequences of T tokens.
+ContextGroup context_group(Comm *comm, int size, int T);
+// Rows [n, T] -> this rank's columns [n, T / size], in place (nothing when size is 1).
+void context_slice_rows(int *buf, int64_t n, int T, const ContextGroup *g);
+// Adds each row's (correct, scored) over this rank's slice, after a forward over those rows,
+// to rows[2 (first + i)], [2 (first + i) + 1]: summed over the group, whole examples.
+void context_row_counts(const Model_f32 *m, const int *targets, int n_rows, int64_t first,
+                        double *rows);
+// The sum of per-example accuracies and the examples with a scored position.
+void context_example_acc(const double *rows, int64_t n, double *acc_sum, double *examples);
+
 // ---- train_log.c --------------------------------------------------------------------------
 typedef struct {
     FILE *metrics;  // rank 0 only

@@ -9,6 +9,17 @@
 
 #include "linear_core.h"
 
+// c[M, N] += a b over row-major buffers with leading dimensions (the carried state's products);
+// ta / tb: a or b read transposed.
+static void gemm_acc(int ta, int tb, int M, int N, int K, const real *a, int lda, const real *b,
+                     int ldb, real *c, int ldc) {
+    cblas_gemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+               K, 1, a, lda, b, ldb, 1, c, ldc);
+}
+#define gemm_nn(M, N, K, a, lda, b, ldb, c, ldc) gemm_acc(0, 0, M, N, K, a, lda, b, ldb, c, ldc)
+#define gemm_tn(M, N, K, a, lda, b, ldb, c, ldc) gemm_acc(1, 0, M, N, K, a, lda, b, ldb, c, ldc)
+#define gemm_nt(M, N, K, a, lda, b, ldb, c, ldc) gemm_acc(0, 1, M, N, K, a, lda, b, ldb, c, ldc)
+
 // V' of head h of one sequence: [T, Dv] with the ones column when Dv > D.
 static void load_values(real *v, const real *qkv_head, int T, int C, int D, int Dv) {
     for (int t = 0; t < T; t++) {
@@ -17,8 +28,10 @@ static void load_values(real *v, const real *qkv_head, int T, int C, int D, int 
     }
 }
 
+// state_in, state_out: [B, H, m, Dv] (NULL: none).
 void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
-                                 const real *const *fmap_params, const OpShape *shape) {
+                                 const real *const *fmap_params, const OpShape *shape,
+                                 const real *state_in, real *state_out) {
     const LinearOpts lo = OPT_OF(LinearOpts, shape);
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
     int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
@@ -36,6 +49,16 @@ void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_b
             F(fmap_forward)(&fm, T, head + C, 3 * C, f);
             load_values(v, head, T, C, D, Dv);
             F(la_forward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, num, Dv);
+            size_t so = (size_t)bh * m * Dv;
+            if (state_in) gemm_nn(T, Dv, m, p, m, state_in + so, Dv, num, Dv);
+            if (state_out) {
+                real *S = state_out + so;
+                if (state_in)
+                    memcpy(S, state_in + so, sizeof(real) * m * Dv);
+                else
+                    memset(S, 0, sizeof(real) * m * Dv);
+                gemm_tn(m, Dv, T, f, m, v, Dv, S, Dv);
+            }
             for (int t = 0; t < T; t++) {
                 real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 const real *nr = num + (size_t)t * Dv;
@@ -49,9 +72,12 @@ void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_b
     F(fmap_close)(&fm);
 }
 
+// The entering state S' adds dP += dN' S'^T and dS' += P^T dN'; the leaving state's gradient G
+// adds dFk += V' G^T, dV' += Fk G and dS' += G.
 void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, const real *dout_btc,
                                   const real *out_btc, const real *den_bht, const real *qkv_btc3,
-                                  const real *const *fmap_params, const OpShape *shape) {
+                                  const real *const *fmap_params, const OpShape *shape,
+                                  const real *state_in, const real *dstate_out, real *dstate_in) {
     const LinearOpts lo = OPT_OF(LinearOpts, shape);
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
     int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
@@ -86,6 +112,18 @@ void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, co
             memset(df, 0, sizeof(real) * (size_t)T * m);
             memset(dv, 0, sizeof(real) * (size_t)T * Dv);
             F(la_backward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
+            size_t so = (size_t)bh * m * Dv;
+            if (state_in) gemm_nt(T, m, Dv, dn, Dv, state_in + so, Dv, dp, m);
+            if (dstate_out) {
+                gemm_nt(T, m, Dv, v, Dv, dstate_out + so, Dv, df, m);
+                gemm_nn(T, Dv, m, f, m, dstate_out + so, Dv, dv, Dv);  // Fk G: [T, Dv]
+            }
+            if (dstate_in) {
+                real *dS = dstate_in + so;
+                gemm_tn(m, Dv, T, p, m, dn, Dv, dS, Dv);
+                if (dstate_out)
+                    for (size_t i = 0; i < (size_t)m * Dv; i++) dS[i] += dstate_out[so + i];
+            }
             real *dhead = dqkv_btc3 + off, *dparam = gsize ? dparam_bh + bh * gsize : NULL;
             F(fmap_backward)(&fm, T, head, 3 * C, p, dp, dhead, 3 * C, dparam);
             F(fmap_backward)(&fm, T, head + C, 3 * C, f, df, dhead + C, 3 * C, dparam);
@@ -107,14 +145,28 @@ static void linear_sizes(const OpShape *s, size_t *in, size_t *out, size_t *save
     op_core_sizes(s, in, out, 0, p, F(fmap_params)(s, p));
     *saved = (size_t)s->B * s->H * s->T;
 }
+static size_t linear_carry_size(const OpShape *s) {
+    int D = s->C / s->H, Dv = OPT_OF(LinearOpts, s).normalize ? D + 1 : D;
+    return (size_t)s->B * s->H * F(fmap_width)(s) * Dv;
+}
+static void linear_fwd_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                             const real *state_in, real *state_out) {
+    F(attention_linear_forward)
+    (out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s, state_in, state_out);
+}
 static void linear_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
-    F(attention_linear_forward)(out[0], sv, in[CORE_IN_QKV], in + CORE_IN_PARAMS, s);
+    linear_fwd_carry(s, in, out, sv, NULL, NULL);
+}
+static void linear_bwd_carry(const OpShape *s, const real *const *in, const real *const *out,
+                             const real *sv, const real *const *dout, real *const *din,
+                             const real *state_in, const real *dstate_out, real *dstate_in) {
+    F(attention_linear_backward)
+    (din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv, in[CORE_IN_QKV],
+     in + CORE_IN_PARAMS, s, state_in, dstate_out, dstate_in);
 }
 static void linear_bwd(const OpShape *s, const real *const *in, const real *const *out,
                        const real *sv, const real *const *dout, real *const *din) {
-    F(attention_linear_backward)
-    (din[CORE_IN_QKV], din + CORE_IN_PARAMS, dout[0], out[0], sv, in[CORE_IN_QKV],
-     in + CORE_IN_PARAMS, s);
+    linear_bwd_carry(s, in, out, sv, dout, din, NULL, NULL, NULL);
 }
 
 // The dense state is also the baseline of an HSS one: where mixer.hss_leaf / hss_rank fit this
@@ -177,6 +229,9 @@ static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
         .help = help_,                                                               \
         .flops = linear_flops,                                                       \
         .reference = LINEAR_REFERENCE,                                               \
+        .carry_size = linear_carry_size,                                             \
+        .forward_carry = linear_fwd_carry,                                           \
+        .backward_carry = linear_bwd_carry,                                          \
         .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},               \
                      {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4}, \
                      {"state_erank", AUX_MEAN, "state eff. rank", 2}},               \

@@ -22,11 +22,11 @@ int F(fmap_width)(const OpShape *s) {
 // sequence (mixers.md section 5).
 int F(fmap_check)(const OpShape *s, char *err, size_t errlen) {
     const LinearOpts lo = OPT_OF(LinearOpts, s);
-    if (lo.feature_map == FEATURE_COSFORMER && fmap_max_len(s) < s->T) {
+    if (lo.feature_map == FEATURE_COSFORMER && fmap_max_len(s) < s->pos0 + s->T) {
         snprintf(err, errlen,
                  "cosformer features need mixer.max_len (%d) >= the sequence length (%d): "
                  "cos(pi/2 (t-s)/M) turns negative past M",
-                 fmap_max_len(s), s->T);
+                 fmap_max_len(s), s->pos0 + s->T);
         return -1;
     }
     return 0;
@@ -109,6 +109,7 @@ F(FeatureMap) F(fmap_open)(const OpShape *s, const real *const *params) {
     // exp(q.k / sqrt(d)), the softmax kernel; kept after the L2 normalisation [project-defined].
     fm.scale = (real)pow(fm.D, -0.25);
     fm.max_len = (real)fmap_max_len(s);
+    fm.pos0 = s->pos0;
     if (fm.kind == FEATURE_FAVOR) fm.proj_md = params[0];
     if (fm.kind != FEATURE_CIRCULANT) return fm;
     int D = fm.D;
@@ -197,7 +198,8 @@ static void rf_inputs(const F(FeatureMap) * fm, int T, const real *x, int ldx, r
 }
 
 static real cos_angle(const F(FeatureMap) * fm, int t) {
-    return (real)(PI / 2) * (t + 1) / fm->max_len;  // a_i = pi i / (2M), i = t + 1 (1-based)
+    // a_i = pi i / (2M), i = t + 1 (1-based), t counted from the sequence's start
+    return (real)(PI / 2) * (t + fm->pos0 + 1) / fm->max_len;
 }
 
 void F(fmap_forward)(const F(FeatureMap) * fm, int T, const real *x, int ldx, real *phi) {

@@ -36,6 +36,7 @@ typedef struct {
     int qk_norm;
     real scale;           // favor, circulant: x -> scale * x (after the optional L2 normalisation)
     real max_len;         // cosformer: M
+    int pos0;             // cosformer: the position of row 0 (a slice of a longer sequence)
     const real *proj_md;  // favor: projection W [m, D]
     const real *r_bd, *sign_bd;  // circulant: first rows r and signs s of the nb blocks [nb, D]
     int nb, bins;                // circulant: blocks, D/2 + 1 frequency bins
