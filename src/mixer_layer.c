@@ -82,7 +82,8 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     l.gate_pre = off, off += l.gate ? N * O : 0;
     l.gated = off, off += l.gate ? N * O : 0;
     if (cfg->cp.size > 1) {
-        l.carry_n = l.core->carry_size(&l.shape);
+        // a row without a carry is refused by mixer_check before any step runs
+        l.carry_n = l.core->carry_size ? l.core->carry_size(&l.shape) : 0;
         l.halo = off, off += l.K ? (size_t)B * (l.K - 1) * W : 0;
         l.carry_in = off, off += l.carry_n;
     }
@@ -127,13 +128,6 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
                      "parallel.context: model.mixer %s has no context-parallel form on %s (its "
                      "state is not carried across a cut of the sequence); use parallel.context: 1",
                      name, k->name);
-            return -1;
-        }
-        if (cfg->rope[layer]) {
-            snprintf(err, errlen,
-                     "parallel.context: rotary positions are not offset per slice yet; set "
-                     "model.rope: off (mixer %s)",
-                     name);
             return -1;
         }
         int Tl = cfg->seq_len / cfg->cp.size;
@@ -346,7 +340,7 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
         for (int i = 0; i < n_spans(seg); i++) {
             Span sp = span(seg, B, T, i);
             k->rope_forward(acts + l.qkv_rot + sp.t0 * W, core_in + sp.t0 * W, sp.B, sp.T, C,
-                            cfg->n_heads, cfg->rope_base);
+                            cfg->n_heads, cfg->rope_base, cfg->cp.pos0);
         }
         core_in = acts + l.qkv_rot;
     }
@@ -435,7 +429,7 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
         for (int i = 0; i < n_spans(seg); i++) {
             Span sp = span(seg, B, T, i);
             k->rope_backward(scratch + l.s_drot + sp.t0 * W, dqkv + sp.t0 * W, sp.B, sp.T, C,
-                             cfg->n_heads, cfg->rope_base);
+                             cfg->n_heads, cfg->rope_base, cfg->cp.pos0);
         }
         dqkv = scratch + l.s_drot;
     }

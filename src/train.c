@@ -470,8 +470,8 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Logger lg;
     if (!comm->rank) run_dir_prepare(&run, eval_only);
     log_open(&lg, cfg, comm, resumed || eval_only);
-    log_header(cfg, comm, threads, dev.describe, &mc, model->n_params, loader_describe(data), T, mb,
-               steps);
+    log_header(cfg, comm, threads, dev.describe, &mc, model->n_params, loader_describe(data),
+               T_full, mb, steps);
     size_t per_step = (size_t)accum * mb * T_full;  // whole rows are read, then sliced
     Trainer t = {
         .run = &run,

@@ -92,6 +92,11 @@ void log_header(const Config *cfg, const Comm *comm, int threads, const char *de
     printf("task: %s, T %d, vocab %d | batch %lld (%d per rank x %lld micro-steps) | %lld steps\n",
            task, T, mc->vocab_size, (long long)cfg->batch_size, mb, (long long)cfg->grad_accum,
            (long long)steps);
+    if (mc->cp.size > 1)
+        printf(
+            "context: %d group(s) of %d ranks, each rank a slice of %d tokens of every sequence "
+            "(parallel.context)\n",
+            comm->world / mc->cp.size, mc->cp.size, T / mc->cp.size);
     fflush(stdout);
 }
 

@@ -26,7 +26,10 @@ static int n_chunks(const OpShape *s) {
 }
 
 // in: qkv [B,T,3C], xproj [B,T,H] (the per-token dt pre-activations), a_log [H], dt_bias [H].
-static void decay_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+// Context parallelism: the recurrence starts from state_in [B, H, D, D] (NULL: zero) and
+// leaves its last state in state_out (NULL: not wanted).
+static void decay_forward_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                                const real *state_in, real *state_out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DecayOpts, s).chunk;
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV], *xp = in[CORE_IN_XPROJ];
@@ -36,7 +39,10 @@ static void decay_forward(const OpShape *s, const real *const *in, real *const *
         int b = bh / H, h = bh % H;
         real *S = sv + (size_t)bh * nc * D * D;  // chunk c's entering state at S + c D^2
         real *cur = malloc(sizeof(real) * D * D);
-        memset(cur, 0, sizeof(real) * D * D);
+        if (state_in)
+            memcpy(cur, state_in + (size_t)bh * D * D, sizeof(real) * D * D);
+        else
+            memset(cur, 0, sizeof(real) * D * D);
         real A = exp(a_log[h]);
         for (int t = 0; t < T; t++) {
             if (t % L == 0) memcpy(S + (size_t)(t / L) * D * D, cur, sizeof(real) * D * D);
@@ -53,17 +59,25 @@ static void decay_forward(const OpShape *s, const real *const *in, real *const *
                 o[j] = acc;
             }
         }
+        if (state_out) memcpy(state_out + (size_t)bh * D * D, cur, sizeof(real) * D * D);
         free(cur);
     }
+}
+static void decay_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    decay_forward_carry(s, in, out, sv, NULL, NULL);
 }
 
 // Reverse sweep: dS collects q_t do_t^T, then S_t = a_t S_{t-1} + k_t u_t^T (u = Delta v) gives
 // dk = dS u, du = dS^T k, da = <dS, S_{t-1}>, and dS_{t-1} = a_t dS. The parameters' gradients
 // are summed per (batch, head) and then over the batch in a fixed order (bitwise reproducible
 // for any thread count).
-static void decay_backward(const OpShape *s, const real *const *in, const real *const *out,
-                           const real *sv, const real *const *dout, real *const *din) {
-    (void)out;
+// The leaving state's gradient (dstate_out) seeds dS; what dS holds after the first token is
+// the entering state's gradient (added to dstate_in). The saved chunk states include the
+// entering state, so the recomputation needs nothing else.
+static void decay_backward_carry(const OpShape *s, const real *const *in, const real *const *out,
+                                 const real *sv, const real *const *dout, real *const *din,
+                                 const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)out, (void)state_in;
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = OPT_OF(DecayOpts, s).chunk;
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV], *xp = in[CORE_IN_XPROJ];
@@ -76,6 +90,7 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
         real A = exp(a_log[h]);
         real *states = malloc(sizeof(real) * (size_t)(L + 1) * D * D);  // S before, then each t
         real *dS = calloc((size_t)D * D, sizeof(real)), *du = malloc(sizeof(real) * D);
+        if (dstate_out) memcpy(dS, dstate_out + (size_t)bh * D * D, sizeof(real) * D * D);
         real *delta = malloc(sizeof(real) * L), *a = malloc(sizeof(real) * L);
         real *z = malloc(sizeof(real) * L);
         for (int c = nc - 1; c >= 0; c--) {
@@ -129,6 +144,8 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
                 part[2 * bh + 1] += dz;
             }
         }
+        if (dstate_in)
+            for (size_t i = 0; i < (size_t)D * D; i++) dstate_in[(size_t)bh * D * D + i] += dS[i];
         free(states), free(dS), free(du), free(delta), free(a), free(z);
     }
     for (int h = 0; h < H; h++)
@@ -136,6 +153,32 @@ static void decay_backward(const OpShape *s, const real *const *in, const real *
             din[CORE_IN_PARAMS][h] += part[2 * (b * H + h)],
                 din[CORE_IN_PARAMS + 1][h] += part[2 * (b * H + h) + 1];
     free(part);
+}
+
+static void decay_backward(const OpShape *s, const real *const *in, const real *const *out,
+                           const real *sv, const real *const *dout, real *const *din) {
+    decay_backward_carry(s, in, out, sv, dout, din, NULL, NULL, NULL);
+}
+
+static size_t decay_carry_size(const OpShape *s) {
+    return (size_t)s->B * s->H * (s->C / s->H) * (s->C / s->H);
+}
+
+// A slice's transition is the scalar prod_t a_t = exp(-exp(a_log) sum_t Delta_t) per (batch,
+// head): its own transpose.
+static void decay_carry_through(const OpShape *s, const real *const *in, real *state,
+                                int transpose) {
+    (void)transpose;
+    int T = s->T, H = s->H, D = s->C / s->H;
+    for (int bh = 0; bh < s->B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        real sum = 0;
+        for (int t = 0; t < T; t++)
+            sum += mamba_softplus(in[CORE_IN_XPROJ][((size_t)b * T + t) * H + h] +
+                                  in[CORE_IN_PARAMS + 1][h]);
+        real a = exp(-sum * exp(in[CORE_IN_PARAMS][h]));
+        for (size_t i = 0; i < (size_t)D * D; i++) state[(size_t)bh * D * D + i] *= a;
+    }
 }
 
 // Mamba-2's A and dt initialisation (kernels/mamba_init.h).
@@ -250,6 +293,8 @@ const F(OpDef) F(op_decay) = {
     .options = decay_options, .mixer = 1,
     .help = "data-dependent scalar-decay linear attention (the Mamba-2 SSD core, mixers.md 9)",
     .flops = decay_flops, .reference = decay_reference,
+    .carry_size = decay_carry_size, .forward_carry = decay_forward_carry,
+    .backward_carry = decay_backward_carry, .carry_through = decay_carry_through,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
                  {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 4,

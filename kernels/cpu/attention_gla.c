@@ -62,10 +62,11 @@ static void gla_gates(const OpShape *s, const real *const *in, int b, int t, int
     }
 }
 
-// The saved buffer: each chunk's entering state [B, H, nc, D, D]; with mixer.head_norm also
-// the normalised readout o / rms [B, T, C] and 1 / rms [B, T, H].
+// The saved buffer: each chunk's entering state and the final state [B, H, nc + 1, D, D]; with
+// mixer.head_norm also the normalised readout o / rms [B, T, C] and 1 / rms [B, T, H]. (The
+// final state is what a leaving state's gradient acts on: context parallelism.)
 static size_t gla_states_size(const OpShape *s) {
-    return (size_t)s->B * s->H * n_chunks(s) * (s->C / s->H) * (s->C / s->H);
+    return (size_t)s->B * s->H * (n_chunks(s) + 1) * (s->C / s->H) * (s->C / s->H);
 }
 
 // y = (o / rms(o)) (.) w per (token, head), in place over o; saves o / rms and 1 / rms.
@@ -100,7 +101,10 @@ static void head_norm_backward(const OpShape *s, real *dout_raw, real *dw, const
         for (int j = 0; j < D; j++) dw[j] += dy[r * D + j] * onorm[r * D + j];
 }
 
-static void gla_forward_full(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+// state_in [B, H, D, D] (NULL: zero) enters, the last state is saved and, when state_out is
+// given, written there.
+static void gla_forward_full(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                             const real *state_in, real *state_out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV];
@@ -110,11 +114,12 @@ static void gla_forward_full(const OpShape *s, const real *const *in, real *cons
         int b = bh / H, h = bh % H;
         size_t LD = (size_t)L * D;
         real *S = calloc((size_t)D * D, sizeof(real));
+        if (state_in) memcpy(S, state_in + (size_t)bh * D * D, sizeof(real) * D * D);
         real *buf = malloc(sizeof(real) * (5 * LD));
         real *Q = buf, *K = Q + LD, *V = K + LD, *Gc = V + LD, *z = Gc + LD;
         for (int c = 0; c < nc; c++) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
-            memcpy(sv + ((size_t)bh * nc + c) * D * D, S, sizeof(real) * D * D);
+            memcpy(sv + ((size_t)bh * (nc + 1) + c) * D * D, S, sizeof(real) * D * D);
             for (int r = 0; r < n; r++) {
                 const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
                 for (int i = 0; i < D; i++)
@@ -148,6 +153,8 @@ static void gla_forward_full(const OpShape *s, const real *const *in, real *cons
                 }
             }
         }
+        memcpy(sv + ((size_t)bh * (nc + 1) + nc) * D * D, S, sizeof(real) * D * D);
+        if (state_out) memcpy(state_out + (size_t)bh * D * D, S, sizeof(real) * D * D);
         free(S), free(buf);
     }
     if (OPT_OF(GlaOpts, s).head_norm) {
@@ -167,8 +174,13 @@ static void gla_forward_full(const OpShape *s, const real *const *in, real *cons
 // k_t (.) dk_t) (q the scaled query), a reverse cumulative sum carried across the chunks;
 // dz = d log alpha sigmoid(-z) / gate_norm. gate_bias's gradient is summed per (batch, head),
 // then over the batch in a fixed order (bitwise reproducible for any thread count).
+// With a leaving state's gradient dS_T (context parallelism) the pairs (end, p) have no query
+// token: their share of every d log alpha_r is E = sum_j dS_T[i, j] S_T[i, j] per key channel
+// i, which starts the reverse cumulative sum; dS' starts at dS_T, and after chunk 0 it is the
+// entering state's gradient.
 static void gla_backward_full(const OpShape *s, const real *const *in, const real *const *out,
-                              const real *sv, const real *const *dout, real *const *din) {
+                              const real *sv, const real *const *dout, real *const *din,
+                              const real *dstate_out, real *dstate_in) {
     (void)out;
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = gla_chunk(s);
     int nc = n_chunks(s);
@@ -196,9 +208,15 @@ static void gla_backward_full(const OpShape *s, const real *const *in, const rea
         real *dK = dQ + LD, *dV = dK + LD, *dA = dV + LD, *carry = dA + (size_t)L * L;
         real *el = carry + D, *Kw = el + D, *Qe = Kw + LD;
         for (int i = 0; i < D; i++) carry[i] = 0;
+        if (dstate_out) {
+            const real *ST = sv + ((size_t)bh * (nc + 1) + nc) * DD, *dST = dstate_out + bh * DD;
+            memcpy(dSn, dST, sizeof(real) * DD);
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) carry[i] += dST[i * D + j] * ST[i * D + j];
+        }
         for (int c = nc - 1; c >= 0; c--) {
             int t0 = c * L, n = T - t0 < L ? T - t0 : L;
-            const real *S = sv + ((size_t)bh * nc + c) * DD;
+            const real *S = sv + ((size_t)bh * (nc + 1) + c) * DD;
             const real *dO = dout_raw + ((size_t)b * T + t0) * C + h * D;  // row r at r C
             for (int r = 0; r < n; r++) {
                 const real *x = qkv + ((size_t)b * T + t0 + r) * 3 * C + h * D;
@@ -279,6 +297,8 @@ static void gla_backward_full(const OpShape *s, const real *const *in, const rea
                 }
             }
         }
+        if (dstate_in)
+            for (size_t i = 0; i < DD; i++) dstate_in[bh * DD + i] += dSn[i];
         free(dSn), free(buf);
     }
     for (int ch = 0; ch < C; ch++)
@@ -308,18 +328,24 @@ static real *gla_expand(const OpShape *s, const real *const *in, const real **in
     return logits;
 }
 
-static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+static void gla_forward_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                              const real *state_in, real *state_out) {
     const real *in2[OP_MAX_IO];
     real *logits = gla_expand(s, in, in2);
-    gla_forward_full(s, in2, out, sv);
+    gla_forward_full(s, in2, out, sv, state_in, state_out);
     free(logits);
 }
+static void gla_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    gla_forward_carry(s, in, out, sv, NULL, NULL);
+}
 
-static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
-                         const real *sv, const real *const *dout, real *const *din) {
+static void gla_backward_carry(const OpShape *s, const real *const *in, const real *const *out,
+                               const real *sv, const real *const *dout, real *const *din,
+                               const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)state_in;  // saved with the chunk states
     int R = OPT_OF(GlaOpts, s).gate_rank, N = s->B * s->T;
     if (!R) {
-        gla_backward_full(s, in, out, sv, dout, din);
+        gla_backward_full(s, in, out, sv, dout, din, dstate_out, dstate_in);
         return;
     }
     const real *in2[OP_MAX_IO];
@@ -327,10 +353,39 @@ static void gla_backward(const OpShape *s, const real *const *in, const real *co
     real *dlogits = calloc((size_t)N * s->C, sizeof(real));
     for (int i = 0; i < OP_MAX_IO; i++) din2[i] = in2[i] ? din[i] : NULL;
     din2[CORE_IN_XPROJ] = dlogits;
-    gla_backward_full(s, in2, out, sv, dout, din2);
+    gla_backward_full(s, in2, out, sv, dout, din2, dstate_out, dstate_in);
     int up = gla_up_index(s);
     F(matmul_backward)(din[CORE_IN_XPROJ], din[up], dlogits, in[CORE_IN_XPROJ], in[up], N, R, s->C);
     free(logits), free(dlogits);
+}
+static void gla_backward(const OpShape *s, const real *const *in, const real *const *out,
+                         const real *sv, const real *const *dout, real *const *din) {
+    gla_backward_carry(s, in, out, sv, dout, din, NULL, NULL, NULL);
+}
+
+static size_t gla_carry_size(const OpShape *s) {
+    return (size_t)s->B * s->H * (s->C / s->H) * (s->C / s->H);
+}
+
+// A slice's transition: row i (key channel) of every state scaled by prod_t alpha_t[i], a
+// diagonal map and so its own transpose.
+static void gla_carry_through(const OpShape *s, const real *const *in, real *state, int transpose) {
+    (void)transpose;
+    const real *in2[OP_MAX_IO];
+    real *logits = gla_expand(s, in, in2);
+    int B = s->B, T = s->T, H = s->H, D = s->C / H;
+    real *z = malloc(sizeof(real) * D), *la = malloc(sizeof(real) * D);
+    real *sum = malloc(sizeof(real) * D);
+    for (int bh = 0; bh < B * H; bh++) {
+        for (int i = 0; i < D; i++) sum[i] = 0;
+        for (int t = 0; t < T; t++) {
+            gla_gates(s, in2, bh / H, t, bh % H, z, la);
+            for (int i = 0; i < D; i++) sum[i] += la[i];
+        }
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) state[((size_t)bh * D + i) * D + j] *= exp(sum[i]);
+    }
+    free(z), free(la), free(sum), free(logits);
 }
 
 // gate_bias [C]: zero at initialisation (every gate starts at 2^(-1/gate_norm), W_x being zero
@@ -487,6 +542,8 @@ const F(OpDef) F(op_gla) = {
     .check = gla_check, .aux = gla_aux, .options = gla_options, .mixer = 1,
     .help = "GLA: gated linear attention, a per-key-channel data-dependent decay (mixers.md 10)",
     .flops = gla_flops, .reference = gla_reference,
+    .carry_size = gla_carry_size, .forward_carry = gla_forward_carry,
+    .backward_carry = gla_backward_carry, .carry_through = gla_carry_through,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
                  {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 9,

@@ -132,12 +132,12 @@ static void rope_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved)
 }
 static void rope_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
     (void)sv;
-    F(rope_forward)(out[0], in[0], s->B, s->T, s->C, s->H, s->rope_base);
+    F(rope_forward)(out[0], in[0], s->B, s->T, s->C, s->H, s->rope_base, s->pos0);
 }
 static void rope_bwd(const OpShape *s, const real *const *in, const real *const *out,
                      const real *sv, const real *const *dout, real *const *din) {
     (void)in, (void)out, (void)sv;
-    F(rope_backward)(din[0], dout[0], s->B, s->T, s->C, s->H, s->rope_base);
+    F(rope_backward)(din[0], dout[0], s->B, s->T, s->C, s->H, s->rope_base, s->pos0);
 }
 
 // ---- the short convolution of the mixer layer: C channels, s->kernel taps --------------------
@@ -188,7 +188,8 @@ ROW(swiglu, 1, swiglu_fwd, swiglu_bwd, swiglu_sizes,
     .n_tests = 1, .tests = {{{.B = 2, .T = 3, .F = 5}}})
 ROW(gate, 2, gate_fwd, gate_bwd, gate_sizes, .n_tests = 1, .tests = {{{.B = 2, .T = 3, .C = 4}}})
 ROW(rope, 1, rope_fwd, rope_bwd, rope_sizes,
-    .n_tests = 1, .tests = {{{.B = 2, .T = 5, .C = 8, .H = 2, .rope_base = 10000}}})
+    .n_tests = 2, .tests = {{{.B = 2, .T = 5, .C = 8, .H = 2, .rope_base = 10000}},
+                            {{.B = 2, .T = 5, .C = 8, .H = 2, .rope_base = 10000, .pos0 = 7}}})
 ROW(conv_causal, 2, conv_fwd, conv_bwd, conv_sizes,
     .n_tests = 3, .tests = {{{.B = 2, .T = 5, .C = 6, .kernel = 3}},
                             {{.B = 1, .T = 4, .C = 3, .kernel = 1}},

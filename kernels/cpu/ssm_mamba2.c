@@ -105,7 +105,10 @@ static void m2_acts_free(M2Acts *a) {
 }
 
 // y [B, T, d_in] += the SSD output of every head (D skip included); saves the chunk states.
-static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real *states) {
+// The state enters as state_in [B, H, N, P] (NULL: zero) and leaves into state_out (NULL: not
+// wanted): context parallelism.
+static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real *states,
+                           const real *state_in, real *state_out) {
     const real *d_skip = in[CORE_IN_PARAMS + 2];
     int hpg = d->H / d->G, N = d->N, P = d->P, L = d->L;
 #pragma omp parallel for schedule(static)
@@ -121,7 +124,11 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
             int h = g * hpg + j;
             const real *xs = a.xs + (size_t)j * d->T * P, *la = a.la + (size_t)j * d->T;
             const real *sg = a.sg + (size_t)j * d->T;
-            memset(S, 0, sizeof(real) * N * P);
+            size_t so = ((size_t)b * d->H + h) * N * P;
+            if (state_in)
+                memcpy(S, state_in + so, sizeof(real) * N * P);
+            else
+                memset(S, 0, sizeof(real) * N * P);
             for (int c = 0; c < d->nc; c++) {
                 int t0 = c * L, len = d->T - t0 < L ? d->T - t0 : L;
                 const real *Cc = a.Cm + (size_t)t0 * N, *Bc = a.Bm + (size_t)t0 * N;
@@ -161,6 +168,7 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
                 cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, P, len, 1, Bc, N, ux, P,
                            sl * exp(cl), S, P);
             }
+            if (state_out) memcpy(state_out + so, S, sizeof(real) * N * P);
         }
         free(Ce), free(csg);
         free(S), free(cum), free(ux), free(cb);
@@ -168,10 +176,11 @@ static void m2_ssd_forward(const M2Dims *d, const real *const *in, real *y, real
     }
 }
 
-static void mamba2_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+static void mamba2_forward_carry(const OpShape *s, const real *const *in, real *const *out,
+                                 real *sv, const real *state_in, real *state_out) {
     M2Dims d = m2_dims(s);
     real *y = sv + m2_states_size(&d), *rstd = y + (size_t)d.B * d.T * d.d_in;
-    m2_ssd_forward(&d, in, y, sv);
+    m2_ssd_forward(&d, in, y, sv, state_in, state_out);
     const real *w = in[CORE_IN_PARAMS + 3];
     int gs = d.d_in / d.G;
 #pragma omp parallel for schedule(static)
@@ -190,9 +199,16 @@ static void mamba2_forward(const OpShape *s, const real *const *in, real *const 
     }
 }
 
-static void mamba2_backward(const OpShape *s, const real *const *in, const real *const *out,
-                            const real *sv, const real *const *dout, real *const *din) {
-    (void)out;
+static void mamba2_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    mamba2_forward_carry(s, in, out, sv, NULL, NULL);
+}
+
+// The leaving state's gradient seeds dS; after chunk 0, dS is the entering state's. The saved
+// chunk states include the entering state.
+static void mamba2_backward_carry(const OpShape *s, const real *const *in, const real *const *out,
+                                  const real *sv, const real *const *dout, real *const *din,
+                                  const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)out, (void)state_in;
     M2Dims d = m2_dims(s);
     int hpg = d.H / d.G, N = d.N, P = d.P, L = d.L, gs = d.d_in / d.G;
     const real *y = sv + m2_states_size(&d), *rstd = y + (size_t)d.B * d.T * d.d_in;
@@ -257,7 +273,11 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
             const real *sg = a.sg + (size_t)j * d.T;
             const real *delta = a.delta + (size_t)j * d.T;
             real A = exp(a_log[h]);
-            memset(dS, 0, sizeof(real) * N * P);
+            size_t so = ((size_t)b * d.H + h) * N * P;
+            if (dstate_out)
+                memcpy(dS, dstate_out + so, sizeof(real) * N * P);
+            else
+                memset(dS, 0, sizeof(real) * N * P);
             for (int c = d.nc - 1; c >= 0; c--) {
                 int t0 = c * L, len = d.T - t0 < L ? d.T - t0 : L;
                 const real *S = sv + (((size_t)b * d.H + h) * d.nc + c) * N * P;
@@ -367,6 +387,8 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
                     part[3 * (b * d.H + h) + 1] += ddt;
                 }
             }
+            if (dstate_in)
+                for (int i = 0; i < N * P; i++) dstate_in[so + i] += dS[i];
         }
         for (int t = 0; t < d.T; t++) {
             const real *row = in[CORE_IN_QKV] + ((size_t)b * d.T + t) * d.W + d.d_in;
@@ -385,6 +407,38 @@ static void mamba2_backward(const OpShape *s, const real *const *in, const real 
         for (int b = 0; b < d.B; b++)
             for (int k = 0; k < 3; k++) din[CORE_IN_PARAMS + k][h] += part[3 * (b * d.H + h) + k];
     free(part), free(dy);
+}
+
+static void mamba2_backward(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din) {
+    mamba2_backward_carry(s, in, out, sv, dout, din, NULL, NULL, NULL);
+}
+
+static size_t mamba2_carry_size(const OpShape *s) {
+    M2Dims d = m2_dims(s);
+    return (size_t)d.B * d.H * d.N * d.P;
+}
+
+// A slice's transition per (batch, head): the scalar prod_t a_t (its sign kept apart under
+// neg_eigval), its own transpose.
+static void mamba2_carry_through(const OpShape *s, const real *const *in, real *state,
+                                 int transpose) {
+    (void)transpose;
+    M2Dims d = m2_dims(s);
+    const real *zdt = in[CORE_IN_XPROJ];
+    const real *a_log = in[CORE_IN_PARAMS], *dt_bias = in[CORE_IN_PARAMS + 1];
+    for (int bh = 0; bh < d.B * d.H; bh++) {
+        int b = bh / d.H, h = bh % d.H;
+        real sum = 0, sign = 1, A = exp(a_log[h]);
+        for (int t = 0; t < d.T; t++) {
+            real la, sg;
+            real delta = mamba_softplus(zdt[((size_t)b * d.T + t) * d.E + d.d_in + h] + dt_bias[h]);
+            m2_decay(&d, -delta * A, &la, &sg);
+            sum += la, sign *= sg;
+        }
+        real a = sign * exp(sum);
+        for (size_t i = 0; i < (size_t)d.N * d.P; i++) state[(size_t)bh * d.N * d.P + i] *= a;
+    }
 }
 
 // a_log and dt_bias as Mamba-2 draws them (kernels/mamba_init.h), the skip D (ones) and the
@@ -552,6 +606,8 @@ const F(OpDef) F(op_mamba2) = {
     .aux = mamba2_aux, .options = mamba2_options, .mixer = 1, .xproj_linear = 1,
     .help = "Mamba-2: the SSD layer (silu, scalar decay, skip D, gated RMSNorm; mixers.md 9)",
     .flops = mamba2_flops, .reference = mamba2_reference,
+    .carry_size = mamba2_carry_size, .forward_carry = mamba2_forward_carry,
+    .backward_carry = mamba2_backward_carry, .carry_through = mamba2_carry_through,
     .aux_cols = {{"decay_mean", AUX_MEAN, "mean decay a_t", 4},
                  {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 7,

@@ -59,9 +59,9 @@ void gate_forward_cuda(float *out, const float *gate_pre, const float *x, size_t
 void gate_backward_cuda(float *dgate_pre, float *dx, const float *dout, const float *gate_pre,
                         const float *x, size_t n);
 void rope_forward_cuda(float *out_btc3, const float *qkv_btc3, int B, int T, int C, int H,
-                       double base);
+                       double base, int pos0);
 void rope_backward_cuda(float *dqkv_btc3, const float *dout_btc3, int B, int T, int C, int H,
-                        double base);
+                        double base, int pos0);
 void crossentropy_forward_cuda(float *loss, const float *logits, const int *targets, int N, int V);
 void crossentropy_backward_cuda(float *dlogits, const float *dloss, const float *logits,
                                 const int *targets, int N, int V);

@@ -66,10 +66,10 @@ static void gate_bwd(const OpShape *s, In in, In, const float *, In dout, Out di
     gate_backward_cuda(din[0], din[1], dout[0], in[0], in[1], N_ROWS(s) * s->C);
 }
 static void rope_fwd(const OpShape *s, In in, Out out, float *) {
-    rope_forward_cuda(out[0], in[0], s->B, s->T, s->C, s->H, s->rope_base);
+    rope_forward_cuda(out[0], in[0], s->B, s->T, s->C, s->H, s->rope_base, s->pos0);
 }
 static void rope_bwd(const OpShape *s, In, In, const float *, In dout, Out din) {
-    rope_backward_cuda(din[0], dout[0], s->B, s->T, s->C, s->H, s->rope_base);
+    rope_backward_cuda(din[0], dout[0], s->B, s->T, s->C, s->H, s->rope_base, s->pos0);
 }
 static void conv_fwd(const OpShape *s, In in, Out out, float *) {
     conv_causal_forward_cuda(out[0], in[0], in[1], s->B, s->T, s->C, s->kernel);

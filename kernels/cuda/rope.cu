@@ -4,7 +4,7 @@
 
 // One thread per (row bt, q or k, head, j < D/2); v is copied by the same launch.
 __global__ void rope_kernel(float *out, const float *in, int B, int T, int C, int H, double base,
-                            float sign, int accumulate) {
+                            int pos0, float sign, int accumulate) {
     int D = C / H, half = D / 2;
     size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     size_t per_row = (size_t)2 * H * half;
@@ -12,7 +12,7 @@ __global__ void rope_kernel(float *out, const float *in, int B, int T, int C, in
     size_t bt = idx / per_row;
     int rem = (int)(idx % per_row), part = rem / (H * half), h = (rem / half) % H, j = rem % half;
     int t = (int)(bt % T);
-    double ang = t * pow(base, -2.0 * j / D);
+    double ang = (double)(pos0 + t) * pow(base, -2.0 * j / D);
     float c = (float)cos(ang), s = sign * (float)sin(ang);
     const float *x = in + bt * 3 * C + part * C + h * D;
     float *y = out + bt * 3 * C + part * C + h * D;
@@ -33,19 +33,19 @@ __global__ void rope_kernel(float *out, const float *in, int B, int T, int C, in
     }
 }
 
-static void rope(float *out, const float *in, int B, int T, int C, int H, double base, float sign,
-                 int accumulate) {
+static void rope(float *out, const float *in, int B, int T, int C, int H, double base, int pos0,
+                 float sign, int accumulate) {
     size_t n = (size_t)B * T * 2 * H * ((C / H) / 2);
-    rope_kernel<<<ceil_div(n, 256), 256>>>(out, in, B, T, C, H, base, sign, accumulate);
+    rope_kernel<<<ceil_div(n, 256), 256>>>(out, in, B, T, C, H, base, pos0, sign, accumulate);
     CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void rope_forward_cuda(float *out_btc3, const float *qkv_btc3, int B, int T, int C,
-                                  int H, double base) {
-    rope(out_btc3, qkv_btc3, B, T, C, H, base, 1.f, 0);
+                                  int H, double base, int pos0) {
+    rope(out_btc3, qkv_btc3, B, T, C, H, base, pos0, 1.f, 0);
 }
 
 extern "C" void rope_backward_cuda(float *dqkv_btc3, const float *dout_btc3, int B, int T, int C,
-                                   int H, double base) {
-    rope(dqkv_btc3, dout_btc3, B, T, C, H, base, -1.f, 1);
+                                   int H, double base, int pos0) {
+    rope(dqkv_btc3, dout_btc3, B, T, C, H, base, pos0, -1.f, 1);
 }

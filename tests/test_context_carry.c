@@ -1,0 +1,258 @@
+// Context parallelism at the level of one op: every row of the op table that carries its state
+// (carry_size) is run on its test shapes (double precision) whole, and as a chain of slices
+// (2 and 3 cuts, uneven) in which each slice starts from the state the previous one left,
+// exactly as the ranks of a context group do (src/mixer_layer.c):
+//   - the slices' outputs equal the whole call's;
+//   - backward in reverse, each slice handed the gradient of the state it leaves, gives the
+//     whole call's input and parameter gradients;
+//   - carry_through is the linear part of the slice's state map: S_out(S) - S_out(0) = A S,
+//     and its transpose is the adjoint, <A X, Y> = <X, A^T Y>;
+//   - the entering state's gradient equals a finite difference of the loss in that state.
+// A row whose slices ignored the carried state would fail the first check at every shape.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../kernels/ops.h"
+#include "../src/rng.h"
+
+static int failures = 0;
+
+static void report(const char *what, double err, double tol) {
+    int ok = err <= tol;
+    if (!ok) failures++;
+    printf("%-4s %-72s max err %.3g (tol %.3g)%s\n", ok ? "ok" : "FAIL", what, err, tol,
+           ok ? "" : " <--");
+}
+
+static double max_rel_err(const double *a, const double *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+        double e = fabs(a[i] - b[i]) / fmax(1.0, fabs(b[i]));
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
+static double *alloc0(size_t n) {
+    return calloc(n ? n : 1, sizeof(double));
+}
+
+// Inputs as the reference test draws them: per-token inputs ~ N(0, 1), the op's parameters as
+// a model initialises them (its own INIT_CUSTOM, constants) or ~ N(0, 0.5^2).
+static void draw_inputs(const OpDef_f64 *op, const OpShape *s, double **in, const size_t *n,
+                        uint64_t seed) {
+    OpParam p[OP_MAX_PARAMS];
+    int np = op->params ? op->params(s, p) : 0;
+    for (int i = 0; i < op->n_in; i++) {
+        in[i] = alloc0(n[i]);
+        uint64_t key = rng_key(seed, 91, (uint64_t)i, 0);
+        int pi = i - CORE_IN_PARAMS;
+        if (pi >= 0 && pi < np && p[pi].init == INIT_CUSTOM) {
+            op->init_param(s, pi, key, in[i]);
+            continue;
+        }
+        for (size_t j = 0; j < n[i]; j++)
+            in[i][j] = pi >= 0 && pi < np && p[pi].init == INIT_CONST
+                           ? p[pi].init_value
+                           : (pi >= 0 ? 0.5 : 1.0) * rng_normal(key, j);
+    }
+}
+
+// Rows [t0, t0 + len) of every sequence of a per-token buffer [B, T, w] into dst [B, len, w],
+// or back (to_whole: dst is the whole buffer, src the slice; added).
+static void slice_rows(double *dst, const double *src, int B, int T, int t0, int len, size_t w,
+                       int to_whole) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < len; t++) {
+            size_t whole = ((size_t)b * T + t0 + t) * w, part = ((size_t)b * len + t) * w;
+            for (size_t j = 0; j < w; j++) {
+                if (to_whole)
+                    dst[whole + j] += src[part + j];
+                else
+                    dst[part + j] = src[whole + j];
+            }
+        }
+}
+
+// The chain over the cuts; returns through out/din (added) the slices' outputs and gradients
+// in whole-call layout, and the state gradient entering slice 0 through dstate0.
+static void run_chain(const OpDef_f64 *op, const OpShape *s, double *const *in, const size_t *in_n,
+                      const double *dout, int n_cuts, const int *cut, double *out,
+                      double *const *din, double *dstate0) {
+    int B = s->B, T = s->T, n_sl = n_cuts + 1;
+    size_t tok_w[2] = {in_n[0] / ((size_t)B * T), in_n[1] / ((size_t)B * T)};
+    size_t whole_in[OP_MAX_IO] = {0}, whole_out[OP_MAX_IO] = {0}, whole_sv;
+    op->sizes(s, whole_in, whole_out, &whole_sv);
+    size_t out_w = whole_out[0] / ((size_t)B * T);  // C, or the core's own width
+    OpShape sl[8];
+    double *in_sl[8][OP_MAX_IO] = {{0}}, *out_sl[8], *saved[8], *state[9];
+    for (int k = 0; k < n_sl; k++) {
+        int t0 = k ? cut[k - 1] : 0, t1 = k < n_cuts ? cut[k] : T;
+        sl[k] = *s, sl[k].T = t1 - t0, sl[k].pos0 = s->pos0 + t0;
+        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO] = {0}, sv = 0;
+        op->sizes(&sl[k], n, on, &sv);
+        for (int i = 0; i < op->n_in; i++) {
+            if (i <= CORE_IN_XPROJ) {
+                in_sl[k][i] = alloc0(n[i]);
+                if (n[i]) slice_rows(in_sl[k][i], in[i], B, T, t0, sl[k].T, tok_w[i], 0);
+            } else {
+                in_sl[k][i] = in[i];
+            }
+        }
+        out_sl[k] = alloc0(on[0]);
+        saved[k] = alloc0(sv);
+        state[k + 1] = alloc0(op->carry_size(&sl[k]));
+    }
+    state[0] = NULL;
+    for (int k = 0; k < n_sl; k++) {
+        op->forward_carry(&sl[k], (const double *const *)in_sl[k], &out_sl[k], saved[k], state[k],
+                          state[k + 1]);
+        slice_rows(out, out_sl[k], B, T, k ? cut[k - 1] : 0, sl[k].T, out_w, 1);
+    }
+    // Backward in reverse: slice k gets the gradient of the state it leaves from slice k + 1.
+    double *dleave = NULL;
+    for (int k = n_sl - 1; k >= 0; k--) {
+        int t0 = k ? cut[k - 1] : 0;
+        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO], sv;
+        op->sizes(&sl[k], n, on, &sv);
+        double *dout_sl = alloc0(on[0]), *din_sl[OP_MAX_IO] = {0};
+        slice_rows(dout_sl, dout, B, T, t0, sl[k].T, out_w, 0);
+        for (int i = 0; i < op->n_in; i++)
+            din_sl[i] = i <= CORE_IN_XPROJ ? alloc0(n[i]) : din[i];  // parameters accumulate
+        double *denter = alloc0(op->carry_size(&sl[k]));
+        const double *outs[1] = {out_sl[k]}, *douts[1] = {dout_sl};
+        op->backward_carry(&sl[k], (const double *const *)in_sl[k], outs, saved[k], douts, din_sl,
+                           state[k], dleave, denter);
+        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) {
+            if (n[i]) slice_rows(din[i], din_sl[i], B, T, t0, sl[k].T, tok_w[i], 1);
+            free(din_sl[i]);
+        }
+        free(dout_sl), free(dleave);
+        dleave = denter;
+    }
+    memcpy(dstate0, dleave, sizeof(double) * op->carry_size(&sl[0]));
+    free(dleave);
+    for (int k = 0; k < n_sl; k++) {
+        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) free(in_sl[k][i]);
+        free(out_sl[k]), free(saved[k]), free(state[k + 1]);
+    }
+}
+
+static double dot(const double *a, const double *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint64_t seed) {
+    size_t in_n[OP_MAX_IO] = {0}, out_n[OP_MAX_IO] = {0}, sv = 0;
+    op->sizes(&s, in_n, out_n, &sv);
+    double *in[OP_MAX_IO] = {0};
+    draw_inputs(op, &s, in, in_n, seed);
+    double *out = alloc0(out_n[0]), *saved = alloc0(sv), *dout = alloc0(out_n[0]);
+    for (size_t j = 0; j < out_n[0]; j++) dout[j] = rng_normal(rng_key(seed, 92, 0, 0), j);
+    double *din[OP_MAX_IO] = {0}, *din_c[OP_MAX_IO] = {0};
+    for (int i = 0; i < op->n_in; i++) din[i] = alloc0(in_n[i]), din_c[i] = alloc0(in_n[i]);
+    op->forward(&s, (const double *const *)in, &out, saved);
+    const double *outs[1] = {out}, *douts[1] = {dout};
+    op->backward(&s, (const double *const *)in, outs, saved, douts, din);
+    int T = s.T;
+    int cuts[2][2] = {{T / 2 > 0 ? T / 2 : 1, 0}, {T / 3 > 0 ? T / 3 : 1, 2 * T / 3 + 1}};
+    int n_cuts[2] = {1, T >= 4 ? 2 : 1};
+    size_t sn = op->carry_size(&s);
+    for (int c = 0; c < 2; c++) {
+        if (T < 2) break;
+        double *out_c = alloc0(out_n[0]), *dstate0 = alloc0(sn);
+        for (int i = 0; i < op->n_in; i++) memset(din_c[i], 0, sizeof(double) * in_n[i]);
+        run_chain(op, &s, in, in_n, dout, n_cuts[c], cuts[c], out_c, din_c, dstate0);
+        char what[400];
+        snprintf(what, sizeof(what), "%s %s: %d slice(s), outputs", op->name, label, n_cuts[c] + 1);
+        report(what, max_rel_err(out_c, out, out_n[0]), 1e-10);
+        double worst = 0;
+        for (int i = 0; i < op->n_in; i++)
+            if (in_n[i]) {
+                double e = max_rel_err(din_c[i], din[i], in_n[i]);
+                worst = e > worst ? e : worst;
+            }
+        snprintf(what, sizeof(what), "%s %s: %d slice(s), every input's gradient", op->name, label,
+                 n_cuts[c] + 1);
+        report(what, worst, 1e-9);
+        free(out_c), free(dstate0);
+    }
+    // The entering state: S_out(S) - S_out(0) = A S; <A X, Y> = <X, A^T Y>; and dL/dS_in by
+    // central differences of L = <dout, out(S_in)> along a random direction.
+    // S: a state these inputs could leave (half the call's own final state: normalisers stay
+    // positive), slightly perturbed.
+    double *S = alloc0(sn), *Y = alloc0(sn), *out0 = alloc0(sn), *outS = alloc0(sn);
+    double *tmp = alloc0(out_n[0]);
+    op->forward_carry(&s, (const double *const *)in, &tmp, saved, NULL, out0);
+    for (size_t j = 0; j < sn; j++)
+        S[j] = 0.5 * out0[j] + 0.05 * rng_normal(rng_key(seed, 93, 0, 0), j),
+        Y[j] = rng_normal(rng_key(seed, 93, 1, 0), j);
+    op->forward_carry(&s, (const double *const *)in, &tmp, saved, S, outS);
+    double *AS = alloc0(sn), *AtY = alloc0(sn);
+    memcpy(AS, S, sizeof(double) * sn), memcpy(AtY, Y, sizeof(double) * sn);
+    if (op->carry_through) {
+        op->carry_through(&s, (const double *const *)in, AS, 0);
+        op->carry_through(&s, (const double *const *)in, AtY, 1);
+    }
+    for (size_t j = 0; j < sn; j++) outS[j] -= out0[j];
+    char what[400];
+    snprintf(what, sizeof(what), "%s %s: carry_through = S_out(S) - S_out(0)", op->name, label);
+    report(what, max_rel_err(AS, outS, sn), 1e-10);
+    double lhs = dot(AS, Y, sn), rhs = dot(S, AtY, sn);
+    snprintf(what, sizeof(what), "%s %s: carry_through transpose is the adjoint", op->name, label);
+    report(what, fabs(lhs - rhs) / fmax(1.0, fabs(lhs)), 1e-10);
+    double *dS = alloc0(sn);
+    for (int i = 0; i < op->n_in; i++) memset(din_c[i], 0, sizeof(double) * in_n[i]);
+    op->forward_carry(&s, (const double *const *)in, &out, saved, S, NULL);
+    op->backward_carry(&s, (const double *const *)in, outs, saved, douts, din_c, S, NULL, dS);
+    double h = 1e-5, *Sp = alloc0(sn);
+    for (size_t j = 0; j < sn; j++) Sp[j] = S[j] + h * Y[j];
+    op->forward_carry(&s, (const double *const *)in, &tmp, saved, Sp, NULL);
+    double lp = dot(dout, tmp, out_n[0]);
+    for (size_t j = 0; j < sn; j++) Sp[j] = S[j] - h * Y[j];
+    op->forward_carry(&s, (const double *const *)in, &tmp, saved, Sp, NULL);
+    double lm = dot(dout, tmp, out_n[0]), fd = (lp - lm) / (2 * h), an = dot(dS, Y, sn);
+    snprintf(what, sizeof(what), "%s %s: entering state's gradient vs finite differences",
+             op->name, label);
+    report(what, fabs(fd - an) / fmax(1.0, fabs(an)), 1e-6);
+    free(S), free(Y), free(out0), free(outS), free(AS), free(AtY), free(dS), free(Sp), free(tmp);
+    for (int i = 0; i < op->n_in; i++) free(in[i]), free(din[i]), free(din_c[i]);
+    free(out), free(saved), free(dout);
+}
+
+int main(void) {
+    int rows = 0;
+    for (int r = 0; r < N_OPS_f64; r++) {
+        const OpDef_f64 *op = OPS_f64[r];
+        if (!op->carry_size) continue;
+        if (!op->forward_carry || !op->backward_carry) {
+            printf("FAIL %s: carry_size without forward_carry/backward_carry\n", op->name);
+            failures++;
+            continue;
+        }
+        rows++;
+        for (int t = 0; t < op->n_tests; t++) {
+            OpShape s = op->tests[t].s;
+            char err[256];
+            if (op_options_apply(op->options, op->fixed, op->tests[t].opts, s.T, &s, err,
+                                 sizeof(err))) {
+                printf("FAIL %s shape %d: %s\n", op->name, t, err);
+                failures++;
+                continue;
+            }
+            char label[160];
+            snprintf(label, sizeof(label), "B%d T%d C%d H%d %s", s.B, s.T, s.C, s.H,
+                     op->tests[t].opts ? op->tests[t].opts : "");
+            check_shape(op, s, label, 1000 + (uint64_t)(31 * r + t));
+        }
+    }
+    printf("%d row(s) carry their state\n", rows);
+    if (!rows) failures++;
+    if (failures) printf("%d FAILURE(S)\n", failures);
+    return failures ? 1 : 0;
+}
