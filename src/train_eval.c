@@ -220,10 +220,12 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
     char err[512];
     if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
     eval_forward(m, data, b);
-    if (!lg) return;  // a context group's other ranks: the forward needed them, the figures not
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
+        // a context group's other ranks (lg NULL) take part: a recomputed layer's forward (a
+        // model.recompute block) passes states along the group
         int k = model_layer_aux_f32(m, l, aux);
+        if (!lg) continue;
         char line[8192];
         int len = snprintf(line, sizeof(line), "{\"event\":\"aux\",\"layer\":%d", l);
         printf("aux   layer %d |", l);

@@ -4,6 +4,7 @@
 #   - 1 rank == 2 ranks splitting T == 4 ranks splitting T == 4 ranks as 2 groups of 2, after 12
 #     training steps, parameters and AdamW moments within 1e-5 (relative), for each mixer family
 #     that carries its state; rotary positions, learned positions and the short convolution on;
+#   - the same with activation checkpointing and ZeRO-1 (2 groups of 2);
 #   - the evaluation of the same runs gives the same test accuracy (whole examples, not slices)
 #     and loss, as printed;
 #   - a split run stopped at step 6 and resumed ends bitwise where the straight split run ends;
@@ -48,6 +49,15 @@ for mixer in linear cosformer decay gla mamba2; do
       || { echo "FAIL: [$mixer] test acc, loss $a (1 rank) vs $b ($run)"; exit 1; }
   done
 done
+
+# With activation checkpointing (the recomputed forward passes states along the group again)
+# and ZeRO-1 over the 4 ranks of 2 groups.
+"${mpirun[@]}" -n 4 "$madtrain" "${common[@]}" model.mixer=gla parallel.context=2 \
+  model.recompute=all optim.zero=1 run.dir="$work/gla-2x2-recompute-zero" \
+  > "$work/gla-2x2-recompute-zero.log"
+sliced "$work/gla-2x2-recompute-zero.log" 2 2 16
+echo "[gla] 1 rank vs 2 groups of 2 with model.recompute=all and optim.zero=1:"
+"$params_diff" "$work/gla-1/final_state.bin" "$work/gla-2x2-recompute-zero/final_state.bin" 1e-5
 
 # Resume: split run stopped at step 6, resumed split (bitwise) and resumed on one rank.
 gla=(model.mixer=gla checkpoint.every_steps=3)
