@@ -123,11 +123,18 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
     MixerSlots slot = mixer_slots(cfg, layer);
     if (cfg->cp.size > 1) {
         const char *name = F(OPS)[cfg->mixer[layer]]->name;
-        if (!core->carry_size || !core->forward_carry || !core->backward_carry) {
+        // A bidirectional form (an option `causal` set false) reads the whole sequence.
+        const OpOption *causal = op_option_find(F(OPS)[cfg->mixer[layer]]->options, "causal");
+        int bidirectional = 0;
+        if (causal) memcpy(&bidirectional, s.opt.bytes + causal->offset, sizeof(int));
+        bidirectional = causal && !bidirectional;
+        if (!core->carry_size || !core->forward_carry || !core->backward_carry || bidirectional) {
             snprintf(err, errlen,
-                     "parallel.context: model.mixer %s has no context-parallel form on %s (its "
-                     "state is not carried across a cut of the sequence); use parallel.context: 1",
-                     name, k->name);
+                     "parallel.context: model.mixer %s has no context-parallel form on %s (%s); "
+                     "use parallel.context: 1",
+                     name, k->name,
+                     bidirectional ? "mixer.causal false reads the whole sequence"
+                                   : "its state is not carried across a cut of the sequence");
             return -1;
         }
         int Tl = cfg->seq_len / cfg->cp.size;

@@ -217,8 +217,8 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
     for (size_t j = 0; j < sn; j++) Sp[j] = S[j] - h * Y[j];
     op->forward_carry(&s, (const double *const *)in, &tmp, saved, Sp, NULL);
     double lm = dot(dout, tmp, out_n[0]), fd = (lp - lm) / (2 * h), an = dot(dS, Y, sn);
-    snprintf(what, sizeof(what), "%s %s: entering state's gradient vs finite differences",
-             op->name, label);
+    snprintf(what, sizeof(what), "%s %s: entering state's gradient vs finite differences", op->name,
+             label);
     report(what, fabs(fd - an) / fmax(1.0, fabs(an)), 1e-6);
     free(S), free(Y), free(out0), free(outS), free(AS), free(AtY), free(dS), free(Sp), free(tmp);
     for (int i = 0; i < op->n_in; i++) free(in[i]), free(din[i]), free(din_c[i]);
@@ -245,6 +245,12 @@ int main(void) {
                 failures++;
                 continue;
             }
+            // A bidirectional shape (mixer.causal false) reads the whole sequence: the model
+            // refuses it under parallel.context, so there is no chain to check.
+            const OpOption *causal = op_option_find(op->options, "causal");
+            int causal_value = 1;
+            if (causal) memcpy(&causal_value, s.opt.bytes + causal->offset, sizeof(int));
+            if (!causal_value) continue;
             char label[160];
             snprintf(label, sizeof(label), "B%d T%d C%d H%d %s", s.B, s.T, s.C, s.H,
                      op->tests[t].opts ? op->tests[t].opts : "");
