@@ -95,6 +95,9 @@ refused "T 32 in 3 slices" "parallel.context (3) must divide the sequence length
 refused "softmax has no carried state" "model.mixer softmax has no context-parallel form" \
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=softmax parallel.context=2 \
   run.dir="$work/bad3"
+refused "a bidirectional mixer" "mixer.causal false reads the whole sequence" \
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear mixer.causal=false \
+  parallel.context=2 run.dir="$work/bad6"
 refused "packed rows" "parallel.context > 1 does not split packed rows" \
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" data.task=word_problem data.pack=true \
   parallel.context=2 \
@@ -102,7 +105,7 @@ refused "packed rows" "parallel.context > 1 does not split packed rows" \
 refused "slices shorter than the convolution" "shorter than the short convolution's window" \
   "${mpirun[@]}" -n 4 "$madtrain" "${common[@]}" data.seq_len=8 data.num_kv_pairs=2 \
   model.mixer=linear mixer.conv_kernel=4 parallel.context=4 run.dir="$work/bad5"
-for d in bad1 bad2 bad3 bad4 bad5; do
+for d in bad1 bad2 bad3 bad4 bad5 bad6; do
   [[ ! -e "$work/$d/final_state.bin" ]] || { echo "FAIL: $d wrote a final state"; exit 1; }
 done
 echo "PASSED"
