@@ -688,6 +688,58 @@ static void check_aux(void) {
         run_free(&mr);
     }
 
+    // Hydra's state kv = sum_t kh_t (.) v_t is diagonal: with keys k_t = e_t (T = C) its
+    // entries are v_t[t], and its effective rank is exp of the entropy of |v_t[t]| / sum.
+    {
+        Run hr = run_new("hydra", shape("hydra", 1, 6, 6, 1, "hydra_norm=none"), 705);
+        double total = 0, h = 0;
+        for (int t = 0; t < 6; t++) {
+            double *x = hr.in[0] + (size_t)t * 18;
+            for (int j = 0; j < 6; j++) x[6 + j] = t == j;
+            total += fabs(x[12 + t]);
+        }
+        for (int t = 0; t < 6; t++) {
+            double p = fabs(hr.in[0][(size_t)t * 18 + 12 + t]) / total;
+            h -= p > 0 ? p * log(p) : 0;
+        }
+        n = hr.op->aux(&hr.s, (const double *const *)hr.in, a);
+        report("hydra state_erank == exp(entropy of |diag kv|), one-hot keys",
+               fabs(aux_value(a, n, "state_erank") - exp(h)), 1e-12);
+        run_free(&hr);
+    }
+    // HSS: at full rank the held state is the dense one, so its effective rank is linear
+    // attention's on the same inputs; at rank 1 it is the projected state's (Jacobi SVD).
+    {
+        Run hf = run_new("hss", shape("hss", 2, 9, 16, 2, "chunk=4 hss_leaf=2 hss_rank=4"), 706);
+        Run lf = run_new("linear", shape("linear", 2, 9, 16, 2, "chunk=4"), 706);
+        memcpy(lf.in[CORE_IN_QKV], hf.in[CORE_IN_QKV], sizeof(double) * hf.in_n[CORE_IN_QKV]);
+        n = hf.op->aux(&hf.s, (const double *const *)hf.in, a);
+        double e_hss = aux_value(a, n, "state_erank");
+        n = lf.op->aux(&lf.s, (const double *const *)lf.in, a);
+        report("hss state_erank at full rank == linear's (the dense state)",
+               fabs(e_hss - aux_value(a, n, "state_erank")), 1e-9);
+        run_free(&lf);
+        hf.s = shape("hss", 2, 9, 16, 2, "chunk=4 hss_leaf=2 hss_rank=1");
+        Run h1 = run_new("hss", hf.s, 706);
+        memcpy(h1.in[CORE_IN_QKV], hf.in[CORE_IN_QKV], sizeof(double) * hf.in_n[CORE_IN_QKV]);
+        n = h1.op->aux(&h1.s, (const double *const *)h1.in, a);
+        double expect = 0, pk[8], S[64], PS[64];
+        for (int bh = 0; bh < 4; bh++) {
+            memset(S, 0, sizeof(S));
+            for (int t = 0; t < 9; t++) {
+                const double *k = q_of(&h1, bh / 2, t, bh % 2) + 16;
+                ref_phi(&h1.s, NULL, k, pk);
+                for (int i = 0; i < 8; i++)
+                    for (int j = 0; j < 8; j++) S[i * 8 + j] += pk[i] * k[16 + j];
+            }
+            ref_hss_project(&h1.s, h1.in[CORE_IN_PARAMS], h1.in[CORE_IN_PARAMS + 1], S, PS);
+            expect += jacobi_effective_rank(PS, 8) / 4;
+        }
+        report("hss state_erank at rank 1 == the projected state's, Jacobi SVD",
+               fabs(aux_value(a, n, "state_erank") - expect), 1e-6);
+        run_free(&h1), run_free(&hf);
+    }
+
     // The layer counts NaN/Inf in the core's input and output.
     ModelConfig cfg;
     char cerr[256];

@@ -363,8 +363,33 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
     return t.J;
 }
 
+// The effective rank of the state the HSS form holds, P(S_T) (leaves kept, off-diagonal blocks
+// projected on the bases U, V), per (batch, head) averaged: next to the dense state's (linear),
+// how much of it the compression keeps.
+static double hss_state_erank(const OpShape *s, const real *const *in) {
+    int B = s->B, T = s->T, H = s->H, D = s->C / H;
+    HssTree t = hss_tree_of(s);
+    int m = t.m;
+    F(FeatureMap) fm = F(fmap_open)(s, in + CORE_IN_PARAMS + 2);
+    real *f = malloc(sizeof(real) * (size_t)T * m);
+    double *S = malloc(sizeof(double) * (size_t)m * D), *PS = malloc(sizeof(double) * m * D);
+    double *U = malloc(sizeof(double) * (size_t)m * t.Ru), *V = malloc(sizeof(double) * D * t.Rv);
+    for (size_t i = 0; i < (size_t)m * t.Ru; i++) U[i] = in[CORE_IN_PARAMS][i];
+    for (size_t i = 0; i < (size_t)D * t.Rv; i++) V[i] = in[CORE_IN_PARAMS + 1][i];
+    double sum = 0;
+    for (int bh = 0; bh < B * H; bh++) {
+        dense_final_state(s, &fm, in[CORE_IN_QKV], bh, m, f, S);
+        ref_hss_project(s, U, V, S, PS);
+        sum += F(state_effective_rank)(PS, m, D);
+    }
+    free(f), free(S), free(PS), free(U), free(V);
+    F(fmap_close)(&fm);
+    return sum / (B * H);
+}
+
 // Feature-map time; the state memory of the HSS form over the dense one,
-// (2^J leaf^2 + sum over depths of 2^l r_u r_v) / (m D) per head; the off-diagonal energies.
+// (2^J leaf^2 + sum over depths of 2^l r_u r_v) / (m D) per head; the held state's effective
+// rank; the off-diagonal energies.
 int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out) {
     HssTree t = hss_tree_of(s);
     double stored = (double)(1 << t.J) * (t.m >> t.J) * (t.D >> t.J);
@@ -372,7 +397,8 @@ int F(attention_hss_aux)(const OpShape *s, const real *const *in, OpAux *out) {
     out[0] = (OpAux){.name = "feature_map_ms",
                      .value = F(fmap_time_ms)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2)};
     out[1] = (OpAux){.name = "state_memory_ratio", .value = stored / ((double)t.m * t.D)};
-    return 2 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2, out + 2);
+    out[2] = (OpAux){.name = "state_erank", .value = hss_state_erank(s, in)};
+    return 3 + F(hss_offdiag_energy)(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 2, out + 3);
 }
 
 // ---- the row -----------------------------------------------------------------------------------
@@ -437,7 +463,8 @@ const F(OpDef) F(op_hss) = {
     .flops = hss_flops, .reference = hss_reference,
     .aux_cols = {{"feature_map_ms", AUX_SUM, "feature map ms", 3},
                  {"offdiag_energy_depth", AUX_MEAN, "off-diag top-r energy", 4},
-                 {"state_memory_ratio", AUX_LAST, "state memory HSS/dense", 4}},
+                 {"state_memory_ratio", AUX_LAST, "state memory HSS/dense", 4},
+                 {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 6,
     .tests = {{{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=2 hss_rank=1"},
               {{.B = 2, .T = 7, .C = 16, .H = 2}, "chunk=3 hss_leaf=4 hss_rank=4 feature_map=relu normalize=false"},

@@ -177,13 +177,37 @@ static const OpOption hydra_options[] = {
     MIXER_CAUSAL_OPTION(offsetof(HydraOpts, causal)),
     {NULL}};
 
+// The state's effective rank: kv_T = sum_t kh_t (.) v_t is a diagonal C x C state, whose
+// singular values are |kv_i|: exp of the entropy of |kv_i| / sum_j |kv_j|, per sequence
+// averaged (1: one channel carries it, C: every channel alike).
+static int hydra_aux(const OpShape *s, const real *const *in, OpAux *out) {
+    int B = s->B, T = s->T, C = s->C;
+    real *kv = malloc(sizeof(real) * C);
+    double sum = 0;
+    for (int b = 0; b < B; b++) {
+        memset(kv, 0, sizeof(real) * C);
+        add_kv(kv, in[0], b, T, C, 0, T);
+        double total = 0, h = 0;
+        for (int i = 0; i < C; i++) total += fabs(kv[i]);
+        for (int i = 0; i < C && total > 0; i++) {
+            double p = fabs(kv[i]) / total;
+            if (p > 0) h -= p * log(p);
+        }
+        sum += total > 0 ? exp(h) : 0;
+    }
+    free(kv);
+    out[0] = (OpAux){.name = "state_erank", .value = sum / B};
+    return 1;
+}
+
 // clang-format off
 const F(OpDef) F(op_hydra) = {
     .name = "hydra", .n_in = 1, .n_out = 1,
     .sizes = hydra_sizes, .forward = hydra_fwd, .backward = hydra_bwd, .options = hydra_options,
     .mixer = 1,
     .help = "Hydra attention: heads = channels, cosine kernel (mixer.hydra_norm, mixer.causal)",
-    .flops = hydra_flops, .reference = hydra_reference,
+    .flops = hydra_flops, .reference = hydra_reference, .aux = hydra_aux,
+    .aux_cols = {{"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 8,
     .tests = {{{.B = 2, .T = 6, .C = 8}, "hydra_norm=count"},
               {{.B = 1, .T = 5, .C = 6}, "hydra_norm=none"},

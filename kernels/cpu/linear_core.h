@@ -94,6 +94,11 @@ int F(hss_offdiag_energy)(const OpShape *s, const real *qkv_btc3, const real *co
                           OpAux *out);
 
 // ---- the family's explicit oracles (linear_reference.c, double only) -------------------------
+// The HSS projection P(S) of one m x D state (double; compiled once, in the double build, which
+// every binary links): the oracle's, and also what the float build's state_erank figure of
+// an HSS state measures.
+void ref_hss_project(const OpShape *s, const double *U, const double *V, const double *S,
+                     double *PS);
 #ifdef MT_DOUBLE
 void ref_circulant_matrix(int m, int D, const double *r, const double *sg, double *W);
 void ref_phi(const OpShape *s, const double *W, const double *x, double *phi);
@@ -101,8 +106,6 @@ double *ref_dense_projection(const OpShape *s, const double *const *fparams);
 void ref_linear_attention(const OpShape *s, const double *qkv, const double *const *fparams,
                           const double *lam_pre_bthl, const double *lam_bias_hl, int causal,
                           double *out);
-void ref_hss_project(const OpShape *s, const double *U, const double *V, const double *S,
-                     double *PS);
 void ref_hss_attention(const OpShape *s, const double *qkv, const double *U, const double *V,
                        const double *const *fparams, double *out);
 #endif
