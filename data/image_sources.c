@@ -17,6 +17,9 @@
 #endif
 #ifdef MT_WITH_JPEG
 #include <jpeglib.h>  // after stdio.h, which it needs
+// clang-format off
+#include <jerror.h>  // after jpeglib.h
+// clang-format on
 #endif
 
 static int is_file(const char *path) {
