@@ -414,5 +414,42 @@ open(t, "wb").write(b"\x80\x02cos\nsystem\nX\x07\x00\x00\x00echo hi\x85R.")
 fail_case("code-calling-pickle", ["--cifar", t, "--test-fraction", "0.2"], "os.system")
 fail_case("no-split", ["--npz", os.path.join(work, "all.npz")], "--test-fraction")
 
+# ---- 5. damaged shards: prep check and the loader name the file ------------------------------
+def damaged(name, edit):
+    out = os.path.join(work, "damaged-" + name)
+    shutil.copytree(os.path.join(work, "from-npz"), out)
+    with h5py.File(os.path.join(out, "test-00000.h5"), "r+") as f:
+        edit(f)
+    return out, os.path.join(out, "test-00000.h5")
+
+
+def flip_pixel(f):
+    im = f["images"]
+    im[0, 0, 0, 0] = 255 - im[0, 0, 0, 0]
+
+
+def bad_label(f):
+    f["labels"][3] = 10
+
+
+def other_size(f):
+    im = f["images"][:, :, :7, :]
+    del f["images"]
+    f.create_dataset("images", data=im)
+    f.attrs["checksum_crc32"] = np.uint32(zlib.crc32(f["labels"][:].tobytes(), zlib.crc32(im.tobytes())))
+
+
+for name, edit, want, where in (("checksum", flip_pixel, "checksum mismatch", "check"),
+                                ("label", bad_label, "is outside [0, num_classes 10)", "check"),
+                                ("size", other_size, "do not match the training images", "train")):
+    out, shard = damaged(name, edit)
+    args = ["prep", "check", out] if where == "check" else [
+        "train", "data.path=" + out, "data.eval_split=test", "run.dir=" + out + "/run"]
+    r = subprocess.run([madtrain, *args], capture_output=True, text=True)
+    lines = [l for l in r.stderr.splitlines() if "error" in l]
+    check(r.returncode != 0 and len(lines) == 1 and want in lines[0]
+          and (shard in lines[0] or out in lines[0]),
+          f"damaged image shard ({name}): {where} says {lines}")
+
 print(f"{'FAILED' if failures else 'PASSED'}: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
