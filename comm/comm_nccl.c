@@ -67,6 +67,34 @@ void comm_nccl_bucket_start(NcclComm *n, float *buf, size_t count) {
     comm_nccl_allreduce_sum_f32(n, buf, count, n->stream);
 }
 
+void comm_nccl_bucket_reduce_owned(NcclComm *n, float *buf, size_t lo, size_t hi,
+                                   const size_t *owners) {
+    CUDA_CHECK_C(n->host, cudaEventRecord(n->ready, 0));
+    CUDA_CHECK_C(n->host, cudaStreamWaitEvent(n->stream, n->ready, 0));
+    NCCL_CHECK(n->host, ncclGroupStart());
+    for (int q = 0; q < n->host->world; q++) {
+        size_t a = owners[q] > lo ? owners[q] : lo, b = owners[q + 1] < hi ? owners[q + 1] : hi;
+        if (a < b)  // in place: the owner's part becomes the sum, the others' are left as they were
+            NCCL_CHECK(n->host, ncclReduce(buf + a, buf + a, b - a, ncclFloat32, ncclSum, q,
+                                           n->comm, n->stream));
+    }
+    NCCL_CHECK(n->host, ncclGroupEnd());
+}
+
+// NCCL's all-gather wants equal counts; the slices (whole blocks, optim.h) need not be equal,
+// so each owner broadcasts its own, all in one group.
+void comm_nccl_allgather_slices_f32(NcclComm *n, float *all, const size_t *at) {
+    CUDA_CHECK_C(n->host, cudaEventRecord(n->ready, 0));
+    CUDA_CHECK_C(n->host, cudaStreamWaitEvent(n->stream, n->ready, 0));
+    NCCL_CHECK(n->host, ncclGroupStart());
+    for (int q = 0; q < n->host->world; q++)
+        if (at[q + 1] > at[q])
+            NCCL_CHECK(n->host, ncclBroadcast(all + at[q], all + at[q], at[q + 1] - at[q],
+                                              ncclFloat32, q, n->comm, n->stream));
+    NCCL_CHECK(n->host, ncclGroupEnd());
+    comm_nccl_wait(n, n->stream, 600);
+}
+
 void comm_nccl_bucket_wait(NcclComm *n, double timeout_s) {
     comm_nccl_wait(n, n->stream, timeout_s);
 }

@@ -71,7 +71,10 @@ static void start_bucket(GradReducer *r, int b) {
             break;
         case REDUCE_NCCL:
 #ifdef MT_WITH_CUDA
-            comm_nccl_bucket_start(r->nccl, r->grads + lo, hi - lo);
+            if (r->owners)
+                comm_nccl_bucket_reduce_owned(r->nccl, r->grads, lo, hi, r->owners);
+            else
+                comm_nccl_bucket_start(r->nccl, r->grads + lo, hi - lo);
 #endif
             break;
     }

@@ -89,17 +89,23 @@ typedef struct {
     int64_t bad_in_row;   // non-finite steps in a row
     int have_checkpoint;  // one to roll back to
     double grad_norm;     // the last step's, before clipping
-    float *staging;       // ZeRO on a device: the parameters' host copy for the all-gather
+    float *staging;       // ZeRO on a device over MPI: the parameters' host copy for the all-gather
+    const Device *dev;
 } Trainer;
 
-// ZeRO-1: every rank's updated slice of the parameters to every rank (through a host copy on a
-// device; the parameters are host memory on the CPU backend).
-static void allgather_params(Run *run, float *staging) {
+// ZeRO-1: every rank's updated slice of the parameters to every rank (by NCCL on a device
+// that reduces by NCCL, else through a host copy on a device; the parameters are host memory
+// on the CPU backend).
+static void allgather_params(Run *run, const Device *dev, float *staging) {
     const Backend_f32 *k = run->k;
     const Shards *sh = &run->shards;
     float *params = run->model.params;
     if (k == &BACKEND_CPU_f32) {
         comm_allgather_slices_f32(run->comm, params, sh->at);
+        return;
+    }
+    if (dev->reduce == REDUCE_NCCL) {
+        device_nccl_allgather(dev, params, sh->at);
         return;
     }
     size_t lo = shard_lo(sh), hi = shard_hi(sh);
@@ -238,7 +244,7 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
             k->scale(model->grads + lo, (float)(cfg->grad_clip / norm), hi - lo);
         adamw_update_range(k, model->params, model->grads, run->adam_m, run->adam_v, model->info,
                            model->n_tensors, t->ap, step + 1 - run->st.skipped_steps, lo, hi);
-        if (sh->on) allgather_params(run, t->staging);
+        if (sh->on) allgather_params(run, t->dev, t->staging);
     }
     run->st.step = step + 1;
     run->st.tokens += t->GB * t->T_full;  // every token of the global batch, slices or not
@@ -289,13 +295,10 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
     install_signal_handlers();
     fault_file_size_limit(cfg);
     size_t bucket_elems = (size_t)(cfg->bucket_mb * 1e6 / sizeof(float));
+    t->dev = dev;
     t->reducer = grad_reducer_create(comm, dev->k, dev->reduce, dev->nccl, model->grads,
                                      model->n_params, bucket_elems);
     if (run->shards.on) {
-        if (dev->reduce == REDUCE_NCCL)
-            comm_fatal(comm, MT_EXIT_USAGE,
-                       "optim.zero: 1 runs its reduce-scatter and all-gather over MPI for now: "
-                       "set comm.backend: mpi (NCCL's are not wired yet)");
         grad_reducer_owners(t->reducer, run->shards.at);
         const Shards *sh = &run->shards;
         if (!comm->rank)
@@ -304,7 +307,8 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
                 "[%zu, %zu) of %zu), gradients reduced to their slice's rank, parameters "
                 "all-gathered\n",
                 comm->world, sh->at[1] - sh->at[0], sh->at[0], sh->at[1], sh->n);
-        if (dev->k != &BACKEND_CPU_f32) t->staging = xmalloc(sizeof(float) * model->n_params);
+        if (dev->k != &BACKEND_CPU_f32 && dev->reduce != REDUCE_NCCL)
+            t->staging = xmalloc(sizeof(float) * model->n_params);
     }
     if (!comm->rank && comm->world > 1) {
         printf("all-reduce: %d bucket(s) of up to %.3g MB, started as backward finishes each\n",

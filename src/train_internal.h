@@ -102,6 +102,8 @@ typedef struct {
 // after one line on stderr (the same on every rank, so all stop together).
 int device_open(const Config *cfg, Comm *comm, Device *d);
 void device_close(Device *d);
+// ZeRO-1 over NCCL: every rank's slice [at[q], at[q + 1]) of the device buffer to every rank.
+void device_nccl_allgather(const Device *d, float *all, const size_t *at);
 
 // ---- run_state.c --------------------------------------------------------------------------
 typedef struct {

@@ -6,7 +6,8 @@
 #    cos-LogLinear, HSS, Hydra, rope, gate, short conv, gelu/swiglu, tied/untied head,
 #    learned positions)
 #  - 2 ranks sharing the GPU (MPI, host-staged, small buckets) == 1 rank, within 1e-5
-#  - 1 rank through NCCL == 1 rank through MPI, bitwise
+#  - 1 rank through NCCL == 1 rank through MPI, bitwise; with ZeRO-1 (NCCL reduce and
+#    broadcast of the slices) too
 #  - the refusal of NCCL with ranks sharing a GPU
 # Skips (77) with the reason when no GPU is visible or the build has no CUDA.
 set -euo pipefail
@@ -81,6 +82,14 @@ TOL=2e-2 compare_curves bf16-softmax-linear model.mixer=softmax,linear precision
 grep -q "comm nccl" "$work/nccl.log" || { echo "FAIL: the NCCL run did not use NCCL"; fail=1; }
 echo "1 rank, NCCL vs MPI:"
 "$params_diff" "$work/cuda-1rank/final_state.bin" "$work/cuda-nccl/final_state.bin" --bitwise || fail=1
+
+# ZeRO-1 over NCCL on one rank: its reduce to the owner and its broadcast of the slice are in
+# place, so the result is the NCCL run's bitwise (the calls run; their sums need 2 GPUs).
+"$madtrain" "${common[@]}" device=cuda comm.backend=nccl optim.zero=1 \
+  run.dir="$work/cuda-nccl-zero" > "$work/nccl-zero.log"
+grep -q "^optim.zero: AdamW moments" "$work/nccl-zero.log" || { echo "FAIL: ZeRO did not run"; fail=1; }
+echo "1 rank, NCCL with ZeRO-1 vs NCCL:"
+"$params_diff" "$work/cuda-nccl/final_state.bin" "$work/cuda-nccl-zero/final_state.bin" --bitwise || fail=1
 
 if command -v mpirun > /dev/null; then
   mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2)
