@@ -27,7 +27,7 @@ sliced() {  # LOG GROUPS SIZE TOKENS: the run split its sequences as the compari
 }
 test_acc() { sed -n 's/^done: .*test acc \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2/p' "$1"; }
 
-for mixer in linear cosformer decay gla mamba2; do
+for mixer in linear cosformer decay gla mamba2 deltanet gated_deltanet; do
   extra=(model.mixer=$mixer)
   [[ $mixer == linear ]] && extra+=(model.rope=on)
   [[ $mixer == cosformer ]] && extra+=(mixer.max_len=32)

@@ -67,8 +67,10 @@ static void delta_l2n_back(const real *y, const real *dy, int D, real scale, rea
 //      (Tm V - Tm diag(exp Gc) K S = U - W S of mixers.md: "Unew", by forward substitution)
 //   O  = diag(exp Gc) Q S + ((Q K^T) (.) Gam (.) M) U          (M: causal, diagonal included)
 //   S' = exp(Gc_last) S + (exp(Gc_last - Gc) (.) K)^T U
+// Context parallelism: S starts at state_in [B, H, D, D] (NULL: zero); the last S goes to
+// state_out (NULL: not wanted).
 static void delta_forward(const OpShape *s, int gated, const real *const *in, real *const *out,
-                          real *sv) {
+                          real *sv, const real *state_in, real *state_out) {
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = delta_chunk(s);
     int nc = n_chunks(s);
     const real *qkv = in[CORE_IN_QKV];
@@ -77,6 +79,7 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
         real *S = calloc((size_t)D * D, sizeof(real));
+        if (state_in) memcpy(S, state_in + (size_t)bh * D * D, sizeof(real) * D * D);
         real *Q = malloc(sizeof(real) * L * D), *K = malloc(sizeof(real) * L * D);
         real *U = malloc(sizeof(real) * L * D), *beta = malloc(sizeof(real) * L);
         real *Gc = malloc(sizeof(real) * L);
@@ -129,6 +132,7 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
                     for (int j = 0; j < D; j++) S[i * D + j] += w * K[p * D + i] * U[p * D + j];
             }
         }
+        if (state_out) memcpy(state_out + (size_t)bh * D * D, S, sizeof(real) * D * D);
         free(S), free(Q), free(K), free(U), free(beta), free(Gc);
     }
 }
@@ -147,9 +151,11 @@ static void delta_forward(const OpShape *s, int gated, const real *const *in, re
 // to the per-token g). dq, dk of the normalised vectors then go through the normalisations.
 // The parameters' gradients are summed per (batch, head), then over the batch in a fixed order
 // (bitwise reproducible for any thread count).
+// The leaving state's gradient starts dS' (the chunk code already carries any dS', with its
+// decay terms); after chunk 0, dS' is the entering state's gradient.
 static void delta_backward(const OpShape *s, int gated, const real *const *in,
                            const real *const *out, const real *sv, const real *const *dout,
-                           real *const *din) {
+                           real *const *din, const real *dstate_out, real *dstate_in) {
     (void)out;
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = delta_chunk(s);
     int nc = n_chunks(s), E = gated ? 2 * H : H, neg = OPT_OF(DeltaOpts, s).neg_eigval;
@@ -162,8 +168,9 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
         int b = bh / H, h = bh % H;
         size_t LD = (size_t)L * D, LL = (size_t)L * L;
         real *dSn = calloc((size_t)D * D, sizeof(real));  // dS' of the chunk being swept
-        real *dSp = malloc(sizeof(real) * D * D);         // dS of its entering state
-        real *qs = malloc(sizeof(real) * D);              // q_r^T S
+        if (dstate_out) memcpy(dSn, dstate_out + (size_t)bh * D * D, sizeof(real) * D * D);
+        real *dSp = malloc(sizeof(real) * D * D);  // dS of its entering state
+        real *qs = malloc(sizeof(real) * D);       // q_r^T S
         real *buf = malloc(sizeof(real) * (10 * LD + 2 * LL + 7 * (size_t)L));
         real *Q = buf, *K = Q + LD, *U = K + LD, *KS = U + LD, *KdS = KS + LD, *dU = KdS + LD;
         real *dX = dU + LD, *dQ = dX + LD, *dK = dQ + LD, *Vb = dK + LD;
@@ -302,6 +309,8 @@ static void delta_backward(const OpShape *s, int gated, const real *const *in,
                 }
             }
         }
+        if (dstate_in)
+            for (size_t i = 0; i < (size_t)D * D; i++) dstate_in[(size_t)bh * D * D + i] += dSn[i];
         free(dSn), free(dSp), free(qs), free(buf);
     }
     if (gated)
@@ -433,20 +442,75 @@ static int gdelta_reference(const OpShape *s, const double *const *in, double *o
 #define gdelta_reference NULL
 #endif
 
+// A slice's transition S -> A_T ... A_1 S, A_t = alpha_t (I - beta_t k_t k_t^T) (k_t normalised),
+// applied token by token; every A_t is symmetric, so the transpose is the same steps in
+// reverse order.
+static void delta_carry_through(const OpShape *s, int gated, const real *const *in, real *state,
+                                int transpose) {
+    int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H;
+    real *k = malloc(sizeof(real) * D), *kS = malloc(sizeof(real) * D);
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        real *S = state + (size_t)bh * D * D;
+        for (int step = 0; step < T; step++) {
+            int t = transpose ? T - 1 - step : step;
+            real beta, g;
+            delta_l2n(in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + C + h * D, D, 1, k);
+            delta_gates(s, gated, in, b, t, h, &beta, &g);
+            real a = exp(g);
+            for (int j = 0; j < D; j++) kS[j] = 0;
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) kS[j] += k[i] * S[i * D + j];
+            for (int i = 0; i < D; i++)
+                for (int j = 0; j < D; j++) S[i * D + j] = a * (S[i * D + j] - beta * k[i] * kS[j]);
+        }
+    }
+    free(k), free(kS);
+}
+
 // The two rows' entry points: the kernels above with the gate off (deltanet) or on.
+static void delta_fwd_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                            const real *state_in, real *state_out) {
+    delta_forward(s, 0, in, out, sv, state_in, state_out);
+}
+static void gdelta_fwd_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                             const real *state_in, real *state_out) {
+    delta_forward(s, 1, in, out, sv, state_in, state_out);
+}
 static void delta_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
-    delta_forward(s, 0, in, out, sv);
+    delta_forward(s, 0, in, out, sv, NULL, NULL);
 }
 static void gdelta_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
-    delta_forward(s, 1, in, out, sv);
+    delta_forward(s, 1, in, out, sv, NULL, NULL);
+}
+static void delta_bwd_carry(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din,
+                            const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)state_in;  // saved with the chunk states
+    delta_backward(s, 0, in, out, sv, dout, din, dstate_out, dstate_in);
+}
+static void gdelta_bwd_carry(const OpShape *s, const real *const *in, const real *const *out,
+                             const real *sv, const real *const *dout, real *const *din,
+                             const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)state_in;
+    delta_backward(s, 1, in, out, sv, dout, din, dstate_out, dstate_in);
 }
 static void delta_bwd(const OpShape *s, const real *const *in, const real *const *out,
                       const real *sv, const real *const *dout, real *const *din) {
-    delta_backward(s, 0, in, out, sv, dout, din);
+    delta_backward(s, 0, in, out, sv, dout, din, NULL, NULL);
 }
 static void gdelta_bwd(const OpShape *s, const real *const *in, const real *const *out,
                        const real *sv, const real *const *dout, real *const *din) {
-    delta_backward(s, 1, in, out, sv, dout, din);
+    delta_backward(s, 1, in, out, sv, dout, din, NULL, NULL);
+}
+static void delta_through(const OpShape *s, const real *const *in, real *state, int transpose) {
+    delta_carry_through(s, 0, in, state, transpose);
+}
+static void gdelta_through(const OpShape *s, const real *const *in, real *state, int transpose) {
+    delta_carry_through(s, 1, in, state, transpose);
+}
+static size_t delta_carry_size(const OpShape *s) {
+    return (size_t)s->B * s->H * (s->C / s->H) * (s->C / s->H);
 }
 static void delta_sizes(const OpShape *s, size_t *in, size_t *out, size_t *saved) {
     delta_sizes_any(s, 0, in, out, saved);
@@ -506,6 +570,8 @@ const F(OpDef) F(op_deltanet) = {
     .check = delta_check, .aux = delta_aux, .options = delta_options, .mixer = 1,
     .help = "DeltaNet: linear attention with a delta-rule state update (mixers.md 11)",
     .flops = delta_flops, .reference = delta_reference,
+    .carry_size = delta_carry_size, .forward_carry = delta_fwd_carry,
+    .backward_carry = delta_bwd_carry, .carry_through = delta_through,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
                  {"state_erank", AUX_MEAN, "state eff. rank", 2}},
     .n_tests = 6, .tests = DELTA_TESTS};
@@ -517,6 +583,8 @@ const F(OpDef) F(op_gated_deltanet) = {
     .check = gdelta_check, .aux = gdelta_aux, .options = gdelta_options, .mixer = 1,
     .help = "Gated DeltaNet: DeltaNet with a Mamba-2 style per-token decay (mixers.md 12)",
     .flops = gdelta_flops, .reference = gdelta_reference,
+    .carry_size = delta_carry_size, .forward_carry = gdelta_fwd_carry,
+    .backward_carry = gdelta_bwd_carry, .carry_through = gdelta_through,
     .aux_cols = {{"beta_mean", AUX_MEAN, "mean beta_t", 4},
                  {"decay_mean", AUX_MEAN, "mean decay a_t", 4},
                  {"state_erank", AUX_MEAN, "state eff. rank", 2}},
