@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "../data/h5util.h"
+#include "../data/images.h"
+#include "../kernels/rng.h"
 #include "data_config.h"
 #include "optim.h"
 #include "train_internal.h"
@@ -49,6 +51,45 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
     }
     mixer_options_from(c, mc);
     return config_recompute_layers(c->recompute, mc->n_layers, mc->recompute, err, n);
+}
+
+// The ViT path (the data serves images): the token model's config from the same keys, then the
+// image's geometry. T is the tokens per image; rotary positions are off under model.rope auto
+// (positions come from model.pos). One line in err naming the key when the image and the
+// model do not fit together.
+static int vision_config_from(const Config *c, const Loader *data, ModelConfig *mc, char *err,
+                              size_t n) {
+    ImageGeom g = loader_image_geom(data);
+    VisionConfig v = {(int)c->patch, g.height,   g.width,    g.channels,
+                      c->pool,       c->vit_pos, c->dropout, c->label_smoothing};
+    if (g.height % v.patch || g.width % v.patch) {
+        snprintf(err, n, "model.patch (%d) must divide the images' height and width (%d x %d)",
+                 v.patch, g.height, g.width);
+        return -1;
+    }
+    if (v.pos == VIT_POS_SINCOS2D && c->d_model % 4) {
+        snprintf(err, n, "model.pos sincos2d needs model.d_model (%lld) a multiple of 4",
+                 (long long)c->d_model);
+        return -1;
+    }
+    if (c->head != HEAD_LM) {
+        snprintf(err, n, "model.head %s is for token tasks; image data has a classification head",
+                 config_enum_name("model.head", c->head));
+        return -1;
+    }
+    Config tc = *c;
+    tc.seq_len = vit_tokens(&v);
+    tc.vocab_size = 0;
+    if (tc.rope == ROPE_AUTO) tc.rope = ROPE_OFF;
+    if (model_config_from(&tc, g.num_classes, vit_tokens(&v), mc, err, n)) return -1;
+    mc->vision = v;
+    mc->tie_embeddings = 0, mc->max_positions = 0;
+    return 0;
+}
+
+// The step's dropout stream: a pure function of (seed, step).
+static uint64_t train_dropout_key(const Config *cfg, int64_t step) {
+    return rng_key((uint64_t)cfg->seed, 0xD40B, (uint64_t)step, 0);
 }
 
 // ---- signals ---------------------------------------------------------------------------
@@ -149,13 +190,17 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     int64_t base = run->st.data_position + comm->rank * (t->GB / t->W);
     int *ids = t->batch.ids, *targets = t->batch.targets;
     int *pos = loader_packed(t->data) ? t->batch.pos : NULL;
-    if (loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
+    int images = loader_is_images(t->data);
+    if (images ? loader_train_images(t->data, base, accum * mb, t->batch.pixels, targets, err,
+                                     sizeof(err))
+               : loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
         comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
+    int64_t per_example = images ? 1 : T;  // labels per image; targets per sequence
     fault_fail_at_step(cfg, comm, step);
     // One small all-reduce carries the global count of scored positions and any stop
     // request, so every rank learns both at the same step boundary.
     double head[2] = {0, stop_requested || fault_stop_at_step(cfg, step) ? 1 : 0};
-    for (size_t i = 0; i < (size_t)(accum * mb * T); i++) head[0] += targets[i] >= 0;
+    for (size_t i = 0; i < (size_t)(accum * mb * per_example); i++) head[0] += targets[i] >= 0;
     comm_allreduce_sum_f64(comm, head, 2);
     if (head[1] > 0) return STEP_STOP;
     // The loss is the mean over the scored positions of the whole global batch: with the
@@ -164,22 +209,30 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     float scale = head[0] > 0 ? (float)(1.0 / head[0]) : 0.0f;
     model_zero_grad_f32(model);
     fault_nan_gradient(cfg, comm, run, step);
-    double stats[4] = {0};
+    double stats[5] = {0};
     grad_reducer_begin(t->reducer);
+    size_t pixels_per_image = images ? (size_t)model->cfg.vision.height * model->cfg.vision.width *
+                                           model->cfg.vision.channels
+                                     : 0;
     for (int64_t a = 0; a < accum; a++) {
-        ForwardStats st = model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
-                                                   pos ? pos + a * mb * T : NULL, scale);
+        ImageStep is = {1, train_dropout_key(cfg, step), base + a * mb};
+        ForwardStats st =
+            images ? model_forward_images_f32(model, t->batch.pixels + a * mb * pixels_per_image,
+                                              targets + a * mb, &is, scale)
+                   : model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
+                                              pos ? pos + a * mb * T : NULL, scale);
         // the last micro-step's backward finishes the gradients: reduce while it runs
         model->on_grads_final = a == accum - 1 ? grad_reducer_hook : NULL;
         model->grads_final_ctx = t->reducer;
         model_backward_f32(model);
         stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
         stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
+        stats[4] += st.top5_sum;
     }
     model->on_grads_final = NULL;
     grad_reducer_finish(t->reducer);
-    comm_allreduce_sum_f64(comm, stats, 4);
-    for (int i = 0; i < 4; i++) t->interval.sums[i] += stats[i];
+    comm_allreduce_sum_f64(comm, stats, 5);
+    for (int i = 0; i < 5; i++) t->interval.sums[i] += stats[i];
 
     // Computed on the device, in blocks (optim.h: Shards); every rank gets the same norm (its
     // own slice's blocks with ZeRO), so NaN/Inf is seen, and the step skipped, on all ranks
@@ -316,7 +369,7 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         if ((step + 1) % cfg->log_every == 0) memset(t->interval.sums, 0, sizeof(t->interval.sums));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
             run_evals(model, t->data, cfg, comm, lg, step + 1, last, last_eval, &t->batch);
-            if (last && !comm->rank && !loader_is_lm(t->data))
+            if (last && !comm->rank && !loader_is_lm(t->data) && !loader_is_images(t->data))
                 report_aux(lg, model, t->data, &t->batch);
         }
         int due =
@@ -388,22 +441,26 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Loader *data = loader_open(&data_opt, comm->rank, comm->world, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
-    if (model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err, sizeof(err))) {
+    int images = loader_is_images(data);
+    if (images ? vision_config_from(cfg, data, &mc, err, sizeof(err))
+               : model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err,
+                                   sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
     Device dev;
     int rc = device_open(cfg, comm, &dev);
     if (rc) return rc;
+    // T: tokens per sequence, or per image (its patches, and the class token)
+    int T = images ? vit_tokens(&mc.vision) : loader_seq_len(data);
     if ((rc = check_memory(comm, &mc, dev.k,
-                           (int)(cfg->batch_size / (comm->world * cfg->grad_accum)),
-                           loader_seq_len(data))))
+                           (int)(cfg->batch_size / (comm->world * cfg->grad_accum)), T)))
         return rc;
     Run run = {.cfg = cfg, .comm = comm, .k = dev.k};
     if ((rc = run_build(&run, &mc))) return rc;
     Model_f32 *model = &run.model;
     int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world;
-    int mb = (int)(GB / (W * accum)), T = loader_seq_len(data);
+    int mb = (int)(GB / (W * accum));
     int64_t steps = cfg->steps;
     if (cfg->epochs > 0) {
         if (loader_train_size(data) <= 0) {
@@ -438,7 +495,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .lg = &lg,
         .data = data,
         .batch = {xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step),
-                  xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step)},
+                  xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step),
+                  images ? xmalloc(sizeof(float) * (size_t)accum * mb * mc.vision.height *
+                                   mc.vision.width * mc.vision.channels)
+                         : NULL},
         .GB = GB,
         .W = W,
         .accum = accum,
@@ -448,6 +508,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay},
         .have_checkpoint = resumed,
     };
+    t.interval.images = images;
     EvalResult last_eval = {0};
     int exit_code = 0;
     if (eval_only)
@@ -457,6 +518,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     log_close(&lg);
     loader_close(data);
     free(t.batch.ids), free(t.batch.targets), free(t.batch.levels), free(t.batch.pos);
+    free(t.batch.pixels);
     grad_reducer_free(t.reducer);
     free(t.staging);
     run_free(&run);
