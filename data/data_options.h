@@ -61,4 +61,7 @@ typedef struct {
     int64_t prefetch;     // batches the reader thread reads ahead
     int verify;           // checksum and range-check every shard once at open
     int hdf5_errors;      // print HDF5's own error stack too
+    // Image shards (data/images.h): training augmentation, a pure function of (seed, position).
+    int64_t crop_pad;  // random crop of the image zero-padded (after normalisation) by this
+    int hflip;         // random horizontal flip
 } DataOptions;

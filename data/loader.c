@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image_set.h"
+#include "images.h"
 #include "reader.h"
 #include "synthetic.h"
 #include "util.h"
@@ -23,7 +25,8 @@ typedef struct {
 } Packer;
 
 struct Loader {
-    Reader *shards;  // NULL: in-process task
+    Reader *shards;     // NULL: in-process task
+    ImageData *images;  // image shards (images.h): served instead of shards
     Task task;
     Sampler sampler;
     int pack;
@@ -108,6 +111,14 @@ static void pack_rows(Loader *l, int split, int64_t first, int64_t count, int *i
 Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen) {
     Loader *l = xcalloc(1, sizeof(Loader));
     snprintf(l->eval_split, sizeof(l->eval_split), "%s", o->eval_split);
+    if (o->path[0] && image_set_detect(o->path)) {
+        l->images = image_data_open(o, err, errlen);
+        if (!l->images) {
+            free(l);
+            return NULL;
+        }
+        return l;
+    }
     if (o->path[0]) {
         l->shards = reader_open(o, rank, world, err, errlen);
         if (!l->shards) {
@@ -133,7 +144,9 @@ Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t
 
 void loader_close(Loader *l) {
     if (!l) return;
-    if (l->shards)
+    if (l->images)
+        image_data_close(l->images);
+    else if (l->shards)
         reader_close(l->shards);
     else
         sampler_free(&l->sampler);
@@ -143,36 +156,49 @@ void loader_close(Loader *l) {
 }
 
 int loader_vocab(const Loader *l) {
+    if (l->images) return image_data_classes(l->images)->num_classes;
     return l->shards ? reader_vocab(l->shards) : l->task.vocab;
 }
 int loader_seq_len(const Loader *l) {
+    if (l->images) return 0;  // images have no sequence length: loader_image_geom
     return l->shards ? reader_seq_len(l->shards) : l->task.T;
 }
 int loader_packed(const Loader *l) {
     return l->pack;
 }
 int64_t loader_train_size(const Loader *l) {
+    if (l->images) return image_data_split(l->images, 0)->n;
     if (l->pack) return l->packer[SPLIT_TRAIN].rows;
     return l->shards ? reader_train_size(l->shards) : l->task.n_train;
 }
 int64_t loader_eval_size(const Loader *l, EvalSplit split) {
+    if (l->images) return split == EVAL_TEST ? image_data_split(l->images, 1)->n : 0;
     if (l->shards) return split == EVAL_TEST ? reader_eval_size(l->shards) : 0;
     if (l->pack) return l->packer[split == EVAL_TEST ? SPLIT_TEST : SPLIT_VALID].rows;
     return split == EVAL_TEST ? l->task.n_test : l->task.n_valid;
 }
 const char *loader_eval_name(const Loader *l, EvalSplit split) {
-    if (l->shards) return l->eval_split;
+    if (l->shards || l->images) return l->eval_split;
     return split == EVAL_TEST ? "test" : "valid";
 }
 int loader_is_lm(const Loader *l) {
     return l->shards && reader_is_lm(l->shards);
 }
 const char *loader_describe(const Loader *l) {
+    if (l->images) return image_data_describe(l->images);
     return l->shards ? reader_describe(l->shards) : l->describe;
+}
+
+static int refuse_images(char *err, size_t errlen) {
+    snprintf(err, errlen,
+             "data.path holds image shards: they are read as images (loader_train_images), not "
+             "as token sequences");
+    return -1;
 }
 
 int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets, int *pos,
                  char *err, size_t errlen) {
+    if (l->images) return refuse_images(err, errlen);
     if (l->shards) return reader_train(l->shards, first, count, ids, targets, err, errlen);
     if (l->pack) {
         pack_rows(l, SPLIT_TRAIN, first, count, ids, targets, NULL, pos);
@@ -187,6 +213,7 @@ int loader_train(Loader *l, int64_t first, int64_t count, int *ids, int *targets
 
 int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *ids, int *targets,
                 int *levels, int *pos, char *err, size_t errlen) {
+    if (l->images) return refuse_images(err, errlen);
     int T = loader_seq_len(l);
     if (l->shards) {
         if (levels)
@@ -206,4 +233,52 @@ int loader_eval(Loader *l, EvalSplit split, int64_t first, int64_t count, int *i
             task_example(&l->task, split_id, first + j, ids + j * T, targets + j * T);
     }
     return 0;
+}
+
+// ---- images (images.h) --------------------------------------------------------------------
+int loader_is_images(const Loader *l) {
+    return l->images != NULL;
+}
+
+ImageGeom loader_image_geom(const Loader *l) {
+    ImageGeom g = {0, 0, 0, 0};
+    if (!l->images) return g;
+    const ImageArray *a = image_data_split(l->images, 0);
+    g.height = a->H, g.width = a->W, g.channels = a->C;
+    g.num_classes = image_data_classes(l->images)->num_classes;
+    return g;
+}
+
+const char *loader_class_name(const Loader *l, int c) {
+    const ImageClasses *k = l->images ? image_data_classes(l->images) : NULL;
+    return k && c >= 0 && c < k->num_classes ? k->class_names[c] : "";
+}
+
+static int not_images(char *err, size_t errlen) {
+    snprintf(err, errlen,
+             "the data is not image shards (data.path names no `madtrain prep images` "
+             "folder)");
+    return -1;
+}
+
+int loader_train_images(Loader *l, int64_t first, int64_t count, float *pixels_nhwc, int *labels,
+                        char *err, size_t errlen) {
+    if (!l->images) return not_images(err, errlen);
+    if (first < 0 || count < 0) {
+        snprintf(err, errlen, "training positions [%lld, +%lld) are invalid", (long long)first,
+                 (long long)count);
+        return -1;
+    }
+    image_data_train(l->images, first, count, pixels_nhwc, labels);
+    return 0;
+}
+
+int loader_eval_images(Loader *l, EvalSplit split, int64_t first, int64_t count, float *pixels_nhwc,
+                       int *labels, char *err, size_t errlen) {
+    if (!l->images) return not_images(err, errlen);
+    if (split != EVAL_TEST) {
+        snprintf(err, errlen, "image shards hold no valid split besides data.eval_split");
+        return -1;
+    }
+    return image_data_eval(l->images, first, count, pixels_nhwc, labels, err, errlen);
 }

@@ -11,6 +11,8 @@ void prep_clock_start(void);  // the start of the command, for progress lines an
 // argv[0] is the tool's name; the tool reads its own options.
 int prep_wikitext(int argc, char **argv);
 int prep_check(int argc, char **argv);
+// `prep images`: CIFAR, PNG/JPEG folders or an .npz into image shards (prep_images.c).
+int prep_images(int argc, char **argv);
 // The in-process task of o as sequence shards in out: train (o->train_examples) and valid
 // (o->test_examples), per_shard sequences a shard, gzip level 0 (contiguous) to 9.
 int prep_synthetic(const DataOptions *o, const char *out, int64_t per_shard, int gzip);

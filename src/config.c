@@ -152,6 +152,11 @@ static const ConfigKey CONFIG_KEYS[] = {
     BOOL("data.verify", "true", verify_data,
          "shards: check checksums and token ids on open (each rank its share of the shards)"),
     INT("data.prefetch", "4", 1, 1024, prefetch, "shards: batches the reader thread reads ahead"),
+    INT("data.crop_pad", "0", 0, 4096, crop_pad,
+        "image shards: random crop of the training image padded by this many pixels on each "
+        "side (padding = the channel mean, 0 after normalisation; 0 = no crop)"),
+    BOOL("data.hflip", "false", hflip,
+         "image shards: mirror each training image left-right with probability 1/2"),
 
     INT("train.batch_size", "64", 1, 1 << 30, batch_size,
         "global batch (sequences per step, all ranks)"),

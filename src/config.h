@@ -49,6 +49,8 @@ typedef struct {
     char eval_dump[1024];
     int64_t eval_stride, prefetch;
     int verify_data;
+    int64_t crop_pad;  // image shards: data.crop_pad, data.hflip (augmentation)
+    int hflip;
     // training
     int64_t batch_size, grad_accum, steps, eval_every, log_every, eval_examples;
     double epochs;

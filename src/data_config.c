@@ -37,6 +37,8 @@ DataOptions data_options_from_config(const Config *c) {
         .prefetch = c->prefetch,
         .verify = c->verify_data,
         .hdf5_errors = c->hdf5_errors,
+        .crop_pad = c->crop_pad,
+        .hflip = c->hflip,
     };
     snprintf(o.path, sizeof(o.path), "%s", c->data_path);
     snprintf(o.eval_split, sizeof(o.eval_split), "%s", c->eval_split);

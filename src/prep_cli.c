@@ -20,6 +20,8 @@ static void prep_usage(FILE *f) {
         "                              [--test FILE] [options]\n"
         "       madtrain prep synthetic --out DIR [--config FILE] [--task mqar|ar]\n"
         "                              [key=value ...] [options]\n"
+        "       madtrain prep images --out DIR (--npz FILE | --cifar PATH | --folder DIR)\n"
+        "                              [--test-fraction F] [--seed N] [options]\n"
         "       madtrain prep check DIR\n\n"
         "wikitext   word-level tokenisation as WikiText is distributed (whitespace-separated\n"
         "           tokens, <unk> kept, <eos> at every line end), vocabulary from the training\n"
@@ -39,6 +41,19 @@ static void prep_usage(FILE *f) {
         "           valid (the data.test_examples held-out examples). Training on them with\n"
         "           the same keys and data.path=DIR gives exactly the in-process batches.\n"
         "  --shard-examples N      sequences per shard (default 1048576)\n"
+        "images     labelled images into image shards (uint8 [N, H, W, C], int32 labels, class\n"
+        "           names, the training split's per-channel mean and std; docs/data-format.md)\n"
+        "  --npz FILE              images [N,H,W(,C)] (uint8, or float in [0,1]) + labels, or\n"
+        "                          train_images/train_labels/test_images/test_labels;\n"
+        "                          class_names optional (np.savez or np.savez_compressed)\n"
+        "  --cifar PATH            CIFAR-10/100 as distributed: the python pickle or the\n"
+        "                          binary folder (or one batch file); --coarse: CIFAR-100's\n"
+        "                          20 superclasses\n"
+        "  --folder DIR            DIR/<class>/*.png|jpg (DIR/train + DIR/test or DIR/val\n"
+        "                          when present; Tiny ImageNet's layout too)\n"
+        "  --test-fraction F       hold out this fraction when the source has no test split\n"
+        "                          (required then; chosen by --seed, default 0)\n"
+        "  --shard-images N        images per shard (default 1048576)\n"
         "check      opens every shard of DIR's manifest and verifies it (checksum, ids, and\n"
         "           that DIR/tokenizer.model is the subword model that wrote them)\n\n"
         "common options:\n"
@@ -118,12 +133,15 @@ int prep_main(int argc, char **argv) {
     if (!strcmp(tool, "wikitext")) return prep_wikitext(argc - 1, argv + 1);
     if (!strcmp(tool, "synthetic")) return synthetic_cli(argc - 1, argv + 1);
     if (!strcmp(tool, "check")) return prep_check(argc - 1, argv + 1);
+    if (!strcmp(tool, "images")) return prep_images(argc - 1, argv + 1);
     if (tool[0])
         fprintf(stderr,
-                "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, check)\n",
+                "madtrain: error: prep: unknown tool '%s' (tools: wikitext, synthetic, images, "
+                "check)\n",
                 tool);
     else
-        fprintf(stderr, "madtrain: error: prep: which tool? (wikitext, synthetic, check)\n");
+        fprintf(stderr,
+                "madtrain: error: prep: which tool? (wikitext, synthetic, images, check)\n");
     prep_usage(stderr);
     return MT_EXIT_USAGE;
 }
