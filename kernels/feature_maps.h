@@ -91,6 +91,15 @@ OP_OPTIONS_STRUCT(LinearOpts)
             "longest sequence: cosFormer's M, log-linear levels (0 = data.seq_len)"        \
     }
 
+// The options of the linear rows (linear, favor, circulant_favor, cosformer): the family's, and
+// mixer.causal. The other ops of the family (log-linear, HSS) are causal only and do not embed
+// it, so a block of theirs never reads as bidirectional.
+typedef struct {
+    LinearOpts lin;
+    int causal;  // 0: every token reads the whole sequence, S = sum_s phi(k_s) v'_s^T
+} LinearRowOpts;
+OP_OPTIONS_STRUCT(LinearRowOpts)
+
 static inline int fmap_is_random(int map) {
     return map == FEATURE_FAVOR || map == FEATURE_CIRCULANT;
 }

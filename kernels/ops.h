@@ -57,6 +57,15 @@ typedef struct {
     const char *help;
 } OpOption;
 
+// mixer.causal, declared alike by every row that has a non-causal (bidirectional) form: true,
+// token t reads tokens s <= t; false, every token reads every token of its sequence (the call's
+// T). A row without this option has no non-causal form.
+#define MIXER_CAUSAL_OPTION(offset_)                                                       \
+    {                                                                                      \
+        "causal", OPT_BOOL, "true", NULL, 0, 1, (offset_), 0,                              \
+            "causal (token t reads s <= t) or bidirectional (every token of the sequence)" \
+    }
+
 // Parses `value` for option o into the option block (0, or -1 with a message naming the key).
 int op_option_parse(const OpOption *o, const char *value, void *block, char *err, size_t errlen);
 // Writes option o's value in the block as YAML would spell it.

@@ -1,7 +1,8 @@
-// Causal linear attention of any feature map (mixers.md sections 0, 2-5). Per (batch, head):
+// Linear attention of any feature map (mixers.md sections 0, 2-5), causal or bidirectional
+// (mixer.causal). Per (batch, head):
 //   P = phi(Q), Fk = phi(K) [T, m], V' = [V | 1] when normalised (the ones column carries the
 //   normaliser z through the same products), N' = causal linear attention (P, Fk, V') in
-//   chunkwise form, o = N'[:, :D] / (N'[:, D] + eps).
+//   chunkwise form, or P (Fk^T V') when bidirectional, o = N'[:, :D] / (N'[:, D] + eps).
 // Only the normaliser is saved; features and chunk states are recomputed (cheap next to the
 // GEMMs, and it keeps memory at O(T D) instead of O(T D^2 / chunk)).
 #include <stdlib.h>
@@ -20,6 +21,7 @@ static void load_values(real *v, const real *qkv_head, int T, int C, int D, int 
 void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_btc3,
                                  const real *const *fmap_params, const OpShape *shape) {
     const LinearOpts lo = OPT_OF(LinearOpts, shape);
+    const int causal = OPT_OF(LinearRowOpts, shape).causal;
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
     int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
     F(FeatureMap) fm = F(fmap_open)(shape, fmap_params);
@@ -35,7 +37,10 @@ void F(attention_linear_forward)(real *out_btc, real *den_bht, const real *qkv_b
             F(fmap_forward)(&fm, T, head, 3 * C, p);
             F(fmap_forward)(&fm, T, head + C, 3 * C, f);
             load_values(v, head, T, C, D, Dv);
-            F(la_forward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, num, Dv);
+            if (causal)
+                F(la_forward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, num, Dv);
+            else
+                F(la_full_forward)(T, m, Dv, p, m, f, m, v, Dv, num, Dv);
             for (int t = 0; t < T; t++) {
                 real *o = out_btc + ((size_t)b * T + t) * C + h * D;
                 const real *nr = num + (size_t)t * Dv;
@@ -53,6 +58,7 @@ void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, co
                                   const real *out_btc, const real *den_bht, const real *qkv_btc3,
                                   const real *const *fmap_params, const OpShape *shape) {
     const LinearOpts lo = OPT_OF(LinearOpts, shape);
+    const int causal = OPT_OF(LinearRowOpts, shape).causal;
     int B = shape->B, T = shape->T, C = shape->C, H = shape->H, D = C / H;
     int m = F(fmap_width)(shape), Dv = lo.normalize ? D + 1 : D;
     F(FeatureMap) fm = F(fmap_open)(shape, fmap_params);
@@ -85,7 +91,10 @@ void F(attention_linear_backward)(real *dqkv_btc3, real *const *dfmap_params, co
             memset(dp, 0, sizeof(real) * (size_t)T * m);
             memset(df, 0, sizeof(real) * (size_t)T * m);
             memset(dv, 0, sizeof(real) * (size_t)T * Dv);
-            F(la_backward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
+            if (causal)
+                F(la_backward)(T, m, Dv, lo.chunk, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
+            else
+                F(la_full_backward)(T, m, Dv, p, m, f, m, v, Dv, dn, Dv, dp, m, df, m, dv, Dv);
             real *dhead = dqkv_btc3 + off, *dparam = gsize ? dparam_bh + bh * gsize : NULL;
             F(fmap_backward)(&fm, T, head, 3 * C, p, dp, dhead, 3 * C, dparam);
             F(fmap_backward)(&fm, T, head + C, 3 * C, f, df, dhead + C, 3 * C, dparam);
@@ -133,20 +142,22 @@ static int linear_aux(const OpShape *s, const real *const *in, OpAux *out) {
 
 // Per head and token: the map of q and k (a D x m projection each for FAVOR+; five D log2 D
 // per FFT of a circulant block, forward and back), the state update and readout (2 m Dv each)
-// and the in-chunk causal part (c (m + Dv) on average over the chunk).
+// and, when causal, the in-chunk part (c (m + Dv) on average over the chunk).
 static double linear_flops(const OpShape *s) {
     const LinearOpts o = OPT_OF(LinearOpts, s);
+    const int causal = OPT_OF(LinearRowOpts, s).causal;
     double D = (double)s->C / s->H, m = fmap_width_of(s), Dv = o.normalize ? D + 1 : D;
     double c = o.chunk < s->T ? o.chunk : s->T, map = 0;
     if (o.feature_map == FEATURE_FAVOR) map = 2 * 2 * m * D;
     if (o.feature_map == FEATURE_CIRCULANT)
         map = 2 * circ_blocks((int)m, (int)D) * 2 * 5 * D * log2(D > 1 ? D : 2);
-    return s->H * (map + 4 * m * Dv + c * (m + Dv));
+    return s->H * (map + 4 * m * Dv + (causal ? c * (m + Dv) : 0));
 }
 
 #ifdef MT_DOUBLE
 static int linear_reference(const OpShape *s, const double *const *in, double *out) {
-    ref_linear_attention(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, NULL, NULL, out);
+    ref_linear_attention(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS, NULL, NULL,
+                         OPT_OF(LinearRowOpts, s).causal, out);
     return 0;
 }
 #define LINEAR_REFERENCE linear_reference
@@ -154,7 +165,9 @@ static int linear_reference(const OpShape *s, const double *const *in, double *o
 #define LINEAR_REFERENCE NULL
 #endif
 
-static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
+static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(offsetof(LinearRowOpts, lin)),
+                                          MIXER_CAUSAL_OPTION(offsetof(LinearRowOpts, causal)),
+                                          {NULL}};
 
 // Test shapes: small, odd where possible (T = 7 with chunk 3 crosses chunk boundaries and
 // leaves a partial last chunk; T < chunk checks the single-chunk path). Random-feature shapes
@@ -184,33 +197,45 @@ static const OpOption linear_options[] = {LINEAR_OPTION_SPECS(0), {NULL}};
 
 // clang-format off
 LINEAR_ROW(linear,
-    "causal linear attention, feature map mixer.feature_map (elu1, relu, ...), chunkwise", NULL,
-    .n_tests = 6,
+    "linear attention, feature map mixer.feature_map (elu1, relu, ...), chunkwise when causal",
+    NULL,
+    .n_tests = 10,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
               {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 feature_map=relu"},
               {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 normalize=false"},
               {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=64"},
               {{.B = 1, .T = 1, .C = 4, .H = 1}, "chunk=4"},
-              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 feature_map=relu"}});
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 feature_map=relu"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 causal=false"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "feature_map=relu normalize=false causal=false"},
+              {{.B = 1, .T = 1, .C = 4, .H = 1}, "causal=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 causal=false"}});
 LINEAR_ROW(favor, "FAVOR+: positive orthogonal random features (mixer.features, mixer.qk_norm)",
     "feature_map=favor",
-    .n_tests = 3,
+    .n_tests = 5,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 features=6"},
               {{.B = 2, .T = 5, .C = 8, .H = 2}, "chunk=64 features=12 qk_norm=false"},
-              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"}});
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "features=6 causal=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "features=11 qk_norm=false causal=false"}});
 LINEAR_ROW(circulant_favor,
     "FAVOR+ with a circulant projection C(r) diag(s) by FFT, r learned, s fixed",
     "feature_map=circulant",
-    .n_tests = 3,
+    .n_tests = 5,
     .tests = {{{.B = 2, .T = 7, .C = 10, .H = 2}, "chunk=3 features=7"},
               {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 features=8 qk_norm=false"},
-              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"}});
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 features=11"},
+              {{.B = 2, .T = 7, .C = 10, .H = 2}, "features=7 causal=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "features=11 causal=false"}});
 LINEAR_ROW(cosformer,
     "cosFormer: relu features re-weighted by cos(pi/2 (t-s)/M), M = mixer.max_len",
     "feature_map=cosformer",
-    .n_tests = 4,
+    .n_tests = 7,
     .tests = {{{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3"},
               {{.B = 2, .T = 7, .C = 8, .H = 2}, "chunk=3 max_len=9"},
               {{.B = 2, .T = 6, .C = 8, .H = 2}, "chunk=4 normalize=false"},
-              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 max_len=160"}});
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "chunk=16 max_len=160"},
+              {{.B = 2, .T = 7, .C = 8, .H = 2}, "causal=false"},
+              {{.B = 2, .T = 6, .C = 8, .H = 2}, "max_len=9 normalize=false causal=false"},
+              {{.B = 1, .T = 65, .C = 10, .H = 2}, "max_len=160 causal=false"}});
 // clang-format on

@@ -391,7 +391,7 @@ static double loglinear_flops(const OpShape *s) {
 #ifdef MT_DOUBLE
 static int loglinear_reference(const OpShape *s, const double *const *in, double *out) {
     ref_linear_attention(s, in[CORE_IN_QKV], in + CORE_IN_PARAMS + 1, in[CORE_IN_XPROJ],
-                         in[CORE_IN_PARAMS], out);
+                         in[CORE_IN_PARAMS], 1, out);
     return 0;
 }
 #define LOGLINEAR_REFERENCE loglinear_reference

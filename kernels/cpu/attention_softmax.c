@@ -1,8 +1,10 @@
-// Causal multi-head softmax attention (mixers.md section 1). One (batch, head) per OpenMP
-// iteration; inside it BLAS does QK^T and PV (the OpenMP OpenBLAS runs single-threaded inside
-// a parallel region, so the two levels of parallelism do not oversubscribe the cores).
-// The probabilities P [B,H,T,T] are saved for backward: this is the CPU reference, where
-// memory is cheap and recomputation would double the time.
+// Multi-head softmax attention (mixers.md section 1), causal or bidirectional (mixer.causal). One
+// (batch, head) per OpenMP iteration; inside it BLAS does QK^T and PV (the OpenMP OpenBLAS runs
+// single-threaded inside a parallel region, so the two levels of parallelism do not oversubscribe
+// the cores). The probabilities P [B,H,T,T] are saved for backward: this is the CPU reference,
+// where memory is cheap and recomputation would double the time.
+#include "../attention_softmax.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +12,9 @@
 #include "../real.h"
 #include "vexp.h"
 
+// causal = 0: row t covers every key (j < T), so the masked-out part below is empty.
 void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv_btc3, int B, int T,
-                                  int C, int H) {
+                                  int C, int H, int causal) {
     int D = C / H, ld = 3 * C;
     real scale = 1 / sqrt((real)D);
 #pragma omp parallel for schedule(static)
@@ -25,14 +28,15 @@ void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv
                    T);
         for (int t = 0; t < T; t++) {
             real *row = att + (size_t)t * T;
+            int last = causal ? t : T - 1;
             real mx = row[0];
-            for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j <= t; j++) row[j] = vexp(row[j] - mx);  // vectorised
+            for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j <= last; j++) row[j] = vexp(row[j] - mx);  // vectorised
             real sum = 0;
-            for (int j = 0; j <= t; j++) sum += row[j];  // in order: bitwise reproducible
+            for (int j = 0; j <= last; j++) sum += row[j];  // in order: bitwise reproducible
             real inv = 1 / sum;
-            for (int j = 0; j <= t; j++) row[j] *= inv;
-            for (int j = t + 1; j < T; j++) row[j] = 0;  // the zeros make PV a plain GEMM
+            for (int j = 0; j <= last; j++) row[j] *= inv;
+            for (int j = last + 1; j < T; j++) row[j] = 0;  // the zeros make PV a plain GEMM
         }
         cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1, att, T, v, ld, 0, o, C);
     }
@@ -40,7 +44,7 @@ void F(attention_softmax_forward)(real *out_btc, real *att_bhtt, const real *qkv
 
 // dV = P^T dO, dP = dO V^T, dS = P (.) (dP - rowsum(dP (.) P)), dQ = dS K s, dK = dS^T Q s.
 void F(attention_softmax_backward)(real *dqkv_btc3, const real *dout_btc, const real *qkv_btc3,
-                                   const real *att_bhtt, int B, int T, int C, int H) {
+                                   const real *att_bhtt, int B, int T, int C, int H, int causal) {
     int D = C / H, ld = 3 * C;
     real scale = 1 / sqrt((real)D);
 #pragma omp parallel
@@ -61,10 +65,11 @@ void F(attention_softmax_backward)(real *dqkv_btc3, const real *dout_btc, const 
             for (int t = 0; t < T; t++) {
                 const real *p = att + (size_t)t * T;
                 real *row = ds + (size_t)t * T;
+                int last = causal ? t : T - 1;
                 real dot = 0;
-                for (int j = 0; j <= t; j++) dot += row[j] * p[j];
-                for (int j = 0; j <= t; j++) row[j] = p[j] * (row[j] - dot);
-                for (int j = t + 1; j < T; j++) row[j] = 0;
+                for (int j = 0; j <= last; j++) dot += row[j] * p[j];
+                for (int j = 0; j <= last; j++) row[j] = p[j] * (row[j] - dot);
+                for (int j = last + 1; j < T; j++) row[j] = 0;
             }
             cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, scale, ds, T, k, ld, 1,
                        dq, ld);
@@ -82,43 +87,47 @@ static void softmax_sizes(const OpShape *s, size_t *in, size_t *out, size_t *sav
     *saved = (size_t)s->B * s->H * s->T * s->T;
 }
 static void softmax_fwd(const OpShape *s, const real *const *in, real *const *out, real *sv) {
-    F(attention_softmax_forward)(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H);
+    F(attention_softmax_forward)
+    (out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H, OPT_OF(SoftmaxOpts, s).causal);
 }
 static void softmax_bwd(const OpShape *s, const real *const *in, const real *const *out,
                         const real *sv, const real *const *dout, real *const *din) {
     (void)out;
     F(attention_softmax_backward)
-    (din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T, s->C, s->H);
+    (din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T, s->C, s->H,
+     OPT_OF(SoftmaxOpts, s).causal);
 }
 
-// Causal: QK^T and PV over (T + 1) / 2 keys on average, 2 D multiply-adds per key and head.
+// QK^T and PV, 2 D multiply-adds per key and head: over (T + 1) / 2 keys on average when
+// causal, over all T keys when bidirectional.
 static double softmax_flops(const OpShape *s) {
-    return 2.0 * s->T * s->C;
+    return (OPT_OF(SoftmaxOpts, s).causal ? 2.0 : 4.0) * s->T * s->C;
 }
 
 #ifdef MT_DOUBLE
-// o_t = sum_{u<=t} exp(q_t . k_u / sqrt(D)) v_u / sum_{u<=t} exp(q_t . k_u / sqrt(D)), term by
-// term with the running maximum subtracted.
+// o_t = sum_{u in U_t} exp(q_t . k_u / sqrt(D)) v_u / sum_{u in U_t} exp(q_t . k_u / sqrt(D)),
+// term by term with the running maximum subtracted; U_t = {u <= t} (causal) or {u < T}.
 static int softmax_reference(const OpShape *s, const double *const *in, double *out) {
-    int T = s->T, C = s->C, H = s->H, D = C / H;
+    int T = s->T, C = s->C, H = s->H, D = C / H, causal = OPT_OF(SoftmaxOpts, s).causal;
     double *w = malloc(sizeof(double) * T);
     for (int b = 0; b < s->B; b++)
         for (int h = 0; h < H; h++)
             for (int t = 0; t < T; t++) {
                 const double *q = in[CORE_IN_QKV] + ((size_t)b * T + t) * 3 * C + h * D;
                 double mx = -INFINITY, sum = 0;
-                for (int u = 0; u <= t; u++) {
+                int last = causal ? t : T - 1;
+                for (int u = 0; u <= last; u++) {
                     const double *k = in[CORE_IN_QKV] + ((size_t)b * T + u) * 3 * C + C + h * D;
                     double d = 0;
                     for (int j = 0; j < D; j++) d += q[j] * k[j];
                     w[u] = d / sqrt((double)D);
                     mx = w[u] > mx ? w[u] : mx;
                 }
-                for (int u = 0; u <= t; u++) sum += w[u] = exp(w[u] - mx);
+                for (int u = 0; u <= last; u++) sum += w[u] = exp(w[u] - mx);
                 double *o = out + ((size_t)b * T + t) * C + h * D;
                 for (int j = 0; j < D; j++) {
                     o[j] = 0;
-                    for (int u = 0; u <= t; u++)
+                    for (int u = 0; u <= last; u++)
                         o[j] += w[u] / sum *
                                 in[CORE_IN_QKV][((size_t)b * T + u) * 3 * C + 2 * C + h * D + j];
                 }
@@ -130,13 +139,21 @@ static int softmax_reference(const OpShape *s, const double *const *in, double *
 #define softmax_reference NULL
 #endif
 
+static const OpOption softmax_options[] = {MIXER_CAUSAL_OPTION(offsetof(SoftmaxOpts, causal)),
+                                           {NULL}};
+
 // clang-format off
 const F(OpDef) F(op_softmax) = {
     .name = "softmax", .n_in = 1, .n_out = 1,
     .sizes = softmax_sizes, .forward = softmax_fwd, .backward = softmax_bwd,
-    .mixer = 1, .help = "causal multi-head softmax attention", .rope_default = 1,
+    .options = softmax_options,
+    .mixer = 1, .help = "multi-head softmax attention, causal or bidirectional (mixer.causal)",
+    .rope_default = 1,
     .flops = softmax_flops, .reference = softmax_reference,
-    .n_tests = 3,
+    .n_tests = 6,
     .tests = {{{.B = 2, .T = 5, .C = 8, .H = 2}}, {{.B = 1, .T = 1, .C = 4, .H = 1}},
-              {{.B = 1, .T = 33, .C = 12, .H = 3}}}};
+              {{.B = 1, .T = 33, .C = 12, .H = 3}},
+              {{.B = 2, .T = 5, .C = 8, .H = 2}, "causal=false"},
+              {{.B = 1, .T = 1, .C = 4, .H = 1}, "causal=false"},
+              {{.B = 1, .T = 33, .C = 12, .H = 3}, "causal=false"}}};
 // clang-format on

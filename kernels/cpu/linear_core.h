@@ -30,6 +30,14 @@ void F(la_backward)(int T, int K, int Dv, int L, const real *p, int ldp, const r
                     const real *v, int ldv, const real *dout, int lddo, real *dp, int lddp,
                     real *df, int lddf, real *dv, int lddv);
 
+// The bidirectional form: out[t] = sum_{s<T} (p_t . f_s) v_s = p_t S, S = f^T v [K, Dv]; and
+// its backward (adds to dp, df, dv): dp += dout S^T, R = p^T dout, df += v R^T, dv += f R.
+void F(la_full_forward)(int T, int K, int Dv, const real *p, int ldp, const real *f, int ldf,
+                        const real *v, int ldv, real *out, int ldo);
+void F(la_full_backward)(int T, int K, int Dv, const real *p, int ldp, const real *f, int ldf,
+                         const real *v, int ldv, const real *dout, int lddo, real *dp, int lddp,
+                         real *df, int lddf, real *dv, int lddv);
+
 // ---- feature maps (feature_maps.c) ------------------------------------------------------
 typedef struct {
     int kind, D, m;  // FeatureMap, head dim, feature width
@@ -90,7 +98,8 @@ void ref_circulant_matrix(int m, int D, const double *r, const double *sg, doubl
 void ref_phi(const OpShape *s, const double *W, const double *x, double *phi);
 double *ref_dense_projection(const OpShape *s, const double *const *fparams);
 void ref_linear_attention(const OpShape *s, const double *qkv, const double *const *fparams,
-                          const double *lam_pre_bthl, const double *lam_bias_hl, double *out);
+                          const double *lam_pre_bthl, const double *lam_bias_hl, int causal,
+                          double *out);
 void ref_hss_project(const OpShape *s, const double *U, const double *V, const double *S,
                      double *PS);
 void ref_hss_attention(const OpShape *s, const double *qkv, const double *U, const double *V,

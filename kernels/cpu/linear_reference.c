@@ -90,9 +90,11 @@ static int bucket_level(int t, int u) {
 
 // o_t = sum_{u<=t} a(t,u) v_u / (sum_{u<=t} a(t,u) + eps), a = weight(t,u) * lambda_t^(level),
 // lambda = softplus(lam_pre + lam_bias) from the dyadic buckets (lam_pre NULL: every
-// lambda = 1, plain linear attention).
+// lambda = 1, plain linear attention). causal = 0: the sums run over every u < T (plain linear
+// attention only; cosFormer's cos(pi/2 (t - u) / M) is even in t - u).
 void ref_linear_attention(const OpShape *s, const double *qkv, const double *const *fparams,
-                          const double *lam_pre_bthl, const double *lam_bias_hl, double *out) {
+                          const double *lam_pre_bthl, const double *lam_bias_hl, int causal,
+                          double *out) {
     const LinearOpts o = OPT_OF(LinearOpts, s);
     int B = s->B, T = s->T, C = s->C, H = s->H, D = C / H, L = loglinear_levels(s);
     double *W = ref_dense_projection(s, fparams);
@@ -101,7 +103,7 @@ void ref_linear_attention(const OpShape *s, const double *qkv, const double *con
             for (int t = 0; t < T; t++) {
                 double num[512] = {0}, den = 0;
                 const double *q = qkv + ((size_t)b * T + t) * 3 * C + h * D;
-                for (int u = 0; u <= t; u++) {
+                for (int u = 0; u <= (causal ? t : T - 1); u++) {
                     const double *k = qkv + ((size_t)b * T + u) * 3 * C + C + h * D;
                     double a = weight(s, W, q, k, t, u);
                     if (lam_pre_bthl) {

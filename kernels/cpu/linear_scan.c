@@ -78,3 +78,25 @@ void F(la_backward)(int T, int K, int Dv, int L, const real *p, int ldp, const r
     free(state);
     free(tri);
 }
+
+void F(la_full_forward)(int T, int K, int Dv, const real *p, int ldp, const real *f, int ldf,
+                        const real *v, int ldv, real *out, int ldo) {
+    real *state = malloc(sizeof(real) * (size_t)K * Dv);
+    cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, Dv, T, 1, f, ldf, v, ldv, 0, state, Dv);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dv, K, 1, p, ldp, state, Dv, 0, out,
+               ldo);
+    free(state);
+}
+
+void F(la_full_backward)(int T, int K, int Dv, const real *p, int ldp, const real *f, int ldf,
+                         const real *v, int ldv, const real *dout, int lddo, real *dp, int lddp,
+                         real *df, int lddf, real *dv, int lddv) {
+    real *state = malloc(sizeof(real) * (size_t)K * Dv), *r = malloc(sizeof(real) * (size_t)K * Dv);
+    cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, Dv, T, 1, f, ldf, v, ldv, 0, state, Dv);
+    cblas_gemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, Dv, T, 1, p, ldp, dout, lddo, 0, r, Dv);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, K, Dv, 1, dout, lddo, state, Dv, 1, dp,
+               lddp);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, K, Dv, 1, v, ldv, r, Dv, 1, df, lddf);
+    cblas_gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Dv, K, 1, f, ldf, r, Dv, 1, dv, lddv);
+    free(state), free(r);
+}

@@ -1,6 +1,7 @@
-// Causal Hydra attention, the twin of kernels/cpu/attention_hydra.c: per sequence and channel
-// a running sum over time, kv_t = sum_{s<=t} kh_s v_s, o_t = qh_t kv_t c_t, with q and k
-// cosine-normalised over the C channels. One thread per (batch, channel) walks the sequence
+// Hydra attention, the twin of kernels/cpu/attention_hydra.c: per sequence and channel a
+// running sum over time, kv_t = sum_{s<=t} kh_s v_s, o_t = qh_t kv_t c_t, with q and k
+// cosine-normalised over the C channels; not causal, kv_t is the sum over the whole sequence
+// (one extra pass first). One thread per (batch, channel) walks the sequence
 // (adjacent threads read adjacent channels of a row, so every step is one coalesced row read).
 #include "../attention_hydra.h"
 #include "cuda_common.cuh"
@@ -16,21 +17,29 @@ __global__ void hydra_inv_norm_kernel(float *inv, const float *qkv, int C, int w
     if (threadIdx.x == 0) inv[blockIdx.x] = 1.f / fmaxf(sqrtf(s), HYDRA_EPS);
 }
 
-__device__ inline float count_scale(int norm, int t) {
-    return norm == HYDRA_NORM_COUNT ? 1.f / (t + 1) : 1.f;
+// kh v of channel i at row n (kv's term), and do qh c (G's term).
+__device__ inline float kv_term(const float *qkv, const float *ik, size_t n, int C, int i) {
+    const float *r = qkv + n * 3 * C;
+    return r[C + i] * ik[n] * r[2 * C + i];
+}
+__device__ inline float g_term(const float *dout, const float *qkv, const float *iq, size_t n,
+                               int C, int i, float c) {
+    return dout[n * C + i] * qkv[n * 3 * C + i] * iq[n] * c;
 }
 
 __global__ void hydra_forward_kernel(float *out, const float *qkv, const float *iq, const float *ik,
-                                     int B, int T, int C, int norm) {
+                                     int B, int T, int C, int norm, int causal) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * C) return;
     int b = idx / C, i = idx % C;
     float kv = 0;
+    if (!causal)
+        for (int t = 0; t < T; t++) kv += kv_term(qkv, ik, (size_t)b * T + t, C, i);
     for (int t = 0; t < T; t++) {
         size_t n = (size_t)b * T + t;
-        const float *r = qkv + n * 3 * C;
-        kv += r[C + i] * ik[n] * r[2 * C + i];
-        out[n * C + i] = r[i] * iq[n] * count_scale(norm, t) * kv;
+        if (causal) kv += kv_term(qkv, ik, n, C, i);
+        out[n * C + i] =
+            qkv[n * 3 * C + i] * iq[n] * (float)hydra_count_scale(norm, causal, t, T) * kv;
     }
 }
 
@@ -38,22 +47,28 @@ __global__ void hydra_forward_kernel(float *out, const float *qkv, const float *
 // dkh_s = G_s v_s, dv_s += G_s kh_s.
 __global__ void hydra_backward_scan_kernel(float *dqh, float *dkh, float *dqkv, const float *dout,
                                            const float *qkv, const float *iq, const float *ik,
-                                           int B, int T, int C, int norm) {
+                                           int B, int T, int C, int norm, int causal) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= B * C) return;
     int b = idx / C, i = idx % C;
     float acc = 0;
+    if (!causal)
+        for (int t = 0; t < T; t++) acc += kv_term(qkv, ik, (size_t)b * T + t, C, i);
     for (int t = 0; t < T; t++) {
         size_t n = (size_t)b * T + t;
-        const float *r = qkv + n * 3 * C;
-        acc += r[C + i] * ik[n] * r[2 * C + i];
-        dqh[n * C + i] = dout[n * C + i] * acc * count_scale(norm, t);
+        if (causal) acc += kv_term(qkv, ik, n, C, i);
+        dqh[n * C + i] = dout[n * C + i] * acc * (float)hydra_count_scale(norm, causal, t, T);
     }
     acc = 0;
+    if (!causal)
+        for (int t = 0; t < T; t++)
+            acc += g_term(dout, qkv, iq, (size_t)b * T + t, C, i,
+                          (float)hydra_count_scale(norm, causal, t, T));
     for (int t = T - 1; t >= 0; t--) {
         size_t n = (size_t)b * T + t;
         const float *r = qkv + n * 3 * C;
-        acc += dout[n * C + i] * r[i] * iq[n] * count_scale(norm, t);
+        if (causal)
+            acc += g_term(dout, qkv, iq, n, C, i, (float)hydra_count_scale(norm, causal, t, T));
         dkh[n * C + i] = acc * r[2 * C + i];
         dqkv[n * 3 * C + 2 * C + i] += acc * r[C + i] * ik[n];
     }
@@ -92,7 +107,7 @@ extern "C" void attention_hydra_forward_cuda(float *out_btc, const float *qkv_bt
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, B * T, C);
     hydra_forward_kernel<<<ceil_div((long long)B * C, 128), 128>>>(out_btc, qkv_btc3, iq, ik, B, T,
-                                                                   C, yo.hydra_norm);
+                                                                   C, yo.hydra_norm, yo.causal);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -107,7 +122,7 @@ extern "C" void attention_hydra_backward_cuda(float *dqkv_btc3, const float *dou
     float *iq, *ik;
     inv_norms(&iq, &ik, qkv_btc3, N, C);
     hydra_backward_scan_kernel<<<ceil_div((long long)B * C, 128), 128>>>(
-        dqh, dkh, dqkv_btc3, dout_btc, qkv_btc3, iq, ik, B, T, C, yo.hydra_norm);
+        dqh, dkh, dqkv_btc3, dout_btc, qkv_btc3, iq, ik, B, T, C, yo.hydra_norm, yo.causal);
     CUDA_LAUNCH_CHECK();
     hydra_norm_backward_kernel<<<N, 256>>>(dqkv_btc3, dqh, qkv_btc3, C, 0);
     CUDA_LAUNCH_CHECK();

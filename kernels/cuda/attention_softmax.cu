@@ -1,7 +1,8 @@
-// Causal softmax attention, as kernels/cpu/attention_softmax.c: q, k, v are permuted to
-// [B,H,T,D] so every product is one strided-batched cuBLAS call over B*H heads; the
-// probabilities [B,H,T,T] are saved for backward (the fp32 reference form; the fast path for
-// long T is a fused flash-style kernel that recomputes them).
+// Softmax attention, causal or bidirectional (mixer.causal), as kernels/cpu/attention_softmax.c: q,
+// k, v are permuted to [B,H,T,D] so every product is one strided-batched cuBLAS call over B*H
+// heads; the probabilities [B,H,T,T] are saved for backward (the fp32 reference form; the fast path
+// for long T is a fused flash-style kernel that recomputes them).
+#include "../attention_softmax.h"
 #include "cuda_common.cuh"
 
 // qkv [B,T,3,H,D] <-> three [B,H,T,D] buffers. dir = 0: gather; dir = 1: scatter-add back.
@@ -34,11 +35,11 @@ __global__ void permute_heads_kernel(float *btc, float *bhtd, int B, int T, int 
         bhtd[idx] = btc[o];
 }
 
-// One warp per row t: softmax over j <= t, zeros above the diagonal.
-__global__ void causal_softmax_kernel(float *att, int rows, int T) {
+// One warp per row t: softmax over j <= last (t when causal, else T - 1), zeros after it.
+__global__ void softmax_rows_kernel(float *att, int rows, int T, int causal) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
-    int t = row % T;
+    int t = causal ? row % T : T - 1;
     float *a = att + (size_t)row * T;
     float mx = -INFINITY;
     for (int j = lane; j <= t; j += 32) mx = fmaxf(mx, a[j]);
@@ -50,11 +51,11 @@ __global__ void causal_softmax_kernel(float *att, int rows, int T) {
     for (int j = lane; j < T; j += 32) a[j] = j <= t ? expf(a[j] - mx) * inv : 0.f;
 }
 
-// dS = P (.) (dP - rowsum(dP (.) P)), in place on dP; zero above the diagonal.
-__global__ void softmax_backward_kernel(float *dp, const float *att, int rows, int T) {
+// dS = P (.) (dP - rowsum(dP (.) P)), in place on dP; zero after the last key read.
+__global__ void softmax_backward_kernel(float *dp, const float *att, int rows, int T, int causal) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
-    int t = row % T;
+    int t = causal ? row % T : T - 1;
     float *g = dp + (size_t)row * T;
     const float *p = att + (size_t)row * T;
     float dot = 0;
@@ -70,7 +71,7 @@ extern "C" size_t attention_softmax_saved_cuda(int B, int T, int C, int H) {
 // Column-major cuBLAS view of row-major [T, D] heads (see matmul.cu): every product below is
 // written as the transpose it computes.
 extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, const float *qkv_btc3,
-                                               int B, int T, int C, int H) {
+                                               int B, int T, int C, int H, int causal) {
     int D = C / H, BH = B * H;
     size_t BTC = (size_t)B * T * C;
     long long sTT = (long long)T * T, sTD = (long long)T * D;
@@ -81,7 +82,7 @@ extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, con
     // att^T (col-major) = K Q^T  <=>  att[t][s] = q_t . k_s * scale (row-major)
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &scale, k,
                                          D, sTD, q, D, sTD, &zero, att, T, sTT, BH));
-    causal_softmax_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(att, BH * T, T);
+    softmax_rows_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(att, BH * T, T, causal);
     CUDA_LAUNCH_CHECK();
     o = (float *)mt_cuda_temp_alloc(sizeof(float) * BTC);
     // O^T = V^T P^T  <=>  O = P V
@@ -94,7 +95,7 @@ extern "C" void attention_softmax_forward_cuda(float *out_btc, float *saved, con
 
 extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *dout_btc,
                                                 const float *qkv_btc3, const float *saved, int B,
-                                                int T, int C, int H) {
+                                                int T, int C, int H, int causal) {
     (void)qkv_btc3;  // q, k, v are read from their permuted copies in saved
     int D = C / H, BH = B * H;
     size_t BTC = (size_t)B * T * C;
@@ -113,7 +114,7 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
     // dP = dO V^T
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, T, T, D, &one, v, D,
                                          sTD, dO, D, sTD, &zero, ds, T, sTT, BH));
-    softmax_backward_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(ds, att, BH * T, T);
+    softmax_backward_kernel<<<ceil_div((long long)BH * T, 8), 256>>>(ds, att, BH * T, T, causal);
     CUDA_LAUNCH_CHECK();
     // dQ = dS K * scale, dK = dS^T Q * scale
     CUBLAS_CHECK(mt_gemm_strided_batched(mt_cublas(), CUBLAS_OP_N, CUBLAS_OP_N, D, T, T, &scale, k,
@@ -129,12 +130,13 @@ extern "C" void attention_softmax_backward_cuda(float *dqkv_btc3, const float *d
 // ---- the row's kernels (kernels/cpu/attention_softmax.c has the row)
 // -----------------------------
 static void softmax_fwd(const OpShape *s, const float *const *in, float *const *out, float *sv) {
-    attention_softmax_forward_cuda(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H);
+    attention_softmax_forward_cuda(out[0], sv, in[CORE_IN_QKV], s->B, s->T, s->C, s->H,
+                                   OPT_OF(SoftmaxOpts, s).causal);
 }
 static void softmax_bwd(const OpShape *s, const float *const *in, const float *const *,
                         const float *sv, const float *const *dout, float *const *din) {
     attention_softmax_backward_cuda(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], sv, s->B, s->T,
-                                    s->C, s->H);
+                                    s->C, s->H, OPT_OF(SoftmaxOpts, s).causal);
 }
 static size_t softmax_saved(const OpShape *s) {
     return attention_softmax_saved_cuda(s->B, s->T, s->C, s->H);

@@ -27,6 +27,7 @@ static void gemm_rm(bool ta, bool tb, int M, int N, int K, float alpha, const fl
 
 struct LinShape {
     int B, T, C, H, D, m, Dv, L, nc, Tp, BH, map, normalize, qk_norm;
+    int full;  // bidirectional: one chunk of length T and no L x L score blocks
     float eps, scale, max_len;
 };
 
@@ -42,6 +43,7 @@ static LinShape lin_shape(const OpShape *s) {
     g.L = lo.chunk < 1 || lo.chunk > s->T ? s->T : lo.chunk;
     g.nc = (s->T + g.L - 1) / g.L, g.Tp = g.nc * g.L, g.BH = s->B * s->H;
     g.map = lo.feature_map, g.normalize = lo.normalize, g.eps = (float)lo.eps;
+    g.full = 0;
     return g;
 }
 
@@ -69,7 +71,7 @@ static Work work_for(const LinShape &g, bool backward, bool maps_only = false) {
     if (!maps_only) {
         w.v = mt_cuda_grow(&bufs[2], &have[2], tv), w.n = mt_cuda_grow(&bufs[3], &have[3], tv);
         w.states = mt_cuda_grow(&bufs[4], &have[4], st);
-        w.tri = mt_cuda_grow(&bufs[5], &have[5], tri);
+        if (!g.full) w.tri = mt_cuda_grow(&bufs[5], &have[5], tri);
     }
     if (backward) {
         w.dp = mt_cuda_grow(&bufs[7], &have[7], tm), w.df = mt_cuda_grow(&bufs[8], &have[8], tm);
