@@ -14,6 +14,7 @@
 #include "../data/h5util.h"
 #include "../data/images.h"
 #include "../kernels/rng.h"
+#include "bench.h"
 #include "data_config.h"
 #include "optim.h"
 #include "train_internal.h"
@@ -57,8 +58,8 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
 // image's geometry. T is the tokens per image; rotary positions are off under model.rope auto
 // (positions come from model.pos). One line in err naming the key when the image and the
 // model do not fit together.
-static int vision_config_from(const Config *c, const Loader *data, ModelConfig *mc, char *err,
-                              size_t n) {
+static int vision_config_from(const Config *c, const Loader *data, int rank, ModelConfig *mc,
+                              char *err, size_t n) {
     ImageGeom g = loader_image_geom(data);
     VisionConfig v = {(int)c->patch, g.height,   g.width,    g.channels,
                       c->pool,       c->vit_pos, c->dropout, c->label_smoothing};
@@ -84,7 +85,41 @@ static int vision_config_from(const Config *c, const Loader *data, ModelConfig *
     if (model_config_from(&tc, g.num_classes, vit_tokens(&v), mc, err, n)) return -1;
     mc->vision = v;
     mc->tie_embeddings = 0, mc->max_positions = 0;
+    for (int l = 0; l < mc->n_layers; l++) {
+        const OpDef_f32 *row = OPS_f32[mc->mixer[l]];
+        unsigned char *opt = mc->core_opts[l].opt.bytes;
+        // A mixer that reads a patch grid (options grid_w, prefix_tokens) gets the image's
+        // where its config leaves them 0: the grid's width and the class token before it.
+        const OpOption *gw = op_option_find(row->options, "grid_w");
+        const OpOption *pt = op_option_find(row->options, "prefix_tokens");
+        int value;
+        if (gw && gw->type == OPT_INT && (memcpy(&value, opt + gw->offset, sizeof(int)), !value))
+            value = g.width / v.patch, memcpy(opt + gw->offset, &value, sizeof(int));
+        if (pt && pt->type == OPT_INT && (memcpy(&value, opt + pt->offset, sizeof(int)), !value))
+            value = v.pool == VIT_POOL_CLS, memcpy(opt + pt->offset, &value, sizeof(int));
+        // The class token comes first: under a causal mixer it attends to itself alone.
+        const OpOption *causal = op_option_find(row->options, "causal");
+        int is_causal = 1;
+        if (causal) memcpy(&is_causal, opt + causal->offset, sizeof(int));
+        if (is_causal && v.pool == VIT_POOL_CLS && !rank) {
+            fprintf(stderr,
+                    "madtrain: warning: layer %d's mixer %s is causal%s: the class token (first) "
+                    "sees no patch through it; set mixer.causal: false or model.pool: mean\n",
+                    l, row->name, causal ? "" : " (it has no mixer.causal option)");
+            break;
+        }
+    }
     return 0;
+}
+
+// Training FLOPs per example (a sequence, or an image), llm.c's convention as bench counts them:
+// the blocks at T tokens; the ViT's patch embedding runs on its patches and its head once.
+static double train_flops_per_example(const ModelConfig *mc, int T) {
+    double flops = bench_flops_per_token(mc, T) * T;
+    if (!mc->vision.patch) return flops;
+    const VisionConfig *v = &mc->vision;
+    double C = mc->d_model, K = mc->vocab_size, in_w = v->patch * v->patch * v->channels;
+    return flops - 6 * K * C * T + 6 * K * C + 6 * vit_patches(v) * in_w * C;
 }
 
 // The step's dropout stream: a pure function of (seed, step).
@@ -348,6 +383,14 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         fflush(stdout);
     }
 
+    // What a step costs (madtrain report's FLOPs and memory columns): training FLOPs per
+    // example, the activations forward keeps for backward and backward's own scratch.
+    if (!comm->rank)
+        jsonl(lg,
+              "{\"event\":\"cost\",\"train_flops_per_example\":%.6g,\"forward_bytes\":%zu,"
+              "\"backward_bytes\":%zu}",
+              train_flops_per_example(&model->cfg, t->T), sizeof(float) * model->acts_size,
+              sizeof(float) * model->scratch_size);
     lg->t_start = now_seconds();
     t->interval.t_last = lg->t_start, t->interval.tokens_last = run->st.tokens;
     double t_ckpt = lg->t_start;
@@ -383,6 +426,8 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         }
     }
     double wall = now_seconds() - lg->t_start;
+    if (!comm->rank && dev->k->memory_peak)
+        jsonl(lg, "{\"event\":\"cost\",\"memory_peak_bytes\":%zu}", dev->k->memory_peak(0));
     // The end of training (or a stop request) always leaves a checkpoint to resume or reuse.
     // When that write fails, nothing claims it happened: a stopped run ends failed (a requeued
     // job would otherwise restart silently from an older checkpoint), a finished one exits 1.
@@ -442,7 +487,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
     int images = loader_is_images(data);
-    if (images ? vision_config_from(cfg, data, &mc, err, sizeof(err))
+    if (images ? vision_config_from(cfg, data, comm->rank, &mc, err, sizeof(err))
                : model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err,
                                    sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
