@@ -85,6 +85,7 @@ static int vision_config_from(const Config *c, const Loader *data, int rank, Mod
     if (model_config_from(&tc, g.num_classes, vit_tokens(&v), mc, err, n)) return -1;
     mc->vision = v;
     mc->tie_embeddings = 0, mc->max_positions = 0;
+    int warned = 0;
     for (int l = 0; l < mc->n_layers; l++) {
         const OpDef_f32 *row = OPS_f32[mc->mixer[l]];
         unsigned char *opt = mc->core_opts[l].opt.bytes;
@@ -99,15 +100,14 @@ static int vision_config_from(const Config *c, const Loader *data, int rank, Mod
             value = v.pool == VIT_POOL_CLS, memcpy(opt + pt->offset, &value, sizeof(int));
         // The class token comes first: under a causal mixer it attends to itself alone.
         const OpOption *causal = op_option_find(row->options, "causal");
-        int is_causal = 1;
+        int is_causal = 0;
         if (causal) memcpy(&is_causal, opt + causal->offset, sizeof(int));
-        if (is_causal && v.pool == VIT_POOL_CLS && !rank) {
+        if (is_causal && v.pool == VIT_POOL_CLS && !rank && !warned++)
             fprintf(stderr,
-                    "madtrain: warning: layer %d's mixer %s is causal%s: the class token (first) "
-                    "sees no patch through it; set mixer.causal: false or model.pool: mean\n",
-                    l, row->name, causal ? "" : " (it has no mixer.causal option)");
-            break;
-        }
+                    "madtrain: warning: layer %d's mixer %s has mixer.causal: true: the class "
+                    "token (first) sees no patch through it; set mixer.causal: false or "
+                    "model.pool: mean\n",
+                    l, row->name);
     }
     return 0;
 }
