@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "h5util.h"
+#include "image_set.h"
 #include "synthetic.h"
 #include "util.h"
 
@@ -231,7 +232,7 @@ int prep_check(int argc, char **argv) {
         fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_FAIL;
     }
-    int bad = 0;
+    int bad = 0, images = image_set_detect(dir);
     int64_t tokens = 0;
     for (int i = 0; i < m.n; i++) {
         const ManifestEntry *e = &m.entries[i];
@@ -240,6 +241,30 @@ int prep_check(int argc, char **argv) {
             snprintf(path, sizeof(path), "%s", e->file);
         else
             snprintf(path, sizeof(path), "%s/%s", dir, e->file);
+        if (images) {  // image shards (image_set.h): read whole, checksum and labels checked
+            ImageArray a;
+            ImageClasses cls;
+            char split[64];
+            if (image_shard_load(path, 1, &a, &cls, split, err, sizeof(err)) == 0) {
+                if (strcmp(split, e->split) || a.n != e->tokens)
+                    snprintf(err, sizeof(err),
+                             "%s: split '%s' with %lld images, but %s says '%s' with %lld", path,
+                             split, (long long)a.n, SHARDS_MANIFEST, e->split,
+                             (long long)e->tokens);
+                else
+                    printf("ok  %-6s %-18s %12lld images   %dx%dx%d  %d classes\n", e->split,
+                           e->file, (long long)a.n, a.H, a.W, a.C, cls.num_classes);
+                int good = !strcmp(split, e->split) && a.n == e->tokens;
+                image_array_free(&a), image_classes_free(&cls);
+                if (good) {
+                    tokens += e->tokens;
+                    continue;
+                }
+            }
+            fprintf(stderr, "madtrain: error: %s\n", err);
+            bad++;
+            continue;
+        }
         ShardInfo in;
         Shard *s = shard_open(path, 1, &in, err, sizeof(err));
         if (s && (strcmp(in.split, e->split) || in.rows * in.row_len != e->tokens)) {
@@ -285,8 +310,8 @@ int prep_check(int argc, char **argv) {
         tokens += e->tokens;
         shard_close(s);
     }
-    printf("prep check: %d of %d shard(s) good, %lld tokens, %.1fs\n", m.n - bad, m.n,
-           (long long)tokens, prep_elapsed());
+    printf("prep check: %d of %d shard(s) good, %lld %s, %.1fs\n", m.n - bad, m.n,
+           (long long)tokens, images ? "images" : "tokens", prep_elapsed());
     manifest_free(&m);
     return bad ? MT_EXIT_FAIL : 0;
 }
