@@ -430,7 +430,7 @@ static void check_vit(const char *label, const char *overrides, int pool, int po
         return;
     }
     VisionConfig v = {2, 4, 4, 3, pool, pos, dropout, smoothing};
-    cfg.vision = v, cfg.vocab_size = 5, cfg.max_positions = 0;
+    cfg.vision = v, cfg.vocab_size = 5, cfg.max_positions = 0, cfg.seq_len = vit_tokens(&v);
     Model_f64 m;
     if (model_build_f64(&m, &cfg, &BACKEND_CPU_f64, err, sizeof(err))) {
         printf("FAIL vit %s: %s\n", label, err);
@@ -558,14 +558,26 @@ int main(void) {
         for (int rope = 0; rope <= 1; rope++) check_mixer(i, 1, rope, 3, 1);
     }
 
-    check_vit("cls-learned", "model.n_layers=2", VIT_POOL_CLS, VIT_POS_LEARNED, 0, 0);
+    // causal = false: the class token (first) sees the patches (a causal mixer would hide them).
+    // Ripple: 2 layers, since the class token reads every key alike (its ring weights act on
+    // the patches, which reach the class token in the next layer).
+    check_vit("cls-learned", "model.n_layers=2 mixer.causal=false", VIT_POOL_CLS, VIT_POS_LEARNED,
+              0, 0);
+    check_vit("cls-learned-causal", "model.n_layers=1", VIT_POOL_CLS, VIT_POS_LEARNED, 0, 0);
+    check_vit("cls-sincos2d-ripple-dropout",
+              "model.n_layers=2 model.mixer=ripple mixer.grid_w=2 mixer.prefix_tokens=1 "
+              "mixer.ripple_rings=2",
+              VIT_POOL_CLS, VIT_POS_SINCOS2D, 0.2, 0.1);
+    check_vit("mean-learned-hydra", "model.mixer=hydra mixer.causal=false", VIT_POOL_MEAN,
+              VIT_POS_LEARNED, 0.1, 0.1);
     check_vit("mean-sincos2d-layernorm", "model.norm=layernorm model.mlp_bias=true", VIT_POOL_MEAN,
               VIT_POS_SINCOS2D, 0, 0.1);
-    check_vit("cls-sincos2d-dropout-smoothing", "model.n_layers=2 model.proj_bias=true",
-              VIT_POOL_CLS, VIT_POS_SINCOS2D, 0.3, 0.2);
+    check_vit("cls-sincos2d-dropout-smoothing",
+              "model.n_layers=2 model.proj_bias=true mixer.causal=false", VIT_POOL_CLS,
+              VIT_POS_SINCOS2D, 0.3, 0.2);
     check_vit("mean-learned-dropout-recompute", "model.n_layers=2 model.recompute=all",
               VIT_POOL_MEAN, VIT_POS_LEARNED, 0.25, 0);
-    check_vit("cls-learned-linear-dropout", "model.mixer=linear mixer.chunk=3", VIT_POOL_CLS,
+    check_vit("cls-learned-linear-dropout", "model.mixer=linear mixer.causal=false", VIT_POOL_CLS,
               VIT_POS_LEARNED, 0.2, 0.1);
     check_model("hybrid-gelu-tied-gate",
                 "model.n_layers=2 model.mixer=softmax,linear model.gate=true mixer.chunk=3");

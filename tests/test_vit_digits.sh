@@ -18,28 +18,30 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 ok() { echo "ok   $*"; }
 bash "$root/launch/prep_digits.sh" "$work/digits" "$madtrain" > "$work/prep.log" 2>&1 || { cat "$work/prep.log"; echo "FAIL: prep_digits"; exit 1; }
 
-# 12 epochs of a 2-block width-32 ViT: about 270 steps, a few seconds on 2 cores.
+# Passive OpenMP waits: on a shared CI machine spinning threads slow each other tenfold.
+export OMP_WAIT_POLICY=PASSIVE
+# 40 epochs of a 2-block width-32 ViT: 899 steps, about 8 s on 2 cores.
 common=(train data.path="$work/digits" data.eval_split=test model.d_model=32 model.n_layers=2
-        model.n_heads=2 model.patch=2 model.mixer=softmax mixer.causal=false model.norm=layernorm
+        model.n_heads=2 model.mixer=softmax mixer.causal=false model.norm=layernorm
         model.mlp=gelu_erf model.mlp_bias=true model.proj_bias=true model.dropout=0.1
-        train.label_smoothing=0.1 train.batch_size=64 optim.lr=2e-3 optim.warmup_steps=20
+        train.label_smoothing=0.1 train.batch_size=64 optim.lr=3e-3 optim.warmup_steps=20
         optim.weight_decay=0.05 train.eval_every=0 train.log_every=100 cpu.threads=2 seed=3)
-"$madtrain" "${common[@]}" train.epochs=12 run.dir="$work/straight" > "$work/straight.log" 2>&1 \
+"$madtrain" "${common[@]}" model.patch=2 train.epochs=40 run.dir="$work/straight" > "$work/straight.log" 2>&1 \
   || { tail -5 "$work/straight.log"; fail "training the digits ViT"; }
 acc=$(sed -n 's/.*"split":"test".*"acc":\([0-9.e+-]*\).*/\1/p' "$work/straight/metrics.jsonl" | tail -1)
 top5=$(sed -n 's/.*"split":"test".*"acc_top5":\([0-9.e+-]*\).*/\1/p' "$work/straight/metrics.jsonl" | tail -1)
-# The floor: 0.80 (this run reaches about 0.9; chance is 0.10)
-if awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.80) }'; then ok "digits ViT test accuracy $acc >= 0.80 (top-5 $top5)"
-else fail "digits ViT test accuracy ${acc:-none} < 0.80"; fi
+# The floor: 0.85 (this run reaches about 0.93; chance is 0.10)
+if awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.85) }'; then ok "digits ViT test accuracy $acc >= 0.85 (top-5 $top5)"
+else fail "digits ViT test accuracy ${acc:-none} < 0.85"; fi
 awk -v a="${top5:-0}" -v b="${acc:-1}" 'BEGIN { exit !(a >= b) }' && ok "top-5 $top5 >= top-1" || fail "top-5 ${top5:-none} < top-1 $acc"
 grep -q '"event":"cost","train_flops_per_example"' "$work/straight/metrics.jsonl" && ok "cost event" || fail "no cost event"
 
-# Stop at step 100 and resume: bitwise the straight run (dropout, augmentation, data order).
-"$madtrain" "${common[@]}" train.epochs=12 run.dir="$work/split" debug.stop_at_step=100 > /dev/null 2>&1 || fail "stop at 100"
-"$madtrain" "${common[@]}" train.epochs=12 run.dir="$work/split" --resume auto > "$work/split.log" 2>&1 || fail "resume"
-grep -q "resume: .*ckpt-00000100.h5 at step 100" "$work/split.log" || fail "the resumed run did not start from step 100"
+# Stop at step 400 and resume: bitwise the straight run (dropout, data order).
+"$madtrain" "${common[@]}" model.patch=2 train.epochs=40 run.dir="$work/split" debug.stop_at_step=400 > /dev/null 2>&1 || fail "stop at 400"
+"$madtrain" "${common[@]}" model.patch=2 train.epochs=40 run.dir="$work/split" --resume auto > "$work/split.log" 2>&1 || fail "resume"
+grep -q "resume: .*ckpt-00000400.h5 at step 400" "$work/split.log" || fail "the resumed run did not start from step 400"
 "$params_diff" "$work/straight/final_state.bin" "$work/split/final_state.bin" --bitwise > "$work/diff.txt" \
-  && ok "stop at 100 + resume == straight (bitwise, dropout on)" || { cat "$work/diff.txt"; fail "resume is not bitwise"; }
+  && ok "stop at 400 + resume == straight (bitwise, dropout on)" || { cat "$work/diff.txt"; fail "resume is not bitwise"; }
 
 # eval --dump: per-image results and per-class accuracy that agree with the logged accuracy.
 "$madtrain" eval --config "$work/straight/config.yaml" --resume auto --dump "$work/dump.h5" > "$work/eval.log" 2>&1 \
