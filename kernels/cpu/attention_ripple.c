@@ -377,10 +377,16 @@ static int ripple_check(const OpShape *s, char *err, size_t errlen) {
     }
     RippleGrid g = ripple_grid(s);
     if (g.W * g.Hg != n) {
-        snprintf(err, errlen,
-                 "ripple: %d grid tokens (sequence %d - mixer.prefix_tokens %d) do not fill a %s "
-                 "grid; set mixer.grid_w to the patch grid's width",
-                 n, s->T, o.prefix_tokens, o.grid_w ? "mixer.grid_w-wide" : "square");
+        if (o.grid_w)
+            snprintf(err, errlen,
+                     "ripple: %d grid tokens (sequence %d - mixer.prefix_tokens %d) do not fill "
+                     "rows of mixer.grid_w = %d",
+                     n, s->T, o.prefix_tokens, o.grid_w);
+        else
+            snprintf(err, errlen,
+                     "ripple: %d grid tokens (sequence %d - mixer.prefix_tokens %d) are not a "
+                     "square grid; set mixer.grid_w to the patch grid's width",
+                     n, s->T, o.prefix_tokens);
         return -1;
     }
     return 0;
