@@ -223,7 +223,9 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
                         : AUX_COLS[c]->reduce == AUX_MEAN ? aux_sum[c] / aux_count[c]
                         : AUX_COLS[c]->reduce == AUX_MAX  ? aux_max[c]
                                                           : aux_last[c];
-    if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
+    // data.train_examples sizes the in-process tasks only: shard data (data.path) has its own
+    // size, which the config does not hold.
+    if (cfg.train_examples > 0 && !cfg.data_path[0] && !isnan(r->col[COL_STEPS]))
         r->col[COL_EPOCHS] =
             r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
     // Without a validation split the best held-out evaluation stands in (said in the table).

@@ -412,7 +412,7 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         if ((step + 1) % cfg->log_every == 0) memset(t->interval.sums, 0, sizeof(t->interval.sums));
         if ((cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0) || last) {
             run_evals(model, t->data, cfg, comm, lg, step + 1, last, last_eval, &t->batch);
-            if (last && !comm->rank && !loader_is_lm(t->data) && !loader_is_images(t->data))
+            if (last && !comm->rank && !loader_is_lm(t->data))
                 report_aux(lg, model, t->data, &t->batch);
         }
         int due =

@@ -360,8 +360,20 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
     EvalSplit split = loader_eval_size(data, EVAL_VALID) > 0 ? EVAL_VALID : EVAL_TEST;
     int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
     char err[512];
-    if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
-    eval_forward(m, data, b);
+    if (loader_is_images(data)) {  // the first held-out images, the rest of the batch padding
+        const VisionConfig *v = &m->cfg.vision;
+        size_t px = (size_t)v->height * v->width * v->channels;
+        if (count <= 0 ||
+            loader_eval_images(data, split, 0, count, b->pixels, b->targets, err, sizeof(err)))
+            return;
+        for (int64_t i = count; i < m->B; i++) b->targets[i] = -1;
+        memset(b->pixels + count * px, 0, sizeof(float) * (size_t)(m->B - count) * px);
+        ImageStep is = {0, 0, 0};
+        model_forward_images_f32(m, b->pixels, b->targets, &is, 0);
+    } else {
+        if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
+        eval_forward(m, data, b);
+    }
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
         int k = model_layer_aux_f32(m, l, aux);

@@ -3,7 +3,7 @@
 # a small ViT trains for a few seconds and must clear an accuracy floor that a broken model
 # (no patch gradient, a blind class token, wrong labels: chance is 0.10) cannot reach; a run
 # stopped and resumed equals the straight run bitwise (dropout's masks are a pure function of
-# seed, step and position); eval --dump writes per-image predictions and per-class accuracy;
+# seed, step and position), and 2 ranks or 2 micro-steps train the same model; eval --dump writes per-image predictions and per-class accuracy;
 # a non-causal mixer on a token task is refused. Skips (77) without python3-sklearn.
 # usage: test_vit_digits.sh MADTRAIN PARAMS_DIFF SOURCE_ROOT WORKDIR
 set -uo pipefail
@@ -42,6 +42,20 @@ grep -q '"event":"cost","train_flops_per_example"' "$work/straight/metrics.jsonl
 grep -q "resume: .*ckpt-00000400.h5 at step 400" "$work/split.log" || fail "the resumed run did not start from step 400"
 "$params_diff" "$work/straight/final_state.bin" "$work/split/final_state.bin" --bitwise > "$work/diff.txt" \
   && ok "stop at 400 + resume == straight (bitwise, dropout on)" || { cat "$work/diff.txt"; fail "resume is not bitwise"; }
+
+# 2 ranks and 2 micro-steps train the 1-rank model (dropout and crop masks follow the image's
+# position in the stream, not the rank): equal up to the sums' rounding.
+short=(train data.path="$work/digits" data.eval_split=test model.d_model=32 model.n_layers=2
+       model.n_heads=2 model.patch=2 model.mixer=softmax mixer.causal=false model.dropout=0.2
+       train.label_smoothing=0.1 data.crop_pad=1 train.batch_size=64 train.steps=30
+       cpu.threads=1 train.log_every=100)
+"$madtrain" "${short[@]}" run.dir="$work/r1" > /dev/null 2>&1 || fail "1 rank"
+mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2 "$madtrain" "${short[@]}" run.dir="$work/r2" > /dev/null 2>&1 || fail "2 ranks"
+"$madtrain" "${short[@]}" train.grad_accum=2 run.dir="$work/a2" > /dev/null 2>&1 || fail "grad_accum 2"
+for other in r2 a2; do
+  "$params_diff" "$work/r1/final_state.bin" "$work/$other/final_state.bin" 1e-5 > "$work/diff.txt" \
+    && ok "1 rank == $other within 1e-5 (dropout 0.2, crop)" || { cat "$work/diff.txt"; fail "1 rank != $other"; }
+done
 
 # eval --dump: per-image results and per-class accuracy that agree with the logged accuracy.
 "$madtrain" eval --config "$work/straight/config.yaml" --resume auto --dump "$work/dump.h5" > "$work/eval.log" 2>&1 \
