@@ -102,9 +102,11 @@ static int zip_read(const unsigned char *buf, size_t len, const char *path, ZipM
             rc = -1;
             break;
         }
-        if (usize > ((uint64_t)1 << 40)) {
-            snprintf(err, errlen, "%s: member %s claims %llu bytes", path, m[n].name,
-                     (unsigned long long)usize);
+        // Deflate expands at most 1032:1: a larger claim is a damaged header, and would
+        // otherwise ask for that much memory before inflating a byte.
+        if ((method == 0 && usize != csize) || usize > csize * 1032 + 1024) {
+            snprintf(err, errlen, "%s: member %s claims %llu bytes from %llu (damaged)", path,
+                     m[n].name, (unsigned long long)usize, (unsigned long long)csize);
             rc = -1;
             break;
         }

@@ -1,5 +1,6 @@
 // A strict reader of the python pickles CIFAR is distributed in: protocol 2 as Python 2's
-// cPickle wrote the official batches, and protocols 2 to 5 as Python 3's pickle.dump writes a
+// cPickle wrote the official batches (and protocols 0 and 1, which Python 2 used for small
+// files and by default), and protocols 2 to 5 as Python 3's pickle.dump writes a
 // dict of bytes / numpy arrays / lists. Unpickling can run arbitrary code, so this is no
 // general unpickler: it builds plain values, and the only calls it evaluates are the handful
 // numpy and Python 3 use to rebuild arrays and bytes (numpy's _reconstruct, dtype, scalar,
@@ -301,6 +302,124 @@ static int read_line(Unpickler *u, char *out, size_t n) {
     return 0;
 }
 
+// ---- protocol 0's text opcodes (Python 2 wrote small pickles such as batches.meta so) ----
+// The rest of the line, without its newline; NULL when there is no newline.
+static const unsigned char *text_line(Unpickler *u, size_t *len) {
+    const unsigned char *start = u->buf + u->at, *nl = memchr(start, '\n', u->len - u->at);
+    if (!nl) {
+        fail(u, "truncated pickle");
+        return NULL;
+    }
+    *len = (size_t)(nl - start);
+    u->at += *len + 1;
+    return start;
+}
+
+static int text_int(Unpickler *u, int64_t *v) {
+    size_t len;
+    const unsigned char *p = text_line(u, &len);
+    if (!p) return -1;
+    char num[32];
+    if (len && p[len - 1] == 'L') len--;  // LONG: 12L
+    if (len == 0 || len >= sizeof(num)) return fail(u, "damaged integer in a text pickle");
+    memcpy(num, p, len);
+    num[len] = 0;
+    char *end;
+    *v = strtoll(num, &end, 10);
+    return *end ? fail(u, "damaged integer in a text pickle") : 0;
+}
+
+static int hexval(int c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+// STRING: a Python 2 repr, quoted, with backslash escapes; the bytes it stands for.
+static Pv *text_string(Unpickler *u) {
+    size_t len;
+    const unsigned char *p = text_line(u, &len);
+    if (!p) return NULL;
+    if (len < 2 || (p[0] != '\'' && p[0] != '"') || p[len - 1] != p[0]) {
+        fail(u, "damaged string in a text pickle");
+        return NULL;
+    }
+    unsigned char *out = alloc(u, len);
+    size_t n = 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        unsigned c = p[i];
+        if (c != '\\') {
+            out[n++] = (unsigned char)c;
+            continue;
+        }
+        if (++i + 1 >= len + 1) break;
+        c = p[i];
+        const char *simple = strchr("ntr\\'\"abfv", (int)c);
+        if (simple && c) {
+            static const char map[] = "\n\t\r\\'\"\a\b\f\v";
+            out[n++] = (unsigned char)map[simple - "ntr\\'\"abfv"];
+        } else if (c == 'x' && i + 2 < len - 1 + 1 && hexval(p[i + 1]) >= 0 &&
+                   hexval(p[i + 2]) >= 0) {
+            out[n++] = (unsigned char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            i += 2;
+        } else if (c >= '0' && c <= '7') {
+            unsigned v = c - '0';
+            for (int k = 0; k < 2 && i + 1 < len - 1 && p[i + 1] >= '0' && p[i + 1] <= '7'; k++)
+                v = v * 8 + (p[++i] - '0');
+            out[n++] = (unsigned char)v;
+        } else {
+            fail(u, "unknown escape in a text pickle string");
+            return NULL;
+        }
+    }
+    Pv *v = new_pv(u, PV_BYTES);
+    v->b = out, v->len = n;
+    return v;
+}
+
+// UNICODE: raw-unicode-escape (latin-1 bytes, \uXXXX and \UXXXXXXXX), as UTF-8.
+static Pv *text_unicode(Unpickler *u) {
+    size_t len;
+    const unsigned char *p = text_line(u, &len);
+    if (!p) return NULL;
+    unsigned char *out = alloc(u, 4 * len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t c = p[i];
+        int digits = c == '\\' && i + 1 < len ? (p[i + 1] == 'u' ? 4 : p[i + 1] == 'U' ? 8 : 0) : 0;
+        if (digits && i + 1 + (size_t)digits < len) {
+            uint32_t v = 0;
+            for (int k = 0; k < digits; k++) {
+                int h = hexval(p[i + 2 + k]);
+                if (h < 0) {
+                    fail(u, "damaged \\u escape in a text pickle");
+                    return NULL;
+                }
+                v = v * 16 + (uint32_t)h;
+            }
+            c = v, i += 1 + (size_t)digits;
+        }
+        if (c < 0x80) {
+            out[n++] = (unsigned char)c;
+        } else if (c < 0x800) {
+            out[n++] = (unsigned char)(0xC0 | c >> 6), out[n++] = (unsigned char)(0x80 | (c & 63));
+        } else if (c < 0x10000) {
+            out[n++] = (unsigned char)(0xE0 | c >> 12);
+            out[n++] = (unsigned char)(0x80 | ((c >> 6) & 63));
+            out[n++] = (unsigned char)(0x80 | (c & 63));
+        } else {
+            out[n++] = (unsigned char)(0xF0 | (c >> 18 & 7));
+            out[n++] = (unsigned char)(0x80 | ((c >> 12) & 63));
+            out[n++] = (unsigned char)(0x80 | ((c >> 6) & 63));
+            out[n++] = (unsigned char)(0x80 | (c & 63));
+        }
+    }
+    Pv *v = new_pv(u, PV_STR);
+    v->b = out, v->len = n;
+    return v;
+}
+
 static int collect(Unpickler *u, PvKind kind) {
     size_t from;
     if (pop_mark(u, &from)) return -1;
@@ -322,7 +441,7 @@ static int run(Unpickler *u, Pv **result) {
             case 0x80:  // PROTO
                 if (need(u, 1)) return -1;
                 if (u->buf[u->at] < 2 || u->buf[u->at] > 5)
-                    return fail(u, "pickle protocol outside 2..5");
+                    return fail(u, "pickle protocol outside 0..5");
                 u->at++;
                 break;
             case 0x95:  // FRAME: a length hint
@@ -460,6 +579,34 @@ static int run(Unpickler *u, Pv **result) {
                 rc = push(u, v);
                 break;
             }
+            case 'S':
+            case 'V':
+                v = op == 'S' ? text_string(u) : text_unicode(u);
+                rc = v ? push(u, v) : -1;
+                break;
+            case 'I':  // INT (I01 / I00: True / False)
+            case 'L': {
+                int64_t iv;
+                if (text_int(u, &iv)) return -1;
+                v = new_pv(u, PV_INT);
+                v->i = iv;
+                rc = push(u, v);
+                break;
+            }
+            case 'F': {
+                size_t len;
+                if (!text_line(u, &len)) return -1;
+                rc = push(u, new_pv(u, PV_FLOAT));
+                break;
+            }
+            case 'p':
+            case 'g': {
+                int64_t idx;
+                if (text_int(u, &idx)) return -1;
+                if (idx < 0) return fail(u, "negative memo key");
+                rc = op == 'p' ? memo_put(u, (size_t)idx) : memo_get(u, (size_t)idx);
+                break;
+            }
             case 'N':
                 rc = push(u, new_pv(u, PV_NONE));
                 break;
@@ -556,8 +703,10 @@ int pickle_read_cifar(const unsigned char *buf, size_t len, const char *path, co
     memset(out, 0, sizeof(*out));
     Unpickler u = {.buf = buf, .len = len, .path = path, .err = err, .errlen = errlen};
     Pv *root = NULL;
-    int rc = len < 2 || buf[0] != 0x80 ? fail(&u, "not a python pickle of protocol 2 or later")
-                                       : run(&u, &root);
+    // Protocols 2+ open with PROTO (0x80); 0 and 1 open with a MARK or an empty container.
+    int rc = len < 2 || !strchr("\x80(}]", buf[0] ? buf[0] : 'x')
+                 ? fail(&u, "not a python pickle (a CIFAR batch is one)")
+                 : run(&u, &root);
     if (!rc && root->kind != PV_DICT)
         rc = fail(&u, "the pickle holds no dict (a CIFAR batch is one)");
     if (!rc && names_key) {

@@ -29,7 +29,7 @@ int image_source_cifar(const char *path, int coarse, ImageSource *s, char *err, 
 int image_source_folder(const char *path, ImageSource *s, char *err, size_t errlen);
 
 // ---- the parts, exposed for the tests and the fuzzers -------------------------------------
-// A python pickle (protocols 2 to 5) of the CIFAR batch dictionaries: 0, or -1 with err.
+// A python pickle (protocols 0 to 5) of the CIFAR batch dictionaries: 0, or -1 with err.
 // Fills data (malloc'ed uint8 [n, 3072] in CIFAR's CHW layout), labels (malloc'ed [n]) from
 // the key `label_key` (b'labels', b'fine_labels' or b'coarse_labels'), or, with names_key,
 // the list of strings under that key (batches.meta / meta) into names/n_names.

@@ -514,6 +514,10 @@ ImageData *image_data_open(const DataOptions *o, char *err, size_t errlen) {
     ImageClasses eval_classes = {0};
     if (o->eval_split[0] &&
         image_set_load(o->path, o->eval_split, o->verify, &d->eval, &eval_classes, err, errlen)) {
+        // prep images names the held-out split 'test'; data.eval_split defaults to 'valid'.
+        size_t used = strlen(err);
+        if (!strcmp(o->eval_split, "valid") && strstr(err, "lists no shard") && used < errlen)
+            snprintf(err + used, errlen - used, ": set data.eval_split=test");
         image_data_close(d);
         return NULL;
     }

@@ -119,6 +119,13 @@ Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t
         }
         return l;
     }
+    if (o->path[0] && (o->crop_pad > 0 || o->hflip)) {
+        snprintf(err, errlen,
+                 "data.crop_pad and data.hflip augment image shards, but %s holds token shards",
+                 o->path);
+        free(l);
+        return NULL;
+    }
     if (o->path[0]) {
         l->shards = reader_open(o, rank, world, err, errlen);
         if (!l->shards) {

@@ -18,6 +18,7 @@ typedef struct Loader Loader;
 // NULL with a message in err when the data cannot be opened.
 Loader *loader_open(const DataOptions *o, int rank, int world, char *err, size_t errlen);
 void loader_close(Loader *l);
+// Image shards (images.h): loader_vocab is the number of classes and loader_seq_len 0.
 int loader_vocab(const Loader *l);           // token ids the data uses are < this
 int loader_seq_len(const Loader *l);         // T
 int64_t loader_train_size(const Loader *l);  // examples per epoch (0 = endless stream)

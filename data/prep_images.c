@@ -68,6 +68,7 @@ static void split_by_fraction(ImageSource *s, double fraction, uint64_t seed) {
         to->labels[to->n++] = all.labels[i];
     }
     image_array_free(&s->train);
+    image_array_free(&s->test);  // an empty one a source may have allocated
     s->train = train, s->test = test, s->has_test = 1;
 }
 

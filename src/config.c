@@ -603,6 +603,12 @@ int config_validate(const Config *c, int world, char *err, size_t errlen) {
             (long long)c->batch_size, world, (long long)c->grad_accum);
         return -1;
     }
+    if (!c->data_path[0] && (c->crop_pad > 0 || c->hflip)) {
+        snprintf(err, errlen,
+                 "data.crop_pad and data.hflip augment image shards (data.path of `madtrain prep "
+                 "images`); the in-process tasks have no images");
+        return -1;
+    }
     if (c->data_path[0]) {
         // Shards: the synthetic-task keys below are not used.
         if (c->valid_examples > 0) {

@@ -102,6 +102,8 @@ expect "madtrain: error: command line: 'steps' is not key=value" steps
 expect "madtrain: error: unknown option '--bogus' (see madtrain --help)" --bogus
 expect "madtrain: error: model.d_model (30) must be a multiple of model.n_heads (4)" model.d_model=30
 expect "madtrain: error: data.valid_examples is for the in-process tasks; with data.path the held-out split is data.eval_split" data.path="$work/shards" data.valid_examples=10
+expect "madtrain: error: data.crop_pad and data.hflip augment image shards (data.path of \`madtrain prep images\`); the in-process tasks have no images" data.crop_pad=4
+expect "madtrain: error: command line: key 'data.crop_pad' = -1 is out of range [0, 4096]" data.crop_pad=-1
 out=$("$madtrain" prep synthetic --out "$work/shards" data.valid_examples=10 2>&1 >/dev/null); rc=$?
 want="madtrain: error: prep synthetic: data.valid_examples is not written to shards: the held-out split prep writes ('valid') is data.test_examples"
 if [[ $rc -ne 2 || "$out" != "$want" || -e "$work/shards" ]]; then

@@ -162,5 +162,37 @@ r = run("data.path=" + seq, "run.dir=" + os.path.join(work, "run-seq"), "data.se
         "model.d_model=16", "train.steps=3", "train.batch_size=4", "cpu.threads=1")
 check(r.returncode == 0, "madtrain trains on doc-written sequence shards")
 
+# An image set by the doc's write_image_shard: madtrain verifies it, and it equals what
+# `madtrain prep images` writes from the same arrays.
+img = os.path.join(work, "python-images")
+os.makedirs(img)
+pix = rng.integers(0, 256, (30, 6, 5, 3), dtype=np.uint8)
+lab = rng.integers(0, 4, 30)
+names = ["cat", "dog", "ship", "frog"]
+x = pix[:24] / 255
+mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
+rows = [("train", "train-00000.h5", namespace["write_image_shard"](
+            os.path.join(img, "train-00000.h5"), "train", pix[:24], lab[:24], names, mean, std)),
+        ("test", "test-00000.h5", namespace["write_image_shard"](
+            os.path.join(img, "test-00000.h5"), "test", pix[24:], lab[24:], names, mean, std))]
+namespace["write_manifest"](img, rows)
+r = run("prep", "check", img)
+check(r.returncode == 0 and "2 of 2 shard(s) good, 30 images" in r.stdout,
+      "doc-written image shards pass madtrain prep check")
+np.savez(os.path.join(work, "images.npz"), train_images=pix[:24], train_labels=lab[:24],
+         test_images=pix[24:], test_labels=lab[24:], class_names=np.array(names))
+r = run("prep", "images", "--npz", os.path.join(work, "images.npz"), "--out", os.path.join(work, "prep-images"))
+same = r.returncode == 0
+for name in ("train-00000.h5", "test-00000.h5"):
+    if not same:
+        break
+    with h5py.File(os.path.join(img, name)) as a, h5py.File(os.path.join(work, "prep-images", name)) as b:
+        same = (np.array_equal(a["images"][:], b["images"][:]) and np.array_equal(a["labels"][:], b["labels"][:])
+                and a["labels"].dtype == b["labels"].dtype and a.attrs["checksum_crc32"] == b.attrs["checksum_crc32"]
+                and np.allclose(a.attrs["mean"], b.attrs["mean"], rtol=1e-12)
+                and np.allclose(a.attrs["std"], b.attrs["std"], rtol=1e-12)
+                and list(a.attrs["class_names"]) == list(b.attrs["class_names"]))
+check(same, "they equal `madtrain prep images` of the same arrays (checksums, mean and std to 1e-12)")
+
 print(f"{'FAILED' if failures else 'PASSED'}: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

@@ -268,7 +268,7 @@ def chw_to_hwc(data):
 
 c10 = os.path.join(work, "cifar-10-batches-py")
 os.makedirs(c10)
-batches = [cifar_arrays(n, 10) for n in (20, 17, 9, 6)]
+batches = [cifar_arrays(n, 10) for n in (20, 17, 9, 6, 5, 4)]
 with open(os.path.join(c10, "data_batch_1"), "wb") as f:
     f.write(py2_cpickle(*batches[0]))
 with open(os.path.join(c10, "data_batch_2"), "wb") as f:
@@ -278,22 +278,30 @@ with open(os.path.join(c10, "data_batch_3"), "wb") as f:
 with open(os.path.join(c10, "test_batch"), "wb") as f:
     pickle.dump({b"data": batches[3][0].tobytes(), b"labels": list(map(int, batches[3][1]))}, f, protocol=4)
 cifar_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-with open(os.path.join(c10, "batches.meta"), "wb") as f:
-    pickle.dump({b"label_names": [s.encode() for s in cifar_names], b"num_vis": 3072}, f, protocol=2)
+# batches.meta as Python 2's pickle wrote text (protocol 0): S'...' strings, I ints, p/g memo.
+meta = "(dp0\nS'num_cases_per_batch'\np1\nI10000\nsS'label_names'\np2\n(lp3\n"
+meta += "".join(f"S'{n}'\np{4 + i}\na" for i, n in enumerate(cifar_names))
+meta += "sS'num_vis'\np20\nI3072\nsS'note'\np21\nS'it\\'s \\x41\\n'\np22\ns."
+open(os.path.join(c10, "batches.meta"), "w").write(meta)
+with open(os.path.join(c10, "data_batch_4"), "wb") as f:  # protocol 0 from Python 3: V strings
+    pickle.dump({b"data": batches[4][0], b"labels": list(map(int, batches[4][1]))}, f, protocol=0)
+with open(os.path.join(c10, "data_batch_5"), "wb") as f:
+    pickle.dump({b"data": batches[5][0], b"labels": list(map(int, batches[5][1]))}, f, protocol=1)
 r = prep("--cifar", c10, "--out", os.path.join(work, "from-c10py"))
 got, attrs = load(os.path.join(work, "from-c10py"))
-want_train = np.concatenate([b[0] for b in batches[:3]])
+train_batches = batches[:3] + batches[4:]
+want_train = np.concatenate([b[0] for b in train_batches])
 check(r.returncode == 0 and np.array_equal(got["train"][0], chw_to_hwc(want_train))
-      and np.array_equal(got["train"][1], np.concatenate([b[1] for b in batches[:3]]))
+      and np.array_equal(got["train"][1], np.concatenate([b[1] for b in train_batches]))
       and np.array_equal(got["test"][0], chw_to_hwc(batches[3][0]))
       and np.array_equal(got["test"][1], batches[3][1]) and list(attrs["class_names"]) == cifar_names,
-      "CIFAR-10 pickles (Python 2 cPickle, pickle.dump protocols 2, 4, 5; arrays, lists and bytes) "
-      "hold the generating arrays, HWC, with label_names")
+      "CIFAR-10 pickles (Python 2 cPickle, a Python 2 text meta file, pickle.dump protocols 0, 1, "
+      "2, 4, 5; arrays, lists and bytes) hold the generating arrays, HWC, with label_names")
 
 c10b = os.path.join(work, "cifar-10-batches-bin")
 os.makedirs(c10b)
-for i, (data, lab) in enumerate(batches):
-    name = f"data_batch_{i + 1}.bin" if i < 3 else "test_batch.bin"
+for i, (data, lab) in enumerate(batches):  # data_batch_1..5 = batches 0, 1, 2, 4, 5
+    name = f"data_batch_{i + 1 - (i > 3)}.bin" if i != 3 else "test_batch.bin"
     with open(os.path.join(c10b, name), "wb") as f:
         f.write(np.concatenate([lab.astype(np.uint8)[:, None], data], axis=1).tobytes())
 with open(os.path.join(c10b, "batches.meta.txt"), "w") as f:
@@ -405,6 +413,43 @@ t = os.path.join(bad, "evil")
 open(t, "wb").write(b"\x80\x02cos\nsystem\nX\x07\x00\x00\x00echo hi\x85R.")
 fail_case("code-calling-pickle", ["--cifar", t, "--test-fraction", "0.2"], "os.system")
 fail_case("no-split", ["--npz", os.path.join(work, "all.npz")], "--test-fraction")
+
+# ---- 5. damaged shards: prep check and the loader name the file ------------------------------
+def damaged(name, edit):
+    out = os.path.join(work, "damaged-" + name)
+    shutil.copytree(os.path.join(work, "from-npz"), out)
+    with h5py.File(os.path.join(out, "test-00000.h5"), "r+") as f:
+        edit(f)
+    return out, os.path.join(out, "test-00000.h5")
+
+
+def flip_pixel(f):
+    im = f["images"]
+    im[0, 0, 0, 0] = 255 - im[0, 0, 0, 0]
+
+
+def bad_label(f):
+    f["labels"][3] = 10
+
+
+def other_size(f):
+    im = f["images"][:, :, :7, :]
+    del f["images"]
+    f.create_dataset("images", data=im)
+    f.attrs["checksum_crc32"] = np.uint32(zlib.crc32(f["labels"][:].tobytes(), zlib.crc32(im.tobytes())))
+
+
+for name, edit, want, where in (("checksum", flip_pixel, "checksum mismatch", "check"),
+                                ("label", bad_label, "is outside [0, num_classes 10)", "check"),
+                                ("size", other_size, "do not match the training images", "train")):
+    out, shard = damaged(name, edit)
+    args = ["prep", "check", out] if where == "check" else [
+        "train", "data.path=" + out, "data.eval_split=test", "run.dir=" + out + "/run"]
+    r = subprocess.run([madtrain, *args], capture_output=True, text=True)
+    lines = [l for l in r.stderr.splitlines() if "error" in l]
+    check(r.returncode != 0 and len(lines) == 1 and want in lines[0]
+          and (shard in lines[0] or out in lines[0]),
+          f"damaged image shard ({name}): {where} says {lines}")
 
 print(f"{'FAILED' if failures else 'PASSED'}: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

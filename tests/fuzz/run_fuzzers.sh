@@ -21,10 +21,10 @@
 # This script installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-seconds=${1:?usage: run_fuzzers.sh SECONDS [config|manifest|shard|checkpoint ...]}
+seconds=${1:?usage: run_fuzzers.sh SECONDS [config|manifest|shard|checkpoint|pickle|npz ...]}
 shift
 names=("$@")
-(( ${#names[@]} )) || names=(config manifest shard checkpoint)
+(( ${#names[@]} )) || names=(config manifest shard checkpoint pickle npz)
 build=build-fuzz
 mkdir -p "$build"
 { cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
