@@ -69,6 +69,16 @@ static const ConfigKey CONFIG_KEYS[] = {
          "PyTorch default (embeddings N(0,1), Linear weights and biases U(+-1/sqrt(fan_in)))"),
     FLT("model.init_std", "0.02", 0, 10, init_std,
         "std of the normal initialisation (model.init madtrain)"),
+    INT("model.patch", "4", 1, 4096, patch,
+        "ViT (image data): patch side P; the image's height and width must be multiples of it"),
+    ENUM("model.pool", "cls", "cls|mean", pool,
+         "ViT: classify from a class token (cls) or from the mean of the patch tokens (mean)"),
+    ENUM("model.pos", "learned", "learned|sincos2d", vit_pos,
+         "ViT positions: learned [tokens, C], or MAE's fixed 2-D sin-cos (d_model a multiple of "
+         "4)"),
+    FLT("model.dropout", "0", 0, 0.9, dropout,
+        "ViT, training only: dropout on the embedding, each residual branch's output and the MLP "
+        "hidden activation (not on attention probabilities)"),
 
     INT("mixer.redraw_interval", "0", 0, 9.2e18, redraw_interval,
         "steps between redraws of a mixer's random projections (0 = fixed)"),
@@ -153,6 +163,9 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("train.grad_accum", "1", 1, 1 << 20, grad_accum, "micro-steps per optimizer step"),
     INT("train.steps", "1000", 0, 9.2e18, steps, "optimizer steps"),
     FLT("train.epochs", "0", 0, 1e9, epochs, "if > 0: train this many epochs (overrides steps)"),
+    FLT("train.label_smoothing", "0", 0, 0.99, label_smoothing,
+        "ViT: training loss against targets smoothed toward uniform (evaluation: plain "
+        "cross-entropy)"),
     INT("train.eval_every", "200", 0, 9.2e18, eval_every,
         "evaluate every N steps (0 = only at the end)"),
     INT("train.log_every", "50", 1, 9.2e18, log_every, "progress line every N steps"),

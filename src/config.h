@@ -24,6 +24,10 @@ typedef struct {
     int mlp, tie_embeddings, rope, gate, pos_embedding;
     int norm, mlp_bias, proj_bias, init_scheme;  // the PyTorch-matching options
     int head;                                    // HEAD_*
+    // the ViT path (image data): patch side, pooling, positions, dropout, label smoothing
+    int64_t patch;
+    int pool, vit_pos;
+    double dropout, label_smoothing;
     double rope_base, norm_eps, init_std;
     // mixer layer options; the mixers' own options, as text, in config_keys() order
     int64_t redraw_interval, conv_kernel;
@@ -94,7 +98,9 @@ enum { TASK_MQAR = 0, TASK_AR = 1, TASK_HCOPY = 2, TASK_MAD_FIRST = 3, TASK_STAT
 enum { ROPE_AUTO = 0, ROPE_ON = 1, ROPE_OFF = 2 };
 enum { SCHEDULE_COSINE = 0, SCHEDULE_CONSTANT = 1 };
 enum { NORM_RMSNORM = 0, NORM_LAYERNORM = 1 };
-enum { HEAD_LM = 0, HEAD_AUTOENCODER = 1 };  // model.head
+enum { HEAD_LM = 0, HEAD_AUTOENCODER = 1 };          // model.head
+enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 };        // model.pool
+enum { VIT_POS_LEARNED = 0, VIT_POS_SINCOS2D = 1 };  // model.pos
 enum { INIT_SCHEME_MADTRAIN = 0, INIT_SCHEME_PYTORCH = 1 };
 enum { DECAY_MATRICES = 0, DECAY_ALL = 1 };
 enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };

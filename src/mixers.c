@@ -137,3 +137,11 @@ int mixer_param_specs(const ModelConfig *cfg, int layer, ParamInfo *out) {
     for (int i = 0; i < s.n; i++) out[i].layer = layer, out[i].index = i;
     return s.n;
 }
+
+// Once for both precisions (model.c is compiled twice).
+int vit_patches(const VisionConfig *v) {
+    return v->patch ? (v->height / v->patch) * (v->width / v->patch) : 0;
+}
+int vit_tokens(const VisionConfig *v) {
+    return vit_patches(v) + (v->pool == VIT_POOL_CLS);
+}

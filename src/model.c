@@ -35,6 +35,39 @@ static void add_norm(const ModelConfig *c, ParamInfo *info, int *n, size_t *off,
     add_param(info, n, off, bias, c->d_model, 0, INIT_ZEROS);
 }
 
+// The ViT's input tensors, in place of wte/wpe: the patch embedding and its bias, the class
+// token (pool cls), the positions. The class token and positions do not decay (as timm's
+// no_weight_decay: they are embeddings, not weights).
+static void vit_lay_out_params(const ModelConfig *c, ParamInfo *info, int *n, size_t *off) {
+    const VisionConfig *v = &c->vision;
+    int C = c->d_model, in_w = v->patch * v->patch * v->channels, T = vit_tokens(v);
+    param_linear(&info[*n], c, "patch_w", C, in_w, INIT_NORMAL), place(info, n, off);
+    param_bias(&info[*n], c, "patch_b", C, in_w), place(info, n, off);
+    if (v->pool == VIT_POOL_CLS) add_param(info, n, off, "cls_token", C, 0, INIT_NORMAL);
+    add_param(info, n, off, "pos_embed", T, C,
+              v->pos == VIT_POS_SINCOS2D ? INIT_CUSTOM : INIT_NORMAL);
+    info[*n - 1].decay = 0;
+    if (v->pos == VIT_POS_SINCOS2D) info[*n - 1].trainable = 0;  // a fixed buffer
+}
+
+// MAE's 2-D sin-cos positions (get_2d_sincos_pos_embed): the first C/2 channels encode the
+// patch's column, the last C/2 its row, each as [sin(x w_i), cos(x w_i)] with
+// w_i = 10000^(-i / (C/4)), i < C/4; the class token's row (row 0 under pool cls) is zero.
+static void vit_sincos2d(const VisionConfig *v, int C, real *pos) {
+    int gw = v->width / v->patch, np = vit_patches(v), first = v->pool == VIT_POOL_CLS, q = C / 4;
+    memset(pos, 0, sizeof(real) * (size_t)vit_tokens(v) * C);
+    for (int p = 0; p < np; p++) {
+        real *row = pos + (size_t)(first + p) * C;
+        double coord[2] = {p % gw, p / gw};  // column, row
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < q; i++) {
+                double w = pow(10000.0, -(double)i / q);
+                row[h * 2 * q + i] = (real)sin(coord[h] * w);
+                row[h * 2 * q + q + i] = (real)cos(coord[h] * w);
+            }
+    }
+}
+
 // The parameter table in its one canonical order (the flat buffer's layout and the names a
 // checkpoint uses).
 static int lay_out_params(Model *m, ParamInfo *info) {
@@ -43,8 +76,12 @@ static int lay_out_params(Model *m, ParamInfo *info) {
     size_t off = 0;
     char name[128];
     int emb_init = c->init_scheme == INIT_SCHEME_PYTORCH ? INIT_NORMAL_UNIT : INIT_NORMAL;
-    add_param(info, &n, &off, "wte", V, C, emb_init);
-    if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, emb_init);
+    if (c->vision.patch) {
+        vit_lay_out_params(c, info, &n, &off);
+    } else {
+        add_param(info, &n, &off, "wte", V, C, emb_init);
+        if (c->max_positions > 0) add_param(info, &n, &off, "wpe", c->max_positions, C, emb_init);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         m->layer_offset[l] = off;
         snprintf(name, sizeof(name), "layers.%d.ln1", l);
@@ -94,9 +131,11 @@ static int lay_out_params(Model *m, ParamInfo *info) {
     m->lnf_offset = off;
     add_norm(c, info, &n, &off, "lnf");
     if (!c->tie_embeddings)
-        param_linear(&info[n], c, "lm_head", V, C, INIT_NORMAL), place(info, &n, &off);
-    if (c->head == HEAD_AUTOENCODER)
-        param_bias(&info[n], c, "lm_head_bias", V, C), place(info, &n, &off);
+        param_linear(&info[n], c, c->vision.patch ? "head" : "lm_head", V, C, INIT_NORMAL),
+            place(info, &n, &off);
+    if (c->head == HEAD_AUTOENCODER || c->vision.patch)
+        param_bias(&info[n], c, c->vision.patch ? "head_bias" : "lm_head_bias", V, C),
+            place(info, &n, &off);
     m->n_params = off;
     if (c->decay_all)
         for (int t = 0; t < n; t++) info[t].decay = info[t].trainable;
@@ -105,11 +144,21 @@ static int lay_out_params(Model *m, ParamInfo *info) {
 
 // Points the named tensors into the flat buffer `base` (params or grads), in table order.
 static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real **lnf_b,
-                 real **lm_head, F(LayerWeights) * layers, F(DecoderWeights) * dec) {
+                 real **lm_head, F(LayerWeights) * layers, F(DecoderWeights) * dec,
+                 F(VisionWeights) * vis) {
     const ModelConfig *c = &m->cfg;
     int i = 0, ln = c->norm == NORM_LAYERNORM;
-    *wte = base + m->info[i++].offset;
-    *wpe = c->max_positions > 0 ? base + m->info[i++].offset : NULL;
+    memset(vis, 0, sizeof(*vis));
+    if (c->vision.patch) {
+        *wte = *wpe = NULL;
+        vis->patch_w = base + m->info[i++].offset;
+        vis->patch_b = base + m->info[i++].offset;
+        if (c->vision.pool == VIT_POOL_CLS) vis->cls = base + m->info[i++].offset;
+        vis->pos = base + m->info[i++].offset;
+    } else {
+        *wte = base + m->info[i++].offset;
+        *wpe = c->max_positions > 0 ? base + m->info[i++].offset : NULL;
+    }
     for (int l = 0; l < c->n_layers; l++) {
         F(LayerWeights) *w = &layers[l];
         memset(w, 0, sizeof(*w));
@@ -141,6 +190,27 @@ static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real 
     *lnf_b = ln ? base + m->info[i++].offset : NULL;
     *lm_head = c->tie_embeddings ? *wte : base + m->info[i++].offset;
     if (c->head == HEAD_AUTOENCODER) dec->head_b = base + m->info[i++].offset;
+    if (c->vision.patch) vis->head_b = base + m->info[i++].offset;
+}
+
+// A mixer whose row has an option `causal` set false mixes every position with every other: on
+// token data each position would see the tokens it is asked to predict. Found through the row's
+// options, so no mixer is named here.
+static int causal_check(const ModelConfig *cfg, char *err, size_t errlen) {
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const OpDef_f32 *row = OPS_f32[cfg->mixer[l]];
+        const OpOption *o = op_option_find(row->options, "causal");
+        int causal = 1;
+        if (o) memcpy(&causal, cfg->core_opts[l].opt.bytes + o->offset, sizeof(int));
+        if (o && !causal) {
+            snprintf(err, errlen,
+                     "model.mixer %s with mixer.causal: false (layer %d) sees the future tokens of "
+                     "a token task; set mixer.causal: true (non-causal mixers are for image data)",
+                     row->name, l);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char *err,
@@ -159,6 +229,7 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char 
     }
     for (int l = 0; l < cfg->n_layers; l++)
         if (F(mixer_check)(cfg, l, k, err, errlen)) return -1;
+    if (!cfg->vision.patch && causal_check(cfg, err, errlen)) return -1;
     for (int l = 0; l < cfg->n_layers; l++)
         if (cfg->rope[l] && (cfg->d_model / cfg->n_heads) % 2) {
             snprintf(err, errlen,
@@ -177,9 +248,10 @@ int F(model_build)(Model *m, const ModelConfig *cfg, const F(Backend) * k, char 
         snprintf(err, errlen, "out of memory for %zu parameters", m->n_params);
         return -1;
     }
-    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lnf_b, &m->lm_head, m->layer, &m->dec);
+    bind(m, m->params, &m->wte, &m->wpe, &m->lnf, &m->lnf_b, &m->lm_head, m->layer, &m->dec,
+         &m->vis);
     bind(m, m->grads, &m->g_wte, &m->g_wpe, &m->g_lnf, &m->g_lnf_b, &m->g_lm_head, m->g_layer,
-         &m->g_dec);
+         &m->g_dec, &m->g_vis);
     return 0;
 }
 
@@ -189,6 +261,8 @@ static void free_batch(Model *m) {
     k->release(m->ids_dev), k->release(m->targets_dev), k->release(m->predictions_dev);
     k->release(m->head_dev);
     free(m->predictions), free(m->losses), free(m->head_idx), free(m->seg.row);
+    free(m->host_patches), free(m->host_logits);
+    m->host_patches = m->host_logits = NULL;
     memset(&m->seg, 0, sizeof(m->seg));
     m->acts = m->scratch = NULL, m->ids_dev = m->targets_dev = m->predictions_dev = NULL;
     m->head_dev = NULL, m->head_idx = NULL;
@@ -223,6 +297,10 @@ void F(model_init)(Model *m, uint64_t seed) {
     for (int t = 0; t < m->n_tensors; t++) {
         const ParamInfo *p = &m->info[t];
         real *w = host + p->offset;
+        if (p->init == INIT_CUSTOM && !strcmp(p->name, "pos_embed")) {
+            vit_sincos2d(&m->cfg.vision, m->cfg.d_model, w);
+            continue;
+        }
         if (p->init == INIT_CUSTOM && p->layer < 0) {  // dec.pos: MAD's posemb_sincos_1d
             int C = m->cfg.d_model, half = C / 2;
             for (size_t i = 0; i < p->size; i++) {
@@ -279,6 +357,9 @@ typedef struct {
 } LayerActs;
 typedef struct {
     size_t emb, lnf, lnf_stats, head_in, logits, losses, total;
+    // ViT: the flattened patches [B*patches, P*P*channels], their embedding [B*patches, C]
+    // (pool cls: before it is placed behind each class token), dropout's masked gradient
+    size_t v_patches, v_patch_out, s_drop;
     size_t arena;  // the intermediates of the layers under model.recompute (one layer's worth)
     LayerActs layer[MAX_LAYERS];
     // autoencoder head: pooled + positions, norm, linear, GELU, norm, linear, GELU ([N, C] each)
@@ -347,6 +428,11 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
     a.head_in = off, off += N * C;  // the scored positions' rows of lnf, gathered
     a.logits = off, off += N * V;
     a.losses = off, off += N;
+    if (c->vision.patch) {
+        size_t np = (size_t)B * vit_patches(&c->vision);
+        a.v_patches = off, off += np * c->vision.patch * c->vision.patch * c->vision.channels;
+        a.v_patch_out = off, off += c->vision.pool == VIT_POOL_CLS ? np * C : 0;
+    }
     a.total = off;
     off = 0;
     a.s_dres = off, off += N * C;
@@ -357,6 +443,7 @@ static ActsLayout acts_layout(const ModelConfig *c, const F(Backend) * k, int B,
     a.s_dlosses = off, off += N;
     a.s_mixer = off, off += mix_scratch;
     a.s_dec = off, off += c->head == HEAD_AUTOENCODER ? 3 * N * C : 0;
+    a.s_drop = off, off += c->vision.dropout > 0 ? N * C : 0;
     a.s_total = off;
     return a;
 }
@@ -374,6 +461,8 @@ size_t F(model_memory_estimate)(const ModelConfig *cfg, const F(Backend) * k, in
     *acts_bytes = sizeof(real) * (a.total + a.s_total);
     return 4 * sizeof(real) * tmp.n_params + *acts_bytes;
 }
+
+static int vit_set_batch(Model *m);
 
 int F(model_set_batch)(Model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
@@ -396,6 +485,7 @@ int F(model_set_batch)(Model *m, int B, int T) {
     m->losses = malloc(sizeof(real) * N);
     m->acts_size = a.total, m->scratch_size = a.s_total;
     m->B = B, m->T = T;
+    if (m->cfg.vision.patch && vit_set_batch(m)) return -1;
     return m->acts && m->scratch && m->ids_dev && m->targets_dev && m->predictions_dev &&
                    m->head_dev && m->head_idx && m->seg.row && m->predictions && m->losses
                ? 0
@@ -483,6 +573,30 @@ ForwardStats F(model_forward)(Model *m, const int *ids, const int *targets, real
     return F(model_forward_packed)(m, ids, targets, NULL, loss_scale);
 }
 
+// Dropout (ViT training only): site 0 is the embedding, 1 + 3l block l's mixer output, 2 + 3l
+// its MLP hidden activation, 3 + 3l its MLP output. Each site draws from its own stream of the
+// step's key; the element index counts from the batch's first image (ImageStep).
+static int dropping(const Model *m) {
+    return m->cfg.vision.dropout > 0 && m->image_step.train;
+}
+static void drop(const Model *m, real *x, int rows, int width, int site) {
+    if (!dropping(m)) return;
+    m->k->dropout_forward(x, x, (size_t)rows, width, m->cfg.vision.dropout,
+                          rng_key(m->image_step.dropout_key, (uint64_t)site, 0, 0),
+                          (uint64_t)m->image_step.first_image * (uint64_t)m->T);
+}
+// The branch's gradient through site's mask: into out (zeroed here), or dres itself when no
+// dropout runs.
+static const real *drop_grad(const Model *m, real *out, const real *dres, int rows, int width,
+                             int site) {
+    if (!dropping(m)) return dres;
+    m->k->zero(out, (size_t)rows * width);
+    m->k->dropout_backward(out, dres, (size_t)rows, width, m->cfg.vision.dropout,
+                           rng_key(m->image_step.dropout_key, (uint64_t)site, 0, 0),
+                           (uint64_t)m->image_step.first_image * (uint64_t)m->T);
+    return out;
+}
+
 // Cuts the rows into examples at pos == 0 (a row's first token always opens one).
 // Block l's forward from its input (the embedding, or block l-1's output) into its activations.
 // Backward calls it again for a block under model.recompute: the same kernels on the same
@@ -498,6 +612,7 @@ static void layer_forward(Model *m, const ActsLayout *a, int l, const Segments *
     norm_forward(m, acts + la->ln1, acts + la->ln1_stats, x, w->ln1, w->ln1_b, N);
     F(mixer_forward)
     (c, l, k, B, T, seg, acts + la->mix_out, acts + la->ln1, w->mixer, acts + la->mix);
+    drop(m, acts + la->mix_out, N, C, 1 + 3 * l);
     real *res1 = acts + la->res1;
     k->add(res1, x, acts + la->mix_out, (size_t)N * C);
     if (c->mlp != MLP_NONE) {
@@ -511,8 +626,10 @@ static void layer_forward(Model *m, const ActsLayout *a, int l, const Segments *
             k->gelu_erf_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
         else
             k->gelu_forward(acts + la->act, acts + la->fc, (size_t)N * c->d_ff);
+        drop(m, acts + la->act, N, c->d_ff, 2 + 3 * l);
         k->matmul_forward(acts + la->mlp_out, acts + la->act, w->w_proj, N, c->d_ff, C);
         if (w->b_proj) k->bias_forward(acts + la->mlp_out, w->b_proj, N, C);
+        drop(m, acts + la->mlp_out, N, C, 3 + 3 * l);
         k->add(acts + la->res2, res1, acts + la->mlp_out, (size_t)N * C);
     }
 }
@@ -652,8 +769,58 @@ int F(model_layer_aux)(Model *m, int layer, OpAux *out) {
     return n;
 }
 
+// dres: the gradient of the last block's output; on return, that of the first block's input.
+// Each branch adds its input's gradient to dres, the residual stream's.
+static void blocks_backward(Model *m, const ActsLayout *a, const Segments *seg, real *dres) {
+    const ModelConfig *c = &m->cfg;
+    const F(Backend) *k = m->k;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model;
+    size_t NC = (size_t)N * C;
+    real *acts = m->acts, *s = m->scratch, *dln = s + a->s_dln;
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const LayerActs *la = &a->layer[l];
+        F(LayerWeights) *w = &m->layer[l], *g = &m->g_layer[l];
+        const real *x = l ? acts + a->layer[l - 1].res2 : acts + a->emb;
+        if (c->recompute[l]) layer_forward(m, a, l, seg);
+        if (c->mlp != MLP_NONE) {
+            int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
+            real *dact = s + a->s_dact, *dfc = s + a->s_dfc;
+            k->zero(dact, (size_t)N * c->d_ff);
+            k->zero(dfc, (size_t)N * fc_w);
+            k->zero(dln, NC);
+            const real *dbranch = drop_grad(m, s + a->s_drop, dres, N, C, 3 + 3 * l);
+            if (g->b_proj) k->bias_backward(g->b_proj, dbranch, N, C);
+            k->matmul_backward(dact, g->w_proj, dbranch, acts + la->act, w->w_proj, N, c->d_ff, C);
+            drop(m, dact, N, c->d_ff, 2 + 3 * l);
+            if (c->mlp == MLP_SWIGLU)
+                k->swiglu_backward(dfc, dact, acts + la->fc, N, c->d_ff);
+            else if (c->mlp == MLP_GELU_ERF)
+                k->gelu_erf_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
+            else
+                k->gelu_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
+            if (g->b_fc) k->bias_backward(g->b_fc, dfc, N, fc_w);
+            k->matmul_backward(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
+            norm_backward(m, dres, g->ln2, g->ln2_b, dln, acts + la->res1, w->ln2,
+                          acts + la->ln2_stats, N);
+        }
+        k->zero(dln, NC);
+        const real *dmix = drop_grad(m, s + a->s_drop, dres, N, C, 1 + 3 * l);
+        F(mixer_backward)
+        (c, l, k, B, T, seg, dln, g->mixer, dmix, acts + la->ln1, w->mixer, acts + la->mix,
+         s + a->s_mixer);
+        norm_backward(m, dres, g->ln1, g->ln1_b, dln, x, w->ln1, acts + la->ln1_stats, N);
+        grads_final(m, m->layer_offset[l]);
+    }
+}
+
+static void vit_backward(Model *m);
+
 void F(model_backward)(Model *m) {
     const ModelConfig *c = &m->cfg;
+    if (c->vision.patch) {
+        vit_backward(m);
+        return;
+    }
     const F(Backend) *k = m->k;
     int B = m->B, T = m->T, N = B * T, C = c->d_model, V = c->vocab_size;
     size_t NC = (size_t)N * C;
@@ -689,38 +856,7 @@ void F(model_backward)(Model *m) {
         grads_final(m, m->dec_offset);
     }
 
-    // dres is the gradient of the residual stream; each branch adds its input's gradient.
-    for (int l = c->n_layers - 1; l >= 0; l--) {
-        const LayerActs *la = &a.layer[l];
-        F(LayerWeights) *w = &m->layer[l], *g = &m->g_layer[l];
-        const real *x = l ? acts + a.layer[l - 1].res2 : acts + a.emb;
-        if (c->recompute[l]) layer_forward(m, &a, l, seg);
-        if (c->mlp != MLP_NONE) {
-            int fc_w = c->mlp == MLP_SWIGLU ? 2 * c->d_ff : c->d_ff;
-            real *dact = s + a.s_dact, *dfc = s + a.s_dfc;
-            k->zero(dact, (size_t)N * c->d_ff);
-            k->zero(dfc, (size_t)N * fc_w);
-            k->zero(dln, NC);
-            if (g->b_proj) k->bias_backward(g->b_proj, dres, N, C);
-            k->matmul_backward(dact, g->w_proj, dres, acts + la->act, w->w_proj, N, c->d_ff, C);
-            if (c->mlp == MLP_SWIGLU)
-                k->swiglu_backward(dfc, dact, acts + la->fc, N, c->d_ff);
-            else if (c->mlp == MLP_GELU_ERF)
-                k->gelu_erf_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
-            else
-                k->gelu_backward(dfc, dact, acts + la->fc, (size_t)N * c->d_ff);
-            if (g->b_fc) k->bias_backward(g->b_fc, dfc, N, fc_w);
-            k->matmul_backward(dln, g->w_fc, dfc, acts + la->ln2, w->w_fc, N, C, fc_w);
-            norm_backward(m, dres, g->ln2, g->ln2_b, dln, acts + la->res1, w->ln2,
-                          acts + la->ln2_stats, N);
-        }
-        k->zero(dln, NC);
-        F(mixer_backward)
-        (c, l, k, B, T, seg, dln, g->mixer, dres, acts + la->ln1, w->mixer, acts + la->mix,
-         s + a.s_mixer);
-        norm_backward(m, dres, g->ln1, g->ln1_b, dln, x, w->ln1, acts + la->ln1_stats, N);
-        grads_final(m, m->layer_offset[l]);
-    }
+    blocks_backward(m, &a, seg, dres);
     k->embedding_backward(m->g_wte, dres, m->ids_dev, N, C);
     if (m->g_wpe && seg) {
         for (int i = 0; i < seg->n; i++)
@@ -729,5 +865,151 @@ void F(model_backward)(Model *m) {
     } else if (m->g_wpe) {
         k->positions_backward(m->g_wpe + (size_t)m->cfg.cp.pos0 * C, dres, N, T, C);
     }
+    grads_final(m, 0);
+}
+
+// ---- the ViT path (model.vision.patch > 0) --------------------------------------------------
+// Device index lists that place and gather rows: head_dev [B] holds each image's first token
+// row (b * T: the class token, pooled under pool cls); ids_dev [B * patches] each patch's row
+// in the token grid (b * T + 1 + p under pool cls).
+static int vit_set_batch(Model *m) {
+    const VisionConfig *v = &m->cfg.vision;
+    int B = m->B, T = m->T, np = vit_patches(v), first = v->pool == VIT_POOL_CLS;
+    size_t in_w = (size_t)v->patch * v->patch * v->channels;
+    m->host_patches = malloc(sizeof(real) * (size_t)B * np * in_w);
+    m->host_logits = malloc(sizeof(real) * (size_t)B * m->cfg.vocab_size);
+    int *rows = malloc(sizeof(int) * (size_t)B * np);
+    if (!m->host_patches || !m->host_logits || !rows) return free(rows), -1;
+    for (int b = 0; b < B; b++) rows[b] = b * T;
+    m->k->upload(m->head_dev, rows, sizeof(int) * (size_t)B);
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < np; p++) rows[(size_t)b * np + p] = b * T + first + p;
+    m->k->upload(m->ids_dev, rows, sizeof(int) * (size_t)B * np);
+    free(rows);
+    return 0;
+}
+
+// [B, H, W, ch] -> [B, patches, P * P * ch]: patch (gy, gx) in row-major grid order, each
+// flattened in (y, x, channel) order within the patch (the pixels' own NHWC order).
+static void patchify(const VisionConfig *v, int B, const float *px, real *out) {
+    int P = v->patch, Ch = v->channels, W = v->width, gh = v->height / P, gw = W / P;
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++)
+                for (int y = 0; y < P; y++) {
+                    const float *src =
+                        px + (((size_t)b * v->height + gy * P + y) * W + gx * P) * Ch;
+                    real *dst = out + ((((size_t)b * gh + gy) * gw + gx) * P + y) * P * Ch;
+                    for (int i = 0; i < P * Ch; i++) dst[i] = (real)src[i];
+                }
+}
+
+static double vit_smoothing(const Model *m) {
+    return m->image_step.train ? m->cfg.vision.label_smoothing : 0.0;
+}
+
+ForwardStats F(model_forward_images)(Model *m, const float *pixels, const int *labels,
+                                     const ImageStep *step, real loss_scale) {
+    const ModelConfig *c = &m->cfg;
+    const VisionConfig *v = &c->vision;
+    const F(Backend) *k = m->k;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, K = c->vocab_size, np = vit_patches(v);
+    int in_w = v->patch * v->patch * v->channels, rows = B * np;
+    ActsLayout a = acts_layout(c, k, B, T, NULL);
+    real *acts = m->acts, *emb = acts + a.emb;
+    m->image_step = *step, m->loss_scale = loss_scale, m->targets = labels, m->n_head = B;
+    m->seg.n = 0;
+    patchify(v, B, pixels, m->host_patches);
+    k->upload(acts + a.v_patches, m->host_patches, sizeof(real) * (size_t)rows * in_w);
+    k->upload(m->targets_dev, labels, sizeof(int) * (size_t)B);
+
+    // patch embedding, then each image's tokens: [class token,] patches
+    real *patch_out = v->pool == VIT_POOL_CLS ? acts + a.v_patch_out : emb;
+    k->matmul_forward(patch_out, acts + a.v_patches, m->vis.patch_w, rows, in_w, C);
+    k->bias_forward(patch_out, m->vis.patch_b, rows, C);
+    if (v->pool == VIT_POOL_CLS)
+        for (int b = 0; b < B; b++) {
+            k->copy(emb + (size_t)b * T * C, m->vis.cls, sizeof(real) * C);
+            k->copy(emb + ((size_t)b * T + 1) * C, patch_out + (size_t)b * np * C,
+                    sizeof(real) * (size_t)np * C);
+        }
+    k->positions_forward(emb, m->vis.pos, N, T, C);
+    drop(m, emb, N, C, 0);
+    for (int l = 0; l < c->n_layers; l++) layer_forward(m, &a, l, NULL);
+    const real *x = acts + a.layer[c->n_layers - 1].res2;
+    norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
+    real *pooled = acts + a.head_in;
+    if (v->pool == VIT_POOL_CLS)
+        k->embedding_forward(pooled, m->head_dev, acts + a.lnf, B, C);
+    else
+        k->mean_pool_forward(pooled, acts + a.lnf, B, T, C);
+    k->matmul_forward(acts + a.logits, pooled, m->lm_head, B, C, K);
+    k->bias_forward(acts + a.logits, m->vis.head_b, B, K);
+    k->crossentropy_smooth_forward(acts + a.losses, acts + a.logits, m->targets_dev, B, K,
+                                   vit_smoothing(m));
+    k->download(m->losses, acts + a.losses, sizeof(real) * (size_t)B);
+    k->download(m->host_logits, acts + a.logits, sizeof(real) * (size_t)B * K);
+
+    // top-1 and top-5 on the host: B x classes values, the first maximum wins ties
+    ForwardStats st = {0};
+    for (int b = 0; b < B; b++) {
+        const real *z = m->host_logits + (size_t)b * K;
+        int y = labels[b], best = 0, above = 0;
+        if (y < 0) {  // padding of a last, partial evaluation batch
+            m->predictions[b] = -1;
+            continue;
+        }
+        for (int i = 1; i < K; i++) best = z[i] > z[best] ? i : best;
+        for (int i = 0; i < K; i++) above += z[i] > z[y] || (z[i] == z[y] && i < y);
+        m->predictions[b] = best;
+        st.loss_sum += m->losses[b];
+        st.example_acc_sum += best == y;
+        st.top5_sum += above < 5;
+        st.n_scored++, st.n_examples++;
+    }
+    return st;
+}
+
+static void vit_backward(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    const VisionConfig *v = &c->vision;
+    const F(Backend) *k = m->k;
+    int B = m->B, T = m->T, N = B * T, C = c->d_model, K = c->vocab_size, np = vit_patches(v);
+    int in_w = v->patch * v->patch * v->channels, rows = B * np;
+    size_t NC = (size_t)N * C;
+    ActsLayout a = acts_layout(c, k, B, T, NULL);
+    real *acts = m->acts, *s = m->scratch;
+    real *dres = s + a.s_dres, *dln = s + a.s_dln, *dlogits = s + a.s_dlogits;
+    real *dlosses = s + a.s_dlosses;
+    k->loss_seed(dlosses, m->targets_dev, m->loss_scale, B);
+    k->zero(dlogits, (size_t)B * K);
+    k->crossentropy_smooth_backward(dlogits, dlosses, acts + a.logits, m->targets_dev, B, K,
+                                    vit_smoothing(m));
+    k->bias_backward(m->g_vis.head_b, dlogits, B, K);
+    real *dpooled = dres;  // [B, C], read before dres takes the final norm's input gradient
+    k->zero(dpooled, (size_t)B * C);
+    k->matmul_backward(dpooled, m->g_lm_head, dlogits, acts + a.head_in, m->lm_head, B, C, K);
+    k->zero(dln, NC);
+    if (v->pool == VIT_POOL_CLS)
+        k->embedding_backward(dln, dpooled, m->head_dev, B, C);
+    else
+        k->mean_pool_backward(dln, dpooled, B, T, C);
+    k->zero(dres, NC);
+    norm_backward(m, dres, m->g_lnf, m->g_lnf_b, dln, acts + a.layer[c->n_layers - 1].res2, m->lnf,
+                  acts + a.lnf_stats, N);
+    grads_final(m, m->lnf_offset);
+    blocks_backward(m, &a, NULL, dres);
+    const real *demb = drop_grad(m, s + a.s_drop, dres, N, C, 0);
+    if (v->pos == VIT_POS_LEARNED) k->positions_backward(m->g_vis.pos, demb, N, T, C);
+    const real *dpatch = demb;
+    if (v->pool == VIT_POOL_CLS) {  // the class tokens' rows summed; the patches' gathered
+        k->embedding_forward(dln, m->head_dev, demb, B, C);
+        k->bias_backward(m->g_vis.cls, dln, B, C);
+        k->embedding_forward(dln, m->ids_dev, demb, rows, C);
+        dpatch = dln;
+    }
+    k->bias_backward(m->g_vis.patch_b, dpatch, rows, C);
+    k->matmul_backward(NULL, m->g_vis.patch_w, dpatch, acts + a.v_patches, m->vis.patch_w, rows,
+                       in_w, C);
     grads_final(m, 0);
 }

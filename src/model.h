@@ -24,6 +24,23 @@ typedef struct {
     int rank, size, pos0, first;
     Comm *comm;
 } ContextGroup;
+// The ViT path (docs/vision.md), chosen by the data: with image shards the token embedding is a
+// patch embedding ([C, P*P*channels] over flattened patches, plus a bias), a class token
+// (pool cls) or mean pooling (pool mean), learned or fixed 2-D sin-cos positions, the same
+// blocks, the final norm and a classification head [classes, C] with a bias; vocab_size is the
+// number of classes. Dropout (rate `dropout`) acts on the embedding, each residual branch's
+// output and the MLP's hidden activation; label smoothing on the training loss.
+typedef struct {
+    int patch;  // patch side P (0: the token model)
+    int height, width, channels;
+    int pool;  // VIT_POOL_*
+    int pos;   // VIT_POS_*
+    double dropout, label_smoothing;
+} VisionConfig;
+// Patches per image (the grid is (H/P) x (W/P), row-major), and tokens per image: the patches
+// plus the class token under pool cls.
+int vit_patches(const VisionConfig *v);
+int vit_tokens(const VisionConfig *v);
 
 typedef struct {
     int vocab_size, d_model, n_layers, n_heads, d_ff;
@@ -48,6 +65,7 @@ typedef struct {
     // mixer.* keys and the row's fixed values.
     OpShape core_opts[MAX_LAYERS];
     ContextGroup cp;  // set by the trainer after model_config_from; zero = off
+    VisionConfig vision;
 } ModelConfig;
 
 typedef struct {
@@ -115,7 +133,18 @@ typedef struct {
     int64_t n_scored;        // scored positions
     double example_acc_sum;  // sum over examples of the example's accuracy
     int64_t n_examples;      // examples with at least one scored position
+    double top5_sum;         // images: examples whose label is among the 5 highest logits
 } ForwardStats;
+
+// One ViT forward's mode: train (dropout and label smoothing on) or evaluate (both off), and
+// where the batch sits in its stream, so dropout's mask is a pure function of (dropout_key,
+// image position, token, channel): a resume, a recomputed block and any number of ranks draw
+// the same masks.
+typedef struct {
+    int train;
+    uint64_t dropout_key;  // from (seed, step): train_dropout_key
+    int64_t first_image;   // the batch's first image's position in its stream
+} ImageStep;
 
 #define MODEL_REAL float
 #define MODEL_S(n) n##_f32

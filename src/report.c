@@ -60,14 +60,20 @@ enum {
     COL_WALL_S,
     COL_STEPS,
     COL_EPOCHS,
+    COL_TOP5,      // image data: test top-5 accuracy
+    COL_GFLOP,     // training GFLOP per example (sequence or image)
+    COL_FWD_MIB,   // activations forward keeps for backward
+    COL_BWD_MIB,   // backward's scratch
+    COL_PEAK_MIB,  // the device's peak allocation of the run
     N_FIXED_COLS,
     N_COLS = N_FIXED_COLS + 32
 };
-static const char *COL_NAMES[N_COLS] = {"test acc",    "test micro",  "test macro",  "test acc L1",
-                                        "test acc L2", "test acc L3", "test acc L4", "best val acc",
-                                        "train acc",   "test loss",   "params",      "NaN/Inf",
-                                        "tokens/s",    "wall s",      "steps",       "epochs"};
-static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1};
+static const char *COL_NAMES[N_COLS] = {
+    "test acc",    "test micro",   "test macro", "test acc L1", "test acc L2", "test acc L3",
+    "test acc L4", "best val acc", "train acc",  "test loss",   "params",      "NaN/Inf",
+    "tokens/s",    "wall s",       "steps",      "epochs",      "test top5",   "train GFLOP/ex",
+    "fwd MiB",     "bwd MiB",      "peak MiB"};
+static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1, 4, 4, 2, 2, 2};
 static const OpAuxCol *AUX_COLS[N_COLS];  // by column index (NULL: a fixed column)
 static int ORDER[N_COLS], n_cols;         // display order
 
@@ -177,6 +183,7 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             if (!valid) {  // the last test evaluation's micro, macro and per-level accuracy
                 r->col[COL_MICRO] = json_num(line, "acc_micro", &v) ? v : NAN;
                 r->col[COL_MACRO] = json_num(line, "acc_macro", &v) ? v : NAN;
+                r->col[COL_TOP5] = json_num(line, "acc_top5", &v) ? v : NAN;
             }
             if (!valid)
                 for (int l = 0; l < 4; l++) {
@@ -190,6 +197,12 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
                 if (AUX_COLS[c])
                     aux_fields(line, AUX_COLS[c], &aux_sum[c], &aux_count[c], &aux_last[c],
                                &aux_max[c]);
+        } else if (!strcmp(event, "cost")) {
+            const double mib = 1024.0 * 1024.0;
+            if (json_num(line, "train_flops_per_example", &v)) r->col[COL_GFLOP] = v / 1e9;
+            if (json_num(line, "forward_bytes", &v)) r->col[COL_FWD_MIB] = v / mib;
+            if (json_num(line, "backward_bytes", &v)) r->col[COL_BWD_MIB] = v / mib;
+            if (json_num(line, "memory_peak_bytes", &v)) r->col[COL_PEAK_MIB] = v / mib;
         } else if (!strcmp(event, "summary")) {
             if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
             if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
@@ -210,7 +223,9 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
                         : AUX_COLS[c]->reduce == AUX_MEAN ? aux_sum[c] / aux_count[c]
                         : AUX_COLS[c]->reduce == AUX_MAX  ? aux_max[c]
                                                           : aux_last[c];
-    if (cfg.train_examples > 0 && !isnan(r->col[COL_STEPS]))
+    // data.train_examples sizes the in-process tasks only: shard data (data.path) has its own
+    // size, which the config does not hold.
+    if (cfg.train_examples > 0 && !cfg.data_path[0] && !isnan(r->col[COL_STEPS]))
         r->col[COL_EPOCHS] =
             r->col[COL_STEPS] * (double)cfg.batch_size / (double)cfg.train_examples;
     // Without a validation split the best held-out evaluation stands in (said in the table).

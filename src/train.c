@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include "../data/h5util.h"
+#include "../data/images.h"
+#include "../kernels/rng.h"
+#include "bench.h"
 #include "data_config.h"
 #include "optim.h"
 #include "train_internal.h"
@@ -49,6 +52,79 @@ int model_config_from(const Config *c, int task_vocab, int task_seq_len, ModelCo
     }
     mixer_options_from(c, mc);
     return config_recompute_layers(c->recompute, mc->n_layers, mc->recompute, err, n);
+}
+
+// The ViT path (the data serves images): the token model's config from the same keys, then the
+// image's geometry. T is the tokens per image; rotary positions are off under model.rope auto
+// (positions come from model.pos). One line in err naming the key when the image and the
+// model do not fit together.
+static int vision_config_from(const Config *c, const Loader *data, int rank, ModelConfig *mc,
+                              char *err, size_t n) {
+    ImageGeom g = loader_image_geom(data);
+    VisionConfig v = {(int)c->patch, g.height,   g.width,    g.channels,
+                      c->pool,       c->vit_pos, c->dropout, c->label_smoothing};
+    if (g.height % v.patch || g.width % v.patch) {
+        snprintf(err, n, "model.patch (%d) must divide the images' height and width (%d x %d)",
+                 v.patch, g.height, g.width);
+        return -1;
+    }
+    if (v.pos == VIT_POS_SINCOS2D && c->d_model % 4) {
+        snprintf(err, n, "model.pos sincos2d needs model.d_model (%lld) a multiple of 4",
+                 (long long)c->d_model);
+        return -1;
+    }
+    if (c->head != HEAD_LM) {
+        snprintf(err, n, "model.head %s is for token tasks; image data has a classification head",
+                 config_enum_name("model.head", c->head));
+        return -1;
+    }
+    Config tc = *c;
+    tc.seq_len = vit_tokens(&v);
+    tc.vocab_size = 0;
+    if (tc.rope == ROPE_AUTO) tc.rope = ROPE_OFF;
+    if (model_config_from(&tc, g.num_classes, vit_tokens(&v), mc, err, n)) return -1;
+    mc->vision = v;
+    mc->tie_embeddings = 0, mc->max_positions = 0;
+    int warned = 0;
+    for (int l = 0; l < mc->n_layers; l++) {
+        const OpDef_f32 *row = OPS_f32[mc->mixer[l]];
+        unsigned char *opt = mc->core_opts[l].opt.bytes;
+        // A mixer that reads a patch grid (options grid_w, prefix_tokens) gets the image's
+        // where its config leaves them 0: the grid's width and the class token before it.
+        const OpOption *gw = op_option_find(row->options, "grid_w");
+        const OpOption *pt = op_option_find(row->options, "prefix_tokens");
+        int value;
+        if (gw && gw->type == OPT_INT && (memcpy(&value, opt + gw->offset, sizeof(int)), !value))
+            value = g.width / v.patch, memcpy(opt + gw->offset, &value, sizeof(int));
+        if (pt && pt->type == OPT_INT && (memcpy(&value, opt + pt->offset, sizeof(int)), !value))
+            value = v.pool == VIT_POOL_CLS, memcpy(opt + pt->offset, &value, sizeof(int));
+        // The class token comes first: under a causal mixer it attends to itself alone.
+        const OpOption *causal = op_option_find(row->options, "causal");
+        int is_causal = 0;
+        if (causal) memcpy(&is_causal, opt + causal->offset, sizeof(int));
+        if (is_causal && v.pool == VIT_POOL_CLS && !rank && !warned++)
+            fprintf(stderr,
+                    "madtrain: warning: layer %d's mixer %s has mixer.causal: true: the class "
+                    "token (first) sees no patch through it; set mixer.causal: false or "
+                    "model.pool: mean\n",
+                    l, row->name);
+    }
+    return 0;
+}
+
+// Training FLOPs per example (a sequence, or an image), llm.c's convention as bench counts them:
+// the blocks at T tokens; the ViT's patch embedding runs on its patches and its head once.
+static double train_flops_per_example(const ModelConfig *mc, int T) {
+    double flops = bench_flops_per_token(mc, T) * T;
+    if (!mc->vision.patch) return flops;
+    const VisionConfig *v = &mc->vision;
+    double C = mc->d_model, K = mc->vocab_size, in_w = v->patch * v->patch * v->channels;
+    return flops - 6 * K * C * T + 6 * K * C + 6 * vit_patches(v) * in_w * C;
+}
+
+// The step's dropout stream: a pure function of (seed, step).
+static uint64_t train_dropout_key(const Config *cfg, int64_t step) {
+    return rng_key((uint64_t)cfg->seed, 0xD40B, (uint64_t)step, 0);
 }
 
 // ---- signals ---------------------------------------------------------------------------
@@ -160,15 +236,19 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     int64_t base = run->st.data_position + group * (t->GB / t->groups);
     int *ids = t->batch.ids, *targets = t->batch.targets;
     int *pos = loader_packed(t->data) ? t->batch.pos : NULL;
-    if (loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
+    int images = loader_is_images(t->data);
+    if (images ? loader_train_images(t->data, base, accum * mb, t->batch.pixels, targets, err,
+                                     sizeof(err))
+               : loader_train(t->data, base, accum * mb, ids, targets, pos, err, sizeof(err)))
         comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     context_slice_rows(ids, accum * mb, t->T_full, cp);
     context_slice_rows(targets, accum * mb, t->T_full, cp);
+    int64_t per_example = images ? 1 : T;  // labels per image; targets per sequence (slice)
     fault_fail_at_step(cfg, comm, step);
     // One small all-reduce carries the global count of scored positions and any stop
     // request, so every rank learns both at the same step boundary.
     double head[2] = {0, stop_requested || fault_stop_at_step(cfg, step) ? 1 : 0};
-    for (size_t i = 0; i < (size_t)(accum * mb * T); i++) head[0] += targets[i] >= 0;
+    for (size_t i = 0; i < (size_t)(accum * mb * per_example); i++) head[0] += targets[i] >= 0;
     comm_allreduce_sum_f64(comm, head, 2);
     if (head[1] > 0) return STEP_STOP;
     // The loss is the mean over the scored positions of the whole global batch: with the
@@ -177,32 +257,40 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     float scale = head[0] > 0 ? (float)(1.0 / head[0]) : 0.0f;
     model_zero_grad_f32(model);
     fault_nan_gradient(cfg, comm, run, step);
-    double stats[4] = {0};
+    double stats[5] = {0};
     // parallel.context: (correct, scored) per row of the global batch, whole after the sum
     double *rows = cp->size > 1 ? xcalloc(2 * (size_t)t->GB, sizeof(double)) : NULL;
     grad_reducer_begin(t->reducer);
+    size_t pixels_per_image = images ? (size_t)model->cfg.vision.height * model->cfg.vision.width *
+                                           model->cfg.vision.channels
+                                     : 0;
     for (int64_t a = 0; a < accum; a++) {
-        ForwardStats st = model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
-                                                   pos ? pos + a * mb * T : NULL, scale);
+        ImageStep is = {1, train_dropout_key(cfg, step), base + a * mb};
+        ForwardStats st =
+            images ? model_forward_images_f32(model, t->batch.pixels + a * mb * pixels_per_image,
+                                              targets + a * mb, &is, scale)
+                   : model_forward_packed_f32(model, ids + a * mb * T, targets + a * mb * T,
+                                              pos ? pos + a * mb * T : NULL, scale);
         // the last micro-step's backward finishes the gradients: reduce while it runs
         model->on_grads_final = a == accum - 1 ? grad_reducer_hook : NULL;
         model->grads_final_ctx = t->reducer;
         model_backward_f32(model);
         stats[0] += st.loss_sum, stats[1] += (double)st.n_scored;
         stats[2] += st.example_acc_sum, stats[3] += (double)st.n_examples;
+        stats[4] += st.top5_sum;
         if (rows)
             context_row_counts(model, targets + a * mb * T, (int)mb,
                                group * (t->GB / t->groups) + a * mb, rows);
     }
     model->on_grads_final = NULL;
     grad_reducer_finish(t->reducer);
-    comm_allreduce_sum_f64(comm, stats, 4);
+    comm_allreduce_sum_f64(comm, stats, 5);
     if (rows) {  // a slice's accuracy is not its example's: count whole examples
         comm_allreduce_sum_f64(comm, rows, 2 * (size_t)t->GB);
         context_example_acc(rows, t->GB, &stats[2], &stats[3]);
         free(rows);
     }
-    for (int i = 0; i < 4; i++) t->interval.sums[i] += stats[i];
+    for (int i = 0; i < 5; i++) t->interval.sums[i] += stats[i];
 
     // Computed on the device, in blocks (optim.h: Shards); every rank gets the same norm (its
     // own slice's blocks with ZeRO), so NaN/Inf is seen, and the step skipped, on all ranks
@@ -316,6 +404,14 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         fflush(stdout);
     }
 
+    // What a step costs (madtrain report's FLOPs and memory columns): training FLOPs per
+    // example, the activations forward keeps for backward and backward's own scratch.
+    if (!comm->rank)
+        jsonl(lg,
+              "{\"event\":\"cost\",\"train_flops_per_example\":%.6g,\"forward_bytes\":%zu,"
+              "\"backward_bytes\":%zu}",
+              train_flops_per_example(&model->cfg, t->T), sizeof(float) * model->acts_size,
+              sizeof(float) * model->scratch_size);
     lg->t_start = now_seconds();
     t->interval.t_last = lg->t_start, t->interval.tokens_last = run->st.tokens;
     double t_ckpt = lg->t_start;
@@ -352,6 +448,8 @@ static int run_training(Trainer *t, const Device *dev, EvalResult *last_eval) {
         }
     }
     double wall = now_seconds() - lg->t_start;
+    if (!comm->rank && dev->k->memory_peak)
+        jsonl(lg, "{\"event\":\"cost\",\"memory_peak_bytes\":%zu}", dev->k->memory_peak(0));
     // The end of training (or a stop request) always leaves a checkpoint to resume or reuse.
     // When that write fails, nothing claims it happened: a stopped run ends failed (a requeued
     // job would otherwise restart silently from an older checkpoint), a finished one exits 1.
@@ -412,12 +510,22 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     Loader *data = loader_open(&data_opt, comm->rank / G, comm->world / G, err, sizeof(err));
     if (!data) comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
     ModelConfig mc;
-    if (model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err, sizeof(err))) {
+    int images = loader_is_images(data);
+    if (images ? vision_config_from(cfg, data, comm->rank, &mc, err, sizeof(err))
+               : model_config_from(cfg, loader_vocab(data), loader_seq_len(data), &mc, err,
+                                   sizeof(err))) {
         if (!comm->rank) fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
     }
     int T_full = loader_seq_len(data);
     if (G > 1) {
+        if (images) {
+            if (!comm->rank)
+                fprintf(stderr,
+                        "madtrain: error: parallel.context > 1 splits token sequences; images "
+                        "train whole (use parallel.context: 1)\n");
+            return MT_EXIT_USAGE;
+        }
         if (T_full % G) {
             if (!comm->rank)
                 fprintf(stderr,
@@ -439,15 +547,18 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         device_close(&dev);
         return MT_EXIT_USAGE;
     }
+    // T: tokens per sequence (per rank: its slice), or per image (its patches, and the class
+    // token)
+    if (images) T_full = vit_tokens(&mc.vision);
+    int T = T_full / G;
     if ((rc = check_memory(comm, &mc, dev.k,
-                           (int)(cfg->batch_size / (comm->world / G * cfg->grad_accum)),
-                           T_full / G)))
+                           (int)(cfg->batch_size / (comm->world / G * cfg->grad_accum)), T)))
         return rc;
     Run run = {.cfg = cfg, .comm = comm, .k = dev.k};
     if ((rc = run_build(&run, &mc))) return rc;
     Model_f32 *model = &run.model;
     int64_t GB = cfg->batch_size, accum = cfg->grad_accum, W = comm->world, groups = W / G;
-    int mb = (int)(GB / (groups * accum)), T = T_full / G;
+    int mb = (int)(GB / (groups * accum));
     int64_t steps = cfg->steps;
     if (cfg->epochs > 0) {
         if (loader_train_size(data) <= 0) {
@@ -482,7 +593,10 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .lg = &lg,
         .data = data,
         .batch = {xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step),
-                  xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step)},
+                  xmalloc(sizeof(int) * per_step), xmalloc(sizeof(int) * per_step),
+                  images ? xmalloc(sizeof(float) * (size_t)accum * mb * mc.vision.height *
+                                   mc.vision.width * mc.vision.channels)
+                         : NULL},
         .GB = GB,
         .W = W,
         .accum = accum,
@@ -494,6 +608,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
         .ap = {cfg->lr, cfg->beta1, cfg->beta2, cfg->adam_eps, cfg->weight_decay},
         .have_checkpoint = resumed,
     };
+    t.interval.images = images;
     EvalResult last_eval = {0};
     int exit_code = 0;
     if (eval_only)
@@ -503,6 +618,7 @@ int train_run(const Config *cfg, Comm *comm, int eval_only) {
     log_close(&lg);
     loader_close(data);
     free(t.batch.ids), free(t.batch.targets), free(t.batch.levels), free(t.batch.pos);
+    free(t.batch.pixels);
     grad_reducer_free(t.reducer);
     free(t.staging);
     run_free(&run);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../data/h5util.h"
+#include "../data/images.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -118,6 +119,136 @@ static EvalResult evaluate(Model_f32 *m, Loader *data, EvalSplit split, const Co
     return r;
 }
 
+static int write_2d(hid_t g, const char *name, hid_t type, const double *v, int64_t n, int T);
+
+// ---- image data ----------------------------------------------------------------------------
+// Per-image results of one split for `eval --dump`: labels, top-1 predictions, losses [n] and
+// the 5 highest classes [n, 5] (rank blocks summed, as EvalDump).
+typedef struct {
+    int64_t n;
+    double *labels, *predictions, *losses, *top5;
+} ImageDump;
+
+// Loss, top-1 (acc and acc_micro), top-5 and the mean per-class accuracy (acc_macro) over the
+// split's images (or its first eval_examples); per class: images, right, predicted in
+// class_sums [3 * classes] when asked (the dump's per-class accuracy).
+static EvalResult evaluate_images(Model_f32 *m, Loader *data, EvalSplit split, const Config *cfg,
+                                  Comm *comm, Batch *b, ImageDump *dump, double *class_sums) {
+    int64_t n = loader_eval_size(data, split);
+    if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
+    int64_t lo = n * comm->rank / comm->world, hi = n * (comm->rank + 1) / comm->world;
+    const VisionConfig *v = &m->cfg.vision;
+    int B = m->B, K = m->cfg.vocab_size;
+    size_t px = (size_t)v->height * v->width * v->channels;
+    char err[512];
+    enum { N_SUMS = 5 };  // loss, images, top-1 right, top-5 right, (unused)
+    size_t n_all = N_SUMS + 3 * (size_t)K;
+    double *sums = xcalloc(n_all, sizeof(double)), *cls = sums + N_SUMS;
+    for (int64_t start = lo; start < hi; start += B) {
+        int64_t count = hi - start < B ? hi - start : B;
+        if (loader_eval_images(data, split, start, count, b->pixels, b->targets, err, sizeof(err)))
+            comm_fatal(comm, MT_EXIT_FAIL, "%s", err);
+        for (int64_t i = count; i < B; i++) b->targets[i] = -1;
+        memset(b->pixels + count * px, 0, sizeof(float) * (size_t)(B - count) * px);
+        ImageStep is = {0, 0, start};
+        ForwardStats st = model_forward_images_f32(m, b->pixels, b->targets, &is, 0);
+        sums[0] += st.loss_sum, sums[1] += (double)st.n_scored;
+        sums[2] += st.example_acc_sum, sums[3] += st.top5_sum;
+        for (int64_t i = 0; i < count; i++) {
+            int y = b->targets[i], pred = m->predictions[i];
+            cls[3 * y] += 1, cls[3 * y + 1] += pred == y, cls[3 * pred + 2] += 1;
+            if (!dump) continue;
+            int64_t at = start + i;
+            dump->labels[at] = y, dump->predictions[at] = pred, dump->losses[at] = m->losses[i];
+            // the 5 highest logits, highest first (selection: classes are few)
+            const float *z = m->host_logits + (size_t)i * K;
+            int picked[5];
+            for (int r = 0; r < 5; r++) {
+                int best = -1;
+                for (int c = 0; c < K; c++) {
+                    int used = 0;
+                    for (int q = 0; q < r; q++) used |= picked[q] == c;
+                    if (!used && (best < 0 || z[c] > z[best])) best = c;
+                }
+                picked[r] = best;
+                dump->top5[at * 5 + r] = best;
+            }
+        }
+    }
+    comm_allreduce_sum_f64(comm, sums, n_all);
+    EvalResult r = {.loss = sums[1] > 0 ? sums[0] / sums[1] : 0,
+                    .acc = sums[1] > 0 ? sums[2] / sums[1] : 0,
+                    .scored = (int64_t)sums[1],
+                    .examples = (int64_t)sums[1],
+                    .images = 1,
+                    .acc_top5 = sums[1] > 0 ? sums[3] / sums[1] : 0};
+    r.acc_micro = r.acc;
+    double macro = 0;
+    int classes = 0;
+    for (int c = 0; c < K; c++) {
+        if (cls[3 * c] + cls[3 * c + 2] == 0) continue;
+        classes++;
+        macro += cls[3 * c] > 0 ? cls[3 * c + 1] / cls[3 * c] : 0;
+    }
+    r.acc_macro = classes ? macro / classes : 0;
+    for (int l = 0; l < MAX_EVAL_LEVELS; l++) r.level_acc[l] = NAN;
+    if (class_sums) memcpy(class_sums, cls, sizeof(double) * 3 * (size_t)K);
+    free(sums);
+    return r;
+}
+
+static int write_1d(hid_t g, const char *name, hid_t type, const double *v, int64_t n) {
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t ds = H5Dcreate2(g, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0;
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+// One group per split: labels, predictions (top-1), losses [n], top5 [n, 5] (highest first);
+// per class: class_count, class_correct, class_accuracy (NaN for a class with no image) and
+// class_names [classes]; attributes step, loss, acc (top-1), acc_top5, acc_macro.
+static int dump_images_split(hid_t f, const char *split, const ImageDump *d, Loader *data, int K,
+                             const double *class_sums, int64_t step, const EvalResult *e) {
+    hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    hid_t i32 = H5T_STD_I32LE;
+    double *count = xcalloc(3 * (size_t)K, sizeof(double)), *right = count + K, *acc = right + K;
+    for (int c = 0; c < K; c++) {
+        count[c] = class_sums[3 * c], right[c] = class_sums[3 * c + 1];
+        acc[c] = count[c] > 0 ? right[c] / count[c] : NAN;
+    }
+    enum { NAME_LEN = 64 };
+    char *names = xcalloc((size_t)K, NAME_LEN);
+    for (int c = 0; c < K; c++)
+        snprintf(names + (size_t)c * NAME_LEN, NAME_LEN, "%s", loader_class_name(data, c));
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, NAME_LEN);
+    hsize_t kd[1] = {(hsize_t)K};
+    hid_t sp = H5Screate_simple(1, kd, NULL);
+    hid_t ds = H5Dcreate2(g, "class_names", st, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int names_ok = ds >= 0 && H5Dwrite(ds, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, names) >= 0;
+    if (ds >= 0) H5Dclose(ds);
+    H5Sclose(sp), H5Tclose(st);
+    int rc = !names_ok || write_1d(g, "labels", i32, d->labels, d->n) ||
+             write_1d(g, "predictions", i32, d->predictions, d->n) ||
+             write_1d(g, "losses", H5T_IEEE_F32LE, d->losses, d->n) ||
+             write_2d(g, "top5", i32, d->top5, d->n, 5) ||
+             write_1d(g, "class_count", i32, count, K) ||
+             write_1d(g, "class_correct", i32, right, K) ||
+             write_1d(g, "class_accuracy", H5T_IEEE_F64LE, acc, K) ||
+             h5_attr_write_i64(g, "step", step) ||
+             h5_attr_write(g, "loss", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->loss) ||
+             h5_attr_write(g, "acc", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc) ||
+             h5_attr_write(g, "acc_top5", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_top5) ||
+             h5_attr_write(g, "acc_macro", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &e->acc_macro);
+    free(count), free(names);
+    H5Gclose(g);
+    return rc ? -1 : 0;
+}
+
 // Whether any rank's flag is set (a collective: every rank calls it).
 static int any_rank(Comm *comm, int flag) {
     double v = flag;
@@ -175,6 +306,35 @@ void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger
     for (int sp = EVAL_VALID; sp <= EVAL_TEST; sp++) {
         if (loader_eval_size(data, (EvalSplit)sp) <= 0) continue;
         if (sp == EVAL_TEST && has_valid && !final) continue;
+        if (loader_is_images(data)) {
+            int64_t n = loader_eval_size(data, (EvalSplit)sp);
+            if (cfg->eval_examples > 0 && cfg->eval_examples < n) n = cfg->eval_examples;
+            int K = m->cfg.vocab_size;
+            ImageDump id = {0};
+            double *class_sums = xcalloc(3 * (size_t)K, sizeof(double));
+            if (dumping) {
+                id.n = n;
+                id.labels = xcalloc(8 * (size_t)n + 1, sizeof(double));
+                id.predictions = id.labels + n, id.losses = id.predictions + n;
+                id.top5 = id.losses + n;
+            }
+            EvalResult e = evaluate_images(m, data, (EvalSplit)sp, cfg, comm, b,
+                                           dumping ? &id : NULL, class_sums);
+            if (sp == EVAL_TEST) *test = e;
+            if (!comm->rank) log_eval(lg, step, loader_eval_name(data, (EvalSplit)sp), 0, &e);
+            if (dumping) {
+                comm_allreduce_sum_f64(comm, id.labels, 8 * (size_t)n);
+                if (!comm->rank) {
+                    h5_lock();
+                    dump_failed |= dump_images_split(f, loader_eval_name(data, (EvalSplit)sp), &id,
+                                                     data, K, class_sums, step, &e) != 0;
+                    h5_unlock();
+                }
+                free(id.labels);
+            }
+            free(class_sums);
+            continue;
+        }
         EvalDump d = {0};
         if (dumping) {
             int64_t n = loader_eval_size(data, (EvalSplit)sp);
@@ -208,7 +368,8 @@ void run_evals(Model_f32 *m, Loader *data, const Config *cfg, Comm *comm, Logger
         if (dump_failed || rename(tmp, cfg->eval_dump))
             unlink(tmp), dump_failed = 1;
         else
-            printf("eval: per-position results in %s\n", cfg->eval_dump);
+            printf("eval: per-%s results in %s\n", loader_is_images(data) ? "image" : "position",
+                   cfg->eval_dump);
     }
     if (dumping && any_rank(comm, dump_failed))
         comm_fatal(comm, MT_EXIT_FAIL, "eval --dump: writing '%s' failed", cfg->eval_dump);
@@ -218,8 +379,20 @@ void report_aux(Logger *lg, Model_f32 *m, Loader *data, Batch *b) {
     EvalSplit split = loader_eval_size(data, EVAL_VALID) > 0 ? EVAL_VALID : EVAL_TEST;
     int64_t n = loader_eval_size(data, split), count = n < m->B ? n : m->B;
     char err[512];
-    if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
-    eval_forward(m, data, b);
+    if (loader_is_images(data)) {  // the first held-out images, the rest of the batch padding
+        const VisionConfig *v = &m->cfg.vision;
+        size_t px = (size_t)v->height * v->width * v->channels;
+        if (count <= 0 ||
+            loader_eval_images(data, split, 0, count, b->pixels, b->targets, err, sizeof(err)))
+            return;
+        for (int64_t i = count; i < m->B; i++) b->targets[i] = -1;
+        memset(b->pixels + count * px, 0, sizeof(float) * (size_t)(m->B - count) * px);
+        ImageStep is = {0, 0, 0};
+        model_forward_images_f32(m, b->pixels, b->targets, &is, 0);
+    } else {
+        if (count <= 0 || load_eval_batch(m, data, split, 0, count, b, err, sizeof(err))) return;
+        eval_forward(m, data, b);
+    }
     for (int l = 0; l < m->cfg.n_layers; l++) {
         OpAux aux[OP_MAX_AUX + 1];
         // a context group's other ranks (lg NULL) take part: a recomputed layer's forward (a

@@ -27,6 +27,8 @@ typedef struct {
     double acc_micro, acc_macro;
     int64_t scored, examples;
     int n_levels;  // hcopy: accuracy per hierarchy level 1..n_levels (0: the task has none)
+    int images;    // image data: acc is top-1, acc_top5 the label among the 5 highest logits
+    double acc_top5;
     double level_acc[MAX_EVAL_LEVELS];
 } EvalResult;
 
@@ -34,6 +36,7 @@ typedef struct {
 // (data.pack), each token's position in its example, of grad_accum micro-batches.
 typedef struct {
     int *ids, *targets, *levels, *pos;
+    float *pixels;  // image data: [images, H, W, channels] (targets: their labels)
 } Batch;
 
 // ---- context.c: context parallelism in the trainer ------------------------------------------
@@ -67,9 +70,10 @@ void log_header(const Config *cfg, const Comm *comm, int threads, const char *de
                 int64_t steps);
 
 // Training figures summed since the last log line: loss, scored positions, example accuracy,
-// examples.
+// examples, and (images) top-5 hits.
 typedef struct {
-    double sums[4];
+    double sums[5];
+    int images;
     double t_last;
     int64_t tokens_last;
 } Interval;

@@ -106,20 +106,27 @@ void log_step(Logger *lg, Interval *iv, int64_t step, int64_t steps, int64_t fir
     double tps = (st->tokens - iv->tokens_last) / (now - iv->t_last);
     double loss = iv->sums[1] > 0 ? iv->sums[0] / iv->sums[1] : 0;
     double acc = iv->sums[3] > 0 ? iv->sums[2] / iv->sums[3] : 0;
+    // images: acc is top-1, and top-5 follows it
+    char top5[48] = "", top5_json[48] = "";
+    if (iv->images) {
+        double t5 = iv->sums[3] > 0 ? iv->sums[4] / iv->sums[3] : 0;
+        snprintf(top5, sizeof(top5), " | top5 %.4f", t5);
+        snprintf(top5_json, sizeof(top5_json), ",\"acc_top5\":%.6g", t5);
+    }
     char el[32], eta[32];
     format_duration(elapsed, el, sizeof(el));
     format_duration(elapsed / (step + 1 - first_step) * (steps - step - 1), eta, sizeof(eta));
     printf(
-        "step %6lld/%lld | loss %.4f | acc %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | "
+        "step %6lld/%lld | loss %.4f | acc %.4f%s | lr %.2e | gnorm %.3f | %.0f tok/s | "
         "elapsed %s | eta %s\n",
-        (long long)step + 1, (long long)steps, loss, acc, lr, grad_norm, tps, el, eta);
+        (long long)step + 1, (long long)steps, loss, acc, top5, lr, grad_norm, tps, el, eta);
     fflush(stdout);
     jsonl(lg,
-          "{\"event\":\"train\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g,\"lr\":%.6g,"
+          "{\"event\":\"train\",\"step\":%lld,\"loss\":%.6g,\"acc\":%.6g%s,\"lr\":%.6g,"
           "\"grad_norm\":%.6g,\"tokens\":%lld,\"tokens_per_s\":%.6g,\"elapsed_s\":%.6f,"
           "\"skipped_steps\":%lld}",
-          (long long)step + 1, loss, acc, lr, grad_norm, (long long)st->tokens, tps, elapsed,
-          (long long)st->skipped_steps);
+          (long long)step + 1, loss, acc, top5_json, lr, grad_norm, (long long)st->tokens, tps,
+          elapsed, (long long)st->skipped_steps);
     iv->t_last = now, iv->tokens_last = st->tokens;
 }
 
@@ -134,6 +141,11 @@ void log_eval(Logger *lg, int64_t step, const char *name, int is_lm, const EvalR
         snprintf(levels + k, sizeof(levels) - k, " | L%d %.4f", l + 1, e->level_acc[l]);
         snprintf(levels_json + kj, sizeof(levels_json) - kj, ",\"acc_level_%d\":%.6g", l + 1,
                  e->level_acc[l]);
+    }
+    if (e->images) {  // top-5 next to top-1 (acc), in the line and in metrics.jsonl
+        size_t k = strlen(levels), kj = strlen(levels_json);
+        snprintf(levels + k, sizeof(levels) - k, " | top5 %.4f", e->acc_top5);
+        snprintf(levels_json + kj, sizeof(levels_json) - kj, ",\"acc_top5\":%.6g", e->acc_top5);
     }
     if (is_lm) {
         double ppl = exp(e->loss), bits = e->loss / log(2.0);

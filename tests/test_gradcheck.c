@@ -403,6 +403,84 @@ static void check_model(const char *label, const char *overrides) {
     check_model_config(label, cfg);
 }
 
+// ---- the ViT path ---------------------------------------------------------------------------
+// The whole ViT loss (patch embedding, class token or mean pooling, learned or fixed 2-D sin-cos
+// positions, dropout at every site, label smoothing) against finite differences in every
+// trainable tensor; 3x4x4 images in patches of 2 (a 2x2 grid), 5 classes, B = 3.
+typedef struct {
+    Model_f64 *m;
+    const float *pixels;
+    const int *labels;
+    ImageStep step;
+} VitCase;
+
+static double vit_loss_v(void *p) {
+    VitCase *c = p;
+    return model_forward_images_f64(c->m, c->pixels, c->labels, &c->step, 1.0).loss_sum;
+}
+
+static void check_vit(const char *label, const char *overrides, int pool, int pos, double dropout,
+                      double smoothing) {
+    ModelConfig cfg;
+    char err[256], ov[1024];
+    snprintf(ov, sizeof(ov), "model.rope=off model.tie_embeddings=false %s", overrides);
+    if (build_config(&cfg, ov, err, sizeof(err))) {
+        printf("FAIL vit %s: %s\n", label, err);
+        failures++;
+        return;
+    }
+    VisionConfig v = {2, 4, 4, 3, pool, pos, dropout, smoothing};
+    cfg.vision = v, cfg.vocab_size = 5, cfg.max_positions = 0, cfg.seq_len = vit_tokens(&v);
+    Model_f64 m;
+    if (model_build_f64(&m, &cfg, &BACKEND_CPU_f64, err, sizeof(err))) {
+        printf("FAIL vit %s: %s\n", label, err);
+        failures++;
+        return;
+    }
+    model_init_f64(&m, 5);
+    int B = 3, T = vit_tokens(&v), labels[3] = {4, 0, 2};
+    float pixels[3 * 4 * 4 * 3];
+    for (int i = 0; i < 3 * 4 * 4 * 3; i++) pixels[i] = (float)rng_normal(rng_key(9, 3, 0, 0), i);
+    model_set_batch_f64(&m, B, T);
+    VitCase c = {&m, pixels, labels, {dropout > 0, rng_key(9, 4, 0, 0), 17}};
+    vit_loss_v(&c);
+    model_zero_grad_f64(&m);
+    FinalHook hook = {&m, malloc(sizeof(double) * m.n_params), m.n_params, 0, 0};
+    m.on_grads_final = record_final, m.grads_final_ctx = &hook;
+    model_backward_f64(&m);
+    m.on_grads_final = NULL;
+    size_t early = 0;
+    for (size_t i = 0; i < m.n_params; i++) early += hook.snapshot[i] != m.grads[i];
+    int hook_ok =
+        hook.lowest == 0 && !hook.out_of_order && early == 0 && hook.calls == cfg.n_layers + 2;
+    failures += !hook_ok;
+    printf("%-4s vit %s: on_grads_final, %d calls, %zu value(s) changed after reported final\n",
+           hook_ok ? "ok" : "FAIL", label, hook.calls, early);
+    free(hook.snapshot);
+    double *analytic = malloc(sizeof(double) * m.n_params);
+    memcpy(analytic, m.grads, sizeof(double) * m.n_params);
+    char what[96];
+    int checked = 0;
+    for (int t = 0; t < m.n_tensors; t++) {
+        if (!m.info[t].trainable) continue;
+        snprintf(what, sizeof(what), "vit %s d%s", label, m.info[t].name);
+        fd_buffer(what, m.params + m.info[t].offset, m.info[t].size, analytic + m.info[t].offset,
+                  vit_loss_v, &c);
+        checked++;
+    }
+    // sincos2d positions are a buffer: no gradient, and rows of sin/cos values
+    for (int t = 0; t < m.n_tensors; t++)
+        if (!strcmp(m.info[t].name, "pos_embed") &&
+            (pos == VIT_POS_SINCOS2D) == m.info[t].trainable) {
+            printf("FAIL vit %s: pos_embed trainable=%d under model.pos %d\n", label,
+                   m.info[t].trainable, pos);
+            failures++;
+        }
+    printf("ok   vit %s: %d trainable tensors checked\n", label, checked);
+    free(analytic);
+    model_free_f64(&m);
+}
+
 // ---- activation checkpointing ------------------------------------------------------------
 // model.recompute: the same model with some or all blocks recomputed in backward gives
 // bitwise the same losses and gradients as the stored form (packed rows too, so a mixer's
@@ -480,6 +558,27 @@ int main(void) {
         for (int rope = 0; rope <= 1; rope++) check_mixer(i, 1, rope, 3, 1);
     }
 
+    // causal = false: the class token (first) sees the patches (a causal mixer would hide them).
+    // Ripple: 2 layers, since the class token reads every key alike (its ring weights act on
+    // the patches, which reach the class token in the next layer).
+    check_vit("cls-learned", "model.n_layers=2 mixer.causal=false", VIT_POOL_CLS, VIT_POS_LEARNED,
+              0, 0);
+    check_vit("cls-learned-causal", "model.n_layers=1", VIT_POOL_CLS, VIT_POS_LEARNED, 0, 0);
+    check_vit("cls-sincos2d-ripple-dropout",
+              "model.n_layers=2 model.mixer=ripple mixer.grid_w=2 mixer.prefix_tokens=1 "
+              "mixer.ripple_rings=2",
+              VIT_POOL_CLS, VIT_POS_SINCOS2D, 0.2, 0.1);
+    check_vit("mean-learned-hydra", "model.mixer=hydra mixer.causal=false", VIT_POOL_MEAN,
+              VIT_POS_LEARNED, 0.1, 0.1);
+    check_vit("mean-sincos2d-layernorm", "model.norm=layernorm model.mlp_bias=true", VIT_POOL_MEAN,
+              VIT_POS_SINCOS2D, 0, 0.1);
+    check_vit("cls-sincos2d-dropout-smoothing",
+              "model.n_layers=2 model.proj_bias=true mixer.causal=false", VIT_POOL_CLS,
+              VIT_POS_SINCOS2D, 0.3, 0.2);
+    check_vit("mean-learned-dropout-recompute", "model.n_layers=2 model.recompute=all",
+              VIT_POOL_MEAN, VIT_POS_LEARNED, 0.25, 0);
+    check_vit("cls-learned-linear-dropout", "model.mixer=linear mixer.causal=false", VIT_POOL_CLS,
+              VIT_POS_LEARNED, 0.2, 0.1);
     check_model("hybrid-gelu-tied-gate",
                 "model.n_layers=2 model.mixer=softmax,linear model.gate=true mixer.chunk=3");
     check_model("linear-gelu-erf", "model.mixer=linear model.mlp=gelu_erf mixer.chunk=3");

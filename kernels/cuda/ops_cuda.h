@@ -69,6 +69,17 @@ void conv_causal_forward_cuda(float *out_btc, const float *x_btc, const float *w
                               int Ch, int K);
 void conv_causal_backward_cuda(float *dx_btc, float *dw_ck, const float *dout_btc,
                                const float *x_btc, const float *w_ck, int B, int T, int Ch, int K);
+// the ViT path's ops (kernels/vision.h; kernels/cuda/vision.cu)
+void dropout_forward_cuda(float *out, const float *in, size_t rows, int width, double p,
+                          uint64_t key, uint64_t row0);
+void dropout_backward_cuda(float *din, const float *dout, size_t rows, int width, double p,
+                           uint64_t key, uint64_t row0);
+void mean_pool_forward_cuda(float *out_bc, const float *x_btc, int B, int T, int C);
+void mean_pool_backward_cuda(float *dx_btc, const float *dout_bc, int B, int T, int C);
+void crossentropy_smooth_forward_cuda(float *loss, const float *logits, const int *targets, int N,
+                                      int V, double smoothing);
+void crossentropy_smooth_backward_cuda(float *dlogits, const float *dloss, const float *logits,
+                                       const int *targets, int N, int V, double smoothing);
 // AdamW on n elements of the flat buffers (one call per tensor of the parameter table), the
 // arguments of the Backend's adamw row.
 void adamw_update_cuda(float *params, const float *grads, float *m, float *v, size_t n,
