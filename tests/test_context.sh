@@ -14,7 +14,7 @@ set -euo pipefail
 madtrain=$1 params_diff=$2 work=${3:-$(mktemp -d)}
 export MADTRAIN_BIN=$madtrain
 madtrain=$(dirname "$0")/last_wins.sh
-mkdir -p "$work"
+rm -rf "$work"; mkdir -p "$work"  # a rerun starts clean (resumes read these folders)
 mpirun=(mpirun --allow-run-as-root --oversubscribe --bind-to none)
 common=(data.task=mqar data.seq_len=32 data.vocab_size=32 data.num_kv_pairs=4
         model.d_model=32 model.n_heads=2 model.n_layers=2 train.steps=12 train.batch_size=8
