@@ -98,6 +98,14 @@ const OpOption *op_option_find(const OpOption *opts, const char *key) {
     return NULL;
 }
 
+int op_option_int(const OpOption *opts, const char *key, const OpShape *s, int absent) {
+    const OpOption *o = op_option_find(opts, key);
+    if (!o || o->type == OPT_FLOAT) return absent;
+    int v;
+    memcpy(&v, s->opt.bytes + o->offset, sizeof(v));
+    return v;
+}
+
 // "key=value key=value" into the block; unknown keys are an error naming them.
 static int apply_list(const OpOption *opts, const char *list, const char *what, OpShape *s,
                       char *err, size_t errlen) {

@@ -77,6 +77,9 @@ void op_option_format(const OpOption *o, const void *block, char *out, size_t n)
 int op_options_apply(const OpOption *opts, const char *fixed, const char *overrides, int seq_len,
                      OpShape *s, char *err, size_t errlen);
 const OpOption *op_option_find(const OpOption *opts, const char *key);
+// The value of an int-stored option (OPT_INT, OPT_BOOL, OPT_ENUM) `key` in an option block, or
+// `absent` when the list has no such key (e.g. mixer.causal: rows without it are causal).
+int op_option_int(const OpOption *opts, const char *key, const OpShape *s, int absent);
 // Index of value in "a|b|c" choices, -1 when absent (the config's enums use it too).
 int op_choice_index(const char *choices, const char *value);
 

@@ -124,10 +124,7 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
     if (cfg->cp.size > 1) {
         const char *name = F(OPS)[cfg->mixer[layer]]->name;
         // A bidirectional form (an option `causal` set false) reads the whole sequence.
-        const OpOption *causal = op_option_find(F(OPS)[cfg->mixer[layer]]->options, "causal");
-        int bidirectional = 0;
-        if (causal) memcpy(&bidirectional, s.opt.bytes + causal->offset, sizeof(int));
-        bidirectional = causal && !bidirectional;
+        int bidirectional = !op_option_int(F(OPS)[cfg->mixer[layer]]->options, "causal", &s, 1);
         if (!core->carry_size || !core->forward_carry || !core->backward_carry || bidirectional) {
             snprintf(err, errlen,
                      "parallel.context: model.mixer %s has no context-parallel form on %s (%s); "

@@ -199,10 +199,7 @@ static void bind(Model *m, real *base, real **wte, real **wpe, real **lnf, real 
 static int causal_check(const ModelConfig *cfg, char *err, size_t errlen) {
     for (int l = 0; l < cfg->n_layers; l++) {
         const OpDef_f32 *row = OPS_f32[cfg->mixer[l]];
-        const OpOption *o = op_option_find(row->options, "causal");
-        int causal = 1;
-        if (o) memcpy(&causal, cfg->core_opts[l].opt.bytes + o->offset, sizeof(int));
-        if (o && !causal) {
+        if (!op_option_int(row->options, "causal", &cfg->core_opts[l], 1)) {
             snprintf(err, errlen,
                      "model.mixer %s with mixer.causal: false (layer %d) sees the future tokens of "
                      "a token task; set mixer.causal: true (non-causal mixers are for image data)",

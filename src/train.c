@@ -99,9 +99,7 @@ static int vision_config_from(const Config *c, const Loader *data, int rank, Mod
         if (pt && pt->type == OPT_INT && (memcpy(&value, opt + pt->offset, sizeof(int)), !value))
             value = v.pool == VIT_POOL_CLS, memcpy(opt + pt->offset, &value, sizeof(int));
         // The class token comes first: under a causal mixer it attends to itself alone.
-        const OpOption *causal = op_option_find(row->options, "causal");
-        int is_causal = 0;
-        if (causal) memcpy(&is_causal, opt + causal->offset, sizeof(int));
+        int is_causal = op_option_int(row->options, "causal", &mc->core_opts[l], 0);
         if (is_causal && v.pool == VIT_POOL_CLS && !rank && !warned++)
             fprintf(stderr,
                     "madtrain: warning: layer %d's mixer %s has mixer.causal: true: the class "

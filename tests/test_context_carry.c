@@ -247,10 +247,7 @@ int main(void) {
             }
             // A bidirectional shape (mixer.causal false) reads the whole sequence: the model
             // refuses it under parallel.context, so there is no chain to check.
-            const OpOption *causal = op_option_find(op->options, "causal");
-            int causal_value = 1;
-            if (causal) memcpy(&causal_value, s.opt.bytes + causal->offset, sizeof(int));
-            if (!causal_value) continue;
+            if (!op_option_int(op->options, "causal", &s, 1)) continue;
             char label[160];
             snprintf(label, sizeof(label), "B%d T%d C%d H%d %s", s.B, s.T, s.C, s.H,
                      op->tests[t].opts ? op->tests[t].opts : "");

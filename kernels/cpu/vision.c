@@ -52,42 +52,6 @@ void F(mean_pool_backward)(real *dx, const real *dout, int B, int T, int C) {
                 dx[((size_t)b * T + t) * C + c] += dout[(size_t)b * C + c] * inv;
 }
 
-// loss = logsumexp(z) - (1 - s) z_y - (s / V) sum_v z_v, the cross-entropy against the smoothed
-// target q = (1 - s) onehot(y) + s / V; its gradient is softmax(z) - q.
-void F(crossentropy_smooth_forward)(real *loss, const real *logits, const int *targets, int N,
-                                    int V, double smoothing) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) {
-            loss[n] = 0;
-            continue;
-        }
-        const real *z = logits + (size_t)n * V;
-        real mx = z[0];
-        for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-        double sum = 0, zsum = 0;
-        for (int i = 0; i < V; i++) sum += exp(z[i] - mx), zsum += z[i];
-        loss[n] = (real)(log(sum) + mx - (1 - smoothing) * z[targets[n]] - smoothing / V * zsum);
-    }
-}
-
-void F(crossentropy_smooth_backward)(real *dlogits, const real *dloss, const real *logits,
-                                     const int *targets, int N, int V, double smoothing) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        const real *z = logits + (size_t)n * V;
-        real *dz = dlogits + (size_t)n * V;
-        real mx = z[0];
-        for (int i = 1; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-        double sum = 0;
-        for (int i = 0; i < V; i++) sum += exp(z[i] - mx);
-        real inv = (real)(1.0 / sum), g = dloss[n], u = (real)(smoothing / V);
-        for (int i = 0; i < V; i++) dz[i] += g * (exp(z[i] - mx) * inv - u);
-        dz[targets[n]] -= g * (real)(1 - smoothing);
-    }
-}
-
 // ---- rows -------------------------------------------------------------------------------
 #define N_ROWS(s) ((size_t)(s)->B * (s)->T)
 

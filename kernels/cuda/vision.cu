@@ -74,55 +74,6 @@ extern "C" void mean_pool_backward_cuda(float *dx_btc, const float *dout_bc, int
     CUDA_LAUNCH_CHECK();
 }
 
-// One block per row, as crossentropy.cu.
-__global__ void ce_smooth_forward_kernel(float *loss, const float *logits, const int *targets,
-                                         int V, float s) {
-    int n = blockIdx.x;
-    if (targets[n] < 0) {
-        if (threadIdx.x == 0) loss[n] = 0;
-        return;
-    }
-    const float *z = logits + (size_t)n * V;
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, z[i]);
-    mx = block_max(mx);
-    float e = 0, zs = 0;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) e += expf(z[i] - mx), zs += z[i];
-    e = block_sum(e);
-    zs = block_sum(zs);
-    if (threadIdx.x == 0) loss[n] = logf(e) + mx - (1.f - s) * z[targets[n]] - s / V * zs;
-}
-__global__ void ce_smooth_backward_kernel(float *dlogits, const float *dloss, const float *logits,
-                                          const int *targets, int V, float s) {
-    int n = blockIdx.x, tgt = targets[n];
-    if (tgt < 0) return;
-    const float *z = logits + (size_t)n * V;
-    float *dz = dlogits + (size_t)n * V;
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, z[i]);
-    mx = block_max(mx);
-    float e = 0;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) e += expf(z[i] - mx);
-    e = block_sum(e);
-    float g = dloss[n], inv = 1.f / e, u = s / V;
-    for (int i = threadIdx.x; i < V; i += blockDim.x)
-        dz[i] += g * (expf(z[i] - mx) * inv - u - (i == tgt ? 1.f - s : 0.f));
-}
-extern "C" void crossentropy_smooth_forward_cuda(float *loss, const float *logits,
-                                                 const int *targets, int N, int V,
-                                                 double smoothing) {
-    if (!N) return;
-    ce_smooth_forward_kernel<<<N, 256>>>(loss, logits, targets, V, (float)smoothing);
-    CUDA_LAUNCH_CHECK();
-}
-extern "C" void crossentropy_smooth_backward_cuda(float *dlogits, const float *dloss,
-                                                  const float *logits, const int *targets, int N,
-                                                  int V, double smoothing) {
-    if (!N) return;
-    ce_smooth_backward_kernel<<<N, 256>>>(dlogits, dloss, logits, targets, V, (float)smoothing);
-    CUDA_LAUNCH_CHECK();
-}
-
 // ---- rows ---------------------------------------------------------------------------------
 #define N_ROWS(s) ((size_t)(s)->B * (s)->T)
 typedef const float *const *In;
