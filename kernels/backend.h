@@ -9,6 +9,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+// how many marks (mark, mark_ms) a backend holds at once
+#define BACKEND_MARKS 512
 #define OPS_REAL float
 #define OPS_S(n) n##_f32
 #include "backend_decl.inc"

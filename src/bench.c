@@ -58,7 +58,11 @@ static void bench_usage(FILE *f) {
             "each shape on the configured device (key=value: device=cpu|cuda, model.mlp=...,\n"
             "mixer.chunk=..., cpu.threads=...). Shapes (default: gpt2-small,gpt2-small-4k,e008\n"
             "on cuda; tiny,e008 on cpu). --ranks 1,2,4 adds the peak memory of one rank at each\n"
-            "world size (its share of the batch; moments whole or its ZeRO-1 slice). Shapes:\n");
+            "world size (its share of the batch; moments whole or its ZeRO-1 slice).\n\n"
+            "madtrain bench --cores gla,deltanet [--T 2048,4096,8192,16384] [--tokens 65536]\n"
+            "[--heads 16] [--head-dim 64] [--steps N] [--warmup N] [--out FILE.jsonl]: forward\n"
+            "and forward + backward of each mixer's core op alone (no projections), B x T =\n"
+            "tokens fixed, the median of N calls (the peer of bench/peer_fla.py). Shapes:\n");
     for (int i = 0; i < N_SHAPES; i++)
         fprintf(f, "  %-14s %s (batch %d)\n", SHAPES[i].name, SHAPES[i].doc, SHAPES[i].batch);
 }
@@ -106,14 +110,15 @@ static BenchResult bench_one(const Config *base, const BenchShape *sh, const cha
     }
     AdamWParams ap = {1e-4, 0.9, 0.95, 1e-8, 0.1};
     for (int s = 0; s < warmup + steps; s++) {
-        if (s == warmup) k->synchronize(), k->timer_start();
+        if (s == warmup) k->synchronize(), k->mark(0);
         model_zero_grad_f32(&m);
         model_forward_f32(&m, ids, targets, 1.0f / (B * T));
         model_backward_f32(&m);
         adamw_update_range(k, m.params, m.grads, adam_m, adam_v, m.info, m.n_tensors, ap, s + 1, lo,
                            hi);
     }
-    double wall = 1e-3 * k->timer_stop_ms();
+    k->mark(1);
+    double wall = 1e-3 * k->mark_ms(0, 1);
     r.step_ms = 1e3 * wall / steps;
     r.tokens_per_s = (double)steps * B * T / wall;
     r.flops_per_token = bench_flops_per_token(&mc, T);
@@ -154,6 +159,178 @@ static int split_list(char *s, char **out, int max) {
     return n;
 }
 
+// --cores: forward and forward + backward of one mixer's core op alone (no projections, norms
+// or MLP), B x T tokens fixed as T grows, the peer of fla's chunked kernels (bench/peer_fla.py).
+// Inputs and output gradients are random normal; each timing is the median of `steps` calls
+// after `warmup`, between marks on the device's clock.
+typedef struct {
+    double fwd_ms, fwd_bwd_ms;
+    size_t memory;
+    int ok;
+} CoreResult;
+
+static double median_ms(const Backend_f32 *k, int first, int n) {
+    double v[BACKEND_MARKS];
+    for (int i = 0; i < n; i++) v[i] = k->mark_ms(first + i, first + i + 1);
+    for (int i = 1; i < n; i++)  // insertion sort: n is a few dozen
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static CoreResult bench_core(const Config *base, const Backend_f32 *k, const char *core, int B,
+                             int T, int H, int D, int warmup, int steps, char *err, size_t errlen) {
+    CoreResult r = {0};
+    Config cfg = *base;
+    cfg.d_model = (int64_t)H * D, cfg.n_heads = H, cfg.n_layers = 1, cfg.seq_len = T;
+    snprintf(cfg.mixer, sizeof(cfg.mixer), "%s", core);
+    ModelConfig mc;
+    if (model_config_from(&cfg, 256, T, &mc, err, errlen)) return r;
+    const OpDef_f32 *op = k->op_row(mc.mixer[0]);
+    if (!op) {
+        snprintf(err, errlen, "no %s kernel for %s", k->name, core);
+        return r;
+    }
+    OpShape s = mixer_core_shape(&mc, 0, B, T);
+    if (op->check && op->check(&s, err, errlen)) return r;
+    size_t in_n[OP_MAX_IO], out_n[OP_MAX_IO], saved_n = 0;
+    op->sizes(&s, in_n, out_n, &saved_n);
+    float *in[OP_MAX_IO] = {0}, *din[OP_MAX_IO] = {0}, *out[OP_MAX_IO] = {0},
+          *dout[OP_MAX_IO] = {0};
+    k->memory_peak(1);
+    size_t biggest = 1;
+    for (int i = 0; i < op->n_in; i++) biggest = in_n[i] > biggest ? in_n[i] : biggest;
+    for (int o = 0; o < op->n_out; o++) biggest = out_n[o] > biggest ? out_n[o] : biggest;
+    float *host = malloc(sizeof(float) * biggest);
+    float *saved = k->alloc(sizeof(float) * (saved_n ? saved_n : 1));
+    int ok = host && saved;
+    for (int i = 0; i < op->n_in && ok; i++) {
+        in[i] = k->alloc(sizeof(float) * (in_n[i] ? in_n[i] : 1));
+        din[i] = k->alloc(sizeof(float) * (in_n[i] ? in_n[i] : 1));
+        ok = in[i] && din[i];
+        if (!ok) break;
+        for (size_t j = 0; j < in_n[i]; j++)
+            host[j] = (float)rng_normal(rng_key(41, (uint64_t)i, 0, 0), j);
+        k->upload(in[i], host, sizeof(float) * in_n[i]);
+        k->zero(din[i], in_n[i]);
+    }
+    for (int o = 0; o < op->n_out && ok; o++) {
+        out[o] = k->alloc(sizeof(float) * (out_n[o] ? out_n[o] : 1));
+        dout[o] = k->alloc(sizeof(float) * (out_n[o] ? out_n[o] : 1));
+        ok = out[o] && dout[o];
+        if (!ok) break;
+        for (size_t j = 0; j < out_n[o]; j++)
+            host[j] = (float)rng_normal(rng_key(43, (uint64_t)o, 0, 0), j);
+        k->upload(dout[o], host, sizeof(float) * out_n[o]);
+    }
+    if (!ok) {
+        snprintf(err, errlen, "out of %s memory at %d x %d", k->name, B, T);
+    } else {
+        const float *const *cin = (const float *const *)in;
+        for (int i = 0; i < warmup; i++) {
+            op->forward(&s, cin, out, saved);
+            op->backward(&s, cin, (const float *const *)out, saved, (const float *const *)dout,
+                         din);
+        }
+        k->synchronize();
+        // marks 0..steps: forward calls; steps+1..2 steps+1: forward + backward calls
+        for (int i = 0; i < steps; i++) {
+            k->mark(i);
+            op->forward(&s, cin, out, saved);
+        }
+        k->mark(steps);
+        for (int i = 0; i < steps; i++) {
+            k->mark(steps + 1 + i);
+            op->forward(&s, cin, out, saved);
+            op->backward(&s, cin, (const float *const *)out, saved, (const float *const *)dout,
+                         din);
+        }
+        k->mark(2 * steps + 1);
+        r.fwd_ms = median_ms(k, 0, steps);
+        r.fwd_bwd_ms = median_ms(k, steps + 1, steps);
+        r.memory = k->memory_peak(0);
+        // a timing of garbage is no timing: the output must be finite
+        k->download(host, out[0], sizeof(float) * out_n[0]);
+        size_t bad = 0;
+        for (size_t j = 0; j < out_n[0]; j++) bad += !isfinite(host[j]);
+        if (bad)
+            snprintf(err, errlen, "%zu non-finite outputs on random inputs", bad);
+        else
+            r.ok = 1;
+    }
+    for (int i = 0; i < op->n_in; i++) k->release(in[i]), k->release(din[i]);
+    for (int o = 0; o < op->n_out; o++) k->release(out[o]), k->release(dout[o]);
+    k->release(saved);
+    free(host);
+    return r;
+}
+
+// Parses a comma list of positive integers into v (at most max); returns the count, -1 if bad.
+static int parse_ints(const char *s, int *v, int max) {
+    int n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 1 || x > (1L << 24) || (*end && *end != ',') || n == max) return -1;
+        v[n++] = (int)x;
+        p = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static int bench_cores(const Config *cfg, const Backend_f32 *k, const char *where, char *cores_arg,
+                       const char *t_arg, int tokens, int H, int D, int warmup, int steps,
+                       FILE *out) {
+    char err[1024], *names[32];
+    int n_cores = split_list(cores_arg, names, 32), Ts[32];
+    int n_T = parse_ints(t_arg, Ts, 32);
+    if (n_T < 1 || tokens < 1 || H < 1 || D < 1 || steps > BACKEND_MARKS / 2 - 1) {
+        fprintf(stderr,
+                "madtrain: error: bench: --T takes a list of lengths (e.g. 2048,4096), --tokens, "
+                "--heads and --head-dim positive integers, --steps at most %d with --cores\n",
+                BACKEND_MARKS / 2 - 1);
+        return MT_EXIT_USAGE;
+    }
+    for (int i = 0; i < n_cores; i++)
+        if (mixer_find(names[i]) < 0) {
+            fprintf(stderr, "madtrain: error: bench: unknown mixer '%s'\n", names[i]);
+            return MT_EXIT_USAGE;
+        }
+    printf(
+        "madtrain bench --cores | %s | %d tokens per call (B x T), %d heads of %d | "
+        "median of %d after %d warm-up\n\n| core | B x T | fwd ms | fwd+bwd ms | "
+        "tokens/s (fwd+bwd) | peak memory |\n|---|---|---|---|---|---|\n",
+        where, tokens, H, D, steps, warmup);
+    fflush(stdout);
+    int failed = 0;
+    for (int c = 0; c < n_cores; c++)
+        for (int t = 0; t < n_T; t++) {
+            int T = Ts[t], B = tokens / T > 0 ? tokens / T : 1;
+            CoreResult r =
+                bench_core(cfg, k, names[c], B, T, H, D, warmup, steps, err, sizeof(err));
+            if (!r.ok) {
+                printf("| %s | %d x %d | - | - | - | %s |\n", names[c], B, T, err);
+                failed++;
+                continue;
+            }
+            printf("| %s | %d x %d | %.3f | %.3f | %.4g | %.0f MiB |\n", names[c], B, T, r.fwd_ms,
+                   r.fwd_bwd_ms, (double)B * T / (1e-3 * r.fwd_bwd_ms),
+                   (double)r.memory / (1 << 20));
+            fflush(stdout);
+            if (out)
+                fprintf(out,
+                        "{\"core\":\"%s\",\"B\":%d,\"T\":%d,\"H\":%d,\"D\":%d,"
+                        "\"device\":\"%s\",\"precision\":\"%s\",\"fwd_ms\":%.6g,"
+                        "\"fwd_bwd_ms\":%.6g,\"peak_memory_bytes\":%zu}\n",
+                        names[c], B, T, H, D, where,
+                        cfg->precision == PRECISION_BF16 ? "bf16" : "fp32", r.fwd_ms, r.fwd_bwd_ms,
+                        r.memory);
+        }
+    return failed ? MT_EXIT_FAIL : 0;
+}
+
 int bench_main(int argc, char **argv, Comm *comm) {
     Config cfg;
     config_defaults(&cfg);
@@ -163,8 +340,8 @@ int bench_main(int argc, char **argv, Comm *comm) {
         if (OPS_f32[i]->mixer)
             snprintf(mixers_arg + strlen(mixers_arg), sizeof(mixers_arg) - strlen(mixers_arg),
                      "%s%s", n++ ? "," : "", OPS_f32[i]->name);
-    int steps = 10, warmup = 3, batch = 0;
-    char ranks_arg[64] = "";
+    int steps = 10, warmup = 3, batch = 0, tokens = 65536, heads = 16, head_dim = 64;
+    char ranks_arg[64] = "", cores_arg[256] = "", t_arg[256] = "2048,4096,8192,16384";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -186,6 +363,16 @@ int bench_main(int argc, char **argv, Comm *comm) {
             batch = parse_count(argv[++i]);
         else if (!strcmp(a, "--ranks") && has_value)
             snprintf(ranks_arg, sizeof(ranks_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--cores") && has_value)
+            snprintf(cores_arg, sizeof(cores_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--T") && has_value)
+            snprintf(t_arg, sizeof(t_arg), "%s", argv[++i]);
+        else if (!strcmp(a, "--tokens") && has_value)
+            tokens = parse_count(argv[++i]);
+        else if (!strcmp(a, "--heads") && has_value)
+            heads = parse_count(argv[++i]);
+        else if (!strcmp(a, "--head-dim") && has_value)
+            head_dim = parse_count(argv[++i]);
         else if (a[0] != '-' && strchr(a, '=')) {
             if (config_override(&cfg, a, err, sizeof(err))) {
                 fprintf(stderr, "madtrain: error: %s\n", err);
@@ -225,6 +412,17 @@ int bench_main(int argc, char **argv, Comm *comm) {
     if (select_backend(&cfg, comm, &k, &gpus, where, sizeof(where), err, sizeof(err))) {
         fprintf(stderr, "madtrain: error: %s\n", err);
         return MT_EXIT_USAGE;
+    }
+    if (cores_arg[0]) {
+        FILE *out = out_path[0] ? fopen(out_path, "w") : NULL;
+        if (out_path[0] && !out) {
+            fprintf(stderr, "madtrain: error: bench: cannot write '%s'\n", out_path);
+            return MT_EXIT_FAIL;
+        }
+        int rc = bench_cores(&cfg, k, where, cores_arg, t_arg, tokens, heads, head_dim, warmup,
+                             steps, out);
+        if (out) fclose(out);
+        return rc;
     }
     if (!shapes_arg[0])
         snprintf(shapes_arg, sizeof(shapes_arg), "%s",

@@ -169,6 +169,8 @@ static const ConfigKey CONFIG_KEYS[] = {
     INT("train.eval_every", "200", 0, 9.2e18, eval_every,
         "evaluate every N steps (0 = only at the end)"),
     INT("train.log_every", "50", 1, 9.2e18, log_every, "progress line every N steps"),
+    INT("train.profile_step", "0", 0, 9.2e18, profile_step,
+        "time step N (1-based) by phase: forward and backward by layer, all-reduce, optimizer"),
     INT("train.eval_examples", "0", 0, 9.2e18, eval_examples,
         "examples per evaluation (0 = whole test set)"),
 

@@ -52,7 +52,7 @@ typedef struct {
     int64_t crop_pad;  // image shards: data.crop_pad, data.hflip (augmentation)
     int hflip;
     // training
-    int64_t batch_size, grad_accum, steps, eval_every, log_every, eval_examples;
+    int64_t batch_size, grad_accum, steps, eval_every, log_every, eval_examples, profile_step;
     double epochs;
     // optimiser
     double lr, min_lr, weight_decay, beta1, beta2, adam_eps, grad_clip;

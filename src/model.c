@@ -511,6 +511,10 @@ static void grads_final(Model *m, size_t from) {
     if (m->on_grads_final) m->on_grads_final(m->grads_final_ctx, from);
 }
 
+static void phase_done(Model *m, const char *stage, int layer) {
+    if (m->on_phase) m->on_phase(m->phase_ctx, stage, layer);
+}
+
 // model.head autoencoder: every position t of row b reads the row's last residual state plus
 // position t's sin-cos vector, then the decoder MLP. The broadcast is a copy per position and
 // its gradient a sum of adds (row counts are small: MAD's compression rows are 32-256 long).
@@ -631,6 +635,14 @@ static void layer_forward(Model *m, const ActsLayout *a, int l, const Segments *
     }
 }
 
+// Every block in order, each marked when its work is queued (train.profile_step).
+static void blocks_forward(Model *m, const ActsLayout *a, const Segments *seg) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        layer_forward(m, a, l, seg);
+        phase_done(m, "forward layer", l);
+    }
+}
+
 static void find_segments(Model *m, const int *pos) {
     Segments *s = &m->seg;
     s->n = 0;
@@ -686,7 +698,8 @@ ForwardStats F(model_forward_packed)(Model *m, const int *ids, const int *target
     } else if (m->wpe) {  // a context-parallel slice reads its own rows of the table
         k->positions_forward(acts + a.emb, m->wpe + (size_t)c->cp.pos0 * C, N, T, C);
     }
-    for (int l = 0; l < c->n_layers; l++) layer_forward(m, &a, l, seg);
+    phase_done(m, "forward embedding", -1);
+    blocks_forward(m, &a, seg);
     const real *x = acts + (c->n_layers ? a.layer[c->n_layers - 1].res2 : a.emb);
     if (c->head == HEAD_AUTOENCODER) x = decoder_forward(m, &a, x);
     norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
@@ -720,6 +733,7 @@ ForwardStats F(model_forward_packed)(Model *m, const int *ids, const int *target
         k->download(m->losses, acts + a.losses, sizeof(real) * N);
         k->download(m->predictions, m->predictions_dev, sizeof(int) * N);
     }
+    phase_done(m, "forward head and loss", -1);
 
     ForwardStats st = {0};
     int n_examples = seg ? seg->n : B;
@@ -807,6 +821,7 @@ static void blocks_backward(Model *m, const ActsLayout *a, const Segments *seg, 
          s + a->s_mixer);
         norm_backward(m, dres, g->ln1, g->ln1_b, dln, x, w->ln1, acts + la->ln1_stats, N);
         grads_final(m, m->layer_offset[l]);
+        phase_done(m, "backward layer", l);
     }
 }
 
@@ -852,6 +867,7 @@ void F(model_backward)(Model *m) {
         decoder_backward(m, &a, dres);
         grads_final(m, m->dec_offset);
     }
+    phase_done(m, "backward head", -1);
 
     blocks_backward(m, &a, seg, dres);
     k->embedding_backward(m->g_wte, dres, m->ids_dev, N, C);
@@ -863,6 +879,7 @@ void F(model_backward)(Model *m) {
         k->positions_backward(m->g_wpe + (size_t)m->cfg.cp.pos0 * C, dres, N, T, C);
     }
     grads_final(m, 0);
+    phase_done(m, "backward embedding", -1);
 }
 
 // ---- the ViT path (model.vision.patch > 0) --------------------------------------------------
@@ -932,7 +949,8 @@ ForwardStats F(model_forward_images)(Model *m, const float *pixels, const int *l
         }
     k->positions_forward(emb, m->vis.pos, N, T, C);
     drop(m, emb, N, C, 0);
-    for (int l = 0; l < c->n_layers; l++) layer_forward(m, &a, l, NULL);
+    phase_done(m, "forward embedding", -1);
+    blocks_forward(m, &a, NULL);
     const real *x = acts + a.layer[c->n_layers - 1].res2;
     norm_forward(m, acts + a.lnf, acts + a.lnf_stats, x, m->lnf, m->lnf_b, N);
     real *pooled = acts + a.head_in;
@@ -946,6 +964,7 @@ ForwardStats F(model_forward_images)(Model *m, const float *pixels, const int *l
                                    vit_smoothing(m));
     k->download(m->losses, acts + a.losses, sizeof(real) * (size_t)B);
     k->download(m->host_logits, acts + a.logits, sizeof(real) * (size_t)B * K);
+    phase_done(m, "forward head and loss", -1);
 
     // top-1 and top-5 on the host: B x classes values, the first maximum wins ties
     ForwardStats st = {0};
@@ -995,6 +1014,7 @@ static void vit_backward(Model *m) {
     norm_backward(m, dres, m->g_lnf, m->g_lnf_b, dln, acts + a.layer[c->n_layers - 1].res2, m->lnf,
                   acts + a.lnf_stats, N);
     grads_final(m, m->lnf_offset);
+    phase_done(m, "backward head", -1);
     blocks_backward(m, &a, NULL, dres);
     const real *demb = drop_grad(m, s + a.s_drop, dres, N, C, 0);
     if (v->pos == VIT_POS_LEARNED) k->positions_backward(m->g_vis.pos, demb, N, T, C);
@@ -1009,4 +1029,5 @@ static void vit_backward(Model *m) {
     k->matmul_backward(NULL, m->g_vis.patch_w, dpatch, acts + a.v_patches, m->vis.patch_w, rows,
                        in_w, C);
     grads_final(m, 0);
+    phase_done(m, "backward embedding", -1);
 }

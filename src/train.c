@@ -17,6 +17,7 @@
 #include "bench.h"
 #include "data_config.h"
 #include "optim.h"
+#include "phases.h"
 #include "train_internal.h"
 #include "util.h"
 
@@ -165,7 +166,34 @@ typedef struct {
     double grad_norm;     // the last step's, before clipping
     float *staging;       // ZeRO on a device over MPI: the parameters' host copy for the all-gather
     const Device *dev;
+    PhaseMarks phases;  // train.profile_step's
 } Trainer;
+
+// train.profile_step: the step's phases as a table (rank 0's clock) and one metrics event.
+static void report_phases(Trainer *t, int64_t step) {
+    Comm *comm = t->run->comm;
+    PhaseRow rows[BACKEND_MARKS];
+    double total = 0;
+    int n = phases_rows(&t->phases, rows, BACKEND_MARKS, &total);
+    if (comm->rank) return;
+    printf(
+        "phases of step %lld on rank 0 (%s clock; a phase runs from the mark before it to its "
+        "own):\n| phase | ms | %% of step |\n|---|---|---|\n",
+        (long long)step + 1, t->run->k == &BACKEND_CPU_f32 ? "wall" : "device");
+    for (int i = 0; i < n; i++)
+        printf("| %s%s | %.3f | %.1f |\n", rows[i].label, rows[i].count > 1 ? " (summed)" : "",
+               rows[i].ms, total > 0 ? 100 * rows[i].ms / total : 0);
+    printf("| step | %.3f | 100.0 |\n", total);
+    fflush(stdout);
+    char buf[BACKEND_MARKS * 80];
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof(buf); i++)
+        used += (size_t)snprintf(buf + used, sizeof(buf) - used,
+                                 "%s{\"phase\":\"%s\",\"ms\":%.6g,\"count\":%d}", i ? "," : "",
+                                 rows[i].label, rows[i].ms, rows[i].count);
+    jsonl(t->lg, "{\"event\":\"phases\",\"step\":%lld,\"step_ms\":%.6g,\"phases\":[%s]}",
+          (long long)step + 1, total, buf);
+}
 
 // ZeRO-1: every rank's updated slice of the parameters to every rank (by NCCL on a device
 // that reduces by NCCL, else through a host copy on a device; the parameters are host memory
@@ -223,6 +251,8 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     Model_f32 *model = &run->model;
     int64_t accum = t->accum, mb = t->mb, T = t->T;
     char err[1400];
+    PhaseMarks *ph = step + 1 == cfg->profile_step ? &t->phases : NULL;
+    if (ph) phases_begin(ph, k);
     // Random-projection redraws: draw step / R from (seed, layer, draw), a pure function, so every
     // rank draws the same projection and a run resumed past a redraw holds it in its checkpoint.
     if (cfg->redraw_interval > 0 && step > 0 && step % cfg->redraw_interval == 0)
@@ -249,6 +279,10 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     for (size_t i = 0; i < (size_t)(accum * mb * per_example); i++) head[0] += targets[i] >= 0;
     comm_allreduce_sum_f64(comm, head, 2);
     if (head[1] > 0) return STEP_STOP;
+    if (ph) {
+        phases_mark(ph, "data");
+        model->on_phase = phases_model_hook, model->phase_ctx = ph;
+    }
     // The loss is the mean over the scored positions of the whole global batch: with the
     // global count known up front, each rank's gradient is already its share of that mean
     // and the all-reduce is a plain sum, exact for any split of the batch.
@@ -281,7 +315,9 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
                                group * (t->GB / t->groups) + a * mb, rows);
     }
     model->on_grads_final = NULL;
+    model->on_phase = NULL;
     grad_reducer_finish(t->reducer);
+    if (ph) phases_mark(ph, "gradient all-reduce (wait)");
     comm_allreduce_sum_f64(comm, stats, 5);
     if (rows) {  // a slice's accuracy is not its example's: count whole examples
         comm_allreduce_sum_f64(comm, rows, 2 * (size_t)t->GB);
@@ -295,6 +331,7 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
     // alike.
     double norm = sqrt(grad_norm_sq(k, model->grads, &run->shards, comm));
     t->grad_norm = norm;
+    if (ph) phases_mark(ph, "loss sums and gradient norm");
     t->ap.lr = lr_at(step, t->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr,
                      cfg->schedule == SCHEDULE_COSINE);
     if (!isfinite(norm)) {
@@ -331,6 +368,10 @@ static StepOutcome train_step(Trainer *t, int64_t step) {
         adamw_update_range(k, model->params, model->grads, run->adam_m, run->adam_v, model->info,
                            model->n_tensors, t->ap, step + 1 - run->st.skipped_steps, lo, hi);
         if (sh->on) allgather_params(run, t->dev, t->staging);
+    }
+    if (ph) {
+        phases_mark(ph, run->shards.on ? "optimizer and ZeRO all-gather" : "optimizer");
+        report_phases(t, step);
     }
     run->st.step = step + 1;
     run->st.tokens += t->GB * t->T_full;  // every token of the global batch, slices or not

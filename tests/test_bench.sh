@@ -67,4 +67,27 @@ done <<EOF
 --bogus~madtrain: error: bench: unknown or incomplete option '--bogus' (madtrain bench --help)
 --ranks 0~madtrain: error: bench: --ranks takes world sizes 1..4096, e.g. 1,2,4
 model.nosuch=1~madtrain: error: command line: unknown key 'model.nosuch' (madtrain --help lists the keys)
+--cores nosuch~madtrain: error: bench: unknown mixer 'nosuch'
+--cores gla --T 64,x~madtrain: error: bench: --T takes a list of lengths (e.g. 2048,4096), --tokens, --heads and --head-dim positive integers, --steps at most 255 with --cores
+--cores gla --heads 0~madtrain: error: bench: --T takes a list of lengths (e.g. 2048,4096), --tokens, --heads and --head-dim positive integers, --steps at most 255 with --cores
+--cores gla --steps 300~madtrain: error: bench: --T takes a list of lengths (e.g. 2048,4096), --tokens, --heads and --head-dim positive integers, --steps at most 255 with --cores
 EOF
+# --cores: each core op alone at B x T fixed as T grows; a row per (core, T) with forward under
+# forward + backward, and the JSON lines agree with the table.
+"$madtrain" bench --cores linear,gla,deltanet --T 32,128 --tokens 256 --heads 2 --head-dim 8 \
+  --steps 3 --warmup 1 device=cpu --out "$work/cores.jsonl" > "$work/cores.txt"
+python3 - "$work/cores.jsonl" "$work/cores.txt" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [(r["core"], r["T"], r["B"]) for r in rows] == [
+    (c, T, 256 // T) for c in ("linear", "gla", "deltanet") for T in (32, 128)], rows
+for r in rows:
+    assert 0 < r["fwd_ms"] < r["fwd_bwd_ms"] and r["H"] == 2 and r["D"] == 8, r
+    assert r["peak_memory_bytes"] > 0 and r["precision"] == "fp32", r
+table = [[c.strip() for c in l.strip().strip("|").split("|")] for l in open(sys.argv[2])
+         if l.startswith(("| linear ", "| gla ", "| deltanet "))]
+assert len(table) == len(rows), table
+for t, r in zip(table, rows):
+    assert abs(float(t[3]) - r["fwd_bwd_ms"]) <= 6e-4, (t, r)
+print("ok: --cores: 6 rows, forward under forward + backward; the table agrees")
+PY

@@ -212,19 +212,16 @@ static double norm_sq(const float *x, size_t n) {
     return s;
 }
 
-static cudaEvent_t timer_events[2];
-static void timer_start(void) {
-    if (!timer_events[0]) {
-        CUDA_CHECK(cudaEventCreate(&timer_events[0]));
-        CUDA_CHECK(cudaEventCreate(&timer_events[1]));
-    }
-    CUDA_CHECK(cudaEventRecord(timer_events[0], 0));
+// Events are created on first use and kept: a profiled step records a few dozen of them.
+static cudaEvent_t mark_events[BACKEND_MARKS];
+static void mark(int i) {
+    if (!mark_events[i]) CUDA_CHECK(cudaEventCreate(&mark_events[i]));
+    CUDA_CHECK(cudaEventRecord(mark_events[i], 0));
 }
-static double timer_stop_ms(void) {
+static double mark_ms(int a, int b) {
     float ms;
-    CUDA_CHECK(cudaEventRecord(timer_events[1], 0));
-    CUDA_CHECK(cudaEventSynchronize(timer_events[1]));
-    CUDA_CHECK(cudaEventElapsedTime(&ms, timer_events[0], timer_events[1]));
+    CUDA_CHECK(cudaEventSynchronize(mark_events[b]));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, mark_events[a], mark_events[b]));
     return ms;
 }
 
@@ -282,8 +279,8 @@ static const Backend_f32 CUDA_BACKEND = {
     .crossentropy_smooth_forward = crossentropy_smooth_forward_cuda,
     .crossentropy_smooth_backward = crossentropy_smooth_backward_cuda,
     .gemm_peak = gemm_peak,
-    .timer_start = timer_start,
-    .timer_stop_ms = timer_stop_ms,
+    .mark = mark,
+    .mark_ms = mark_ms,
     .memory_peak = mt_cuda_memory_peak,
     .memory_available = cuda_memory_available,
     .op_row = cuda_op_row,
