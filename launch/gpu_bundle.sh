@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-gpu -DMADTRAIN_WITH_MPI=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
   -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build build-gpu -j "$(nproc)" --target madtrain test_parity params_diff > /dev/null
+cmake --build build-gpu -j "$(nproc)" --target madtrain test_parity params_diff bench_gemm > /dev/null
 stage=$(mktemp -d)
 mkdir -p "$stage/bin" "$stage/lib"
-cp build-gpu/madtrain build-gpu/tests/test_parity build-gpu/tests/params_diff "$stage/bin/"
+cp build-gpu/madtrain build-gpu/bench_gemm build-gpu/tests/test_parity build-gpu/tests/params_diff "$stage/bin/"
 keep_out='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.|librt\.|libresolv\.|libcuda|libcudart|libcublas|libcufft|libnccl)'
 for b in "$stage"/bin/*; do ldd "$b" | awk '$3 ~ /^\// {print $1, $3}'; done | sort -u |
   while read -r name path; do
