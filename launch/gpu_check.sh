@@ -7,6 +7,8 @@
 #                                     # GEMM forms, one step by phase, the bench (fp32, bf16)
 #   bash launch/gpu_check.sh speed    # against the peers: GEMM forms, the bench in bf16, the
 #                                     # cores alone, PyTorch GPT-2 and fla's kernels, ratios
+#   bash launch/gpu_check.sh experiments  # E008 and E029 end to end on the GPU (one seed),
+#                                     # wall time against the seeds' T4 runtimes
 #
 # Each stage runs under its own time limit inside a budget for the whole run (GPU_CHECK_BUDGET_S,
 # default 420 s: the lease is 15 minutes with the machine's start and a rerun); a stage that no
@@ -66,7 +68,8 @@ if [[ $mode == _* ]]; then
   "$@"
   exit $?
 fi
-[[ $mode == first || $mode == speed ]] || { echo "usage: gpu_check.sh first|speed"; exit 2; }
+[[ $mode == first || $mode == speed || $mode == experiments ]] ||
+  { echo "usage: gpu_check.sh first|speed|experiments"; exit 2; }
 out=${OUT:-gpu-out}
 budget=${GPU_CHECK_BUDGET_S:-420}
 logs=/tmp/gpu-logs
@@ -134,6 +137,12 @@ if [[ $mode == first ]]; then
   stage phases 90 bash "$self" _phases
   stage bench_bf16 120 bash "$self" _bench bf16
   stage bench_fp32 120 bash "$self" _bench fp32
+elif [[ $mode == experiments ]]; then
+  # the shipped configs as users run them (launch/run_experiment.sh), on the GPU, fp32
+  for exp in e008 e029; do
+    stage "$exp" 240 env MADTRAIN="$bin/madtrain" bash launch/run_experiment.sh "$exp" --seeds 1 \
+      --out "/tmp/$exp" -- device=cuda
+  done
 else
   stage gemm 90 "$bin/bench_gemm" --out "$logs/gemm.jsonl"
   cat "$logs/gemm.jsonl" >> "$results" 2> /dev/null
@@ -146,10 +155,10 @@ fi
 
 {
   echo
-  for f in gemm phases bench_bf16 bench_fp32 cores_bf16; do
+  for f in gemm phases bench_bf16 bench_fp32 cores_bf16 e008 e029; do
     [[ -f $logs/$f.log ]] || continue
     printf '\n## %s\n\n' "$f"
-    grep -E '^(\||phases of|bench_gemm|madtrain bench|One training)' "$logs/$f.log"
+    grep -E '^(\||phases of|bench_gemm|madtrain bench|One training|== |done:)' "$logs/$f.log"
   done
   if [[ -s $results ]]; then
     printf '\n## against the peers (bench/compare.py)\n\n'
