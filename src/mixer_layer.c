@@ -15,8 +15,9 @@
 // Activation layout of one mixer layer, as offsets from its acts pointer.
 typedef struct {
     size_t qkv, qkv_conv, qkv_rot, xproj, core_saved, core_out, gate_pre, gated, total;
-    size_t halo, carry_in;  // context parallelism: the previous slice's conv rows, entering state
-    size_t carry_n;         // the core's state elements (0: no context parallelism)
+    size_t halo, carry_in;    // context parallelism: the previous slice's conv rows, entering state
+    size_t carry_n;           // the core's state elements (0: no context parallelism)
+    size_t prefix, prefix_w;  // context parallelism of attention: the earlier slices' [B, pos0, w]
     size_t s_dcore, s_dcore_in, s_dxproj, s_drot, s_dconv, s_dgated, s_dgate_pre, s_total;
     const Op *core;
     OpShape shape;
@@ -84,8 +85,10 @@ static MixerLayout layout(const ModelConfig *cfg, int layer, const F(Backend) * 
     if (cfg->cp.size > 1) {
         // a row without a carry is refused by mixer_check before any step runs
         l.carry_n = l.core->carry_size ? l.core->carry_size(&l.shape) : 0;
+        l.prefix_w = !l.carry_n && l.core->prefix_width ? l.core->prefix_width(&l.shape) : 0;
         l.halo = off, off += l.K ? (size_t)B * (l.K - 1) * W : 0;
         l.carry_in = off, off += l.carry_n;
+        l.prefix = off, off += (size_t)B * cfg->cp.pos0 * l.prefix_w;
     }
     l.total = off;
     off = 0;
@@ -125,13 +128,17 @@ int F(mixer_check)(const ModelConfig *cfg, int layer, const F(Backend) * k, char
         const char *name = F(OPS)[cfg->mixer[layer]]->name;
         // A bidirectional form (an option `causal` set false) reads the whole sequence.
         int bidirectional = !op_option_int(F(OPS)[cfg->mixer[layer]]->options, "causal", &s, 1);
-        if (!core->carry_size || !core->forward_carry || !core->backward_carry || bidirectional) {
+        int carries = core->carry_size && core->forward_carry && core->backward_carry;
+        int prefixed = core->prefix_width && core->prefix_pack && core->prefix_unpack_add &&
+                       core->forward_prefix && core->backward_prefix;
+        if (!(carries || prefixed) || bidirectional) {
             snprintf(err, errlen,
                      "parallel.context: model.mixer %s has no context-parallel form on %s (%s); "
                      "use parallel.context: 1",
                      name, k->name,
                      bidirectional ? "mixer.causal false reads the whole sequence"
-                                   : "its state is not carried across a cut of the sequence");
+                                   : "it neither carries a state across a cut of the sequence "
+                                     "nor reads the earlier slices' keys and values");
             return -1;
         }
         int Tl = cfg->seq_len / cfg->cp.size;
@@ -301,6 +308,54 @@ static void cp_core_backward(const MixerLayout *l, const ContextGroup *g, const 
     free(leaving), free(entering);
 }
 
+// Attention (an op with a prefix form): slice r reads the keys and values of every token before
+// it. They travel down the group as one growing block: rank r receives [B, pos0, w] from r - 1
+// (every earlier slice's rows), keeps it for backward, and sends r + 1 that block with its own
+// [B, T, w] rows appended. Backward climbs back: rank r receives from r + 1 the gradient of
+// [B, pos0 + T, w] summed over the later slices, adds its own rows' part to its input gradient,
+// sums the rest with its own prefix gradient and sends that up to r - 1.
+static void cp_prefix_forward(const MixerLayout *l, const ContextGroup *g, const OpShape *s,
+                              const real *const *in, real *const *out, real *saved, real *prefix) {
+    size_t w = l->prefix_w, B = (size_t)s->B, P = (size_t)g->pos0, T = (size_t)s->T;
+    comm_sendrecv_bytes(g->comm, NULL, 0, -1, prefix, sizeof(real) * B * P * w, cp_prev(g));
+    if (cp_next(g) >= 0) {
+        real *own = malloc(sizeof(real) * B * T * w),
+             *block = malloc(sizeof(real) * B * (P + T) * w);
+        l->core->prefix_pack(s, in, own);
+        for (size_t b = 0; b < B; b++) {
+            memcpy(block + b * (P + T) * w, prefix + b * P * w, sizeof(real) * P * w);
+            memcpy(block + (b * (P + T) + P) * w, own + b * T * w, sizeof(real) * T * w);
+        }
+        comm_sendrecv_bytes(g->comm, block, sizeof(real) * B * (P + T) * w, cp_next(g), NULL, 0,
+                            -1);
+        free(own), free(block);
+    }
+    l->core->forward_prefix(s, in, out, saved, P ? prefix : NULL);
+}
+
+static void cp_prefix_backward(const MixerLayout *l, const ContextGroup *g, const OpShape *s,
+                               const real *const *in, const real *const *out, const real *saved,
+                               const real *const *dout, real *const *din, const real *prefix) {
+    size_t w = l->prefix_w, B = (size_t)s->B, P = (size_t)g->pos0, T = (size_t)s->T;
+    real *dprefix = calloc(B * P * w + 1, sizeof(real));
+    l->core->backward_prefix(s, in, out, saved, dout, din, P ? prefix : NULL, dprefix);
+    if (cp_next(g) >= 0) {
+        real *dblock = calloc(B * (P + T) * w, sizeof(real)),
+             *down = malloc(sizeof(real) * B * T * w);
+        comm_sendrecv_bytes(g->comm, NULL, 0, -1, dblock, sizeof(real) * B * (P + T) * w,
+                            cp_next(g));
+        for (size_t b = 0; b < B; b++) {
+            for (size_t i = 0; i < P * w; i++)
+                dprefix[b * P * w + i] += dblock[b * (P + T) * w + i];
+            memcpy(down + b * T * w, dblock + (b * (P + T) + P) * w, sizeof(real) * T * w);
+        }
+        l->core->prefix_unpack_add(s, down, din);
+        free(dblock), free(down);
+    }
+    comm_sendrecv_bytes(g->comm, dprefix, sizeof(real) * B * P * w, cp_prev(g), NULL, 0, -1);
+    free(dprefix);
+}
+
 int F(mixer_aux)(const ModelConfig *cfg, int layer, const F(Backend) * k, int B, int T,
                  const Segments *seg, real *const *w, const real *acts, OpAux *out) {
     MixerLayout l = layout(cfg, layer, k, B, T, seg);
@@ -334,7 +389,7 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
             k->conv_causal_forward(acts + l.qkv_conv + sp.t0 * W, core_in + sp.t0 * W,
                                    w[l.slot.wconv], sp.B, sp.T, W, l.K);
         }
-        if (l.carry_n && l.K > 1) {
+        if ((l.carry_n || l.prefix_w) && l.K > 1) {
             cp_halo_forward(&cfg->cp, core_in, acts + l.halo, B, T, W, l.K);
             cp_conv_halo_forward(acts + l.qkv_conv, acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
         }
@@ -363,6 +418,9 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
         if (l.carry_n)
             cp_core_forward(&l, &cfg->cp, &s, span_inputs, outputs, acts + saved_at,
                             acts + l.carry_in);
+        else if (l.prefix_w)
+            cp_prefix_forward(&l, &cfg->cp, &s, span_inputs, outputs, acts + saved_at,
+                              acts + l.prefix);
         else
             l.core->forward(&s, span_inputs, outputs, acts + saved_at);
         saved_at += span_saved(cfg, layer, l.core, sp);
@@ -422,6 +480,9 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
         if (l.carry_n)
             cp_core_backward(&l, &cfg->cp, &s, span_inputs, core_outputs, acts + saved_at,
                              core_douts, span_dinputs, acts + l.carry_in);
+        else if (l.prefix_w)
+            cp_prefix_backward(&l, &cfg->cp, &s, span_inputs, core_outputs, acts + saved_at,
+                               core_douts, span_dinputs, acts + l.prefix);
         else
             l.core->backward(&s, span_inputs, core_outputs, acts + saved_at, core_douts,
                              span_dinputs);
@@ -444,7 +505,7 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
                                     dqkv + sp.t0 * W, qkv + sp.t0 * W, w[l.slot.wconv], sp.B, sp.T,
                                     W, l.K);
         }
-        if (l.carry_n && l.K > 1)
+        if ((l.carry_n || l.prefix_w) && l.K > 1)
             cp_conv_halo_backward(&cfg->cp, scratch + l.s_dconv, dw[l.slot.wconv], dqkv,
                                   acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
         dqkv = scratch + l.s_dconv;

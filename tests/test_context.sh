@@ -3,7 +3,8 @@
 # slices and pass the mixers' states (and the short convolution's window) along the group.
 #   - 1 rank == 2 ranks splitting T == 4 ranks splitting T == 4 ranks as 2 groups of 2, after 12
 #     training steps, parameters and AdamW moments within 1e-5 (relative), for each mixer family
-#     that carries its state; rotary positions, learned positions and the short convolution on;
+#     that carries its state and for softmax attention (each slice reads the earlier slices'
+#     keys and values); rotary positions, learned positions and the short convolution on;
 #   - the same with activation checkpointing and ZeRO-1 (2 groups of 2);
 #   - the evaluation of the same runs gives the same test accuracy (whole examples, not slices)
 #     and loss, as printed;
@@ -27,7 +28,7 @@ sliced() {  # LOG GROUPS SIZE TOKENS: the run split its sequences as the compari
 }
 test_acc() { sed -n 's/^done: .*test acc \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2/p' "$1"; }
 
-for mixer in linear cosformer decay gla mamba2 deltanet gated_deltanet; do
+for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet; do
   extra=(model.mixer=$mixer)
   [[ $mixer == linear ]] && extra+=(model.rope=on)
   [[ $mixer == cosformer ]] && extra+=(mixer.max_len=32)
@@ -58,6 +59,11 @@ done
 sliced "$work/gla-2x2-recompute-zero.log" 2 2 16
 echo "[gla] 1 rank vs 2 groups of 2 with model.recompute=all and optim.zero=1:"
 "$params_diff" "$work/gla-1/final_state.bin" "$work/gla-2x2-recompute-zero/final_state.bin" 1e-5
+"${mpirun[@]}" -n 4 "$madtrain" "${common[@]}" model.mixer=softmax parallel.context=4 \
+  model.recompute=all run.dir="$work/softmax-c4-recompute" > "$work/softmax-c4-recompute.log"
+sliced "$work/softmax-c4-recompute.log" 1 4 8
+echo "[softmax] 1 rank vs 4 slices with model.recompute=all:"
+"$params_diff" "$work/softmax-1/final_state.bin" "$work/softmax-c4-recompute/final_state.bin" 1e-5
 
 # Resume: split run stopped at step 6, resumed split (bitwise) and resumed on one rank.
 gla=(model.mixer=gla checkpoint.every_steps=3)
@@ -92,8 +98,8 @@ refused "3 ranks in groups of 2" "parallel.context (2) must divide the number of
 refused "T 32 in 3 slices" "parallel.context (3) must divide the sequence length (32)" \
   "${mpirun[@]}" -n 3 "$madtrain" "${common[@]}" parallel.context=3 train.batch_size=3 \
   run.dir="$work/bad2"
-refused "softmax has no carried state" "model.mixer softmax has no context-parallel form" \
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=softmax parallel.context=2 \
+refused "hydra has neither form" "model.mixer hydra has no context-parallel form" \
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=hydra parallel.context=2 \
   run.dir="$work/bad3"
 refused "a bidirectional mixer" "mixer.causal false reads the whole sequence" \
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear mixer.causal=false \

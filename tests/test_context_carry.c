@@ -9,6 +9,8 @@
 //     and its transpose is the adjoint, <A X, Y> = <X, A^T Y>;
 //   - the entering state's gradient equals a finite difference of the loss in that state.
 // A row whose slices ignored the carried state would fail the first check at every shape.
+// Rows with the prefix form instead (attention: prefix_width) run the same chains, each slice
+// given the packed rows of every slice before it, and its prefix gradient handed back to them.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +143,73 @@ static void run_chain(const OpDef_f64 *op, const OpShape *s, double *const *in, 
     }
 }
 
+// The prefix chain: slice k runs after the packed rows [B, t0, w] of slices 0..k-1 (packed by
+// each of them, as the ranks send them); backward in reverse, slice k's prefix gradient is
+// summed into the gradient of those rows, and its own rows' part (from every later slice) is
+// unpacked into its input gradient.
+static void run_prefix_chain(const OpDef_f64 *op, const OpShape *s, double *const *in,
+                             const size_t *in_n, const double *dout, int n_cuts, const int *cut,
+                             double *out, double *const *din) {
+    int B = s->B, T = s->T, n_sl = n_cuts + 1;
+    size_t tok_w[2] = {in_n[0] / ((size_t)B * T), in_n[1] / ((size_t)B * T)};
+    size_t whole_in[OP_MAX_IO] = {0}, whole_out[OP_MAX_IO] = {0}, whole_sv;
+    op->sizes(s, whole_in, whole_out, &whole_sv);
+    size_t out_w = whole_out[0] / ((size_t)B * T), w = op->prefix_width(s);
+    double *rows = alloc0((size_t)B * T * w), *drows = alloc0((size_t)B * T * w);
+    OpShape sl[8];
+    double *in_sl[8][OP_MAX_IO] = {{0}}, *out_sl[8], *saved[8], *prefix[8];
+    for (int k = 0; k < n_sl; k++) {
+        int t0 = k ? cut[k - 1] : 0, t1 = k < n_cuts ? cut[k] : T;
+        sl[k] = *s, sl[k].T = t1 - t0, sl[k].pos0 = s->pos0 + t0;
+        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO] = {0}, sv = 0;
+        op->sizes(&sl[k], n, on, &sv);
+        for (int i = 0; i < op->n_in; i++) {
+            if (i <= CORE_IN_XPROJ) {
+                in_sl[k][i] = alloc0(n[i]);
+                if (n[i]) slice_rows(in_sl[k][i], in[i], B, T, t0, sl[k].T, tok_w[i], 0);
+            } else {
+                in_sl[k][i] = in[i];
+            }
+        }
+        out_sl[k] = alloc0(on[0]);
+        saved[k] = alloc0(sv);
+        prefix[k] = alloc0((size_t)B * t0 * w);
+        if (t0) slice_rows(prefix[k], rows, B, T, 0, t0, w, 0);  // the earlier slices' rows
+        op->forward_prefix(&sl[k], (const double *const *)in_sl[k], &out_sl[k], saved[k],
+                           t0 ? prefix[k] : NULL);
+        slice_rows(out, out_sl[k], B, T, t0, sl[k].T, out_w, 1);
+        double *own = alloc0((size_t)B * sl[k].T * w);
+        op->prefix_pack(&sl[k], (const double *const *)in_sl[k], own);
+        slice_rows(rows, own, B, T, t0, sl[k].T, w, 1);
+        free(own);
+    }
+    for (int k = n_sl - 1; k >= 0; k--) {
+        int t0 = k ? cut[k - 1] : 0;
+        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO], sv;
+        op->sizes(&sl[k], n, on, &sv);
+        double *dout_sl = alloc0(on[0]), *din_sl[OP_MAX_IO] = {0};
+        slice_rows(dout_sl, dout, B, T, t0, sl[k].T, out_w, 0);
+        for (int i = 0; i < op->n_in; i++) din_sl[i] = i <= CORE_IN_XPROJ ? alloc0(n[i]) : din[i];
+        double *dprefix = alloc0((size_t)B * t0 * w), *down = alloc0((size_t)B * sl[k].T * w);
+        const double *outs[1] = {out_sl[k]}, *douts[1] = {dout_sl};
+        op->backward_prefix(&sl[k], (const double *const *)in_sl[k], outs, saved[k], douts, din_sl,
+                            t0 ? prefix[k] : NULL, dprefix);
+        slice_rows(down, drows, B, T, t0, sl[k].T, w, 0);  // what the later slices sent back
+        op->prefix_unpack_add(&sl[k], down, din_sl);
+        if (t0) slice_rows(drows, dprefix, B, T, 0, t0, w, 1);
+        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) {
+            if (n[i]) slice_rows(din[i], din_sl[i], B, T, t0, sl[k].T, tok_w[i], 1);
+            free(din_sl[i]);
+        }
+        free(dout_sl), free(dprefix), free(down);
+    }
+    for (int k = 0; k < n_sl; k++) {
+        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) free(in_sl[k][i]);
+        free(out_sl[k]), free(saved[k]), free(prefix[k]);
+    }
+    free(rows), free(drows);
+}
+
 static double dot(const double *a, const double *b, size_t n) {
     double s = 0;
     for (size_t i = 0; i < n; i++) s += a[i] * b[i];
@@ -162,12 +231,15 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
     int T = s.T;
     int cuts[2][2] = {{T / 2 > 0 ? T / 2 : 1, 0}, {T / 3 > 0 ? T / 3 : 1, 2 * T / 3 + 1}};
     int n_cuts[2] = {1, T >= 4 ? 2 : 1};
-    size_t sn = op->carry_size(&s);
+    size_t sn = op->carry_size ? op->carry_size(&s) : 0;
     for (int c = 0; c < 2; c++) {
         if (T < 2) break;
         double *out_c = alloc0(out_n[0]), *dstate0 = alloc0(sn);
         for (int i = 0; i < op->n_in; i++) memset(din_c[i], 0, sizeof(double) * in_n[i]);
-        run_chain(op, &s, in, in_n, dout, n_cuts[c], cuts[c], out_c, din_c, dstate0);
+        if (op->carry_size)
+            run_chain(op, &s, in, in_n, dout, n_cuts[c], cuts[c], out_c, din_c, dstate0);
+        else
+            run_prefix_chain(op, &s, in, in_n, dout, n_cuts[c], cuts[c], out_c, din_c);
         char what[400];
         snprintf(what, sizeof(what), "%s %s: %d slice(s), outputs", op->name, label, n_cuts[c] + 1);
         report(what, max_rel_err(out_c, out, out_n[0]), 1e-10);
@@ -181,6 +253,11 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
                  n_cuts[c] + 1);
         report(what, worst, 1e-9);
         free(out_c), free(dstate0);
+    }
+    if (!op->carry_size) {  // the prefix form: the chains above are its whole contract
+        for (int i = 0; i < op->n_in; i++) free(in[i]), free(din[i]), free(din_c[i]);
+        free(out), free(saved), free(dout);
+        return;
     }
     // The entering state: S_out(S) - S_out(0) = A S; <A X, Y> = <X, A^T Y>; and dL/dS_in by
     // central differences of L = <dout, out(S_in)> along a random direction.
@@ -226,16 +303,19 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
 }
 
 int main(void) {
-    int rows = 0;
+    int rows = 0, prefixed = 0;
     for (int r = 0; r < N_OPS_f64; r++) {
         const OpDef_f64 *op = OPS_f64[r];
-        if (!op->carry_size) continue;
-        if (!op->forward_carry || !op->backward_carry) {
-            printf("FAIL %s: carry_size without forward_carry/backward_carry\n", op->name);
+        if (!op->carry_size && !op->prefix_width) continue;
+        if (op->carry_size ? !op->forward_carry || !op->backward_carry
+                           : !op->prefix_pack || !op->prefix_unpack_add || !op->forward_prefix ||
+                                 !op->backward_prefix) {
+            printf("FAIL %s: an incomplete context-parallel form in its row\n", op->name);
             failures++;
             continue;
         }
         rows++;
+        prefixed += !op->carry_size;
         for (int t = 0; t < op->n_tests; t++) {
             OpShape s = op->tests[t].s;
             char err[256];
@@ -254,8 +334,8 @@ int main(void) {
             check_shape(op, s, label, 1000 + (uint64_t)(31 * r + t));
         }
     }
-    printf("%d row(s) carry their state\n", rows);
-    if (!rows) failures++;
+    printf("%d row(s) carry their state, %d run after a prefix\n", rows - prefixed, prefixed);
+    if (!rows || !prefixed) failures++;
     if (failures) printf("%d FAILURE(S)\n", failures);
     return failures ? 1 : 0;
 }

@@ -130,6 +130,11 @@ static void fill_rows() {
         ROWS[I] = *OPS_f32[I];
         ROWS[I].forward = KERNELS[I]->forward;
         ROWS[I].backward = KERNELS[I]->backward;
+        // the context-parallel forms are CPU functions (parallel.context runs on the cpu)
+        ROWS[I].carry_size = NULL, ROWS[I].forward_carry = NULL, ROWS[I].backward_carry = NULL;
+        ROWS[I].carry_through = NULL, ROWS[I].prefix_width = NULL, ROWS[I].prefix_pack = NULL;
+        ROWS[I].prefix_unpack_add = NULL, ROWS[I].forward_prefix = NULL;
+        ROWS[I].backward_prefix = NULL;
         if (KERNELS[I]->saved) SAVED[I] = KERNELS[I]->saved, ROWS[I].sizes = sizes_with_saved<I>;
         fill_rows<I + 1>();
     }
