@@ -52,6 +52,11 @@ __global__ void to_bf16(__nv_bfloat16 *y, const float *x, size_t n) {
          i += (size_t)gridDim.x * blockDim.x)
         y[i] = __float2bfloat16(x[i]);
 }
+__global__ void from_bf16(float *y, const __nv_bfloat16 *x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __bfloat162float(x[i]);
+}
 __global__ void fill_nan(float *x, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
          i += (size_t)gridDim.x * blockDim.x)
@@ -90,8 +95,9 @@ struct Product {
     char name[48];
     cublasOperation_t ta, tb;
     int m, n, k, lda, ldb, ldc;
-    int per_step;  // calls in one training step
-    int epilogue;  // forward products: 0 none, 1 bias, 2 bias + GELU (lt only)
+    int per_step;    // calls in one training step
+    int epilogue;    // forward products: 0 none, 1 bias, 2 bias + GELU (lt only)
+    int accumulate;  // the gradient products add into their output (beta 1), as madtrain's do
     size_t a_elems() const { return (size_t)lda * (ta == CUBLAS_OP_N ? k : m); }
     size_t b_elems() const { return (size_t)ldb * (tb == CUBLAS_OP_N ? n : k); }
     size_t c_elems() const { return (size_t)ldc * n; }
@@ -106,10 +112,10 @@ static void add_layer(std::vector<Product> &ps, const char *name, int N, int C, 
     f.lda = C, f.ldb = C, f.ldc = OC, f.per_step = count, f.epilogue = epilogue;
     snprintf(di.name, sizeof(di.name), "%s d input", name);
     di.ta = CUBLAS_OP_N, di.tb = CUBLAS_OP_N, di.m = C, di.n = N, di.k = OC;
-    di.lda = C, di.ldb = OC, di.ldc = C, di.per_step = count;
+    di.lda = C, di.ldb = OC, di.ldc = C, di.per_step = count, di.accumulate = 1;
     snprintf(dw.name, sizeof(dw.name), "%s d weight", name);
     dw.ta = CUBLAS_OP_N, dw.tb = CUBLAS_OP_T, dw.m = C, dw.n = OC, dw.k = N;
-    dw.lda = C, dw.ldb = OC, dw.ldc = C, dw.per_step = count;
+    dw.lda = C, dw.ldb = OC, dw.ldc = C, dw.per_step = count, dw.accumulate = 1;
     ps.push_back(f), ps.push_back(di), ps.push_back(dw);
 }
 
@@ -178,7 +184,8 @@ struct LtProduct {
     int ok = 0;
 };
 
-static void lt_setup(cublasLtHandle_t lt, const Product &p, const float *bias, LtProduct *o) {
+static void lt_setup(cublasLtHandle_t lt, const Product &p, const __nv_bfloat16 *bias,
+                     LtProduct *o) {
     LT_CHECK(cublasLtMatmulDescCreate(&o->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT_CHECK(
         cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_TRANSA, &p.ta, sizeof(p.ta)));
@@ -190,7 +197,7 @@ static void lt_setup(cublasLtHandle_t lt, const Product &p, const float *bias, L
     LT_CHECK(
         cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
     if (p.epilogue) {
-        cudaDataType_t bt = CUDA_R_32F;
+        cudaDataType_t bt = CUDA_R_16BF;  // the output's type (cublasLt.h: BIAS_DATA_TYPE)
         LT_CHECK(cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
                                                 sizeof(bt)));
         LT_CHECK(cublasLtMatmulDescSetAttribute(o->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
@@ -339,40 +346,53 @@ int main(int argc, char **argv) {
             to_bf16<<<GRID, BLOCK>>>(Ah[s], A[s], na);
             to_bf16<<<GRID, BLOCK>>>(Bh[s], B[s], nb);
         }
+        // the bias in bf16 (the epilogue's type), and the reference's copy of the same values
+        __nv_bfloat16 *bias_h = dalloc_bf16(p.m);
         fill_uniform<<<GRID, BLOCK>>>(bias, p.m, 99);
+        to_bf16<<<GRID, BLOCK>>>(bias_h, bias, p.m);
+        from_bf16<<<GRID, BLOCK>>>(bias, bias_h, p.m);
         CUDA_LAUNCH_CHECK();
         float one = 1, zero = 0;
+        // beta 0 for the error checks; the timed gradient products add into their output with
+        // beta 1 (one more read of it), as matmul_backward's do
+        const float *beta = &zero;
         Timing t[4];
         // fp32 on set 0 is the reference of every form's error
         mt_cuda_set_precision(MT_FP32);
         auto fp32 = [&](int s) {
             CUBLAS_CHECK(mt_gemm(mt_cublas(), p.ta, p.tb, p.m, p.n, p.k, &one, A[s], p.lda, B[s],
-                                 p.ldb, &zero, Cf, p.ldc));
+                                 p.ldb, beta, Cf, p.ldc));
         };
         fp32(0);
         CUDA_CHECK(cudaMemcpy(ref, Cf, sizeof(float) * nc, cudaMemcpyDeviceToDevice));
+        beta = p.accumulate ? &one : &zero;
         t[0].ms = time_ms(fp32, reps);
+        beta = &zero;
         mt_cuda_set_precision(MT_BF16);
         auto wrapper = [&](int s) {
             CUBLAS_CHECK(mt_gemm(mt_cublas(), p.ta, p.tb, p.m, p.n, p.k, &one, A[s], p.lda, B[s],
-                                 p.ldb, &zero, Cf, p.ldc));
+                                 p.ldb, beta, Cf, p.ldc));
         };
         fill_nan<<<GRID, BLOCK>>>(Cf, nc);
         wrapper(0);
         t[1].err = rel_err(Cf, ref, nc);
+        beta = p.accumulate ? &one : &zero;
         t[1].ms = time_ms(wrapper, reps);
+        beta = &zero;
         mt_cuda_set_precision(MT_FP32);
         auto bf16 = [&](int s) {
             CUBLAS_CHECK(cublasGemmEx(bf16_handle, p.ta, p.tb, p.m, p.n, p.k, &one, Ah[s],
-                                      CUDA_R_16BF, p.lda, Bh[s], CUDA_R_16BF, p.ldb, &zero, Ch,
+                                      CUDA_R_16BF, p.lda, Bh[s], CUDA_R_16BF, p.ldb, beta, Ch,
                                       CUDA_R_16BF, p.ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         };
         bf16(0);
         t[2].err = rel_err(Ch, ref, nc);
+        beta = p.accumulate ? &one : &zero;
         t[2].ms = time_ms(bf16, reps);
+        beta = &zero;
         if (p.ta == CUBLAS_OP_T && p.tb == CUBLAS_OP_N && p.ldc == p.m) {  // forward products
             LtProduct o;
-            lt_setup(lt, p, bias, &o);
+            lt_setup(lt, p, bias_h, &o);
             if (o.ok) {
                 auto ltrun = [&](int s) {
                     LT_CHECK(cublasLtMatmul(lt, o.desc, &one, Ah[s], o.la, Bh[s], o.lb, &zero, Ch,
@@ -394,7 +414,8 @@ int main(int argc, char **argv) {
         for (int s = 0; s < SETS; s++)
             for (void *q : {(void *)A[s], (void *)B[s], (void *)Ah[s], (void *)Bh[s]})
                 CUDA_CHECK(cudaFree(q));
-        for (void *q : {(void *)Cf, (void *)ref, (void *)bias, (void *)Ch}) CUDA_CHECK(cudaFree(q));
+        for (void *q : {(void *)Cf, (void *)ref, (void *)bias, (void *)Ch, (void *)bias_h})
+            CUDA_CHECK(cudaFree(q));
 
         char cells[4][96];
         for (int v = 0; v < 4; v++) {
@@ -420,6 +441,7 @@ int main(int argc, char **argv) {
                         dev, p.name, forms[v], p.m, p.n, p.k, t[v].ms,
                         p.flops() / (t[v].ms * 1e-3) / 1e12, v ? t[v].err : 0.0, p.per_step,
                         peak / 1e12);
+        if (out) fflush(out);  // a run stopped at its time limit keeps the rows it has
         step_flops += p.per_step * p.flops();
         for (int v = 0; v < 3; v++) step_ms[v] += p.per_step * t[v].ms;
         // lt has forward products only: its step sum takes the bf16 time of the others

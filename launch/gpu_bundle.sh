@@ -20,7 +20,9 @@ for b in "$stage"/bin/*; do ldd "$b" | awk '$3 ~ /^\// {print $1, $3}'; done | s
   done
 rm -rf .gpu
 mkdir -p .gpu
-tar -C "$stage" -cJf .gpu/bundle.tar.xz bin lib
+# the commit the binaries are built from (gpu_check.sh prints it: scripts and binaries can differ)
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src kernels comm data CMakeLists.txt bench || echo '+uncommitted')" > "$stage/VERSION"
+tar -C "$stage" -cJf .gpu/bundle.tar.xz bin lib VERSION
 echo "gpu bundle: $(ls "$stage/lib" | wc -l) libraries, $(du -sh "$stage" | cut -f1) unpacked," \
   "$(du -sh .gpu/bundle.tar.xz | cut -f1) in .gpu/bundle.tar.xz"
 rm -rf "$stage"

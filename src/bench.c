@@ -211,8 +211,9 @@ static CoreResult bench_core(const Config *base, const Backend_f32 *k, const cha
         din[i] = k->alloc(sizeof(float) * (in_n[i] ? in_n[i] : 1));
         ok = in[i] && din[i];
         if (!ok) break;
-        for (size_t j = 0; j < in_n[i]; j++)
-            host[j] = (float)rng_normal(rng_key(41, (uint64_t)i, 0, 0), j);
+        uint64_t key = rng_key(41, (uint64_t)i, 0, 0);
+#pragma omp parallel for schedule(static)  // a value per index: the same on any thread count
+        for (size_t j = 0; j < in_n[i]; j++) host[j] = (float)rng_normal(key, j);
         k->upload(in[i], host, sizeof(float) * in_n[i]);
         k->zero(din[i], in_n[i]);
     }
@@ -221,8 +222,9 @@ static CoreResult bench_core(const Config *base, const Backend_f32 *k, const cha
         dout[o] = k->alloc(sizeof(float) * (out_n[o] ? out_n[o] : 1));
         ok = out[o] && dout[o];
         if (!ok) break;
-        for (size_t j = 0; j < out_n[o]; j++)
-            host[j] = (float)rng_normal(rng_key(43, (uint64_t)o, 0, 0), j);
+        uint64_t key = rng_key(43, (uint64_t)o, 0, 0);
+#pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < out_n[o]; j++) host[j] = (float)rng_normal(key, j);
         k->upload(dout[o], host, sizeof(float) * out_n[o]);
     }
     if (!ok) {
@@ -327,6 +329,7 @@ static int bench_cores(const Config *cfg, const Backend_f32 *k, const char *wher
                         names[c], B, T, H, D, where,
                         cfg->precision == PRECISION_BF16 ? "bf16" : "fp32", r.fwd_ms, r.fwd_bwd_ms,
                         r.memory);
+            if (out) fflush(out);  // a run stopped at its time limit keeps the rows it has
         }
     return failed ? MT_EXIT_FAIL : 0;
 }
@@ -492,6 +495,7 @@ int bench_main(int argc, char **argv, Comm *comm) {
                     "\"peak_flops\":%.6g,\"mfu\":%.6g,\"peak_memory_bytes\":%zu}\n",
                     shapes[sh]->name, mixer_names[mi], B, shapes[sh]->seq_len, where,
                     r.tokens_per_s, r.step_ms, r.flops_per_token, peak, r.mfu, r.memory);
+            if (out) fflush(out);  // a run stopped at its time limit keeps the rows it has
         }
     }
     // --ranks: the memory one rank holds at each world size, the global batch split across

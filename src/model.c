@@ -313,6 +313,9 @@ void F(model_init)(Model *m, uint64_t seed) {
         }
         uint64_t key = rng_key(seed, 0x1417, (uint64_t)t, 0);
         double std = m->cfg.init_std * (p->init == INIT_NORMAL_RESIDUAL ? resid_scale : 1.0);
+        // each value a function of (key, i) alone: threads change nothing but the time (GPT-2's
+        // 124M draws take seconds on one thread)
+#pragma omp parallel for schedule(static) if (p->size > 65536)
         for (size_t i = 0; i < p->size; i++) {
             if (p->init == INIT_ONES)
                 w[i] = 1;
