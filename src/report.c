@@ -65,6 +65,13 @@ enum {
     COL_FWD_MIB,   // activations forward keeps for backward
     COL_BWD_MIB,   // backward's scratch
     COL_PEAK_MIB,  // the device's peak allocation of the run
+    // train.profile_step: the profiled step's milliseconds, and its forward (every layer, the
+    // embedding, the head and loss), backward, all-reduce wait and optimizer phases
+    COL_PH_STEP,
+    COL_PH_FWD,
+    COL_PH_BWD,
+    COL_PH_REDUCE,
+    COL_PH_OPTIM,
     N_FIXED_COLS,
     N_COLS = N_FIXED_COLS + 32
 };
@@ -72,8 +79,10 @@ static const char *COL_NAMES[N_COLS] = {
     "test acc",    "test micro",   "test macro", "test acc L1", "test acc L2", "test acc L3",
     "test acc L4", "best val acc", "train acc",  "test loss",   "params",      "NaN/Inf",
     "tokens/s",    "wall s",       "steps",      "epochs",      "test top5",   "train GFLOP/ex",
-    "fwd MiB",     "bwd MiB",      "peak MiB"};
-static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 1, 0, 1, 4, 4, 2, 2, 2};
+    "fwd MiB",     "bwd MiB",      "peak MiB",   "step ms",     "fwd ms",      "bwd ms",
+    "reduce ms",   "optim ms"};
+static int COL_DIGITS[N_COLS] = {4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0,
+                                 1, 0, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 2};
 static const OpAuxCol *AUX_COLS[N_COLS];  // by column index (NULL: a fixed column)
 static int ORDER[N_COLS], n_cols;         // display order
 
@@ -124,6 +133,21 @@ typedef struct {
     double wd;
 } Run;
 
+// A phases event (train.profile_step): its {"phase":NAME,"ms":X,...} entries summed by kind.
+static void phase_columns(const char *line, Run *r) {
+    double v;
+    if (json_num(line, "step_ms", &v)) r->col[COL_PH_STEP] = v;
+    double sum[4] = {0};
+    static const char *kind[4] = {"forward", "backward", "gradient all-reduce", "optimizer"};
+    for (const char *p = strstr(line, "{\"phase\":\""); p; p = strstr(p + 1, "{\"phase\":\"")) {
+        const char *name = p + strlen("{\"phase\":\"");
+        if (!json_num(p, "ms", &v)) continue;
+        for (int k = 0; k < 4; k++)
+            if (!strncmp(name, kind[k], strlen(kind[k]))) sum[k] += v;
+    }
+    for (int k = 0; k < 4; k++) r->col[COL_PH_FWD + k] = sum[k];
+}
+
 static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
     memset(r, 0, sizeof(*r));
     for (int i = 0; i < N_COLS; i++) r->col[i] = NAN;
@@ -167,7 +191,7 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
         return -1;
     }
-    char line[8192], event[32], split[32];
+    char line[65536], event[32], split[32];  // a phases event holds a row per layer
     double v, best_val = NAN, best_any = NAN, nonfinite = 0;
     double aux_sum[N_COLS] = {0}, aux_last[N_COLS], aux_max[N_COLS];
     for (int c = 0; c < N_COLS; c++) aux_max[c] = -INFINITY;
@@ -203,6 +227,8 @@ static int read_run(const char *dir, Run *r, char *err, size_t errlen) {
             if (json_num(line, "forward_bytes", &v)) r->col[COL_FWD_MIB] = v / mib;
             if (json_num(line, "backward_bytes", &v)) r->col[COL_BWD_MIB] = v / mib;
             if (json_num(line, "memory_peak_bytes", &v)) r->col[COL_PEAK_MIB] = v / mib;
+        } else if (!strcmp(event, "phases")) {
+            phase_columns(line, r);
         } else if (!strcmp(event, "summary")) {
             if (json_num(line, "test_acc", &v)) r->col[COL_TEST_ACC] = v;
             if (json_num(line, "test_loss", &v)) r->col[COL_TEST_LOSS] = v;
@@ -923,6 +949,10 @@ int report_main(int argc, char **argv) {
         "training (the validation split where the task has one); feature map ms is the\n"
         "feature map alone on one held-out batch, summed over layers; NaN/Inf counts steps\n"
         "skipped for a non-finite gradient plus non-finite mixer values on that batch.\n");
+    if (shown[COL_PH_STEP])
+        printf(
+            "step ms .. optim ms: the step of train.profile_step on rank 0's clock, and its\n"
+            "forward, backward, gradient all-reduce wait and optimizer phases.\n");
     if (csv) {
         FILE *f = fopen(csv, "w");
         if (!f) {

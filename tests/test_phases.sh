@@ -2,7 +2,8 @@
 # train.profile_step: the step named is timed by phase (data, forward and backward of every
 # layer, the all-reduce wait, norm, optimizer) in a table and one metrics event whose phases sum
 # to the step; micro-steps sum into one row each; profiling leaves the training bitwise alone;
-# under 2 ranks with ZeRO-1 the optimizer row names the all-gather and only rank 0 prints.
+# under 2 ranks with ZeRO-1 the optimizer row names the all-gather and only rank 0 prints;
+# madtrain report shows the step's phase columns.
 set -euo pipefail
 madtrain=$1 params_diff=$2 work=$3
 rm -rf "$work"; mkdir -p "$work"
@@ -38,6 +39,23 @@ assert layer_ms > 0.5 * e["step_ms"], (layer_ms, e["step_ms"])
 table = [l for l in open(log) if l.startswith("| ")]
 assert len(table) == len(want) + 2 and table[-1].startswith("| step |"), table
 print(f"ok: {len(names)} phases summing to the {e['step_ms']:.2f} ms step, layers {layer_ms:.2f} ms")
+PY
+# madtrain report: the phase columns of the profiled run, summing to no more than its step;
+# none for a run without a profiled step
+"$madtrain" report "$work/profiled" > "$work/report.md"
+"$madtrain" report "$work/plain" > "$work/report-plain.md"
+python3 - "$work/report.md" "$work/report-plain.md" "$work/profiled/metrics.jsonl" <<'PY'
+import json, sys
+head, _, row = [l for l in open(sys.argv[1]) if l.startswith("|")][:3]
+cells = dict(zip([c.strip() for c in head.strip().strip("|").split("|")],
+                 [c.strip() for c in row.strip().strip("|").split("|")]))
+e = [e for e in map(json.loads, open(sys.argv[3])) if e.get("event") == "phases"][0]
+fwd = sum(p["ms"] for p in e["phases"] if p["phase"].startswith("forward"))
+cols = [float(cells[k]) for k in ("step ms", "fwd ms", "bwd ms", "reduce ms", "optim ms")]
+assert abs(cols[0] - e["step_ms"]) < 0.01 and abs(cols[1] - fwd) < 0.01, (cells, e)
+assert sum(cols[1:]) <= cols[0] + 0.02, cols
+assert "step ms" not in open(sys.argv[2]).read(), "phase columns for a run without phases"
+print("ok: report: step, fwd, bwd, reduce, optim ms", cols)
 PY
 if command -v mpirun > /dev/null; then
   mpirun --allow-run-as-root --oversubscribe --bind-to none -n 2 "$madtrain" train "${common[@]}" \
