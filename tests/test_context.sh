@@ -3,8 +3,8 @@
 # slices and pass the mixers' states (and the short convolution's window) along the group.
 #   - 1 rank == 2 ranks splitting T == 4 ranks splitting T == 4 ranks as 2 groups of 2, after 12
 #     training steps, parameters and AdamW moments within 1e-5 (relative), for each mixer family
-#     that carries its state and for softmax attention (each slice reads the earlier slices'
-#     keys and values); rotary positions, learned positions and the short convolution on;
+#     that carries its state (the users' oscillators too) and for softmax attention (each slice
+#     reads the earlier slices' keys and values); rotary positions, learned positions and the short convolution on;
 #   - the same with activation checkpointing and ZeRO-1 (2 groups of 2);
 #   - the evaluation of the same runs gives the same test accuracy (whole examples, not slices)
 #     and loss, as printed;
@@ -28,10 +28,11 @@ sliced() {  # LOG GROUPS SIZE TOKENS: the run split its sequences as the compari
 }
 test_acc() { sed -n 's/^done: .*test acc \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2/p' "$1"; }
 
-for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet; do
+for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet linoss oscgate; do
   extra=(model.mixer=$mixer)
   [[ $mixer == linear ]] && extra+=(model.rope=on)
   [[ $mixer == cosformer ]] && extra+=(mixer.max_len=32)
+  [[ $mixer == linoss || $mixer == oscgate ]] && extra+=(mixer.oscillators=8 mixer.chunk=4)
   "$madtrain" "${common[@]}" "${extra[@]}" run.dir="$work/$mixer-1" > "$work/$mixer-1.log"
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" "${extra[@]}" parallel.context=2 \
     run.dir="$work/$mixer-c2" > "$work/$mixer-c2.log"

@@ -16,6 +16,10 @@
 // a chunk of a lane, from its inputs) and `emit` / `chain` (where states go, what gradients
 // come of them). Work is about twice the sequential loop's; the chunks give the parallelism
 // when batch x lanes is small (long sequences on a GPU).
+// Context parallelism: the lanes' states entering the call ([B, lanes, 2], NULL = zero) start
+// phase 2, and the states after the last step can be written out; backward takes the
+// gradient of those (it starts the adjoint's carry) and gives the entering states' (the carry
+// left after the first chunk).
 #pragma once
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +77,8 @@ static inline void osc_run(const OscStep *st, int len, real *s, real *states) {
     s[0] = a, s[1] = b;
 }
 
-static inline void osc_forward(const OscScan *o, real *saved) {
+static inline void osc_forward(const OscScan *o, real *saved, const real *state_in,
+                               real *state_out) {
     size_t units = (size_t)o->B * o->lanes * o->nc;
     real *ends = malloc(sizeof(real) * units * 6);  // per unit: end state [2], product [4]
 #pragma omp parallel
@@ -93,7 +98,7 @@ static inline void osc_forward(const OscScan *o, real *saved) {
         }
 #pragma omp for schedule(static)
         for (size_t bl = 0; bl < (size_t)o->B * o->lanes; bl++) {
-            real s[2] = {0, 0};
+            real s[2] = {state_in ? state_in[2 * bl] : 0, state_in ? state_in[2 * bl + 1] : 0};
             for (int c = 0; c < o->nc; c++) {
                 const real *e = ends + (bl * o->nc + c) * 6, *P = e + 2;
                 real *in = saved + (bl * o->nc + c) * 2;
@@ -101,6 +106,7 @@ static inline void osc_forward(const OscScan *o, real *saved) {
                 real n0 = P[0] * s[0] + P[1] * s[1] + e[0], n1 = P[2] * s[0] + P[3] * s[1] + e[1];
                 s[0] = n0, s[1] = n1;
             }
+            if (state_out) state_out[2 * bl] = s[0], state_out[2 * bl + 1] = s[1];
         }
 #pragma omp for schedule(static)
         for (size_t u = 0; u < units; u++) {
@@ -118,7 +124,10 @@ static inline void osc_forward(const OscScan *o, real *saved) {
 
 // part_out [B, lanes, nc, npart]: the chain's partial sums per (lane, chunk), for the mixer to
 // reduce in a fixed order.
-static inline void osc_backward(const OscScan *o, const real *saved, real *part_out) {
+// dstate_out: the gradient of the states after the last step (NULL = zero); dstate_in: the
+// entering states' gradient is added there (may be NULL).
+static inline void osc_backward(const OscScan *o, const real *saved, real *part_out,
+                                const real *dstate_out, real *dstate_in) {
     size_t units = (size_t)o->B * o->lanes * o->nc;
     real *heads = malloc(sizeof(real) * units * 6);  // per unit: M_t0^T loc_t0 [2], P_c [4]
     real *carry = malloc(sizeof(real) * units * 2);  // q_c per unit
@@ -145,7 +154,8 @@ static inline void osc_backward(const OscScan *o, const real *saved, real *part_
         }
 #pragma omp for schedule(static)
         for (size_t bl = 0; bl < (size_t)o->B * o->lanes; bl++) {
-            real q[2] = {0, 0};
+            real q[2] = {dstate_out ? dstate_out[2 * bl] : 0,
+                         dstate_out ? dstate_out[2 * bl + 1] : 0};
             for (int c = o->nc - 1; c >= 0; c--) {
                 const real *h = heads + (bl * o->nc + c) * 6, *P = h + 2;
                 real *cq = carry + (bl * o->nc + c) * 2;
@@ -153,6 +163,7 @@ static inline void osc_backward(const OscScan *o, const real *saved, real *part_
                 real n0 = P[0] * q[0] + P[2] * q[1] + h[0], n1 = P[1] * q[0] + P[3] * q[1] + h[1];
                 q[0] = n0, q[1] = n1;
             }
+            if (dstate_in) dstate_in[2 * bl] += q[0], dstate_in[2 * bl + 1] += q[1];
         }
 #pragma omp for schedule(static)
         for (size_t u = 0; u < units; u++) {
@@ -183,4 +194,30 @@ static inline void osc_backward(const OscScan *o, const real *saved, real *part_
         free(st), free(ds), free(sprev), free(g);
     }
     free(heads), free(carry);
+}
+
+// state [B, lanes, 2] <- A state, A the product of the call's transitions M_T-1 ... M_0 per
+// lane (transpose: A^T state), for context parallelism's carry_through.
+static inline void osc_carry_through(const OscScan *o, real *state, int transpose) {
+#pragma omp parallel
+    {
+        OscStep *st = malloc(sizeof(OscStep) * o->L);
+#pragma omp for schedule(static)
+        for (size_t bl = 0; bl < (size_t)o->B * o->lanes; bl++) {
+            int b = (int)(bl / o->lanes), lane = (int)(bl % o->lanes);
+            real s0 = state[2 * bl], s1 = state[2 * bl + 1];
+            for (int k = 0; k < o->nc; k++) {
+                int c = transpose ? o->nc - 1 - k : k, len = osc_chunk_len(o, c);
+                o->fill(o->ctx, b, lane, c * o->L, len, st);
+                for (int i = 0; i < len; i++) {
+                    const real *m = st[transpose ? len - 1 - i : i].m;
+                    real n0 = transpose ? m[0] * s0 + m[2] * s1 : m[0] * s0 + m[1] * s1;
+                    real n1 = transpose ? m[1] * s0 + m[3] * s1 : m[2] * s0 + m[3] * s1;
+                    s0 = n0, s1 = n1;
+                }
+            }
+            state[2 * bl] = s0, state[2 * bl + 1] = s1;
+        }
+        free(st);
+    }
 }

@@ -122,12 +122,15 @@ static LinossCoef *linoss_coefs(const OscDims *d, const real *const *in) {
     return k;
 }
 
-static void linoss_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+// Context parallelism: the oscillators' states [B, 2m lanes, 2] enter and leave the call (the
+// scan's phase 2 starts from them; osc_scan.h).
+static void linoss_forward_carry(const OpShape *s, const real *const *in, real *const *out,
+                                 real *sv, const real *state_in, real *state_out) {
     OscDims d = osc_dims(s);
     LinossCoef *coef = linoss_coefs(&d, in);
     LinossCtx x = {.d = d, .coef = coef, .u = in[CORE_IN_QKV], .out = out[0]};
     OscScan o = linoss_scan(&x);
-    osc_forward(&o, sv);
+    osc_forward(&o, sv, state_in, state_out);
     // u passes through to the u columns of the output (W_o's skip D)
     for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
         memcpy(out[0] + tok * d.W + 2 * d.m, in[CORE_IN_QKV] + tok * d.W + 2 * d.m,
@@ -135,16 +138,23 @@ static void linoss_forward(const OpShape *s, const real *const *in, real *const 
     free(coef);
 }
 
-static void linoss_backward(const OpShape *s, const real *const *in, const real *const *out,
-                            const real *sv, const real *const *dout, real *const *din) {
-    (void)out;
+static void linoss_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
+    linoss_forward_carry(s, in, out, sv, NULL, NULL);
+}
+
+// The entering state's own part is in the saved chunk states (chunk 0's), so backward needs
+// only the leaving state's gradient.
+static void linoss_backward_carry(const OpShape *s, const real *const *in, const real *const *out,
+                                  const real *sv, const real *const *dout, real *const *din,
+                                  const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)out, (void)state_in;
     OscDims d = osc_dims(s);
     LinossCoef *coef = linoss_coefs(&d, in);
     LinossCtx x = {
         .d = d, .coef = coef, .u = in[CORE_IN_QKV], .din = din[CORE_IN_QKV], .dout = dout[0]};
     OscScan o = linoss_scan(&x);
     real *part = malloc(sizeof(real) * (size_t)d.B * 2 * d.m * d.nc * 6);
-    osc_backward(&o, sv, part);
+    osc_backward(&o, sv, part, dstate_out, dstate_in);
     for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
         for (int c = 0; c < d.C; c++)
             din[CORE_IN_QKV][tok * d.W + 2 * d.m + c] += dout[0][tok * d.W + 2 * d.m + c];
@@ -170,6 +180,26 @@ static void linoss_backward(const OpShape *s, const real *const *in, const real 
         din[CORE_IN_PARAMS + 1][p] += g_delta * D * (1 - D);
     }
     free(part), free(coef);
+}
+
+static void linoss_backward(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din) {
+    linoss_backward_carry(s, in, out, sv, dout, din, NULL, NULL, NULL);
+}
+
+static size_t linoss_carry_size(const OpShape *s) {
+    OscDims d = osc_dims(s);
+    return (size_t)d.B * 2 * d.m * 2;
+}
+
+static void linoss_carry_through(const OpShape *s, const real *const *in, real *state,
+                                 int transpose) {
+    OscDims d = osc_dims(s);
+    LinossCoef *coef = linoss_coefs(&d, in);
+    LinossCtx x = {.d = d, .coef = coef, .u = in[CORE_IN_QKV]};
+    OscScan o = linoss_scan(&x);
+    osc_carry_through(&o, state, transpose);
+    free(coef);
 }
 
 // a_hat ~ U[0, 1] (A = relu(a_hat)) and steps ~ U[0, 1] (Delta = sigmoid(steps) in
@@ -276,6 +306,8 @@ const F(OpDef) F(op_linoss) = {
     .sizes = linoss_sizes, .forward = linoss_forward, .backward = linoss_backward,
     .params = linoss_params, .init_param = linoss_init, .aux = linoss_aux,
     .options = linoss_options, .mixer = 1,
+    .carry_size = linoss_carry_size, .forward_carry = linoss_forward_carry,
+    .backward_carry = linoss_backward_carry, .carry_through = linoss_carry_through,
     .help = "LinOSS: time-invariant oscillators, IM or IMEX, by a chunked parallel scan "
             "(mixers.md 16)",
     .flops = linoss_flops, .reference = linoss_reference,

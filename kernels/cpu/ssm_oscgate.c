@@ -166,14 +166,15 @@ static OgCtx og_ctx(const OpShape *s, int mve, const real *const *in) {
                    .b_ze = in[CORE_IN_PARAMS + 1]};
 }
 
-static void og_forward(const OpShape *s, int mve, const real *const *in, real *const *out,
-                       real *sv) {
+// Context parallelism: the oscillators' states [B, m lanes, 2] enter and leave the call.
+static void og_forward(const OpShape *s, int mve, const real *const *in, real *const *out, real *sv,
+                       const real *state_in, real *state_out) {
     OgCtx x = og_ctx(s, mve, in);
     x.out = out[0];
     x.mt = malloc(sizeof(real) * (size_t)x.d.B * x.d.T * x.d.m * 4 + 1);
     og_precompute(&x);
     OscScan o = og_scan(&x);
-    osc_forward(&o, sv);
+    osc_forward(&o, sv, state_in, state_out);
     free(x.mt);
     for (size_t tok = 0; tok < (size_t)x.d.B * x.d.T; tok++)  // u through to W_o's skip D
         memcpy(out[0] + tok * x.d.W + 2 * x.d.m, in[CORE_IN_QKV] + tok * x.d.W + 2 * x.d.m,
@@ -181,7 +182,8 @@ static void og_forward(const OpShape *s, int mve, const real *const *in, real *c
 }
 
 static void og_backward(const OpShape *s, int mve, const real *const *in, const real *sv,
-                        const real *const *dout, real *const *din) {
+                        const real *const *dout, real *const *din, const real *dstate_out,
+                        real *dstate_in) {
     OgCtx x = og_ctx(s, mve, in);
     x.din = din[CORE_IN_QKV], x.dpre = din[CORE_IN_XPROJ], x.dout = dout[0];
     OscDims d = x.d;
@@ -190,7 +192,7 @@ static void og_backward(const OpShape *s, int mve, const real *const *in, const 
     og_precompute(&x);
     OscScan o = og_scan(&x);
     real *part = malloc(sizeof(real) * (size_t)d.B * d.m * d.nc * 2 + 1);
-    osc_backward(&o, sv, part);
+    osc_backward(&o, sv, part, dstate_out, dstate_in);
     free(x.mt), free(x.dmt);
     for (size_t tok = 0; tok < (size_t)d.B * d.T; tok++)
         for (int c = 0; c < d.C; c++)
@@ -207,21 +209,67 @@ static void og_backward(const OpShape *s, int mve, const real *const *in, const 
 }
 
 static void oscgate_forward(const OpShape *s, const real *const *in, real *const *out, real *sv) {
-    og_forward(s, 0, in, out, sv);
+    og_forward(s, 0, in, out, sv, NULL, NULL);
 }
 static void oscgate_backward(const OpShape *s, const real *const *in, const real *const *out,
                              const real *sv, const real *const *dout, real *const *din) {
     (void)out;
-    og_backward(s, 0, in, sv, dout, din);
+    og_backward(s, 0, in, sv, dout, din, NULL, NULL);
 }
 static void oscgate_mve_forward(const OpShape *s, const real *const *in, real *const *out,
                                 real *sv) {
-    og_forward(s, 1, in, out, sv);
+    og_forward(s, 1, in, out, sv, NULL, NULL);
 }
 static void oscgate_mve_backward(const OpShape *s, const real *const *in, const real *const *out,
                                  const real *sv, const real *const *dout, real *const *din) {
     (void)out;
-    og_backward(s, 1, in, sv, dout, din);
+    og_backward(s, 1, in, sv, dout, din, NULL, NULL);
+}
+
+// The carried forms (the entering state's own part sits in the saved chunk states, so
+// backward needs only the leaving state's gradient).
+static void oscgate_forward_carry(const OpShape *s, const real *const *in, real *const *out,
+                                  real *sv, const real *state_in, real *state_out) {
+    og_forward(s, 0, in, out, sv, state_in, state_out);
+}
+static void oscgate_backward_carry(const OpShape *s, const real *const *in, const real *const *out,
+                                   const real *sv, const real *const *dout, real *const *din,
+                                   const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)out, (void)state_in;
+    og_backward(s, 0, in, sv, dout, din, dstate_out, dstate_in);
+}
+static void oscgate_mve_forward_carry(const OpShape *s, const real *const *in, real *const *out,
+                                      real *sv, const real *state_in, real *state_out) {
+    og_forward(s, 1, in, out, sv, state_in, state_out);
+}
+static void oscgate_mve_backward_carry(const OpShape *s, const real *const *in,
+                                       const real *const *out, const real *sv,
+                                       const real *const *dout, real *const *din,
+                                       const real *state_in, const real *dstate_out,
+                                       real *dstate_in) {
+    (void)out, (void)state_in;
+    og_backward(s, 1, in, sv, dout, din, dstate_out, dstate_in);
+}
+static size_t og_carry_size(const OpShape *s) {
+    OscDims d = osc_dims(s);
+    return (size_t)d.B * d.m * 2;
+}
+static void og_carry_through(const OpShape *s, int mve, const real *const *in, real *state,
+                             int transpose) {
+    OgCtx x = og_ctx(s, mve, in);
+    x.mt = malloc(sizeof(real) * (size_t)x.d.B * x.d.T * x.d.m * 4 + 1);
+    og_precompute(&x);
+    OscScan o = og_scan(&x);
+    osc_carry_through(&o, state, transpose);
+    free(x.mt);
+}
+static void oscgate_carry_through(const OpShape *s, const real *const *in, real *state,
+                                  int transpose) {
+    og_carry_through(s, 0, in, state, transpose);
+}
+static void oscgate_mve_carry_through(const OpShape *s, const real *const *in, real *state,
+                                      int transpose) {
+    og_carry_through(s, 1, in, state, transpose);
 }
 
 // b_om = 1 (omega = softplus(1) = 1.31) and b_ze = mixer.osc_zeta_bias at initialisation, with
@@ -404,6 +452,8 @@ const F(OpDef) F(op_oscgate) = {
     .sizes = oscgate_sizes, .forward = oscgate_forward, .backward = oscgate_backward,
     .params = oscgate_params, .check = oscgate_check, .aux = oscgate_aux,
     .options = oscgate_options, .mixer = 1,
+    .carry_size = og_carry_size, .forward_carry = oscgate_forward_carry,
+    .backward_carry = oscgate_backward_carry, .carry_through = oscgate_carry_through,
     .help = "OscGate: selective damped oscillators in the stable complex-diagonal form "
             "(|lambda_t| < 1 for any input; mixers.md 20)",
     .flops = oscgate_flops, .reference = oscgate_reference,
@@ -416,6 +466,8 @@ const F(OpDef) F(op_oscgate_mve) = {
     .sizes = oscgate_sizes, .forward = oscgate_mve_forward, .backward = oscgate_mve_backward,
     .params = oscgate_params, .check = oscgate_check, .aux = oscgate_mve_aux,
     .options = oscgate_options, .mixer = 1,
+    .carry_size = og_carry_size, .forward_carry = oscgate_mve_forward_carry,
+    .backward_carry = oscgate_mve_backward_carry, .carry_through = oscgate_mve_carry_through,
     .help = "OscGate as the experiment ran it (non-normal transition: can grow the state when "
             "omega varies; for reproduction, mixers.md 20)",
     .flops = oscgate_flops, .reference = oscgate_mve_reference,
