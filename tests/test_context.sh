@@ -28,11 +28,13 @@ sliced() {  # LOG GROUPS SIZE TOKENS: the run split its sequences as the compari
 }
 test_acc() { sed -n 's/^done: .*test acc \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2/p' "$1"; }
 
-for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet linoss oscgate; do
+for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet linoss oscgate \
+             circulant_diagonal; do
   extra=(model.mixer=$mixer)
   [[ $mixer == linear ]] && extra+=(model.rope=on)
   [[ $mixer == cosformer ]] && extra+=(mixer.max_len=32)
   [[ $mixer == linoss || $mixer == oscgate ]] && extra+=(mixer.oscillators=8 mixer.chunk=4)
+  [[ $mixer == circulant_diagonal ]] && extra+=(mixer.circulant_n=8 mixer.chunk=4)
   "$madtrain" "${common[@]}" "${extra[@]}" run.dir="$work/$mixer-1" > "$work/$mixer-1.log"
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" "${extra[@]}" parallel.context=2 \
     run.dir="$work/$mixer-c2" > "$work/$mixer-c2.log"

@@ -277,8 +277,46 @@ static void cd_reduce_chunk(const CdCtx *x, CdWork *w, int b, int c, real *end, 
     memcpy(comp, w->rows + n, sizeof(real) * (size_t)n * n);
 }
 
-static void circulant_diagonal_forward(const OpShape *s, const real *const *in, real *const *out,
-                                       real *saved) {
+// Context parallelism. The recurrence is affine, so a state entering the call adds
+// A_t ... A_0 h_in to every state: the chunks' entering states (from a zero start) take that
+// homogeneous part, one pass of the steps per batch row (as long as phase 3), and phase 3 then
+// runs from them; backward adds the leaving state's gradient to the adjoint entering each chunk
+// the same way (A^T in reverse time), and the entering state's gradient is the adjoint chunk 0
+// leaves. h [B][n]; per batch row along the chunks: at chunk c, add[c] += the current vector
+// (add [B][nc][n], may be NULL), then the vector goes through chunk c's steps (adjoint: chunks
+// in reverse, A^T); h_end [B][n] (may be NULL, may be h) receives it after the last.
+static void cd_propagate(const CdCtx *x, const real *h, real *add, real *h_end, int adjoint) {
+    const CdDims *d = &x->d;
+    int n = d->n;
+#pragma omp parallel
+    {
+        CdWork w = cd_work(d);
+        real *v = malloc(sizeof(real) * n);
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->B; b++) {
+            memcpy(v, h + (size_t)b * n, sizeof(real) * n);
+            for (int k = 0; k < d->nc; k++) {
+                int c = adjoint ? d->nc - 1 - k : k, len = cd_chunk_len(d, c);
+                if (add)
+                    for (int i = 0; i < n; i++) add[((size_t)b * d->nc + c) * n + i] += v[i];
+                cd_coefs(x, b, c * d->L, len, &w);
+                for (int r = 0; r < len; r++) {
+                    if (adjoint)
+                        cd_step_t(x, &w, len - 1 - r, v, v);
+                    else
+                        cd_step(x, &w, r, v, v, NULL);
+                }
+            }
+            if (h_end) memcpy(h_end + (size_t)b * n, v, sizeof(real) * n);
+        }
+        free(v);
+        cd_work_free(&w);
+    }
+}
+
+static void circulant_diagonal_forward_carry(const OpShape *s, const real *const *in,
+                                             real *const *out, real *saved, const real *state_in,
+                                             real *state_out) {
     CdCtx x = cd_open(s, in, 1);
     CdDims d = x.d;
     int n = d.n, m = d.nc - 1;  // m: equations of the reduction (the states leaving chunks 0..nc-2)
@@ -307,6 +345,7 @@ static void circulant_diagonal_forward(const OpShape *s, const real *const *in, 
                 memset(e, 0, sizeof(real) * n);
         }
     free(X);
+    if (state_in) cd_propagate(&x, state_in, enter, NULL, 0);
 #pragma omp parallel
     {
         CdWork w = cd_work(&d);
@@ -325,10 +364,16 @@ static void circulant_diagonal_forward(const OpShape *s, const real *const *in, 
                 memcpy(out[0] + tok * d.W_out + n, in[CORE_IN_QKV] + tok * d.W_in + d.o_u,
                        sizeof(real) * d.C);
             }
+            if (state_out && c == d.nc - 1) memcpy(state_out + (size_t)b * n, h, sizeof(real) * n);
         }
         cd_work_free(&w);
     }
     cd_close(&x);
+}
+
+static void circulant_diagonal_forward(const OpShape *s, const real *const *in, real *const *out,
+                                       real *saved) {
+    circulant_diagonal_forward_carry(s, in, out, saved, NULL, NULL);
 }
 
 // ---- backward --------------------------------------------------------------------------------
@@ -381,10 +426,13 @@ static void cd_step_grad(const CdCtx *x, CdWork *w, int r, const real *raw, cons
     }
 }
 
-static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
-                                        const real *const *out, const real *saved,
-                                        const real *const *dout, real *const *din) {
-    (void)out;
+// The entering state's own part is in the saved chunk states (chunk 0's).
+static void circulant_diagonal_backward_carry(const OpShape *s, const real *const *in,
+                                              const real *const *out, const real *saved,
+                                              const real *const *dout, real *const *din,
+                                              const real *state_in, const real *dstate_out,
+                                              real *dstate_in) {
+    (void)out, (void)state_in;
     CdCtx x = cd_open(s, in, 0);
     CdDims d = x.d;
     int n = d.n, K = d.K, m = d.nc - 1, np = 2 * n + 2 * K;
@@ -416,6 +464,9 @@ static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
         }
         cd_cyclic_reduction(&d, comp, 1, m, X);
     }
+    // the leaving state's gradient, carried to the adjoint entering every chunk from the future
+    real *qout = dstate_out ? calloc((size_t)d.B * d.nc * n, sizeof(real)) : NULL;
+    if (dstate_out) cd_propagate(&x, dstate_out, qout, NULL, 1);
     real *part = calloc((size_t)d.B * d.nc * np + 1, sizeof(real));
 #pragma omp parallel
     {
@@ -435,7 +486,8 @@ static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
             // The adjoint entering from the future: the reduction's unknown nc-2-c.
             const real *q = c < d.nc - 1 ? X + ((size_t)b * m + (d.nc - 2 - c)) * n : NULL;
             const real *dh = cd_dout_h(&d, dout[0], b, t0 + len - 1);
-            for (int i = 0; i < n; i++) g[i] = dh[i] + (q ? q[i] : 0);
+            for (int i = 0; i < n; i++)
+                g[i] = dh[i] + (q ? q[i] : 0) + (qout ? qout[(size_t)j * n + i] : 0);
             real *pj = part + (size_t)j * np;
             for (int r = len - 1; r >= 0; r--) {
                 size_t tok = (size_t)b * d.T + t0 + r;
@@ -447,6 +499,8 @@ static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
                     for (int i = 0; i < n; i++) g[i] += dh[i];
                 }
             }
+            if (dstate_in && c == 0)  // g = A_t0^T g_t0: the adjoint leaving the call
+                for (int i = 0; i < n; i++) dstate_in[(size_t)b * n + i] += g[i];
         }
         free(g);
         cd_work_free(&w);
@@ -463,7 +517,25 @@ static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
         int at = which == 0 ? p : which == 1 ? p - n : which == 2 ? p - 2 * n : p - 2 * n - K;
         din[CORE_IN_PARAMS + which][at] += acc;
     }
-    free(part);
+    free(part), free(qout);
+    cd_close(&x);
+}
+
+static void circulant_diagonal_backward(const OpShape *s, const real *const *in,
+                                        const real *const *out, const real *saved,
+                                        const real *const *dout, real *const *din) {
+    circulant_diagonal_backward_carry(s, in, out, saved, dout, din, NULL, NULL, NULL);
+}
+
+static size_t circulant_diagonal_carry_size(const OpShape *s) {
+    CdDims d = cd_dims(s);
+    return (size_t)d.B * d.n;
+}
+
+static void circulant_diagonal_carry_through(const OpShape *s, const real *const *in, real *state,
+                                             int transpose) {
+    CdCtx x = cd_open(s, in, 0);
+    cd_propagate(&x, state, NULL, state, transpose);
     cd_close(&x);
 }
 
@@ -623,6 +695,10 @@ const F(OpDef) F(op_circulant_diagonal) = {
     .backward = circulant_diagonal_backward, .params = circulant_diagonal_params,
     .init_param = circulant_diagonal_init_param, .aux = circulant_diagonal_aux,
     .options = circulant_diagonal_options, .mixer = 1,
+    .carry_size = circulant_diagonal_carry_size,
+    .forward_carry = circulant_diagonal_forward_carry,
+    .backward_carry = circulant_diagonal_backward_carry,
+    .carry_through = circulant_diagonal_carry_through,
     .help = "circulant-diagonal SSM: h_t = diag(d1) Circ(c) diag(d2) h_{t-1} + B x_t, "
             "||A_t|| < 1 for any input (mixers.md 17)",
     .flops = circulant_diagonal_flops, .reference = circulant_diagonal_reference,
