@@ -28,8 +28,8 @@ sliced() {  # LOG GROUPS SIZE TOKENS: the run split its sequences as the compari
 }
 test_acc() { sed -n 's/^done: .*test acc \([0-9.]*\), test loss \([0-9.]*\).*/\1 \2/p' "$1"; }
 
-for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet linoss oscgate \
-             circulant_diagonal; do
+for mixer in softmax linear cosformer decay gla mamba2 deltanet gated_deltanet hydra linoss \
+             oscgate circulant_diagonal; do
   extra=(model.mixer=$mixer)
   [[ $mixer == linear ]] && extra+=(model.rope=on)
   [[ $mixer == cosformer ]] && extra+=(mixer.max_len=32)
@@ -101,8 +101,8 @@ refused "3 ranks in groups of 2" "parallel.context (2) must divide the number of
 refused "T 32 in 3 slices" "parallel.context (3) must divide the sequence length (32)" \
   "${mpirun[@]}" -n 3 "$madtrain" "${common[@]}" parallel.context=3 train.batch_size=3 \
   run.dir="$work/bad2"
-refused "hydra has neither form" "model.mixer hydra has no context-parallel form" \
-  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=hydra parallel.context=2 \
+refused "loglinear has neither form" "model.mixer loglinear has no context-parallel form" \
+  "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=loglinear parallel.context=2 \
   run.dir="$work/bad3"
 refused "a bidirectional mixer" "mixer.causal false reads the whole sequence" \
   "${mpirun[@]}" -n 2 "$madtrain" "${common[@]}" model.mixer=linear mixer.causal=false \

@@ -22,9 +22,11 @@ static real inv_norm(const real *x, int C) {
     return 1 / fmax(sqrt(n2), (real)HYDRA_EPS);
 }
 
+// t counts from the call's start; its position in the sequence is pos0 + t (a slice under
+// context parallelism).
 static real count_scale(const OpShape *s, int t) {
     const HydraOpts yo = OPT_OF(HydraOpts, s);
-    return (real)hydra_count_scale(yo.hydra_norm, yo.causal, t, s->T);
+    return (real)hydra_count_scale(yo.hydra_norm, yo.causal, s->pos0 + t, s->T);
 }
 
 // kv [C] += kh_t (.) v_t for the rows t of [t0, t1) of sequence b.
@@ -36,14 +38,20 @@ static void add_kv(real *kv, const real *qkv_btc3, int b, int T, int C, int t0, 
     }
 }
 
-void F(attention_hydra_forward)(real *out_btc, const real *qkv_btc3, const OpShape *s) {
+// Context parallelism (causal): the running sums kv [B, C] enter (state_in, NULL = zero) and
+// leave (state_out, may be NULL) the call; the transition is the identity.
+static void hydra_forward_carry(real *out_btc, const real *qkv_btc3, const OpShape *s,
+                                const real *state_in, real *state_out) {
     int B = s->B, T = s->T, C = s->C, causal = OPT_OF(HydraOpts, s).causal;
 #pragma omp parallel
     {
         real *kv = malloc(sizeof(real) * C);
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
-            memset(kv, 0, sizeof(real) * C);
+            if (state_in)
+                memcpy(kv, state_in + (size_t)b * C, sizeof(real) * C);
+            else
+                memset(kv, 0, sizeof(real) * C);
             if (!causal) add_kv(kv, qkv_btc3, b, T, C, 0, T);
             for (int t = 0; t < T; t++) {
                 const real *q = qkv_btc3 + ((size_t)b * T + t) * 3 * C;
@@ -52,9 +60,14 @@ void F(attention_hydra_forward)(real *out_btc, const real *qkv_btc3, const OpSha
                 if (causal) add_kv(kv, qkv_btc3, b, T, C, t, t + 1);
                 for (int i = 0; i < C; i++) o[i] = q[i] * iq * kv[i];
             }
+            if (state_out) memcpy(state_out + (size_t)b * C, kv, sizeof(real) * C);
         }
         free(kv);
     }
+}
+
+void F(attention_hydra_forward)(real *out_btc, const real *qkv_btc3, const OpShape *s) {
+    hydra_forward_carry(out_btc, qkv_btc3, s, NULL, NULL);
 }
 
 // Through u / |u|: du = (duh - (duh . uh) uh) / |u| (just duh / eps below eps).
@@ -84,15 +97,21 @@ static void add_g(real *g_acc, const real *dout_btc, const real *qkv_btc3, const
 
 // dqh_t = do_t (.) kv_t c_t; G_s = sum_{t>=s} do_t (.) qh_t c_t (reverse running sum; the sum
 // over every t when not causal); dkh_s = G_s (.) v_s, dv_s = G_s (.) kh_s.
-void F(attention_hydra_backward)(real *dqkv_btc3, const real *dout_btc, const real *qkv_btc3,
-                                 const OpShape *s) {
+// With a carry: kv starts from state_in; the leaving sums' gradient dstate_out joins G_s at
+// every s (kv_T sums every term), and G_0 is the entering sums' gradient (added to dstate_in).
+static void hydra_backward_carry(real *dqkv_btc3, const real *dout_btc, const real *qkv_btc3,
+                                 const OpShape *s, const real *state_in, const real *dstate_out,
+                                 real *dstate_in) {
     int B = s->B, T = s->T, C = s->C, causal = OPT_OF(HydraOpts, s).causal;
 #pragma omp parallel
     {
         real *acc = malloc(sizeof(real) * C), *dh = malloc(sizeof(real) * C);
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
-            memset(acc, 0, sizeof(real) * C);  // kv_t, forward in time
+            if (state_in)  // kv_t, forward in time
+                memcpy(acc, state_in + (size_t)b * C, sizeof(real) * C);
+            else
+                memset(acc, 0, sizeof(real) * C);
             if (!causal) add_kv(acc, qkv_btc3, b, T, C, 0, T);
             for (int t = 0; t < T; t++) {
                 const real *q = qkv_btc3 + ((size_t)b * T + t) * 3 * C;
@@ -102,7 +121,10 @@ void F(attention_hydra_backward)(real *dqkv_btc3, const real *dout_btc, const re
                 for (int i = 0; i < C; i++) dh[i] = g[i] * acc[i] * c;
                 add_norm_grad(dqkv_btc3 + ((size_t)b * T + t) * 3 * C, dh, q, C);
             }
-            memset(acc, 0, sizeof(real) * C);  // G_s, reverse in time
+            if (dstate_out)  // G_s, reverse in time
+                memcpy(acc, dstate_out + (size_t)b * C, sizeof(real) * C);
+            else
+                memset(acc, 0, sizeof(real) * C);
             if (!causal) add_g(acc, dout_btc, qkv_btc3, s, b, 0, T);
             for (int t = T - 1; t >= 0; t--) {
                 const real *k = qkv_btc3 + ((size_t)b * T + t) * 3 * C + C, *v = k + C;
@@ -115,9 +137,16 @@ void F(attention_hydra_backward)(real *dqkv_btc3, const real *dout_btc, const re
                 }
                 add_norm_grad(dk, dh, k, C);
             }
+            if (dstate_in)
+                for (int i = 0; i < C; i++) dstate_in[(size_t)b * C + i] += acc[i];
         }
         free(acc), free(dh);
     }
+}
+
+void F(attention_hydra_backward)(real *dqkv_btc3, const real *dout_btc, const real *qkv_btc3,
+                                 const OpShape *s) {
+    hydra_backward_carry(dqkv_btc3, dout_btc, qkv_btc3, s, NULL, NULL, NULL);
 }
 
 // ---- the row -----------------------------------------------------------------------------------
@@ -134,6 +163,21 @@ static void hydra_bwd(const OpShape *s, const real *const *in, const real *const
                       const real *sv, const real *const *dout, real *const *din) {
     (void)out, (void)sv;
     F(attention_hydra_backward)(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], s);
+}
+static size_t hydra_carry_size(const OpShape *s) {
+    return (size_t)s->B * s->C;
+}
+static void hydra_fwd_carry(const OpShape *s, const real *const *in, real *const *out, real *sv,
+                            const real *state_in, real *state_out) {
+    (void)sv;
+    hydra_forward_carry(out[0], in[CORE_IN_QKV], s, state_in, state_out);
+}
+static void hydra_bwd_carry(const OpShape *s, const real *const *in, const real *const *out,
+                            const real *sv, const real *const *dout, real *const *din,
+                            const real *state_in, const real *dstate_out, real *dstate_in) {
+    (void)out, (void)sv;
+    hydra_backward_carry(din[CORE_IN_QKV], dout[0], in[CORE_IN_QKV], s, state_in, dstate_out,
+                         dstate_in);
 }
 
 // Per token: the two norms (2 C each), the state update and the readout (2 C each), causal or
@@ -208,6 +252,8 @@ const F(OpDef) F(op_hydra) = {
     .help = "Hydra attention: heads = channels, cosine kernel (mixer.hydra_norm, mixer.causal)",
     .flops = hydra_flops, .reference = hydra_reference, .aux = hydra_aux,
     .aux_cols = {{"state_erank", AUX_MEAN, "state eff. rank", 2}},
+    .carry_size = hydra_carry_size, .forward_carry = hydra_fwd_carry,
+    .backward_carry = hydra_bwd_carry,
     .n_tests = 8,
     .tests = {{{.B = 2, .T = 6, .C = 8}, "hydra_norm=count"},
               {{.B = 1, .T = 5, .C = 6}, "hydra_norm=none"},
