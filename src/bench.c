@@ -269,13 +269,13 @@ static CoreResult bench_core(const Config *base, const Backend_f32 *k, const cha
     return r;
 }
 
-// Parses a comma list of positive integers into v (at most max); returns the count, -1 if bad.
-static int parse_ints(const char *s, int *v, int max) {
+// Parses a comma list of integers in [1, hi] into v (at most max); returns the count, -1 if bad.
+static int parse_ints(const char *s, int *v, int max, long hi) {
     int n = 0;
     for (const char *p = s; *p;) {
         char *end;
         long x = strtol(p, &end, 10);
-        if (end == p || x < 1 || x > (1L << 24) || (*end && *end != ',') || n == max) return -1;
+        if (end == p || x < 1 || x > hi || (*end && *end != ',') || n == max) return -1;
         v[n++] = (int)x;
         p = *end ? end + 1 : end;
     }
@@ -287,7 +287,7 @@ static int bench_cores(const Config *cfg, const Backend_f32 *k, const char *wher
                        FILE *out) {
     char err[1024], *names[32];
     int n_cores = split_list(cores_arg, names, 32), Ts[32];
-    int n_T = parse_ints(t_arg, Ts, 32);
+    int n_T = parse_ints(t_arg, Ts, 32, 1L << 24);
     if (n_T < 1 || tokens < 1 || H < 1 || D < 1 || steps > BACKEND_MARKS / 2 - 1) {
         fprintf(stderr,
                 "madtrain: error: bench: --T takes a list of lengths (e.g. 2048,4096), --tokens, "
@@ -389,15 +389,10 @@ int bench_main(int argc, char **argv, Comm *comm) {
             return MT_EXIT_USAGE;
         }
     }
-    for (const char *p = ranks_arg; *p;) {  // --ranks: a list of world sizes 1..4096
-        char *end;
-        long w = strtol(p, &end, 10);
-        if (end == p || w < 1 || w > 4096 || (*end && *end != ',')) {
-            fprintf(stderr,
-                    "madtrain: error: bench: --ranks takes world sizes 1..4096, e.g. 1,2,4\n");
-            return MT_EXIT_USAGE;
-        }
-        p = *end ? end + 1 : end;
+    int ranks[16], n_ranks = parse_ints(ranks_arg, ranks, 16, 4096);  // --ranks: world sizes
+    if (n_ranks < 0) {
+        fprintf(stderr, "madtrain: error: bench: --ranks takes world sizes 1..4096, e.g. 1,2,4\n");
+        return MT_EXIT_USAGE;
     }
     if (steps < 1 || warmup < 0 || batch < 0) {
         fprintf(stderr,
@@ -500,9 +495,7 @@ int bench_main(int argc, char **argv, Comm *comm) {
     }
     // --ranks: the memory one rank holds at each world size, the global batch split across
     // the ranks, with the moments whole (all-reduce) and sliced (ZeRO-1, optim.zero).
-    if (ranks_arg[0]) {
-        char *rank_names[16];
-        int n_ranks = split_list(ranks_arg, rank_names, 16);
+    if (n_ranks > 0) {
         printf(
             "\nPeak memory of one rank at W ranks (the global batch split; moments whole, or "
             "its ZeRO-1 slice; one step):\n\n| shape | mixer | ranks | batch per rank | peak "
@@ -510,7 +503,7 @@ int bench_main(int argc, char **argv, Comm *comm) {
         for (int sh = 0; sh < n_shapes; sh++)
             for (int mi = 0; mi < n_mixers; mi++)
                 for (int w = 0; w < n_ranks; w++) {
-                    int W = atoi(rank_names[w]), B = batch > 0 ? batch : shapes[sh]->batch;
+                    int W = ranks[w], B = batch > 0 ? batch : shapes[sh]->batch;
                     BenchResult a = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, 0, 1,
                                               peak, W, 0, err, sizeof(err));
                     BenchResult z = bench_one(&cfg, shapes[sh], mixer_names[mi], k, batch, 0, 1,

@@ -389,7 +389,7 @@ void F(mixer_forward)(const ModelConfig *cfg, int layer, const F(Backend) * k, i
             k->conv_causal_forward(acts + l.qkv_conv + sp.t0 * W, core_in + sp.t0 * W,
                                    w[l.slot.wconv], sp.B, sp.T, W, l.K);
         }
-        if ((l.carry_n || l.prefix_w) && l.K > 1) {
+        if (cfg->cp.size > 1 && l.K > 1) {
             cp_halo_forward(&cfg->cp, core_in, acts + l.halo, B, T, W, l.K);
             cp_conv_halo_forward(acts + l.qkv_conv, acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
         }
@@ -505,7 +505,7 @@ void F(mixer_backward)(const ModelConfig *cfg, int layer, const F(Backend) * k, 
                                     dqkv + sp.t0 * W, qkv + sp.t0 * W, w[l.slot.wconv], sp.B, sp.T,
                                     W, l.K);
         }
-        if ((l.carry_n || l.prefix_w) && l.K > 1)
+        if (cfg->cp.size > 1 && l.K > 1)
             cp_conv_halo_backward(&cfg->cp, scratch + l.s_dconv, dw[l.slot.wconv], dqkv,
                                   acts + l.halo, w[l.slot.wconv], B, T, W, l.K);
         dqkv = scratch + l.s_dconv;

@@ -18,6 +18,7 @@
 
 #include "../kernels/ops.h"
 #include "../src/rng.h"
+#include "op_inputs.h"
 
 static int failures = 0;
 
@@ -28,39 +29,8 @@ static void report(const char *what, double err, double tol) {
            ok ? "" : " <--");
 }
 
-static double max_rel_err(const double *a, const double *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
-        double e = fabs(a[i] - b[i]) / fmax(1.0, fabs(b[i]));
-        worst = e > worst ? e : worst;
-    }
-    return worst;
-}
-
 static double *alloc0(size_t n) {
     return calloc(n ? n : 1, sizeof(double));
-}
-
-// Inputs as the reference test draws them: per-token inputs ~ N(0, 1), the op's parameters as
-// a model initialises them (its own INIT_CUSTOM, constants) or ~ N(0, 0.5^2).
-static void draw_inputs(const OpDef_f64 *op, const OpShape *s, double **in, const size_t *n,
-                        uint64_t seed) {
-    OpParam p[OP_MAX_PARAMS];
-    int np = op->params ? op->params(s, p) : 0;
-    for (int i = 0; i < op->n_in; i++) {
-        in[i] = alloc0(n[i]);
-        uint64_t key = rng_key(seed, 91, (uint64_t)i, 0);
-        int pi = i - CORE_IN_PARAMS;
-        if (pi >= 0 && pi < np && p[pi].init == INIT_CUSTOM) {
-            op->init_param(s, pi, key, in[i]);
-            continue;
-        }
-        for (size_t j = 0; j < n[i]; j++)
-            in[i][j] = pi >= 0 && pi < np && p[pi].init == INIT_CONST
-                           ? p[pi].init_value
-                           : (pi >= 0 ? 0.5 : 1.0) * rng_normal(key, j);
-    }
 }
 
 // Rows [t0, t0 + len) of every sequence of a per-token buffer [B, T, w] into dst [B, len, w],
@@ -79,68 +49,104 @@ static void slice_rows(double *dst, const double *src, int B, int T, int t0, int
         }
 }
 
+// A whole call (op at shape s) and the widths per token of its per-token inputs (q|k|v, the
+// per-token projection) and of its output (C, or the core's own width).
+typedef struct {
+    const OpDef_f64 *op;
+    const OpShape *s;
+    size_t tok_w[2], out_w;
+} Call;
+
+static Call call_of(const OpDef_f64 *op, const OpShape *s, const size_t *in_n) {
+    size_t N = (size_t)s->B * s->T, in[OP_MAX_IO] = {0}, out[OP_MAX_IO] = {0}, sv;
+    op->sizes(s, in, out, &sv);
+    return (Call){op, s, {in_n[0] / N, in_n[1] / N}, out[0] / N};
+}
+
+// One slice [t0, t1) of the call: its shape (from position pos0 + t0), its per-token inputs cut
+// from the whole call's (the parameters shared), its output and saved activations; for its
+// backward, its output gradient and input gradients (per-token ones in slice layout, the
+// parameters' straight into the whole call's, where they accumulate over the slices).
+typedef struct {
+    OpShape s;
+    int t0;
+    size_t n[OP_MAX_IO];
+    double *in[OP_MAX_IO], *out, *saved, *dout, *din[OP_MAX_IO];
+} Slice;
+
+static int per_token(const Call *c, int i) {
+    return i <= CORE_IN_XPROJ && i < c->op->n_in;
+}
+
+static Slice slice_open(const Call *c, double *const *in, int t0, int t1) {
+    Slice sl = {.s = *c->s, .t0 = t0};
+    sl.s.T = t1 - t0, sl.s.pos0 = c->s->pos0 + t0;
+    size_t on[OP_MAX_IO] = {0}, sv = 0;
+    c->op->sizes(&sl.s, sl.n, on, &sv);
+    for (int i = 0; i < c->op->n_in; i++) {
+        sl.in[i] = per_token(c, i) ? alloc0(sl.n[i]) : in[i];
+        if (per_token(c, i) && sl.n[i])
+            slice_rows(sl.in[i], in[i], c->s->B, c->s->T, t0, sl.s.T, c->tok_w[i], 0);
+    }
+    sl.out = alloc0(on[0]), sl.saved = alloc0(sv), sl.dout = alloc0(on[0]);
+    return sl;
+}
+
+// The slice's output into the whole call's out (after its forward).
+static void slice_out_add(const Call *c, const Slice *sl, double *out) {
+    slice_rows(out, sl->out, c->s->B, c->s->T, sl->t0, sl->s.T, c->out_w, 1);
+}
+
+// Before its backward: its part of the whole call's dout, and its input gradients.
+static void slice_grads_open(const Call *c, Slice *sl, const double *dout, double *const *din) {
+    slice_rows(sl->dout, dout, c->s->B, c->s->T, sl->t0, sl->s.T, c->out_w, 0);
+    for (int i = 0; i < c->op->n_in; i++) sl->din[i] = per_token(c, i) ? alloc0(sl->n[i]) : din[i];
+}
+
+// After it: the per-token input gradients added into the whole call's din.
+static void slice_grads_close(const Call *c, Slice *sl, double *const *din) {
+    for (int i = 0; per_token(c, i); i++) {
+        if (sl->n[i])
+            slice_rows(din[i], sl->din[i], c->s->B, c->s->T, sl->t0, sl->s.T, c->tok_w[i], 1);
+        free(sl->din[i]);
+    }
+}
+
+static void slice_free(const Call *c, Slice *sl) {
+    for (int i = 0; per_token(c, i); i++) free(sl->in[i]);
+    free(sl->out), free(sl->saved), free(sl->dout);
+}
+
+#define CIN(x) ((const double *const *)(x))
+
 // The chain over the cuts; returns through out/din (added) the slices' outputs and gradients
 // in whole-call layout, and the state gradient entering slice 0 through dstate0.
 static void run_chain(const OpDef_f64 *op, const OpShape *s, double *const *in, const size_t *in_n,
                       const double *dout, int n_cuts, const int *cut, double *out,
                       double *const *din, double *dstate0) {
-    int B = s->B, T = s->T, n_sl = n_cuts + 1;
-    size_t tok_w[2] = {in_n[0] / ((size_t)B * T), in_n[1] / ((size_t)B * T)};
-    size_t whole_in[OP_MAX_IO] = {0}, whole_out[OP_MAX_IO] = {0}, whole_sv;
-    op->sizes(s, whole_in, whole_out, &whole_sv);
-    size_t out_w = whole_out[0] / ((size_t)B * T);  // C, or the core's own width
-    OpShape sl[8];
-    double *in_sl[8][OP_MAX_IO] = {{0}}, *out_sl[8], *saved[8], *state[9];
-    for (int k = 0; k < n_sl; k++) {
-        int t0 = k ? cut[k - 1] : 0, t1 = k < n_cuts ? cut[k] : T;
-        sl[k] = *s, sl[k].T = t1 - t0, sl[k].pos0 = s->pos0 + t0;
-        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO] = {0}, sv = 0;
-        op->sizes(&sl[k], n, on, &sv);
-        for (int i = 0; i < op->n_in; i++) {
-            if (i <= CORE_IN_XPROJ) {
-                in_sl[k][i] = alloc0(n[i]);
-                if (n[i]) slice_rows(in_sl[k][i], in[i], B, T, t0, sl[k].T, tok_w[i], 0);
-            } else {
-                in_sl[k][i] = in[i];
-            }
-        }
-        out_sl[k] = alloc0(on[0]);
-        saved[k] = alloc0(sv);
-        state[k + 1] = alloc0(op->carry_size(&sl[k]));
-    }
-    state[0] = NULL;
-    for (int k = 0; k < n_sl; k++) {
-        op->forward_carry(&sl[k], (const double *const *)in_sl[k], &out_sl[k], saved[k], state[k],
-                          state[k + 1]);
-        slice_rows(out, out_sl[k], B, T, k ? cut[k - 1] : 0, sl[k].T, out_w, 1);
+    Call c = call_of(op, s, in_n);
+    Slice sl[8];
+    double *state[9] = {NULL};
+    for (int k = 0; k <= n_cuts; k++) {
+        sl[k] = slice_open(&c, in, k ? cut[k - 1] : 0, k < n_cuts ? cut[k] : s->T);
+        state[k + 1] = alloc0(op->carry_size(&sl[k].s));
+        op->forward_carry(&sl[k].s, CIN(sl[k].in), &sl[k].out, sl[k].saved, state[k], state[k + 1]);
+        slice_out_add(&c, &sl[k], out);
     }
     // Backward in reverse: slice k gets the gradient of the state it leaves from slice k + 1.
     double *dleave = NULL;
-    for (int k = n_sl - 1; k >= 0; k--) {
-        int t0 = k ? cut[k - 1] : 0;
-        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO], sv;
-        op->sizes(&sl[k], n, on, &sv);
-        double *dout_sl = alloc0(on[0]), *din_sl[OP_MAX_IO] = {0};
-        slice_rows(dout_sl, dout, B, T, t0, sl[k].T, out_w, 0);
-        for (int i = 0; i < op->n_in; i++)
-            din_sl[i] = i <= CORE_IN_XPROJ ? alloc0(n[i]) : din[i];  // parameters accumulate
-        double *denter = alloc0(op->carry_size(&sl[k]));
-        const double *outs[1] = {out_sl[k]}, *douts[1] = {dout_sl};
-        op->backward_carry(&sl[k], (const double *const *)in_sl[k], outs, saved[k], douts, din_sl,
-                           state[k], dleave, denter);
-        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) {
-            if (n[i]) slice_rows(din[i], din_sl[i], B, T, t0, sl[k].T, tok_w[i], 1);
-            free(din_sl[i]);
-        }
-        free(dout_sl), free(dleave);
+    for (int k = n_cuts; k >= 0; k--) {
+        slice_grads_open(&c, &sl[k], dout, din);
+        double *denter = alloc0(op->carry_size(&sl[k].s));
+        op->backward_carry(&sl[k].s, CIN(sl[k].in), CIN(&sl[k].out), sl[k].saved, CIN(&sl[k].dout),
+                           sl[k].din, state[k], dleave, denter);
+        slice_grads_close(&c, &sl[k], din);
+        free(dleave);
         dleave = denter;
     }
-    memcpy(dstate0, dleave, sizeof(double) * op->carry_size(&sl[0]));
+    memcpy(dstate0, dleave, sizeof(double) * op->carry_size(&sl[0].s));
     free(dleave);
-    for (int k = 0; k < n_sl; k++) {
-        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) free(in_sl[k][i]);
-        free(out_sl[k]), free(saved[k]), free(state[k + 1]);
-    }
+    for (int k = 0; k <= n_cuts; k++) slice_free(&c, &sl[k]), free(state[k + 1]);
 }
 
 // The prefix chain: slice k runs after the packed rows [B, t0, w] of slices 0..k-1 (packed by
@@ -150,63 +156,37 @@ static void run_chain(const OpDef_f64 *op, const OpShape *s, double *const *in, 
 static void run_prefix_chain(const OpDef_f64 *op, const OpShape *s, double *const *in,
                              const size_t *in_n, const double *dout, int n_cuts, const int *cut,
                              double *out, double *const *din) {
-    int B = s->B, T = s->T, n_sl = n_cuts + 1;
-    size_t tok_w[2] = {in_n[0] / ((size_t)B * T), in_n[1] / ((size_t)B * T)};
-    size_t whole_in[OP_MAX_IO] = {0}, whole_out[OP_MAX_IO] = {0}, whole_sv;
-    op->sizes(s, whole_in, whole_out, &whole_sv);
-    size_t out_w = whole_out[0] / ((size_t)B * T), w = op->prefix_width(s);
+    Call c = call_of(op, s, in_n);
+    int B = s->B, T = s->T;
+    size_t w = op->prefix_width(s);
     double *rows = alloc0((size_t)B * T * w), *drows = alloc0((size_t)B * T * w);
-    OpShape sl[8];
-    double *in_sl[8][OP_MAX_IO] = {{0}}, *out_sl[8], *saved[8], *prefix[8];
-    for (int k = 0; k < n_sl; k++) {
-        int t0 = k ? cut[k - 1] : 0, t1 = k < n_cuts ? cut[k] : T;
-        sl[k] = *s, sl[k].T = t1 - t0, sl[k].pos0 = s->pos0 + t0;
-        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO] = {0}, sv = 0;
-        op->sizes(&sl[k], n, on, &sv);
-        for (int i = 0; i < op->n_in; i++) {
-            if (i <= CORE_IN_XPROJ) {
-                in_sl[k][i] = alloc0(n[i]);
-                if (n[i]) slice_rows(in_sl[k][i], in[i], B, T, t0, sl[k].T, tok_w[i], 0);
-            } else {
-                in_sl[k][i] = in[i];
-            }
-        }
-        out_sl[k] = alloc0(on[0]);
-        saved[k] = alloc0(sv);
+    Slice sl[8];
+    double *prefix[8];
+    for (int k = 0; k <= n_cuts; k++) {
+        sl[k] = slice_open(&c, in, k ? cut[k - 1] : 0, k < n_cuts ? cut[k] : T);
+        int t0 = sl[k].t0, len = sl[k].s.T;
         prefix[k] = alloc0((size_t)B * t0 * w);
         if (t0) slice_rows(prefix[k], rows, B, T, 0, t0, w, 0);  // the earlier slices' rows
-        op->forward_prefix(&sl[k], (const double *const *)in_sl[k], &out_sl[k], saved[k],
-                           t0 ? prefix[k] : NULL);
-        slice_rows(out, out_sl[k], B, T, t0, sl[k].T, out_w, 1);
-        double *own = alloc0((size_t)B * sl[k].T * w);
-        op->prefix_pack(&sl[k], (const double *const *)in_sl[k], own);
-        slice_rows(rows, own, B, T, t0, sl[k].T, w, 1);
+        op->forward_prefix(&sl[k].s, CIN(sl[k].in), &sl[k].out, sl[k].saved, t0 ? prefix[k] : NULL);
+        slice_out_add(&c, &sl[k], out);
+        double *own = alloc0((size_t)B * len * w);
+        op->prefix_pack(&sl[k].s, CIN(sl[k].in), own);
+        slice_rows(rows, own, B, T, t0, len, w, 1);
         free(own);
     }
-    for (int k = n_sl - 1; k >= 0; k--) {
-        int t0 = k ? cut[k - 1] : 0;
-        size_t n[OP_MAX_IO] = {0}, on[OP_MAX_IO], sv;
-        op->sizes(&sl[k], n, on, &sv);
-        double *dout_sl = alloc0(on[0]), *din_sl[OP_MAX_IO] = {0};
-        slice_rows(dout_sl, dout, B, T, t0, sl[k].T, out_w, 0);
-        for (int i = 0; i < op->n_in; i++) din_sl[i] = i <= CORE_IN_XPROJ ? alloc0(n[i]) : din[i];
-        double *dprefix = alloc0((size_t)B * t0 * w), *down = alloc0((size_t)B * sl[k].T * w);
-        const double *outs[1] = {out_sl[k]}, *douts[1] = {dout_sl};
-        op->backward_prefix(&sl[k], (const double *const *)in_sl[k], outs, saved[k], douts, din_sl,
-                            t0 ? prefix[k] : NULL, dprefix);
-        slice_rows(down, drows, B, T, t0, sl[k].T, w, 0);  // what the later slices sent back
-        op->prefix_unpack_add(&sl[k], down, din_sl);
+    for (int k = n_cuts; k >= 0; k--) {
+        int t0 = sl[k].t0, len = sl[k].s.T;
+        slice_grads_open(&c, &sl[k], dout, din);
+        double *dprefix = alloc0((size_t)B * t0 * w), *down = alloc0((size_t)B * len * w);
+        op->backward_prefix(&sl[k].s, CIN(sl[k].in), CIN(&sl[k].out), sl[k].saved, CIN(&sl[k].dout),
+                            sl[k].din, t0 ? prefix[k] : NULL, dprefix);
+        slice_rows(down, drows, B, T, t0, len, w, 0);  // what the later slices sent back
+        op->prefix_unpack_add(&sl[k].s, down, sl[k].din);
         if (t0) slice_rows(drows, dprefix, B, T, 0, t0, w, 1);
-        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) {
-            if (n[i]) slice_rows(din[i], din_sl[i], B, T, t0, sl[k].T, tok_w[i], 1);
-            free(din_sl[i]);
-        }
-        free(dout_sl), free(dprefix), free(down);
+        slice_grads_close(&c, &sl[k], din);
+        free(dprefix), free(down);
     }
-    for (int k = 0; k < n_sl; k++) {
-        for (int i = 0; i <= CORE_IN_XPROJ && i < op->n_in; i++) free(in_sl[k][i]);
-        free(out_sl[k]), free(saved[k]), free(prefix[k]);
-    }
+    for (int k = 0; k <= n_cuts; k++) slice_free(&c, &sl[k]), free(prefix[k]);
     free(rows), free(drows);
 }
 
@@ -220,7 +200,8 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
     size_t in_n[OP_MAX_IO] = {0}, out_n[OP_MAX_IO] = {0}, sv = 0;
     op->sizes(&s, in_n, out_n, &sv);
     double *in[OP_MAX_IO] = {0};
-    draw_inputs(op, &s, in, in_n, seed);
+    for (int i = 0; i < op->n_in; i++) in[i] = alloc0(in_n[i]);
+    op_draw_inputs(op, &s, in, in_n, seed, 91);
     double *out = alloc0(out_n[0]), *saved = alloc0(sv), *dout = alloc0(out_n[0]);
     for (size_t j = 0; j < out_n[0]; j++) dout[j] = rng_normal(rng_key(seed, 92, 0, 0), j);
     double *din[OP_MAX_IO] = {0}, *din_c[OP_MAX_IO] = {0};
@@ -247,7 +228,7 @@ static void check_shape(const OpDef_f64 *op, OpShape s, const char *label, uint6
         for (int i = 0; i < op->n_in; i++)
             if (in_n[i]) {
                 double e = max_rel_err(din_c[i], din[i], in_n[i]);
-                worst = e > worst ? e : worst;
+                if (!(e <= worst)) worst = e;  // a NaN (non-finite values) stays
             }
         snprintf(what, sizeof(what), "%s %s: %d slice(s), every input's gradient", op->name, label,
                  n_cuts[c] + 1);

@@ -33,6 +33,7 @@
 #include "../src/model.h"
 #include "../src/rng.h"
 #include "../src/train.h"
+#include "op_inputs.h"
 
 static int failures = 0;
 static const double RTOL = 1e-10;  // double precision, sums of a few hundred terms
@@ -63,17 +64,6 @@ static int build_config(ModelConfig *mc, const char *overrides, char *err, size_
     return mixer_check_f64(mc, 0, &BACKEND_CPU_f64, err, errlen);
 }
 
-// max |a - b| / max(1, |b|); NaN as soon as either side is not finite.
-static double max_rel_err(const double *a, const double *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i]) || !isfinite(b[i])) return NAN;
-        double e = fabs(a[i] - b[i]) / fmax(1.0, fabs(b[i]));
-        worst = e > worst ? e : worst;
-    }
-    return worst;
-}
-
 static double dot(const double *a, const double *b, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += a[i] * b[i];
@@ -89,26 +79,13 @@ typedef struct {
     size_t in_n[OP_MAX_IO], out_n[2], saved_n;
 } Run;
 
-// q|k|v and the per-token projection ~ N(0, 1); the op's parameters as a model initialises
-// them (INIT_CUSTOM through the op, constants), others ~ N(0, 0.5^2).
+// Inputs from op_draw_inputs (tests/op_inputs.h), then the op's forward.
 static Run run_new(const char *op_name, OpShape s, uint64_t seed) {
     Run r = {.op = op_find_f64(op_name), .s = s};
     r.op->sizes(&s, r.in_n, r.out_n, &r.saved_n);
-    OpParam p[OP_MAX_PARAMS];
-    int np = r.op->params ? r.op->params(&s, p) : 0;
-    for (int i = 0; i < r.op->n_in; i++) {
+    for (int i = 0; i < r.op->n_in; i++)
         r.in[i] = malloc(sizeof(double) * (r.in_n[i] ? r.in_n[i] : 1));
-        uint64_t key = rng_key(seed, 77, (uint64_t)i, 0);
-        int pi = i - CORE_IN_PARAMS;
-        if (pi >= 0 && pi < np && p[pi].init == INIT_CUSTOM) {
-            r.op->init_param(&s, pi, key, r.in[i]);
-            continue;
-        }
-        for (size_t j = 0; j < r.in_n[i]; j++)
-            r.in[i][j] = pi >= 0 && pi < np && p[pi].init == INIT_CONST
-                             ? p[pi].init_value
-                             : (pi >= 0 ? 0.5 : 1.0) * rng_normal(key, j);
-    }
+    op_draw_inputs(r.op, &s, r.in, r.in_n, seed, 77);
     for (int o = 0; o < r.op->n_out; o++) r.out[o] = malloc(sizeof(double) * r.out_n[o]);
     r.saved = malloc(sizeof(double) * (r.saved_n ? r.saved_n : 1));
     r.op->forward(&r.s, (const double *const *)r.in, r.out, r.saved);
